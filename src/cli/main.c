@@ -1,0 +1,97 @@
+/* ringtls: the program. `ringtls serve` runs the HTTP server. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "options.h"
+
+/* listener.c formats addresses; the CLI has its own small copy of the
+ * logic through rtls_server_listen_addr + inet_ntop. */
+#include <arpa/inet.h>
+
+static void log_listeners(rtls_server *s, const struct cli_opts *o)
+{
+	for (unsigned i = 0; i < o->nlisten; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len;
+		char host[INET6_ADDRSTRLEN] = "?";
+		unsigned port = 0;
+
+		if (rtls_server_listen_addr(s, i, &ss, &len) < 0)
+			continue;
+		if (ss.ss_family == AF_INET6) {
+			struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+			inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+			port = ntohs(a->sin6_port);
+			rtls_log(RTLS_LOG_INFO, "listening on [%s]:%u (%s)", host, port,
+				 o->listen[i].tls ? "https" : "http");
+		} else {
+			struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+			inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+			port = ntohs(a->sin_port);
+			rtls_log(RTLS_LOG_INFO, "listening on %s:%u (%s)", host, port,
+				 o->listen[i].tls ? "https" : "http");
+		}
+	}
+}
+
+static int serve(int argc, char **argv)
+{
+	struct cli_opts o;
+	rtls_server *s = NULL;
+	char why[512];
+	int ret;
+
+	ret = cli_parse_serve(argc, argv, &o);
+	if (ret)
+		return ret > 0 ? 0 : 2;
+	rtls_log_set_level(o.log_level);
+	ret = rtls_http_config_open(&o.http);
+	if (ret < 0) {
+		fprintf(stderr, "ringtls: --root %s: %s\n", o.http.root, strerror(-ret));
+		return 1;
+	}
+	o.cfg.handler = &rtls_http_handler;
+	o.cfg.handler_ctx = &o.http;
+	ret = rtls_server_create(&o.cfg, &s, why, sizeof(why));
+	if (ret < 0) {
+		fprintf(stderr, "ringtls: %s\n", why);
+		return 1;
+	}
+	log_listeners(s, &o);
+	rtls_log(RTLS_LOG_INFO, "ringtls %s: %u reactor(s), serving %s", RTLS_VERSION_STRING,
+		 o.cfg.threads ? o.cfg.threads : (unsigned)sysconf(_SC_NPROCESSORS_ONLN),
+		 o.http.root ? o.http.root : "the built-in page");
+	ret = rtls_server_run(s);
+	rtls_server_destroy(s);
+	if (o.http.root_fd >= 0)
+		close(o.http.root_fd);
+	if (ret < 0) {
+		fprintf(stderr, "ringtls: %s\n", strerror(-ret));
+		return 1;
+	}
+	rtls_log(RTLS_LOG_INFO, "stopped");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc >= 2 && strcmp(argv[1], "serve") == 0)
+		return serve(argc - 1, argv + 1);
+	if (argc >= 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)) {
+		printf("ringtls %s\n", RTLS_VERSION_STRING);
+		return 0;
+	}
+	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		cli_usage(stdout);
+		return 0;
+	}
+	if (argc < 2) {
+		/* No arguments: serve on the defaults, as the quick start says. */
+		char *args[] = { argv[0], NULL };
+		return serve(1, args);
+	}
+	fprintf(stderr, "ringtls: unknown command '%s' (try: ringtls serve, ringtls --help)\n", argv[1]);
+	return 2;
+}

@@ -1,0 +1,390 @@
+/* Connection slots: life cycle, receive path and close.
+ *
+ * State machine (DESIGN.md has the picture):
+ *   OPEN --close()--> CLOSING --output drained--> LINGER --EOF/timer--> DEAD
+ *   any  --abort()/error/timeout------------------------------------> DEAD
+ *   DEAD --recv and send completions all in--> FREE (generation + 1)
+ * A slot is reused only when FREE, and its generation changes then, so a
+ * late completion for the old connection is recognised and dropped. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+struct rtls_conn *rtls__conn_new(struct rtls__reactor *r, int fd, unsigned listener)
+{
+	const struct rtls_handler *h = &r->srv->handler;
+	struct rtls_conn *c;
+	uint32_t slot, gen;
+
+	if (!r->nfree)
+		return NULL;
+	slot = r->free_slots[--r->nfree];
+	c = &r->conns[slot];
+	gen = c->gen;
+	memset(c, 0, sizeof(*c));
+	c->r = r;
+	c->slot = slot;
+	c->gen = gen;
+	c->fd = fd;
+	c->listener = (uint8_t)listener;
+	c->state = CONN_OPEN;
+	c->pipe[0] = c->pipe[1] = -1;
+	c->tlink.prev = c->tlink.next = &c->tlink;
+	c->data = h->conn_data_size ? r->conn_data + (size_t)slot * h->conn_data_size : NULL;
+	r->nlive++;
+	return c;
+}
+
+void rtls__conn_recv_arm(struct rtls_conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->recv_armed || c->state == CONN_DEAD || c->peer_eof)
+		return;
+	sqe = rtls__sqe(c->r);
+	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = c->r->bufs.bgid;
+	io_uring_sqe_set_data64(sqe, rtls__ud(OP_RECV, c->slot, c->gen));
+	c->recv_armed = true;
+}
+
+int rtls__handler_open(struct rtls_conn *c)
+{
+	const struct rtls_handler *h = &c->r->srv->handler;
+	int ret = 0;
+
+	if (c->data)
+		memset(c->data, 0, h->conn_data_size);
+	c->handler_open = true;
+	if (h->on_open)
+		ret = h->on_open(c, c->data);
+	if (ret < 0)
+		rtls_conn_abort(c, ret);
+	return ret;
+}
+
+void rtls__deliver(struct rtls_conn *c, struct rtls_buf *b)
+{
+	const struct rtls_handler *h = &c->r->srv->handler;
+
+	if (c->state != CONN_OPEN || !c->handler_open || !h->on_data) {
+		rtls_buf_release(c, b);
+		return;
+	}
+	if (c->read_paused) {
+		if (c->npaused == c->paused_cap) {
+			unsigned cap = c->paused_cap ? c->paused_cap * 2 : 4;
+			struct rtls_buf *q = realloc(c->paused_q, cap * sizeof(*q));
+
+			if (!q) {
+				rtls_buf_release(c, b);
+				rtls_conn_abort(c, -ENOMEM);
+				return;
+			}
+			c->paused_q = q;
+			c->paused_cap = cap;
+		}
+		c->paused_q[c->npaused++] = *b;
+		return;
+	}
+	h->on_data(c, c->data, b);
+}
+
+void rtls__deliver_eof(struct rtls_conn *c)
+{
+	const struct rtls_handler *h = &c->r->srv->handler;
+
+	c->peer_eof = true;
+	if (c->state == CONN_LINGER) {
+		rtls__conn_kill(c, 0);
+		return;
+	}
+	if (c->state != CONN_OPEN)
+		return;
+	if (c->handler_open && h->on_eof && !c->read_paused)
+		h->on_eof(c, c->data);
+	else if (!c->read_paused)
+		rtls_conn_close(c);
+}
+
+void rtls_buf_release(rtls_conn *c, struct rtls_buf *b)
+{
+	switch (b->priv_kind) {
+	case BUF_RING:
+		rtls__bufring_put(c->r, (uint16_t)b->priv_id);
+		break;
+	case BUF_HEAP:
+		free((void *)(uintptr_t)b->data);
+		break;
+	default:
+		rtls_log(RTLS_LOG_ERROR, "rtls_buf_release: buffer released twice or never received");
+		abort();
+	}
+	c->nheld--;
+	b->priv_kind = 0;
+	b->data = NULL;
+	b->len = 0;
+}
+
+static void recv_error(struct rtls_conn *c, int res)
+{
+	switch (res) {
+	case -ENOBUFS:
+		/* The ring ran dry: re-arm once buffers come back. */
+		if (!c->recv_starved) {
+			c->recv_starved = true;
+			c->r->starved[c->r->nstarved++] = c->slot;
+		}
+		break;
+	case -ECANCELED:
+		break;
+	default:
+		if (c->state != CONN_DEAD) {
+			rtls_log(RTLS_LOG_DEBUG, "conn %u: recv: %s", c->slot, strerror(-res));
+			rtls__conn_kill(c, res);
+		}
+		break;
+	}
+}
+
+void rtls__on_recv(struct rtls_conn *c, struct io_uring_cqe *cqe)
+{
+	bool more = cqe->flags & IORING_CQE_F_MORE;
+
+	if (!more)
+		c->recv_armed = false;
+	if (cqe->flags & IORING_CQE_F_BUFFER) {
+		struct rtls_buf b = {
+			.data = rtls__bufring_addr(c->r, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT)),
+			.len = (size_t)(cqe->res > 0 ? cqe->res : 0),
+			.priv_id = cqe->flags >> IORING_CQE_BUFFER_SHIFT,
+			.priv_kind = BUF_RING,
+		};
+		c->nheld++;
+		if (cqe->res <= 0 || c->state == CONN_DEAD || c->state == CONN_LINGER)
+			rtls_buf_release(c, &b);
+		else if (c->tp)
+			c->tp->on_recv(c, &b);
+		else
+			rtls__deliver(c, &b);
+	} else if (cqe->res == 0) {
+		if (c->tp && c->tp->on_recv_eof)
+			c->tp->on_recv_eof(c);
+		else
+			rtls__deliver_eof(c);
+		return;
+	} else if (cqe->res < 0) {
+		recv_error(c, cqe->res);
+		return;
+	}
+	if (!more && !c->read_paused)
+		rtls__conn_recv_arm(c);
+}
+
+void rtls__rearm_starved(struct rtls__reactor *r)
+{
+	unsigned n = r->nstarved;
+
+	r->nstarved = 0;
+	for (unsigned i = 0; i < n; i++) {
+		struct rtls_conn *c = &r->conns[r->starved[i]];
+
+		c->recv_starved = false;
+		if (c->state != CONN_FREE && !c->read_paused)
+			rtls__conn_recv_arm(c);
+	}
+}
+
+void rtls_conn_pause_read(rtls_conn *c)
+{
+	c->read_paused = true;
+}
+
+void rtls_conn_resume_read(rtls_conn *c)
+{
+	unsigned i;
+
+	if (!c->read_paused)
+		return;
+	c->read_paused = false;
+	/* Hand over what arrived meanwhile, in order, unless the handler
+	 * pauses again or the connection ends on the way. */
+	for (i = 0; i < c->npaused && !c->read_paused && c->state == CONN_OPEN; i++)
+		c->r->srv->handler.on_data(c, c->data, &c->paused_q[i]);
+	if (i < c->npaused)
+		memmove(c->paused_q, c->paused_q + i, (c->npaused - i) * sizeof(*c->paused_q));
+	c->npaused -= i;
+	if (c->read_paused || c->state != CONN_OPEN)
+		return;
+	if (c->peer_eof) {
+		c->peer_eof = false; /* let deliver_eof run the handler now */
+		rtls__deliver_eof(c);
+		return;
+	}
+	rtls__conn_recv_arm(c);
+}
+
+void rtls_conn_close(rtls_conn *c)
+{
+	if (c->state != CONN_OPEN)
+		return;
+	c->state = CONN_CLOSING;
+	if (c->tp && c->tp->shutdown)
+		c->tp->shutdown(c);
+	c->flush_wanted = true;
+	if (!c->send_inflight)
+		rtls__send_start(c);
+}
+
+void rtls_conn_abort(rtls_conn *c, int err)
+{
+	rtls__conn_kill(c, err ? err : -ECONNABORTED);
+}
+
+static void drop_paused(struct rtls_conn *c)
+{
+	for (unsigned i = 0; i < c->npaused; i++)
+		rtls_buf_release(c, &c->paused_q[i]);
+	c->npaused = 0;
+	free(c->paused_q);
+	c->paused_q = NULL;
+	c->paused_cap = 0;
+}
+
+/* Ends the connection now. Outstanding requests are cancelled; the slot is
+ * freed by rtls__reap() once their completions are in. */
+void rtls__conn_kill(struct rtls_conn *c, int err)
+{
+	struct rtls__reactor *r = c->r;
+	const struct rtls_handler *h = &r->srv->handler;
+
+	if (c->state == CONN_DEAD || c->state == CONN_FREE)
+		return;
+	c->state = CONN_DEAD;
+	c->close_err = err;
+	rtls__timer_arm(c, RTLS_TIMER_NONE);
+	if (c->recv_armed) {
+		struct io_uring_sqe *sqe = rtls__sqe(r);
+
+		io_uring_prep_cancel64(sqe, rtls__ud(OP_RECV, c->slot, c->gen), 0);
+		io_uring_sqe_set_data64(sqe, rtls__ud(OP_IGNORE, 0, 0));
+	}
+	/* A send or splice blocked on a full socket completes at once after
+	 * shutdown; the close below would not wake it (it holds the file). */
+	if (c->send_inflight)
+		shutdown(c->fd, SHUT_RDWR);
+	close(c->fd);
+	c->fd = -1;
+	drop_paused(c);
+	if (c->handler_open) {
+		c->handler_open = false;
+		if (h->on_close)
+			h->on_close(c, c->data, err);
+	}
+	if (c->tp && c->tp->destroy)
+		c->tp->destroy(c);
+	c->tp = NULL;
+	if (!c->reaping) {
+		c->reaping = true;
+		r->reap[r->nreap++] = c->slot;
+	}
+}
+
+static void conn_free(struct rtls_conn *c)
+{
+	struct rtls__reactor *r = c->r;
+
+	rtls__wbuf_free(&c->w[0]);
+	rtls__wbuf_free(&c->w[1]);
+	if (c->pipe[0] >= 0) {
+		close(c->pipe[0]);
+		close(c->pipe[1]);
+	}
+	c->state = CONN_FREE;
+	c->gen++;
+	r->free_slots[r->nfree++] = c->slot;
+	r->nlive--;
+}
+
+/* Frees dead slots whose requests have all completed. */
+void rtls__reap(struct rtls__reactor *r)
+{
+	unsigned keep = 0;
+
+	for (unsigned i = 0; i < r->nreap; i++) {
+		struct rtls_conn *c = &r->conns[r->reap[i]];
+
+		if (c->recv_armed || c->send_inflight) {
+			r->reap[keep++] = c->slot;
+			continue;
+		}
+		c->reaping = false;
+		conn_free(c);
+	}
+	r->nreap = keep;
+}
+
+void rtls__conn_timeout(struct rtls_conn *c, enum rtls_timer t)
+{
+	const struct rtls_handler *h = &c->r->srv->handler;
+
+	if (c->state == CONN_LINGER) {
+		rtls__conn_kill(c, 0);
+		return;
+	}
+	if (c->state != CONN_OPEN || !c->handler_open || !h->on_timeout) {
+		rtls__conn_kill(c, -ETIMEDOUT);
+		return;
+	}
+	h->on_timeout(c, c->data, t);
+}
+
+/* Server shutdown: idle connections close now, busy ones when done. */
+void rtls__conn_shutdown(struct rtls_conn *c)
+{
+	const struct rtls_handler *h = &c->r->srv->handler;
+
+	if (c->state != CONN_OPEN)
+		return;
+	if (!c->handler_open) {
+		rtls__conn_kill(c, -ESHUTDOWN);
+		return;
+	}
+	if (!h->on_shutdown || h->on_shutdown(c, c->data))
+		rtls_conn_close(c);
+}
+
+void *rtls_conn_data(rtls_conn *c)
+{
+	return c->data;
+}
+
+void *rtls_conn_ctx(rtls_conn *c)
+{
+	return c->r->srv->cfg.handler_ctx;
+}
+
+void rtls_conn_set_timer(rtls_conn *c, enum rtls_timer t)
+{
+	if (c->state == CONN_OPEN || t == RTLS_TIMER_NONE)
+		rtls__timer_arm(c, t);
+}
+
+int rtls_conn_query(const rtls_conn *c, struct rtls_conn_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	info->transport = c->r->srv->cfg.listeners[c->listener].tls ? RTLS_TRANSPORT_TLS
+								    : RTLS_TRANSPORT_PLAIN;
+	info->listener = c->listener;
+	info->peer_len = sizeof(info->peer);
+	if (c->fd < 0 || getpeername(c->fd, (struct sockaddr *)&info->peer, &info->peer_len) < 0)
+		info->peer_len = 0;
+	if (c->tp && c->tp->query)
+		c->tp->query(c, info);
+	return 0;
+}

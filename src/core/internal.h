@@ -1,0 +1,258 @@
+/* Engine internals shared by src/core (and the transport hooks of src/tls).
+ * Nothing here is public API. */
+#ifndef RTLS_CORE_INTERNAL_H
+#define RTLS_CORE_INTERNAL_H
+
+#include <liburing.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "ringtls/ringtls.h"
+
+/* --- completion tags -------------------------------------------------
+ * Every SQE's user_data is  [op:8][slot:24][gen:32].  A completion whose
+ * generation differs from the slot's current one belongs to a connection
+ * that has since closed and must not touch the slot's new occupant. */
+enum rtls__op {
+	OP_IGNORE = 0, /* cancels and other fire-and-forget requests */
+	OP_ACCEPT,     /* slot = listener index */
+	OP_RECV,
+	OP_SEND,
+	OP_SPLICE_IN,  /* file -> pipe */
+	OP_SPLICE_OUT, /* pipe -> socket */
+	OP_TICK,       /* reactor timer tick */
+	OP_WAKE,       /* eventfd read: stop requested */
+};
+
+static inline uint64_t rtls__ud(enum rtls__op op, uint32_t slot, uint32_t gen)
+{
+	return ((uint64_t)op << 56) | ((uint64_t)(slot & 0xffffffu) << 32) | gen;
+}
+static inline enum rtls__op rtls__ud_op(uint64_t ud) { return (enum rtls__op)(ud >> 56); }
+static inline uint32_t rtls__ud_slot(uint64_t ud) { return (uint32_t)(ud >> 32) & 0xffffffu; }
+static inline uint32_t rtls__ud_gen(uint64_t ud) { return (uint32_t)ud; }
+
+#define RTLS_MAX_SLOTS (1u << 24)
+
+/* rtls_buf.priv_kind: where a buffer goes back to. */
+enum rtls__buf_kind {
+	BUF_RING = 1, /* provided buffer: back to the reactor's ring */
+	BUF_HEAP = 2, /* malloc'd by a transport: freed */
+};
+
+/* --- intrusive list, used for timers ------------------------------------ */
+struct rtls__link {
+	struct rtls__link *prev, *next;
+};
+
+/* --- output queue ---------------------------------------------------------
+ * Writes go to the pending side while the other side is in flight, so a
+ * buffer the kernel is reading is never reallocated. A side is a byte
+ * buffer split into segments; each segment is some bytes of the buffer
+ * followed by an optional file range. */
+struct rtls__seg {
+	size_t mem_end; /* buffer offset where this segment's bytes end */
+	int fd;         /* -1: no file part */
+	off_t off;
+	size_t flen;
+};
+
+struct rtls__wbuf {
+	char *data;
+	size_t len, cap;
+	struct rtls__seg *segs;
+	unsigned nsegs, segcap;
+};
+
+/* --- transport hooks --------------------------------------------------
+ * A transport sits between the socket and the handler. NULL means plain
+ * TCP. The TLS layer installs one per connection; core never calls into
+ * TLS except through these. */
+struct rtls__transport {
+	/* Raw bytes arrived (a provided buffer, owned by the callee). */
+	void (*on_recv)(rtls_conn *c, struct rtls_buf *raw);
+	/* Peer sent FIN. */
+	void (*on_recv_eof)(rtls_conn *c);
+	/* The connection is being freed: release transport state. */
+	void (*destroy)(rtls_conn *c);
+	/* Fill *info's TLS fields. */
+	void (*query)(const rtls_conn *c, struct rtls_conn_info *info);
+	/* Plaintext queued by the handler is about to be sent: transform the
+	 * pending side in place (userspace TLS encrypts), or NULL when the
+	 * kernel or nothing needs to. */
+	int (*seal)(rtls_conn *c, struct rtls__wbuf *w);
+	/* Orderly end of our side (TLS: queue close_notify). */
+	void (*shutdown)(rtls_conn *c);
+};
+
+/* struct rtls_tls_ctx (opaque to core) begins with this, so core can hand
+ * TLS connections to the TLS layer without depending on it. */
+struct rtls__tls_hooks {
+	int (*attach)(struct rtls_conn *c);
+};
+
+enum rtls__conn_state {
+	CONN_FREE = 0,
+	CONN_OPEN,      /* handler attached (or transport handshaking) */
+	CONN_CLOSING,   /* graceful: draining output, then FIN */
+	CONN_LINGER,    /* FIN sent; discarding input until EOF or timeout */
+	CONN_DEAD,      /* fd closed; waiting for in-flight ops to complete */
+};
+
+struct rtls__reactor;
+
+struct rtls_conn {
+	struct rtls__reactor *r;
+	uint32_t slot, gen;
+	int fd;
+	uint8_t state;
+	uint8_t listener;
+	uint8_t timer;          /* enum rtls_timer armed */
+	bool recv_armed;        /* multishot recv outstanding */
+	bool send_inflight;     /* send or splice outstanding */
+	bool read_paused;
+	bool peer_eof;
+	bool handler_open;      /* on_open ran; on_close owed */
+	bool flush_wanted;
+	bool recv_starved;      /* multishot ended on ENOBUFS: re-arm later */
+	bool reaping;           /* on the reactor's reap list */
+	int close_err;
+	uint64_t deadline_ms;
+	struct rtls__link tlink; /* timer list of `timer` */
+	struct rtls__wbuf w[2];  /* w[wi] takes writes; the other may be in flight */
+	uint8_t wi;
+	unsigned seg_done;       /* in-flight side: segments fully sent */
+	size_t mem_sent;         /* in-flight side: bytes of data sent */
+	size_t file_sent;        /* current segment's file bytes sent */
+	size_t pipe_bytes;       /* bytes sitting in the pipe */
+	int pipe[2];             /* for splice; -1 when none */
+	const struct rtls__transport *tp;
+	void *tp_state;
+	unsigned nheld;          /* buffers handed out and not yet released */
+	struct rtls_buf *paused_q; /* bufs received while paused */
+	unsigned npaused, paused_cap;
+	struct sockaddr_storage peer;
+	socklen_t peer_len;
+	void *data;              /* handler area */
+};
+
+struct rtls__listener {
+	int fd;
+	bool tls;
+	bool armed;
+};
+
+struct rtls__bufring {
+	struct io_uring_buf_ring *br;
+	char *mem;
+	unsigned count, size, mask;
+	unsigned to_advance; /* buffers added but not yet published */
+	uint16_t bgid;
+};
+
+struct rtls_server;
+
+struct rtls__reactor {
+	struct rtls_server *srv;
+	unsigned id;
+	pthread_t thread;
+	struct io_uring ring;
+	bool ring_ok;
+	struct rtls__bufring bufs;
+	struct rtls__listener *ls;  /* srv->nlisteners */
+	struct rtls_conn *conns;    /* max_conns slots */
+	uint32_t *free_slots;
+	unsigned nfree, nlive;
+	struct rtls__link timers[RTLS_TIMER__COUNT];
+	uint64_t tick_deadline_ms;  /* 0: no tick armed */
+	struct __kernel_timespec tick_ts;
+	int wake_fd;
+	uint64_t wake_val;
+	bool stopping;
+	uint64_t stop_deadline_ms;
+	uint32_t *starved;          /* slots waiting for receive buffers */
+	unsigned nstarved;
+	uint32_t *reap;             /* slots to free once their ops complete */
+	unsigned nreap;
+	uint64_t accept_retry_ms;   /* re-arm accepts after EMFILE, or 0 */
+	uint64_t full_logged_ms;
+	char *conn_data;            /* max_conns * handler.conn_data_size */
+	int *pipe_pool;             /* spare pipes, pairs */
+	unsigned npipes, pipecap;
+	int err;
+	uint64_t now_ms;
+};
+
+struct rtls_server {
+	struct rtls_config cfg;
+	struct rtls_handler handler;
+	unsigned nlisteners;
+	struct rtls__reactor *rs;
+	unsigned nreactors;
+	unsigned ring_flags;        /* flags the probe found usable */
+	atomic_bool stop;
+	atomic_uint running;
+	/* The TLS layer's entry point for a connection accepted on a TLS
+	 * listener (from cfg.tls, see struct rtls__tls_hooks), or NULL. */
+	int (*tls_attach)(struct rtls_conn *c);
+	struct sockaddr_storage *bound; /* per listener, actual address */
+	socklen_t *bound_len;
+};
+
+/* reactor.c */
+void *rtls__reactor_main(void *arg);
+
+/* ring.c / probe.c */
+int rtls__ring_init(struct rtls__reactor *r, unsigned flags, unsigned entries);
+int rtls__probe_ring_flags(unsigned *flags);
+struct io_uring_sqe *rtls__sqe(struct rtls__reactor *r);
+
+/* bufring.c */
+int rtls__bufring_init(struct rtls__reactor *r, unsigned count, unsigned size, uint16_t bgid);
+void rtls__bufring_free(struct rtls__reactor *r);
+void rtls__bufring_put(struct rtls__reactor *r, uint16_t bid);
+void rtls__bufring_publish(struct rtls__reactor *r);
+char *rtls__bufring_addr(struct rtls__reactor *r, uint16_t bid);
+
+/* listener.c */
+int rtls__parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len);
+int rtls__listen_socket(const struct sockaddr_storage *ss, socklen_t len);
+int rtls__format_addr(const struct sockaddr_storage *ss, char *out, size_t n);
+
+/* timer.c */
+uint64_t rtls__now_ms(void);
+void rtls__timers_init(struct rtls__reactor *r);
+void rtls__timer_arm(struct rtls_conn *c, enum rtls_timer t);
+void rtls__timers_expire(struct rtls__reactor *r);
+void rtls__tick_arm(struct rtls__reactor *r);
+
+/* conn.c */
+struct rtls_conn *rtls__conn_new(struct rtls__reactor *r, int fd, unsigned listener);
+void rtls__conn_recv_arm(struct rtls_conn *c);
+void rtls__on_recv(struct rtls_conn *c, struct io_uring_cqe *cqe);
+void rtls__on_send(struct rtls_conn *c, int res);
+void rtls__on_splice(struct rtls_conn *c, enum rtls__op op, int res);
+void rtls__conn_maybe_free(struct rtls_conn *c);
+void rtls__conn_timeout(struct rtls_conn *c, enum rtls_timer t);
+void rtls__conn_shutdown(struct rtls_conn *c);
+void rtls__conn_kill(struct rtls_conn *c, int err);
+void rtls__reap(struct rtls__reactor *r);
+void rtls__rearm_starved(struct rtls__reactor *r);
+void rtls__send_start(struct rtls_conn *c);
+void rtls__pipes_free(struct rtls__reactor *r);
+/* Delivery of plaintext to the handler; transports call these. */
+void rtls__deliver(struct rtls_conn *c, struct rtls_buf *b);
+void rtls__deliver_eof(struct rtls_conn *c);
+int rtls__handler_open(struct rtls_conn *c);
+
+/* wbuf.c */
+int rtls__wbuf_append(struct rtls__wbuf *w, const void *p, size_t n);
+char *rtls__wbuf_reserve(struct rtls__wbuf *w, size_t n);
+int rtls__wbuf_commit(struct rtls__wbuf *w, size_t n);
+int rtls__wbuf_add_file(struct rtls__wbuf *w, int fd, off_t off, size_t len);
+void rtls__wbuf_reset(struct rtls__wbuf *w);
+void rtls__wbuf_free(struct rtls__wbuf *w);
+size_t rtls__wbuf_bytes(const struct rtls__wbuf *w);
+
+#endif

@@ -1,0 +1,242 @@
+/* The reactor: one thread, one ring, one loop. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define RING_ENTRIES 1024u
+#define BUF_GROUP 0
+
+static void accept_arm(struct rtls__reactor *r, unsigned i)
+{
+	struct io_uring_sqe *sqe;
+
+	if (r->ls[i].armed || r->ls[i].fd < 0)
+		return;
+	sqe = rtls__sqe(r);
+	io_uring_prep_multishot_accept(sqe, r->ls[i].fd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, rtls__ud(OP_ACCEPT, i, 0));
+	r->ls[i].armed = true;
+}
+
+static void wake_arm(struct rtls__reactor *r)
+{
+	struct io_uring_sqe *sqe = rtls__sqe(r);
+
+	io_uring_prep_read(sqe, r->wake_fd, &r->wake_val, sizeof(r->wake_val), 0);
+	io_uring_sqe_set_data64(sqe, rtls__ud(OP_WAKE, 0, 0));
+}
+
+static void on_accept(struct rtls__reactor *r, unsigned li, struct io_uring_cqe *cqe)
+{
+	struct rtls_conn *c;
+
+	if (!(cqe->flags & IORING_CQE_F_MORE))
+		r->ls[li].armed = false;
+	if (cqe->res < 0) {
+		if (cqe->res == -EMFILE || cqe->res == -ENFILE || cqe->res == -ENOMEM) {
+			rtls_log(RTLS_LOG_WARN, "accept: %s; retrying in 100 ms", strerror(-cqe->res));
+			r->accept_retry_ms = r->now_ms + 100;
+			rtls__tick_arm(r);
+		} else if (cqe->res != -ECANCELED && cqe->res != -EINTR) {
+			rtls_log(RTLS_LOG_WARN, "accept: %s", strerror(-cqe->res));
+		}
+		return;
+	}
+	if (r->stopping) {
+		close(cqe->res);
+		return;
+	}
+	c = rtls__conn_new(r, cqe->res, li);
+	if (!c) {
+		/* At the connection limit: refuse rather than queue, and say so
+		 * at most once a second. */
+		close(cqe->res);
+		if (r->now_ms - r->full_logged_ms >= 1000) {
+			r->full_logged_ms = r->now_ms;
+			rtls_log(RTLS_LOG_WARN, "reactor %u: %u connections, the limit: refusing",
+				 r->id, r->srv->cfg.max_conns);
+		}
+		return;
+	}
+	rtls__conn_recv_arm(c);
+	if (r->ls[li].tls && r->srv->tls_attach) {
+		int ret = r->srv->tls_attach(c);
+
+		if (ret < 0)
+			rtls__conn_kill(c, ret);
+		return;
+	}
+	rtls__handler_open(c);
+}
+
+static void begin_stop(struct rtls__reactor *r)
+{
+	if (r->stopping)
+		return;
+	r->stopping = true;
+	r->stop_deadline_ms = r->now_ms + r->srv->cfg.shutdown_ms;
+	for (unsigned i = 0; i < r->srv->nlisteners; i++) {
+		struct io_uring_sqe *sqe;
+
+		if (r->ls[i].armed) {
+			sqe = rtls__sqe(r);
+			io_uring_prep_cancel64(sqe, rtls__ud(OP_ACCEPT, i, 0), 0);
+			io_uring_sqe_set_data64(sqe, rtls__ud(OP_IGNORE, 0, 0));
+		}
+		if (r->ls[i].fd >= 0) {
+			close(r->ls[i].fd);
+			r->ls[i].fd = -1;
+		}
+	}
+	for (unsigned i = 0; i < r->srv->cfg.max_conns; i++)
+		if (r->conns[i].state != CONN_FREE)
+			rtls__conn_shutdown(&r->conns[i]);
+	rtls__tick_arm(r);
+}
+
+static void on_tick(struct rtls__reactor *r)
+{
+	if (r->now_ms + 1 >= r->tick_deadline_ms)
+		r->tick_deadline_ms = 0;
+	rtls__timers_expire(r);
+	if (r->accept_retry_ms && r->now_ms >= r->accept_retry_ms && !r->stopping) {
+		r->accept_retry_ms = 0;
+		for (unsigned i = 0; i < r->srv->nlisteners; i++)
+			accept_arm(r, i);
+	}
+	rtls__tick_arm(r);
+}
+
+static void dispatch(struct rtls__reactor *r, struct io_uring_cqe *cqe)
+{
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	enum rtls__op op = rtls__ud_op(ud);
+	uint32_t slot = rtls__ud_slot(ud);
+	struct rtls_conn *c;
+
+	switch (op) {
+	case OP_ACCEPT:
+		on_accept(r, slot, cqe);
+		return;
+	case OP_TICK:
+		on_tick(r);
+		return;
+	case OP_WAKE:
+		if (atomic_load(&r->srv->stop))
+			begin_stop(r);
+		else
+			wake_arm(r);
+		return;
+	case OP_RECV:
+	case OP_SEND:
+	case OP_SPLICE_IN:
+	case OP_SPLICE_OUT:
+		break;
+	case OP_IGNORE:
+	default:
+		return;
+	}
+	if (slot >= r->srv->cfg.max_conns)
+		return;
+	c = &r->conns[slot];
+	if (c->state == CONN_FREE || c->gen != rtls__ud_gen(ud)) {
+		/* For a connection that no longer exists. Only a buffer it
+		 * carries needs handling: it goes straight back to the ring. */
+		if (cqe->flags & IORING_CQE_F_BUFFER)
+			rtls__bufring_put(r, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+		return;
+	}
+	switch (op) {
+	case OP_RECV:
+		rtls__on_recv(c, cqe);
+		break;
+	case OP_SEND:
+		rtls__on_send(c, cqe->res);
+		break;
+	default:
+		rtls__on_splice(c, op, cqe->res);
+		break;
+	}
+}
+
+static int reactor_setup(struct rtls__reactor *r)
+{
+	const struct rtls_config *cfg = &r->srv->cfg;
+	int ret;
+
+	ret = rtls__ring_init(r, r->srv->ring_flags, RING_ENTRIES);
+	if (ret < 0)
+		return ret;
+	ret = rtls__bufring_init(r, cfg->buf_count, cfg->buf_size, BUF_GROUP);
+	if (ret < 0)
+		return ret;
+	r->now_ms = rtls__now_ms();
+	rtls__timers_init(r);
+	wake_arm(r);
+	for (unsigned i = 0; i < r->srv->nlisteners; i++)
+		accept_arm(r, i);
+	return 0;
+}
+
+static void stop_now(struct rtls__reactor *r)
+{
+	unsigned left = 0;
+
+	for (unsigned i = 0; i < r->srv->cfg.max_conns; i++) {
+		if (r->conns[i].state == CONN_FREE || r->conns[i].state == CONN_DEAD)
+			continue;
+		left++;
+		rtls__conn_kill(&r->conns[i], -ETIMEDOUT);
+	}
+	if (left)
+		rtls_log(RTLS_LOG_WARN, "reactor %u: shutdown deadline passed: %u connection(s) cut",
+			 r->id, left);
+}
+
+static int reactor_loop(struct rtls__reactor *r)
+{
+	for (;;) {
+		struct io_uring_cqe *cqe;
+		unsigned head, n = 0;
+		int ret;
+
+		rtls__bufring_publish(r);
+		if (r->nstarved)
+			rtls__rearm_starved(r);
+		if (r->stopping && (r->nlive == 0 || r->now_ms >= r->stop_deadline_ms)) {
+			stop_now(r);
+			return 0;
+		}
+		ret = io_uring_submit_and_wait(&r->ring, 1);
+		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
+			return ret;
+		r->now_ms = rtls__now_ms();
+		io_uring_for_each_cqe(&r->ring, head, cqe) {
+			dispatch(r, cqe);
+			n++;
+		}
+		io_uring_cq_advance(&r->ring, n);
+		if (r->nreap)
+			rtls__reap(r);
+	}
+}
+
+void *rtls__reactor_main(void *arg)
+{
+	struct rtls__reactor *r = arg;
+	int ret;
+
+	ret = reactor_setup(r);
+	if (ret == 0)
+		ret = reactor_loop(r);
+	if (ret < 0) {
+		rtls_log(RTLS_LOG_ERROR, "reactor %u: %s", r->id, strerror(-ret));
+		r->err = ret;
+		atomic_store(&r->srv->stop, true);
+	}
+	atomic_fetch_sub(&r->srv->running, 1);
+	return NULL;
+}

@@ -1,0 +1,97 @@
+/* io_uring set-up, and every kernel feature probe the engine depends on.
+ * Compatibility lives here and nowhere else: the rest of core asks for the
+ * flags this file found usable at start. */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Flags we would like, newest first to drop. DEFER_TASKRUN (6.1) needs
+ * SINGLE_ISSUER (6.0); COOP_TASKRUN is 5.19. Each reactor thread is the only
+ * submitter of its ring, which is what SINGLE_ISSUER promises. */
+static const unsigned flag_sets[] = {
+	IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+	IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN,
+	IORING_SETUP_COOP_TASKRUN,
+	0,
+};
+
+/* Opcodes ringtls issues; a kernel without one of them cannot run it. */
+static const struct {
+	int op;
+	const char *name;
+} needed_ops[] = {
+	{ IORING_OP_ACCEPT, "ACCEPT" },
+	{ IORING_OP_RECV, "RECV" },
+	{ IORING_OP_SEND, "SEND" },
+	{ IORING_OP_SPLICE, "SPLICE" },
+	{ IORING_OP_TIMEOUT, "TIMEOUT" },
+	{ IORING_OP_READ, "READ" },
+	{ IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL" },
+	{ IORING_OP_PROVIDE_BUFFERS, "PROVIDE_BUFFERS" },
+};
+
+/* Finds the richest flag set this kernel accepts, by creating and
+ * destroying a tiny ring with each. Also checks the opcodes we use. */
+int rtls__probe_ring_flags(unsigned *flags)
+{
+	struct io_uring ring;
+	struct io_uring_probe *probe;
+	int ret = -ENOSYS;
+
+	for (size_t i = 0; i < sizeof(flag_sets) / sizeof(flag_sets[0]); i++) {
+		ret = io_uring_queue_init(4, &ring, flag_sets[i]);
+		if (ret == 0) {
+			*flags = flag_sets[i];
+			break;
+		}
+		if (ret != -EINVAL)
+			return ret; /* ENOSYS, EPERM, ENOMEM: no io_uring at all */
+	}
+	if (ret < 0)
+		return ret;
+	probe = io_uring_get_probe_ring(&ring);
+	if (!probe) {
+		io_uring_queue_exit(&ring);
+		return -EOPNOTSUPP;
+	}
+	for (size_t i = 0; i < sizeof(needed_ops) / sizeof(needed_ops[0]); i++) {
+		if (!io_uring_opcode_supported(probe, needed_ops[i].op)) {
+			rtls_log(RTLS_LOG_ERROR, "io_uring lacks IORING_OP_%s: kernel too old",
+				 needed_ops[i].name);
+			ret = -EOPNOTSUPP;
+		}
+	}
+	io_uring_free_probe(probe);
+	io_uring_queue_exit(&ring);
+	return ret;
+}
+
+int rtls__ring_init(struct rtls__reactor *r, unsigned flags, unsigned entries)
+{
+	struct io_uring_params p;
+	int ret;
+
+	memset(&p, 0, sizeof(p));
+	p.flags = flags | IORING_SETUP_CQSIZE;
+	/* Multishot receive and accept post many CQEs per SQE: size the CQ
+	 * well above the SQ so a busy tick does not overflow it. */
+	p.cq_entries = entries * 8;
+	ret = io_uring_queue_init_params(entries, &r->ring, &p);
+	if (ret < 0)
+		return ret;
+	r->ring_ok = true;
+	return 0;
+}
+
+/* An SQE, submitting what is queued first if the SQ is full. */
+struct io_uring_sqe *rtls__sqe(struct rtls__reactor *r)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+
+	while (!sqe) {
+		io_uring_submit(&r->ring);
+		sqe = io_uring_get_sqe(&r->ring);
+	}
+	return sqe;
+}

@@ -1,0 +1,287 @@
+/* The send path. A flush swaps the pending output side into flight and
+ * sends its segments in order: bytes with one IORING_OP_SEND (resumed on a
+ * partial send), file ranges with splice file -> pipe -> socket so file
+ * bodies never enter userspace. Writes made meanwhile collect on the other
+ * side and leave with the next flush. */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* Pipe capacity for splice; 1 MiB is the default pipe-max-size. */
+#define PIPE_BYTES (1u << 20)
+
+static struct rtls__wbuf *inflight(struct rtls_conn *c) { return &c->w[c->wi ^ 1]; }
+
+static int pipe_get(struct rtls_conn *c)
+{
+	struct rtls__reactor *r = c->r;
+
+	if (c->pipe[0] >= 0)
+		return 0;
+	if (r->npipes) {
+		r->npipes--;
+		c->pipe[0] = r->pipe_pool[2 * r->npipes];
+		c->pipe[1] = r->pipe_pool[2 * r->npipes + 1];
+		return 0;
+	}
+	if (pipe2(c->pipe, O_CLOEXEC) < 0)
+		return -errno;
+	/* Larger pipes mean fewer splice round trips; failure only costs speed. */
+	(void)fcntl(c->pipe[1], F_SETPIPE_SZ, (int)PIPE_BYTES);
+	return 0;
+}
+
+/* An empty pipe goes back to the reactor's pool for the next file. */
+static void pipe_put(struct rtls_conn *c)
+{
+	struct rtls__reactor *r = c->r;
+
+	if (c->pipe[0] < 0)
+		return;
+	if (c->pipe_bytes == 0 && r->npipes < r->pipecap) {
+		r->pipe_pool[2 * r->npipes] = c->pipe[0];
+		r->pipe_pool[2 * r->npipes + 1] = c->pipe[1];
+		r->npipes++;
+	} else {
+		close(c->pipe[0]);
+		close(c->pipe[1]);
+	}
+	c->pipe[0] = c->pipe[1] = -1;
+}
+
+void rtls__pipes_free(struct rtls__reactor *r)
+{
+	for (unsigned i = 0; i < 2 * r->npipes; i++)
+		close(r->pipe_pool[i]);
+	r->npipes = 0;
+}
+
+static void submit_send(struct rtls_conn *c, const char *p, size_t n, bool more)
+{
+	struct io_uring_sqe *sqe = rtls__sqe(c->r);
+
+	/* MSG_MORE when a file range follows, so headers and body share
+	 * segments. No MSG_WAITALL: kTLS rejects it and partial sends are
+	 * resumed here anyway. */
+	io_uring_prep_send(sqe, c->fd, p, n, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
+	io_uring_sqe_set_data64(sqe, rtls__ud(OP_SEND, c->slot, c->gen));
+	c->send_inflight = true;
+}
+
+static void submit_splice(struct rtls_conn *c, enum rtls__op op, const struct rtls__seg *s)
+{
+	struct io_uring_sqe *sqe = rtls__sqe(c->r);
+
+	if (op == OP_SPLICE_IN) {
+		size_t left = s->flen - c->file_sent;
+		unsigned n = left < PIPE_BYTES ? (unsigned)left : PIPE_BYTES;
+
+		io_uring_prep_splice(sqe, s->fd, (int64_t)s->off + (int64_t)c->file_sent,
+				     c->pipe[1], -1, n, SPLICE_F_MOVE);
+	} else {
+		io_uring_prep_splice(sqe, c->pipe[0], -1, c->fd, -1,
+				     (unsigned)c->pipe_bytes, SPLICE_F_MOVE);
+	}
+	io_uring_sqe_set_data64(sqe, rtls__ud(op, c->slot, c->gen));
+	c->send_inflight = true;
+}
+
+static void drained(struct rtls_conn *c)
+{
+	const struct rtls_handler *h = &c->r->srv->handler;
+
+	if (c->state == CONN_CLOSING) {
+		if (c->peer_eof) {
+			rtls__conn_kill(c, 0);
+			return;
+		}
+		/* Lingering close: FIN now, then discard input until the peer
+		 * closes, so unread request bytes do not turn our close into
+		 * a reset that destroys the response in flight. */
+		shutdown(c->fd, SHUT_WR);
+		c->state = CONN_LINGER;
+		rtls__timer_arm(c, RTLS_TIMER_LINGER);
+		c->read_paused = false;
+		rtls__conn_recv_arm(c);
+		return;
+	}
+	if (c->state == CONN_OPEN && h->on_drained)
+		h->on_drained(c, c->data);
+}
+
+/* Issues the next request for the in-flight side, or finishes it. */
+static void send_next(struct rtls_conn *c)
+{
+	struct rtls__wbuf *w = inflight(c);
+
+	while (c->seg_done < w->nsegs) {
+		struct rtls__seg *s = &w->segs[c->seg_done];
+
+		if (c->mem_sent < s->mem_end) {
+			submit_send(c, w->data + c->mem_sent, s->mem_end - c->mem_sent,
+				    s->fd >= 0 && s->flen > 0);
+			return;
+		}
+		if (s->fd >= 0 && c->file_sent < s->flen) {
+			int ret = pipe_get(c);
+
+			if (ret < 0) {
+				rtls__conn_kill(c, ret);
+				return;
+			}
+			submit_splice(c, c->pipe_bytes ? OP_SPLICE_OUT : OP_SPLICE_IN, s);
+			return;
+		}
+		if (s->fd >= 0) {
+			close(s->fd);
+			s->fd = -1;
+			pipe_put(c);
+		}
+		c->seg_done++;
+		c->file_sent = 0;
+	}
+	rtls__wbuf_reset(w);
+	if (c->flush_wanted && rtls__wbuf_bytes(&c->w[c->wi])) {
+		rtls__send_start(c);
+		return;
+	}
+	c->flush_wanted = false;
+	drained(c);
+}
+
+void rtls__send_start(struct rtls_conn *c)
+{
+	struct rtls__wbuf *w = &c->w[c->wi];
+
+	if (c->send_inflight || c->state == CONN_DEAD)
+		return;
+	if (c->tp && c->tp->seal) {
+		int ret = c->tp->seal(c, w);
+
+		if (ret < 0) {
+			rtls__conn_kill(c, ret);
+			return;
+		}
+	}
+	if (!w->nsegs) {
+		c->flush_wanted = false;
+		drained(c);
+		return;
+	}
+	c->wi ^= 1;
+	c->seg_done = 0;
+	c->mem_sent = 0;
+	c->file_sent = 0;
+	send_next(c);
+}
+
+void rtls__on_send(struct rtls_conn *c, int res)
+{
+	c->send_inflight = false;
+	if (c->state == CONN_DEAD)
+		return;
+	if (res == -EINTR || res == -EAGAIN) {
+		send_next(c);
+		return;
+	}
+	if (res <= 0) {
+		rtls_log(RTLS_LOG_DEBUG, "conn %u: send: %s", c->slot,
+			 res ? strerror(-res) : "wrote nothing");
+		rtls__conn_kill(c, res ? res : -EPIPE);
+		return;
+	}
+	c->mem_sent += (size_t)res;
+	send_next(c);
+}
+
+void rtls__on_splice(struct rtls_conn *c, enum rtls__op op, int res)
+{
+	c->send_inflight = false;
+	if (c->state == CONN_DEAD)
+		return;
+	if (res == -EINTR || res == -EAGAIN) {
+		send_next(c);
+		return;
+	}
+	if (res <= 0) {
+		/* 0 from the file side means it shrank under us: the promised
+		 * Content-Length cannot be met, so the connection must end. */
+		rtls_log(RTLS_LOG_WARN, "conn %u: file send: %s", c->slot,
+			 res ? strerror(-res) : "file truncated while sending");
+		rtls__conn_kill(c, res ? res : -EIO);
+		return;
+	}
+	if (op == OP_SPLICE_IN) {
+		c->pipe_bytes = (size_t)res;
+	} else {
+		c->pipe_bytes -= (size_t)res;
+		c->file_sent += (size_t)res;
+	}
+	send_next(c);
+}
+
+int rtls_conn_write(rtls_conn *c, const void *p, size_t n)
+{
+	if (c->state != CONN_OPEN)
+		return -EPIPE;
+	return rtls__wbuf_append(&c->w[c->wi], p, n);
+}
+
+char *rtls_conn_reserve(rtls_conn *c, size_t n)
+{
+	if (c->state != CONN_OPEN)
+		return NULL;
+	return rtls__wbuf_reserve(&c->w[c->wi], n);
+}
+
+void rtls_conn_commit(rtls_conn *c, size_t used)
+{
+	if (rtls__wbuf_commit(&c->w[c->wi], used) < 0)
+		rtls_conn_abort(c, -ENOMEM);
+}
+
+int rtls_conn_write_file(rtls_conn *c, int fd, off_t off, size_t len)
+{
+	int ret;
+
+	if (c->state != CONN_OPEN) {
+		close(fd);
+		return -EPIPE;
+	}
+	if (len == 0) {
+		close(fd);
+		return 0;
+	}
+	ret = rtls__wbuf_add_file(&c->w[c->wi], fd, off, len);
+	if (ret < 0)
+		close(fd);
+	return ret;
+}
+
+int rtls_conn_flush(rtls_conn *c)
+{
+	if (c->state != CONN_OPEN && c->state != CONN_CLOSING)
+		return -EPIPE;
+	c->flush_wanted = true;
+	if (!c->send_inflight)
+		rtls__send_start(c);
+	return 0;
+}
+
+size_t rtls_conn_pending(const rtls_conn *c)
+{
+	const struct rtls__wbuf *w = &c->w[c->wi ^ 1];
+	size_t n = rtls__wbuf_bytes(&c->w[c->wi]);
+
+	if (!c->send_inflight)
+		return n;
+	n += w->len - c->mem_sent;
+	for (unsigned i = c->seg_done; i < w->nsegs; i++)
+		if (w->segs[i].fd >= 0)
+			n += w->segs[i].flen - (i == c->seg_done ? c->file_sent : 0);
+	return n;
+}

@@ -1,0 +1,288 @@
+/* Server set-up and the reactor threads' life cycle. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static const unsigned default_timeouts[RTLS_TIMER__COUNT] = {
+	[RTLS_TIMER_IDLE] = 60000,
+	[RTLS_TIMER_HEADER] = 10000,
+	[RTLS_TIMER_HANDSHAKE] = 10000,
+	[RTLS_TIMER_LINGER] = 2000,
+};
+
+void rtls_config_defaults(struct rtls_config *cfg)
+{
+	long n;
+
+	if (!cfg->threads) {
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+		cfg->threads = n > 0 ? (unsigned)n : 1;
+	}
+	if (!cfg->max_conns)
+		cfg->max_conns = 16384;
+	if (!cfg->buf_count)
+		cfg->buf_count = 1024;
+	if (!cfg->buf_size)
+		cfg->buf_size = 16384;
+	for (unsigned i = 1; i < RTLS_TIMER__COUNT; i++)
+		if (!cfg->timeout_ms[i])
+			cfg->timeout_ms[i] = default_timeouts[i];
+	if (!cfg->shutdown_ms)
+		cfg->shutdown_ms = 10000;
+}
+
+static int validate(const struct rtls_config *cfg)
+{
+	if (!cfg->handler || !cfg->nlisteners || cfg->nlisteners > 255)
+		return -EINVAL;
+	if (cfg->threads > 1024 || cfg->max_conns > RTLS_MAX_SLOTS)
+		return -EINVAL;
+	if (cfg->buf_count & (cfg->buf_count - 1) || cfg->buf_count > 32768)
+		return -EINVAL;
+	if (cfg->buf_size < 512 || cfg->buf_size > (1u << 20))
+		return -EINVAL;
+	for (unsigned i = 0; i < cfg->nlisteners; i++)
+		if (cfg->listeners[i].tls && !cfg->tls)
+			return -ENOPROTOOPT;
+	return 0;
+}
+
+static int reactor_alloc(struct rtls_server *s, struct rtls__reactor *r, unsigned id)
+{
+	const struct rtls_config *cfg = &s->cfg;
+
+	r->srv = s;
+	r->id = id;
+	r->wake_fd = -1;
+	r->ls = calloc(s->nlisteners, sizeof(*r->ls));
+	/* calloc of large arrays maps zero pages: slots cost memory only once
+	 * a connection has used them. */
+	r->conns = calloc(cfg->max_conns, sizeof(*r->conns));
+	r->free_slots = calloc(cfg->max_conns, sizeof(*r->free_slots));
+	r->starved = calloc(cfg->max_conns, sizeof(*r->starved));
+	r->reap = calloc(cfg->max_conns, sizeof(*r->reap));
+	r->pipecap = 64;
+	r->pipe_pool = calloc(2 * r->pipecap, sizeof(int));
+	if (s->handler.conn_data_size)
+		r->conn_data = calloc(cfg->max_conns, s->handler.conn_data_size);
+	if (!r->ls || !r->conns || !r->free_slots || !r->starved || !r->reap ||
+	    !r->pipe_pool || (s->handler.conn_data_size && !r->conn_data))
+		return -ENOMEM;
+	for (unsigned i = 0; i < s->nlisteners; i++)
+		r->ls[i].fd = -1;
+	/* Hand out low slots first: they are the pages already touched. */
+	for (unsigned i = 0; i < cfg->max_conns; i++)
+		r->free_slots[i] = cfg->max_conns - 1 - i;
+	r->nfree = cfg->max_conns;
+	return 0;
+}
+
+static void reactor_free(struct rtls_server *s, struct rtls__reactor *r)
+{
+	if (r->ls)
+		for (unsigned i = 0; i < s->nlisteners; i++)
+			if (r->ls[i].fd >= 0)
+				close(r->ls[i].fd);
+	rtls__pipes_free(r);
+	if (r->conns)
+		for (unsigned i = 0; i < s->cfg.max_conns; i++) {
+			if (r->conns[i].state == CONN_FREE)
+				continue;
+			if (r->conns[i].fd >= 0)
+				close(r->conns[i].fd);
+			rtls__wbuf_free(&r->conns[i].w[0]);
+			rtls__wbuf_free(&r->conns[i].w[1]);
+			free(r->conns[i].paused_q);
+			if (r->conns[i].pipe[0] >= 0) {
+				close(r->conns[i].pipe[0]);
+				close(r->conns[i].pipe[1]);
+			}
+		}
+	rtls__bufring_free(r);
+	if (r->ring_ok)
+		io_uring_queue_exit(&r->ring);
+	if (r->wake_fd >= 0)
+		close(r->wake_fd);
+	free(r->ls);
+	free(r->conns);
+	free(r->free_slots);
+	free(r->starved);
+	free(r->reap);
+	free(r->pipe_pool);
+	free(r->conn_data);
+}
+
+/* Binds listener i on every reactor. With port 0 the first bind picks the
+ * port and the others reuse it, so all reactors share one address. */
+static int bind_listener(struct rtls_server *s, unsigned i)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int ret = rtls__parse_addr(s->cfg.listeners[i].addr, &ss, &len);
+
+	if (ret < 0)
+		return ret;
+	for (unsigned k = 0; k < s->nreactors; k++) {
+		ret = rtls__listen_socket(&ss, len);
+		if (ret < 0)
+			return ret;
+		s->rs[k].ls[i].fd = ret;
+		s->rs[k].ls[i].tls = s->cfg.listeners[i].tls != 0;
+		if (k == 0) {
+			s->bound_len[i] = sizeof(s->bound[i]);
+			if (getsockname(ret, (struct sockaddr *)&s->bound[i], &s->bound_len[i]) < 0)
+				return -errno;
+			ss = s->bound[i];
+		}
+	}
+	return 0;
+}
+
+int rtls_server_create(const struct rtls_config *cfg, rtls_server **out, char *why, size_t whylen)
+{
+	struct rtls_server *s;
+	int ret;
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->cfg = *cfg;
+	rtls_config_defaults(&s->cfg);
+	ret = validate(&s->cfg);
+	if (ret < 0)
+		goto err;
+	s->handler = *cfg->handler;
+	s->nlisteners = s->cfg.nlisteners;
+	if (s->cfg.tls)
+		s->tls_attach = ((const struct rtls__tls_hooks *)(const void *)s->cfg.tls)->attach;
+	ret = rtls__probe_ring_flags(&s->ring_flags);
+	if (ret < 0)
+		goto err;
+	s->nreactors = s->cfg.threads;
+	s->rs = calloc(s->nreactors, sizeof(*s->rs));
+	s->bound = calloc(s->nlisteners, sizeof(*s->bound));
+	s->bound_len = calloc(s->nlisteners, sizeof(*s->bound_len));
+	if (!s->rs || !s->bound || !s->bound_len) {
+		ret = -ENOMEM;
+		goto err;
+	}
+	for (unsigned k = 0; k < s->nreactors; k++) {
+		ret = reactor_alloc(s, &s->rs[k], k);
+		if (ret < 0)
+			goto err;
+	}
+	for (unsigned i = 0; i < s->nlisteners; i++) {
+		ret = bind_listener(s, i);
+		if (ret < 0) {
+			snprintf(why, whylen, "listen %s: %s", s->cfg.listeners[i].addr,
+				 ret == -EINVAL ? "not an ADDR:PORT" : strerror(-ret));
+			goto err_described;
+		}
+	}
+	*out = s;
+	return 0;
+err:
+	if (ret == -ENOSYS || ret == -EPERM)
+		snprintf(why, whylen, "io_uring is not available (io_uring_setup: %s): the kernel "
+			 "lacks it, kernel.io_uring_disabled is set, or a seccomp filter "
+			 "(e.g. a container's default profile) blocks it", strerror(-ret));
+	else if (ret == -ENOPROTOOPT)
+		snprintf(why, whylen, "a TLS listener needs a TLS context");
+	else if (ret == -EINVAL)
+		snprintf(why, whylen, "invalid configuration");
+	else
+		snprintf(why, whylen, "%s", strerror(-ret));
+err_described:
+	rtls_server_destroy(s);
+	*out = NULL;
+	return ret;
+}
+
+int rtls_server_listen_addr(const rtls_server *s, unsigned i,
+			    struct sockaddr_storage *ss, socklen_t *len)
+{
+	if (i >= s->nlisteners || !s->bound_len[i])
+		return -EINVAL;
+	*ss = s->bound[i];
+	*len = s->bound_len[i];
+	return 0;
+}
+
+static void wake_all(struct rtls_server *s)
+{
+	uint64_t one = 1;
+
+	for (unsigned k = 0; k < s->nreactors; k++)
+		if (s->rs[k].wake_fd >= 0 && write(s->rs[k].wake_fd, &one, sizeof(one)) < 0) {
+			/* the counter is saturated: a wake-up is pending anyway */
+		}
+}
+
+void rtls_server_stop(rtls_server *s)
+{
+	atomic_store(&s->stop, true);
+	wake_all(s);
+}
+
+int rtls_server_run(rtls_server *s)
+{
+	sigset_t set;
+	struct timespec tick = { .tv_sec = 0, .tv_nsec = 100 * 1000 * 1000 };
+	unsigned started = 0;
+	int ret = 0;
+
+	/* SIGPIPE would kill us from an io-wq splice to a closed socket. */
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL); /* reactors inherit the mask */
+	for (unsigned k = 0; k < s->nreactors; k++) {
+		/* The eventfd must exist before anyone may call stop. */
+		s->rs[k].wake_fd = eventfd(0, EFD_CLOEXEC);
+		if (s->rs[k].wake_fd < 0)
+			return -errno;
+	}
+	atomic_store(&s->running, s->nreactors);
+	for (; started < s->nreactors; started++) {
+		ret = -pthread_create(&s->rs[started].thread, NULL, rtls__reactor_main, &s->rs[started]);
+		if (ret < 0) {
+			atomic_fetch_sub(&s->running, s->nreactors - started);
+			break;
+		}
+	}
+	while (!atomic_load(&s->stop) && atomic_load(&s->running) == s->nreactors) {
+		int sig = sigtimedwait(&set, NULL, &tick);
+
+		if (sig == SIGINT || sig == SIGTERM) {
+			rtls_log(RTLS_LOG_INFO, "%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+			break;
+		}
+	}
+	rtls_server_stop(s);
+	for (unsigned k = 0; k < started; k++) {
+		pthread_join(s->rs[k].thread, NULL);
+		if (s->rs[k].err && !ret)
+			ret = s->rs[k].err;
+	}
+	return ret;
+}
+
+void rtls_server_destroy(rtls_server *s)
+{
+	if (!s)
+		return;
+	if (s->rs)
+		for (unsigned k = 0; k < s->nreactors; k++)
+			reactor_free(s, &s->rs[k]);
+	free(s->rs);
+	free(s->bound);
+	free(s->bound_len);
+	free(s);
+}

@@ -1,0 +1,127 @@
+/* Output buffer: bytes plus an ordered list of file ranges between them. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static int grow(struct rtls__wbuf *w, size_t need)
+{
+	size_t cap = w->cap ? w->cap : 4096;
+	char *p;
+
+	while (cap < need)
+		cap *= 2;
+	p = realloc(w->data, cap);
+	if (!p)
+		return -ENOMEM;
+	w->data = p;
+	w->cap = cap;
+	return 0;
+}
+
+/* The segment new bytes or a file attach to: the last one, unless it
+ * already ends with a file (bytes after a file start a new segment). */
+static struct rtls__seg *tail_seg(struct rtls__wbuf *w)
+{
+	struct rtls__seg *s = w->nsegs ? &w->segs[w->nsegs - 1] : NULL;
+
+	if (s && s->fd < 0)
+		return s;
+	if (w->nsegs == w->segcap) {
+		unsigned cap = w->segcap ? w->segcap * 2 : 4;
+		struct rtls__seg *n = realloc(w->segs, cap * sizeof(*n));
+
+		if (!n)
+			return NULL;
+		w->segs = n;
+		w->segcap = cap;
+	}
+	s = &w->segs[w->nsegs++];
+	s->mem_end = w->len;
+	s->fd = -1;
+	s->off = 0;
+	s->flen = 0;
+	return s;
+}
+
+char *rtls__wbuf_reserve(struct rtls__wbuf *w, size_t n)
+{
+	if (w->len + n > w->cap && grow(w, w->len + n) < 0)
+		return NULL;
+	return w->data + w->len;
+}
+
+/* Commits bytes written after rtls__wbuf_reserve(). */
+static int commit(struct rtls__wbuf *w, size_t n)
+{
+	struct rtls__seg *s = tail_seg(w);
+
+	if (!s)
+		return -ENOMEM;
+	w->len += n;
+	s->mem_end = w->len;
+	return 0;
+}
+
+int rtls__wbuf_append(struct rtls__wbuf *w, const void *p, size_t n)
+{
+	char *dst = rtls__wbuf_reserve(w, n);
+
+	if (!dst)
+		return -ENOMEM;
+	memcpy(dst, p, n);
+	return commit(w, n);
+}
+
+int rtls__wbuf_commit(struct rtls__wbuf *w, size_t n)
+{
+	return commit(w, n);
+}
+
+int rtls__wbuf_add_file(struct rtls__wbuf *w, int fd, off_t off, size_t len)
+{
+	struct rtls__seg *s = tail_seg(w);
+
+	if (!s)
+		return -ENOMEM;
+	s->fd = fd;
+	s->off = off;
+	s->flen = len;
+	return 0;
+}
+
+size_t rtls__wbuf_bytes(const struct rtls__wbuf *w)
+{
+	size_t n = w->len;
+
+	for (unsigned i = 0; i < w->nsegs; i++)
+		if (w->segs[i].fd >= 0)
+			n += w->segs[i].flen;
+	return n;
+}
+
+/* Empties the buffer, closing any file not yet sent. Keeps the memory for
+ * reuse unless it grew large (a 1 MiB response should not pin 1 MiB). */
+void rtls__wbuf_reset(struct rtls__wbuf *w)
+{
+	for (unsigned i = 0; i < w->nsegs; i++)
+		if (w->segs[i].fd >= 0)
+			close(w->segs[i].fd);
+	w->nsegs = 0;
+	w->len = 0;
+	if (w->cap > 65536) {
+		free(w->data);
+		w->data = NULL;
+		w->cap = 0;
+	}
+}
+
+void rtls__wbuf_free(struct rtls__wbuf *w)
+{
+	rtls__wbuf_reset(w);
+	free(w->data);
+	free(w->segs);
+	memset(w, 0, sizeof(*w));
+}

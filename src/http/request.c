@@ -1,0 +1,231 @@
+/* One request: parse the head, pick out what the server acts on, validate,
+ * route. Every error a client can cause gets its status here. */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Returns 0 on success or an HTTP status for a bad Content-Length. */
+static int parse_length(struct rtls_http_str v, uint64_t *out)
+{
+	uint64_t n = 0;
+
+	if (!v.n)
+		return 400;
+	for (size_t i = 0; i < v.n; i++) {
+		if (v.p[i] < '0' || v.p[i] > '9')
+			return 400;
+		if (n > (UINT64_MAX - 9) / 10)
+			return 413;
+		n = n * 10 + (uint64_t)(v.p[i] - '0');
+	}
+	*out = n;
+	return 0;
+}
+
+/* Is `tok` one of the comma-separated tokens of v? */
+static bool has_token(struct rtls_http_str v, const char *tok)
+{
+	size_t i = 0;
+
+	while (i < v.n) {
+		size_t s, e;
+
+		while (i < v.n && (v.p[i] == ' ' || v.p[i] == '\t' || v.p[i] == ','))
+			i++;
+		s = i;
+		while (i < v.n && v.p[i] != ',')
+			i++;
+		e = i;
+		while (e > s && (v.p[e - 1] == ' ' || v.p[e - 1] == '\t'))
+			e--;
+		if (rtls__http_str_ieq((struct rtls_http_str){ v.p + s, e - s }, tok))
+			return true;
+	}
+	return false;
+}
+
+/* Picks out the headers we act on. Returns 0 or an error status. */
+static int scan_headers(struct hreq *q, const char **why)
+{
+	struct rtls_http_str conn = { 0 }, te = { 0 };
+	int hosts = 0;
+
+	for (size_t i = 0; i < q->r.num_headers; i++) {
+		struct rtls_http_header *f = &q->r.headers[i];
+
+		if (rtls__http_str_ieq(f->name, "host")) {
+			q->host = f->value;
+			hosts++;
+		} else if (rtls__http_str_ieq(f->name, "content-length")) {
+			uint64_t n = 0;
+			int st = parse_length(f->value, &n);
+
+			if (st) {
+				*why = "bad Content-Length";
+				return st;
+			}
+			if (q->has_content_length && n != q->content_length) {
+				*why = "conflicting Content-Length";
+				return 400;
+			}
+			q->content_length = n;
+			q->has_content_length = true;
+		} else if (rtls__http_str_ieq(f->name, "transfer-encoding")) {
+			if (te.n) {
+				*why = "repeated Transfer-Encoding";
+				return 400;
+			}
+			te = f->value;
+		} else if (rtls__http_str_ieq(f->name, "connection")) {
+			conn = f->value;
+		} else if (rtls__http_str_ieq(f->name, "range")) {
+			q->range = f->value;
+		} else if (rtls__http_str_ieq(f->name, "if-modified-since")) {
+			q->if_modified_since = f->value;
+		} else if (rtls__http_str_ieq(f->name, "if-range")) {
+			q->if_range = f->value;
+		}
+	}
+	if (q->r.minor_version == 1 && hosts != 1) {
+		*why = hosts ? "more than one Host" : "HTTP/1.1 request without Host";
+		return 400;
+	}
+	if (te.n) {
+		/* RFC 9112 §6.1: with both, a message may be smuggling; refuse. */
+		if (q->has_content_length) {
+			*why = "both Transfer-Encoding and Content-Length";
+			return 400;
+		}
+		if (q->r.minor_version == 0) {
+			*why = "Transfer-Encoding in HTTP/1.0";
+			return 400;
+		}
+		if (!rtls__http_str_ieq(te, "chunked")) {
+			*why = "unsupported Transfer-Encoding";
+			return 501;
+		}
+		q->chunked = true;
+	}
+	q->keep_alive = q->r.minor_version == 1 ? !has_token(conn, "close")
+						: has_token(conn, "keep-alive");
+	return 0;
+}
+
+/* origin-form "/p?q", or absolute-form "http://host/p": the path part. */
+static int split_target(struct hreq *q)
+{
+	struct rtls_http_str t = q->r.target;
+
+	if (t.n && t.p[0] == '/') {
+		q->path = t;
+		return 0;
+	}
+	for (size_t i = 0; i + 2 < t.n; i++) {
+		if (t.p[i] == ':' && t.p[i + 1] == '/' && t.p[i + 2] == '/') {
+			const char *s = memchr(t.p + i + 3, '/', t.n - i - 3);
+
+			q->path = s ? (struct rtls_http_str){ s, (size_t)(t.p + t.n - s) }
+				    : (struct rtls_http_str){ "/", 1 };
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static int route(rtls_conn *c, const struct rtls_http_config *hc, struct hreq *q)
+{
+	static const char hello[] = "Hello, World!";
+	struct rtls_http_str p = q->path;
+	size_t plen = p.n;
+	const char *qm = memchr(p.p, '?', p.n);
+
+	if (qm)
+		plen = (size_t)(qm - p.p);
+	if (plen == 6 && memcmp(p.p, "/hello", 6) == 0)
+		return rtls__http_simple(c, 200, q->keep_alive, "text/plain", "", hello,
+					 sizeof(hello) - 1, q->head);
+	if (hc->root_fd >= 0)
+		return rtls__http_static(c, hc, q);
+	return rtls__http_builtin_page(c, q);
+}
+
+static int parse_status(int ret, const char **why)
+{
+	switch (ret) {
+	case RTLS_HTTP_EURI:
+		*why = "request-target too long";
+		return 414;
+	case RTLS_HTTP_EHEADERS:
+		*why = "request head too large or too many fields";
+		return 431;
+	case RTLS_HTTP_EVERSION:
+		*why = "HTTP version not supported";
+		return 505;
+	case RTLS_HTTP_EBAD:
+	default:
+		*why = "malformed request";
+		return 400;
+	}
+}
+
+/* Handles one request at p[0..n). Returns the bytes of its head, 0 if the
+ * head is incomplete, or -1 after answering an error (connection closing). */
+int rtls__http_request(rtls_conn *c, struct hconn *h, const struct rtls_http_config *hc,
+		       const char *p, size_t n, struct rtls_http_header *hdrs)
+{
+	struct rtls_http_limits lim = { hc->max_head, hc->max_target, hc->max_headers };
+	struct hreq q;
+	const char *why = NULL;
+	int ret, st;
+
+	memset(&q, 0, sizeof(q));
+	q.r.headers = hdrs;
+	ret = rtls__http_parse_request(p, n, &lim, &q.r);
+	if (ret == RTLS_HTTP_INCOMPLETE)
+		return 0;
+	if (ret < 0) {
+		st = parse_status(ret, &why);
+		goto fail;
+	}
+	st = scan_headers(&q, &why);
+	if (st)
+		goto fail;
+	if (split_target(&q) < 0) {
+		st = 400;
+		why = "request-target is not a path";
+		goto fail;
+	}
+	if (q.has_content_length && q.content_length > hc->max_body) {
+		st = 413;
+		why = "request body too large";
+		goto fail;
+	}
+	q.head = q.r.method.n == 4 && memcmp(q.r.method.p, "HEAD", 4) == 0;
+	if (!q.head && !(q.r.method.n == 3 && memcmp(q.r.method.p, "GET", 3) == 0)) {
+		st = 405;
+		why = "method not allowed";
+		goto fail;
+	}
+	if (!q.keep_alive || h->shutting) {
+		q.keep_alive = false;
+		h->closing = true;
+	}
+	h->body_left = q.content_length;
+	if (q.chunked) {
+		memset(&h->chunk, 0, sizeof(h->chunk));
+		h->in_chunked = true;
+	}
+	st = route(c, hc, &q);
+	if (st < 0)
+		rtls_conn_abort(c, st);
+	if (st != 0) {
+		h->closing = true;
+		return -1;
+	}
+	return ret;
+fail:
+	h->closing = true;
+	rtls__http_error(c, st, why);
+	return -1;
+}

@@ -1,0 +1,112 @@
+/* Response heads, the cached Date header, and error responses. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+#include "static_util.h"
+
+const char *rtls__http_reason(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 206: return "Partial Content";
+	case 301: return "Moved Permanently";
+	case 304: return "Not Modified";
+	case 400: return "Bad Request";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 413: return "Content Too Large";
+	case 414: return "URI Too Long";
+	case 416: return "Range Not Satisfiable";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 503: return "Service Unavailable";
+	case 505: return "HTTP Version Not Supported";
+	default: return "Unknown";
+	}
+}
+
+/* Formatting a date costs more than the rest of a /hello response, so each
+ * reactor thread formats it once per second. */
+const char *rtls__http_date_now(void)
+{
+	static _Thread_local char date[32];
+	static _Thread_local time_t last;
+	time_t now = time(NULL);
+
+	if (now != last) {
+		rtls__http_date_format(now, date);
+		last = now;
+	}
+	return date;
+}
+
+int rtls__http_head(rtls_conn *c, int status, bool keep_alive, const char *extra,
+		    uint64_t content_length)
+{
+	size_t cap = 256 + strlen(extra);
+	char *p = rtls_conn_reserve(c, cap);
+	int n;
+
+	if (!p)
+		return -ENOMEM;
+	n = snprintf(p, cap,
+		     "HTTP/1.1 %d %s\r\nServer: ringtls\r\nDate: %s\r\n%s%sContent-Length: %" PRIu64
+		     "\r\n\r\n",
+		     status, rtls__http_reason(status), rtls__http_date_now(),
+		     keep_alive ? "" : "Connection: close\r\n", extra, content_length);
+	if (n < 0 || (size_t)n >= cap)
+		return -EOVERFLOW;
+	rtls_conn_commit(c, (size_t)n);
+	return 0;
+}
+
+int rtls__http_simple(rtls_conn *c, int status, bool keep_alive, const char *ctype,
+		      const char *extra, const char *body, size_t body_len, bool head)
+{
+	char hdr[512];
+	int ret;
+
+	ret = snprintf(hdr, sizeof(hdr), "Content-Type: %s\r\n%s", ctype, extra);
+	if (ret < 0 || (size_t)ret >= sizeof(hdr))
+		return -EOVERFLOW;
+	ret = rtls__http_head(c, status, keep_alive, hdr, body_len);
+	if (ret < 0 || head)
+		return ret;
+	return rtls_conn_write(c, body, body_len);
+}
+
+void rtls__http_error(rtls_conn *c, int status, const char *why)
+{
+	struct rtls_conn_info info;
+	char peer[64] = "?", body[96];
+	int n;
+
+	if (rtls_conn_query(c, &info) == 0 && info.peer_len) {
+		char host[INET6_ADDRSTRLEN] = "?";
+		unsigned port = 0;
+
+		if (info.peer.ss_family == AF_INET6) {
+			const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&info.peer;
+			inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+			port = ntohs(a->sin6_port);
+		} else {
+			const struct sockaddr_in *a = (const struct sockaddr_in *)&info.peer;
+			inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+			port = ntohs(a->sin_port);
+		}
+		snprintf(peer, sizeof(peer), "%s:%u", host, port);
+	}
+	rtls_log(RTLS_LOG_INFO, "http %s: %d %s: %s", peer, status, rtls__http_reason(status), why);
+	n = snprintf(body, sizeof(body), "%d %s\n", status, rtls__http_reason(status));
+	rtls__http_simple(c, status, false, "text/plain; charset=utf-8",
+			  status == 405 ? "Allow: GET, HEAD\r\n" : "", body, (size_t)n, false);
+	rtls_conn_close(c);
+}

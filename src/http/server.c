@@ -1,0 +1,249 @@
+/* HTTP/1.1 connections: input buffering, the request loop, keep-alive,
+ * pipelining, deadlines. Requests are answered in order as they are parsed;
+ * all responses produced from one read leave in one flush. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* Stop parsing pipelined requests while this much output is queued. */
+#define OUTPUT_HIGH_WATER (256u * 1024u)
+
+void rtls_http_config_defaults(struct rtls_http_config *hc)
+{
+	memset(hc, 0, sizeof(*hc));
+	hc->root_fd = -1;
+	hc->max_head = 8192;
+	hc->max_target = 4096;
+	hc->max_headers = 100;
+	hc->max_body = 1u << 20;
+}
+
+int rtls_http_config_open(struct rtls_http_config *hc)
+{
+	struct stat st;
+
+	if (!hc->root)
+		return 0;
+	hc->root_fd = open(hc->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (hc->root_fd < 0)
+		return -errno;
+	if (fstat(hc->root_fd, &st) < 0)
+		return -errno;
+	return 0;
+}
+
+static int in_append(struct hconn *h, const char *p, size_t n)
+{
+	if (h->in_len + n > h->in_cap) {
+		size_t cap = h->in_cap ? h->in_cap : 1024;
+		char *q;
+
+		while (cap < h->in_len + n)
+			cap *= 2;
+		q = realloc(h->in, cap);
+		if (!q)
+			return -ENOMEM;
+		h->in = q;
+		h->in_cap = cap;
+	}
+	memcpy(h->in + h->in_len, p, n);
+	h->in_len += n;
+	return 0;
+}
+
+/* Skips request body bytes; returns bytes consumed, or -1 if malformed. */
+static long skip_body(struct hconn *h, const char *p, size_t n)
+{
+	size_t used = 0;
+
+	if (h->body_left) {
+		used = n < h->body_left ? n : (size_t)h->body_left;
+		h->body_left -= used;
+		return (long)used;
+	}
+	if (h->in_chunked) {
+		int ret = rtls__http_chunked_feed(&h->chunk, p, n, &used, NULL);
+
+		if (ret < 0)
+			return -1;
+		if (ret == 1)
+			h->in_chunked = false;
+	}
+	return (long)used;
+}
+
+int rtls__http_request(rtls_conn *c, struct hconn *h, const struct rtls_http_config *hc,
+		       const char *p, size_t n, struct rtls_http_header *hdrs);
+
+/* Parses and answers as many requests as p[0..n) holds. Returns the bytes
+ * consumed; the caller keeps the rest for later. */
+static size_t process(rtls_conn *c, struct hconn *h, const char *p, size_t n)
+{
+	const struct rtls_http_config *hc = rtls_conn_ctx(c);
+	struct rtls_http_header hdrs[HTTP_MAX_HEADERS];
+	size_t off = 0;
+
+	while (off < n && !h->closing) {
+		if (h->body_left || h->in_chunked) {
+			long k = skip_body(h, p + off, n - off);
+
+			if (k < 0) {
+				rtls__http_error(c, 400, "malformed chunked body");
+				h->closing = true;
+				break;
+			}
+			off += (size_t)k;
+			continue;
+		}
+		if (rtls_conn_pending(c) > OUTPUT_HIGH_WATER) {
+			h->wait_drain = true;
+			break;
+		}
+		int ret = rtls__http_request(c, h, hc, p + off, n - off, hdrs);
+		if (ret == 0) {
+			/* Incomplete head: one deadline for all of it. */
+			if (!h->head_timer) {
+				h->head_timer = true;
+				rtls_conn_set_timer(c, RTLS_TIMER_HEADER);
+			}
+			break;
+		}
+		if (ret < 0)
+			break; /* error answered, connection closing */
+		off += (size_t)ret;
+		h->head_timer = false;
+	}
+	return off;
+}
+
+/* Runs the request loop over the buffered input, then flushes once. */
+static void run(rtls_conn *c, struct hconn *h)
+{
+	size_t used = process(c, h, h->in, h->in_len);
+
+	if (used) {
+		memmove(h->in, h->in + used, h->in_len - used);
+		h->in_len -= used;
+	}
+}
+
+static void after_input(rtls_conn *c, struct hconn *h)
+{
+	const struct rtls_http_config *hc = rtls_conn_ctx(c);
+
+	if (h->closing) {
+		rtls_conn_close(c);
+		return;
+	}
+	rtls_conn_flush(c);
+	/* Idle only once the responses are out: a long download is not idle. */
+	if (!h->head_timer && !h->in_len && !h->body_left && !h->in_chunked)
+		rtls_conn_set_timer(c, rtls_conn_pending(c) ? RTLS_TIMER_NONE : RTLS_TIMER_IDLE);
+	/* A peer that pipelines faster than it reads gets paused. */
+	if (h->in_len > hc->max_head * 4)
+		rtls_conn_pause_read(c);
+	if (h->shutting && !h->in_len && !rtls_conn_pending(c))
+		rtls_conn_close(c);
+}
+
+static void on_data(rtls_conn *c, void *data, struct rtls_buf *b)
+{
+	struct hconn *h = data;
+
+	if (h->in_len == 0 && !h->wait_drain) {
+		/* Fast path: parse in the receive buffer, keep only a tail. */
+		size_t used = process(c, h, b->data, b->len);
+
+		if (used < b->len && !h->closing && in_append(h, b->data + used, b->len - used) < 0)
+			h->closing = true;
+	} else if (in_append(h, b->data, b->len) < 0) {
+		h->closing = true;
+	} else if (!h->wait_drain) {
+		run(c, h);
+	}
+	rtls_buf_release(c, b);
+	after_input(c, h);
+}
+
+static void on_drained(rtls_conn *c, void *data)
+{
+	struct hconn *h = data;
+
+	if (!h->wait_drain)
+		goto idle;
+	h->wait_drain = false;
+	rtls_conn_resume_read(c);
+	run(c, h);
+	after_input(c, h);
+	if (h->eof && !h->wait_drain)
+		rtls_conn_close(c);
+	return;
+idle:
+	if (h->shutting && !h->in_len)
+		rtls_conn_close(c);
+	else if (!h->head_timer && !h->in_len && !h->body_left && !h->in_chunked)
+		rtls_conn_set_timer(c, RTLS_TIMER_IDLE);
+}
+
+static void on_eof(rtls_conn *c, void *data)
+{
+	struct hconn *h = data;
+
+	h->eof = true;
+	/* Complete requests were answered as they arrived; a partial head
+	 * left now can never complete. Finish sending, then close. */
+	if (!h->wait_drain)
+		rtls_conn_close(c);
+}
+
+static void on_timeout(rtls_conn *c, void *data, enum rtls_timer t)
+{
+	struct hconn *h = data;
+
+	if (t == RTLS_TIMER_HEADER && h->in_len) {
+		h->closing = true;
+		rtls__http_error(c, 408, "request head not received in time");
+		return;
+	}
+	rtls_conn_close(c);
+}
+
+static int on_shutdown(rtls_conn *c, void *data)
+{
+	struct hconn *h = data;
+
+	h->shutting = true;
+	return !h->in_len && !rtls_conn_pending(c) && !h->wait_drain;
+}
+
+static int on_open(rtls_conn *c, void *data)
+{
+	(void)data;
+	rtls_conn_set_timer(c, RTLS_TIMER_IDLE);
+	return 0;
+}
+
+static void on_close(rtls_conn *c, void *data, int err)
+{
+	struct hconn *h = data;
+
+	(void)c;
+	(void)err;
+	free(h->in);
+	h->in = NULL;
+}
+
+const struct rtls_handler rtls_http_handler = {
+	.conn_data_size = sizeof(struct hconn),
+	.on_open = on_open,
+	.on_data = on_data,
+	.on_eof = on_eof,
+	.on_drained = on_drained,
+	.on_timeout = on_timeout,
+	.on_shutdown = on_shutdown,
+	.on_close = on_close,
+};
