@@ -3,9 +3,7 @@
 
 #include "ringtls/ringtls.h"
 
-struct echo_conn {
-	unsigned long bytes; /* per-connection state lives in the engine's data area */
-};
+struct echo_conn { unsigned long bytes; }; /* per-connection state, in the engine's data area */
 
 static int on_open(rtls_conn *c, void *data)
 {

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Makes sure everything ringtls needs to build and test is installed.
+# As root on Debian 12 it installs what is missing with apt-get; otherwise
+# it prints the one command to run and fails.
+#   scripts/deps.sh build   compiler, cmake, liburing, OpenSSL
+#   scripts/deps.sh test    the above + test clients, clang/libFuzzer
+#   scripts/deps.sh bench   the above + nginx-light, wrk
+set -euo pipefail
+
+want=(gcc make cmake pkg-config liburing-dev libssl-dev openssl ca-certificates)
+case "${1:-build}" in
+  build) ;;
+  test) want+=(curl python3 clang libclang-rt-14-dev gnutls-bin nodejs procps) ;;
+  bench) want+=(curl python3 nginx-light wrk procps gnuplot-nox) ;;
+  *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+  echo "ringtls: missing packages; run: sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+echo "ringtls: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,518 @@
+"""Shared helpers for the ringtls integration tests (stdlib only).
+
+Every test is a standalone program: exit 0 pass, 1 fail, 77 skip. A test
+builds its files under a temporary directory, starts the real server on an
+ephemeral loopback port, talks to it with real clients (curl, raw sockets),
+records failed checks instead of stopping at the first one, and stops every
+process it started by its PID. Nothing here may block without a bound: all
+sockets have timeouts, every subprocess call has a timeout, and a watchdog
+alarm ends a test that somehow runs away.
+"""
+import hashlib
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BUILD = os.path.normpath(os.path.join(HERE, "..", "..", "build"))
+
+RINGTLS_BIN = os.environ.get("RINGTLS_BIN") or os.path.join(BUILD, "ringtls")
+ECHO_BIN = os.environ.get("ECHO_BIN") or os.path.join(BUILD, "echo")
+NO_URING_BIN = os.environ.get("NO_URING_BIN") or os.path.join(BUILD, "tests", "no_uring")
+
+SKIP = 77
+IO_TIMEOUT = 5.0          # default socket timeout, seconds
+START_TIMEOUT = 10.0      # wait for "listening on"
+STOP_TIMEOUT = 10.0       # terminate -> wait, then kill
+WATCHDOG = 120            # a whole test file, seconds
+
+LISTEN_RE = re.compile(r"listening on 127\.0\.0\.1:(\d+) \(http\)")
+IMF_FIXDATE_RE = re.compile(
+    r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} "
+    r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT$")
+
+
+class Skip(Exception):
+    """Raised to end a test with exit status 77."""
+
+
+# --------------------------------------------------------------------------
+# Checks
+
+
+class Checker:
+    """Records failed checks; a test keeps going and reports them all."""
+
+    def __init__(self):
+        self.failures = []
+        self.passed = 0
+
+    def check(self, cond, msg):
+        if cond:
+            self.passed += 1
+        else:
+            self.failures.append(msg)
+            print("FAIL: " + msg, flush=True)
+        return bool(cond)
+
+    def eq(self, got, want, msg):
+        return self.check(got == want, "%s: got %s, want %s" % (msg, _short(got), _short(want)))
+
+    def ok(self, msg):
+        self.passed += 1
+        if os.environ.get("RTLS_TEST_VERBOSE"):
+            print("ok: " + msg, flush=True)
+
+
+def _short(v, limit=300):
+    s = repr(v)
+    return s if len(s) <= limit else s[:limit] + "...(%d chars)" % len(s)
+
+
+# --------------------------------------------------------------------------
+# Processes
+
+
+_live = []      # every Process started and not yet stopped
+_started = []   # every Process started, for the failure report
+_tmpdirs = []   # removed at exit
+
+
+class Process:
+    """A child with stderr captured to a temp file; stopped by its PID."""
+
+    def __init__(self, argv, name=None, env=None):
+        self.argv = [str(a) for a in argv]
+        self.name = name or os.path.basename(self.argv[0])
+        fd, self.err_path = tempfile.mkstemp(prefix="rtls-%s-" % self.name, suffix=".log")
+        self._err = os.fdopen(fd, "w+b")
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=self._err,
+                                     env=env, close_fds=True)
+        self.pid = self.proc.pid
+        self.returncode = None
+        _live.append(self)
+        _started.append(self)
+
+    def log(self):
+        with open(self.err_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def log_lines(self):
+        return [l for l in self.log().splitlines() if l]
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def wait_log(self, pattern, timeout=5.0):
+        """Waits until a log line matches the regex; returns the match or None."""
+        rx = re.compile(pattern)
+        end = time.monotonic() + timeout
+        while True:
+            for line in self.log_lines():
+                m = rx.search(line)
+                if m:
+                    return m
+            if time.monotonic() >= end:
+                return None
+            time.sleep(0.02)
+
+    def send_signal(self, sig):
+        if self.proc.poll() is None:
+            os.kill(self.pid, sig)
+
+    def wait(self, timeout):
+        """Waits for exit; returns the status, or None if still running."""
+        try:
+            self.returncode = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        self._forget()
+        return self.returncode
+
+    def stop(self, sig=signal.SIGTERM, timeout=STOP_TIMEOUT):
+        """terminate -> wait with timeout -> kill. Returns the exit status."""
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                print("%s (pid %d) did not stop in %.0f s: killing" % (self.name, self.pid, timeout))
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.returncode = self.proc.returncode
+        self._forget()
+        return self.returncode
+
+    def _forget(self):
+        if self in _live:
+            _live.remove(self)
+
+
+class Server(Process):
+    """ringtls serve on 127.0.0.1:0; .port is parsed from the log."""
+
+    def __init__(self, *args, root=None, threads=1, listen="127.0.0.1:0", wait=True):
+        argv = [RINGTLS_BIN, "serve", "--listen", listen]
+        if root is not None:
+            argv += ["--root", root]
+        if threads is not None:
+            argv += ["--threads", str(threads)]
+        argv += list(args)
+        super().__init__(argv, name="ringtls")
+        self.port = None
+        if wait:
+            self.wait_listening()
+
+    def wait_listening(self, timeout=START_TIMEOUT):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            m = LISTEN_RE.search(self.log())
+            if m:
+                self.port = int(m.group(1))
+                return self.port
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        rc = self.proc.poll()
+        raise RuntimeError("ringtls did not start (exit %s); stderr:\n%s" % (rc, self.log()))
+
+    @property
+    def addr(self):
+        return ("127.0.0.1", self.port)
+
+    def url(self, path="/"):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def connect(self, timeout=IO_TIMEOUT):
+        return Conn(self.addr, timeout)
+
+    def error_lines(self, port, status=None):
+        """Log lines of the server's error reporting about one client port."""
+        pat = r"http 127\.0\.0\.1:%d: " % port
+        if status is not None:
+            pat += r"%d " % status
+        rx = re.compile(pat)
+        return [l for l in self.log_lines() if rx.search(l)]
+
+
+def run_cmd(argv, timeout=15, input=None):
+    """Runs a command to completion; returns CompletedProcess (bytes)."""
+    return subprocess.run([str(a) for a in argv], input=input, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, timeout=timeout)
+
+
+def need_binary(path, what):
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        raise Skip("%s not built: %s" % (what, path))
+
+
+def need_curl():
+    if not shutil.which("curl"):
+        raise Skip("curl not installed")
+
+
+def curl(*args, timeout=15):
+    """curl -sS with a bounded run time; returns CompletedProcess (bytes)."""
+    return run_cmd(["curl", "-sS", "--max-time", "10", *args], timeout=timeout)
+
+
+def free_port():
+    """A port that was free a moment ago (for programs that need a fixed one)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+# --------------------------------------------------------------------------
+# Files
+
+
+def temp_dir(prefix="rtls-"):
+    d = tempfile.mkdtemp(prefix=prefix)
+    _tmpdirs.append(d)
+    return d
+
+
+def write_file(path, data, mtime=None):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    with open(path, "wb") as f:
+        f.write(data)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+def make_root(files, base=None):
+    """Creates base/root with files {relpath: bytes|str}; returns (base, root)."""
+    base = base or temp_dir()
+    root = os.path.join(base, "root")
+    os.makedirs(root, exist_ok=True)
+    for rel, data in files.items():
+        write_file(os.path.join(root, rel), data)
+    return base, root
+
+
+def sha256(b):
+    return hashlib.sha256(b).hexdigest()
+
+
+def pattern_bytes(n, seed=0):
+    """n deterministic, non-repeating-looking bytes (sha256 counter stream)."""
+    out = bytearray()
+    i = 0
+    while len(out) < n:
+        out += hashlib.sha256(b"%d:%d" % (seed, i)).digest()
+        i += 1
+    return bytes(out[:n])
+
+
+# --------------------------------------------------------------------------
+# Raw HTTP over a socket
+
+
+class Response:
+    def __init__(self, version, status, reason, headers, body, raw_head):
+        self.version = version
+        self.status = status
+        self.reason = reason
+        self.headers = headers      # list of (name, value) in order
+        self.body = body
+        self.raw_head = raw_head
+
+    def header(self, name, default=None):
+        name = name.lower()
+        for k, v in self.headers:
+            if k.lower() == name:
+                return v
+        return default
+
+    def header_all(self, name):
+        name = name.lower()
+        return [v for k, v in self.headers if k.lower() == name]
+
+    def __repr__(self):
+        return "<Response %s %s %s, %d body bytes>" % (self.status, self.reason,
+                                                      self.headers, len(self.body))
+
+
+class ConnClosed(Exception):
+    pass
+
+
+class Conn:
+    """A client TCP connection with a receive buffer and bounded reads."""
+
+    def __init__(self, addr, timeout=IO_TIMEOUT, rcvbuf=None):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(timeout)
+        self.sock.connect(addr)
+        self.buf = b""
+        self.eof = False
+
+    @property
+    def local_port(self):
+        return self.sock.getsockname()[1]
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def _fill(self):
+        if self.eof:
+            raise ConnClosed("connection closed by peer")
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            self.eof = True
+            raise ConnClosed("connection closed by peer")
+        self.buf += chunk
+
+    def read_until(self, marker):
+        while marker not in self.buf:
+            self._fill()
+        i = self.buf.index(marker) + len(marker)
+        out, self.buf = self.buf[:i], self.buf[i:]
+        return out
+
+    def read_exact(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def read_response(self, head=False):
+        """Reads one response; head=True for a response to HEAD (no body)."""
+        raw = self.read_until(b"\r\n\r\n")
+        lines = raw[:-4].decode("latin-1").split("\r\n")
+        m = re.match(r"^(HTTP/\d\.\d) (\d{3}) (.*)$", lines[0])
+        if not m:
+            raise AssertionError("bad status line %r" % lines[0])
+        headers = []
+        for l in lines[1:]:
+            k, sep, v = l.partition(":")
+            if not sep:
+                raise AssertionError("bad header line %r" % l)
+            headers.append((k, v.strip()))
+        r = Response(m.group(1), int(m.group(2)), m.group(3), headers, b"", raw)
+        if head or r.status in (204, 304) or 100 <= r.status < 200:
+            return r
+        te = r.header("Transfer-Encoding")
+        if te is not None:
+            raise AssertionError("unexpected Transfer-Encoding: %r" % te)
+        cl = r.header("Content-Length")
+        if cl is None:
+            r.body = self.read_to_eof()
+        else:
+            r.body = self.read_exact(int(cl))
+        return r
+
+    def read_to_eof(self, timeout=None):
+        if timeout is not None:
+            self.sock.settimeout(timeout)
+        while not self.eof:
+            try:
+                self._fill()
+            except ConnClosed:
+                break
+        out, self.buf = self.buf, b""
+        return out
+
+    def closed_by_peer(self, timeout=3.0):
+        """True if the peer ends the connection (FIN or RST) within timeout
+        with no further bytes; False on timeout or on extra bytes."""
+        if self.buf:
+            return False
+        end = time.monotonic() + timeout
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                return False
+            except (ConnectionResetError, BrokenPipeError):
+                self.eof = True
+                return True
+            if not chunk:
+                self.eof = True
+                return True
+            self.buf += chunk
+            return False
+
+    def idle(self, wait=0.2):
+        """True if nothing arrives and the connection stays open for `wait` s."""
+        r, _, _ = select.select([self.sock], [], [], wait)
+        return not r
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def request(method="GET", target="/", version="HTTP/1.1", host="localhost", headers=(),
+            body=b""):
+    """Builds one request head (+ body) as bytes."""
+    lines = ["%s %s %s" % (method, target, version)]
+    if host is not None:
+        lines.append("Host: " + host)
+    lines += list(headers)
+    data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return data + (body.encode() if isinstance(body, str) else body)
+
+
+def get(server, target, method="GET", headers=(), version="HTTP/1.1", timeout=IO_TIMEOUT):
+    """One request on a fresh connection; returns the Response."""
+    with server.connect(timeout) as c:
+        c.send(request(method, target, version, headers=headers))
+        return c.read_response(head=(method == "HEAD"))
+
+
+# --------------------------------------------------------------------------
+# Running a test
+
+
+def _cleanup():
+    for p in list(_live):
+        try:
+            p.stop(timeout=5)
+        except Exception as e:  # noqa: BLE001 - keep cleaning up
+            print("cleanup of pid %d: %r" % (p.pid, e))
+    for d in _tmpdirs:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _watchdog(signum, frame):
+    raise TimeoutError("test exceeded the %d s watchdog" % WATCHDOG)
+
+
+def main(test_fn, watchdog=WATCHDOG):
+    """Runs test_fn(checker) and exits 0 / 1 / 77. On failure prints the
+    stderr of every server the test started."""
+    t = Checker()
+    started = _started
+    signal.signal(signal.SIGALRM, _watchdog)
+    signal.alarm(watchdog)
+    status = 0
+    name = os.path.basename(sys.argv[0])
+    try:
+        test_fn(t)
+    except Skip as e:
+        print("SKIP %s: %s" % (name, e))
+        status = SKIP
+    except Exception:  # noqa: BLE001 - any error is a test failure
+        t.failures.append("exception:\n" + traceback.format_exc())
+        print("FAIL: exception:\n" + traceback.format_exc(), flush=True)
+    finally:
+        signal.alarm(0)
+        _cleanup()
+    if status == SKIP and not t.failures:
+        sys.exit(SKIP)
+    if t.failures:
+        for p in started:
+            print("---- stderr of %s (pid %d, exit %s): %s" % (p.name, p.pid, p.returncode,
+                                                              " ".join(p.argv)))
+            try:
+                sys.stdout.write(p.log())
+            except OSError:
+                pass
+            print("---- end")
+        print("%s: %d check(s) failed, %d passed" % (name, len(t.failures), t.passed))
+        for f in t.failures:
+            print("  - " + f.splitlines()[0])
+        sys.exit(1)
+    for p in started:
+        try:
+            os.unlink(p.err_path)
+        except OSError:
+            pass
+    print("%s: all %d checks passed" % (name, t.passed))
+    sys.exit(0)
