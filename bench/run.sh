@@ -269,6 +269,8 @@ start_nginx() {
 	NGX_PID=$!
 	wait_ready nginx "$NGX_PID" "$NGX_PORT" "$TMP/nginx-error.log"
 	NGX_WORKERS=$(pgrep -P "$NGX_PID" || true)
+	[[ $NGX_WORKERS =~ ^[0-9]+$ ]] ||
+		die "expected one nginx worker under pid $NGX_PID, found: ${NGX_WORKERS:-none}"
 }
 
 # --------------------------------------------------------------- checks
@@ -341,6 +343,28 @@ run_wrk() {
 	fi
 }
 
+# cpu_ticks PID: user + system time of the whole process, in clock ticks
+cpu_ticks() {
+	# comm (field 2) may hold spaces: count fields after its closing ')'.
+	sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+}
+
+# measure KEY SRV SECONDS: one wrk run, recorded in RPS and CPU. CPU is
+# the server's busy share of its core: well under 100 means wrk (one core)
+# was the limit, not the server.
+measure() {
+	local key=$1 srv=$2 secs=$3 t0 t1 c0 c1 cpu
+	c0=$(cpu_ticks "${SERVE_PID[$srv]}")
+	t0=$(date +%s%N)
+	run_wrk "$srv" "${PORT[$srv]}" "${CONNS[$key]}" "${URLPATH[$key]}" \
+		"$secs" "${MINBYTES[$key]}"
+	t1=$(date +%s%N)
+	c1=$(cpu_ticks "${SERVE_PID[$srv]}")
+	cpu=$(calc '%.0f' "($c1 - $c0) / $CLK_TCK / (($t1 - $t0) / 1e9) * 100")
+	RPS[$key,$srv]="${RPS[$key,$srv]:-}${RPS[$key,$srv]:+ }$WRK_RPS"
+	CPU[$key,$srv]="${CPU[$key,$srv]:-}${CPU[$key,$srv]:+ }$cpu"
+}
+
 # ------------------------------------------------------------ reporting
 
 # median "V1 V2 ...": the median of space-separated numbers
@@ -402,11 +426,12 @@ report() {
 	echo
 	echo "Median of $ROUNDS interleaved round(s) of ${DURATION}s, after ${WARMUP}s of warm-up per"
 	echo "server and workload; ratio = ringtls / nginx; MB/s = req/s x body size / 10^6."
-	echo "Each round, in order (req/s):"
+	echo "Each round, in order: req/s, and the server's CPU use on its core (%);"
+	echo "CPU well under 100% means wrk, on one core, was the limit, not the server:"
 	echo
 	for key in hello file; do
 		for srv in ringtls nginx; do
-			echo "- $key, $srv: ${RPS[$key,$srv]}"
+			echo "- $key, $srv: ${RPS[$key,$srv]} req/s; CPU ${CPU[$key,$srv]} %"
 		done
 	done
 	echo
@@ -453,7 +478,9 @@ declare -A PORT=([ringtls]=$RT_PORT [nginx]=$NGX_PORT)
 declare -A CONNS=([hello]=$HELLO_CONNS [file]=$FILE_CONNS)
 declare -A URLPATH=([hello]=/hello [file]=/file-1m.bin)
 declare -A MINBYTES=([hello]=${#HELLO_BODY} [file]=$FILE_BYTES)
-declare -A RPS=()
+declare -A SERVE_PID=([ringtls]=$RT_PID [nginx]=$NGX_WORKERS)
+declare -A RPS=() CPU=()
+CLK_TCK=$(getconf CLK_TCK)
 WRK_SEQ=0
 WRK_RPS=""
 
@@ -470,11 +497,9 @@ fi
 for ((round = 1; round <= ROUNDS; round++)); do
 	for key in hello file; do
 		for srv in ringtls nginx; do
-			run_wrk "$srv" "${PORT[$srv]}" "${CONNS[$key]}" "${URLPATH[$key]}" \
-				"$DURATION" "${MINBYTES[$key]}"
-			RPS[$key,$srv]="${RPS[$key,$srv]:-}${RPS[$key,$srv]:+ }$WRK_RPS"
-			printf 'round %d/%d  %-5s  %-7s  %12s req/s\n' \
-				"$round" "$ROUNDS" "$key" "$srv" "$WRK_RPS" >&2
+			measure "$key" "$srv" "$DURATION"
+			printf 'round %d/%d  %-5s  %-7s  %12s req/s  server CPU %3s%%\n' \
+				"$round" "$ROUNDS" "$key" "$srv" "$WRK_RPS" "${CPU[$key,$srv]##* }" >&2
 		done
 	done
 done

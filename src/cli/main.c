@@ -36,10 +36,19 @@ static void log_listeners(rtls_server *s, const struct cli_opts *o)
 	}
 }
 
+static bool needs_tls(const struct cli_opts *o)
+{
+	for (unsigned i = 0; i < o->nlisten; i++)
+		if (o->listen[i].tls)
+			return true;
+	return false;
+}
+
 static int serve(int argc, char **argv)
 {
 	struct cli_opts o;
 	rtls_server *s = NULL;
+	struct rtls_tls_ctx *tls = NULL;
 	char why[512];
 	int ret;
 
@@ -54,9 +63,23 @@ static int serve(int argc, char **argv)
 	}
 	o.cfg.handler = &rtls_http_handler;
 	o.cfg.handler_ctx = &o.http;
+	if (needs_tls(&o)) {
+		ret = rtls_tls_ctx_new(&o.tls, &tls, why, sizeof(why));
+		if (ret < 0) {
+			fprintf(stderr, "ringtls: %s\n", why);
+			return 1;
+		}
+		o.cfg.tls = tls;
+		if (rtls_tls_ctx_selfsigned_path(tls))
+			rtls_log(RTLS_LOG_INFO, "TLS uses the self-signed certificate %s; trust it with "
+				 "curl --cacert %s, or copy it to /usr/local/share/ca-certificates/ringtls.crt "
+				 "and run update-ca-certificates", rtls_tls_ctx_selfsigned_path(tls),
+				 rtls_tls_ctx_selfsigned_path(tls));
+	}
 	ret = rtls_server_create(&o.cfg, &s, why, sizeof(why));
 	if (ret < 0) {
 		fprintf(stderr, "ringtls: %s\n", why);
+		rtls_tls_ctx_free(tls);
 		return 1;
 	}
 	log_listeners(s, &o);
@@ -65,6 +88,7 @@ static int serve(int argc, char **argv)
 		 o.http.root ? o.http.root : "the built-in page");
 	ret = rtls_server_run(s);
 	rtls_server_destroy(s);
+	rtls_tls_ctx_free(tls);
 	if (o.http.root_fd >= 0)
 		close(o.http.root_fd);
 	if (ret < 0) {

@@ -16,8 +16,28 @@ void cli_usage(FILE *f)
 	      "Serves HTTP/1.1 on io_uring: static files under --root, or a built-in page,\n"
 	      "and GET /hello -> \"Hello, World!\".\n"
 	      "\n"
-	      "  --listen ADDR:PORT       plaintext listener, repeatable (default 0.0.0.0:8080);\n"
-	      "                           ADDR may be an IPv4 address, [IPv6], or empty; PORT 0 = any\n"
+	      "  --listen ADDR:PORT       plaintext listener, repeatable\n"
+	      "  --tls-listen ADDR:PORT   TLS listener, repeatable\n"
+	      "                           default, if neither is given: --listen 0.0.0.0:8080\n"
+	      "                           --tls-listen 0.0.0.0:8443; ADDR may be IPv4, [IPv6] or\n"
+	      "                           empty; PORT 0 picks a free port\n"
+	      "  --cert FILE --key FILE   PEM certificate chain and its key; repeat the pair for\n"
+	      "                           more certificates, chosen by SNI (the first is the\n"
+	      "                           default). None: a self-signed ECDSA P-256 certificate\n"
+	      "                           for localhost is made in the state directory\n"
+	      "  --state-dir DIR          where the self-signed certificate lives (default\n"
+	      "                           $XDG_STATE_HOME/ringtls or ~/.local/state/ringtls)\n"
+	      "  --no-tls12               TLS 1.3 only\n"
+	      "  --tls-ciphers LIST       TLS 1.2 cipher list (default ECDHE with AES-GCM or\n"
+	      "                           CHACHA20-POLY1305)\n"
+	      "  --tls13-ciphersuites L   TLS 1.3 suites (default AES-128-GCM, AES-256-GCM,\n"
+	      "                           CHACHA20-POLY1305)\n"
+	      "  --ticket-key-file FILE   session ticket keys shared between instances: one key\n"
+	      "                           per line, newest first (openssl rand -hex 80)\n"
+	      "  --no-tickets             no session resumption\n"
+	      "  --client-ca FILE         CA bundle for client certificates\n"
+	      "  --client-auth MODE       none (default), optional or require\n"
+	      "  --handshake-timeout T    TLS handshake deadline (default 10s)\n"
 	      "  --root DIR               serve files from DIR (default: the built-in page)\n"
 	      "  --follow-symlinks        allow symlinks that lead out of --root (refused by default)\n"
 	      "  --threads N              reactors, one thread each (default: online CPUs)\n"
@@ -92,6 +112,8 @@ static int parse_level(const char *s, enum rtls_log_level *l)
 enum {
 	O_LISTEN = 256, O_ROOT, O_FOLLOW, O_THREADS, O_MAXCONNS, O_MAXHEAD, O_MAXURI,
 	O_MAXHEADERS, O_MAXBODY, O_HDRTO, O_IDLETO, O_SHUTTO, O_LOGLEVEL,
+	O_TLSLISTEN, O_CERT, O_KEY, O_STATEDIR, O_NOTLS12, O_CIPHERS, O_SUITES, O_TICKETFILE,
+	O_NOTICKETS, O_CLIENTCA, O_CLIENTAUTH, O_HSTO,
 };
 
 static const struct option longopts[] = {
@@ -108,6 +130,18 @@ static const struct option longopts[] = {
 	{ "idle-timeout", required_argument, NULL, O_IDLETO },
 	{ "shutdown-timeout", required_argument, NULL, O_SHUTTO },
 	{ "log-level", required_argument, NULL, O_LOGLEVEL },
+	{ "tls-listen", required_argument, NULL, O_TLSLISTEN },
+	{ "cert", required_argument, NULL, O_CERT },
+	{ "key", required_argument, NULL, O_KEY },
+	{ "state-dir", required_argument, NULL, O_STATEDIR },
+	{ "no-tls12", no_argument, NULL, O_NOTLS12 },
+	{ "tls-ciphers", required_argument, NULL, O_CIPHERS },
+	{ "tls13-ciphersuites", required_argument, NULL, O_SUITES },
+	{ "ticket-key-file", required_argument, NULL, O_TICKETFILE },
+	{ "no-tickets", no_argument, NULL, O_NOTICKETS },
+	{ "client-ca", required_argument, NULL, O_CLIENTCA },
+	{ "client-auth", required_argument, NULL, O_CLIENTAUTH },
+	{ "handshake-timeout", required_argument, NULL, O_HSTO },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -123,6 +157,63 @@ static int add_listen(struct cli_opts *o, const char *addr, int tls)
 	o->listen[o->nlisten].tls = tls;
 	o->nlisten++;
 	return 0;
+}
+
+static int apply_tls(struct cli_opts *o, int opt, const char *arg)
+{
+	switch (opt) {
+	case O_TLSLISTEN: return add_listen(o, arg, 1);
+	case O_CERT:
+	case O_KEY: {
+		unsigned *n = opt == O_CERT ? &o->ncert_files : &o->nkey_files;
+
+		if (*n == 16) {
+			fprintf(stderr, "ringtls: at most 16 certificates\n");
+			return -1;
+		}
+		if (opt == O_CERT)
+			o->certs[(*n)++].cert_file = arg;
+		else
+			o->certs[(*n)++].key_file = arg;
+		return 0;
+	}
+	case O_STATEDIR: snprintf(o->state_dir, sizeof(o->state_dir), "%s", arg); return 0;
+	case O_NOTLS12: o->tls.no_tls12 = true; return 0;
+	case O_CIPHERS: o->tls.ciphers12 = arg; return 0;
+	case O_SUITES: o->tls.ciphersuites13 = arg; return 0;
+	case O_TICKETFILE: o->tls.ticket_key_file = arg; return 0;
+	case O_NOTICKETS: o->tls.no_tickets = true; return 0;
+	case O_CLIENTCA: o->tls.client_ca = arg; return 0;
+	case O_CLIENTAUTH:
+		if (strcmp(arg, "none") == 0)
+			o->tls.client_auth = RTLS_CLIENT_AUTH_NONE;
+		else if (strcmp(arg, "optional") == 0)
+			o->tls.client_auth = RTLS_CLIENT_AUTH_OPTIONAL;
+		else if (strcmp(arg, "require") == 0)
+			o->tls.client_auth = RTLS_CLIENT_AUTH_REQUIRE;
+		else {
+			fprintf(stderr, "ringtls: --client-auth: expected none, optional or require: '%s'\n", arg);
+			return -1;
+		}
+		return 0;
+	case O_HSTO: return parse_duration("--handshake-timeout", arg, &o->cfg.timeout_ms[RTLS_TIMER_HANDSHAKE]);
+	default: return -1;
+	}
+}
+
+/* The state directory: --state-dir, else XDG_STATE_HOME, else ~/.local/state. */
+static void default_state_dir(struct cli_opts *o)
+{
+	const char *x = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+
+	if (o->state_dir[0])
+		return;
+	if (x && *x)
+		snprintf(o->state_dir, sizeof(o->state_dir), "%s/ringtls", x);
+	else if (home && *home)
+		snprintf(o->state_dir, sizeof(o->state_dir), "%s/.local/state/ringtls", home);
+	else
+		snprintf(o->state_dir, sizeof(o->state_dir), "/var/lib/ringtls");
 }
 
 static int apply(struct cli_opts *o, int opt, const char *arg)
@@ -171,7 +262,7 @@ static int apply(struct cli_opts *o, int opt, const char *arg)
 	case O_IDLETO: return parse_duration("--idle-timeout", arg, &o->cfg.timeout_ms[RTLS_TIMER_IDLE]);
 	case O_SHUTTO: return parse_duration("--shutdown-timeout", arg, &o->cfg.shutdown_ms);
 	case O_LOGLEVEL: return parse_level(arg, &o->log_level);
-	default: return -1;
+	default: return apply_tls(o, opt, arg);
 	}
 }
 
@@ -208,8 +299,21 @@ int cli_parse_serve(int argc, char **argv, struct cli_opts *o)
 		fprintf(stderr, "ringtls: unexpected argument '%s' (see ringtls --help)\n", argv[optind]);
 		return -1;
 	}
-	if (!o->nlisten)
+	if (o->ncert_files != o->nkey_files) {
+		fprintf(stderr, "ringtls: --cert and --key come in pairs (%u --cert, %u --key)\n",
+			o->ncert_files, o->nkey_files);
+		return -1;
+	}
+	if (o->tls.client_ca && o->tls.client_auth == RTLS_CLIENT_AUTH_NONE)
+		o->tls.client_auth = RTLS_CLIENT_AUTH_OPTIONAL;
+	if (!o->nlisten) {
 		add_listen(o, "0.0.0.0:8080", 0);
+		add_listen(o, "0.0.0.0:8443", 1);
+	}
+	default_state_dir(o);
+	o->tls.certs = o->certs;
+	o->tls.ncerts = o->ncert_files;
+	o->tls.state_dir = o->state_dir;
 	o->cfg.listeners = o->listen;
 	o->cfg.nlisteners = o->nlisten;
 	return 0;

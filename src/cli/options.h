@@ -6,6 +6,7 @@
 
 #include "http/http.h"
 #include "ringtls/ringtls.h"
+#include "ringtls/tls.h"
 
 #define CLI_MAX_LISTEN 32
 
@@ -15,6 +16,10 @@ struct cli_opts {
 	struct rtls_listen listen[CLI_MAX_LISTEN];
 	unsigned nlisten;
 	enum rtls_log_level log_level;
+	struct rtls_tls_opts tls;
+	struct rtls_tls_cert certs[16];
+	unsigned ncert_files, nkey_files;
+	char state_dir[4096];
 };
 
 /* Parses argv (after "serve"). Returns 0, 1 if --help/--version was

@@ -78,10 +78,12 @@ struct rtls__transport {
 	void (*destroy)(rtls_conn *c);
 	/* Fill *info's TLS fields. */
 	void (*query)(const rtls_conn *c, struct rtls_conn_info *info);
-	/* Plaintext queued by the handler is about to be sent: transform the
-	 * pending side in place (userspace TLS encrypts), or NULL when the
-	 * kernel or nothing needs to. */
-	int (*seal)(rtls_conn *c, struct rtls__wbuf *w);
+	/* Called when the connection can send: turn plaintext from `in` (the
+	 * pending side) into records appended to `out` (empty, not in flight),
+	 * consuming what it used from `in`, and add any bytes of its own
+	 * (handshake, alerts, close_notify). Leaving `out` empty means nothing
+	 * to send. NULL when the kernel makes the records, or for plain TCP. */
+	int (*seal)(rtls_conn *c, struct rtls__wbuf *in, struct rtls__wbuf *out);
 	/* Orderly end of our side (TLS: queue close_notify). */
 	void (*shutdown)(rtls_conn *c);
 };
@@ -240,6 +242,7 @@ void rtls__conn_kill(struct rtls_conn *c, int err);
 void rtls__reap(struct rtls__reactor *r);
 void rtls__rearm_starved(struct rtls__reactor *r);
 void rtls__send_start(struct rtls_conn *c);
+void rtls__kick(struct rtls_conn *c);
 void rtls__pipes_free(struct rtls__reactor *r);
 /* Delivery of plaintext to the handler; transports call these. */
 void rtls__deliver(struct rtls_conn *c, struct rtls_buf *b);
@@ -254,5 +257,8 @@ int rtls__wbuf_add_file(struct rtls__wbuf *w, int fd, off_t off, size_t len);
 void rtls__wbuf_reset(struct rtls__wbuf *w);
 void rtls__wbuf_free(struct rtls__wbuf *w);
 size_t rtls__wbuf_bytes(const struct rtls__wbuf *w);
+/* Drops the first `segs` whole segments, plus `mem` bytes and `file`
+ * file bytes of the next one (what a transport consumed). */
+void rtls__wbuf_consume(struct rtls__wbuf *w, unsigned segs, size_t mem, size_t file);
 
 #endif

@@ -109,7 +109,7 @@ static void drained(struct rtls_conn *c)
 		rtls__conn_recv_arm(c);
 		return;
 	}
-	if (c->state == CONN_OPEN && h->on_drained)
+	if (c->state == CONN_OPEN && c->handler_open && h->on_drained)
 		h->on_drained(c, c->data);
 }
 
@@ -145,7 +145,9 @@ static void send_next(struct rtls_conn *c)
 		c->file_sent = 0;
 	}
 	rtls__wbuf_reset(w);
-	if (c->flush_wanted && rtls__wbuf_bytes(&c->w[c->wi])) {
+	if (c->flush_wanted && (rtls__wbuf_bytes(&c->w[c->wi]) || (c->tp && c->tp->seal))) {
+		/* More was flushed meanwhile, or the transport may have more
+		 * records to make (the rest of a file, a ticket, an alert). */
 		rtls__send_start(c);
 		return;
 	}
@@ -160,23 +162,41 @@ void rtls__send_start(struct rtls_conn *c)
 	if (c->send_inflight || c->state == CONN_DEAD)
 		return;
 	if (c->tp && c->tp->seal) {
-		int ret = c->tp->seal(c, w);
+		/* The transport turns (some of) the pending plaintext into
+		 * records on the free side; what it leaves stays pending and
+		 * is sealed when this round has gone. */
+		struct rtls__wbuf *out = &c->w[c->wi ^ 1];
+		int ret = c->tp->seal(c, w, out);
 
 		if (ret < 0) {
 			rtls__conn_kill(c, ret);
 			return;
 		}
+		if (!out->nsegs) {
+			c->flush_wanted = false;
+			drained(c);
+			return;
+		}
+	} else {
+		if (!w->nsegs) {
+			c->flush_wanted = false;
+			drained(c);
+			return;
+		}
+		c->wi ^= 1;
 	}
-	if (!w->nsegs) {
-		c->flush_wanted = false;
-		drained(c);
-		return;
-	}
-	c->wi ^= 1;
 	c->seg_done = 0;
 	c->mem_sent = 0;
 	c->file_sent = 0;
 	send_next(c);
+}
+
+/* A transport has bytes of its own to send (handshake flight, alert). */
+void rtls__kick(struct rtls_conn *c)
+{
+	c->flush_wanted = true;
+	if (!c->send_inflight)
+		rtls__send_start(c);
 }
 
 void rtls__on_send(struct rtls_conn *c, int res)

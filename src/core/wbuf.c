@@ -125,3 +125,29 @@ void rtls__wbuf_free(struct rtls__wbuf *w)
 	free(w->segs);
 	memset(w, 0, sizeof(*w));
 }
+
+void rtls__wbuf_consume(struct rtls__wbuf *w, unsigned segs, size_t mem, size_t file)
+{
+	size_t cut;
+
+	for (unsigned i = 0; i < segs && i < w->nsegs; i++)
+		if (w->segs[i].fd >= 0)
+			close(w->segs[i].fd);
+	if (segs >= w->nsegs) {
+		w->nsegs = 0;
+		w->len = 0;
+		return;
+	}
+	/* Byte offset where the remaining data starts. */
+	cut = (segs ? w->segs[segs - 1].mem_end : 0) + mem;
+	memmove(w->segs, w->segs + segs, (w->nsegs - segs) * sizeof(*w->segs));
+	w->nsegs -= segs;
+	if (file) {
+		w->segs[0].off += (off_t)file;
+		w->segs[0].flen -= file;
+	}
+	memmove(w->data, w->data + cut, w->len - cut);
+	w->len -= cut;
+	for (unsigned i = 0; i < w->nsegs; i++)
+		w->segs[i].mem_end -= cut;
+}

@@ -1,0 +1,57 @@
+/* ringtls TLS layer: server contexts for TLS listeners.
+ *
+ * A struct rtls_tls_ctx is created once, before rtls_server_create(), and
+ * passed as rtls_config.tls; every reactor reads it and nothing changes it
+ * after start. The handshake runs in userspace with OpenSSL 3 over the
+ * connection's own io_uring receives and sends. */
+#ifndef RINGTLS_TLS_H
+#define RINGTLS_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct rtls_tls_ctx;
+
+/* One certificate chain and its key, PEM. The first is the default; the
+ * others are chosen by SNI against their DNS names. */
+struct rtls_tls_cert {
+	const char *cert_file;
+	const char *key_file;
+};
+
+enum rtls_client_auth { RTLS_CLIENT_AUTH_NONE = 0, RTLS_CLIENT_AUTH_OPTIONAL, RTLS_CLIENT_AUTH_REQUIRE };
+
+struct rtls_tls_opts {
+	const struct rtls_tls_cert *certs; /* borrowed during rtls_tls_ctx_new */
+	unsigned ncerts;                   /* 0: self-signed in state_dir */
+	const char *state_dir;             /* where the self-signed pair lives */
+	bool no_tls12;                     /* TLS 1.3 only */
+	const char *ciphers12;             /* OpenSSL cipher list for TLS 1.2, or NULL */
+	const char *ciphersuites13;        /* TLS 1.3 suites, or NULL */
+	const char *client_ca;             /* PEM bundle, with client_auth != NONE */
+	enum rtls_client_auth client_auth;
+	const char *ticket_key_file;       /* shared ticket keys, or NULL: in memory */
+	bool no_tickets;                   /* disable session tickets */
+	unsigned handshake_log_level;      /* enum rtls_log_level for failures (debug) */
+};
+
+/* Builds the context: loads and checks every certificate and key (readable,
+ * matching, within validity), or creates/reuses the self-signed one. On
+ * failure returns a negated errno and writes one line for the user into
+ * why[0..whylen). *out is owned by the caller; free it after the server. */
+int rtls_tls_ctx_new(const struct rtls_tls_opts *o, struct rtls_tls_ctx **out,
+		     char *why, size_t whylen);
+
+/* Path of the certificate in use when it was self-signed, else NULL. */
+const char *rtls_tls_ctx_selfsigned_path(const struct rtls_tls_ctx *ctx);
+
+void rtls_tls_ctx_free(struct rtls_tls_ctx *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

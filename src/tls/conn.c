@@ -1,0 +1,437 @@
+/* TLS on a connection: the handshake over the ring, and the userspace
+ * record path. A transport (struct rtls__transport) between core and the
+ * handler:
+ *
+ *   receive: raw bytes → memory BIO → SSL_do_handshake / SSL_read →
+ *            plaintext delivered to the handler (in the same provided
+ *            buffer where it fits: the ciphertext was copied out first)
+ *   send:    handler plaintext → SSL_write → records appended straight to
+ *            the free output side by a sink BIO (no second copy); bytes
+ *            OpenSSL makes on its own (handshake flights, tickets, alerts,
+ *            close_notify) wait in `stage` and go out first.
+ *
+ * State: HANDSHAKE → ESTABLISHED → (close_notify either way) → closed;
+ * any fatal error sends OpenSSL's alert and closes. DESIGN.md has more. */
+#include <errno.h>
+#include <openssl/err.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include "internal.h"
+
+/* File bytes encrypted per send round: bounds memory for a large file. */
+#define SEAL_FILE_BUDGET (256u * 1024u)
+#define READ_CHUNK 16384u
+
+struct tconn {
+	SSL *ssl;
+	BIO *rbio;                 /* network → OpenSSL (memory BIO) */
+	struct rtls__wbuf *sink;   /* where the sink BIO writes now */
+	struct rtls__wbuf stage;   /* OpenSSL's own bytes made outside seal */
+	bool established;
+	bool close_notify_in;      /* peer's close_notify seen */
+	bool failed;               /* fatal error: no more SSL_write/shutdown */
+	char alpn[32];
+	char *subject;             /* verified client certificate subject */
+};
+
+/* --- the sink BIO -------------------------------------------------------- */
+
+static BIO_METHOD *sink_method;
+static pthread_once_t sink_once = PTHREAD_ONCE_INIT;
+
+static int sink_write(BIO *b, const char *p, int n)
+{
+	struct tconn *t = BIO_get_data(b);
+
+	if (n <= 0)
+		return 0;
+	return rtls__wbuf_append(t->sink, p, (size_t)n) < 0 ? -1 : n;
+}
+
+static long sink_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	(void)b;
+	(void)num;
+	(void)ptr;
+	switch (cmd) {
+	case BIO_CTRL_FLUSH:
+		return 1; /* records leave when the connection next sends */
+	default:
+		return 0;
+	}
+}
+
+static int sink_create(BIO *b)
+{
+	BIO_set_init(b, 1);
+	return 1;
+}
+
+static void sink_init(void)
+{
+	sink_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ringtls-sink");
+	if (sink_method) {
+		BIO_meth_set_write(sink_method, sink_write);
+		BIO_meth_set_ctrl(sink_method, sink_ctrl);
+		BIO_meth_set_create(sink_method, sink_create);
+	}
+}
+
+/* --- helpers --------------------------------------------------------------- */
+
+static struct tconn *tc(const struct rtls_conn *c) { return c->tp_state; }
+
+static void peer_str(struct rtls_conn *c, char *out, size_t n)
+{
+	struct rtls_conn_info ci;
+
+	snprintf(out, n, "?");
+	if (rtls_conn_query(c, &ci) == 0 && ci.peer_len) {
+		char h[INET6_ADDRSTRLEN] = "?";
+
+		if (ci.peer.ss_family == AF_INET6) {
+			struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ci.peer;
+			inet_ntop(AF_INET6, &a->sin6_addr, h, sizeof(h));
+			snprintf(out, n, "[%s]:%u", h, ntohs(a->sin6_port));
+		} else {
+			struct sockaddr_in *a = (struct sockaddr_in *)&ci.peer;
+			inet_ntop(AF_INET, &a->sin_addr, h, sizeof(h));
+			snprintf(out, n, "%s:%u", h, ntohs(a->sin_port));
+		}
+	}
+}
+
+/* A plain HTTP request on the TLS port gets a plain HTTP answer, as nginx
+ * does, instead of an alert the browser cannot show. */
+static void plain_http_answer(struct tconn *t)
+{
+	static const char msg[] =
+		"HTTP/1.1 400 Bad Request\r\nServer: ringtls\r\nContent-Type: text/plain\r\n"
+		"Content-Length: 54\r\nConnection: close\r\n\r\n"
+		"400 Bad Request: plain HTTP was sent to an HTTPS port\n";
+
+	rtls__wbuf_append(&t->stage, msg, sizeof(msg) - 1);
+}
+
+/* Logs a fatal TLS error once and closes; OpenSSL has already queued its
+ * alert in `stage`, which the close sends. */
+static void fail(struct rtls_conn *c, struct tconn *t, const char *when)
+{
+	struct rtls_tls_ctx *x = (struct rtls_tls_ctx *)(void *)c->r->srv->cfg.tls;
+	unsigned long e = ERR_peek_last_error();
+	const char *reason = e ? ERR_reason_error_string(e) : NULL;
+	char peer[64];
+
+	peer_str(c, peer, sizeof(peer));
+	if (e && ERR_GET_REASON(e) == SSL_R_HTTP_REQUEST)
+		plain_http_answer(t);
+	rtls_log(t->established ? RTLS_LOG_INFO : x->fail_level, "tls %s: %s failed: %s", peer,
+		 when, reason ? reason : "connection error");
+	ERR_clear_error();
+	t->failed = true;
+	rtls_conn_close(c);
+}
+
+static void on_established(struct rtls_conn *c, struct tconn *t)
+{
+	const unsigned char *alpn;
+	unsigned alen;
+	X509 *peer;
+
+	t->established = true;
+	SSL_get0_alpn_selected(t->ssl, &alpn, &alen);
+	if (alen && alen < sizeof(t->alpn)) {
+		memcpy(t->alpn, alpn, alen);
+		t->alpn[alen] = '\0';
+	}
+	peer = SSL_get1_peer_certificate(t->ssl);
+	if (peer) {
+		if (SSL_get_verify_result(t->ssl) == X509_V_OK)
+			t->subject = X509_NAME_oneline(X509_get_subject_name(peer), NULL, 0);
+		X509_free(peer);
+	}
+	if (rtls_log_enabled(RTLS_LOG_DEBUG)) {
+		char ps[64];
+
+		peer_str(c, ps, sizeof(ps));
+		rtls_log(RTLS_LOG_DEBUG, "tls %s: %s %s alpn=%s sni=%s resumed=%s client=%s records=userspace",
+			 ps, SSL_get_version(t->ssl), SSL_get_cipher_name(t->ssl),
+			 t->alpn[0] ? t->alpn : "-",
+			 SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name) ?: "-",
+			 SSL_session_reused(t->ssl) ? "yes" : "no", t->subject ? t->subject : "-");
+	}
+	rtls__timer_arm(c, RTLS_TIMER_NONE);
+	rtls__handler_open(c);
+}
+
+/* Returns 1 when established, 0 when more input is needed, -1 on failure. */
+static int handshake(struct rtls_conn *c, struct tconn *t)
+{
+	int ret = SSL_do_handshake(t->ssl);
+
+	if (ret == 1) {
+		on_established(c, t);
+		return c->state == CONN_OPEN ? 1 : -1;
+	}
+	switch (SSL_get_error(t->ssl, ret)) {
+	case SSL_ERROR_WANT_READ:
+		return 0;
+	default:
+		fail(c, t, "handshake");
+		return -1;
+	}
+}
+
+/* Decrypts everything buffered and hands it to the handler. The first
+ * chunk reuses `raw` (its ciphertext is already in the BIO). */
+static void read_records(struct rtls_conn *c, struct tconn *t, struct rtls_buf *raw)
+{
+	size_t ring_cap = c->r->bufs.size;
+
+	while (c->state == CONN_OPEN) {
+		struct rtls_buf b;
+		char *dst = raw ? (char *)(uintptr_t)raw->data : malloc(READ_CHUNK);
+		size_t cap = raw ? ring_cap : READ_CHUNK;
+		int n, err;
+
+		if (!dst) {
+			rtls_conn_abort(c, -ENOMEM);
+			return;
+		}
+		n = SSL_read(t->ssl, dst, (int)cap);
+		if (n > 0) {
+			if (raw) {
+				b = *raw;
+				raw = NULL;
+			} else {
+				b.priv_kind = BUF_HEAP;
+				b.priv_id = 0;
+				c->nheld++;
+			}
+			b.data = dst;
+			b.len = (size_t)n;
+			rtls__deliver(c, &b);
+			continue;
+		}
+		err = SSL_get_error(t->ssl, n);
+		if (raw)
+			rtls_buf_release(c, raw);
+		else
+			free(dst);
+		raw = NULL;
+		switch (err) {
+		case SSL_ERROR_WANT_READ:
+			return;
+		case SSL_ERROR_ZERO_RETURN:
+			t->close_notify_in = true;
+			rtls__deliver_eof(c);
+			return;
+		default:
+			fail(c, t, "read");
+			return;
+		}
+	}
+	if (raw)
+		rtls_buf_release(c, raw);
+}
+
+/* --- transport hooks --------------------------------------------------- */
+
+static void tls_on_recv(struct rtls_conn *c, struct rtls_buf *raw)
+{
+	struct tconn *t = tc(c);
+
+	if (t->failed || BIO_write(t->rbio, raw->data, (int)raw->len) != (int)raw->len) {
+		rtls_buf_release(c, raw);
+		if (!t->failed)
+			rtls_conn_abort(c, -ENOMEM);
+		return;
+	}
+	if (!t->established && handshake(c, t) <= 0) {
+		rtls_buf_release(c, raw);
+		if (c->tp)
+			rtls__kick(c); /* the next flight, or the alert */
+		return;
+	}
+	read_records(c, t, raw);
+	/* After a read OpenSSL may have made bytes of its own: the flight
+	 * after a client Finished (session tickets), a KeyUpdate reply, an
+	 * alert. They go now, even if the handler wrote nothing. */
+	if (c->tp && tc(c)->stage.len)
+		rtls__kick(c);
+}
+
+static void tls_on_recv_eof(struct rtls_conn *c)
+{
+	struct tconn *t = tc(c);
+	char peer[64];
+
+	if (!t->established) {
+		if (!t->failed) {
+			peer_str(c, peer, sizeof(peer));
+			rtls_log(RTLS_LOG_DEBUG, "tls %s: peer closed during the handshake", peer);
+		}
+		rtls__conn_kill(c, t->failed ? 0 : -ECONNRESET);
+		return;
+	}
+	if (!t->close_notify_in && c->state == CONN_OPEN) {
+		/* No close_notify: the stream may have been cut short by an
+		 * attacker or a crash; say so, unlike a clean close. */
+		peer_str(c, peer, sizeof(peer));
+		rtls_log(RTLS_LOG_INFO, "tls %s: connection truncated (TCP FIN without close_notify)", peer);
+	}
+	rtls__deliver_eof(c);
+}
+
+static int tls_seal_file(struct tconn *t, struct rtls__seg *s, size_t *done, size_t *budget)
+{
+	char buf[READ_CHUNK];
+
+	while (*done < s->flen && *budget) {
+		size_t want = s->flen - *done;
+		ssize_t n;
+
+		if (want > sizeof(buf))
+			want = sizeof(buf);
+		n = pread(s->fd, buf, want, s->off + (off_t)*done);
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO; /* the file shrank under us */
+		if (SSL_write(t->ssl, buf, (int)n) != (int)n)
+			return -EIO;
+		*done += (size_t)n;
+		*budget = *budget > (size_t)n ? *budget - (size_t)n : 0;
+	}
+	return 0;
+}
+
+static int tls_seal(struct rtls_conn *c, struct rtls__wbuf *in, struct rtls__wbuf *out)
+{
+	struct tconn *t = tc(c);
+	size_t budget = SEAL_FILE_BUDGET, pos = 0, file_done = 0;
+	unsigned i = 0;
+	int ret = 0;
+
+	if (t->stage.len) {
+		if (rtls__wbuf_append(out, t->stage.data, t->stage.len) < 0)
+			return -ENOMEM;
+		rtls__wbuf_reset(&t->stage);
+	}
+	if (!t->established || t->failed || !in->nsegs)
+		return 0;
+	t->sink = out;
+	for (; i < in->nsegs && ret == 0; i++) {
+		struct rtls__seg *s = &in->segs[i];
+
+		if (s->mem_end > pos && SSL_write(t->ssl, in->data + pos, (int)(s->mem_end - pos)) <= 0)
+			ret = -EIO;
+		pos = s->mem_end;
+		file_done = 0;
+		if (ret == 0 && s->fd >= 0)
+			ret = tls_seal_file(t, s, &file_done, &budget);
+		if (ret == 0 && s->fd >= 0 && file_done < s->flen)
+			break; /* budget spent: the rest of this file next round */
+	}
+	t->sink = &t->stage;
+	if (ret < 0) {
+		ERR_clear_error();
+		return ret;
+	}
+	if (i < in->nsegs)
+		rtls__wbuf_consume(in, i, in->segs[i].mem_end - (i ? in->segs[i - 1].mem_end : 0),
+				   file_done);
+	else
+		rtls__wbuf_consume(in, in->nsegs, 0, 0);
+	return 0;
+}
+
+static void tls_shutdown(struct rtls_conn *c)
+{
+	struct tconn *t = tc(c);
+
+	/* Queue close_notify (RFC 8446 §6.1); it leaves with the last data. */
+	if (t->established && !t->failed) {
+		if (SSL_shutdown(t->ssl) < 0)
+			ERR_clear_error();
+	}
+}
+
+static void tls_query(const struct rtls_conn *c, struct rtls_conn_info *ci)
+{
+	struct tconn *t = tc(c);
+
+	if (!t->established)
+		return;
+	ci->tls_version = SSL_get_version(t->ssl);
+	ci->tls_cipher = SSL_get_cipher_name(t->ssl);
+	ci->alpn = t->alpn[0] ? t->alpn : NULL;
+	ci->sni = SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name);
+	ci->resumed = SSL_session_reused(t->ssl);
+	ci->client_subject = t->subject;
+	ci->tx_path = RTLS_PATH_USERSPACE;
+	ci->rx_path = RTLS_PATH_USERSPACE;
+}
+
+static void tls_destroy(struct rtls_conn *c)
+{
+	struct tconn *t = tc(c);
+
+	if (!t)
+		return;
+	if (!t->established && c->close_err == -ETIMEDOUT) {
+		char peer[64];
+
+		peer_str(c, peer, sizeof(peer));
+		rtls_log(RTLS_LOG_DEBUG, "tls %s: handshake timed out", peer);
+	}
+	SSL_free(t->ssl); /* frees both BIOs */
+	rtls__wbuf_free(&t->stage);
+	OPENSSL_free(t->subject);
+	free(t);
+	c->tp_state = NULL;
+}
+
+static const struct rtls__transport tls_transport = {
+	.on_recv = tls_on_recv,
+	.on_recv_eof = tls_on_recv_eof,
+	.destroy = tls_destroy,
+	.query = tls_query,
+	.seal = tls_seal,
+	.shutdown = tls_shutdown,
+};
+
+int rtls__tls_conn_attach(struct rtls_conn *c, struct rtls_tls_ctx *x)
+{
+	struct tconn *t;
+	BIO *wbio;
+
+	pthread_once(&sink_once, sink_init);
+	if (!sink_method)
+		return -ENOMEM;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->sink = &t->stage;
+	t->ssl = SSL_new(x->ssl[0]);
+	t->rbio = BIO_new(BIO_s_mem());
+	wbio = BIO_new(sink_method);
+	if (!t->ssl || !t->rbio || !wbio) {
+		SSL_free(t->ssl);
+		BIO_free(t->rbio);
+		BIO_free(wbio);
+		free(t);
+		return -ENOMEM;
+	}
+	/* An empty read BIO means "wait for more", not end of stream. */
+	BIO_set_mem_eof_return(t->rbio, -1);
+	BIO_set_data(wbio, t);
+	SSL_set_bio(t->ssl, t->rbio, wbio);
+	SSL_set_accept_state(t->ssl);
+	c->tp = &tls_transport;
+	c->tp_state = t;
+	rtls__timer_arm(c, RTLS_TIMER_HANDSHAKE);
+	return 0;
+}

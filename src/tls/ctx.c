@@ -1,0 +1,267 @@
+/* Server SSL_CTX set-up: versions, ciphers, ALPN, SNI, certificates,
+ * client certificates, tickets. Read-only once the server runs. */
+#include <errno.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Modern defaults: AEAD only, forward secrecy only. */
+#define DEFAULT_SUITES13 "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+#define DEFAULT_CIPHERS12                                                            \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                 \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                 \
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+
+static const unsigned char sid_ctx[] = "ringtls";
+
+/* The last OpenSSL error as text, and the queue cleared. */
+static const char *ossl_err(char *buf, size_t n)
+{
+	unsigned long e = ERR_peek_last_error();
+
+	if (!e)
+		snprintf(buf, n, "unknown error");
+	else
+		ERR_error_string_n(e, buf, n);
+	ERR_clear_error();
+	return buf;
+}
+
+/* ALPN: we speak http/1.1. A client that offers ALPN without it gets the
+ * no_application_protocol alert (RFC 7301 §3.2). */
+static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+		   const unsigned char *in, unsigned inlen, void *arg)
+{
+	static const unsigned char ours[] = "\x08http/1.1";
+	unsigned char *sel;
+
+	(void)ssl;
+	(void)arg;
+	if (SSL_select_next_proto(&sel, outlen, ours, sizeof(ours) - 1, in, inlen) !=
+	    OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_ALERT_FATAL;
+	*out = sel;
+	return SSL_TLSEXT_ERR_OK;
+}
+
+/* SNI: switch to the first certificate whose names match; otherwise keep
+ * the default (as nginx does with its default server). */
+static int sni_cb(SSL *ssl, int *alert, void *arg)
+{
+	struct rtls_tls_ctx *t = arg;
+	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+
+	(void)alert;
+	if (!name)
+		return SSL_TLSEXT_ERR_NOACK;
+	for (unsigned i = 0; i < t->nssl; i++) {
+		X509 *x = SSL_CTX_get0_certificate(t->ssl[i]);
+
+		if (x && X509_check_host(x, name, 0, 0, NULL) == 1) {
+			if (i)
+				SSL_set_SSL_CTX(ssl, t->ssl[i]);
+			return SSL_TLSEXT_ERR_OK;
+		}
+	}
+	return SSL_TLSEXT_ERR_OK;
+}
+
+static int check_validity(X509 *x, const char *file, char *why, size_t n)
+{
+	if (X509_cmp_current_time(X509_get0_notAfter(x)) <= 0) {
+		snprintf(why, n, "certificate %s has expired", file);
+		return -EKEYEXPIRED;
+	}
+	if (X509_cmp_current_time(X509_get0_notBefore(x)) >= 0) {
+		snprintf(why, n, "certificate %s is not valid yet", file);
+		return -EKEYEXPIRED;
+	}
+	return 0;
+}
+
+static int load_pair(SSL_CTX *s, const char *cert, const char *key, char *why, size_t n)
+{
+	char e[256];
+	FILE *f;
+
+	/* Say "cannot read" for an unreadable file rather than OpenSSL's
+	 * "system lib" error. */
+	if (!(f = fopen(cert, "r"))) {
+		snprintf(why, n, "cannot read certificate %s: %s", cert, strerror(errno));
+		return -errno;
+	}
+	fclose(f);
+	if (!(f = fopen(key, "r"))) {
+		snprintf(why, n, "cannot read key %s: %s", key, strerror(errno));
+		return -errno;
+	}
+	fclose(f);
+	if (SSL_CTX_use_certificate_chain_file(s, cert) != 1) {
+		snprintf(why, n, "certificate %s: %s", cert, ossl_err(e, sizeof(e)));
+		return -EINVAL;
+	}
+	if (SSL_CTX_use_PrivateKey_file(s, key, SSL_FILETYPE_PEM) != 1) {
+		snprintf(why, n, "key %s: %s", key, ossl_err(e, sizeof(e)));
+		return -EINVAL;
+	}
+	if (SSL_CTX_check_private_key(s) != 1) {
+		ERR_clear_error();
+		snprintf(why, n, "key %s does not match certificate %s", key, cert);
+		return -EINVAL;
+	}
+	return check_validity(SSL_CTX_get0_certificate(s), cert, why, n);
+}
+
+static int client_auth(SSL_CTX *s, const struct rtls_tls_opts *o, char *why, size_t n)
+{
+	STACK_OF(X509_NAME) *names;
+	char e[256];
+	int mode = SSL_VERIFY_PEER;
+
+	if (o->client_auth == RTLS_CLIENT_AUTH_NONE)
+		return 0;
+	if (!o->client_ca) {
+		snprintf(why, n, "--client-auth needs --client-ca FILE");
+		return -EINVAL;
+	}
+	if (SSL_CTX_load_verify_locations(s, o->client_ca, NULL) != 1 ||
+	    !(names = SSL_load_client_CA_file(o->client_ca))) {
+		snprintf(why, n, "client CA %s: %s", o->client_ca, ossl_err(e, sizeof(e)));
+		return -EINVAL;
+	}
+	SSL_CTX_set_client_CA_list(s, names);
+	if (o->client_auth == RTLS_CLIENT_AUTH_REQUIRE)
+		mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+	SSL_CTX_set_verify(s, mode, NULL);
+	return 0;
+}
+
+/* One SSL_CTX with every setting but the certificate. */
+static int ctx_common(struct rtls_tls_ctx *t, SSL_CTX *s, const struct rtls_tls_opts *o,
+		      char *why, size_t n)
+{
+	char e[256];
+	int ret;
+
+	SSL_CTX_set_min_proto_version(s, o->no_tls12 ? TLS1_3_VERSION : TLS1_2_VERSION);
+	SSL_CTX_set_max_proto_version(s, TLS1_3_VERSION);
+	/* Renegotiation and compression off; no 0-RTT (max_early_data 0).
+	 * RELEASE_BUFFERS frees OpenSSL's record buffers between records, so
+	 * an idle connection holds less memory. */
+	SSL_CTX_set_options(s, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+				       SSL_OP_CIPHER_SERVER_PREFERENCE);
+	SSL_CTX_set_mode(s, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_max_early_data(s, 0);
+	if (SSL_CTX_set_ciphersuites(s, o->ciphersuites13 ? o->ciphersuites13 : DEFAULT_SUITES13) != 1) {
+		snprintf(why, n, "TLS 1.3 cipher suites '%s': %s", o->ciphersuites13, ossl_err(e, sizeof(e)));
+		return -EINVAL;
+	}
+	if (SSL_CTX_set_cipher_list(s, o->ciphers12 ? o->ciphers12 : DEFAULT_CIPHERS12) != 1) {
+		snprintf(why, n, "TLS 1.2 ciphers '%s': %s", o->ciphers12, ossl_err(e, sizeof(e)));
+		return -EINVAL;
+	}
+	SSL_CTX_set_alpn_select_cb(s, alpn_cb, NULL);
+	SSL_CTX_set_tlsext_servername_callback(s, sni_cb);
+	SSL_CTX_set_tlsext_servername_arg(s, t);
+	/* Stateless resumption: tickets only, no server-side cache. */
+	SSL_CTX_set_session_cache_mode(s, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_session_id_context(s, sid_ctx, sizeof(sid_ctx) - 1);
+	if (o->no_tickets) {
+		SSL_CTX_set_options(s, SSL_OP_NO_TICKET);
+		SSL_CTX_set_num_tickets(s, 0);
+	} else if ((ret = rtls__tickets_install(t, s)) < 0) {
+		snprintf(why, n, "session tickets: %s", ossl_err(e, sizeof(e)));
+		return ret;
+	}
+	return client_auth(s, o, why, n);
+}
+
+static int add_cert(struct rtls_tls_ctx *t, const struct rtls_tls_opts *o, const char *cert,
+		    const char *key, char *why, size_t n)
+{
+	SSL_CTX *s;
+	int ret;
+
+	if (t->nssl == TLS_MAX_CERTS) {
+		snprintf(why, n, "at most %d certificates", TLS_MAX_CERTS);
+		return -E2BIG;
+	}
+	s = SSL_CTX_new(TLS_server_method());
+	if (!s) {
+		snprintf(why, n, "out of memory");
+		return -ENOMEM;
+	}
+	t->ssl[t->nssl++] = s;
+	ret = ctx_common(t, s, o, why, n);
+	if (ret < 0)
+		return ret;
+	return load_pair(s, cert, key, why, n);
+}
+
+int rtls_tls_ctx_new(const struct rtls_tls_opts *o, struct rtls_tls_ctx **out, char *why,
+		     size_t whylen)
+{
+	struct rtls_tls_ctx *t = calloc(1, sizeof(*t));
+	char *cert = NULL, *key = NULL;
+	int ret = 0;
+
+	*out = NULL;
+	if (!t) {
+		snprintf(why, whylen, "out of memory");
+		return -ENOMEM;
+	}
+	t->hooks.attach = rtls__tls_attach;
+	t->fail_level = o->handshake_log_level ? (enum rtls_log_level)o->handshake_log_level
+					       : RTLS_LOG_DEBUG;
+	if (!o->no_tickets) {
+		ret = o->ticket_key_file ? rtls__tickets_load(t, o->ticket_key_file, why, whylen)
+					 : rtls__tickets_generate(t);
+		if (ret < 0)
+			goto fail;
+	}
+	if (o->ncerts == 0) {
+		ret = rtls__selfsigned(o->state_dir, &cert, &key, why, whylen);
+		if (ret < 0)
+			goto fail;
+		ret = add_cert(t, o, cert, key, why, whylen);
+		t->selfsigned_path = cert;
+		cert = NULL;
+	}
+	for (unsigned i = 0; ret == 0 && i < o->ncerts; i++)
+		ret = add_cert(t, o, o->certs[i].cert_file, o->certs[i].key_file, why, whylen);
+	if (ret < 0)
+		goto fail;
+	free(key);
+	*out = t;
+	return 0;
+fail:
+	free(cert);
+	free(key);
+	rtls_tls_ctx_free(t);
+	return ret;
+}
+
+const char *rtls_tls_ctx_selfsigned_path(const struct rtls_tls_ctx *ctx)
+{
+	return ctx->selfsigned_path;
+}
+
+void rtls_tls_ctx_free(struct rtls_tls_ctx *t)
+{
+	if (!t)
+		return;
+	for (unsigned i = 0; i < t->nssl; i++)
+		SSL_CTX_free(t->ssl[i]);
+	OPENSSL_cleanse(t->keys, sizeof(t->keys));
+	free(t->selfsigned_path);
+	free(t);
+}
+
+int rtls__tls_attach(struct rtls_conn *c)
+{
+	return rtls__tls_conn_attach(c, (struct rtls_tls_ctx *)(void *)c->r->srv->cfg.tls);
+}
