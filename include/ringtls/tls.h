@@ -23,6 +23,11 @@ struct rtls_tls_cert {
 	const char *key_file;
 };
 
+/* Which directions go to the kernel after the handshake. AUTO and ON try
+ * both and fall back per direction (ON logs each fallback as a warning);
+ * TX and RX try only that direction. */
+enum rtls_ktls_mode { RTLS_KTLS_AUTO = 0, RTLS_KTLS_OFF, RTLS_KTLS_TX, RTLS_KTLS_RX, RTLS_KTLS_ON };
+
 enum rtls_client_auth { RTLS_CLIENT_AUTH_NONE = 0, RTLS_CLIENT_AUTH_OPTIONAL, RTLS_CLIENT_AUTH_REQUIRE };
 
 struct rtls_tls_opts {
@@ -37,7 +42,13 @@ struct rtls_tls_opts {
 	const char *ticket_key_file;       /* shared ticket keys, or NULL: in memory */
 	bool no_tickets;                   /* disable session tickets */
 	unsigned handshake_log_level;      /* enum rtls_log_level for failures (debug) */
+	enum rtls_ktls_mode ktls;
+	bool ktls_zerocopy;                /* TLS_TX_ZEROCOPY_RO: see --help */
 };
+
+/* Whether kernel TLS can be used at all here; 0, or a negated errno (ENOENT:
+ * no tls ULP in this kernel). */
+int rtls_tls_kernel_available(void);
 
 /* Builds the context: loads and checks every certificate and key (readable,
  * matching, within validity), or creates/reuses the self-signed one. On

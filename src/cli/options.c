@@ -38,6 +38,14 @@ void cli_usage(FILE *f)
 	      "  --client-ca FILE         CA bundle for client certificates\n"
 	      "  --client-auth MODE       none (default), optional or require\n"
 	      "  --handshake-timeout T    TLS handshake deadline (default 10s)\n"
+	      "  --ktls MODE              kernel TLS after the handshake: auto (default: both\n"
+	      "                           directions where the kernel can, else userspace,\n"
+	      "                           silently), off, tx, rx, on (like auto, but every\n"
+	      "                           fallback is logged as a warning)\n"
+	      "  --ktls-zerocopy          TLS_TX_ZEROCOPY_RO: file bodies are encrypted straight\n"
+	      "                           from the page cache; a file that changes while it is\n"
+	      "                           being sent breaks that record's tag (the client sees\n"
+	      "                           bad_record_mac), so use it only for immutable files\n"
 	      "  --root DIR               serve files from DIR (default: the built-in page)\n"
 	      "  --follow-symlinks        allow symlinks that lead out of --root (refused by default)\n"
 	      "  --threads N              reactors, one thread each (default: online CPUs)\n"
@@ -113,7 +121,7 @@ enum {
 	O_LISTEN = 256, O_ROOT, O_FOLLOW, O_THREADS, O_MAXCONNS, O_MAXHEAD, O_MAXURI,
 	O_MAXHEADERS, O_MAXBODY, O_HDRTO, O_IDLETO, O_SHUTTO, O_LOGLEVEL,
 	O_TLSLISTEN, O_CERT, O_KEY, O_STATEDIR, O_NOTLS12, O_CIPHERS, O_SUITES, O_TICKETFILE,
-	O_NOTICKETS, O_CLIENTCA, O_CLIENTAUTH, O_HSTO,
+	O_NOTICKETS, O_CLIENTCA, O_CLIENTAUTH, O_HSTO, O_KTLS, O_KTLSZC,
 };
 
 static const struct option longopts[] = {
@@ -142,6 +150,8 @@ static const struct option longopts[] = {
 	{ "client-ca", required_argument, NULL, O_CLIENTCA },
 	{ "client-auth", required_argument, NULL, O_CLIENTAUTH },
 	{ "handshake-timeout", required_argument, NULL, O_HSTO },
+	{ "ktls", required_argument, NULL, O_KTLS },
+	{ "ktls-zerocopy", no_argument, NULL, O_KTLSZC },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -197,6 +207,18 @@ static int apply_tls(struct cli_opts *o, int opt, const char *arg)
 		}
 		return 0;
 	case O_HSTO: return parse_duration("--handshake-timeout", arg, &o->cfg.timeout_ms[RTLS_TIMER_HANDSHAKE]);
+	case O_KTLSZC: o->tls.ktls_zerocopy = true; return 0;
+	case O_KTLS: {
+		static const char *const modes[] = { "auto", "off", "tx", "rx", "on" };
+
+		for (unsigned i = 0; i < 5; i++)
+			if (strcmp(arg, modes[i]) == 0) {
+				o->tls.ktls = (enum rtls_ktls_mode)i;
+				return 0;
+			}
+		fprintf(stderr, "ringtls: --ktls: expected auto, off, tx, rx or on: '%s'\n", arg);
+		return -1;
+	}
 	default: return -1;
 	}
 }

@@ -39,18 +39,65 @@ struct rtls_conn *rtls__conn_new(struct rtls__reactor *r, int fd, unsigned liste
 	return c;
 }
 
+struct rtls__ctl *rtls__conn_ctl(struct rtls_conn *c)
+{
+	if (!c->ctl)
+		c->ctl = calloc(1, sizeof(*c->ctl));
+	return c->ctl;
+}
+
+/* RECVMSG with a provided buffer and room for one control message: kTLS
+ * reports each record's content type there (TLS_GET_RECORD_TYPE). */
+static int prep_recvmsg(struct rtls_conn *c, struct io_uring_sqe *sqe)
+{
+	struct rtls__ctl *m = rtls__conn_ctl(c);
+
+	if (!m)
+		return -ENOMEM;
+	memset(&m->rmsg, 0, sizeof(m->rmsg));
+	memset(&m->rcbuf, 0, sizeof(m->rcbuf));
+	m->riov.iov_base = NULL;
+	m->riov.iov_len = c->r->bufs.size;
+	m->rmsg.msg_iov = &m->riov;
+	m->rmsg.msg_iovlen = 1;
+	m->rmsg.msg_control = m->rcbuf.buf;
+	m->rmsg.msg_controllen = sizeof(m->rcbuf.buf);
+	io_uring_prep_recvmsg(sqe, c->fd, &m->rmsg, 0);
+	return 0;
+}
+
 void rtls__conn_recv_arm(struct rtls_conn *c)
 {
 	struct io_uring_sqe *sqe;
+	enum rtls__op op = OP_RECV;
 
-	if (c->recv_armed || c->state == CONN_DEAD || c->peer_eof)
+	if (c->recv_armed || c->state == CONN_DEAD || c->peer_eof || c->rx_mode == RX_OFF)
 		return;
 	sqe = rtls__sqe(c->r);
-	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+	switch (c->rx_mode) {
+	case RX_EXACT:
+		io_uring_prep_recv(sqe, c->fd, NULL,
+				   c->rx_limit < c->r->bufs.size ? c->rx_limit : c->r->bufs.size, 0);
+		break;
+	case RX_MSG:
+		if (prep_recvmsg(c, sqe) < 0) {
+			io_uring_prep_nop(sqe);
+			io_uring_sqe_set_data64(sqe, rtls__ud(OP_IGNORE, 0, 0));
+			rtls__conn_kill(c, -ENOMEM);
+			return;
+		}
+		op = OP_RECVMSG;
+		break;
+	case RX_MULTISHOT:
+	default:
+		io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+		break;
+	}
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = c->r->bufs.bgid;
-	io_uring_sqe_set_data64(sqe, rtls__ud(OP_RECV, c->slot, c->gen));
+	io_uring_sqe_set_data64(sqe, rtls__ud(op, c->slot, c->gen));
 	c->recv_armed = true;
+	c->recv_op = (uint8_t)op;
 }
 
 int rtls__handler_open(struct rtls_conn *c)
@@ -144,6 +191,8 @@ static void recv_error(struct rtls_conn *c, int res)
 	case -ECANCELED:
 		break;
 	default:
+		if (c->tp && c->tp->on_recv_error && c->state != CONN_DEAD && c->tp->on_recv_error(c, res))
+			break;
 		if (c->state != CONN_DEAD) {
 			rtls_log(RTLS_LOG_DEBUG, "conn %u: recv: %s", c->slot, strerror(-res));
 			rtls__conn_kill(c, res);
@@ -152,7 +201,18 @@ static void recv_error(struct rtls_conn *c, int res)
 	}
 }
 
-void rtls__on_recv(struct rtls_conn *c, struct io_uring_cqe *cqe)
+/* The content type kTLS put in the control message; data if none. */
+static int record_type(struct rtls_conn *c)
+{
+	struct cmsghdr *cm = (struct cmsghdr *)(void *)c->ctl->rcbuf.buf;
+
+	if (cm->cmsg_len >= CMSG_LEN(1) && cm->cmsg_level == RTLS_SOL_TLS &&
+	    cm->cmsg_type == RTLS_TLS_GET_RECORD_TYPE)
+		return *(unsigned char *)CMSG_DATA(cm);
+	return 23; /* application_data */
+}
+
+void rtls__on_recv(struct rtls_conn *c, struct io_uring_cqe *cqe, enum rtls__op op)
 {
 	bool more = cqe->flags & IORING_CQE_F_MORE;
 
@@ -168,6 +228,8 @@ void rtls__on_recv(struct rtls_conn *c, struct io_uring_cqe *cqe)
 		c->nheld++;
 		if (cqe->res <= 0 || c->state == CONN_DEAD || c->state == CONN_LINGER)
 			rtls_buf_release(c, &b);
+		else if (op == OP_RECVMSG)
+			c->tp->on_record(c, &b, record_type(c));
 		else if (c->tp)
 			c->tp->on_recv(c, &b);
 		else
@@ -271,7 +333,7 @@ void rtls__conn_kill(struct rtls_conn *c, int err)
 	if (c->recv_armed) {
 		struct io_uring_sqe *sqe = rtls__sqe(r);
 
-		io_uring_prep_cancel64(sqe, rtls__ud(OP_RECV, c->slot, c->gen), 0);
+		io_uring_prep_cancel64(sqe, rtls__ud((enum rtls__op)c->recv_op, c->slot, c->gen), 0);
 		io_uring_sqe_set_data64(sqe, rtls__ud(OP_IGNORE, 0, 0));
 	}
 	/* A send or splice blocked on a full socket completes at once after
@@ -301,6 +363,8 @@ static void conn_free(struct rtls_conn *c)
 
 	rtls__wbuf_free(&c->w[0]);
 	rtls__wbuf_free(&c->w[1]);
+	free(c->ctl);
+	c->ctl = NULL;
 	if (c->pipe[0] >= 0) {
 		close(c->pipe[0]);
 		close(c->pipe[1]);

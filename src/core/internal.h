@@ -7,6 +7,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "ringtls/ringtls.h"
 
@@ -21,6 +23,8 @@ enum rtls__op {
 	OP_SEND,
 	OP_SPLICE_IN,  /* file -> pipe */
 	OP_SPLICE_OUT, /* pipe -> socket */
+	OP_RECVMSG,    /* kTLS receive with record-type control messages */
+	OP_SENDMSG,    /* kTLS control record (alert, KeyUpdate) */
 	OP_TICK,       /* reactor timer tick */
 	OP_WAKE,       /* eventfd read: stop requested */
 };
@@ -34,6 +38,11 @@ static inline uint32_t rtls__ud_slot(uint64_t ud) { return (uint32_t)(ud >> 32) 
 static inline uint32_t rtls__ud_gen(uint64_t ud) { return (uint32_t)ud; }
 
 #define RTLS_MAX_SLOTS (1u << 24)
+
+/* From <linux/tls.h>; spelled out so core needs no TLS headers. */
+#define RTLS_SOL_TLS 282
+#define RTLS_TLS_SET_RECORD_TYPE 1
+#define RTLS_TLS_GET_RECORD_TYPE 2
 
 /* rtls_buf.priv_kind: where a buffer goes back to. */
 enum rtls__buf_kind {
@@ -53,6 +62,8 @@ struct rtls__link {
  * followed by an optional file range. */
 struct rtls__seg {
 	size_t mem_end; /* buffer offset where this segment's bytes end */
+	uint8_t rec_type; /* non-zero: the bytes are one kTLS record of this
+			   * content type, sent with TLS_SET_RECORD_TYPE */
 	int fd;         /* -1: no file part */
 	off_t off;
 	size_t flen;
@@ -86,6 +97,40 @@ struct rtls__transport {
 	int (*seal)(rtls_conn *c, struct rtls__wbuf *in, struct rtls__wbuf *out);
 	/* Orderly end of our side (TLS: queue close_notify). */
 	void (*shutdown)(rtls_conn *c);
+	/* RX_MSG mode: one or more records of content `type` arrived
+	 * (decrypted by the kernel). Owns raw. */
+	void (*on_record)(rtls_conn *c, struct rtls_buf *raw, int type);
+	/* Everything queued has been sent (before the handler sees it). */
+	void (*on_drained)(rtls_conn *c);
+	/* A receive failed with err; return 1 if the transport dealt with
+	 * it, 0 to let core end the connection. */
+	int (*on_recv_error)(rtls_conn *c, int err);
+};
+
+/* How a connection receives. Changed only while no receive is armed. */
+enum rtls__rx_mode {
+	RX_MULTISHOT = 0, /* multishot RECV into provided buffers */
+	RX_EXACT,         /* single RECV of at most rx_limit bytes: never
+			   * reads past a boundary the transport names */
+	RX_MSG,           /* RECVMSG with control messages (kTLS RX) */
+	RX_OFF,           /* nothing armed until the transport says */
+};
+
+/* Message headers for RECVMSG/SENDMSG, allocated on first use: most
+ * connections never need them. */
+struct rtls__ctl {
+	struct msghdr rmsg;
+	struct iovec riov;
+	union {
+		char buf[64];
+		struct cmsghdr align;
+	} rcbuf;
+	struct msghdr smsg;
+	struct iovec siov;
+	union {
+		char buf[64];
+		struct cmsghdr align;
+	} scbuf;
 };
 
 /* struct rtls_tls_ctx (opaque to core) begins with this, so core can hand
@@ -111,7 +156,11 @@ struct rtls_conn {
 	uint8_t state;
 	uint8_t listener;
 	uint8_t timer;          /* enum rtls_timer armed */
-	bool recv_armed;        /* multishot recv outstanding */
+	bool recv_armed;        /* a receive is outstanding */
+	uint8_t rx_mode;        /* enum rtls__rx_mode */
+	uint8_t recv_op;        /* OP_RECV or OP_RECVMSG, while armed */
+	uint32_t rx_limit;      /* RX_EXACT: bytes the next read may take */
+	struct rtls__ctl *ctl;
 	bool send_inflight;     /* send or splice outstanding */
 	bool read_paused;
 	bool peer_eof;
@@ -232,7 +281,8 @@ void rtls__tick_arm(struct rtls__reactor *r);
 /* conn.c */
 struct rtls_conn *rtls__conn_new(struct rtls__reactor *r, int fd, unsigned listener);
 void rtls__conn_recv_arm(struct rtls_conn *c);
-void rtls__on_recv(struct rtls_conn *c, struct io_uring_cqe *cqe);
+void rtls__on_recv(struct rtls_conn *c, struct io_uring_cqe *cqe, enum rtls__op op);
+struct rtls__ctl *rtls__conn_ctl(struct rtls_conn *c);
 void rtls__on_send(struct rtls_conn *c, int res);
 void rtls__on_splice(struct rtls_conn *c, enum rtls__op op, int res);
 void rtls__conn_maybe_free(struct rtls_conn *c);
@@ -254,6 +304,8 @@ int rtls__wbuf_append(struct rtls__wbuf *w, const void *p, size_t n);
 char *rtls__wbuf_reserve(struct rtls__wbuf *w, size_t n);
 int rtls__wbuf_commit(struct rtls__wbuf *w, size_t n);
 int rtls__wbuf_add_file(struct rtls__wbuf *w, int fd, off_t off, size_t len);
+/* Appends one control record (kTLS TX): a segment of its own. */
+int rtls__wbuf_add_record(struct rtls__wbuf *w, uint8_t type, const void *p, size_t n);
 void rtls__wbuf_reset(struct rtls__wbuf *w);
 void rtls__wbuf_free(struct rtls__wbuf *w);
 size_t rtls__wbuf_bytes(const struct rtls__wbuf *w);

@@ -61,14 +61,17 @@ static void on_accept(struct rtls__reactor *r, unsigned li, struct io_uring_cqe 
 		}
 		return;
 	}
-	rtls__conn_recv_arm(c);
 	if (r->ls[li].tls && r->srv->tls_attach) {
+		/* The transport picks the receive mode before the first read. */
 		int ret = r->srv->tls_attach(c);
 
 		if (ret < 0)
 			rtls__conn_kill(c, ret);
+		else
+			rtls__conn_recv_arm(c);
 		return;
 	}
+	rtls__conn_recv_arm(c);
 	rtls__handler_open(c);
 }
 
@@ -131,7 +134,9 @@ static void dispatch(struct rtls__reactor *r, struct io_uring_cqe *cqe)
 			wake_arm(r);
 		return;
 	case OP_RECV:
+	case OP_RECVMSG:
 	case OP_SEND:
+	case OP_SENDMSG:
 	case OP_SPLICE_IN:
 	case OP_SPLICE_OUT:
 		break;
@@ -151,9 +156,11 @@ static void dispatch(struct rtls__reactor *r, struct io_uring_cqe *cqe)
 	}
 	switch (op) {
 	case OP_RECV:
-		rtls__on_recv(c, cqe);
+	case OP_RECVMSG:
+		rtls__on_recv(c, cqe, op);
 		break;
 	case OP_SEND:
+	case OP_SENDMSG:
 		rtls__on_send(c, cqe->res);
 		break;
 	default:

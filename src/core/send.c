@@ -4,6 +4,7 @@
  * bodies never enter userspace. Writes made meanwhile collect on the other
  * side and leave with the next flush. */
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -72,6 +73,37 @@ static void submit_send(struct rtls_conn *c, const char *p, size_t n, bool more)
 	c->send_inflight = true;
 }
 
+/* One kTLS control record: the content type rides in a control message
+ * (TLS_SET_RECORD_TYPE), and the kernel seals it as its own record. */
+static void submit_record(struct rtls_conn *c, const char *p, size_t n, uint8_t type)
+{
+	struct rtls__ctl *m = rtls__conn_ctl(c);
+	struct io_uring_sqe *sqe;
+	struct cmsghdr *cm;
+
+	if (!m) {
+		rtls__conn_kill(c, -ENOMEM);
+		return;
+	}
+	memset(&m->smsg, 0, sizeof(m->smsg));
+	memset(&m->scbuf, 0, sizeof(m->scbuf));
+	m->siov.iov_base = (void *)(uintptr_t)p;
+	m->siov.iov_len = n;
+	m->smsg.msg_iov = &m->siov;
+	m->smsg.msg_iovlen = 1;
+	m->smsg.msg_control = m->scbuf.buf;
+	m->smsg.msg_controllen = CMSG_SPACE(1);
+	cm = CMSG_FIRSTHDR(&m->smsg);
+	cm->cmsg_level = RTLS_SOL_TLS;
+	cm->cmsg_type = RTLS_TLS_SET_RECORD_TYPE;
+	cm->cmsg_len = CMSG_LEN(1);
+	*CMSG_DATA(cm) = type;
+	sqe = rtls__sqe(c->r);
+	io_uring_prep_sendmsg(sqe, c->fd, &m->smsg, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, rtls__ud(OP_SENDMSG, c->slot, c->gen));
+	c->send_inflight = true;
+}
+
 static void submit_splice(struct rtls_conn *c, enum rtls__op op, const struct rtls__seg *s)
 {
 	struct io_uring_sqe *sqe = rtls__sqe(c->r);
@@ -93,6 +125,12 @@ static void submit_splice(struct rtls_conn *c, enum rtls__op op, const struct rt
 static void drained(struct rtls_conn *c)
 {
 	const struct rtls_handler *h = &c->r->srv->handler;
+
+	if (c->tp && c->tp->on_drained) {
+		c->tp->on_drained(c);
+		if (c->state == CONN_DEAD || c->send_inflight)
+			return;
+	}
 
 	if (c->state == CONN_CLOSING) {
 		if (c->peer_eof) {
@@ -122,8 +160,12 @@ static void send_next(struct rtls_conn *c)
 		struct rtls__seg *s = &w->segs[c->seg_done];
 
 		if (c->mem_sent < s->mem_end) {
-			submit_send(c, w->data + c->mem_sent, s->mem_end - c->mem_sent,
-				    s->fd >= 0 && s->flen > 0);
+			if (s->rec_type)
+				submit_record(c, w->data + c->mem_sent, s->mem_end - c->mem_sent,
+					      s->rec_type);
+			else
+				submit_send(c, w->data + c->mem_sent, s->mem_end - c->mem_sent,
+					    s->fd >= 0 && s->flen > 0);
 			return;
 		}
 		if (s->fd >= 0 && c->file_sent < s->flen) {

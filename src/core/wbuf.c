@@ -21,14 +21,10 @@ static int grow(struct rtls__wbuf *w, size_t need)
 	return 0;
 }
 
-/* The segment new bytes or a file attach to: the last one, unless it
- * already ends with a file (bytes after a file start a new segment). */
-static struct rtls__seg *tail_seg(struct rtls__wbuf *w)
+static struct rtls__seg *new_seg(struct rtls__wbuf *w)
 {
-	struct rtls__seg *s = w->nsegs ? &w->segs[w->nsegs - 1] : NULL;
+	struct rtls__seg *s;
 
-	if (s && s->fd < 0)
-		return s;
 	if (w->nsegs == w->segcap) {
 		unsigned cap = w->segcap ? w->segcap * 2 : 4;
 		struct rtls__seg *n = realloc(w->segs, cap * sizeof(*n));
@@ -40,10 +36,22 @@ static struct rtls__seg *tail_seg(struct rtls__wbuf *w)
 	}
 	s = &w->segs[w->nsegs++];
 	s->mem_end = w->len;
+	s->rec_type = 0;
 	s->fd = -1;
 	s->off = 0;
 	s->flen = 0;
 	return s;
+}
+
+/* The segment new bytes or a file attach to: the last one, unless it
+ * already ends with a file or is a control record. */
+static struct rtls__seg *tail_seg(struct rtls__wbuf *w)
+{
+	struct rtls__seg *s = w->nsegs ? &w->segs[w->nsegs - 1] : NULL;
+
+	if (s && s->fd < 0 && !s->rec_type)
+		return s;
+	return new_seg(w);
 }
 
 char *rtls__wbuf_reserve(struct rtls__wbuf *w, size_t n)
@@ -89,6 +97,20 @@ int rtls__wbuf_add_file(struct rtls__wbuf *w, int fd, off_t off, size_t len)
 	s->fd = fd;
 	s->off = off;
 	s->flen = len;
+	return 0;
+}
+
+int rtls__wbuf_add_record(struct rtls__wbuf *w, uint8_t type, const void *p, size_t n)
+{
+	char *dst = rtls__wbuf_reserve(w, n);
+	struct rtls__seg *s;
+
+	if (!dst || !(s = new_seg(w)))
+		return -ENOMEM;
+	memcpy(dst, p, n);
+	w->len += n;
+	s->mem_end = w->len;
+	s->rec_type = type;
 	return 0;
 }
 

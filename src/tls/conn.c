@@ -26,17 +26,6 @@
 #define SEAL_FILE_BUDGET (256u * 1024u)
 #define READ_CHUNK 16384u
 
-struct tconn {
-	SSL *ssl;
-	BIO *rbio;                 /* network → OpenSSL (memory BIO) */
-	struct rtls__wbuf *sink;   /* where the sink BIO writes now */
-	struct rtls__wbuf stage;   /* OpenSSL's own bytes made outside seal */
-	bool established;
-	bool close_notify_in;      /* peer's close_notify seen */
-	bool failed;               /* fatal error: no more SSL_write/shutdown */
-	char alpn[32];
-	char *subject;             /* verified client certificate subject */
-};
 
 /* --- the sink BIO -------------------------------------------------------- */
 
@@ -49,6 +38,11 @@ static int sink_write(BIO *b, const char *p, int n)
 
 	if (n <= 0)
 		return 0;
+	/* Once the kernel makes our records, OpenSSL's write state is stale:
+	 * anything it still writes must never reach the wire. */
+	if (t->ktx)
+		return n;
+	rtls__tls_sink_account(t, (const unsigned char *)p, (size_t)n);
 	return rtls__wbuf_append(t->sink, p, (size_t)n) < 0 ? -1 : n;
 }
 
@@ -85,7 +79,7 @@ static void sink_init(void)
 
 static struct tconn *tc(const struct rtls_conn *c) { return c->tp_state; }
 
-static void peer_str(struct rtls_conn *c, char *out, size_t n)
+void rtls__tls_peer(struct rtls_conn *c, char *out, size_t n)
 {
 	struct rtls_conn_info ci;
 
@@ -119,53 +113,74 @@ static void plain_http_answer(struct tconn *t)
 
 /* Logs a fatal TLS error once and closes; OpenSSL has already queued its
  * alert in `stage`, which the close sends. */
-static void fail(struct rtls_conn *c, struct tconn *t, const char *when)
+void rtls__tls_fail(struct rtls_conn *c, struct tconn *t, const char *when)
 {
 	struct rtls_tls_ctx *x = (struct rtls_tls_ctx *)(void *)c->r->srv->cfg.tls;
 	unsigned long e = ERR_peek_last_error();
 	const char *reason = e ? ERR_reason_error_string(e) : NULL;
 	char peer[64];
 
-	peer_str(c, peer, sizeof(peer));
+	rtls__tls_peer(c, peer, sizeof(peer));
 	if (e && ERR_GET_REASON(e) == SSL_R_HTTP_REQUEST)
 		plain_http_answer(t);
 	rtls_log(t->established ? RTLS_LOG_INFO : x->fail_level, "tls %s: %s failed: %s", peer,
 		 when, reason ? reason : "connection error");
 	ERR_clear_error();
 	t->failed = true;
+	if (t->ktx && (t->last_alert & 0xff))
+		rtls__tls_alert(c, t, (uint8_t)(t->last_alert & 0xff));
 	rtls_conn_close(c);
 }
 
 static void on_established(struct rtls_conn *c, struct tconn *t)
 {
 	const unsigned char *alpn;
+	const char *sni;
 	unsigned alen;
 	X509 *peer;
 
 	t->established = true;
+	t->version = SSL_get_version(t->ssl);     /* static strings: they */
+	t->cipher = SSL_get_cipher_name(t->ssl);  /* outlive the SSL object */
+	t->resumed = SSL_session_reused(t->ssl);
 	SSL_get0_alpn_selected(t->ssl, &alpn, &alen);
 	if (alen && alen < sizeof(t->alpn)) {
 		memcpy(t->alpn, alpn, alen);
 		t->alpn[alen] = '\0';
 	}
+	sni = SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name);
+	if (sni)
+		t->sni = strdup(sni);
 	peer = SSL_get1_peer_certificate(t->ssl);
 	if (peer) {
 		if (SSL_get_verify_result(t->ssl) == X509_V_OK)
 			t->subject = X509_NAME_oneline(X509_get_subject_name(peer), NULL, 0);
 		X509_free(peer);
 	}
-	if (rtls_log_enabled(RTLS_LOG_DEBUG)) {
-		char ps[64];
-
-		peer_str(c, ps, sizeof(ps));
-		rtls_log(RTLS_LOG_DEBUG, "tls %s: %s %s alpn=%s sni=%s resumed=%s client=%s records=userspace",
-			 ps, SSL_get_version(t->ssl), SSL_get_cipher_name(t->ssl),
-			 t->alpn[0] ? t->alpn : "-",
-			 SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name) ?: "-",
-			 SSL_session_reused(t->ssl) ? "yes" : "no", t->subject ? t->subject : "-");
-	}
 	rtls__timer_arm(c, RTLS_TIMER_NONE);
+	rtls__tls_decide(c, t);
+	if (t->switch_pending) {
+		/* Hand-off once the last flight is out; no read until then. */
+		c->rx_mode = RX_OFF;
+		return;
+	}
+	if (c->rx_mode == RX_EXACT)
+		c->rx_mode = RX_MULTISHOT;
+	rtls__tls_log_open(c, t);
 	rtls__handler_open(c);
+}
+
+void rtls__tls_log_open(struct rtls_conn *c, struct tconn *t)
+{
+	char ps[64];
+
+	if (!rtls_log_enabled(RTLS_LOG_DEBUG))
+		return;
+	rtls__tls_peer(c, ps, sizeof(ps));
+	rtls_log(RTLS_LOG_DEBUG, "tls %s: %s %s alpn=%s sni=%s resumed=%s client=%s kernel-tx=%s kernel-rx=%s",
+		 ps, t->version, t->cipher, t->alpn[0] ? t->alpn : "-", t->sni ? t->sni : "-",
+		 t->resumed ? "yes" : "no", t->subject ? t->subject : "-", t->ktx ? "yes" : "no",
+		 t->krx ? "yes" : "no");
 }
 
 /* Returns 1 when established, 0 when more input is needed, -1 on failure. */
@@ -181,14 +196,14 @@ static int handshake(struct rtls_conn *c, struct tconn *t)
 	case SSL_ERROR_WANT_READ:
 		return 0;
 	default:
-		fail(c, t, "handshake");
+		rtls__tls_fail(c, t, "handshake");
 		return -1;
 	}
 }
 
 /* Decrypts everything buffered and hands it to the handler. The first
  * chunk reuses `raw` (its ciphertext is already in the BIO). */
-static void read_records(struct rtls_conn *c, struct tconn *t, struct rtls_buf *raw)
+void rtls__tls_read_records(struct rtls_conn *c, struct tconn *t, struct rtls_buf *raw)
 {
 	size_t ring_cap = c->r->bufs.size;
 
@@ -231,7 +246,7 @@ static void read_records(struct rtls_conn *c, struct tconn *t, struct rtls_buf *
 			rtls__deliver_eof(c);
 			return;
 		default:
-			fail(c, t, "read");
+			rtls__tls_fail(c, t, "read");
 			return;
 		}
 	}
@@ -245,24 +260,36 @@ static void tls_on_recv(struct rtls_conn *c, struct rtls_buf *raw)
 {
 	struct tconn *t = tc(c);
 
-	if (t->failed || BIO_write(t->rbio, raw->data, (int)raw->len) != (int)raw->len) {
+	if (t->failed || !t->ssl || BIO_write(t->rbio, raw->data, (int)raw->len) != (int)raw->len) {
 		rtls_buf_release(c, raw);
 		if (!t->failed)
 			rtls_conn_abort(c, -ENOMEM);
 		return;
 	}
+	if (c->rx_mode == RX_EXACT)
+		rtls__tls_in_account(c, t, (const unsigned char *)raw->data, raw->len);
 	if (!t->established && handshake(c, t) <= 0) {
 		rtls_buf_release(c, raw);
 		if (c->tp)
 			rtls__kick(c); /* the next flight, or the alert */
 		return;
 	}
-	read_records(c, t, raw);
+	if (t->switch_pending) {
+		rtls_buf_release(c, raw);
+		rtls__kick(c); /* the hand-off follows when this has gone */
+		return;
+	}
+	rtls__tls_read_records(c, t, raw);
 	/* After a read OpenSSL may have made bytes of its own: the flight
 	 * after a client Finished (session tickets), a KeyUpdate reply, an
 	 * alert. They go now, even if the handler wrote nothing. */
 	if (c->tp && tc(c)->stage.len)
 		rtls__kick(c);
+}
+
+static void tls_on_record_user(struct rtls_conn *c, struct rtls_buf *raw, int type)
+{
+	rtls__tls_on_record(c, raw, type);
 }
 
 static void tls_on_recv_eof(struct rtls_conn *c)
@@ -272,7 +299,7 @@ static void tls_on_recv_eof(struct rtls_conn *c)
 
 	if (!t->established) {
 		if (!t->failed) {
-			peer_str(c, peer, sizeof(peer));
+			rtls__tls_peer(c, peer, sizeof(peer));
 			rtls_log(RTLS_LOG_DEBUG, "tls %s: peer closed during the handshake", peer);
 		}
 		rtls__conn_kill(c, t->failed ? 0 : -ECONNRESET);
@@ -281,7 +308,7 @@ static void tls_on_recv_eof(struct rtls_conn *c)
 	if (!t->close_notify_in && c->state == CONN_OPEN) {
 		/* No close_notify: the stream may have been cut short by an
 		 * attacker or a crash; say so, unlike a clean close. */
-		peer_str(c, peer, sizeof(peer));
+		rtls__tls_peer(c, peer, sizeof(peer));
 		rtls_log(RTLS_LOG_INFO, "tls %s: connection truncated (TCP FIN without close_notify)", peer);
 	}
 	rtls__deliver_eof(c);
@@ -353,7 +380,11 @@ static void tls_shutdown(struct rtls_conn *c)
 	struct tconn *t = tc(c);
 
 	/* Queue close_notify (RFC 8446 §6.1); it leaves with the last data. */
-	if (t->established && !t->failed) {
+	if (t->ktx) {
+		rtls__tls_ktx_shutdown(c);
+		return;
+	}
+	if (t->established && !t->failed && t->ssl) {
 		if (SSL_shutdown(t->ssl) < 0)
 			ERR_clear_error();
 	}
@@ -365,14 +396,14 @@ static void tls_query(const struct rtls_conn *c, struct rtls_conn_info *ci)
 
 	if (!t->established)
 		return;
-	ci->tls_version = SSL_get_version(t->ssl);
-	ci->tls_cipher = SSL_get_cipher_name(t->ssl);
+	ci->tls_version = t->version;
+	ci->tls_cipher = t->cipher;
 	ci->alpn = t->alpn[0] ? t->alpn : NULL;
-	ci->sni = SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name);
-	ci->resumed = SSL_session_reused(t->ssl);
+	ci->sni = t->sni;
+	ci->resumed = t->resumed;
 	ci->client_subject = t->subject;
-	ci->tx_path = RTLS_PATH_USERSPACE;
-	ci->rx_path = RTLS_PATH_USERSPACE;
+	ci->tx_path = t->ktx ? RTLS_PATH_KERNEL : RTLS_PATH_USERSPACE;
+	ci->rx_path = t->krx ? RTLS_PATH_KERNEL : RTLS_PATH_USERSPACE;
 }
 
 static void tls_destroy(struct rtls_conn *c)
@@ -384,23 +415,51 @@ static void tls_destroy(struct rtls_conn *c)
 	if (!t->established && c->close_err == -ETIMEDOUT) {
 		char peer[64];
 
-		peer_str(c, peer, sizeof(peer));
+		rtls__tls_peer(c, peer, sizeof(peer));
 		rtls_log(RTLS_LOG_DEBUG, "tls %s: handshake timed out", peer);
 	}
 	SSL_free(t->ssl); /* frees both BIOs */
 	rtls__wbuf_free(&t->stage);
 	OPENSSL_free(t->subject);
+	free(t->sni);
+	OPENSSL_cleanse(t, sizeof(*t)); /* secrets, if the switch never came */
 	free(t);
 	c->tp_state = NULL;
 }
 
-static const struct rtls__transport tls_transport = {
+static void tls_on_drained(struct rtls_conn *c)
+{
+	struct tconn *t = tc(c);
+
+	if (t->switch_pending)
+		rtls__tls_switch(c, t);
+}
+
+/* Userspace records both ways (or kernel RX only). */
+const struct rtls__transport rtls__tls_user = {
 	.on_recv = tls_on_recv,
 	.on_recv_eof = tls_on_recv_eof,
 	.destroy = tls_destroy,
 	.query = tls_query,
 	.seal = tls_seal,
 	.shutdown = tls_shutdown,
+	.on_record = tls_on_record_user,
+	.on_drained = tls_on_drained,
+	.on_recv_error = rtls__tls_on_recv_error,
+};
+
+/* The kernel makes our records: plaintext goes straight to the socket
+ * (no seal), file bodies are spliced into the kernel's records. */
+const struct rtls__transport rtls__tls_ktx = {
+	.on_recv = tls_on_recv,
+	.on_recv_eof = tls_on_recv_eof,
+	.destroy = tls_destroy,
+	.query = tls_query,
+	.seal = NULL,
+	.shutdown = tls_shutdown,
+	.on_record = tls_on_record_user,
+	.on_drained = NULL,
+	.on_recv_error = rtls__tls_on_recv_error,
 };
 
 int rtls__tls_conn_attach(struct rtls_conn *c, struct rtls_tls_ctx *x)
@@ -430,8 +489,17 @@ int rtls__tls_conn_attach(struct rtls_conn *c, struct rtls_tls_ctx *x)
 	BIO_set_data(wbio, t);
 	SSL_set_bio(t->ssl, t->rbio, wbio);
 	SSL_set_accept_state(t->ssl);
-	c->tp = &tls_transport;
+	SSL_set_app_data(t->ssl, t);
+	t->mark = UINT64_MAX;
+	c->tp = &rtls__tls_user;
 	c->tp_state = t;
+	if (x->ktls_usable && (x->ktls == RTLS_KTLS_AUTO || x->ktls == RTLS_KTLS_ON ||
+			       x->ktls == RTLS_KTLS_RX)) {
+		/* RX may go to the kernel: read the handshake record by record,
+		 * so nothing after the client's Finished leaves the socket. */
+		c->rx_mode = RX_EXACT;
+		c->rx_limit = 5;
+	}
 	rtls__timer_arm(c, RTLS_TIMER_HANDSHAKE);
 	return 0;
 }

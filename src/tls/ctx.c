@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "ktls.h"
 
 /* Modern defaults: AEAD only, forward secrecy only. */
 #define DEFAULT_SUITES13 "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
@@ -165,6 +166,9 @@ static int ctx_common(struct rtls_tls_ctx *t, SSL_CTX *s, const struct rtls_tls_
 		return -EINVAL;
 	}
 	SSL_CTX_set_alpn_select_cb(s, alpn_cb, NULL);
+	SSL_CTX_set_info_callback(s, rtls__tls_info_cb);
+	if (t->ktls_usable)
+		SSL_CTX_set_keylog_callback(s, rtls__tls_keylog_cb);
 	SSL_CTX_set_tlsext_servername_callback(s, sni_cb);
 	SSL_CTX_set_tlsext_servername_arg(s, t);
 	/* Stateless resumption: tickets only, no server-side cache. */
@@ -215,6 +219,9 @@ int rtls_tls_ctx_new(const struct rtls_tls_opts *o, struct rtls_tls_ctx **out, c
 		return -ENOMEM;
 	}
 	t->hooks.attach = rtls__tls_attach;
+	t->ktls = o->ktls;
+	t->ktls_zerocopy = o->ktls_zerocopy;
+	t->ktls_usable = o->ktls != RTLS_KTLS_OFF && rtls__ktls_available() == 0;
 	t->fail_level = o->handshake_log_level ? (enum rtls_log_level)o->handshake_log_level
 					       : RTLS_LOG_DEBUG;
 	if (!o->no_tickets) {
@@ -264,4 +271,9 @@ void rtls_tls_ctx_free(struct rtls_tls_ctx *t)
 int rtls__tls_attach(struct rtls_conn *c)
 {
 	return rtls__tls_conn_attach(c, (struct rtls_tls_ctx *)(void *)c->r->srv->cfg.tls);
+}
+
+int rtls_tls_kernel_available(void)
+{
+	return rtls__ktls_available();
 }

@@ -25,6 +25,9 @@ struct rtls_tls_ctx {
 	unsigned nkeys;
 	char *selfsigned_path;
 	enum rtls_log_level fail_level;
+	enum rtls_ktls_mode ktls;
+	bool ktls_usable;             /* the tls ULP exists in this kernel */
+	bool ktls_zerocopy;
 };
 
 /* ctx.c */
@@ -38,7 +41,56 @@ int rtls__tickets_install(struct rtls_tls_ctx *t, SSL_CTX *ssl);
 /* selfsigned.c */
 int rtls__selfsigned(const char *dir, char **cert_path, char **key_path, char *why, size_t n);
 
+/* Per-connection TLS state (the transport's c->tp_state). */
+struct tconn {
+	SSL *ssl;                  /* NULL once both directions are in the kernel */
+	BIO *rbio;                 /* network → OpenSSL (memory BIO) */
+	struct rtls__wbuf *sink;   /* where the sink BIO writes now */
+	struct rtls__wbuf stage;   /* OpenSSL's own bytes made outside seal */
+	bool established;
+	bool close_notify_in;      /* peer's close_notify seen */
+	bool failed;               /* fatal error: no more SSL_write/shutdown */
+	bool resumed;
+	/* kernel offload */
+	bool want_ktx, want_krx;   /* policy and kernel allow it */
+	bool switch_pending;       /* handshake done; switch once output drained */
+	bool ktx, krx;             /* direction is in the kernel */
+	bool have_srv_secret, have_cli_secret;
+	uint16_t last_alert;       /* (level << 8) | description, last one sent */
+	unsigned char srv_secret[48], cli_secret[48]; /* TLS 1.3, wiped at switch */
+	/* our output stream, parsed to count records under the traffic key */
+	uint64_t out_pos, mark;    /* mark: where the application epoch starts */
+	uint64_t out_rec_start;
+	uint32_t out_left;         /* body bytes left in the current record */
+	uint32_t tx_records;       /* records sent under the traffic key */
+	uint8_t out_hdr[5], out_hdr_len;
+	/* input, read record by record while RX may go to the kernel */
+	uint8_t in_hdr[5], in_hdr_len;
+	uint32_t in_left;
+	const char *version, *cipher; /* static strings from OpenSSL */
+	char alpn[32];
+	char *sni;
+	char *subject;             /* verified client certificate subject */
+};
+
 /* conn.c */
+void rtls__tls_fail(struct rtls_conn *c, struct tconn *t, const char *when);
+void rtls__tls_read_records(struct rtls_conn *c, struct tconn *t, struct rtls_buf *raw);
+void rtls__tls_peer(struct rtls_conn *c, char *out, size_t n);
+void rtls__tls_log_open(struct rtls_conn *c, struct tconn *t);
+extern const struct rtls__transport rtls__tls_user, rtls__tls_ktx;
+
+/* handover.c */
+void rtls__tls_sink_account(struct tconn *t, const unsigned char *p, size_t n);
+void rtls__tls_in_account(struct rtls_conn *c, struct tconn *t, const unsigned char *p, size_t n);
+void rtls__tls_decide(struct rtls_conn *c, struct tconn *t);
+void rtls__tls_switch(struct rtls_conn *c, struct tconn *t);
+void rtls__tls_on_record(struct rtls_conn *c, struct rtls_buf *raw, int type);
+int rtls__tls_on_recv_error(struct rtls_conn *c, int err);
+void rtls__tls_ktx_shutdown(struct rtls_conn *c);
+void rtls__tls_alert(struct rtls_conn *c, struct tconn *t, uint8_t desc);
+void rtls__tls_info_cb(const SSL *ssl, int where, int ret);
+void rtls__tls_keylog_cb(const SSL *ssl, const char *line);
 struct rtls_tls_ctx *rtls__tls_ctx_of(SSL *ssl);
 int rtls__tls_conn_attach(struct rtls_conn *c, struct rtls_tls_ctx *t);
 

@@ -1,0 +1,364 @@
+/* The hand-off to kernel TLS, and records the kernel delivers.
+ *
+ * Sequence numbers must be exact or the peer sees bad_record_mac:
+ *  - TX: we parse our own output stream (every byte OpenSSL writes passes
+ *    the sink BIO) and count the records that start after the application
+ *    epoch began. TLS 1.3: the epoch starts when OpenSSL derives
+ *    SERVER_TRAFFIC_SECRET_0, right after our Finished is written; what
+ *    follows is NewSessionTickets. TLS 1.2: it starts after our
+ *    ChangeCipherSpec; our Finished is its first record.
+ *  - RX: the handshake is read record by record (RX_EXACT), so nothing after
+ *    the client's Finished has left the socket: the kernel starts at 0
+ *    (1.3) or 1 (1.2: the client's Finished was record 0).
+ * Validate, then commit: both directions' keys are derived before the
+ * first setsockopt; once TLS_TX succeeds nothing else may fail for TX, so
+ * OpenSSL never encrypts for this connection again. */
+#include <errno.h>
+#include <openssl/err.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "internal.h"
+#include "ktls.h"
+
+#define CT_CHANGE_CIPHER_SPEC 20
+#define CT_ALERT 21
+#define CT_HANDSHAKE 22
+#define CT_APPLICATION_DATA 23
+
+/* Counts the records of our output stream that start at or after the mark. */
+void rtls__tls_sink_account(struct tconn *t, const unsigned char *p, size_t n)
+{
+	while (n) {
+		size_t take;
+
+		if (t->out_left == 0 && t->out_hdr_len < 5) {
+			if (t->out_hdr_len == 0)
+				t->out_rec_start = t->out_pos;
+			take = 5u - t->out_hdr_len;
+			take = take < n ? take : n;
+			memcpy(t->out_hdr + t->out_hdr_len, p, take);
+			t->out_hdr_len = (uint8_t)(t->out_hdr_len + take);
+			if (t->out_hdr_len == 5) {
+				t->out_left = (uint32_t)(t->out_hdr[3] << 8 | t->out_hdr[4]);
+				if (t->mark != UINT64_MAX && t->out_rec_start >= t->mark)
+					t->tx_records++;
+				/* TLS 1.2: the record after our CCS starts the epoch. */
+				if (t->out_hdr[0] == CT_CHANGE_CIPHER_SPEC && t->ssl &&
+				    SSL_version(t->ssl) == TLS1_2_VERSION) {
+					t->mark = t->out_pos + take + t->out_left;
+					t->tx_records = 0;
+				}
+				if (t->out_left == 0)
+					t->out_hdr_len = 0;
+			}
+		} else {
+			take = t->out_left < n ? t->out_left : n;
+			t->out_left -= (uint32_t)take;
+			if (t->out_left == 0)
+				t->out_hdr_len = 0;
+		}
+		t->out_pos += take;
+		p += take;
+		n -= take;
+	}
+}
+
+/* RX_EXACT: follows record boundaries of the input and sets the next read
+ * to end exactly at the current header or body. */
+void rtls__tls_in_account(struct rtls_conn *c, struct tconn *t, const unsigned char *p, size_t n)
+{
+	while (n) {
+		size_t take;
+
+		if (t->in_left == 0) {
+			take = 5u - t->in_hdr_len;
+			take = take < n ? take : n;
+			memcpy(t->in_hdr + t->in_hdr_len, p, take);
+			t->in_hdr_len = (uint8_t)(t->in_hdr_len + take);
+			if (t->in_hdr_len == 5) {
+				t->in_left = (uint32_t)(t->in_hdr[3] << 8 | t->in_hdr[4]);
+				t->in_hdr_len = 0;
+			}
+		} else {
+			take = t->in_left < n ? t->in_left : n;
+			t->in_left -= (uint32_t)take;
+		}
+		p += take;
+		n -= take;
+	}
+	/* A length OpenSSL will reject still needs a bounded read. */
+	c->rx_limit = t->in_left ? t->in_left : 5u - t->in_hdr_len;
+}
+
+/* SSL_CTX info callback: remember the last alert we sent, so that under
+ * kernel TX the same alert can be sent through the kernel. */
+void rtls__tls_info_cb(const SSL *ssl, int where, int ret)
+{
+	struct tconn *t = SSL_get_app_data(ssl);
+
+	if (t && (where & SSL_CB_WRITE_ALERT))
+		t->last_alert = (uint16_t)ret;
+}
+
+static int unhex(const char *s, unsigned char *out, size_t max)
+{
+	size_t n = 0;
+
+	for (; s[0] && s[1] && n < max; s += 2) {
+		int hi = s[0] <= '9' ? s[0] - '0' : (s[0] | 0x20) - 'a' + 10;
+		int lo = s[1] <= '9' ? s[1] - '0' : (s[1] | 0x20) - 'a' + 10;
+
+		if (hi < 0 || hi > 15 || lo < 0 || lo > 15)
+			return -1;
+		out[n++] = (unsigned char)(hi << 4 | lo);
+	}
+	return (int)n;
+}
+
+/* OpenSSL's key-log callback: the documented way to learn the TLS 1.3
+ * traffic secrets. Only the two application secrets are kept, only until
+ * the hand-off; OpenSSL wipes `line` itself. */
+void rtls__tls_keylog_cb(const SSL *ssl, const char *line)
+{
+	struct tconn *t = SSL_get_app_data(ssl);
+	const char *sp;
+	unsigned char *dst;
+	bool *have;
+	int n;
+
+	if (!t)
+		return;
+	if (strncmp(line, "SERVER_TRAFFIC_SECRET_0 ", 24) == 0) {
+		dst = t->srv_secret;
+		have = &t->have_srv_secret;
+		/* Our Finished has been written: later records use this key. */
+		t->mark = t->out_pos;
+		t->tx_records = 0;
+	} else if (strncmp(line, "CLIENT_TRAFFIC_SECRET_0 ", 24) == 0) {
+		dst = t->cli_secret;
+		have = &t->have_cli_secret;
+	} else {
+		return;
+	}
+	sp = strchr(line + 24, ' ');
+	if (!sp)
+		return;
+	n = unhex(sp + 1, dst, 48);
+	*have = n == 32 || n == 48;
+}
+
+/* Decides, once the handshake is done, which directions to try. */
+void rtls__tls_decide(struct rtls_conn *c, struct tconn *t)
+{
+	struct rtls_tls_ctx *x = (struct rtls_tls_ctx *)(void *)c->r->srv->cfg.tls;
+	struct rtls__ktls_suite s;
+	bool tx, rx;
+
+	if (!x->ktls_usable || rtls__ktls_suite(t->ssl, &s) < 0)
+		return;
+	tx = x->ktls == RTLS_KTLS_AUTO || x->ktls == RTLS_KTLS_ON || x->ktls == RTLS_KTLS_TX;
+	/* RX only if the handshake was read record-exactly. */
+	rx = c->rx_mode == RX_EXACT && t->in_left == 0 && t->in_hdr_len == 0 &&
+	     BIO_ctrl_pending(t->rbio) == 0 &&
+	     (x->ktls == RTLS_KTLS_AUTO || x->ktls == RTLS_KTLS_ON || x->ktls == RTLS_KTLS_RX);
+	t->want_ktx = tx;
+	t->want_krx = rx;
+	t->switch_pending = tx || rx;
+}
+
+/* Derives both directions' crypto_info before anything is committed. */
+static void derive(struct tconn *t, struct rtls__ktls_info *tx, struct rtls__ktls_info *rx)
+{
+	struct rtls__ktls_suite s;
+
+	if (rtls__ktls_suite(t->ssl, &s) < 0) {
+		t->want_ktx = t->want_krx = false;
+		return;
+	}
+	if (s.version == TLS1_2_VERSION) {
+		/* The client's Finished was its record 0 under these keys. */
+		if (t->mark == UINT64_MAX ||
+		    rtls__ktls_info_tls12(t->ssl, &s, t->tx_records, 1, tx, rx) < 0)
+			t->want_ktx = t->want_krx = false;
+		return;
+	}
+	if (t->want_ktx && (!t->have_srv_secret || t->mark == UINT64_MAX ||
+			    rtls__ktls_info_tls13(&s, t->srv_secret, t->tx_records, tx) < 0))
+		t->want_ktx = false;
+	if (t->want_krx && (!t->have_cli_secret || rtls__ktls_info_tls13(&s, t->cli_secret, 0, rx) < 0))
+		t->want_krx = false;
+}
+
+static void fallback(struct rtls_conn *c, const char *dir, int err)
+{
+	struct rtls_tls_ctx *x = (struct rtls_tls_ctx *)(void *)c->r->srv->cfg.tls;
+	char peer[64];
+
+	rtls__tls_peer(c, peer, sizeof(peer));
+	rtls_log(x->ktls == RTLS_KTLS_ON ? RTLS_LOG_WARN : RTLS_LOG_DEBUG,
+		 "tls %s: kernel %s not available (%s): staying in userspace", peer, dir, strerror(-err));
+}
+
+/* Programs the socket. Runs when the handshake's last flight has been
+ * sent, with no receive armed, so both stream positions are exact. */
+void rtls__tls_switch(struct rtls_conn *c, struct tconn *t)
+{
+	struct rtls_tls_ctx *x = (struct rtls_tls_ctx *)(void *)c->r->srv->cfg.tls;
+	struct rtls__ktls_info tx, rx;
+	int ret = 0;
+
+	t->switch_pending = false;
+	memset(&tx, 0, sizeof(tx));
+	memset(&rx, 0, sizeof(rx));
+	derive(t, &tx, &rx);
+	OPENSSL_cleanse(t->srv_secret, sizeof(t->srv_secret));
+	OPENSSL_cleanse(t->cli_secret, sizeof(t->cli_secret));
+	if ((t->want_ktx || t->want_krx) && (ret = rtls__ktls_ulp(c->fd)) < 0) {
+		fallback(c, "TLS", ret);
+		t->want_ktx = t->want_krx = false;
+	}
+	if (t->want_ktx) {
+		ret = rtls__ktls_set(c->fd, TLS_TX, &tx);
+		if (ret == 0) {
+			/* Committed: from here on only the kernel encrypts. */
+			t->ktx = true;
+			c->tp = &rtls__tls_ktx;
+			if (x->ktls_zerocopy) {
+				int one = 1;
+
+				if (setsockopt(c->fd, SOL_TLS, TLS_TX_ZEROCOPY_RO, &one, sizeof(one)) < 0)
+					fallback(c, "TX zero-copy", -errno);
+			}
+		} else {
+			fallback(c, "TX", ret);
+		}
+	}
+	if (t->want_krx) {
+		ret = rtls__ktls_set(c->fd, TLS_RX, &rx);
+		if (ret == 0)
+			t->krx = true;
+		else
+			fallback(c, "RX", ret);
+	}
+	OPENSSL_cleanse(&tx, sizeof(tx));
+	OPENSSL_cleanse(&rx, sizeof(rx));
+	if (t->ktx && t->krx) {
+		/* Both directions in the kernel: no key material may stay in
+		 * this process, and OpenSSL's SSL object holds it. */
+		SSL_free(t->ssl);
+		t->ssl = NULL;
+		t->rbio = NULL;
+	}
+	c->rx_mode = t->krx ? RX_MSG : RX_MULTISHOT;
+	rtls__tls_log_open(c, t);
+	if (rtls__handler_open(c) < 0 || c->state != CONN_OPEN)
+		return;
+	if (!t->krx)
+		rtls__tls_read_records(c, t, NULL); /* anything OpenSSL already holds */
+	rtls__conn_recv_arm(c);
+}
+
+/* Sends one alert through the kernel (TX offloaded), fatal level. */
+void rtls__tls_alert(struct rtls_conn *c, struct tconn *t, uint8_t desc)
+{
+	uint8_t a[2] = { 2, desc };
+
+	if (t->ktx)
+		rtls__wbuf_add_record(&c->w[c->wi], CT_ALERT, a, 2);
+}
+
+void rtls__tls_ktx_shutdown(struct rtls_conn *c)
+{
+	static const uint8_t close_notify[2] = { 1, 0 };
+	struct tconn *t = c->tp_state;
+
+	if (t->established && !t->failed)
+		rtls__wbuf_add_record(&c->w[c->wi], CT_ALERT, close_notify, 2);
+}
+
+/* Ends the connection after a protocol error seen on kernel RX. */
+static void rx_fail(struct rtls_conn *c, struct tconn *t, uint8_t alert, const char *what)
+{
+	char peer[64];
+
+	rtls__tls_peer(c, peer, sizeof(peer));
+	rtls_log(RTLS_LOG_INFO, "tls %s: %s", peer, what);
+	t->failed = true;
+	rtls__tls_alert(c, t, alert);
+	if (c->state == CONN_OPEN)
+		rtls_conn_close(c);
+	else
+		rtls__kick(c);
+}
+
+static void on_alert(struct rtls_conn *c, struct tconn *t, const unsigned char *a, size_t n)
+{
+	char peer[64], what[128];
+
+	if (n < 2) {
+		rx_fail(c, t, 50 /* decode_error */, "short alert record");
+		return;
+	}
+	if (a[1] == 0) { /* close_notify: EOF (RFC 8446 §6.1) */
+		t->close_notify_in = true;
+		rtls__deliver_eof(c);
+		return;
+	}
+	rtls__tls_peer(c, peer, sizeof(peer));
+	snprintf(what, sizeof(what), "received %s alert: %s", a[0] == 1 ? "warning" : "fatal",
+		 SSL_alert_desc_string_long(a[1]));
+	rtls_log(RTLS_LOG_INFO, "tls %s: %s", peer, what);
+	t->failed = true;
+	rtls__conn_kill(c, -ECONNRESET);
+}
+
+/* Records from kernel RX (RX_MSG). Data goes to the handler; an alert
+ * ends the stream; a post-handshake message the kernel cannot act on is
+ * refused with unexpected_message. */
+void rtls__tls_on_record(struct rtls_conn *c, struct rtls_buf *raw, int type)
+{
+	struct tconn *t = c->tp_state;
+	unsigned char head[2] = { 0, 0 };
+
+	if (type == CT_APPLICATION_DATA) {
+		rtls__deliver(c, raw);
+		return;
+	}
+	memcpy(head, raw->data, raw->len < 2 ? raw->len : 2);
+	size_t len = raw->len;
+	rtls_buf_release(c, raw);
+	switch (type) {
+	case CT_ALERT:
+		on_alert(c, t, head, len);
+		break;
+	case CT_HANDSHAKE:
+		rx_fail(c, t, 10, head[0] == 24 ? "KeyUpdate on kernel RX is not supported here"
+						: "unexpected post-handshake message");
+		break;
+	default:
+		rx_fail(c, t, 10 /* unexpected_message */, "unexpected record type");
+		break;
+	}
+}
+
+/* Kernel RX errors (RX_MSG): map to the alert RFC 8446 §6.2 asks for. */
+int rtls__tls_on_recv_error(struct rtls_conn *c, int err)
+{
+	struct tconn *t = c->tp_state;
+
+	if (!t || !t->krx)
+		return 0;
+	switch (err) {
+	case -EBADMSG:
+		rx_fail(c, t, 20, "record failed authentication (bad_record_mac)");
+		return 1;
+	case -EMSGSIZE:
+		rx_fail(c, t, 22, "record too long (record_overflow)");
+		return 1;
+	default:
+		return 0;
+	}
+}
