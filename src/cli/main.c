@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "options.h"
+#include "probe.h"
 
 /* listener.c formats addresses; the CLI has its own small copy of the
  * logic through rtls_server_listen_addr + inet_ntop. */
@@ -103,6 +104,8 @@ int main(int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "serve") == 0)
 		return serve(argc - 1, argv + 1);
+	if (argc == 2 && strcmp(argv[1], "probe") == 0)
+		return rtls_cli_probe();
 	if (argc >= 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)) {
 		printf("ringtls %s\n", RTLS_VERSION_STRING);
 		return 0;

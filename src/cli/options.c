@@ -11,6 +11,7 @@
 void cli_usage(FILE *f)
 {
 	fputs("usage: ringtls serve [options]\n"
+	      "       ringtls probe      what this machine offers: kernel, kTLS per cipher, io_uring\n"
 	      "       ringtls --help | --version\n"
 	      "\n"
 	      "Serves HTTP/1.1 on io_uring: static files under --root, or a built-in page,\n"

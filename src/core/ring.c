@@ -2,6 +2,7 @@
  * Compatibility lives here and nowhere else: the rest of core asks for the
  * flags this file found usable at start. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -29,6 +30,8 @@ static const struct {
 	{ IORING_OP_READ, "READ" },
 	{ IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL" },
 	{ IORING_OP_PROVIDE_BUFFERS, "PROVIDE_BUFFERS" },
+	{ IORING_OP_RECVMSG, "RECVMSG" },
+	{ IORING_OP_SENDMSG, "SENDMSG" },
 };
 
 /* Finds the richest flag set this kernel accepts, by creating and
@@ -94,4 +97,34 @@ struct io_uring_sqe *rtls__sqe(struct rtls__reactor *r)
 		sqe = io_uring_get_sqe(&r->ring);
 	}
 	return sqe;
+}
+
+/* One line for `ringtls probe`: setup flags and the opcodes we use. */
+int rtls__ring_describe(char *out, size_t n)
+{
+	struct io_uring ring;
+	struct io_uring_probe *probe;
+	unsigned flags = 0;
+	size_t o = 0;
+	int ret = rtls__probe_ring_flags(&flags);
+
+	if (ret < 0 && ret != -EOPNOTSUPP)
+		return snprintf(out, n, "not available (io_uring_setup: %s)", strerror(-ret));
+	o += (size_t)snprintf(out + o, n - o, "setup flags:%s%s%s",
+			      flags & IORING_SETUP_SINGLE_ISSUER ? " SINGLE_ISSUER" : "",
+			      flags & IORING_SETUP_DEFER_TASKRUN ? " DEFER_TASKRUN" : "",
+			      flags & IORING_SETUP_COOP_TASKRUN ? " COOP_TASKRUN" : "");
+	if (!(flags & (IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN)))
+		o += (size_t)snprintf(out + o, n - o, " (none)");
+	if (io_uring_queue_init(4, &ring, 0) < 0)
+		return (int)o;
+	probe = io_uring_get_probe_ring(&ring);
+	o += (size_t)snprintf(out + o, n - o, "; ops:");
+	for (size_t i = 0; probe && i < sizeof(needed_ops) / sizeof(needed_ops[0]) && o < n; i++)
+		o += (size_t)snprintf(out + o, n - o, " %s%s", needed_ops[i].name,
+				      io_uring_opcode_supported(probe, needed_ops[i].op) ? "" : "(missing)");
+	if (probe)
+		io_uring_free_probe(probe);
+	io_uring_queue_exit(&ring);
+	return (int)o;
 }

@@ -8,6 +8,7 @@
  * Every buffer holding key bytes is wiped on every path. */
 #include <errno.h>
 #include <linux/tls.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/core_names.h>
@@ -224,5 +225,56 @@ int rtls__ktls_available(void)
 	close(fd);
 	if (ret == 0 || ret == -ENOTCONN)
 		return 0;
+	return ret;
+}
+
+/* A connected loopback TCP pair; the kernel only attaches the tls ULP
+ * to an established socket. */
+static int tcp_pair(int *a, int *b)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), ret = 0;
+
+	*a = *b = -1;
+	if (l < 0)
+		return -errno;
+	if (bind(l, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(l, 1) < 0 ||
+	    getsockname(l, (struct sockaddr *)&sa, &len) < 0 ||
+	    (*a = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+	    connect(*a, (struct sockaddr *)&sa, len) < 0 || (*b = accept(l, NULL, NULL)) < 0)
+		ret = -errno;
+	close(l);
+	if (ret < 0) {
+		if (*a >= 0)
+			close(*a);
+		*a = -1;
+	}
+	return ret;
+}
+
+/* Can the kernel take this version and cipher in this direction? With
+ * rekey != NULL, also whether a second key can be installed (TLS 1.3
+ * KeyUpdate support, Linux 6.14+). Uses throw-away zero keys. */
+int rtls__ktls_probe(uint16_t version, uint16_t cipher, int dir, int *rekey)
+{
+	struct rtls__ktls_suite s = { .version = version, .cipher = cipher,
+				      .key_len = cipher == TLS_CIPHER_AES_GCM_128 ? 16u : 32u,
+				      .iv_len = 12 };
+	unsigned char zero[32] = { 0 };
+	struct rtls__ktls_info info;
+	int a, b, ret;
+
+	ret = tcp_pair(&a, &b);
+	if (ret < 0)
+		return ret;
+	fill_info(&s, zero, zero, 0, &info);
+	ret = rtls__ktls_ulp(a);
+	if (ret == 0)
+		ret = rtls__ktls_set(a, dir, &info);
+	if (ret == 0 && rekey)
+		*rekey = rtls__ktls_set(a, dir, &info);
+	close(a);
+	close(b);
 	return ret;
 }

@@ -39,5 +39,6 @@ int rtls__ktls_ulp(int fd);
 /* dir: TLS_TX or TLS_RX. Irreversible on success. */
 int rtls__ktls_set(int fd, int dir, const struct rtls__ktls_info *info);
 int rtls__ktls_available(void);
+int rtls__ktls_probe(uint16_t version, uint16_t cipher, int dir, int *rekey);
 
 #endif
