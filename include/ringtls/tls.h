@@ -44,6 +44,13 @@ struct rtls_tls_opts {
 	unsigned handshake_log_level;      /* enum rtls_log_level for failures (debug) */
 	enum rtls_ktls_mode ktls;
 	bool ktls_zerocopy;                /* TLS_TX_ZEROCOPY_RO: see --help */
+	bool ktls_rx_no_rekey;             /* TLS 1.3 RX to a kernel that cannot
+					    * rekey: a peer KeyUpdate then ends
+					    * the connection */
+	bool ktls_keyless;                 /* keep no next-generation secrets */
+	unsigned long long key_update_records; /* test hook: our KeyUpdate after
+					    * this many records (0: RFC 8446 §5.5) */
+	unsigned key_update_max_rate;      /* peer KeyUpdates per second (100) */
 };
 
 /* Whether kernel TLS can be used at all here; 0, or a negated errno (ENOENT:

@@ -47,6 +47,15 @@ void cli_usage(FILE *f)
 	      "                           from the page cache; a file that changes while it is\n"
 	      "                           being sent breaks that record's tag (the client sees\n"
 	      "                           bad_record_mac), so use it only for immutable files\n"
+	      "  --ktls-rx-no-rekey       offload TLS 1.3 RX even where the kernel cannot rekey\n"
+	      "                           (Linux < 6.14): a peer KeyUpdate then closes the\n"
+	      "                           connection instead of being handled in userspace\n"
+	      "  --ktls-keyless           keep no next-generation traffic secrets: a KeyUpdate\n"
+	      "                           that needs a new kernel key closes the connection\n"
+	      "  --key-update-max-rate N  peer KeyUpdates allowed per second (default 100)\n"
+	      "  --key-update-after-records N\n"
+	      "                           test hook: send our own KeyUpdate after N records\n"
+	      "                           (default: the AEAD limits of RFC 8446 section 5.5)\n"
 	      "  --root DIR               serve files from DIR (default: the built-in page)\n"
 	      "  --follow-symlinks        allow symlinks that lead out of --root (refused by default)\n"
 	      "  --threads N              reactors, one thread each (default: online CPUs)\n"
@@ -122,7 +131,8 @@ enum {
 	O_LISTEN = 256, O_ROOT, O_FOLLOW, O_THREADS, O_MAXCONNS, O_MAXHEAD, O_MAXURI,
 	O_MAXHEADERS, O_MAXBODY, O_HDRTO, O_IDLETO, O_SHUTTO, O_LOGLEVEL,
 	O_TLSLISTEN, O_CERT, O_KEY, O_STATEDIR, O_NOTLS12, O_CIPHERS, O_SUITES, O_TICKETFILE,
-	O_NOTICKETS, O_CLIENTCA, O_CLIENTAUTH, O_HSTO, O_KTLS, O_KTLSZC,
+	O_NOTICKETS, O_CLIENTCA, O_CLIENTAUTH, O_HSTO, O_KTLS, O_KTLSZC, O_RXNOREKEY, O_KEYLESS,
+	O_KUMAX, O_KUAFTER,
 };
 
 static const struct option longopts[] = {
@@ -153,6 +163,10 @@ static const struct option longopts[] = {
 	{ "handshake-timeout", required_argument, NULL, O_HSTO },
 	{ "ktls", required_argument, NULL, O_KTLS },
 	{ "ktls-zerocopy", no_argument, NULL, O_KTLSZC },
+	{ "ktls-rx-no-rekey", no_argument, NULL, O_RXNOREKEY },
+	{ "ktls-keyless", no_argument, NULL, O_KEYLESS },
+	{ "key-update-max-rate", required_argument, NULL, O_KUMAX },
+	{ "key-update-after-records", required_argument, NULL, O_KUAFTER },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -209,6 +223,18 @@ static int apply_tls(struct cli_opts *o, int opt, const char *arg)
 		return 0;
 	case O_HSTO: return parse_duration("--handshake-timeout", arg, &o->cfg.timeout_ms[RTLS_TIMER_HANDSHAKE]);
 	case O_KTLSZC: o->tls.ktls_zerocopy = true; return 0;
+	case O_RXNOREKEY: o->tls.ktls_rx_no_rekey = true; return 0;
+	case O_KEYLESS: o->tls.ktls_keyless = true; return 0;
+	case O_KUMAX: {
+		unsigned long long v;
+
+		if (parse_uint("--key-update-max-rate", arg, 1000000, &v) < 0)
+			return -1;
+		o->tls.key_update_max_rate = (unsigned)v;
+		return 0;
+	}
+	case O_KUAFTER:
+		return parse_uint("--key-update-after-records", arg, ULLONG_MAX, &o->tls.key_update_records);
 	case O_KTLS: {
 		static const char *const modes[] = { "auto", "off", "tx", "rx", "on" };
 

@@ -64,6 +64,8 @@ struct rtls__seg {
 	size_t mem_end; /* buffer offset where this segment's bytes end */
 	uint8_t rec_type; /* non-zero: the bytes are one kTLS record of this
 			   * content type, sent with TLS_SET_RECORD_TYPE */
+	uint8_t notify;   /* call tp->on_seg_sent once this segment has left,
+			   * before anything after it is sent */
 	int fd;         /* -1: no file part */
 	off_t off;
 	size_t flen;
@@ -105,6 +107,8 @@ struct rtls__transport {
 	/* A receive failed with err; return 1 if the transport dealt with
 	 * it, 0 to let core end the connection. */
 	int (*on_recv_error)(rtls_conn *c, int err);
+	/* A segment added with notify has been sent completely. */
+	void (*on_seg_sent)(rtls_conn *c);
 };
 
 /* How a connection receives. Changed only while no receive is armed. */
@@ -160,6 +164,8 @@ struct rtls_conn {
 	uint8_t rx_mode;        /* enum rtls__rx_mode */
 	uint8_t recv_op;        /* OP_RECV or OP_RECVMSG, while armed */
 	uint32_t rx_limit;      /* RX_EXACT: bytes the next read may take */
+	uint64_t tx_ops;        /* sends completed, for AEAD usage limits */
+	uint64_t tx_bytes;
 	struct rtls__ctl *ctl;
 	bool send_inflight;     /* send or splice outstanding */
 	bool read_paused;
@@ -306,7 +312,8 @@ char *rtls__wbuf_reserve(struct rtls__wbuf *w, size_t n);
 int rtls__wbuf_commit(struct rtls__wbuf *w, size_t n);
 int rtls__wbuf_add_file(struct rtls__wbuf *w, int fd, off_t off, size_t len);
 /* Appends one control record (kTLS TX): a segment of its own. */
-int rtls__wbuf_add_record(struct rtls__wbuf *w, uint8_t type, const void *p, size_t n);
+int rtls__wbuf_add_record(struct rtls__wbuf *w, uint8_t type, const void *p, size_t n,
+			  bool notify);
 void rtls__wbuf_reset(struct rtls__wbuf *w);
 void rtls__wbuf_free(struct rtls__wbuf *w);
 size_t rtls__wbuf_bytes(const struct rtls__wbuf *w);

@@ -185,6 +185,12 @@ static void send_next(struct rtls_conn *c)
 		}
 		c->seg_done++;
 		c->file_sent = 0;
+		if (s->notify && c->tp && c->tp->on_seg_sent) {
+			s->notify = 0;
+			c->tp->on_seg_sent(c);
+			if (c->state == CONN_DEAD)
+				return;
+		}
 	}
 	rtls__wbuf_reset(w);
 	if (c->flush_wanted && (rtls__wbuf_bytes(&c->w[c->wi]) || (c->tp && c->tp->seal))) {
@@ -257,6 +263,8 @@ void rtls__on_send(struct rtls_conn *c, int res)
 		return;
 	}
 	c->mem_sent += (size_t)res;
+	c->tx_ops++;
+	c->tx_bytes += (uint64_t)res;
 	send_next(c);
 }
 
@@ -282,6 +290,8 @@ void rtls__on_splice(struct rtls_conn *c, enum rtls__op op, int res)
 	} else {
 		c->pipe_bytes -= (size_t)res;
 		c->file_sent += (size_t)res;
+		c->tx_ops++;
+		c->tx_bytes += (uint64_t)res;
 	}
 	send_next(c);
 }

@@ -37,6 +37,7 @@ static struct rtls__seg *new_seg(struct rtls__wbuf *w)
 	s = &w->segs[w->nsegs++];
 	s->mem_end = w->len;
 	s->rec_type = 0;
+	s->notify = 0;
 	s->fd = -1;
 	s->off = 0;
 	s->flen = 0;
@@ -100,7 +101,8 @@ int rtls__wbuf_add_file(struct rtls__wbuf *w, int fd, off_t off, size_t len)
 	return 0;
 }
 
-int rtls__wbuf_add_record(struct rtls__wbuf *w, uint8_t type, const void *p, size_t n)
+int rtls__wbuf_add_record(struct rtls__wbuf *w, uint8_t type, const void *p, size_t n,
+			  bool notify)
 {
 	char *dst = rtls__wbuf_reserve(w, n);
 	struct rtls__seg *s;
@@ -111,6 +113,7 @@ int rtls__wbuf_add_record(struct rtls__wbuf *w, uint8_t type, const void *p, siz
 	w->len += n;
 	s->mem_end = w->len;
 	s->rec_type = type;
+	s->notify = notify;
 	return 0;
 }
 

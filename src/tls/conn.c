@@ -143,6 +143,8 @@ static void on_established(struct rtls_conn *c, struct tconn *t)
 	t->version = SSL_get_version(t->ssl);     /* static strings: they */
 	t->cipher = SSL_get_cipher_name(t->ssl);  /* outlive the SSL object */
 	t->resumed = SSL_session_reused(t->ssl);
+	t->is13 = SSL_version(t->ssl) == TLS1_3_VERSION;
+	(void)rtls__ktls_suite(t->ssl, &t->suite); /* for the AEAD limits */
 	SSL_get0_alpn_selected(t->ssl, &alpn, &alen);
 	if (alen && alen < sizeof(t->alpn)) {
 		memcpy(t->alpn, alpn, alen);
@@ -280,6 +282,8 @@ static void tls_on_recv(struct rtls_conn *c, struct rtls_buf *raw)
 		return;
 	}
 	rtls__tls_read_records(c, t, raw);
+	if (c->tp)
+		rtls__ku_after_read(c, tc(c));
 	/* After a read OpenSSL may have made bytes of its own: the flight
 	 * after a client Finished (session tickets), a KeyUpdate reply, an
 	 * alert. They go now, even if the handler wrote nothing. */
@@ -349,6 +353,7 @@ static int tls_seal(struct rtls_conn *c, struct rtls__wbuf *in, struct rtls__wbu
 	}
 	if (!t->established || t->failed || !in->nsegs)
 		return 0;
+	rtls__ku_check_limits(c, t);
 	t->sink = out;
 	for (; i < in->nsegs && ret == 0; i++) {
 		struct rtls__seg *s = &in->segs[i];
@@ -435,6 +440,11 @@ static void tls_on_drained(struct rtls_conn *c)
 		rtls__tls_switch(c, t);
 }
 
+static void ktx_on_drained(struct rtls_conn *c)
+{
+	rtls__ku_check_limits(c, tc(c));
+}
+
 /* Userspace records both ways (or kernel RX only). */
 const struct rtls__transport rtls__tls_user = {
 	.on_recv = tls_on_recv,
@@ -458,8 +468,9 @@ const struct rtls__transport rtls__tls_ktx = {
 	.seal = NULL,
 	.shutdown = tls_shutdown,
 	.on_record = tls_on_record_user,
-	.on_drained = NULL,
+	.on_drained = ktx_on_drained,
 	.on_recv_error = rtls__tls_on_recv_error,
+	.on_seg_sent = rtls__ku_seg_sent,
 };
 
 int rtls__tls_conn_attach(struct rtls_conn *c, struct rtls_tls_ctx *x)

@@ -167,6 +167,8 @@ static int ctx_common(struct rtls_tls_ctx *t, SSL_CTX *s, const struct rtls_tls_
 	}
 	SSL_CTX_set_alpn_select_cb(s, alpn_cb, NULL);
 	SSL_CTX_set_info_callback(s, rtls__tls_info_cb);
+	SSL_CTX_set_msg_callback(s, rtls__tls_msg_cb);
+	SSL_CTX_set_app_data(s, t);
 	if (t->ktls_usable)
 		SSL_CTX_set_keylog_callback(s, rtls__tls_keylog_cb);
 	SSL_CTX_set_tlsext_servername_callback(s, sni_cb);
@@ -222,6 +224,16 @@ int rtls_tls_ctx_new(const struct rtls_tls_opts *o, struct rtls_tls_ctx **out, c
 	t->ktls = o->ktls;
 	t->ktls_zerocopy = o->ktls_zerocopy;
 	t->ktls_usable = o->ktls != RTLS_KTLS_OFF && rtls__ktls_available() == 0;
+	if (t->ktls_usable) {
+		int rekey = -EOPNOTSUPP;
+
+		t->ktls_rekey = rtls__ktls_probe(TLS_1_3_VERSION, TLS_CIPHER_AES_GCM_128, TLS_TX, &rekey) == 0 &&
+				rekey == 0;
+	}
+	t->ktls_rx_no_rekey = o->ktls_rx_no_rekey;
+	t->keyless = o->ktls_keyless;
+	t->key_update_records = o->key_update_records;
+	t->key_update_max_rate = o->key_update_max_rate ? o->key_update_max_rate : 100;
 	t->fail_level = o->handshake_log_level ? (enum rtls_log_level)o->handshake_log_level
 					       : RTLS_LOG_DEBUG;
 	if (!o->no_tickets) {

@@ -160,10 +160,14 @@ void rtls__tls_decide(struct rtls_conn *c, struct tconn *t)
 	if (!x->ktls_usable || rtls__ktls_suite(t->ssl, &s) < 0)
 		return;
 	tx = x->ktls == RTLS_KTLS_AUTO || x->ktls == RTLS_KTLS_ON || x->ktls == RTLS_KTLS_TX;
-	/* RX only if the handshake was read record-exactly. */
+	/* RX only if the handshake was read record-exactly; TLS 1.3 RX only
+	 * where the kernel can take the key a peer KeyUpdate brings, unless
+	 * forced (then a KeyUpdate ends the connection). */
 	rx = c->rx_mode == RX_EXACT && t->in_left == 0 && t->in_hdr_len == 0 &&
 	     BIO_ctrl_pending(t->rbio) == 0 &&
+	     (s.version != TLS1_3_VERSION || x->ktls_rekey || x->ktls_rx_no_rekey) &&
 	     (x->ktls == RTLS_KTLS_AUTO || x->ktls == RTLS_KTLS_ON || x->ktls == RTLS_KTLS_RX);
+	t->suite = s;
 	t->want_ktx = tx;
 	t->want_krx = rx;
 	t->switch_pending = tx || rx;
@@ -214,8 +218,6 @@ void rtls__tls_switch(struct rtls_conn *c, struct tconn *t)
 	memset(&tx, 0, sizeof(tx));
 	memset(&rx, 0, sizeof(rx));
 	derive(t, &tx, &rx);
-	OPENSSL_cleanse(t->srv_secret, sizeof(t->srv_secret));
-	OPENSSL_cleanse(t->cli_secret, sizeof(t->cli_secret));
 	if ((t->want_ktx || t->want_krx) && (ret = rtls__ktls_ulp(c->fd)) < 0) {
 		fallback(c, "TLS", ret);
 		t->want_ktx = t->want_krx = false;
@@ -245,6 +247,13 @@ void rtls__tls_switch(struct rtls_conn *c, struct tconn *t)
 	}
 	OPENSSL_cleanse(&tx, sizeof(tx));
 	OPENSSL_cleanse(&rx, sizeof(rx));
+	if (t->suite.version == TLS1_3_VERSION)
+		rtls__ku_prepare(c, t, t->have_srv_secret ? t->srv_secret : NULL,
+				 t->have_cli_secret ? t->cli_secret : NULL);
+	OPENSSL_cleanse(t->srv_secret, sizeof(t->srv_secret));
+	OPENSSL_cleanse(t->cli_secret, sizeof(t->cli_secret));
+	t->have_srv_secret = t->have_cli_secret = false;
+	t->tx_records_base = t->tx_records;
 	if (t->ktx && t->krx) {
 		/* Both directions in the kernel: no key material may stay in
 		 * this process, and OpenSSL's SSL object holds it. */
@@ -267,7 +276,7 @@ void rtls__tls_alert(struct rtls_conn *c, struct tconn *t, uint8_t desc)
 	uint8_t a[2] = { 2, desc };
 
 	if (t->ktx)
-		rtls__wbuf_add_record(&c->w[c->wi], CT_ALERT, a, 2);
+		rtls__wbuf_add_record(&c->w[c->wi], CT_ALERT, a, 2, false);
 }
 
 void rtls__tls_ktx_shutdown(struct rtls_conn *c)
@@ -276,7 +285,7 @@ void rtls__tls_ktx_shutdown(struct rtls_conn *c)
 	struct tconn *t = c->tp_state;
 
 	if (t->established && !t->failed)
-		rtls__wbuf_add_record(&c->w[c->wi], CT_ALERT, close_notify, 2);
+		rtls__wbuf_add_record(&c->w[c->wi], CT_ALERT, close_notify, 2, false);
 }
 
 /* Ends the connection after a protocol error seen on kernel RX. */
@@ -321,22 +330,24 @@ static void on_alert(struct rtls_conn *c, struct tconn *t, const unsigned char *
 void rtls__tls_on_record(struct rtls_conn *c, struct rtls_buf *raw, int type)
 {
 	struct tconn *t = c->tp_state;
-	unsigned char head[2] = { 0, 0 };
+	unsigned char head[8] = { 0 };
+	size_t len = raw->len;
 
 	if (type == CT_APPLICATION_DATA) {
 		rtls__deliver(c, raw);
 		return;
 	}
-	memcpy(head, raw->data, raw->len < 2 ? raw->len : 2);
-	size_t len = raw->len;
+	memcpy(head, raw->data, len < sizeof(head) ? len : sizeof(head));
 	rtls_buf_release(c, raw);
 	switch (type) {
 	case CT_ALERT:
 		on_alert(c, t, head, len);
 		break;
 	case CT_HANDSHAKE:
-		rx_fail(c, t, 10, head[0] == 24 ? "KeyUpdate on kernel RX is not supported here"
-						: "unexpected post-handshake message");
+		if (head[0] == 24 /* key_update */)
+			rtls__ku_kernel_rx(c, t, head, len);
+		else
+			rx_fail(c, t, 10, "unexpected post-handshake message");
 		break;
 	default:
 		rx_fail(c, t, 10 /* unexpected_message */, "unexpected record type");
@@ -357,6 +368,10 @@ int rtls__tls_on_recv_error(struct rtls_conn *c, int err)
 		return 1;
 	case -EMSGSIZE:
 		rx_fail(c, t, 22, "record too long (record_overflow)");
+		return 1;
+	case -EKEYEXPIRED:
+		/* A KeyUpdate passed without us installing the next key. */
+		rx_fail(c, t, 10, "kernel RX key expired after a KeyUpdate");
 		return 1;
 	default:
 		return 0;

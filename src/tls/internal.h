@@ -6,6 +6,7 @@
 
 #include "../core/internal.h"
 #include "ringtls/tls.h"
+#include "ktls.h"
 
 #define TLS_MAX_CERTS 16
 #define TICKET_KEYS_MAX 8
@@ -28,6 +29,11 @@ struct rtls_tls_ctx {
 	enum rtls_ktls_mode ktls;
 	bool ktls_usable;             /* the tls ULP exists in this kernel */
 	bool ktls_zerocopy;
+	bool ktls_rekey;              /* the kernel can rekey (6.14+) */
+	bool ktls_rx_no_rekey;        /* force TLS 1.3 RX offload without rekey */
+	bool keyless;                 /* keep no next secrets: KeyUpdate closes */
+	uint64_t key_update_records;  /* our KeyUpdate after this many records */
+	unsigned key_update_max_rate; /* peer KeyUpdates per second */
 };
 
 /* ctx.c */
@@ -51,6 +57,7 @@ struct tconn {
 	bool close_notify_in;      /* peer's close_notify seen */
 	bool failed;               /* fatal error: no more SSL_write/shutdown */
 	bool resumed;
+	bool is13;                 /* TLS 1.3 negotiated */
 	/* kernel offload */
 	bool want_ktx, want_krx;   /* policy and kernel allow it */
 	bool switch_pending;       /* handshake done; switch once output drained */
@@ -67,6 +74,18 @@ struct tconn {
 	/* input, read record by record while RX may go to the kernel */
 	uint8_t in_hdr[5], in_hdr_len;
 	uint32_t in_left;
+	/* KeyUpdate (keyupdate.c) */
+	bool can_rekey;            /* kernel takes a second TLS_TX/TLS_RX (6.14+) */
+	bool have_next_tx, have_next_rx;
+	bool tx_update_pending;    /* our KeyUpdate queued; new key after it */
+	bool peer_asked_update;    /* userspace RX saw update_requested */
+	bool flood;                /* KeyUpdate rate exceeded */
+	unsigned char next_tx[48], next_rx[48]; /* next generation only */
+	struct rtls__ktls_suite suite;
+	uint64_t ku_window_ms;
+	uint32_t ku_count;
+	uint64_t tx_ops_base, tx_bytes_base; /* at the last TX key install */
+	uint32_t tx_records_base;
 	const char *version, *cipher; /* static strings from OpenSSL */
 	char alpn[32];
 	char *sni;
@@ -79,6 +98,17 @@ void rtls__tls_read_records(struct rtls_conn *c, struct tconn *t, struct rtls_bu
 void rtls__tls_peer(struct rtls_conn *c, char *out, size_t n);
 void rtls__tls_log_open(struct rtls_conn *c, struct tconn *t);
 extern const struct rtls__transport rtls__tls_user, rtls__tls_ktx;
+
+/* keyupdate.c */
+void rtls__ku_prepare(struct rtls_conn *c, struct tconn *t, const unsigned char *tx_secret,
+		      const unsigned char *rx_secret);
+void rtls__ku_kernel_rx(struct rtls_conn *c, struct tconn *t, const unsigned char *m, size_t n);
+void rtls__ku_after_read(struct rtls_conn *c, struct tconn *t);
+void rtls__ku_seg_sent(struct rtls_conn *c);
+void rtls__ku_check_limits(struct rtls_conn *c, struct tconn *t);
+void rtls__tls_msg_cb(int write_p, int version, int content_type, const void *buf, size_t len,
+		      SSL *ssl, void *arg);
+void rtls__tls_close_clean(struct rtls_conn *c, struct tconn *t, const char *why);
 
 /* handover.c */
 void rtls__tls_sink_account(struct tconn *t, const unsigned char *p, size_t n);

@@ -137,6 +137,6 @@ static int ticket_cb(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPH
 
 int rtls__tickets_install(struct rtls_tls_ctx *t, SSL_CTX *ssl)
 {
-	SSL_CTX_set_app_data(ssl, t);
+	(void)t; /* the SSL_CTX's app data is the context (ctx.c) */
 	return SSL_CTX_set_tlsext_ticket_key_evp_cb(ssl, ticket_cb) == 1 ? 0 : -EINVAL;
 }

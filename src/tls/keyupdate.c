@@ -1,0 +1,240 @@
+/* TLS 1.3 KeyUpdate (RFC 8446 §4.6.3) with kernel TLS, the AEAD usage
+ * limits (§5.5), and the KeyUpdate rate limit.
+ *
+ * The kernel can install a second key on a TLS 1.3 socket from Linux 6.14
+ * (on RX it pauses after a KeyUpdate record with EKEYEXPIRED until then).
+ * To derive the next key we keep, per direction, only the NEXT traffic
+ * secret, secret_{N+1} = HKDF-Expand-Label(secret_N, "traffic upd", "",
+ * Hash.length) (§7.2): it cannot decrypt any record sent so far. With
+ * --ktls-keyless or on kernels that cannot rekey, nothing is kept and a
+ * KeyUpdate that needs a new kernel key ends the connection cleanly. */
+#include <errno.h>
+#include <openssl/err.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define KEY_UPDATE 24
+/* AES-GCM: 2^24.5 full records per key (RFC 8446 §5.5), rounded down. */
+#define GCM_RECORD_LIMIT 23726566ull
+
+static int next_secret(const struct rtls__ktls_suite *s, unsigned char *secret)
+{
+	unsigned char out[48];
+	int ret = rtls__hkdf_expand_label(s->md, secret, s->hash_len, "traffic upd", out, s->hash_len);
+
+	if (ret == 0)
+		memcpy(secret, out, s->hash_len);
+	OPENSSL_cleanse(out, sizeof(out));
+	return ret;
+}
+
+/* At the hand-off: keep the next generation of the secrets that went to
+ * the kernel, if the kernel can ever use them. */
+void rtls__ku_prepare(struct rtls_conn *c, struct tconn *t, const unsigned char *tx_secret,
+		      const unsigned char *rx_secret)
+{
+	struct rtls_tls_ctx *x = (struct rtls_tls_ctx *)(void *)c->r->srv->cfg.tls;
+
+	t->can_rekey = x->ktls_rekey && !x->keyless && t->suite.version == TLS1_3_VERSION;
+	if (!t->can_rekey)
+		return;
+	if (tx_secret && t->ktx) {
+		memcpy(t->next_tx, tx_secret, t->suite.hash_len);
+		t->have_next_tx = next_secret(&t->suite, t->next_tx) == 0;
+	}
+	if (rx_secret && t->krx) {
+		memcpy(t->next_rx, rx_secret, t->suite.hash_len);
+		t->have_next_rx = next_secret(&t->suite, t->next_rx) == 0;
+	}
+	t->tx_ops_base = c->tx_ops;
+	t->tx_bytes_base = c->tx_bytes;
+}
+
+/* Installs the next key for one direction and steps the secret on. */
+static int install_next(struct rtls_conn *c, struct tconn *t, int dir)
+{
+	unsigned char *secret = dir == TLS_TX ? t->next_tx : t->next_rx;
+	bool *have = dir == TLS_TX ? &t->have_next_tx : &t->have_next_rx;
+	struct rtls__ktls_info info;
+	int ret;
+
+	if (!*have)
+		return -ENOKEY;
+	ret = rtls__ktls_info_tls13(&t->suite, secret, 0, &info);
+	if (ret == 0)
+		ret = rtls__ktls_set(c->fd, dir, &info);
+	OPENSSL_cleanse(&info, sizeof(info));
+	if (ret == 0 && next_secret(&t->suite, secret) < 0)
+		*have = false;
+	return ret;
+}
+
+/* Ends the connection with close_notify (the alert a kernel that cannot
+ * rekey can still send correctly) and one log line. */
+void rtls__tls_close_clean(struct rtls_conn *c, struct tconn *t, const char *why)
+{
+	char peer[64];
+
+	rtls__tls_peer(c, peer, sizeof(peer));
+	rtls_log(RTLS_LOG_INFO, "tls %s: %s: closing", peer, why);
+	(void)t;
+	rtls_conn_close(c); /* queues close_notify through the transport */
+}
+
+/* Queues our KeyUpdate under the current key; the new TX key goes in when
+ * that record has left (rtls__ku_seg_sent), before anything queued after. */
+static void queue_tx_update(struct rtls_conn *c, struct tconn *t)
+{
+	static const uint8_t msg[5] = { KEY_UPDATE, 0, 0, 1, 0 }; /* update_not_requested */
+
+	if (t->tx_update_pending)
+		return;
+	if (!t->ktx) {
+		/* Userspace TX: OpenSSL sends it and switches keys itself. */
+		if (t->ssl && SSL_key_update(t->ssl, SSL_KEY_UPDATE_NOT_REQUESTED) != 1)
+			ERR_clear_error();
+		t->tx_records_base = t->tx_records;
+		rtls__kick(c);
+		return;
+	}
+	if (!t->have_next_tx) {
+		rtls__tls_close_clean(c, t, "a new TX key is needed but this kernel cannot rekey");
+		return;
+	}
+	if (rtls__wbuf_add_record(&c->w[c->wi], 22, msg, sizeof(msg), true) < 0) {
+		rtls_conn_abort(c, -ENOMEM);
+		return;
+	}
+	t->tx_update_pending = true;
+	rtls__kick(c);
+}
+
+void rtls__ku_seg_sent(struct rtls_conn *c)
+{
+	struct tconn *t = c->tp_state;
+	int ret;
+
+	if (!t || !t->tx_update_pending)
+		return;
+	t->tx_update_pending = false;
+	ret = install_next(c, t, TLS_TX);
+	if (ret < 0) {
+		/* Our KeyUpdate is out: sending on under the old key would be
+		 * a protocol violation, so the connection must end. */
+		rtls_log(RTLS_LOG_WARN, "tls: installing the new TX key failed: %s", strerror(-ret));
+		rtls__conn_kill(c, ret);
+		return;
+	}
+	t->tx_ops_base = c->tx_ops;
+	t->tx_bytes_base = c->tx_bytes;
+}
+
+/* Counts a peer KeyUpdate; false once they come faster than allowed. */
+static bool rate_ok(const struct rtls_tls_ctx *x, struct tconn *t)
+{
+	uint64_t now = rtls__now_ms();
+
+	if (now - t->ku_window_ms >= 1000) {
+		t->ku_window_ms = now;
+		t->ku_count = 0;
+	}
+	if (++t->ku_count > x->key_update_max_rate)
+		t->flood = true;
+	return !t->flood;
+}
+
+static void flood_close(struct rtls_conn *c, struct tconn *t)
+{
+	struct rtls_tls_ctx *x = (struct rtls_tls_ctx *)(void *)c->r->srv->cfg.tls;
+	char peer[64];
+
+	rtls__tls_peer(c, peer, sizeof(peer));
+	rtls_log(RTLS_LOG_INFO, "tls %s: more than %u KeyUpdates in a second: cut off", peer,
+		 x->key_update_max_rate);
+	t->failed = true;
+	rtls__conn_kill(c, -EPROTO);
+}
+
+/* A KeyUpdate read by the kernel (RX offloaded). The kernel holds further
+ * records (EKEYEXPIRED) until the next RX key is in. */
+void rtls__ku_kernel_rx(struct rtls_conn *c, struct tconn *t, const unsigned char *m, size_t n)
+{
+	int ret;
+
+	if (n != 5 || m[0] != KEY_UPDATE || m[1] || m[2] || m[3] != 1 || m[4] > 1) {
+		rtls__tls_close_clean(c, t, n >= 1 && m[0] == KEY_UPDATE ? "malformed KeyUpdate"
+									 : "unexpected post-handshake message");
+		return;
+	}
+	if (!rate_ok((struct rtls_tls_ctx *)(void *)c->r->srv->cfg.tls, t)) {
+		flood_close(c, t);
+		return;
+	}
+	ret = install_next(c, t, TLS_RX);
+	if (ret < 0) {
+		rtls__tls_close_clean(c, t, ret == -ENOKEY ? "peer KeyUpdate, but RX keys cannot be renewed here"
+							  : "installing the new RX key failed");
+		return;
+	}
+	if (m[4] == 1)
+		queue_tx_update(c, t);
+}
+
+/* After userspace RX read records: a peer KeyUpdate may ask us to update
+ * TX, which the kernel must do if it makes our records. */
+void rtls__ku_after_read(struct rtls_conn *c, struct tconn *t)
+{
+	if (t->flood) {
+		flood_close(c, t);
+		return;
+	}
+	if (!t->peer_asked_update)
+		return;
+	t->peer_asked_update = false;
+	if (t->ktx)
+		queue_tx_update(c, t);
+	/* Userspace TX: OpenSSL answers on its own with its next write. */
+}
+
+/* Our own KeyUpdate before the AEAD limit for the cipher (§5.5). */
+void rtls__ku_check_limits(struct rtls_conn *c, struct tconn *t)
+{
+	struct rtls_tls_ctx *x = (struct rtls_tls_ctx *)(void *)c->r->srv->cfg.tls;
+	uint64_t limit = x->key_update_records, used;
+
+	if (!t->established || t->failed || t->tx_update_pending || c->state != CONN_OPEN)
+		return;
+	if (!limit) {
+		if (t->suite.cipher == TLS_CIPHER_CHACHA20_POLY1305)
+			return; /* its limit is beyond any connection's life */
+		limit = GCM_RECORD_LIMIT;
+	}
+	/* Kernel TX: every send makes at least one record, and one per 16 KiB. */
+	used = t->ktx ? (c->tx_ops - t->tx_ops_base) + (c->tx_bytes - t->tx_bytes_base) / 16384
+		      : t->tx_records - t->tx_records_base;
+	if (used < limit)
+		return;
+	if (!t->is13) {
+		rtls__tls_close_clean(c, t, "AEAD usage limit reached and TLS 1.2 cannot update keys");
+		return;
+	}
+	queue_tx_update(c, t);
+}
+
+/* OpenSSL's message callback: sees every KeyUpdate read in userspace. */
+void rtls__tls_msg_cb(int write_p, int version, int content_type, const void *buf, size_t len,
+		      SSL *ssl, void *arg)
+{
+	struct tconn *t = SSL_get_app_data(ssl);
+	const unsigned char *m = buf;
+
+	(void)version;
+	(void)arg;
+	if (!t || write_p || content_type != SSL3_RT_HANDSHAKE || len < 5 || m[0] != KEY_UPDATE ||
+	    !t->established)
+		return;
+	rate_ok(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)), t);
+	if (m[4] == 1)
+		t->peer_asked_update = true;
+}
