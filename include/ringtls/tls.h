@@ -69,6 +69,11 @@ const char *rtls_tls_ctx_selfsigned_path(const struct rtls_tls_ctx *ctx);
 
 void rtls_tls_ctx_free(struct rtls_tls_ctx *ctx);
 
+/* OpenSSL SSL objects alive in this process, counted by OpenSSL's own
+ * allocation hooks. A connection whose records are all in the kernel has
+ * none: its SSL object (and the keys in it) is freed at the hand-off. */
+long rtls_tls_live_ssl(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -71,6 +71,7 @@ static int serve(int argc, char **argv)
 			return 1;
 		}
 		o.cfg.tls = tls;
+		o.http.live_tls = rtls_tls_live_ssl;
 		if (rtls_tls_ctx_selfsigned_path(tls))
 			rtls_log(RTLS_LOG_INFO, "TLS uses the self-signed certificate %s; trust it with "
 				 "curl --cacert %s, or copy it to /usr/local/share/ca-certificates/ringtls.crt "

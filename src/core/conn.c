@@ -35,6 +35,7 @@ struct rtls_conn *rtls__conn_new(struct rtls__reactor *r, int fd, unsigned liste
 	c->pipe[0] = c->pipe[1] = -1;
 	c->tlink.prev = c->tlink.next = &c->tlink;
 	c->data = h->conn_data_size ? r->conn_data + (size_t)slot * h->conn_data_size : NULL;
+	c->tp_area = r->tp_data ? r->tp_data + (size_t)slot * r->srv->tls_conn_size : NULL;
 	r->nlive++;
 	return c;
 }
@@ -363,7 +364,8 @@ static void conn_free(struct rtls_conn *c)
 
 	rtls__wbuf_free(&c->w[0]);
 	rtls__wbuf_free(&c->w[1]);
-	free(c->ctl);
+	if (!c->ctl_borrowed)
+		free(c->ctl);
 	c->ctl = NULL;
 	if (c->pipe[0] >= 0) {
 		close(c->pipe[0]);

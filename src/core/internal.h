@@ -141,6 +141,10 @@ struct rtls__ctl {
  * TLS connections to the TLS layer without depending on it. */
 struct rtls__tls_hooks {
 	int (*attach)(struct rtls_conn *c);
+	/* Bytes of per-connection state the TLS layer wants in a slot-indexed
+	 * array (c->tp_area), so long-lived state never sits on the heap
+	 * between the handshake's short-lived allocations. */
+	size_t conn_size;
 };
 
 enum rtls__conn_state {
@@ -167,6 +171,8 @@ struct rtls_conn {
 	uint64_t tx_ops;        /* sends completed, for AEAD usage limits */
 	uint64_t tx_bytes;
 	struct rtls__ctl *ctl;
+	bool ctl_borrowed;      /* ctl lives in the transport's area */
+	void *tp_area;          /* this slot's share of the transport area */
 	bool send_inflight;     /* send or splice outstanding */
 	bool read_paused;
 	bool peer_eof;
@@ -235,6 +241,7 @@ struct rtls__reactor {
 	uint64_t accept_retry_ms;   /* re-arm accepts after EMFILE, or 0 */
 	uint64_t full_logged_ms;
 	char *conn_data;            /* max_conns * handler.conn_data_size */
+	char *tp_data;              /* max_conns * tls conn_size */
 	int *pipe_pool;             /* spare pipes, pairs */
 	unsigned npipes, pipecap;
 	int err;
@@ -253,6 +260,7 @@ struct rtls_server {
 	/* The TLS layer's entry point for a connection accepted on a TLS
 	 * listener (from cfg.tls, see struct rtls__tls_hooks), or NULL. */
 	int (*tls_attach)(struct rtls_conn *c);
+	size_t tls_conn_size;
 	struct sockaddr_storage *bound; /* per listener, actual address */
 	socklen_t *bound_len;
 };

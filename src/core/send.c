@@ -193,6 +193,12 @@ static void send_next(struct rtls_conn *c)
 		}
 	}
 	rtls__wbuf_reset(w);
+	if (!c->w[c->wi].nsegs) {
+		/* Nothing else queued: an idle connection keeps no output
+		 * memory (a few hundred bytes per connection add up). */
+		rtls__wbuf_free(&c->w[0]);
+		rtls__wbuf_free(&c->w[1]);
+	}
 	if (c->flush_wanted && (rtls__wbuf_bytes(&c->w[c->wi]) || (c->tp && c->tp->seal))) {
 		/* More was flushed meanwhile, or the transport may have more
 		 * records to make (the rest of a file, a ticket, an alert). */

@@ -71,8 +71,11 @@ static int reactor_alloc(struct rtls_server *s, struct rtls__reactor *r, unsigne
 	r->pipe_pool = calloc(2 * r->pipecap, sizeof(int));
 	if (s->handler.conn_data_size)
 		r->conn_data = calloc(cfg->max_conns, s->handler.conn_data_size);
+	if (s->tls_conn_size)
+		r->tp_data = calloc(cfg->max_conns, s->tls_conn_size);
 	if (!r->ls || !r->conns || !r->free_slots || !r->starved || !r->reap ||
-	    !r->pipe_pool || (s->handler.conn_data_size && !r->conn_data))
+	    !r->pipe_pool || (s->handler.conn_data_size && !r->conn_data) ||
+	    (s->tls_conn_size && !r->tp_data))
 		return -ENOMEM;
 	for (unsigned i = 0; i < s->nlisteners; i++)
 		r->ls[i].fd = -1;
@@ -99,6 +102,8 @@ static void reactor_free(struct rtls_server *s, struct rtls__reactor *r)
 			rtls__wbuf_free(&r->conns[i].w[0]);
 			rtls__wbuf_free(&r->conns[i].w[1]);
 			free(r->conns[i].paused_q);
+			if (!r->conns[i].ctl_borrowed)
+				free(r->conns[i].ctl);
 			if (r->conns[i].pipe[0] >= 0) {
 				close(r->conns[i].pipe[0]);
 				close(r->conns[i].pipe[1]);
@@ -116,6 +121,7 @@ static void reactor_free(struct rtls_server *s, struct rtls__reactor *r)
 	free(r->reap);
 	free(r->pipe_pool);
 	free(r->conn_data);
+	free(r->tp_data);
 }
 
 /* Binds listener i on every reactor. With port 0 the first bind picks the
@@ -159,8 +165,12 @@ int rtls_server_create(const struct rtls_config *cfg, rtls_server **out, char *w
 		goto err;
 	s->handler = *cfg->handler;
 	s->nlisteners = s->cfg.nlisteners;
-	if (s->cfg.tls)
-		s->tls_attach = ((const struct rtls__tls_hooks *)(const void *)s->cfg.tls)->attach;
+	if (s->cfg.tls) {
+		const struct rtls__tls_hooks *h = (const void *)s->cfg.tls;
+
+		s->tls_attach = h->attach;
+		s->tls_conn_size = h->conn_size;
+	}
 	ret = rtls__probe_ring_flags(&s->ring_flags);
 	if (ret < 0)
 		goto err;

@@ -8,7 +8,9 @@
 
 static int grow(struct rtls__wbuf *w, size_t need)
 {
-	size_t cap = w->cap ? w->cap : 4096;
+	/* 1 KiB first: a typical response fits, and glibc's tcache serves
+	 * it, so freeing buffers of idle connections costs little. */
+	size_t cap = w->cap ? w->cap : 1024;
 	char *p;
 
 	while (cap < need)

@@ -16,6 +16,7 @@ struct rtls_http_config {
 	size_t max_target;       /* request-target, bytes */
 	unsigned max_headers;    /* header fields per request (<= 256) */
 	uint64_t max_body;       /* request body bytes we accept (and discard) */
+	long (*live_tls)(void);  /* for the built-in page: SSL objects alive, or NULL */
 };
 
 /* Defaults: 8 KiB head, 4 KiB target, 100 headers, 1 MiB body. */

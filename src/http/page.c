@@ -52,6 +52,8 @@ int rtls__http_builtin_page(rtls_conn *c, const struct hreq *q)
 	if (!(plen == 1 || (plen == 11 && memcmp(q->path.p, "/index.html", 11) == 0)))
 		return rtls__http_simple(c, 404, q->keep_alive, "text/plain; charset=utf-8", "",
 					 "404 Not Found\n", 14, q->head);
+	const struct rtls_http_config *hc = rtls_conn_ctx(c);
+
 	rtls_conn_query(c, &ci);
 	esc(sni, sizeof(sni), or_dash(ci.sni));
 	esc(subj, sizeof(subj), or_dash(ci.client_subject));
@@ -69,11 +71,12 @@ int rtls__http_builtin_page(rtls_conn *c, const struct hreq *q)
 		     "<tr><th align=left>client certificate</th><td id=client>%s</td></tr>\n"
 		     "<tr><th align=left>records sent by</th><td id=tx>%s</td></tr>\n"
 		     "<tr><th align=left>records received by</th><td id=rx>%s</td></tr>\n"
+		     "<tr><th align=left>TLS sessions held in userspace (process)</th><td id=live_ssl>%ld</td></tr>\n"
 		     "</table>\n<p><a href=\"/hello\">/hello</a></p>\n</body></html>\n",
 		     ci.transport == RTLS_TRANSPORT_TLS ? "TLS" : "plaintext TCP",
 		     or_dash(ci.tls_version), or_dash(ci.tls_cipher), or_dash(ci.alpn), sni,
 		     ci.transport == RTLS_TRANSPORT_TLS ? (ci.resumed ? "yes" : "no") : "-", subj,
-		     path_name(ci.tx_path), path_name(ci.rx_path));
+		     path_name(ci.tx_path), path_name(ci.rx_path), hc->live_tls ? hc->live_tls() : 0L);
 	if (n < 0 || (size_t)n >= sizeof(body))
 		return -EOVERFLOW;
 	return rtls__http_simple(c, 200, q->keep_alive, "text/html; charset=utf-8", "", body,

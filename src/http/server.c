@@ -129,6 +129,11 @@ static void run(rtls_conn *c, struct hconn *h)
 		memmove(h->in, h->in + used, h->in_len - used);
 		h->in_len -= used;
 	}
+	if (!h->in_len) {
+		free(h->in);
+		h->in = NULL;
+		h->in_cap = 0;
+	}
 }
 
 static void after_input(rtls_conn *c, struct hconn *h)

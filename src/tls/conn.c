@@ -152,7 +152,7 @@ static void on_established(struct rtls_conn *c, struct tconn *t)
 	}
 	sni = SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name);
 	if (sni)
-		t->sni = strdup(sni);
+		snprintf(t->sni, sizeof(t->sni), "%s", sni);
 	peer = SSL_get1_peer_certificate(t->ssl);
 	if (peer) {
 		if (SSL_get_verify_result(t->ssl) == X509_V_OK)
@@ -180,7 +180,7 @@ void rtls__tls_log_open(struct rtls_conn *c, struct tconn *t)
 		return;
 	rtls__tls_peer(c, ps, sizeof(ps));
 	rtls_log(RTLS_LOG_DEBUG, "tls %s: %s %s alpn=%s sni=%s resumed=%s client=%s kernel-tx=%s kernel-rx=%s",
-		 ps, t->version, t->cipher, t->alpn[0] ? t->alpn : "-", t->sni ? t->sni : "-",
+		 ps, t->version, t->cipher, t->alpn[0] ? t->alpn : "-", t->sni[0] ? t->sni : "-",
 		 t->resumed ? "yes" : "no", t->subject ? t->subject : "-", t->ktx ? "yes" : "no",
 		 t->krx ? "yes" : "no");
 }
@@ -349,7 +349,8 @@ static int tls_seal(struct rtls_conn *c, struct rtls__wbuf *in, struct rtls__wbu
 	if (t->stage.len) {
 		if (rtls__wbuf_append(out, t->stage.data, t->stage.len) < 0)
 			return -ENOMEM;
-		rtls__wbuf_reset(&t->stage);
+		/* Mostly the handshake flight: do not keep its capacity. */
+		rtls__wbuf_free(&t->stage);
 	}
 	if (!t->established || t->failed || !in->nsegs)
 		return 0;
@@ -404,7 +405,7 @@ static void tls_query(const struct rtls_conn *c, struct rtls_conn_info *ci)
 	ci->tls_version = t->version;
 	ci->tls_cipher = t->cipher;
 	ci->alpn = t->alpn[0] ? t->alpn : NULL;
-	ci->sni = t->sni;
+	ci->sni = t->sni[0] ? t->sni : NULL;
 	ci->resumed = t->resumed;
 	ci->client_subject = t->subject;
 	ci->tx_path = t->ktx ? RTLS_PATH_KERNEL : RTLS_PATH_USERSPACE;
@@ -426,10 +427,11 @@ static void tls_destroy(struct rtls_conn *c)
 	SSL_free(t->ssl); /* frees both BIOs */
 	rtls__wbuf_free(&t->stage);
 	OPENSSL_free(t->subject);
-	free(t->sni);
-	OPENSSL_cleanse(t, sizeof(*t)); /* secrets, if the switch never came */
-	free(t);
+	/* The slot's area: wipe it (secrets, if the switch never came). */
+	OPENSSL_cleanse(t, sizeof(*t));
 	c->tp_state = NULL;
+	c->ctl = NULL;
+	c->ctl_borrowed = false;
 }
 
 static void tls_on_drained(struct rtls_conn *c)
@@ -481,10 +483,12 @@ int rtls__tls_conn_attach(struct rtls_conn *c, struct rtls_tls_ctx *x)
 	pthread_once(&sink_once, sink_init);
 	if (!sink_method)
 		return -ENOMEM;
-	t = calloc(1, sizeof(*t));
+	t = c->tp_area; /* zeroed: calloc'd, and wiped by the last destroy */
 	if (!t)
 		return -ENOMEM;
 	t->sink = &t->stage;
+	c->ctl = &t->ctl;
+	c->ctl_borrowed = true;
 	t->ssl = SSL_new(x->ssl[0]);
 	t->rbio = BIO_new(BIO_s_mem());
 	wbio = BIO_new(sink_method);
@@ -492,7 +496,7 @@ int rtls__tls_conn_attach(struct rtls_conn *c, struct rtls_tls_ctx *x)
 		SSL_free(t->ssl);
 		BIO_free(t->rbio);
 		BIO_free(wbio);
-		free(t);
+		memset(t, 0, sizeof(*t));
 		return -ENOMEM;
 	}
 	/* An empty read BIO means "wait for more", not end of stream. */

@@ -1,6 +1,8 @@
 /* Server SSL_CTX set-up: versions, ciphers, ALPN, SNI, certificates,
  * client certificates, tickets. Read-only once the server runs. */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
@@ -208,6 +210,33 @@ static int add_cert(struct rtls_tls_ctx *t, const struct rtls_tls_opts *o, const
 	return load_pair(s, cert, key, why, n);
 }
 
+/* Live SSL objects, counted by OpenSSL's own allocation hooks for SSL
+ * ex_data: new_func runs in every SSL_new, free_func in every SSL_free. */
+static atomic_long live_ssl;
+static pthread_once_t live_once = PTHREAD_ONCE_INIT;
+
+static void ssl_new_cb(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	(void)parent, (void)ptr, (void)ad, (void)idx, (void)argl, (void)argp;
+	atomic_fetch_add(&live_ssl, 1);
+}
+
+static void ssl_free_cb(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	(void)parent, (void)ptr, (void)ad, (void)idx, (void)argl, (void)argp;
+	atomic_fetch_sub(&live_ssl, 1);
+}
+
+static void live_init(void)
+{
+	CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL, 0, NULL, ssl_new_cb, NULL, ssl_free_cb);
+}
+
+long rtls_tls_live_ssl(void)
+{
+	return atomic_load(&live_ssl);
+}
+
 int rtls_tls_ctx_new(const struct rtls_tls_opts *o, struct rtls_tls_ctx **out, char *why,
 		     size_t whylen)
 {
@@ -220,7 +249,9 @@ int rtls_tls_ctx_new(const struct rtls_tls_opts *o, struct rtls_tls_ctx **out, c
 		snprintf(why, whylen, "out of memory");
 		return -ENOMEM;
 	}
+	pthread_once(&live_once, live_init);
 	t->hooks.attach = rtls__tls_attach;
+	t->hooks.conn_size = sizeof(struct tconn);
 	t->ktls = o->ktls;
 	t->ktls_zerocopy = o->ktls_zerocopy;
 	t->ktls_usable = o->ktls != RTLS_KTLS_OFF && rtls__ktls_available() == 0;

@@ -87,8 +87,9 @@ struct tconn {
 	uint64_t tx_ops_base, tx_bytes_base; /* at the last TX key install */
 	uint32_t tx_records_base;
 	const char *version, *cipher; /* static strings from OpenSSL */
-	char alpn[32];
-	char *sni;
+	char alpn[16];
+	char sni[64];              /* longer names are cut (query/log only) */
+	struct rtls__ctl ctl;      /* RECVMSG/SENDMSG headers for kernel TLS */
 	char *subject;             /* verified client certificate subject */
 };
 
