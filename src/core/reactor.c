@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -90,6 +91,11 @@ static void begin_stop(struct rtls__reactor *r)
 			io_uring_sqe_set_data64(sqe, rtls__ud(OP_IGNORE, 0, 0));
 		}
 		if (r->ls[i].fd >= 0) {
+			/* shutdown() stops listening now: the armed accept holds
+			 * a file reference that close() alone would not drop
+			 * until its cancellation runs, and new clients would
+			 * queue on a socket nobody accepts from. */
+			shutdown(r->ls[i].fd, SHUT_RDWR);
 			close(r->ls[i].fd);
 			r->ls[i].fd = -1;
 		}
@@ -215,6 +221,7 @@ static int reactor_loop(struct rtls__reactor *r)
 			rtls__rearm_starved(r);
 		if (r->stopping && (r->nlive == 0 || r->now_ms >= r->stop_deadline_ms)) {
 			stop_now(r);
+			io_uring_submit(&r->ring); /* the cancels begin_stop() queued */
 			return 0;
 		}
 		ret = io_uring_submit_and_wait(&r->ring, 1);

@@ -21,8 +21,12 @@ struct hreq {
 	bool has_content_length;
 	bool chunked;
 	bool head;                   /* HEAD: no body in the response */
-	bool keep_alive;
+	int keep_alive;              /* CONN_* below */
 };
+
+/* What the Connection header of a response says. */
+enum { CONN_CLOSE = 0, CONN_DEFAULT = 1, CONN_KEEP_ALIVE = 2 /* HTTP/1.0 */ };
+#define NO_CONTENT_LENGTH UINT64_MAX
 
 /* Per-connection state (the engine's handler data area). */
 struct hconn {
@@ -36,6 +40,8 @@ struct hconn {
 	bool closing;            /* last response written; close after it */
 	bool shutting;           /* server shutdown asked us to finish */
 	bool eof;
+	bool head;               /* the current request is HEAD */
+	uint64_t chunked_seen;   /* chunked body bytes so far */
 };
 
 /* response.c */
@@ -43,14 +49,15 @@ const char *rtls__http_reason(int status);
 const char *rtls__http_date_now(void);
 /* Writes a status line and the common headers (Server, Date, Connection)
  * plus `extra` (already CRLF-terminated lines, may be ""), then
- * Content-Length, then the blank line. */
-int rtls__http_head(rtls_conn *c, int status, bool keep_alive, const char *extra,
+ * Content-Length unless NO_CONTENT_LENGTH, then the blank line. */
+int rtls__http_head(rtls_conn *c, int status, int keep_alive, const char *extra,
 		    uint64_t content_length);
 /* A complete small response with a text body. */
-int rtls__http_simple(rtls_conn *c, int status, bool keep_alive, const char *ctype,
+int rtls__http_simple(rtls_conn *c, int status, int keep_alive, const char *ctype,
 		      const char *extra, const char *body, size_t body_len, bool head);
-/* An error response; always Connection: close. Logs one line. */
-void rtls__http_error(rtls_conn *c, int status, const char *why);
+/* An error response; always Connection: close; no body after HEAD. Logs
+ * one line. */
+void rtls__http_error(rtls_conn *c, int status, const char *why, bool head);
 
 /* static.c and page.c: 0 when answered, 1 when answered with an error and
  * the connection is closing, < 0 on a failure to write. */

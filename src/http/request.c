@@ -107,8 +107,10 @@ static int scan_headers(struct hreq *q, const char **why)
 		}
 		q->chunked = true;
 	}
-	q->keep_alive = q->r.minor_version == 1 ? !has_token(conn, "close")
-						: has_token(conn, "keep-alive");
+	if (q->r.minor_version == 1)
+		q->keep_alive = has_token(conn, "close") ? CONN_CLOSE : CONN_DEFAULT;
+	else
+		q->keep_alive = has_token(conn, "keep-alive") ? CONN_KEEP_ALIVE : CONN_CLOSE;
 	return 0;
 }
 
@@ -184,6 +186,7 @@ int rtls__http_request(rtls_conn *c, struct hconn *h, const struct rtls_http_con
 	ret = rtls__http_parse_request(p, n, &lim, &q.r);
 	if (ret == RTLS_HTTP_INCOMPLETE)
 		return 0;
+	h->head = ret > 0 && q.r.method.n == 4 && memcmp(q.r.method.p, "HEAD", 4) == 0;
 	if (ret < 0) {
 		st = parse_status(ret, &why);
 		goto fail;
@@ -207,14 +210,15 @@ int rtls__http_request(rtls_conn *c, struct hconn *h, const struct rtls_http_con
 		why = "method not allowed";
 		goto fail;
 	}
-	if (!q.keep_alive || h->shutting) {
-		q.keep_alive = false;
+	if (q.keep_alive == CONN_CLOSE || h->shutting) {
+		q.keep_alive = CONN_CLOSE;
 		h->closing = true;
 	}
 	h->body_left = q.content_length;
 	if (q.chunked) {
 		memset(&h->chunk, 0, sizeof(h->chunk));
 		h->in_chunked = true;
+		h->chunked_seen = 0;
 	}
 	st = route(c, hc, &q);
 	if (st < 0)
@@ -226,6 +230,6 @@ int rtls__http_request(rtls_conn *c, struct hconn *h, const struct rtls_http_con
 	return ret;
 fail:
 	h->closing = true;
-	rtls__http_error(c, st, why);
+	rtls__http_error(c, st, why, h->head);
 	return -1;
 }

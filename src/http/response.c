@@ -48,27 +48,36 @@ const char *rtls__http_date_now(void)
 	return date;
 }
 
-int rtls__http_head(rtls_conn *c, int status, bool keep_alive, const char *extra,
+int rtls__http_head(rtls_conn *c, int status, int keep_alive, const char *extra,
 		    uint64_t content_length)
 {
+	static const char *const conn_hdr[] = {
+		[CONN_CLOSE] = "Connection: close\r\n",
+		[CONN_DEFAULT] = "",
+		[CONN_KEEP_ALIVE] = "Connection: keep-alive\r\n",
+	};
 	size_t cap = 256 + strlen(extra);
 	char *p = rtls_conn_reserve(c, cap);
+	char cl[48] = "";
 	int n;
 
 	if (!p)
 		return -ENOMEM;
-	n = snprintf(p, cap,
-		     "HTTP/1.1 %d %s\r\nServer: ringtls\r\nDate: %s\r\n%s%sContent-Length: %" PRIu64
-		     "\r\n\r\n",
+	/* A 304 must not claim a length other than the full one (RFC 9110
+	 * §8.6): it sends none. */
+	if (content_length != NO_CONTENT_LENGTH)
+		snprintf(cl, sizeof(cl), "Content-Length: %" PRIu64 "\r\n", content_length);
+	n = snprintf(p, cap, "HTTP/1.1 %d %s\r\nServer: ringtls\r\nDate: %s\r\n%s%s%s\r\n",
 		     status, rtls__http_reason(status), rtls__http_date_now(),
-		     keep_alive ? "" : "Connection: close\r\n", extra, content_length);
+		     conn_hdr[keep_alive >= CONN_CLOSE && keep_alive <= CONN_KEEP_ALIVE ? keep_alive : 0],
+		     extra, cl);
 	if (n < 0 || (size_t)n >= cap)
 		return -EOVERFLOW;
 	rtls_conn_commit(c, (size_t)n);
 	return 0;
 }
 
-int rtls__http_simple(rtls_conn *c, int status, bool keep_alive, const char *ctype,
+int rtls__http_simple(rtls_conn *c, int status, int keep_alive, const char *ctype,
 		      const char *extra, const char *body, size_t body_len, bool head)
 {
 	char hdr[512];
@@ -83,7 +92,7 @@ int rtls__http_simple(rtls_conn *c, int status, bool keep_alive, const char *cty
 	return rtls_conn_write(c, body, body_len);
 }
 
-void rtls__http_error(rtls_conn *c, int status, const char *why)
+void rtls__http_error(rtls_conn *c, int status, const char *why, bool head)
 {
 	struct rtls_conn_info info;
 	char peer[64] = "?", body[96];
@@ -106,7 +115,7 @@ void rtls__http_error(rtls_conn *c, int status, const char *why)
 	}
 	rtls_log(RTLS_LOG_INFO, "http %s: %d %s: %s", peer, status, rtls__http_reason(status), why);
 	n = snprintf(body, sizeof(body), "%d %s\n", status, rtls__http_reason(status));
-	rtls__http_simple(c, status, false, "text/plain; charset=utf-8",
-			  status == 405 ? "Allow: GET, HEAD\r\n" : "", body, (size_t)n, false);
+	rtls__http_simple(c, status, CONN_CLOSE, "text/plain; charset=utf-8",
+			  status == 405 ? "Allow: GET, HEAD\r\n" : "", body, (size_t)n, head);
 	rtls_conn_close(c);
 }

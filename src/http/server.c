@@ -55,10 +55,12 @@ static int in_append(struct hconn *h, const char *p, size_t n)
 	return 0;
 }
 
-/* Skips request body bytes; returns bytes consumed, or -1 if malformed. */
-static long skip_body(struct hconn *h, const char *p, size_t n)
+/* Skips request body bytes; returns bytes consumed, -1 if malformed,
+ * -2 if a chunked body grows past max_body. */
+static long skip_body(struct hconn *h, const struct rtls_http_config *hc, const char *p, size_t n)
 {
 	size_t used = 0;
+	uint64_t data = 0;
 
 	if (h->body_left) {
 		used = n < h->body_left ? n : (size_t)h->body_left;
@@ -66,10 +68,13 @@ static long skip_body(struct hconn *h, const char *p, size_t n)
 		return (long)used;
 	}
 	if (h->in_chunked) {
-		int ret = rtls__http_chunked_feed(&h->chunk, p, n, &used, NULL);
+		int ret = rtls__http_chunked_feed(&h->chunk, p, n, &used, &data);
 
 		if (ret < 0)
 			return -1;
+		h->chunked_seen += data;
+		if (h->chunked_seen > hc->max_body)
+			return -2;
 		if (ret == 1)
 			h->in_chunked = false;
 	}
@@ -89,11 +94,14 @@ static size_t process(rtls_conn *c, struct hconn *h, const char *p, size_t n)
 
 	while (off < n && !h->closing) {
 		if (h->body_left || h->in_chunked) {
-			long k = skip_body(h, p + off, n - off);
+			long k = skip_body(h, hc, p + off, n - off);
 
 			if (k < 0) {
-				rtls__http_error(c, 400, "malformed chunked body");
 				h->closing = true;
+				if (k == -2)
+					rtls__http_error(c, 413, "request body too large", h->head);
+				else
+					rtls__http_error(c, 400, "malformed chunked body", h->head);
 				break;
 			}
 			off += (size_t)k;
@@ -211,7 +219,7 @@ static void on_timeout(rtls_conn *c, void *data, enum rtls_timer t)
 
 	if (t == RTLS_TIMER_HEADER && h->in_len) {
 		h->closing = true;
-		rtls__http_error(c, 408, "request head not received in time");
+		rtls__http_error(c, 408, "request head not received in time", false);
 		return;
 	}
 	rtls_conn_close(c);

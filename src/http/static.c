@@ -20,11 +20,13 @@ static int open_beneath(const struct rtls_http_config *hc, const char *rel)
 	long fd;
 
 	if (hc->follow_symlinks) {
-		fd = openat(hc->root_fd, *rel ? rel : ".", O_RDONLY | O_CLOEXEC);
+		fd = openat(hc->root_fd, *rel ? rel : ".", O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 		return fd < 0 ? -errno : (int)fd;
 	}
 	memset(&how, 0, sizeof(how));
-	how.flags = O_RDONLY | O_CLOEXEC;
+	/* O_NONBLOCK: opening a FIFO under the root must not block the
+	 * reactor; anything but a regular file is refused after fstat. */
+	how.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK;
 	how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
 	fd = syscall(SYS_openat2, hc->root_fd, *rel ? rel : ".", &how, sizeof(how));
 	return fd < 0 ? -errno : (int)fd;
@@ -59,7 +61,7 @@ static int bodiless(rtls_conn *c, const struct hreq *q, int status, const char *
 	int n = snprintf(body, sizeof(body), "%d %s\n", status, rtls__http_reason(status));
 
 	if (status == 304)
-		return rtls__http_head(c, status, q->keep_alive, extra, 0);
+		return rtls__http_head(c, status, q->keep_alive, extra, NO_CONTENT_LENGTH);
 	return rtls__http_simple(c, status, q->keep_alive, "text/plain; charset=utf-8", extra,
 				 body, (size_t)n, q->head);
 }
@@ -102,6 +104,9 @@ static int send_file(rtls_conn *c, const struct hreq *q, int fd, const struct st
 			return bodiless(c, q, 416, extra);
 		case RTLS_RANGE_NONE:
 		default:
+			/* Ignored Range (RFC 9110 §14.2): the whole file. */
+			first = 0;
+			last = size ? size - 1 : 0;
 			break;
 		}
 	}
@@ -119,6 +124,37 @@ static int send_file(rtls_conn *c, const struct hreq *q, int fd, const struct st
 	return rtls_conn_write_file(c, fd, (off_t)first, (size_t)len);
 }
 
+static bool is_index(const char *rel)
+{
+	size_t n = strlen(rel);
+
+	return n >= 10 && strcmp(rel + n - 10, "index.html") == 0 && (n == 10 || rel[n - 11] == '/');
+}
+
+/* "Location: /<rel>/" with rel percent-encoded (RFC 3986 path chars). */
+static int location(char *out, size_t n, const char *rel)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = (size_t)snprintf(out, n, "Location: /");
+
+	for (const unsigned char *p = (const unsigned char *)rel; *p; p++) {
+		if (o + 4 >= n)
+			return -1;
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		    strchr("-._~/!$&'()*+,;=:@", *p)) {
+			out[o++] = (char)*p;
+		} else {
+			out[o++] = '%';
+			out[o++] = hex[*p >> 4];
+			out[o++] = hex[*p & 15];
+		}
+	}
+	if (o + 4 >= n)
+		return -1;
+	memcpy(out + o, "/\r\n", 4);
+	return 0;
+}
+
 int rtls__http_static(rtls_conn *c, const struct rtls_http_config *hc, const struct hreq *q)
 {
 	char rel[4096], loc[4200];
@@ -129,7 +165,8 @@ int rtls__http_static(rtls_conn *c, const struct rtls_http_config *hc, const str
 	ret = rtls__path_sanitize(q->path.p, q->path.n, rel, sizeof(rel) - 16, &dir_hint);
 	if (ret < 0) {
 		rtls__http_error(c, ret == -ENAMETOOLONG ? 414 : 400,
-				 ret == -ENAMETOOLONG ? "path too long" : "path refused (traversal or bad escape)");
+				 ret == -ENAMETOOLONG ? "path too long" : "path refused (traversal or bad escape)",
+				 q->head);
 		return 1;
 	}
 	fd = open_beneath(hc, rel);
@@ -141,7 +178,10 @@ int rtls__http_static(rtls_conn *c, const struct rtls_http_config *hc, const str
 		close(fd);
 		if (!dir_hint) {
 			/* "/dir" -> "/dir/" so relative links in its index work. */
-			snprintf(loc, sizeof(loc), "Location: /%s/\r\n", rel);
+			if (location(loc, sizeof(loc), rel) < 0) {
+				rtls__http_error(c, 414, "path too long", q->head);
+				return 1;
+			}
 			return bodiless(c, q, 301, loc);
 		}
 		strcat(rel, *rel ? "/index.html" : "index.html");
@@ -159,10 +199,11 @@ int rtls__http_static(rtls_conn *c, const struct rtls_http_config *hc, const str
 			rtls_log(RTLS_LOG_DEBUG, "http: 404 %s", rel);
 			return bodiless(c, q, 404, "");
 		}
-		rtls__http_error(c, status, why);
+		rtls__http_error(c, status, why, q->head);
 		return 1;
 	}
-	if (!S_ISREG(st.st_mode)) {
+	/* Not a regular file, or "file/" asked as if it were a directory. */
+	if (!S_ISREG(st.st_mode) || (dir_hint && !is_index(rel))) {
 		close(fd);
 		return bodiless(c, q, 404, "");
 	}

@@ -325,12 +325,9 @@ class Conn:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(timeout)
         self.sock.connect(addr)
+        self.local_port = self.sock.getsockname()[1]
         self.buf = b""
         self.eof = False
-
-    @property
-    def local_port(self):
-        return self.sock.getsockname()[1]
 
     def send(self, data):
         if isinstance(data, str):
@@ -471,7 +468,10 @@ def _cleanup():
 
 
 def _watchdog(signum, frame):
-    raise TimeoutError("test exceeded the %d s watchdog" % WATCHDOG)
+    raise TimeoutError("test exceeded its watchdog (%d s)" % _watchdog_s[0])
+
+
+_watchdog_s = [WATCHDOG]
 
 
 def main(test_fn, watchdog=WATCHDOG):
@@ -479,6 +479,7 @@ def main(test_fn, watchdog=WATCHDOG):
     stderr of every server the test started."""
     t = Checker()
     started = _started
+    _watchdog_s[0] = watchdog
     signal.signal(signal.SIGALRM, _watchdog)
     signal.alarm(watchdog)
     status = 0
@@ -508,11 +509,12 @@ def main(test_fn, watchdog=WATCHDOG):
         print("%s: %d check(s) failed, %d passed" % (name, len(t.failures), t.passed))
         for f in t.failures:
             print("  - " + f.splitlines()[0])
-        sys.exit(1)
     for p in started:
         try:
             os.unlink(p.err_path)
         except OSError:
             pass
+    if t.failures:
+        sys.exit(1)
     print("%s: all %d checks passed" % (name, t.passed))
     sys.exit(0)
