@@ -24,14 +24,10 @@ static void on_data(rtls_conn *c, void *data, struct rtls_buf *b)
 	rtls_conn_write(c, b->data, b->len); /* copies the plaintext into the output queue */
 	rtls_buf_release(c, b);              /* the buffer goes back to the ring, once */
 	rtls_conn_flush(c);                  /* one send for everything queued */
-	rtls_conn_set_timer(c, RTLS_TIMER_IDLE);
+	rtls_conn_set_timer(c, RTLS_TIMER_IDLE); /* idle again from now */
 }
 
-static void on_eof(rtls_conn *c, void *data)
-{
-	(void)data;
-	rtls_conn_close(c); /* flushes, then FIN */
-}
+static void on_eof(rtls_conn *c, void *data) { (void)data; rtls_conn_close(c); /* flush, FIN */ }
 
 static void on_close(rtls_conn *c, void *data, int err)
 {
