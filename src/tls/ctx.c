@@ -1,6 +1,9 @@
 /* Server SSL_CTX set-up: versions, ciphers, ALPN, SNI, certificates,
  * client certificates, tickets. Read-only once the server runs. */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <openssl/err.h>
@@ -86,23 +89,33 @@ static int check_validity(X509 *x, const char *file, char *why, size_t n)
 	return 0;
 }
 
+/* Says "cannot read X: reason" for a file OpenSSL would only call a
+ * "system lib" or "PEM lib" error. */
+static int readable(const char *what, const char *path, char *why, size_t n)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), err = 0;
+
+	if (fd < 0)
+		err = errno;
+	else if (fstat(fd, &st) < 0)
+		err = errno;
+	else if (S_ISDIR(st.st_mode))
+		err = EISDIR;
+	if (fd >= 0)
+		close(fd);
+	if (err)
+		snprintf(why, n, "cannot read %s %s: %s", what, path, strerror(err));
+	return -err;
+}
+
 static int load_pair(SSL_CTX *s, const char *cert, const char *key, char *why, size_t n)
 {
 	char e[256];
-	FILE *f;
+	int ret;
 
-	/* Say "cannot read" for an unreadable file rather than OpenSSL's
-	 * "system lib" error. */
-	if (!(f = fopen(cert, "r"))) {
-		snprintf(why, n, "cannot read certificate %s: %s", cert, strerror(errno));
-		return -errno;
-	}
-	fclose(f);
-	if (!(f = fopen(key, "r"))) {
-		snprintf(why, n, "cannot read key %s: %s", key, strerror(errno));
-		return -errno;
-	}
-	fclose(f);
+	if ((ret = readable("certificate", cert, why, n)) < 0 || (ret = readable("key", key, why, n)) < 0)
+		return ret;
 	if (SSL_CTX_use_certificate_chain_file(s, cert) != 1) {
 		snprintf(why, n, "certificate %s: %s", cert, ossl_err(e, sizeof(e)));
 		return -EINVAL;
@@ -131,6 +144,9 @@ static int client_auth(SSL_CTX *s, const struct rtls_tls_opts *o, char *why, siz
 		snprintf(why, n, "--client-auth needs --client-ca FILE");
 		return -EINVAL;
 	}
+	if ((mode = readable("client CA", o->client_ca, why, n)) < 0)
+		return mode;
+	mode = SSL_VERIFY_PEER;
 	if (SSL_CTX_load_verify_locations(s, o->client_ca, NULL) != 1 ||
 	    !(names = SSL_load_client_CA_file(o->client_ca))) {
 		snprintf(why, n, "client CA %s: %s", o->client_ca, ossl_err(e, sizeof(e)));
