@@ -352,8 +352,10 @@ static int tls_seal(struct rtls_conn *c, struct rtls__wbuf *in, struct rtls__wbu
 		/* Mostly the handshake flight: do not keep its capacity. */
 		rtls__wbuf_free(&t->stage);
 	}
-	if (!t->established || t->failed || !in->nsegs)
+	if (!t->established || t->failed || !t->ssl)
 		return 0;
+	if (!in->nsegs)
+		goto done;
 	rtls__ku_check_limits(c, t);
 	t->sink = out;
 	for (; i < in->nsegs && ret == 0; i++) {
@@ -378,6 +380,15 @@ static int tls_seal(struct rtls_conn *c, struct rtls__wbuf *in, struct rtls__wbu
 				   file_done);
 	else
 		rtls__wbuf_consume(in, in->nsegs, 0, 0);
+done:
+	if (t->shutdown_wanted && !in->nsegs) {
+		/* close_notify after the last data (RFC 8446 §6.1). */
+		t->shutdown_wanted = false;
+		t->sink = out;
+		if (SSL_shutdown(t->ssl) < 0)
+			ERR_clear_error();
+		t->sink = &t->stage;
+	}
 	return 0;
 }
 
@@ -390,10 +401,9 @@ static void tls_shutdown(struct rtls_conn *c)
 		rtls__tls_ktx_shutdown(c);
 		return;
 	}
-	if (t->established && !t->failed && t->ssl) {
-		if (SSL_shutdown(t->ssl) < 0)
-			ERR_clear_error();
-	}
+	/* After whatever the handler queued: tls_seal sends it once the
+	 * pending plaintext has been sealed. */
+	t->shutdown_wanted = true;
 }
 
 static void tls_query(const struct rtls_conn *c, struct rtls_conn_info *ci)

@@ -37,12 +37,12 @@ static const char *ossl_err(char *buf, size_t n)
 	return buf;
 }
 
-/* ALPN: we speak http/1.1. A client that offers ALPN without it gets the
- * no_application_protocol alert (RFC 7301 §3.2). */
+/* ALPN: we speak http/1.1 (and, like nginx, accept http/1.0). A client
+ * that offers neither gets no_application_protocol (RFC 7301 §3.2). */
 static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 		   const unsigned char *in, unsigned inlen, void *arg)
 {
-	static const unsigned char ours[] = "\x08http/1.1";
+	static const unsigned char ours[] = "\x08http/1.1\x08http/1.0";
 	unsigned char *sel;
 
 	(void)ssl;

@@ -56,6 +56,7 @@ struct tconn {
 	bool established;
 	bool close_notify_in;      /* peer's close_notify seen */
 	bool failed;               /* fatal error: no more SSL_write/shutdown */
+	bool shutdown_wanted;      /* close_notify once pending data is sealed */
 	bool resumed;
 	bool is13;                 /* TLS 1.3 negotiated */
 	/* kernel offload */

@@ -57,6 +57,12 @@ def test_alpn(t, parts):
     r = tu.s_client(s.port, send=tu.req("/hello"), until=r"Hello, World!")
     t.check("No ALPN negotiated" in r.out and "Hello, World!" in r.out,
             "s_client without -alpn: no ALPN, request served: %r" % r)
+    # Only http/1.0 (what curl --http1.0 offers): the server answers
+    # HTTP/1.0 requests, so it should take it, as nginx does, rather than
+    # refuse the handshake.
+    st, why, _ = attempt(s.port, tu.client_ctx(alpn=("http/1.0",)), target="/hello")
+    t.check(st != "error" or not has_alert(why, "NO_APPLICATION_PROTOCOL"),
+            "ALPN http/1.0 only (curl --http1.0): handshake accepted: %s %r" % (st, why))
     # Only h2: no_application_protocol (120), RFC 7301 §3.2.
     for version, vname in VERSIONS:
         mark = s.mark()
