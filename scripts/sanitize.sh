@@ -9,4 +9,6 @@ cmake --build "$dir" -j"$(nproc)" >/dev/null
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=23
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 cd "$dir"
-ctest --output-on-failure --timeout 600
+# The kernel tests run once, in the outer build: ASan's shadow memory does
+# not fit User-Mode Linux's address space.
+ctest --output-on-failure --timeout 600 -E '^kernel\.'
