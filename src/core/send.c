@@ -133,7 +133,9 @@ static void drained(struct rtls_conn *c)
 	}
 
 	if (c->state == CONN_CLOSING) {
-		if (c->peer_eof) {
+		/* Nothing to linger for when the peer is done, or when the
+		 * transport can read nothing more (an expired kTLS RX key). */
+		if (c->peer_eof || c->rx_mode == RX_OFF) {
 			rtls__conn_kill(c, 0);
 			return;
 		}

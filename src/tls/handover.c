@@ -247,13 +247,11 @@ void rtls__tls_switch(struct rtls_conn *c, struct tconn *t)
 	}
 	OPENSSL_cleanse(&tx, sizeof(tx));
 	OPENSSL_cleanse(&rx, sizeof(rx));
-	if (t->suite.version == TLS1_3_VERSION)
-		rtls__ku_prepare(c, t, t->have_srv_secret ? t->srv_secret : NULL,
-				 t->have_cli_secret ? t->cli_secret : NULL);
+	rtls__ku_prepare(c, t, t->have_srv_secret ? t->srv_secret : NULL,
+			 t->have_cli_secret ? t->cli_secret : NULL);
 	OPENSSL_cleanse(t->srv_secret, sizeof(t->srv_secret));
 	OPENSSL_cleanse(t->cli_secret, sizeof(t->cli_secret));
 	t->have_srv_secret = t->have_cli_secret = false;
-	t->tx_records_base = t->tx_records;
 	if (t->ktx && t->krx) {
 		/* Both directions in the kernel: no key material may stay in
 		 * this process, and OpenSSL's SSL object holds it. */

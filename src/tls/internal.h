@@ -87,6 +87,7 @@ struct tconn {
 	uint32_t ku_count;
 	uint64_t tx_ops_base, tx_bytes_base; /* at the last TX key install */
 	uint32_t tx_records_base;
+	uint32_t pre_records;      /* records OpenSSL sent under this TX key */
 	const char *version, *cipher; /* static strings from OpenSSL */
 	char alpn[16];
 	char sni[64];              /* longer names are cut (query/log only) */

@@ -36,6 +36,11 @@ void rtls__ku_prepare(struct rtls_conn *c, struct tconn *t, const unsigned char 
 {
 	struct rtls_tls_ctx *x = (struct rtls_tls_ctx *)(void *)c->r->srv->cfg.tls;
 
+	/* Usage of the current TX key so far: OpenSSL's records after the
+	 * epoch began (tickets), then whatever the kernel sends from here. */
+	t->tx_ops_base = c->tx_ops;
+	t->tx_bytes_base = c->tx_bytes;
+	t->pre_records = t->tx_records;
 	t->can_rekey = x->ktls_rekey && !x->keyless && t->suite.version == TLS1_3_VERSION;
 	if (!t->can_rekey)
 		return;
@@ -47,8 +52,6 @@ void rtls__ku_prepare(struct rtls_conn *c, struct tconn *t, const unsigned char 
 		memcpy(t->next_rx, rx_secret, t->suite.hash_len);
 		t->have_next_rx = next_secret(&t->suite, t->next_rx) == 0;
 	}
-	t->tx_ops_base = c->tx_ops;
-	t->tx_bytes_base = c->tx_bytes;
 }
 
 /* Installs the next key for one direction and steps the secret on. */
@@ -128,6 +131,7 @@ void rtls__ku_seg_sent(struct rtls_conn *c)
 	}
 	t->tx_ops_base = c->tx_ops;
 	t->tx_bytes_base = c->tx_bytes;
+	t->pre_records = 0;
 }
 
 /* Counts a peer KeyUpdate; false once they come faster than allowed. */
@@ -173,6 +177,9 @@ void rtls__ku_kernel_rx(struct rtls_conn *c, struct tconn *t, const unsigned cha
 	}
 	ret = install_next(c, t, TLS_RX);
 	if (ret < 0) {
+		/* The kernel holds the old RX key: every later record would
+		 * fail to decrypt. Read nothing more; close cleanly. */
+		c->rx_mode = RX_OFF;
 		rtls__tls_close_clean(c, t, ret == -ENOKEY ? "peer KeyUpdate, but RX keys cannot be renewed here"
 							  : "installing the new RX key failed");
 		return;
@@ -211,7 +218,8 @@ void rtls__ku_check_limits(struct rtls_conn *c, struct tconn *t)
 		limit = GCM_RECORD_LIMIT;
 	}
 	/* Kernel TX: every send makes at least one record, and one per 16 KiB. */
-	used = t->ktx ? (c->tx_ops - t->tx_ops_base) + (c->tx_bytes - t->tx_bytes_base) / 16384
+	used = t->ktx ? t->pre_records + (c->tx_ops - t->tx_ops_base) +
+				(c->tx_bytes - t->tx_bytes_base) / 16384
 		      : t->tx_records - t->tx_records_base;
 	if (used < limit)
 		return;
