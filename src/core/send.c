@@ -255,51 +255,54 @@ void rtls__kick(struct rtls_conn *c)
 		rtls__send_start(c);
 }
 
-void rtls__on_send(struct rtls_conn *c, int res)
+/* Common to every send completion: 1 if res is progress to account for;
+ * otherwise the send was retried or the connection ended. */
+static int send_done(struct rtls_conn *c, int res, enum rtls_log_level lvl, const char *what,
+		     const char *zero, int zero_err)
 {
 	c->send_inflight = false;
 	if (c->state == CONN_DEAD)
-		return;
+		return 0;
 	if (res == -EINTR || res == -EAGAIN) {
 		send_next(c);
-		return;
+		return 0;
 	}
 	if (res <= 0) {
-		rtls_log(RTLS_LOG_DEBUG, "conn %u: send: %s", c->slot,
-			 res ? strerror(-res) : "wrote nothing");
-		rtls__conn_kill(c, res ? res : -EPIPE);
-		return;
+		rtls_log(lvl, "conn %u: %s: %s", c->slot, what, res ? strerror(-res) : zero);
+		rtls__conn_kill(c, res ? res : zero_err);
+		return 0;
 	}
-	c->mem_sent += (size_t)res;
+	return 1;
+}
+
+/* Bytes that reached the socket, for the AEAD usage limits. */
+static void count_sent(struct rtls_conn *c, int res)
+{
 	c->tx_ops++;
 	c->tx_bytes += (uint64_t)res;
+}
+
+void rtls__on_send(struct rtls_conn *c, int res)
+{
+	if (!send_done(c, res, RTLS_LOG_DEBUG, "send", "wrote nothing", -EPIPE))
+		return;
+	c->mem_sent += (size_t)res;
+	count_sent(c, res);
 	send_next(c);
 }
 
 void rtls__on_splice(struct rtls_conn *c, enum rtls__op op, int res)
 {
-	c->send_inflight = false;
-	if (c->state == CONN_DEAD)
+	/* 0 from the file side means it shrank under us: the promised
+	 * Content-Length cannot be met, so the connection must end. */
+	if (!send_done(c, res, RTLS_LOG_WARN, "file send", "file truncated while sending", -EIO))
 		return;
-	if (res == -EINTR || res == -EAGAIN) {
-		send_next(c);
-		return;
-	}
-	if (res <= 0) {
-		/* 0 from the file side means it shrank under us: the promised
-		 * Content-Length cannot be met, so the connection must end. */
-		rtls_log(RTLS_LOG_WARN, "conn %u: file send: %s", c->slot,
-			 res ? strerror(-res) : "file truncated while sending");
-		rtls__conn_kill(c, res ? res : -EIO);
-		return;
-	}
 	if (op == OP_SPLICE_IN) {
 		c->pipe_bytes = (size_t)res;
 	} else {
 		c->pipe_bytes -= (size_t)res;
 		c->file_sent += (size_t)res;
-		c->tx_ops++;
-		c->tx_bytes += (uint64_t)res;
+		count_sent(c, res);
 	}
 	send_next(c);
 }

@@ -10,6 +10,7 @@
  * server, and every leniency (bare LF, obs-fold, whitespace before the
  * colon) is a known request-smuggling vector when a proxy disagrees with us
  * about where a message ends. */
+#include "../core/util.h"
 #include "parser.h"
 
 #include <limits.h>
@@ -303,17 +304,6 @@ enum {
 	CH_ERROR,          /* sticky: every later call fails too */
 };
 
-static int hex_value(unsigned char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
 /* Adds one hex digit to the chunk-size being read into c->remaining.
  * Sizes must stay below 2^63 so a caller may hold them in an off_t. */
 static int size_digit(struct rtls_http_chunked *c, int d)
@@ -329,7 +319,7 @@ static int size_digit(struct rtls_http_chunked *c, int d)
  * skipped, but CTLs in them are still refused. */
 static int step_size_line(struct rtls_http_chunked *c, unsigned char ch)
 {
-	int d = hex_value(ch);
+	int d = rtls__hexval(ch);
 
 	switch (c->state) {
 	case CH_SIZE_FIRST:

@@ -11,6 +11,7 @@
  * are refused rather than decoded: a segment must never grow a separator
  * after it has been checked. "%252e" decodes once to the literal name
  * "%2e", which is harmless. */
+#include "../core/util.h"
 #include "static_util.h"
 
 #include <errno.h>
@@ -31,17 +32,6 @@ static void sink_put(struct sink *o, char c)
 	if (o->n + 1 < o->cap)
 		o->p[o->n] = c;
 	o->n++;
-}
-
-static int hex_val(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 /* Where the path ends: RFC 3986 §3.3, the query starts at the first '?'
@@ -69,8 +59,8 @@ static int decode_byte(const char *s, size_t end, size_t *i)
 	} else {
 		if (end - *i < 3)
 			return -EINVAL;
-		hi = hex_val(s[*i + 1]);
-		lo = hex_val(s[*i + 2]);
+		hi = rtls__hexval(s[*i + 1]);
+		lo = rtls__hexval(s[*i + 2]);
 		if (hi < 0 || lo < 0)
 			return -EINVAL;
 		c = hi * 16 + lo;

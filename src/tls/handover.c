@@ -22,6 +22,7 @@
 
 #include "internal.h"
 #include "ktls.h"
+#include "../core/util.h"
 
 #define CT_CHANGE_CIPHER_SPEC 20
 #define CT_ALERT 21
@@ -108,10 +109,9 @@ static int unhex(const char *s, unsigned char *out, size_t max)
 	size_t n = 0;
 
 	for (; s[0] && s[1] && n < max; s += 2) {
-		int hi = s[0] <= '9' ? s[0] - '0' : (s[0] | 0x20) - 'a' + 10;
-		int lo = s[1] <= '9' ? s[1] - '0' : (s[1] | 0x20) - 'a' + 10;
+		int hi = rtls__hexval((unsigned char)s[0]), lo = rtls__hexval((unsigned char)s[1]);
 
-		if (hi < 0 || hi > 15 || lo < 0 || lo > 15)
+		if (hi < 0 || lo < 0)
 			return -1;
 		out[n++] = (unsigned char)(hi << 4 | lo);
 	}

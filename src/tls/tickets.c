@@ -13,18 +13,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../core/util.h"
 #include "internal.h"
-
-static int hexval(int ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
 
 static int parse_line(const char *line, struct ticket_key *k)
 {
@@ -32,8 +22,8 @@ static int parse_line(const char *line, struct ticket_key *k)
 	size_t i;
 
 	for (i = 0; i < sizeof(raw); i++) {
-		int hi = hexval((unsigned char)line[2 * i]);
-		int lo = hi < 0 ? -1 : hexval((unsigned char)line[2 * i + 1]);
+		int hi = rtls__hexval((unsigned char)line[2 * i]);
+		int lo = hi < 0 ? -1 : rtls__hexval((unsigned char)line[2 * i + 1]);
 
 		if (lo < 0)
 			return -EINVAL;
