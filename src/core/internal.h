@@ -64,8 +64,6 @@ struct rtls__seg {
 	size_t mem_end; /* buffer offset where this segment's bytes end */
 	uint8_t rec_type; /* non-zero: the bytes are one kTLS record of this
 			   * content type, sent with TLS_SET_RECORD_TYPE */
-	uint8_t notify;   /* call tp->on_seg_sent once this segment has left,
-			   * before anything after it is sent */
 	int fd;         /* -1: no file part */
 	off_t off;
 	size_t flen;
@@ -107,8 +105,11 @@ struct rtls__transport {
 	/* A receive failed with err; return 1 if the transport dealt with
 	 * it, 0 to let core end the connection. */
 	int (*on_recv_error)(rtls_conn *c, int err);
-	/* A segment added with notify has been sent completely. */
+	/* The urgent record (rtls__send_urgent) has been sent; nothing
+	 * after it has been sent yet. */
 	void (*on_seg_sent)(rtls_conn *c);
+	/* Bytes reached the socket (after every send or splice). */
+	void (*on_sent)(rtls_conn *c);
 };
 
 /* How a connection receives. Changed only while no receive is armed. */
@@ -170,6 +171,11 @@ struct rtls_conn {
 	uint32_t rx_limit;      /* RX_EXACT: bytes the next read may take */
 	uint64_t tx_ops;        /* sends completed, for AEAD usage limits */
 	uint64_t tx_bytes;
+	bool side_active;       /* the in-flight side has segments left */
+	bool urgent_inflight;
+	uint8_t urgent_type, urgent_len;
+	uint8_t urgent[8];      /* one control record that goes before
+				 * anything else not yet sent (KeyUpdate) */
 	struct rtls__ctl *ctl;
 	bool ctl_borrowed;      /* ctl lives in the transport's area */
 	void *tp_area;          /* this slot's share of the transport area */
@@ -308,6 +314,9 @@ void rtls__reap(struct rtls__reactor *r);
 void rtls__rearm_starved(struct rtls__reactor *r);
 void rtls__send_start(struct rtls_conn *c);
 void rtls__kick(struct rtls_conn *c);
+/* Sends one small control record before anything not yet sent, even in
+ * the middle of a body; tp->on_seg_sent follows when it has left. */
+int rtls__send_urgent(struct rtls_conn *c, uint8_t type, const void *p, size_t n);
 void rtls__pipes_free(struct rtls__reactor *r);
 /* Delivery of plaintext to the handler; transports call these. */
 void rtls__deliver(struct rtls_conn *c, struct rtls_buf *b);
@@ -320,8 +329,7 @@ char *rtls__wbuf_reserve(struct rtls__wbuf *w, size_t n);
 int rtls__wbuf_commit(struct rtls__wbuf *w, size_t n);
 int rtls__wbuf_add_file(struct rtls__wbuf *w, int fd, off_t off, size_t len);
 /* Appends one control record (kTLS TX): a segment of its own. */
-int rtls__wbuf_add_record(struct rtls__wbuf *w, uint8_t type, const void *p, size_t n,
-			  bool notify);
+int rtls__wbuf_add_record(struct rtls__wbuf *w, uint8_t type, const void *p, size_t n);
 void rtls__wbuf_reset(struct rtls__wbuf *w);
 void rtls__wbuf_free(struct rtls__wbuf *w);
 size_t rtls__wbuf_bytes(const struct rtls__wbuf *w);

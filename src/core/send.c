@@ -158,6 +158,12 @@ static void send_next(struct rtls_conn *c)
 {
 	struct rtls__wbuf *w = inflight(c);
 
+	if (c->urgent_len && !c->urgent_inflight) {
+		c->urgent_inflight = true;
+		submit_record(c, (const char *)c->urgent, c->urgent_len, c->urgent_type);
+		return;
+	}
+	c->side_active = true;
 	while (c->seg_done < w->nsegs) {
 		struct rtls__seg *s = &w->segs[c->seg_done];
 
@@ -187,13 +193,8 @@ static void send_next(struct rtls_conn *c)
 		}
 		c->seg_done++;
 		c->file_sent = 0;
-		if (s->notify && c->tp && c->tp->on_seg_sent) {
-			s->notify = 0;
-			c->tp->on_seg_sent(c);
-			if (c->state == CONN_DEAD)
-				return;
-		}
 	}
+	c->side_active = false;
 	rtls__wbuf_reset(w);
 	if (!c->w[c->wi].nsegs) {
 		/* Nothing else queued: an idle connection keeps no output
@@ -264,6 +265,7 @@ static int send_done(struct rtls_conn *c, int res, enum rtls_log_level lvl, cons
 	if (c->state == CONN_DEAD)
 		return 0;
 	if (res == -EINTR || res == -EAGAIN) {
+		c->urgent_inflight = false; /* send_next sends it again */
 		send_next(c);
 		return 0;
 	}
@@ -280,12 +282,55 @@ static void count_sent(struct rtls_conn *c, int res)
 {
 	c->tx_ops++;
 	c->tx_bytes += (uint64_t)res;
+	if (c->tp && c->tp->on_sent)
+		c->tp->on_sent(c);
+}
+
+/* The urgent record has left: the transport acts (a new TX key), then the
+ * stream it interrupted goes on. */
+static void urgent_done(struct rtls_conn *c, int res)
+{
+	c->urgent_inflight = false;
+	if (res < c->urgent_len) {
+		/* A record of a few bytes cannot be cut in two. */
+		rtls__conn_kill(c, -EIO);
+		return;
+	}
+	c->urgent_len = 0;
+	if (c->tp && c->tp->on_seg_sent)
+		c->tp->on_seg_sent(c);
+	if (c->state == CONN_DEAD)
+		return;
+	if (c->side_active)
+		send_next(c);
+	else
+		rtls__send_start(c);
+}
+
+int rtls__send_urgent(struct rtls_conn *c, uint8_t type, const void *p, size_t n)
+{
+	if (n > sizeof(c->urgent) || c->urgent_len)
+		return -EBUSY;
+	memcpy(c->urgent, p, n);
+	c->urgent_len = (uint8_t)n;
+	c->urgent_type = type;
+	/* Idle: send now. Otherwise send_next() sends it before the next
+	 * piece of the stream (also when asked from inside a completion). */
+	if (!c->send_inflight && !c->side_active) {
+		c->urgent_inflight = true;
+		submit_record(c, (const char *)c->urgent, n, type);
+	}
+	return 0;
 }
 
 void rtls__on_send(struct rtls_conn *c, int res)
 {
 	if (!send_done(c, res, RTLS_LOG_DEBUG, "send", "wrote nothing", -EPIPE))
 		return;
+	if (c->urgent_inflight) {
+		urgent_done(c, res);
+		return;
+	}
 	c->mem_sent += (size_t)res;
 	count_sent(c, res);
 	send_next(c);

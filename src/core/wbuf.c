@@ -39,7 +39,6 @@ static struct rtls__seg *new_seg(struct rtls__wbuf *w)
 	s = &w->segs[w->nsegs++];
 	s->mem_end = w->len;
 	s->rec_type = 0;
-	s->notify = 0;
 	s->fd = -1;
 	s->off = 0;
 	s->flen = 0;
@@ -103,8 +102,7 @@ int rtls__wbuf_add_file(struct rtls__wbuf *w, int fd, off_t off, size_t len)
 	return 0;
 }
 
-int rtls__wbuf_add_record(struct rtls__wbuf *w, uint8_t type, const void *p, size_t n,
-			  bool notify)
+int rtls__wbuf_add_record(struct rtls__wbuf *w, uint8_t type, const void *p, size_t n)
 {
 	char *dst = rtls__wbuf_reserve(w, n);
 	struct rtls__seg *s;
@@ -115,7 +113,6 @@ int rtls__wbuf_add_record(struct rtls__wbuf *w, uint8_t type, const void *p, siz
 	w->len += n;
 	s->mem_end = w->len;
 	s->rec_type = type;
-	s->notify = notify;
 	return 0;
 }
 

@@ -452,7 +452,7 @@ static void tls_on_drained(struct rtls_conn *c)
 		rtls__tls_switch(c, t);
 }
 
-static void ktx_on_drained(struct rtls_conn *c)
+static void ktx_on_sent(struct rtls_conn *c)
 {
 	rtls__ku_check_limits(c, tc(c));
 }
@@ -480,9 +480,10 @@ const struct rtls__transport rtls__tls_ktx = {
 	.seal = NULL,
 	.shutdown = tls_shutdown,
 	.on_record = tls_on_record_user,
-	.on_drained = ktx_on_drained,
+	.on_drained = NULL,
 	.on_recv_error = rtls__tls_on_recv_error,
 	.on_seg_sent = rtls__ku_seg_sent,
+	.on_sent = ktx_on_sent,
 };
 
 int rtls__tls_conn_attach(struct rtls_conn *c, struct rtls_tls_ctx *x)

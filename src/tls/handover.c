@@ -274,7 +274,7 @@ void rtls__tls_alert(struct rtls_conn *c, struct tconn *t, uint8_t desc)
 	uint8_t a[2] = { 2, desc };
 
 	if (t->ktx)
-		rtls__wbuf_add_record(&c->w[c->wi], CT_ALERT, a, 2, false);
+		rtls__wbuf_add_record(&c->w[c->wi], CT_ALERT, a, 2);
 }
 
 void rtls__tls_ktx_shutdown(struct rtls_conn *c)
@@ -283,7 +283,7 @@ void rtls__tls_ktx_shutdown(struct rtls_conn *c)
 	struct tconn *t = c->tp_state;
 
 	if (t->established && !t->failed)
-		rtls__wbuf_add_record(&c->w[c->wi], CT_ALERT, close_notify, 2, false);
+		rtls__wbuf_add_record(&c->w[c->wi], CT_ALERT, close_notify, 2);
 }
 
 /* Ends the connection after a protocol error seen on kernel RX. */

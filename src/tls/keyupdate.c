@@ -105,12 +105,11 @@ static void queue_tx_update(struct rtls_conn *c, struct tconn *t)
 		rtls__tls_close_clean(c, t, "a new TX key is needed but this kernel cannot rekey");
 		return;
 	}
-	if (rtls__wbuf_add_record(&c->w[c->wi], 22, msg, sizeof(msg), true) < 0) {
-		rtls_conn_abort(c, -ENOMEM);
-		return;
-	}
+	/* Ahead of anything not yet sent, even mid-body: the limit counts
+	 * records, and one body can be millions of them. */
+	if (rtls__send_urgent(c, 22, msg, sizeof(msg)) < 0)
+		return; /* one is already on its way */
 	t->tx_update_pending = true;
-	rtls__kick(c);
 }
 
 void rtls__ku_seg_sent(struct rtls_conn *c)
@@ -121,6 +120,9 @@ void rtls__ku_seg_sent(struct rtls_conn *c)
 	if (!t || !t->tx_update_pending)
 		return;
 	t->tx_update_pending = false;
+	/* Sends are serialized per connection: our KeyUpdate has left under
+	 * the old key and nothing else has, so the new key starts exactly
+	 * at the next record. */
 	ret = install_next(c, t, TLS_TX);
 	if (ret < 0) {
 		/* Our KeyUpdate is out: sending on under the old key would be
@@ -210,7 +212,7 @@ void rtls__ku_check_limits(struct rtls_conn *c, struct tconn *t)
 	struct rtls_tls_ctx *x = (struct rtls_tls_ctx *)(void *)c->r->srv->cfg.tls;
 	uint64_t limit = x->key_update_records, used;
 
-	if (!t->established || t->failed || t->tx_update_pending || c->state != CONN_OPEN)
+	if (!t || !t->established || t->failed || t->tx_update_pending || c->state != CONN_OPEN)
 		return;
 	if (!limit) {
 		if (t->suite.cipher == TLS_CIPHER_CHACHA20_POLY1305)
