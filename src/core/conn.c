@@ -297,6 +297,9 @@ void rtls_conn_close(rtls_conn *c)
 	if (c->state != CONN_OPEN)
 		return;
 	c->state = CONN_CLOSING;
+	/* A peer that never reads must not hold a closing connection. */
+	if (c->timer == RTLS_TIMER_NONE)
+		rtls__timer_arm(c, RTLS_TIMER_IDLE);
 	if (c->tp && c->tp->shutdown)
 		c->tp->shutdown(c);
 	c->flush_wanted = true;

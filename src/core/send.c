@@ -270,6 +270,9 @@ static int send_done(struct rtls_conn *c, int res, enum rtls_log_level lvl, cons
 		return 0;
 	}
 	if (res <= 0) {
+		/* A peer going away mid-response is its business: debug. */
+		if (res == -EPIPE || res == -ECONNRESET)
+			lvl = RTLS_LOG_DEBUG;
 		rtls_log(lvl, "conn %u: %s: %s", c->slot, what, res ? strerror(-res) : zero);
 		rtls__conn_kill(c, res ? res : zero_err);
 		return 0;
@@ -282,6 +285,9 @@ static void count_sent(struct rtls_conn *c, int res)
 {
 	c->tx_ops++;
 	c->tx_bytes += (uint64_t)res;
+	/* Progress: a long download is not idle, a stalled reader is. */
+	if (c->timer == RTLS_TIMER_IDLE)
+		rtls__timer_arm(c, RTLS_TIMER_IDLE);
 	if (c->tp && c->tp->on_sent)
 		c->tp->on_sent(c);
 }

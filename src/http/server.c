@@ -153,9 +153,11 @@ static void after_input(rtls_conn *c, struct hconn *h)
 		return;
 	}
 	rtls_conn_flush(c);
-	/* Idle only once the responses are out: a long download is not idle. */
+	/* The idle timer also bounds a stalled send: the engine re-arms it
+	 * on every bit of progress, so only a peer that stops reading for the
+	 * whole idle time is cut off. */
 	if (!h->head_timer && !h->in_len && !h->body_left && !h->in_chunked)
-		rtls_conn_set_timer(c, rtls_conn_pending(c) ? RTLS_TIMER_NONE : RTLS_TIMER_IDLE);
+		rtls_conn_set_timer(c, RTLS_TIMER_IDLE);
 	/* A peer that pipelines faster than it reads gets paused. */
 	if (h->in_len > hc->max_head * 4)
 		rtls_conn_pause_read(c);
@@ -220,6 +222,11 @@ static void on_timeout(rtls_conn *c, void *data, enum rtls_timer t)
 	if (t == RTLS_TIMER_HEADER && h->in_len) {
 		h->closing = true;
 		rtls__http_error(c, 408, "request head not received in time", false);
+		return;
+	}
+	if (rtls_conn_pending(c)) {
+		rtls_log(RTLS_LOG_INFO, "http: peer stopped reading for the idle time: connection cut");
+		rtls_conn_abort(c, -ETIMEDOUT);
 		return;
 	}
 	rtls_conn_close(c);
