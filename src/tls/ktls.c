@@ -13,6 +13,8 @@
 #include <netinet/tcp.h>
 #include <openssl/core_names.h>
 #include <openssl/kdf.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -63,13 +65,31 @@ int rtls__ktls_suite(const SSL *ssl, struct rtls__ktls_suite *s)
 	return 0;
 }
 
+/* Fetching a KDF is a provider lookup that costs more than the derivation:
+ * do it once per process. */
+static EVP_KDF *kdf_hkdf, *kdf_prf;
+static pthread_once_t kdf_once = PTHREAD_ONCE_INIT;
+
+static void kdf_init(void)
+{
+	kdf_hkdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+	kdf_prf = EVP_KDF_fetch(NULL, "TLS1-PRF", NULL);
+}
+
+static EVP_KDF_CTX *kdf_ctx(bool prf)
+{
+	pthread_once(&kdf_once, kdf_init);
+	if (prf ? !kdf_prf : !kdf_hkdf)
+		return NULL;
+	return EVP_KDF_CTX_new(prf ? kdf_prf : kdf_hkdf);
+}
+
 /* HKDF-Expand-Label(secret, label, "", n) (RFC 8446 §7.1). */
 int rtls__hkdf_expand_label(const char *md, const unsigned char *secret, size_t secret_len,
 			    const char *label, unsigned char *out, size_t n)
 {
 	unsigned char info[2 + 1 + 6 + 32 + 1];
 	size_t ll = strlen(label), il = 0;
-	EVP_KDF *kdf;
 	EVP_KDF_CTX *kctx;
 	int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY, ret = -EIO;
 
@@ -83,8 +103,7 @@ int rtls__hkdf_expand_label(const char *md, const unsigned char *secret, size_t 
 	memcpy(info + il, label, ll);
 	il += ll;
 	info[il++] = 0; /* empty context */
-	kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-	kctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+	kctx = kdf_ctx(false);
 	if (kctx) {
 		OSSL_PARAM p[] = {
 			OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode),
@@ -96,7 +115,6 @@ int rtls__hkdf_expand_label(const char *md, const unsigned char *secret, size_t 
 		ret = EVP_KDF_derive(kctx, out, n, p) == 1 ? 0 : -EIO;
 	}
 	EVP_KDF_CTX_free(kctx);
-	EVP_KDF_free(kdf);
 	return ret;
 }
 
@@ -106,8 +124,7 @@ int rtls__hkdf_expand_label(const char *md, const unsigned char *secret, size_t 
 static int tls12_key_block(SSL *ssl, const struct rtls__ktls_suite *s, unsigned char *kb, size_t n)
 {
 	unsigned char master[48], sr[32], cr[32];
-	EVP_KDF *kdf = EVP_KDF_fetch(NULL, "TLS1-PRF", NULL);
-	EVP_KDF_CTX *kctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+	EVP_KDF_CTX *kctx = kdf_ctx(true);
 	size_t ml = SSL_SESSION_get_master_key(SSL_get_session(ssl), master, sizeof(master));
 	int ret = -EIO;
 
@@ -126,7 +143,6 @@ static int tls12_key_block(SSL *ssl, const struct rtls__ktls_suite *s, unsigned 
 	}
 	OPENSSL_cleanse(master, sizeof(master));
 	EVP_KDF_CTX_free(kctx);
-	EVP_KDF_free(kdf);
 	return ret;
 }
 

@@ -122,7 +122,11 @@ static int ticket_cb(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPH
 	if (mac_init(hctx, &t->keys[i]) < 0 ||
 	    EVP_DecryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, t->keys[i].aes, iv) != 1)
 		return -1;
-	return i == 0 ? 1 : 2;
+	/* Always renew: after a TLS 1.3 resumption OpenSSL sends a new ticket
+	 * only when asked, and clients use a ticket once (RFC 8446 §C.4), so
+	 * without one every other connection would be a full handshake. An
+	 * old key's ticket is renewed under the newest key. */
+	return 2;
 }
 
 int rtls__tickets_install(struct rtls_tls_ctx *t, SSL_CTX *ssl)
