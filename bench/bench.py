@@ -1,0 +1,736 @@
+#!/usr/bin/env python3
+"""bench/bench.py: ringtls against nginx (and h2o) on loopback. Started by
+`bash bench/run.sh`, which installs the tools and explains the settings;
+this file measures, bench/report.py writes the report and the plots.
+
+Phases, in order (each server on SERVER_CPU, every client on CLIENT_CPU):
+  check      identical, correct bodies; TLS 1.3 + TLS_AES_128_GCM_SHA256 +
+             ECDSA negotiated; Connection: close honoured; how many
+             handshakes wrk resumed (servers that log it, never timed)
+  timed      wrk, interleaved rounds: req/s, server CPU (/proc/PID/stat
+             before and after), wrk's CPU (its rusage)
+  callgrind  userspace instructions per request: each server under
+             callgrind, a fixed number of requests, counters zeroed and
+             dumped with callgrind_control around each batch
+  memory     RSS growth per idle TLS connection (as bench/ktls_memory.py)
+  kernel     where this kernel has no kTLS: memory and instructions inside
+             Linux 6.1 with kTLS (tests/kernel/run-kernel.sh); not timings
+"""
+import json
+import os
+import re
+import resource
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import servers as S  # noqa: E402
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+CLIENT_BOUND_PCT = 90.0
+
+
+@dataclass
+class Workload:
+    key: str
+    title: str
+    listener: str        # plain | tls | full (see servers.py)
+    path: str
+    conns: int
+    body: int            # response body bytes
+    target: float = None  # ringtls/nginx, from the issues; None: no target
+    close: bool = False  # Connection: close: one handshake per request
+    cg: tuple = (0, 0, 0)  # callgrind: warm-up, then two batch sizes
+
+    @property
+    def tls(self):
+        return self.listener != "plain"
+
+
+WORKLOADS = [
+    Workload("plain-hello", "plaintext GET /hello, keep-alive", "plain", "/hello", 64, 13,
+             1.3, cg=(500, 1000, 5000)),
+    Workload("tls-hello", "TLS GET /hello, keep-alive", "tls", "/hello", 64, 13,
+             1.2, cg=(500, 1000, 3000)),
+    Workload("plain-16k", "plaintext GET 16 KiB file", "plain", "/file-16k.bin", 32, 16384,
+             cg=(200, 500, 2500)),
+    Workload("tls-16k", "TLS GET 16 KiB file", "tls", "/file-16k.bin", 32, 16384,
+             cg=(200, 500, 1500)),
+    Workload("plain-1m", "plaintext GET 1 MiB file", "plain", "/file-1m.bin", 8, 1 << 20,
+             1.0, cg=(20, 50, 150)),
+    Workload("tls-1m", "TLS GET 1 MiB file", "tls", "/file-1m.bin", 8, 1 << 20,
+             1.1, cg=(10, 20, 60)),
+    Workload("hs-full", "full handshakes (no resumption), Connection: close", "full",
+             "/hello", 32, 13, 1.0, close=True, cg=(20, 50, 150)),
+    Workload("hs-resumed", "resumed handshakes (tickets), Connection: close", "tls",
+             "/hello", 32, 13, close=True, cg=(20, 50, 150)),
+]
+# Inside the 6.1 kernel: the TLS workloads, kTLS on.
+KERNEL_WORKLOADS = ["tls-hello", "tls-16k", "tls-1m", "hs-full"]
+
+
+class Config:
+    """Settings from the environment (bench/run.sh documents each)."""
+
+    def __init__(self, env):
+        quick = env.get("QUICK") == "1"
+        self.quick = quick
+        self.duration = int(env.get("DURATION", 2 if quick else 3))
+        self.rounds = int(env.get("ROUNDS", 1 if quick else 5))
+        self.warmup = int(env.get("WARMUP", 0 if quick else 1))
+        self.server_cpu = int(env.get("SERVER_CPU", 0))
+        self.client_cpu = int(env.get("CLIENT_CPU", 1))
+        self.idle_conns = int(env.get("IDLE_CONNS", 500 if quick else 10000))
+        self.cg_scale = float(env.get("CG_SCALE", 0.2 if quick else 1))
+        self.callgrind = env.get("CALLGRIND", "1") == "1"
+        self.kernel = env.get("KERNEL", "auto")
+        self.ktls_conns = int(env.get("KTLS_CONNS", 200 if quick else 2000))
+        self.no_report = env.get("NO_REPORT", "1" if quick else "0") == "1"
+        self.keep_tmp = env.get("KEEP_TMP", "0") == "1"
+        self.command = env.get("BENCH_COMMAND", "bash bench/run.sh")
+        self.bench_dir = HERE
+        self.repo = os.path.dirname(HERE)
+        self.ringtls = env.get("RINGTLS", os.path.join(self.repo, "build", "ringtls"))
+        self.nginx = env.get("NGINX") or S.find_tool("nginx")
+        self.wrk = env.get("WRK") or S.find_tool("wrk")
+        self.h2o = env.get("H2O", S.find_tool("h2o") or "off")
+        self.workloads = [w for w in WORKLOADS
+                          if w.key in env.get("WORKLOADS", w.key).split(",")]
+        self.ringtls_ktls_args = []
+        self.tmp = self.cert = self.key = self.shim = self.h2o_openssl_conf = None
+        self.ktls = False
+        for name, v in (("DURATION", self.duration), ("ROUNDS", self.rounds)):
+            if v < 1:
+                raise SystemExit(f"bench: {name} must be at least 1")
+        if self.server_cpu == self.client_cpu:
+            raise SystemExit("bench: SERVER_CPU and CLIENT_CPU must differ")
+        if not self.workloads:
+            raise SystemExit("bench: WORKLOADS selects none of: "
+                             + ",".join(w.key for w in WORKLOADS))
+
+    def peers(self):
+        names = ["ringtls", "nginx"]
+        if self.h2o != "off":
+            names.append("h2o")
+        return names
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ wrk
+
+class WrkResult:
+    def __init__(self, argv, text, rc, wall, cpu):
+        self.argv, self.text, self.rc, self.wall, self.cpu = argv, text, rc, wall, cpu
+        m = re.search(r"(\d+) requests in [\d.]+\w+, ([\d.]+)(\w+) read", text)
+        self.requests = int(m.group(1)) if m else 0
+        self.bytes = float(m.group(2)) * {"B": 1, "KB": 1024, "MB": 1024 ** 2,
+                                          "GB": 1024 ** 3}.get(m.group(3), 1) if m else 0
+        m = re.search(r"Requests/sec:\s+([\d.]+)", text)
+        self.rps = float(m.group(1)) if m else 0.0
+        m = re.search(r"Socket errors: (.*)", text)
+        self.socket_errors = m.group(1) if m else ""
+        m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+        self.bad_status = int(m.group(1)) if m else 0
+
+
+def run_wrk(cfg, url, conns, secs, close=False, script=None, env=None, limit=None):
+    """One wrk run on the client CPU. Its CPU time comes from wait4's
+    rusage: the same utime + stime that /proc/PID/stat shows, but complete
+    (wrk's own /proc entry is gone by the time its totals are final)."""
+    argv = [cfg.wrk, "-t1", f"-c{conns}", f"-d{secs}s"]
+    if close:
+        argv += ["-H", "Connection: close"]
+    if script:
+        argv += ["-s", script]
+    argv.append(url)
+    if cfg.client_cpu is not None:
+        argv = ["taskset", "-c", str(cfg.client_cpu)] + argv
+    out_path = f"{cfg.tmp}/wrk.out"
+    with open(out_path, "w") as out:
+        t0 = time.monotonic()
+        p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+        guard = threading.Timer(limit or secs + 60, p.kill)
+        guard.start()
+        _, status, ru = os.wait4(p.pid, 0)
+        guard.cancel()
+        wall = time.monotonic() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    with open(out_path) as f:
+        text = f.read()
+    return WrkResult(argv, text, p.returncode, wall, ru.ru_utime + ru.ru_stime)
+
+
+def wrk_error(r, wl):
+    """Why a wrk run does not count, or None."""
+    if r.rc != 0:
+        return f"wrk exit {r.rc}: {r.text.strip()[-200:]}"
+    if r.requests == 0:
+        return f"no responses (socket errors: {r.socket_errors or 'none'})"
+    if r.socket_errors:
+        return f"socket errors: {r.socket_errors}"
+    if r.bad_status:
+        return f"{r.bad_status} responses with status >= 400"
+    # wrk rounds sizes to 3 significant digits: allow 1%.
+    if r.bytes / r.requests < wl.body * 0.99:
+        return f"{r.bytes / r.requests:.0f} bytes per response, expected over {wl.body}"
+    return None
+
+
+def url_of(srv, wl):
+    scheme = "https" if wl.tls else "http"
+    return f"{scheme}://127.0.0.1:{srv.ports[wl.listener]}{wl.path}"
+
+
+# --------------------------------------------------------------- setup
+
+def setup(cfg):
+    """Temp dir with the content, one ECDSA P-256 certificate for every
+    server, h2o's OpenSSL config, and the callgrind shim."""
+    import tempfile
+    cfg.tmp = tempfile.mkdtemp(prefix="ringtls-bench.", dir=os.environ.get("TMPDIR", "/tmp"))
+    os.chmod(cfg.tmp, 0o755)
+    os.makedirs(f"{cfg.tmp}/www")
+    os.makedirs(f"{cfg.tmp}/cg")
+    with open(f"{cfg.tmp}/www/hello.txt", "wb") as f:
+        f.write(S.HELLO)
+    for name, size in (("file-16k.bin", 16384), ("file-1m.bin", 1 << 20)):
+        with open(f"{cfg.tmp}/www/{name}", "wb") as f:
+            f.write(os.urandom(size))
+    cfg.cert, cfg.key = f"{cfg.tmp}/cert.pem", f"{cfg.tmp}/key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", cfg.key, "-out", cfg.cert,
+                    "-days", "7", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    cfg.h2o_openssl_conf = f"{cfg.tmp}/h2o-openssl.cnf"
+    with open(cfg.h2o_openssl_conf, "w") as f:
+        f.write("openssl_conf = bench_init\n[bench_init]\nssl_conf = bench_ssl\n"
+                "[bench_ssl]\nsystem_default = bench_tls13\n[bench_tls13]\n"
+                f"MinProtocol = TLSv1.3\nCiphersuites = {S.CIPHER}\n")
+    # Every phase runs the same binary, even if build/ringtls is rebuilt
+    # while the run goes on (other people share this machine and tree).
+    cfg.ringtls_src = cfg.ringtls
+    cfg.ringtls = f"{cfg.tmp}/ringtls"
+    shutil.copy2(cfg.ringtls_src, cfg.ringtls)
+    cfg.shim = f"{cfg.tmp}/openat2_shim.so"
+    subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", cfg.shim,
+                    f"{HERE}/openat2_shim.c", "-ldl"], check=True)
+    probe = subprocess.run([cfg.ringtls, "probe"], capture_output=True, text=True).stdout
+    cfg.ktls = bool(re.search(r"^tls ULP:\s+yes", probe, re.M))
+    cfg.probe = probe.strip()
+
+
+def make_servers(cfg, env):
+    return {name: S.SERVERS[name](cfg, env) for name in cfg.peers()}
+
+
+def stop_all(srvs):
+    """Stops every server; a non-zero exit is a failure of the run."""
+    bad = []
+    for srv in srvs.values():
+        for name, rc in srv.stop().items():
+            if rc != 0:
+                bad.append(f"{name} exited {rc}")
+    return bad
+
+
+# --------------------------------------------------------------- check
+
+def http_get(port, path, tls, cafile, close=False):
+    """(status, headers, body) of one GET over a fresh connection."""
+    import http.client
+    import ssl
+    if tls:
+        ctx = ssl.create_default_context(cafile=cafile)
+        conn = http.client.HTTPSConnection("localhost", port, context=ctx, timeout=10)
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Connection": "close"} if close else {})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def tls_params(port):
+    """What openssl s_client negotiates, e.g. 'TLSv1.3 TLS_AES_128_GCM_SHA256
+    ECDSA X25519'."""
+    r = subprocess.run(["openssl", "s_client", "-brief", "-connect", f"127.0.0.1:{port}",
+                        "-servername", "localhost"], stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=20)
+    text = r.stdout + r.stderr
+    got = []
+    for key in ("Protocol version", "Ciphersuite", "Signature type", "Server Temp Key"):
+        m = re.search(rf"^{key}: ([^,\n]+)", text, re.M)
+        got.append(m.group(1).strip() if m else "?")
+    return " ".join(got)
+
+
+def check_bodies(cfg, srv):
+    want = {"/hello": S.HELLO}
+    for name in ("file-16k.bin", "file-1m.bin"):
+        with open(f"{cfg.tmp}/www/{name}", "rb") as f:
+            want[f"/{name}"] = f.read()
+    for listener in ("plain", "tls", "full"):
+        for path, body in want.items():
+            if listener == "full" and path != "/hello":
+                continue
+            st, _, got = http_get(srv.ports[listener], path, listener != "plain", cfg.cert)
+            if st != 200 or got != body:
+                raise SystemExit(f"bench: {srv.name} {listener} GET {path}: status {st}, "
+                                 f"{len(got)} bytes: not the expected {len(body)} bytes")
+        st, hdrs, _ = http_get(srv.ports[listener], "/hello", listener != "plain", cfg.cert,
+                               close=True)
+        if st != 200 or hdrs.get("connection", "").lower() != "close":
+            raise SystemExit(f"bench: {srv.name} {listener}: a request with Connection: close "
+                             f"got status {st}, Connection: {hdrs.get('connection')}")
+
+
+def count_handshakes(cfg, srv, listener, before):
+    """(handshakes, resumed) from the check instance's log since `before`
+    lines: ringtls logs each handshake at debug level; nginx and h2o log
+    each request, with whether its session was reused and its index on
+    the connection (a first request is a new connection)."""
+    if srv.name == "ringtls":
+        path = f"{cfg.tmp}/ringtls-{'full-' if listener == 'full' else ''}check.log"
+        rows = [ln for ln in read_lines(path)[before:] if re.search(r" resumed=(yes|no) ", ln)]
+        return len(rows), sum(" resumed=yes " in ln for ln in rows)
+    if srv.name == "nginx":
+        rows = [ln.split() for ln in read_lines(f"{cfg.tmp}/nginx-check-access.log")[before:]]
+        firsts = [r for r in rows if len(r) == 2 and r[1] == "1"]
+        return len(firsts), sum(r[0] == "r" for r in firsts)
+    path = f"{cfg.tmp}/h2o-{'full-' if listener == 'full' else ''}check-access.log"
+    rows = [ln.split() for ln in read_lines(path)[before:]]
+    firsts = [r for r in rows if len(r) == 2 and r[1] in ("0", "1")]
+    return len(firsts), sum(r[0] == "1" for r in firsts)
+
+
+def log_lines_now(cfg, srv, listener):
+    if srv.name == "ringtls":
+        return len(read_lines(f"{cfg.tmp}/ringtls-{'full-' if listener == 'full' else ''}check.log"))
+    if srv.name == "nginx":
+        return len(read_lines(f"{cfg.tmp}/nginx-check-access.log"))
+    return len(read_lines(f"{cfg.tmp}/h2o-{'full-' if listener == 'full' else ''}check-access.log"))
+
+
+def read_lines(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def check_phase(cfg, srvs, res):
+    """Untimed: content, TLS parameters, and what wrk's Connection: close
+    runs do on each server (one handshake per request; resumed or not)."""
+    for srv in srvs.values():
+        srv.start("check")
+        try:
+            check_bodies(cfg, srv)
+            out = {"tls": tls_params(srv.ports["tls"]), "full": tls_params(srv.ports["full"])}
+            for listener in ("tls", "full"):
+                before = log_lines_now(cfg, srv, listener)
+                wl = next(w for w in WORKLOADS if w.listener == listener and w.close)
+                r = run_wrk(cfg, url_of(srv, wl), 4, 1, close=True)
+                time.sleep(0.3)   # let the logs catch up
+                hs, resumed = count_handshakes(cfg, srv, listener, before)
+                out[f"{listener}_handshakes"] = {
+                    "requests": r.requests, "handshakes": hs, "resumed": resumed,
+                    "error": wrk_error(r, wl), "wrk": shlex.join(r.argv)}
+            res["checks"][srv.name] = out
+            log(f"check {srv.name}: {out['tls']}; resumed "
+                f"{out['tls_handshakes']['resumed']}/{out['tls_handshakes']['handshakes']} "
+                f"(tickets), {out['full_handshakes']['resumed']}/"
+                f"{out['full_handshakes']['handshakes']} (no resumption)")
+        finally:
+            srv.stop()
+
+
+# --------------------------------------------------------------- timed
+
+def timed_run(cfg, srv, wl, secs):
+    proc = srv.procs[wl.listener]
+    c0 = S.cpu_ticks(proc.cpu_pid)
+    r = run_wrk(cfg, url_of(srv, wl), wl.conns, secs, close=wl.close)
+    c1 = S.cpu_ticks(proc.cpu_pid)
+    cpu_s = (c1 - c0) / CLK_TCK
+    return {
+        "rps": r.rps, "requests": r.requests, "wall_s": round(r.wall, 3),
+        "server_cpu_pct": round(100 * cpu_s / r.wall, 1),
+        "cpu_us_per_req": round(1e6 * cpu_s / r.requests, 2) if r.requests else None,
+        "client_cpu_pct": round(100 * r.cpu / r.wall, 1),
+        "error": wrk_error(r, wl), "wrk": shlex.join(r.argv),
+    }
+
+
+def timed_phase(cfg, srvs, res):
+    """Interleaved rounds; each round starts with the next server in turn,
+    so that no server always runs right after the same neighbour."""
+    for srv in srvs.values():
+        srv.start("time")
+        res["commands"][srv.name] = [p.display for p in srv.started]
+    names = list(srvs)
+    if cfg.warmup:
+        for wl in cfg.workloads:
+            for name in names:
+                timed_run(cfg, srvs[name], wl, cfg.warmup)
+        log(f"warmed up ({cfg.warmup}s per server and workload)")
+    for rnd in range(cfg.rounds):
+        order = names[rnd % len(names):] + names[:rnd % len(names)]
+        for wl in cfg.workloads:
+            for name in order:
+                m = timed_run(cfg, srvs[name], wl, cfg.duration)
+                res["timed"].setdefault(wl.key, {}).setdefault(name, []).append(m)
+                log(f"round {rnd + 1}/{cfg.rounds}  {wl.key:<10} {name:<7} "
+                    f"{m['rps']:>10.0f} req/s  server CPU {m['server_cpu_pct']:5.1f}%  "
+                    f"wrk CPU {m['client_cpu_pct']:5.1f}%"
+                    + (f"  ERROR {m['error']}" if m["error"] else ""))
+    bad = stop_all(srvs)
+    if bad:
+        res["errors"].append("after the timed runs: " + ", ".join(bad))
+
+
+# ----------------------------------------------------------- callgrind
+
+def wait_idle(pid, quiet_s=0.4, limit_s=30):
+    """Waits until the process has used no CPU for quiet_s, so that the
+    closing of wrk's connection is counted in its own batch."""
+    end = time.monotonic() + limit_s
+    last, since = S.cpu_ticks(pid), time.monotonic()
+    while time.monotonic() < end:
+        time.sleep(0.1)
+        now = S.cpu_ticks(pid)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return
+    log(f"bench: pid {pid} still busy after {limit_s}s; counting anyway")
+
+
+def cg_control(pid, flag):
+    r = subprocess.run(["callgrind_control", flag, str(pid)], capture_output=True, text=True,
+                       timeout=120)
+    if r.returncode != 0:
+        raise RuntimeError(f"callgrind_control {flag} {pid}: {r.stdout}{r.stderr}")
+
+
+def cg_dump(cfg, proc):
+    """Dumps the counters since the last zero; returns the Ir total."""
+    def dumps():
+        return {f for f in os.listdir(f"{cfg.tmp}/cg") if f".{proc.pid}.out." in f}
+    before = dumps()
+    cg_control(proc.pid, "-d")
+    new = sorted(dumps() - before, key=lambda f: int(f.rsplit(".", 1)[1]))
+    if not new:
+        raise RuntimeError(f"callgrind_control -d {proc.pid} wrote no dump")
+    with open(f"{cfg.tmp}/cg/{new[-1]}") as f:
+        for line in f:
+            if line.startswith("summary:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no summary line in {new[-1]}")
+
+
+def fixed_run(cfg, url, wl, n):
+    """Exactly n responses (bench/fixed_count.lua) on one connection at a
+    time: with more, the requests in flight when wrk exits (half-done
+    handshakes, part-sent 1 MiB bodies) differ from batch to batch."""
+    env = dict(os.environ, BENCH_REQUESTS=str(n))
+    r = run_wrk(cfg, url, 1, 3600, close=wl.close, script=f"{HERE}/fixed_count.lua",
+                env=env, limit=900)
+    if r.rc != 0 or f"fixed_count: {n} responses" not in r.text:
+        raise RuntimeError(f"{' '.join(r.argv)} (BENCH_REQUESTS={n}): exit {r.rc}: "
+                           f"{r.text.strip()[-300:]}")
+    return r
+
+
+def cg_measure(cfg, srv, wl):
+    """Instructions per request = (Ir(n2) - Ir(n1)) / (n2 - n1): the fixed
+    costs of a batch (wrk's connection and its handshake, closing it) are
+    the same in both and cancel."""
+    proc = srv.procs[wl.listener]
+    warm, n1, n2 = (max(2, round(n * cfg.cg_scale)) for n in wl.cg)
+    if n2 <= n1:
+        n2 = n1 + 2
+    url = url_of(srv, wl)
+    fixed_run(cfg, url, wl, warm)   # first-use costs (lazy init, caches) stay out
+    irs = []
+    for n in (n1, n2):
+        wait_idle(proc.pid)
+        cg_control(proc.pid, "-z")
+        fixed_run(cfg, url, wl, n)
+        wait_idle(proc.pid)
+        irs.append(cg_dump(cfg, proc))
+    return {"n": [n1, n2], "ir": irs, "per_req": round((irs[1] - irs[0]) / (n2 - n1))}
+
+
+def callgrind_phase(cfg, srvs, workloads, res_cg, commands):
+    for srv in srvs.values():
+        try:
+            srv.start("callgrind")
+        except S.ServerError as e:
+            for wl in workloads:
+                res_cg.setdefault(wl.key, {})[srv.name] = {"error": str(e).splitlines()[0]}
+            srv.stop()
+            continue
+        commands[srv.name] = [p.display for p in srv.started]
+        for wl in workloads:
+            t0 = time.monotonic()
+            try:
+                m = cg_measure(cfg, srv, wl)
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                m = {"error": str(e)}
+            res_cg.setdefault(wl.key, {})[srv.name] = m
+            log(f"callgrind {wl.key:<10} {srv.name:<7} "
+                + (f"{m['per_req']:>12,} instructions/request ({time.monotonic() - t0:.0f}s)"
+                   if "per_req" in m else f"ERROR {m['error']}"))
+        srv.stop()
+
+
+# -------------------------------------------------------------- memory
+
+def memory_phase(cfg, srvs, res):
+    """RSS growth per idle TLS connection, bench/ktls_memory.py's way:
+    200 connections to warm up, then N more, each after one GET /hello."""
+    argv, sys.argv = sys.argv, sys.argv[:1]   # ktls_memory reads N from argv
+    try:
+        import ktls_memory
+    finally:
+        sys.argv = argv
+    warm = min(200, cfg.idle_conns)
+    for srv in srvs.values():
+        srv.start("time")
+        pid, port = srv.procs["tls"].cpu_pid, srv.ports["tls"]
+        keep = []
+        try:
+            ktls_memory.open_conns(port, cfg.cert, warm, keep)
+            time.sleep(0.5)
+            before = S.rss_kib(pid)
+            ktls_memory.open_conns(port, cfg.cert, cfg.idle_conns, keep)
+            time.sleep(1.0)
+            after = S.rss_kib(pid)
+            res["memory"][srv.name] = {
+                "conns": cfg.idle_conns, "before_kib": before, "after_kib": after,
+                "bytes_per_conn": round((after - before) * 1024 / cfg.idle_conns)}
+        except (OSError, RuntimeError) as e:
+            res["memory"][srv.name] = {"error": str(e)}
+        finally:
+            for t in keep:
+                t.close()
+            srv.stop()
+        log(f"memory {srv.name}: {res['memory'][srv.name]}")
+
+
+# -------------------------------------------------------------- kernel
+
+def tls_stat():
+    try:
+        with open("/proc/net/tls_stat") as f:
+            return {k: int(v) for k, v in (ln.split() for ln in f if ln.strip())}
+    except FileNotFoundError:
+        return {}
+
+
+def in_kernel_main(spec_path, out_path):
+    """Runs inside Linux 6.1 (tests/kernel/run-kernel.sh): callgrind counts
+    with kTLS on, for ringtls and nginx. Syscalls there are ~100x slower
+    than on the host, so nothing is timed: instruction counts do not
+    depend on time."""
+    if not tls_stat():
+        print("SKIP: no /proc/net/tls_stat: this kernel has no kTLS")
+        return 77
+    with open(spec_path) as f:
+        spec = json.load(f)
+    cfg = Config(os.environ)
+    for k, v in spec.items():
+        setattr(cfg, k, v)
+    cfg.server_cpu = cfg.client_cpu = None   # one UML CPU: nothing to pin
+    cfg.ktls, cfg.h2o = True, "off"
+    # 6.1 cannot rekey TLS 1.3: offload RX anyway, as bench/ktls_memory.py
+    cfg.ringtls_ktls_args = ["--ktls", "on", "--ktls-rx-no-rekey"]
+    workloads = [w for w in WORKLOADS if w.key in KERNEL_WORKLOADS]
+    out = {"kernel": os.uname().release, "callgrind": {}, "tls_stat": {}, "commands": {}}
+    for name in ("ringtls", "nginx"):
+        st0 = tls_stat()
+        callgrind_phase(cfg, {name: S.SERVERS[name](cfg, dict(os.environ))}, workloads,
+                        out["callgrind"], out["commands"])
+        st1 = tls_stat()
+        out["tls_stat"][name] = {k: st1.get(k, 0) - st0.get(k, 0)
+                                 for k in ("TlsTxSw", "TlsRxSw", "TlsDecryptError")}
+    with open(out_path, "w") as f:
+        json.dump(out, f, indent=1)
+    return 0
+
+
+def latest_10k_result(cfg):
+    """The newest committed bench/results/*-ktls-memory.md, verbatim."""
+    d = f"{cfg.bench_dir}/results"
+    files = sorted(f for f in os.listdir(d) if f.endswith("-ktls-memory.md"))
+    if not files:
+        return None
+    with open(f"{d}/{files[-1]}") as f:
+        return {"file": f"bench/results/{files[-1]}", "text": f.read().strip()}
+
+
+def kernel_phase(cfg, res):
+    k = res["kernel"]
+    runk = "tests/kernel/run-kernel.sh"
+    py = sys.executable
+    if os.path.realpath(shutil.which("python3") or "") == os.path.realpath(py):
+        py = "python3"   # the same interpreter, as a person would type it
+    mem_cmd = [runk, "--kernel", "6.1", "--timeout", "1500", "--", py,
+               "bench/ktls_memory.py", str(cfg.ktls_conns)]
+    k["memory_cmd"] = " ".join(mem_cmd)
+    r = subprocess.run(mem_cmd, cwd=cfg.repo, capture_output=True, text=True, timeout=1700,
+                       env=dict(os.environ, RINGTLS_BIN=cfg.ringtls))
+    k["memory_rc"] = r.returncode
+    k["memory_out"] = [ln for ln in r.stdout.splitlines()
+                       if ln.startswith("|") or ln.startswith("kernel ") or "SKIP" in ln]
+    log(f"kernel 6.1 memory ({cfg.ktls_conns} connections): exit {r.returncode}")
+    spec = f"{cfg.tmp}/kernel-spec.json"
+    with open(spec, "w") as f:
+        json.dump({"tmp": cfg.tmp, "cert": cfg.cert, "key": cfg.key, "shim": cfg.shim,
+                   "h2o_openssl_conf": cfg.h2o_openssl_conf, "ringtls": cfg.ringtls,
+                   "nginx": cfg.nginx, "wrk": cfg.wrk}, f)
+    out = f"{cfg.tmp}/kernel-callgrind.json"
+    cg_cmd = [runk, "--kernel", "6.1", "--mem", "1G", "--timeout", "1500", "--", py,
+              "bench/bench.py", "--in-kernel", spec, out]
+    k["callgrind_cmd"] = " ".join(cg_cmd)
+    r = subprocess.run(cg_cmd, cwd=cfg.repo, capture_output=True, text=True, timeout=1700)
+    k["callgrind_rc"] = r.returncode
+    if r.returncode == 0 and os.path.exists(out):
+        with open(out) as f:
+            k.update(json.load(f))
+    else:
+        k["callgrind_log"] = (r.stdout + r.stderr)[-2000:]
+    log(f"kernel 6.1 callgrind: exit {r.returncode}")
+    k["latest_10k"] = latest_10k_result(cfg)
+
+
+# ---------------------------------------------------------------- main
+
+def versions(cfg):
+    def first(argv):
+        try:
+            return S.run_text(argv).splitlines()[0]
+        except (OSError, IndexError):
+            return "?"
+    rev = subprocess.run(["git", "-C", cfg.repo, "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True).stdout.strip() or "unknown"
+    dirty = subprocess.run(["git", "-C", cfg.repo, "status", "--porcelain",
+                            "--untracked-files=no"], capture_output=True, text=True).stdout
+    import hashlib
+    with open(cfg.ringtls, "rb") as f:
+        sha = hashlib.sha256(f.read()).hexdigest()[:12]
+    v = {"ringtls": f"{first([cfg.ringtls, '--version'])}, commit {rev}"
+                    + (" (uncommitted changes)" if dirty.strip() else "")
+                    + f"; binary {os.path.relpath(cfg.ringtls_src, cfg.repo)} "
+                    f"(sha256 {sha}...), copied to the temp dir at start",
+         "nginx": first([cfg.nginx, "-v"]), "wrk": first([cfg.wrk, "-v"]),
+         "valgrind": first(["valgrind", "--version"]), "openssl": first(["openssl", "version"]),
+         "gnuplot": first(["gnuplot", "--version"]), "python": sys.version.split()[0]}
+    if cfg.h2o != "off":
+        v["h2o"] = first([cfg.h2o, "--version"])
+    return v
+
+
+def machine():
+    model = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/loadavg") as f:
+        load = " ".join(f.read().split()[:3])
+    u = os.uname()
+    return {"cpus": os.cpu_count(), "cpu_model": model, "load_before": load,
+            "kernel": f"{u.sysname} {u.release} {u.machine}"}
+
+
+def raise_nofile(n):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max(soft, n)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def count_errors(res):
+    errs = list(res["errors"])
+    for wkey, per in res["timed"].items():
+        for name, rounds in per.items():
+            errs += [f"timed {wkey} {name}: {m['error']}" for m in rounds if m["error"]]
+    for wkey, per in res["callgrind"].items():
+        errs += [f"callgrind {wkey} {n}: {m['error']}" for n, m in per.items() if "error" in m]
+    errs += [f"memory {n}: {m['error']}" for n, m in res["memory"].items() if "error" in m]
+    return errs
+
+
+def run_phases(cfg, srvs, res):
+    phases = [("check", lambda: check_phase(cfg, srvs, res)),
+              ("timed", lambda: timed_phase(cfg, srvs, res))]
+    if cfg.callgrind:
+        phases.append(("callgrind", lambda: callgrind_phase(
+            cfg, srvs, cfg.workloads, res["callgrind"], res["cg_commands"])))
+    if cfg.idle_conns > 0:
+        phases.append(("memory", lambda: memory_phase(cfg, srvs, res)))
+    if not cfg.ktls and cfg.kernel != "0":
+        phases.append(("kernel", lambda: kernel_phase(cfg, res)))
+    for name, fn in phases:
+        t0 = time.monotonic()
+        log(f"== {name}")
+        fn()
+        res["meta"]["phase_s"][name] = round(time.monotonic() - t0)
+
+
+def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "--in-kernel":
+        return in_kernel_main(sys.argv[2], sys.argv[3])
+    import signal
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    cfg = Config(os.environ)
+    raise_nofile(4 * cfg.idle_conns + 4096)
+    t0 = time.time()
+    setup(cfg)
+    res = {"meta": {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                    "machine": machine(), "versions": versions(cfg), "ktls": cfg.ktls,
+                    "probe": cfg.probe, "command": cfg.command, "phase_s": {},
+                    "settings": {k: getattr(cfg, k) for k in (
+                        "duration", "rounds", "warmup", "server_cpu", "client_cpu",
+                        "idle_conns", "cg_scale", "ktls_conns")}},
+           "checks": {}, "timed": {}, "callgrind": {}, "memory": {}, "kernel": {},
+           "commands": {}, "cg_commands": {}, "errors": []}
+    srvs = make_servers(cfg, dict(os.environ))
+    try:
+        run_phases(cfg, srvs, res)
+        res["meta"]["total_s"] = round(time.time() - t0)
+        import report
+        report.write(cfg, res, WORKLOADS, CLIENT_BOUND_PCT)
+    finally:
+        stop_all(srvs)
+        with open(f"{cfg.tmp}/results.json", "w") as f:
+            json.dump(res, f, indent=1)
+        if cfg.keep_tmp:
+            log(f"bench: kept {cfg.tmp}")
+        else:
+            shutil.rmtree(cfg.tmp, ignore_errors=True)
+    errs = count_errors(res)
+    for e in errs:
+        log(f"bench: {e}")
+    return 1 if errs else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,514 @@
+"""bench/report.py: the markdown report and the gnuplot PNGs for bench.py.
+
+Judging rule (the same for every workload with a target): the ratio of
+median req/s, ringtls / nginx, unless wrk was the bottleneck, i.e. its
+median CPU use reached CLIENT_BOUND percent of its core against either
+server; then server CPU time per request (nginx / ringtls) decides, since
+req/s then measures the client.
+"""
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+
+SERVER_ORDER = ["ringtls", "nginx", "h2o"]
+SATURATED = 85   # server CPU %, below which req/s did not use the whole core
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def fmt(x, spec=",.0f", none="-"):
+    return none if x is None else format(x, spec)
+
+
+def ratio(a, b):
+    return a / b if a and b else None
+
+
+class Cell:
+    """Median values of one server on one workload (timed rounds)."""
+
+    def __init__(self, rounds):
+        self.rounds = rounds or []
+        bad = [m["error"] for m in self.rounds if m["error"]]
+        self.error = bad[0] if bad else (None if self.rounds else "not run")
+        good = [m for m in self.rounds if not m["error"]]
+
+        def med(key):
+            vals = [m[key] for m in good if m[key] is not None]
+            return statistics.median(vals) if vals and not self.error else None
+        self.rps = med("rps")
+        self.cpu_us = med("cpu_us_per_req")
+        self.client = med("client_cpu_pct")
+        self.server = med("server_cpu_pct")
+
+
+class Row:
+    """One workload: cells per server, ratios against nginx, verdict."""
+
+    def __init__(self, wl, res, names, bound):
+        self.wl = wl
+        self.cells = {n: Cell(res["timed"].get(wl.key, {}).get(n)) for n in names}
+        cg = res["callgrind"].get(wl.key, {})
+        self.instr = {n: cg.get(n, {}).get("per_req") for n in names}
+        rt, ng = self.cells["ringtls"], self.cells["nginx"]
+        self.rps_ratio = ratio(rt.rps, ng.rps)
+        self.cpu_ratio = ratio(ng.cpu_us, rt.cpu_us)
+        self.instr_ratio = ratio(self.instr.get("nginx"), self.instr.get("ringtls"))
+        self.client_bound = any(c.client is not None and c.client >= bound
+                                for c in (rt, ng))
+        self.verdict = self.judge()
+
+    def judge(self):
+        t = self.wl.target
+        if t is None:
+            return "-"
+        basis = self.cpu_ratio if self.client_bound else self.rps_ratio
+        if basis is None:
+            who = [n for n, c in self.cells.items() if c.error and n in ("ringtls", "nginx")]
+            return "NOT MEASURED (" + ", ".join(who) + " failed)"
+        v = "MET" if basis >= t else "MISSED"
+        return f"{v} (by CPU/req: client-bound)" if self.client_bound else v
+
+
+def mbps(wl, rps):
+    return rps * wl.body / 1e6 if rps and wl.body >= 16384 else None
+
+
+def x(r):
+    return "-" if r is None else f"{r:.2f}x"
+
+
+def table_main(rows, names, bound):
+    hdr = ["workload"] + [f"{n} req/s" for n in names] + [
+        "ringtls/nginx req/s", "nginx/ringtls CPU per req", "wrk CPU % (ringtls / nginx)",
+        "target", "result"]
+    out = ["| " + " | ".join(hdr) + " |", "|---" + "|---:" * (len(hdr) - 3) + "|---:|---|"]
+    for r in rows:
+        cells = []
+        for n in names:
+            c = r.cells[n]
+            if c.error:
+                cells.append("error")
+            else:
+                mb = mbps(r.wl, c.rps)
+                cells.append(fmt(c.rps) + (f" ({mb:,.0f} MB/s)" if mb else ""))
+        wrk = " / ".join(fmt(r.cells[n].client, ".0f") for n in ("ringtls", "nginx"))
+        if r.client_bound:
+            wrk = f"**{wrk}**"
+        out.append("| " + " | ".join(
+            [f"{r.wl.title}, -c{r.wl.conns}"] + cells
+            + [x(r.rps_ratio), x(r.cpu_ratio), wrk,
+               f"{r.wl.target}x" if r.wl.target else "-", r.verdict]) + " |")
+    return out
+
+
+def table_costs(rows, names, kernel_cg):
+    hdr = (["workload"] + [f"{n} CPU µs/req" for n in names]
+           + [f"{n} instr/req" for n in names] + ["nginx/ringtls instr"])
+    kn = [n for n in ("ringtls", "nginx") if any(
+        kernel_cg.get(r.wl.key, {}).get(n, {}).get("per_req") for r in rows)]
+    hdr += [f"{n} + kTLS instr/req (6.1, not a timing)" for n in kn]
+    out = ["| " + " | ".join(hdr) + " |", "|---" + "|---:" * (len(hdr) - 1) + "|"]
+    for r in rows:
+        cells = [fmt(r.cells[n].cpu_us, ",.1f") for n in names]
+        cells += [fmt(r.instr.get(n)) for n in names] + [x(r.instr_ratio)]
+        cells += [fmt(kernel_cg.get(r.wl.key, {}).get(n, {}).get("per_req")) for n in kn]
+        out.append("| " + " | ".join([r.wl.title] + cells) + " |")
+    return out
+
+
+def table_memory(res, names):
+    out = ["| server | idle TLS connections | RSS before KiB | RSS after KiB | bytes/conn |",
+           "|---|---:|---:|---:|---:|"]
+    for n in names:
+        m = res["memory"].get(n)
+        if not m:
+            continue
+        if "error" in m:
+            out.append(f"| {n} | error: {m['error']} | | | |")
+        else:
+            out.append(f"| {n} | {m['conns']:,} | {m['before_kib']:,} | {m['after_kib']:,} | "
+                       f"{m['bytes_per_conn']:,} |")
+    return out
+
+
+def rounds_list(rows, names):
+    out = []
+    for r in rows:
+        for n in names:
+            ms = r.cells[n].rounds
+            if not ms:
+                continue
+            vals = "; ".join(
+                (f"ERROR {m['error']}" if m["error"] else
+                 f"{m['rps']:,.0f} req/s, server {m['server_cpu_pct']:.0f}% "
+                 f"({m['cpu_us_per_req']:,.1f} µs/req), wrk {m['client_cpu_pct']:.0f}%")
+                for m in ms)
+            out.append(f"- {r.wl.key}, {n}: {vals}")
+    return out
+
+
+def check_lines(res, names):
+    out = []
+    for n in names:
+        c = res["checks"].get(n)
+        if not c:
+            continue
+        out.append(f"- {n}: negotiated `{c['tls']}` (tickets port), `{c['full']}` "
+                   "(no-resumption port)")
+        for port, label in (("tls", "tickets port"), ("full", "no-resumption port")):
+            h = c[f"{port}_handshakes"]
+            err = f"; wrk: {h['error']}" if h["error"] else ""
+            out.append(f"  - {label}: wrk -c4 -d1s `Connection: close`: {h['requests']} "
+                       f"responses, {h['handshakes']} handshakes logged, {h['resumed']} "
+                       f"resumed{err}")
+    return out
+
+
+def kernel_section(res, names):
+    k = res["kernel"]
+    if res["meta"]["ktls"]:
+        return ["This host has kTLS: the numbers above already use it (ringtls `--ktls auto`, "
+                "nginx `ssl_conf_command Options KTLS`)."]
+    if not k:
+        return ["This host has no kTLS, and the 6.1 kernel part was not run (KERNEL=0)."]
+    out = ["Measured inside Linux 6.1 (User-Mode Linux, tests/kernel/run-kernel.sh), where kTLS "
+           "exists. **Not a timing**: syscalls there are ~100x slower; only counts that do not "
+           "depend on time are reported.", ""]
+    out.append(f"Memory per idle TLS 1.3 connection, this run (`{k.get('memory_cmd')}`, "
+               f"exit {k.get('memory_rc')}):")
+    out += [""] + (k.get("memory_out") or ["(no output)"]) + [""]
+    if k.get("latest_10k"):
+        t = k["latest_10k"]
+        body = [ln for ln in t["text"].splitlines() if ln.startswith("|") or
+                ln.startswith("kernel ") or ln.startswith("Command")]
+        out += [f"The latest 10,000-connection result, from `{t['file']}`:", ""] + body + [""]
+    cg = k.get("callgrind")
+    out.append(f"Userspace instructions per request with kTLS (`{k.get('callgrind_cmd')}`, "
+               f"exit {k.get('callgrind_rc')}; same method as on the host):")
+    out.append("")
+    if not cg:
+        out += ["```", k.get("callgrind_log", "(no output)"), "```"]
+        return out
+    out += ["| workload | ringtls + kTLS | nginx + kTLS | ringtls userspace TLS (host) | "
+            "nginx userspace TLS (host) |", "|---|---:|---:|---:|---:|"]
+    for wkey, per in cg.items():
+        host = res["callgrind"].get(wkey, {})
+        out.append(f"| {wkey} | " + " | ".join(
+            [fmt(per.get(n, {}).get("per_req"), ",.0f", per.get(n, {}).get("error", "-")[:60])
+             for n in ("ringtls", "nginx")]
+            + [fmt(host.get(n, {}).get("per_req")) for n in ("ringtls", "nginx")]) + " |")
+    ts = k.get("tls_stat", {})
+    out += ["", "/proc/net/tls_stat during those runs (connections whose records the kernel "
+            "made): " + "; ".join(f"{n}: TX {v['TlsTxSw']}, RX {v['TlsRxSw']}, decrypt errors "
+                                  f"{v['TlsDecryptError']}" for n, v in ts.items())]
+    return out
+
+
+def commands(res, cfg, rows):
+    out = ["```", f"{res['meta']['command']}   # the whole run", "",
+           "# timed servers (nginx: bench/nginx.conf.in; h2o: bench/h2o.conf.in; filled in "
+           "by bench/servers.py)"]
+    for n, argvs in res["commands"].items():
+        out += argvs
+    out += ["", "# timed clients: one per workload, pinned; server CPU from /proc/PID/stat "
+            "(utime+stime) before and after, wrk CPU from its rusage"]
+    seen = set()
+    for r in rows:
+        for n, c in r.cells.items():
+            if c.rounds:
+                cmd = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", c.rounds[-1]["wrk"])
+                if cmd not in seen:
+                    seen.add(cmd)
+                    out.append(cmd)
+    if res["cg_commands"]:
+        out += ["", "# instruction counts: servers under callgrind (ringtls with "
+                "LD_PRELOAD=openat2_shim.so, see bench/openat2_shim.c)"]
+        for n, argvs in res["cg_commands"].items():
+            out += argvs
+        out += ["# per workload and server: a warm-up batch, then for n1 and n2 requests:",
+                "callgrind_control -z PID; BENCH_REQUESTS=n taskset -c 1 wrk -t1 -c1 "
+                "-s bench/fixed_count.lua URL; callgrind_control -d PID   # 'summary:' line",
+                "# instructions/request = (Ir(n2) - Ir(n1)) / (n2 - n1)"]
+    if res["memory"]:
+        out += ["", f"# idle connections: the timed servers' command lines, fresh; "
+                f"bench/ktls_memory.py's open_conns() for 200 then {cfg.idle_conns} "
+                "connections; VmRSS of the server process before and after"]
+    k = res["kernel"]
+    if k:
+        out += ["", "# inside Linux 6.1 (not timings)", k.get("memory_cmd", ""),
+                k.get("callgrind_cmd", "")] + sum(k.get("commands", {}).values(), [])
+    out.append("```")
+    return out
+
+
+# ---------------------------------------------------------------- plots
+
+def dat(v):
+    return "?" if v is None else f"{v:.6g}"
+
+
+def gnuplot(script, path):
+    with open(path, "w") as f:
+        f.write(script)
+    r = subprocess.run(["gnuplot", path], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"gnuplot {path}: {r.stderr.strip()[-500:]}")
+
+
+HIST = """set terminal pngcairo size {w},{h} font ",10"
+set output "{png}"
+set datafile missing "?"
+set style data histogram
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set grid ytics
+set key top left
+set xtics rotate by -25 nomirror
+"""
+
+
+def plot_ratios(rows, tmp, png, date):
+    with open(f"{tmp}/ratios.dat", "w") as f:
+        for r in rows:
+            f.write(f"{r.wl.key} {dat(r.rps_ratio)} {dat(r.cpu_ratio)} {dat(r.instr_ratio)} "
+                    f"{dat(r.wl.target)}\n")
+    gnuplot(HIST.format(w=1000, h=520, png=png) + f"""
+set title "ringtls against nginx, {date} (above 1: ringtls ahead)"
+set logscale y 2
+set ylabel "ratio (log scale)"
+set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2 lc rgb "gray30"
+plot "{tmp}/ratios.dat" using 2:xtic(1) title "req/s, ringtls / nginx" lc rgb "#2b6cb0", \\
+     "" using 3 title "CPU time per request, nginx / ringtls" lc rgb "#38a169", \\
+     "" using 4 title "userspace instructions per request, nginx / ringtls" lc rgb "#d69e2e", \\
+     "" using 0:5 with points pt 7 ps 1.6 lc rgb "black" title "target (issues 3 and 6)"
+""", f"{tmp}/ratios.gp")
+
+
+def plot_costs(rows, names, kernel_cg, tmp, png, date):
+    """Server CPU and userspace instructions per request, one panel each
+    (a panel with no data, e.g. CALLGRIND=0, is left out)."""
+    kn = [n for n in ("ringtls", "nginx") if any(
+        kernel_cg.get(r.wl.key, {}).get(n, {}).get("per_req") for r in rows)]
+    cols = [(n, lambda r, n=n: r.cells[n].cpu_us, 0) for n in names]
+    cols += [(n, lambda r, n=n: r.instr.get(n), 1) for n in names]
+    cols += [(f"{n} + kTLS (Linux 6.1, not a timing)",
+              lambda r, n=n: kernel_cg.get(r.wl.key, {}).get(n, {}).get("per_req"), 1)
+             for n in kn]
+    colors = {"ringtls": "#2b6cb0", "nginx": "#38a169", "h2o": "#a0aec0"}
+    with open(f"{tmp}/costs.dat", "w") as f:
+        for r in rows:
+            f.write(r.wl.key + " " + " ".join(dat(get(r)) for _, get, _ in cols) + "\n")
+    panels = []
+    for panel, ylabel in ((0, "server CPU µs per request"),
+                          (1, "userspace instructions per request")):
+        series = [(i + 2, title) for i, (title, get, p) in enumerate(cols)
+                  if p == panel and any(get(r) for r in rows)]
+        if not series:
+            continue
+        lines = []
+        for k, (col, title) in enumerate(series):
+            src = f'"{tmp}/costs.dat"' if k == 0 else '""'
+            xtic = ":xtic(1)" if k == 0 else ""
+            color = colors.get(title) or ("#90cdf4" if title.startswith("ringtls") else "#9ae6b4")
+            lines.append(f'{src} using {col}{xtic} title "{title}" lc rgb "{color}"')
+        panels.append(f'set ylabel "{ylabel}"\nplot ' + ", ".join(lines))
+    if not panels:
+        return False
+    gnuplot(HIST.format(w=1200, h=450 * len(panels), png=png) + f"""
+set multiplot layout {len(panels)},1 title "Cost per request, {date} (log scale; lower is better)"
+set logscale y 10
+""" + "\n".join(panels) + "\nunset multiplot\n", f"{tmp}/costs.gp")
+    return True
+
+
+def memory_rows(res):
+    rows = [(f"{n} (host, userspace TLS)", m["bytes_per_conn"])
+            for n, m in res["memory"].items() if "bytes_per_conn" in m]
+    for ln in res["kernel"].get("memory_out") or []:
+        m = re.match(r"\| (\S+) \| (\d+) \|", ln)
+        if m:
+            rows.append((f"{m.group(1)} (Linux 6.1)", int(m.group(2))))
+    return rows
+
+
+def plot_memory(res, tmp, png, date):
+    rows = memory_rows(res)
+    if not rows:
+        return False
+    with open(f"{tmp}/memory.dat", "w") as f:
+        for label, v in rows:
+            f.write(f"\"{label}\" {v}\n")
+    gnuplot(HIST.format(w=900, h=480, png=png) + f"""
+set title "Server memory per idle TLS 1.3 connection, {date}"
+set ylabel "bytes per connection (RSS growth / connections)"
+set yrange [0:*]
+set key off
+plot "{tmp}/memory.dat" using 2:xtic(1) lc rgb "#2b6cb0", \\
+     "" using 0:2:(sprintf("%d", $2)) with labels offset 0,0.8 notitle
+""", f"{tmp}/memory.gp")
+    return True
+
+
+# --------------------------------------------------------------- report
+
+def resumption_line(res, names):
+    """What fraction of wrk's handshakes each server resumed (check phase)."""
+    parts = []
+    for n in names:
+        h = res["checks"].get(n, {}).get("tls_handshakes")
+        if h and h["handshakes"]:
+            parts.append(f"{n} {100 * h['resumed'] / h['handshakes']:.0f}%")
+    if not parts:
+        return None
+    return ("Resumed handshakes (hs-resumed): wrk keeps each connection's TLS session and "
+            "offers it on the next connection (OpenSSL's client uses a TLS 1.3 ticket once), "
+            "so a server that sends no new ticket after a resumed handshake gets every other "
+            "handshake full. Resumed share in the check run: " + ", ".join(parts) + ".")
+
+
+def summary_lines(rows, bound, res, names):
+    out = []
+    for r in rows:
+        if r.wl.target is None:
+            continue
+        basis = "CPU time per request" if r.client_bound else "req/s"
+        out.append(f"- {r.wl.title}: {r.verdict} (target {r.wl.target}x; req/s ratio "
+                   f"{x(r.rps_ratio)}, CPU/request ratio {x(r.cpu_ratio)}, instructions "
+                   f"ratio {x(r.instr_ratio)}; judged by {basis})")
+    bound_rows = [r.wl.key for r in rows if r.client_bound]
+    idle = []
+    for r in rows:
+        low = [f"{n} {r.cells[n].server:.0f}%" for n in ("ringtls", "nginx")
+               if r.cells[n].server is not None and r.cells[n].server < SATURATED]
+        if low and not r.client_bound:
+            idle.append(f"{r.wl.key} ({', '.join(low)})")
+    out.append("")
+    out.append(f"Client check: wrk's CPU is its utime+stime (rusage at exit, the counters "
+               f"/proc/PID/stat shows) over the wall time of the run, on its own core. At or "
+               f"above {bound:.0f}% against ringtls or nginx the workload is client-bound "
+               f"(bold in the table): " + (", ".join(bound_rows) or "none") + ". There req/s "
+               "measures wrk, and CPU time and instructions per request are the comparison.")
+    res_line = resumption_line(res, names)
+    if res_line:
+        out += ["", res_line]
+    if idle:
+        out += ["", f"Neither side saturated (server below {SATURATED}% of its core, wrk below "
+                f"{bound:.0f}%): " + ", ".join(idle) + ". There the shared machine (other "
+                "processes on both cores) held both back, and req/s carries that noise; CPU "
+                "time and instructions per request do not depend on it."]
+    return out
+
+
+def render(cfg, res, rows, names, pngs, bound):
+    meta = res["meta"]
+    m = meta["machine"]
+    s = meta["settings"]
+    md = [f"# ringtls vs {' and '.join(names[1:])}, {meta['date']}", "",
+          f"Command: `{meta['command']}` ({meta.get('total_s', 0) // 60} min "
+          f"{meta.get('total_s', 0) % 60} s; phases: "
+          + ", ".join(f"{k} {v} s" for k, v in meta["phase_s"].items()) + ")", ""]
+    if meta["ktls"]:
+        md += ["This host has kernel TLS (`ringtls probe`): ringtls offloads records to "
+               "the kernel and nginx runs with `ssl_conf_command Options KTLS`.", ""]
+    else:
+        md += ["**This host has no kernel TLS** (`ringtls probe`: `"
+               + next((ln for ln in meta["probe"].splitlines() if ln.startswith("tls ULP")),
+                      "?")[:80].strip() + "...`): every TLS number measured on it is "
+               "userspace TLS (OpenSSL) for every server. kTLS numbers are in the "
+               "\"Inside Linux 6.1\" section, counted there and **not a timing**.", ""]
+    md += ["## Against the targets", ""] + summary_lines(rows, bound, res, names) + [""]
+    md += table_main(rows, names, bound) + [""]
+    md += [f"Median of {s['rounds']} interleaved round(s) of {s['duration']} s after "
+           f"{s['warmup']} s of warm-up per server and workload; each round starts with the "
+           "next server in turn. Server on CPU "
+           f"{s['server_cpu']}, wrk (-t1) on CPU {s['client_cpu']}. MB/s = req/s x body / 10^6. "
+           "TLS everywhere: TLS 1.3, TLS_AES_128_GCM_SHA256, one ECDSA P-256 certificate "
+           "made with openssl for all servers.", ""]
+    if pngs.get("ratios"):
+        md += [f"![ringtls against nginx]({os.path.basename(pngs['ratios'])})", ""]
+    md += ["## Cost per request", "",
+           "Server CPU: (utime+stime) of the server process from /proc/PID/stat before and "
+           "after each timed run, divided by the responses (median of the rounds). "
+           "Instructions: userspace only (callgrind), kernel work is not in them.", ""]
+    md += table_costs(rows, names, res["kernel"].get("callgrind") or {}) + [""]
+    if pngs.get("costs"):
+        md += [f"![cost per request]({os.path.basename(pngs['costs'])})", ""]
+    if res["memory"]:
+        md += ["## Memory per idle TLS connection (this host)", ""] + table_memory(res, names)
+        md += ["", "Each server fresh, 200 connections to warm up, then the rest, each after "
+               "one GET /hello, all left open; (VmRSS after - before) / connections.", ""]
+    if pngs.get("memory"):
+        md += [f"![memory per connection]({os.path.basename(pngs['memory'])})", ""]
+    md += ["## Inside Linux 6.1 with kTLS (not a timing)", ""] + kernel_section(res, names)
+    md += ["", "## Checks", ""] + check_lines(res, names)
+    md += ["", "## Every round", ""] + rounds_list(rows, names)
+    md += ["", "## Machine and versions", "",
+           f"- CPUs: {m['cpus']} ({m['cpu_model']}); kernel {m['kernel']}; load average "
+           f"before the run {m['load_before']} (other work shares this machine)"]
+    md += [f"- {k}: {v}" for k, v in meta["versions"].items()]
+    md += ["", "## Commands", ""] + commands(res, cfg, rows)
+    if res["errors"]:
+        md += ["", "## Errors", ""] + [f"- {e}" for e in res["errors"]]
+    return "\n".join(md) + "\n"
+
+
+def write(cfg, res, workloads, bound):
+    names = [n for n in SERVER_ORDER if n in res["commands"] or n in res["checks"]]
+    rows = [Row(wl, res, names, bound) for wl in cfg.workloads]
+    date = res["meta"]["date"][:10]
+    outdir = f"{cfg.bench_dir}/results" if not cfg.no_report else cfg.tmp
+    os.makedirs(outdir, exist_ok=True)
+    pngs = {}
+    try:
+        pngs["ratios"] = f"{outdir}/{date}-vs-nginx.png"
+        plot_ratios(rows, cfg.tmp, pngs["ratios"], date)
+        pngs["costs"] = f"{outdir}/{date}-per-request.png"
+        if not plot_costs(rows, names, res["kernel"].get("callgrind") or {}, cfg.tmp,
+                          pngs["costs"], date):
+            del pngs["costs"]
+        pngs["memory"] = f"{outdir}/{date}-memory.png"
+        if not plot_memory(res, cfg.tmp, pngs["memory"], date):
+            del pngs["memory"]
+    except (RuntimeError, OSError) as e:
+        res["errors"].append(f"plots: {e}")
+        pngs = {k: v for k, v in pngs.items() if os.path.exists(v)}
+    text = render(cfg, res, rows, names, pngs, bound)
+    print(text)
+    if cfg.no_report:
+        log(f"no report file (NO_REPORT=1); plots in {outdir}")
+        return
+    path = f"{outdir}/{date}.md"
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+    with open(f"{outdir}/{date}.json", "w") as f:
+        json.dump(res, f, indent=1)
+    log(f"report: bench/results/{date}.md, plots: "
+        + ", ".join(f"bench/results/{os.path.basename(p)}" for p in pngs.values()))
+
+
+if __name__ == "__main__":
+    # python3 bench/report.py RESULTS.json OUTDIR: the report and plots of a
+    # saved run (bench/results/<date>.json), written again into OUTDIR.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import bench
+
+    class Again:
+        def __init__(self, res, outdir):
+            self.tmp, self.no_report = outdir, True
+            self.bench_dir = os.path.dirname(os.path.abspath(__file__))
+            self.idle_conns = res["meta"]["settings"]["idle_conns"]
+            keys = set(res["timed"]) | set(res["callgrind"])
+            self.workloads = [w for w in bench.WORKLOADS if w.key in keys]
+
+    with open(sys.argv[1]) as f:
+        saved = json.load(f)
+    os.makedirs(sys.argv[2], exist_ok=True)
+    write(Again(saved, sys.argv[2]), saved, bench.WORKLOADS, bench.CLIENT_BOUND_PCT)

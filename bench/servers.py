@@ -1,0 +1,312 @@
+"""Servers under test for bench/bench.py: how each is started, on which
+ports, and which process's CPU is its own.
+
+Every server offers three listeners on 127.0.0.1:
+  plain   HTTP/1.1
+  tls     HTTPS, session resumption on (stateless tickets)
+  full    HTTPS, no resumption: every handshake is a full one
+ringtls and h2o need a second process for `full` (resumption is a global
+setting there); nginx serves all three from its one worker.
+
+Modes: "time" (pinned, as configured), "callgrind" (under valgrind, one
+process), "check" (logs whether each handshake resumed; never timed).
+"""
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+CIPHER = "TLS_AES_128_GCM_SHA256"
+HELLO = b"Hello, World!"
+
+
+def free_ports(n):
+    """n distinct free ports, held together so that they differ. Another
+    process may still take one before a server binds it: start-up then
+    fails loudly rather than measuring the wrong thing."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def cpu_ticks(pid):
+    """utime + stime of the whole process (all threads), in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return int(rest[11]) + int(rest[12])
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+class ServerError(RuntimeError):
+    pass
+
+
+class Proc:
+    """One server process that we started, and stop by its PID."""
+
+    def __init__(self, name, argv, env, log, mode, workdir):
+        self.name, self.argv, self.mode, self.log = name, argv, mode, log
+        self.env = env
+        self.p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=open(log, "ab"),
+                                  stderr=subprocess.STDOUT, env=env, cwd=workdir)
+        self.pid = self.p.pid
+        # The command line as a person would type it, settings included.
+        extra = [f"{k}={shlex.quote(env[k])}" for k in ("OPENSSL_CONF", "LD_PRELOAD")
+                 if k in env and env.get(k) != os.environ.get(k)]
+        self.display = " ".join(extra + [shlex.join(argv)])
+        self.cpu_pid = self.pid   # the process whose CPU is the server's
+        self.children = []        # PIDs recorded at start, stopped by PID
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def stop(self, limit=15):
+        """SIGTERM (or callgrind_control -k: ringtls under valgrind ignores
+        SIGTERM), then SIGKILL after `limit` seconds; returns the exit code."""
+        if self.p.poll() is None:
+            if self.mode == "callgrind":
+                subprocess.run(["callgrind_control", "-k", str(self.pid)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+            else:
+                self.p.send_signal(signal.SIGTERM)
+        try:
+            rc = self.p.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            rc = self.p.wait()
+        for pid in self.children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return rc
+
+
+def wait_listening(proc, ports, timeout):
+    """Polls until every port accepts a TCP connection."""
+    end = time.time() + timeout
+    pending = list(ports)
+    while pending:
+        if not proc.alive():
+            raise ServerError(f"{proc.name} exited during start-up; log: {proc.log}\n"
+                              + tail(proc.log))
+        try:
+            socket.create_connection(("127.0.0.1", pending[0]), timeout=1).close()
+            pending.pop(0)
+            continue
+        except OSError:
+            pass
+        if time.time() > end:
+            raise ServerError(f"{proc.name} did not listen on {pending} within {timeout}s; "
+                              f"log: {proc.log}\n" + tail(proc.log))
+        time.sleep(0.1)
+
+
+def tail(path, n=15):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return ""
+
+
+def children_of(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+class Server:
+    """A server under test: its processes for one mode, and its ports."""
+    name = ""
+    # h2o and nginx get the same files; ringtls answers /hello itself.
+
+    def __init__(self, cfg, env):
+        self.cfg, self.env = cfg, env
+        self.procs = {}     # listener kind -> Proc
+        self.ports = {}     # listener kind -> port
+        self.started = []
+
+    def wrap(self, argv, mode, out_name):
+        """The command line for a mode: pinned for timing, under callgrind
+        for instruction counts."""
+        cfg = self.cfg
+        if mode == "callgrind":
+            argv = ["valgrind", "--tool=callgrind", "--quiet",
+                    f"--callgrind-out-file={cfg.tmp}/cg/{out_name}.%p.out"] + argv
+        if cfg.server_cpu is not None:
+            argv = ["taskset", "-c", str(cfg.server_cpu)] + argv
+        return argv
+
+    def stop(self):
+        rcs = {}
+        for proc in reversed(self.started):
+            rcs[proc.name] = proc.stop()
+        self.started = []
+        self.procs = {}
+        return rcs
+
+    def start_proc(self, name, argv, kinds, mode, env=None, timeout=None):
+        proc = Proc(name, argv, env or self.env, f"{self.cfg.tmp}/{name}.log", mode, self.cfg.tmp)
+        self.started.append(proc)
+        wait_listening(proc, [self.ports[k] for k in kinds],
+                       timeout or (120 if mode == "callgrind" else 15))
+        for k in kinds:
+            self.procs[k] = proc
+        return proc
+
+
+class Ringtls(Server):
+    name = "ringtls"
+
+    def version(self):
+        return run_text([self.cfg.ringtls, "--version"])
+
+    def start(self, mode):
+        cfg = self.cfg
+        plain, tls, full = free_ports(3)
+        self.ports = {"plain": plain, "tls": tls, "full": full}
+        base = [cfg.ringtls, "serve", "--root", f"{cfg.tmp}/www", "--threads", "1",
+                "--cert", cfg.cert, "--key", cfg.key, "--no-tls12",
+                "--tls13-ciphersuites", CIPHER, "--idle-timeout", "10m",
+                "--max-conns", str(max(16384, cfg.idle_conns + 1000))]
+        base += cfg.ringtls_ktls_args
+        if mode == "check":
+            base += ["--log-level", "debug"]
+        env = dict(self.env)
+        if mode == "callgrind":
+            # valgrind 3.19 fails openat2 with ENOSYS (see openat2_shim.c).
+            env["LD_PRELOAD"] = cfg.shim
+        main = base + ["--listen", f"127.0.0.1:{plain}", "--tls-listen", f"127.0.0.1:{tls}"]
+        self.start_proc(f"ringtls-{mode}", self.wrap(main, mode, "ringtls"),
+                        ["plain", "tls"], mode, env)
+        nores = base + ["--tls-listen", f"127.0.0.1:{full}", "--no-tickets"]
+        self.start_proc(f"ringtls-full-{mode}", self.wrap(nores, mode, "ringtls-full"),
+                        ["full"], mode, env)
+
+
+class Nginx(Server):
+    name = "nginx"
+
+    def version(self):
+        return run_text([self.cfg.nginx, "-v"])
+
+    def start(self, mode):
+        cfg = self.cfg
+        plain, tls, full = free_ports(3)
+        self.ports = {"plain": plain, "tls": tls, "full": full}
+        conf = f"{cfg.tmp}/nginx-{mode}.conf"
+        access = "access_log off;"
+        if mode == "check":
+            access = (f'log_format bench "$ssl_session_reused $connection_requests";\n'
+                      f"    access_log {cfg.tmp}/nginx-check-access.log bench;")
+        conns = cfg.idle_conns + 1000
+        subst = {
+            "@TMP@": cfg.tmp, "@PORT@": str(plain), "@TLS_PORT@": str(tls),
+            "@TLS_FULL_PORT@": str(full), "@ROOT@": f"{cfg.tmp}/www",
+            "@USER_DIRECTIVE@": "user root root;" if os.geteuid() == 0
+            else "# not root: the worker keeps the invoking user",
+            "@MASTER@": "master_process off" if mode == "callgrind" else "master_process on",
+            "@NOFILE@": str(2 * conns + 100), "@CONNS@": str(conns),
+            "@CERT@": cfg.cert, "@KEY@": cfg.key,
+            "@KTLS@": "ssl_conf_command Options KTLS;" if cfg.ktls else "# no kTLS here",
+            "access_log off;": access,
+        }
+        fill_template(f"{cfg.bench_dir}/nginx.conf.in", conf, subst)
+        argv = [cfg.nginx, "-p", f"{cfg.tmp}/", "-e", f"{cfg.tmp}/nginx-error.log", "-c", conf]
+        r = subprocess.run(argv + ["-t", "-q"], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise ServerError(f"nginx rejected {conf} (from bench/nginx.conf.in):\n{r.stderr}")
+        proc = self.start_proc(f"nginx-{mode}", self.wrap(argv, mode, "nginx"),
+                               ["plain", "tls", "full"], mode)
+        if mode != "callgrind":
+            # The worker does the work: measure it, and remember it so
+            # that a SIGKILLed master does not leave it running.
+            kids = []
+            for _ in range(50):
+                kids = children_of(proc.pid)
+                if kids:
+                    break
+                time.sleep(0.1)
+            if len(kids) != 1:
+                raise ServerError(f"expected one nginx worker under {proc.pid}, found {kids}")
+            proc.cpu_pid = kids[0]
+            proc.children = kids
+
+
+class H2o(Server):
+    name = "h2o"
+
+    def version(self):
+        return run_text([self.cfg.h2o, "--version"]).splitlines()[0]
+
+    def start(self, mode):
+        cfg = self.cfg
+        plain, tls, plain2, full = free_ports(4)
+        # The no-resumption instance needs a plaintext listener too: the
+        # template has one; nothing is measured on it.
+        self.ports = {"plain": plain, "tls": tls, "plain2": plain2, "full": full}
+        env = dict(self.env)
+        env["OPENSSL_CONF"] = cfg.h2o_openssl_conf
+        for name, res, kinds in ((f"h2o-{mode}", "ticket", ["plain", "tls"]),
+                                 (f"h2o-full-{mode}", "off", ["plain2", "full"])):
+            conf = f"{cfg.tmp}/{name}.conf"
+            access = ""
+            if mode == "check":
+                access = (f"access-log:\n  path: {cfg.tmp}/{name}-access.log\n"
+                          '  format: "%{ssl.session-reused}x %{http1.request-index}x"')
+            fill_template(f"{cfg.bench_dir}/h2o.conf.in", conf, {
+                "@TMP@": cfg.tmp, "@NAME@": name, "@PORT@": str(self.ports[kinds[0]]),
+                "@TLS_PORT@": str(self.ports[kinds[1]]), "@CERT@": cfg.cert, "@KEY@": cfg.key,
+                "@ROOT@": f"{cfg.tmp}/www", "@RESUMPTION@": res, "@ACCESS_LOG@": access,
+                "@CONNS@": str(cfg.idle_conns + 1000),
+                "@USER_DIRECTIVE@": "user: root" if os.geteuid() == 0 else ""})
+            proc = self.start_proc(name, self.wrap([cfg.h2o, "-c", conf], mode, name),
+                                   kinds, mode, env)
+            # h2o forks a crash-report helper (perl); stop it by PID too.
+            proc.children = children_of(proc.pid)
+
+
+def fill_template(src, dst, subst):
+    with open(src) as f:
+        # Comments stay in the template: they name the placeholders.
+        text = "".join(ln for ln in f if not ln.lstrip().startswith("#"))
+    for k, v in subst.items():
+        text = text.replace(k, v)
+    left = [m for line in text.splitlines()
+            for m in re.findall(r"@[A-Z_]+@", line.split("#", 1)[0])]
+    if left:
+        raise ServerError(f"{src}: {', '.join(left)} left unfilled in {dst}")
+    with open(dst, "w") as f:
+        f.write(text)
+
+
+def run_text(argv):
+    r = subprocess.run(argv, capture_output=True, text=True)
+    return (r.stdout + r.stderr).strip()
+
+
+SERVERS = {"ringtls": Ringtls, "nginx": Nginx, "h2o": H2o}
+
+
+def find_tool(name):
+    return shutil.which(name) or (f"/usr/sbin/{name}" if os.access(f"/usr/sbin/{name}", os.X_OK)
+                                  else None)
