@@ -1028,6 +1028,41 @@ def c_garbage_record(srv, version):
     return "%s; client saw %s" % (c, "the bad_record_mac alert" if alert else "no alert (%s)" % (end,))
 
 
+def c_stray_handshake(srv):
+    """A client's handshake message after the hand-off (TLS 1.2
+    renegotiation: s_client's `R` sends a ClientHello under the traffic
+    keys). Kernel RX hands it over as a handshake record; the server must
+    refuse it with unexpected_message, log one line and close, with no
+    decrypt error."""
+    ctr = Counters()
+    mark = srv.mark()
+    argv = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % srv.port, "-servername", "localhost",
+            "-CAfile", CA, "-tls1_2", "-msg"]
+    p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, close_fds=True)
+    try:
+        p.stdin.write(req())
+        p.stdin.flush()
+        time.sleep(1.0)
+        p.stdin.write(b"R\n")
+        p.stdin.flush()
+        time.sleep(1.5)
+        out, _ = p.communicate(timeout=PROC_TIMEOUT)  # closes stdin
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    text = out.decode(errors="replace")
+    expect(HELLO.decode() in text, "no response before the renegotiation: %s" % short(text))
+    expect("RENEGOTIATING" in text, "s_client did not renegotiate: %s" % short(text))
+    expect(re.search(r"Alert.*\n.*02 0a", text) or "unexpected message" in text.lower(),
+           "the client did not get an unexpected_message alert: %s" % short(text[-1500:]))
+    line = srv.wait_line(mark, r"unexpected post-handshake message")
+    expect(line, "no log line for the stray handshake message: %s" % short(srv.lines_since(mark)))
+    next_conn_works(srv, "1.2")
+    return ctr.check(2)
+
+
 def mode_paths(mode, version, no_rekey=False):
     """(tx, rx) in the kernel for a connection under --ktls MODE."""
     if HOST or mode == "off":
@@ -1190,6 +1225,9 @@ def main():
         for version in ("1.3", "1.2"):
             check("close: garbage record -> bad_record_mac, server closes TLSv%s" % version,
                   c_garbage_record, srv, version)
+        if not HOST:
+            check("close: stray handshake message (TLS 1.2 renegotiation) -> unexpected_message",
+                  c_stray_handshake, srv)
         srv.stop()
 
         if not ONLY or ONLY.search("client cert"):
