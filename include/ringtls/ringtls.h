@@ -160,6 +160,13 @@ void rtls_server_destroy(rtls_server *s);
 void *rtls_conn_data(rtls_conn *c);
 void *rtls_conn_ctx(rtls_conn *c);
 
+/* Writes the peer's address ("1.2.3.4:5", "[::1]:5") into out[0..n), or
+ * "?" if it is gone. For log lines; a getpeername(2) call each time. */
+int rtls_conn_peer(const rtls_conn *c, char *out, size_t n);
+
+/* Writes an address as "1.2.3.4:5" or "[::1]:5" into out[0..n). */
+int rtls_format_addr(const struct sockaddr_storage *ss, char *out, size_t n);
+
 /* Fills *info; see struct rtls_conn_info for string lifetimes. */
 int rtls_conn_query(const rtls_conn *c, struct rtls_conn_info *info);
 

@@ -7,33 +7,18 @@
 #include "options.h"
 #include "probe.h"
 
-/* listener.c formats addresses; the CLI has its own small copy of the
- * logic through rtls_server_listen_addr + inet_ntop. */
-#include <arpa/inet.h>
 
 static void log_listeners(rtls_server *s, const struct cli_opts *o)
 {
 	for (unsigned i = 0; i < o->nlisten; i++) {
 		struct sockaddr_storage ss;
 		socklen_t len;
-		char host[INET6_ADDRSTRLEN] = "?";
-		unsigned port = 0;
+		char addr[80];
 
 		if (rtls_server_listen_addr(s, i, &ss, &len) < 0)
 			continue;
-		if (ss.ss_family == AF_INET6) {
-			struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-			inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
-			port = ntohs(a->sin6_port);
-			rtls_log(RTLS_LOG_INFO, "listening on [%s]:%u (%s)", host, port,
-				 o->listen[i].tls ? "https" : "http");
-		} else {
-			struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-			inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
-			port = ntohs(a->sin_port);
-			rtls_log(RTLS_LOG_INFO, "listening on %s:%u (%s)", host, port,
-				 o->listen[i].tls ? "https" : "http");
-		}
+		rtls_format_addr(&ss, addr, sizeof(addr));
+		rtls_log(RTLS_LOG_INFO, "listening on %s (%s)", addr, o->listen[i].tls ? "https" : "http");
 	}
 }
 

@@ -7,6 +7,7 @@
  * A slot is reused only when FREE, and its generation changes then, so a
  * late completion for the old connection is recognised and dropped. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -455,5 +456,18 @@ int rtls_conn_query(const rtls_conn *c, struct rtls_conn_info *info)
 		info->peer_len = 0;
 	if (c->tp && c->tp->query)
 		c->tp->query(c, info);
+	return 0;
+}
+
+int rtls_conn_peer(const rtls_conn *c, char *out, size_t n)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (c->fd < 0 || getpeername(c->fd, (struct sockaddr *)&ss, &len) < 0) {
+		snprintf(out, n, "?");
+		return c->fd < 0 ? -EBADF : -errno;
+	}
+	rtls_format_addr(&ss, out, n);
 	return 0;
 }

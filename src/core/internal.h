@@ -290,7 +290,6 @@ char *rtls__bufring_addr(struct rtls__reactor *r, uint16_t bid);
 /* listener.c */
 int rtls__parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len);
 int rtls__listen_socket(const struct sockaddr_storage *ss, socklen_t len);
-int rtls__format_addr(const struct sockaddr_storage *ss, char *out, size_t n);
 
 /* timer.c */
 uint64_t rtls__now_ms(void);
@@ -306,7 +305,6 @@ void rtls__on_recv(struct rtls_conn *c, struct io_uring_cqe *cqe, enum rtls__op 
 struct rtls__ctl *rtls__conn_ctl(struct rtls_conn *c);
 void rtls__on_send(struct rtls_conn *c, int res);
 void rtls__on_splice(struct rtls_conn *c, enum rtls__op op, int res);
-void rtls__conn_maybe_free(struct rtls_conn *c);
 void rtls__conn_timeout(struct rtls_conn *c, enum rtls_timer t);
 void rtls__conn_shutdown(struct rtls_conn *c);
 void rtls__conn_kill(struct rtls_conn *c, int err);

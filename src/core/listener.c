@@ -71,7 +71,7 @@ int rtls__parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 	return inet_pton(AF_INET, host, &a4->sin_addr) == 1 ? 0 : -EINVAL;
 }
 
-int rtls__format_addr(const struct sockaddr_storage *ss, char *out, size_t n)
+int rtls_format_addr(const struct sockaddr_storage *ss, char *out, size_t n)
 {
 	char host[INET6_ADDRSTRLEN];
 

@@ -1,5 +1,4 @@
 /* Response heads, the cached Date header, and error responses. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -129,25 +128,10 @@ int rtls__http_simple(rtls_conn *c, int status, int keep_alive, const char *ctyp
 
 void rtls__http_error(rtls_conn *c, int status, const char *why, bool head)
 {
-	struct rtls_conn_info info;
-	char peer[64] = "?", body[96];
+	char peer[64], body[96];
 	int n;
 
-	if (rtls_conn_query(c, &info) == 0 && info.peer_len) {
-		char host[INET6_ADDRSTRLEN] = "?";
-		unsigned port = 0;
-
-		if (info.peer.ss_family == AF_INET6) {
-			const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&info.peer;
-			inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
-			port = ntohs(a->sin6_port);
-		} else {
-			const struct sockaddr_in *a = (const struct sockaddr_in *)&info.peer;
-			inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
-			port = ntohs(a->sin_port);
-		}
-		snprintf(peer, sizeof(peer), "%s:%u", host, port);
-	}
+	rtls_conn_peer(c, peer, sizeof(peer));
 	rtls_log(RTLS_LOG_INFO, "http %s: %d %s: %s", peer, status, rtls__http_reason(status), why);
 	n = snprintf(body, sizeof(body), "%d %s\n", status, rtls__http_reason(status));
 	rtls__http_simple(c, status, CONN_CLOSE, "text/plain; charset=utf-8",

@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <arpa/inet.h>
 
 #include "internal.h"
 
@@ -79,25 +78,6 @@ static void sink_init(void)
 
 static struct tconn *tc(const struct rtls_conn *c) { return c->tp_state; }
 
-void rtls__tls_peer(struct rtls_conn *c, char *out, size_t n)
-{
-	struct rtls_conn_info ci;
-
-	snprintf(out, n, "?");
-	if (rtls_conn_query(c, &ci) == 0 && ci.peer_len) {
-		char h[INET6_ADDRSTRLEN] = "?";
-
-		if (ci.peer.ss_family == AF_INET6) {
-			struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ci.peer;
-			inet_ntop(AF_INET6, &a->sin6_addr, h, sizeof(h));
-			snprintf(out, n, "[%s]:%u", h, ntohs(a->sin6_port));
-		} else {
-			struct sockaddr_in *a = (struct sockaddr_in *)&ci.peer;
-			inet_ntop(AF_INET, &a->sin_addr, h, sizeof(h));
-			snprintf(out, n, "%s:%u", h, ntohs(a->sin_port));
-		}
-	}
-}
 
 /* A plain HTTP request on the TLS port gets a plain HTTP answer, as nginx
  * does, instead of an alert the browser cannot show. */
@@ -120,7 +100,7 @@ void rtls__tls_fail(struct rtls_conn *c, struct tconn *t, const char *when)
 	const char *reason = e ? ERR_reason_error_string(e) : NULL;
 	char peer[64];
 
-	rtls__tls_peer(c, peer, sizeof(peer));
+	rtls_conn_peer(c, peer, sizeof(peer));
 	if (e && ERR_GET_REASON(e) == SSL_R_HTTP_REQUEST)
 		plain_http_answer(t);
 	rtls_log(t->established ? RTLS_LOG_INFO : x->fail_level, "tls %s: %s failed: %s", peer,
@@ -178,7 +158,7 @@ void rtls__tls_log_open(struct rtls_conn *c, struct tconn *t)
 
 	if (!rtls_log_enabled(RTLS_LOG_DEBUG))
 		return;
-	rtls__tls_peer(c, ps, sizeof(ps));
+	rtls_conn_peer(c, ps, sizeof(ps));
 	rtls_log(RTLS_LOG_DEBUG, "tls %s: %s %s alpn=%s sni=%s resumed=%s client=%s kernel-tx=%s kernel-rx=%s",
 		 ps, t->version, t->cipher, t->alpn[0] ? t->alpn : "-", t->sni[0] ? t->sni : "-",
 		 t->resumed ? "yes" : "no", t->subject ? t->subject : "-", t->ktx ? "yes" : "no",
@@ -303,7 +283,7 @@ static void tls_on_recv_eof(struct rtls_conn *c)
 
 	if (!t->established) {
 		if (!t->failed) {
-			rtls__tls_peer(c, peer, sizeof(peer));
+			rtls_conn_peer(c, peer, sizeof(peer));
 			rtls_log(RTLS_LOG_DEBUG, "tls %s: peer closed during the handshake", peer);
 		}
 		rtls__conn_kill(c, t->failed ? 0 : -ECONNRESET);
@@ -312,7 +292,7 @@ static void tls_on_recv_eof(struct rtls_conn *c)
 	if (!t->close_notify_in && c->state == CONN_OPEN) {
 		/* No close_notify: the stream may have been cut short by an
 		 * attacker or a crash; say so, unlike a clean close. */
-		rtls__tls_peer(c, peer, sizeof(peer));
+		rtls_conn_peer(c, peer, sizeof(peer));
 		rtls_log(RTLS_LOG_INFO, "tls %s: connection truncated (TCP FIN without close_notify)", peer);
 	}
 	rtls__deliver_eof(c);
@@ -431,7 +411,7 @@ static void tls_destroy(struct rtls_conn *c)
 	if (!t->established && c->close_err == -ETIMEDOUT) {
 		char peer[64];
 
-		rtls__tls_peer(c, peer, sizeof(peer));
+		rtls_conn_peer(c, peer, sizeof(peer));
 		rtls_log(RTLS_LOG_DEBUG, "tls %s: handshake timed out", peer);
 	}
 	SSL_free(t->ssl); /* frees both BIOs */

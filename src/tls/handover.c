@@ -201,7 +201,7 @@ static void fallback(struct rtls_conn *c, const char *dir, int err)
 	struct rtls_tls_ctx *x = (struct rtls_tls_ctx *)(void *)c->r->srv->cfg.tls;
 	char peer[64];
 
-	rtls__tls_peer(c, peer, sizeof(peer));
+	rtls_conn_peer(c, peer, sizeof(peer));
 	rtls_log(x->ktls == RTLS_KTLS_ON ? RTLS_LOG_WARN : RTLS_LOG_DEBUG,
 		 "tls %s: kernel %s not available (%s): staying in userspace", peer, dir, strerror(-err));
 }
@@ -291,7 +291,7 @@ static void rx_fail(struct rtls_conn *c, struct tconn *t, uint8_t alert, const c
 {
 	char peer[64];
 
-	rtls__tls_peer(c, peer, sizeof(peer));
+	rtls_conn_peer(c, peer, sizeof(peer));
 	rtls_log(RTLS_LOG_INFO, "tls %s: %s", peer, what);
 	t->failed = true;
 	rtls__tls_alert(c, t, alert);
@@ -314,7 +314,7 @@ static void on_alert(struct rtls_conn *c, struct tconn *t, const unsigned char *
 		rtls__deliver_eof(c);
 		return;
 	}
-	rtls__tls_peer(c, peer, sizeof(peer));
+	rtls_conn_peer(c, peer, sizeof(peer));
 	snprintf(what, sizeof(what), "received %s alert: %s", a[0] == 1 ? "warning" : "fatal",
 		 SSL_alert_desc_string_long(a[1]));
 	rtls_log(RTLS_LOG_INFO, "tls %s: %s", peer, what);

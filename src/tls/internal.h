@@ -98,7 +98,6 @@ struct tconn {
 /* conn.c */
 void rtls__tls_fail(struct rtls_conn *c, struct tconn *t, const char *when);
 void rtls__tls_read_records(struct rtls_conn *c, struct tconn *t, struct rtls_buf *raw);
-void rtls__tls_peer(struct rtls_conn *c, char *out, size_t n);
 void rtls__tls_log_open(struct rtls_conn *c, struct tconn *t);
 extern const struct rtls__transport rtls__tls_user, rtls__tls_ktx;
 
@@ -124,7 +123,6 @@ void rtls__tls_ktx_shutdown(struct rtls_conn *c);
 void rtls__tls_alert(struct rtls_conn *c, struct tconn *t, uint8_t desc);
 void rtls__tls_info_cb(const SSL *ssl, int where, int ret);
 void rtls__tls_keylog_cb(const SSL *ssl, const char *line);
-struct rtls_tls_ctx *rtls__tls_ctx_of(SSL *ssl);
 int rtls__tls_conn_attach(struct rtls_conn *c, struct rtls_tls_ctx *t);
 
 #endif

@@ -79,7 +79,7 @@ void rtls__tls_close_clean(struct rtls_conn *c, struct tconn *t, const char *why
 {
 	char peer[64];
 
-	rtls__tls_peer(c, peer, sizeof(peer));
+	rtls_conn_peer(c, peer, sizeof(peer));
 	rtls_log(RTLS_LOG_INFO, "tls %s: %s: closing", peer, why);
 	(void)t;
 	rtls_conn_close(c); /* queues close_notify through the transport */
@@ -155,7 +155,7 @@ static void flood_close(struct rtls_conn *c, struct tconn *t)
 	struct rtls_tls_ctx *x = (struct rtls_tls_ctx *)(void *)c->r->srv->cfg.tls;
 	char peer[64];
 
-	rtls__tls_peer(c, peer, sizeof(peer));
+	rtls_conn_peer(c, peer, sizeof(peer));
 	rtls_log(RTLS_LOG_INFO, "tls %s: more than %u KeyUpdates in a second: cut off", peer,
 		 x->key_update_max_rate);
 	t->failed = true;

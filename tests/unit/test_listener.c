@@ -38,7 +38,7 @@ int main(void)
 	a = rtls__listen_socket(&ss, len);
 	CHECK(a >= 0);
 	CHECK(getsockname(a, (struct sockaddr *)&got, &glen) == 0);
-	rtls__format_addr(&got, out, sizeof(out));
+	rtls_format_addr(&got, out, sizeof(out));
 	CHECK(strncmp(out, "127.0.0.1:", 10) == 0);
 	/* A second SO_REUSEPORT socket may share the port (one per reactor). */
 	b = rtls__listen_socket(&got, glen);
