@@ -245,6 +245,9 @@ struct rtls__reactor {
 	uint32_t *reap;             /* slots to free once their ops complete */
 	unsigned nreap;
 	uint64_t accept_retry_ms;   /* re-arm accepts after EMFILE, or 0 */
+	uint64_t accept_paused_ms;  /* when accepts began failing, or 0 */
+	uint64_t accept_logged_ms;  /* last "still failing" line */
+	unsigned accept_fails;      /* failed accepts since that line */
 	uint64_t full_logged_ms;
 	char *conn_data;            /* max_conns * handler.conn_data_size */
 	char *tp_data;              /* max_conns * tls conn_size */

@@ -30,6 +30,32 @@ static void wake_arm(struct rtls__reactor *r)
 	io_uring_sqe_set_data64(sqe, rtls__ud(OP_WAKE, 0, 0));
 }
 
+/* Out of descriptors or memory: the connection stays in the listen queue,
+ * so accepting again at once would fail again at once. Pause accepts and
+ * retry every 100 ms; say so once, then at most every 10 s. */
+static void accept_backoff(struct rtls__reactor *r, int err)
+{
+	/* Spare splice pipes are only a cache: give their fds back. */
+	rtls__pipes_free(r);
+	r->accept_retry_ms = r->now_ms + 100;
+	rtls__tick_arm(r);
+	if (!r->accept_paused_ms) {
+		r->accept_paused_ms = r->accept_logged_ms = r->now_ms;
+		r->accept_fails = 0;
+		rtls_log(RTLS_LOG_WARN, "reactor %u: accept: %s: pausing accepts, retrying every 100 ms",
+			 r->id, strerror(-err));
+		return;
+	}
+	r->accept_fails++;
+	if (r->now_ms - r->accept_logged_ms >= 10000) {
+		rtls_log(RTLS_LOG_WARN, "reactor %u: accept: still %s (%u retries in %llu s)",
+			 r->id, strerror(-err), r->accept_fails,
+			 (unsigned long long)(r->now_ms - r->accept_logged_ms) / 1000);
+		r->accept_logged_ms = r->now_ms;
+		r->accept_fails = 0;
+	}
+}
+
 static void on_accept(struct rtls__reactor *r, unsigned li, struct io_uring_cqe *cqe)
 {
 	struct rtls_conn *c;
@@ -37,14 +63,16 @@ static void on_accept(struct rtls__reactor *r, unsigned li, struct io_uring_cqe 
 	if (!(cqe->flags & IORING_CQE_F_MORE))
 		r->ls[li].armed = false;
 	if (cqe->res < 0) {
-		if (cqe->res == -EMFILE || cqe->res == -ENFILE || cqe->res == -ENOMEM) {
-			rtls_log(RTLS_LOG_WARN, "accept: %s; retrying in 100 ms", strerror(-cqe->res));
-			r->accept_retry_ms = r->now_ms + 100;
-			rtls__tick_arm(r);
-		} else if (cqe->res != -ECANCELED && cqe->res != -EINTR) {
+		if (cqe->res == -EMFILE || cqe->res == -ENFILE || cqe->res == -ENOMEM)
+			accept_backoff(r, cqe->res);
+		else if (cqe->res != -ECANCELED && cqe->res != -EINTR)
 			rtls_log(RTLS_LOG_WARN, "accept: %s", strerror(-cqe->res));
-		}
 		return;
+	}
+	if (r->accept_paused_ms) {
+		rtls_log(RTLS_LOG_INFO, "reactor %u: accepting again after %.1f s", r->id,
+			 (double)(r->now_ms - r->accept_paused_ms) / 1000.0);
+		r->accept_paused_ms = 0;
 	}
 	if (r->stopping) {
 		close(cqe->res);
@@ -111,9 +139,9 @@ static void on_tick(struct rtls__reactor *r)
 	if (r->now_ms + 1 >= r->tick_deadline_ms)
 		r->tick_deadline_ms = 0;
 	rtls__timers_expire(r);
-	if (r->accept_retry_ms && r->now_ms >= r->accept_retry_ms && !r->stopping) {
+	if (r->accept_retry_ms && r->now_ms >= r->accept_retry_ms) {
 		r->accept_retry_ms = 0;
-		for (unsigned i = 0; i < r->srv->nlisteners; i++)
+		for (unsigned i = 0; i < r->srv->nlisteners && !r->stopping; i++)
 			accept_arm(r, i);
 	}
 	rtls__tick_arm(r);

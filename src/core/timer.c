@@ -75,6 +75,10 @@ void rtls__tick_arm(struct rtls__reactor *r)
 	}
 	if (r->stopping && (!earliest || r->stop_deadline_ms < earliest))
 		earliest = r->stop_deadline_ms;
+	/* Accepts paused by EMFILE resume on a tick too: without it they
+	 * would wait for some connection's timer, or forever. */
+	if (r->accept_retry_ms && (!earliest || r->accept_retry_ms < earliest))
+		earliest = r->accept_retry_ms;
 	if (!earliest || (r->tick_deadline_ms && r->tick_deadline_ms <= earliest))
 		return;
 	/* A later tick may still be pending; it will only cause a scan,
