@@ -189,6 +189,11 @@ void rtls_conn_commit(rtls_conn *c, size_t used);
  * error. Ordered with rtls_conn_write(). */
 int rtls_conn_write_file(rtls_conn *c, int fd, off_t off, size_t len);
 
+/* Takes now what sending a file on c will need (a splice pipe, unless the
+ * transport encrypts in userspace), so that running out of descriptors
+ * shows before a response head is queued. 0, or -EMFILE / -ENFILE. */
+int rtls_conn_file_ready(rtls_conn *c);
+
 /* Starts sending everything queued, as one send where possible. */
 int rtls_conn_flush(rtls_conn *c);
 

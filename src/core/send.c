@@ -36,6 +36,14 @@ static int pipe_get(struct rtls_conn *c)
 	return 0;
 }
 
+int rtls_conn_file_ready(rtls_conn *c)
+{
+	/* A sealing transport (userspace TLS) reads files with pread. */
+	if (c->tp && c->tp->seal)
+		return 0;
+	return pipe_get(c);
+}
+
 /* An empty pipe goes back to the reactor's pool for the next file. */
 static void pipe_put(struct rtls_conn *c)
 {
@@ -180,6 +188,8 @@ static void send_next(struct rtls_conn *c)
 			int ret = pipe_get(c);
 
 			if (ret < 0) {
+				rtls_log(RTLS_LOG_WARN, "conn %u: no splice pipe for a file body: %s: "
+					 "connection cut", c->slot, strerror(-ret));
 				rtls__conn_kill(c, ret);
 				return;
 			}

@@ -48,6 +48,12 @@ static int open_status(int err, const char **why)
 	case -EPERM:
 		*why = "permission denied";
 		return 403;
+	case -EMFILE:
+	case -ENFILE:
+	case -ENOMEM:
+		/* The server's trouble, and passing: not 404, not 500. */
+		*why = err == -ENOMEM ? "out of memory" : "out of file descriptors";
+		return 503;
 	default:
 		*why = "cannot open file";
 		return 500;
@@ -116,6 +122,13 @@ static int send_file(rtls_conn *c, const struct hreq *q, int fd, const struct st
 		snprintf(extra + n, sizeof(extra) - (size_t)n,
 			 "Content-Range: bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64 "\r\n", first, last, size);
 	uint64_t len = size ? last - first + 1 : 0;
+	/* The splice pipe is taken now: out of descriptors is then a 503,
+	 * not a head promising a body that never comes. */
+	if (!q->head && len && rtls_conn_file_ready(c) < 0) {
+		close(fd);
+		rtls__http_error(c, 503, "out of file descriptors (splice pipe)", q->head);
+		return 1;
+	}
 	ret = rtls__http_head(c, status, q->keep_alive, extra, len);
 	if (ret < 0 || q->head || len == 0) {
 		close(fd);
