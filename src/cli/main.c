@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "options.h"
@@ -20,6 +21,25 @@ static void log_listeners(rtls_server *s, const struct cli_opts *o)
 		rtls_format_addr(&ss, addr, sizeof(addr));
 		rtls_log(RTLS_LOG_INFO, "listening on %s (%s)", addr, o->listen[i].tls ? "https" : "http");
 	}
+}
+
+/* Every connection is a descriptor, and the usual soft limit (1024) is far
+ * below --max-conns: raise it to the hard limit, as nginx's
+ * worker_rlimit_nofile or the Go runtime do. The hard limit stays the
+ * administrator's bound; at it, accepts pause and resume (reactor.c). */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+	rlim_t was;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max ||
+	    rl.rlim_max == RLIM_INFINITY)
+		return;
+	was = rl.rlim_cur;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+		rtls_log(RTLS_LOG_DEBUG, "descriptor limit raised from %llu to %llu",
+			 (unsigned long long)was, (unsigned long long)rl.rlim_max);
 }
 
 static bool needs_tls(const struct cli_opts *o)
@@ -42,6 +62,7 @@ static int serve(int argc, char **argv)
 	if (ret)
 		return ret > 0 ? 0 : 2;
 	rtls_log_set_level(o.log_level);
+	raise_nofile();
 	ret = rtls_http_config_open(&o.http);
 	if (ret < 0) {
 		fprintf(stderr, "ringtls: --root %s: %s\n", o.http.root, strerror(-ret));

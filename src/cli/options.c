@@ -76,16 +76,21 @@ void cli_usage(FILE *f)
 	      f);
 }
 
-static int parse_uint(const char *flag, const char *s, unsigned long long max,
-		      unsigned long long *out)
+/* The lower bounds: 0 would mean "the default" to the engine, or a server
+ * that refuses every request. A head shorter than MIN_HEAD cannot hold
+ * "GET / HTTP/1.1", a Host field and a few more. */
+#define MIN_HEAD 64
+
+static int parse_uint(const char *flag, const char *s, unsigned long long min,
+		      unsigned long long max, unsigned long long *out)
 {
 	char *end;
 	unsigned long long v;
 
 	errno = 0;
 	v = strtoull(s, &end, 10);
-	if (errno || end == s || *end || *s == '-' || v > max) {
-		fprintf(stderr, "ringtls: %s: not a number in 0..%llu: '%s'\n", flag, max, s);
+	if (errno || end == s || *end || *s == '-' || v < min || v > max) {
+		fprintf(stderr, "ringtls: %s: not a number in %llu..%llu: '%s'\n", flag, min, max, s);
 		return -1;
 	}
 	*out = v;
@@ -228,13 +233,14 @@ static int apply_tls(struct cli_opts *o, int opt, const char *arg)
 	case O_KUMAX: {
 		unsigned long long v;
 
-		if (parse_uint("--key-update-max-rate", arg, 1000000, &v) < 0)
+		if (parse_uint("--key-update-max-rate", arg, 1, 1000000, &v) < 0)
 			return -1;
 		o->tls.key_update_max_rate = (unsigned)v;
 		return 0;
 	}
 	case O_KUAFTER:
-		return parse_uint("--key-update-after-records", arg, ULLONG_MAX, &o->tls.key_update_records);
+		return parse_uint("--key-update-after-records", arg, 1, ULLONG_MAX,
+				  &o->tls.key_update_records);
 	case O_KTLS: {
 		static const char *const modes[] = { "auto", "off", "tx", "rx", "on" };
 
@@ -274,36 +280,32 @@ static int apply(struct cli_opts *o, int opt, const char *arg)
 	case O_ROOT: o->http.root = arg; return 0;
 	case O_FOLLOW: o->http.follow_symlinks = true; return 0;
 	case O_THREADS:
-		if (parse_uint("--threads", arg, 1024, &v) < 0)
+		if (parse_uint("--threads", arg, 1, 1024, &v) < 0)
 			return -1;
-		if (v == 0) {
-			fprintf(stderr, "ringtls: --threads: must be at least 1\n");
-			return -1;
-		}
 		o->cfg.threads = (unsigned)v;
 		return 0;
 	case O_MAXCONNS:
-		if (parse_uint("--max-conns", arg, 1u << 24, &v) < 0)
+		if (parse_uint("--max-conns", arg, 1, 1u << 24, &v) < 0)
 			return -1;
 		o->cfg.max_conns = (unsigned)v;
 		return 0;
 	case O_MAXHEAD:
-		if (parse_uint("--max-header-bytes", arg, 1u << 20, &v) < 0)
+		if (parse_uint("--max-header-bytes", arg, MIN_HEAD, 1u << 20, &v) < 0)
 			return -1;
 		o->http.max_head = (size_t)v;
 		return 0;
 	case O_MAXURI:
-		if (parse_uint("--max-uri-bytes", arg, 1u << 20, &v) < 0)
+		if (parse_uint("--max-uri-bytes", arg, 1, 1u << 20, &v) < 0)
 			return -1;
 		o->http.max_target = (size_t)v;
 		return 0;
 	case O_MAXHEADERS:
-		if (parse_uint("--max-headers", arg, 256, &v) < 0)
+		if (parse_uint("--max-headers", arg, 1, 256, &v) < 0)
 			return -1;
 		o->http.max_headers = (unsigned)v;
 		return 0;
 	case O_MAXBODY:
-		if (parse_uint("--max-body-bytes", arg, ULLONG_MAX, &v) < 0)
+		if (parse_uint("--max-body-bytes", arg, 0, ULLONG_MAX, &v) < 0)
 			return -1;
 		o->http.max_body = v;
 		return 0;
@@ -315,9 +317,42 @@ static int apply(struct cli_opts *o, int opt, const char *arg)
 	}
 }
 
+static const char *opt_name(int opt)
+{
+	for (const struct option *l = longopts; l->name; l++)
+		if (l->val == opt)
+			return l->name;
+	return "?";
+}
+
+/* Options that cannot all take effect are refused, not silently ignored.
+ * tls_opt: the first TLS-only option given, or 0. */
+static int check_conflicts(const struct cli_opts *o, int tls_opt)
+{
+	bool tls = false;
+
+	for (unsigned i = 0; i < o->nlisten; i++)
+		tls |= o->listen[i].tls != 0;
+	if (tls_opt && o->nlisten && !tls) {
+		fprintf(stderr, "ringtls: --%s is a TLS option, but no --tls-listen was given\n",
+			opt_name(tls_opt));
+		return -1;
+	}
+	if (o->tls.no_tickets && o->tls.ticket_key_file) {
+		fprintf(stderr, "ringtls: --no-tickets conflicts with --ticket-key-file: give one\n");
+		return -1;
+	}
+	if (o->tls.ktls == RTLS_KTLS_OFF && (o->tls.ktls_zerocopy || o->tls.ktls_rx_no_rekey)) {
+		fprintf(stderr, "ringtls: --%s needs kernel TLS, but --ktls off was given\n",
+			o->tls.ktls_zerocopy ? "ktls-zerocopy" : "ktls-rx-no-rekey");
+		return -1;
+	}
+	return 0;
+}
+
 int cli_parse_serve(int argc, char **argv, struct cli_opts *o)
 {
-	int opt;
+	int opt, tls_opt = 0;
 
 	memset(o, 0, sizeof(*o));
 	rtls_http_config_defaults(&o->http);
@@ -341,6 +376,8 @@ int cli_parse_serve(int argc, char **argv, struct cli_opts *o)
 		default:
 			if (apply(o, opt, optarg) < 0)
 				return -1;
+			if (!tls_opt && opt > O_TLSLISTEN && opt <= O_KUAFTER)
+				tls_opt = opt;
 			break;
 		}
 	}
@@ -353,6 +390,8 @@ int cli_parse_serve(int argc, char **argv, struct cli_opts *o)
 			o->ncert_files, o->nkey_files);
 		return -1;
 	}
+	if (check_conflicts(o, tls_opt) < 0)
+		return -1;
 	if (o->tls.client_ca && o->tls.client_auth == RTLS_CLIENT_AUTH_NONE)
 		o->tls.client_auth = RTLS_CLIENT_AUTH_OPTIONAL;
 	if (!o->nlisten) {
