@@ -191,10 +191,15 @@ void rtls__tls_read_records(struct rtls_conn *c, struct tconn *t, struct rtls_bu
 
 	while (c->state == CONN_OPEN) {
 		struct rtls_buf b;
-		char *dst = raw ? (char *)(uintptr_t)raw->data : malloc(READ_CHUNK);
+		char *dst;
 		size_t cap = raw ? ring_cap : READ_CHUNK;
 		int n, err;
 
+		/* Most reads are one record: once it is out, do not allocate a
+		 * chunk only to hear WANT_READ. */
+		if (!raw && !SSL_has_pending(t->ssl) && BIO_ctrl_pending(t->rbio) == 0)
+			return;
+		dst = raw ? (char *)(uintptr_t)raw->data : malloc(READ_CHUNK);
 		if (!dst) {
 			rtls_conn_abort(c, -ENOMEM);
 			return;
