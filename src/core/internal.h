@@ -71,6 +71,13 @@ struct rtls__seg {
 
 struct rtls__wbuf {
 	char *data;
+/* A side keeps its memory between rounds up to this much (wbuf.c). */
+#define RTLS__WBUF_KEEP_MAX (1024u * 1024u)
+/* Output buffers of at least RTLS__SPARE_MIN bytes that a connection
+ * lets go are kept for the next big response, up to this many a reactor. */
+#define RTLS__SPARE_SIDES 8u
+#define RTLS__SPARE_MIN (64u * 1024u)
+
 	size_t len, cap;
 	struct rtls__seg *segs;
 	unsigned nsegs, segcap;
@@ -255,6 +262,8 @@ struct rtls__reactor {
 	unsigned npipes, pipecap;
 	int err;
 	uint64_t now_ms;
+	struct rtls__wbuf spare[RTLS__SPARE_SIDES]; /* big idle output buffers */
+	unsigned nspare;
 };
 
 struct rtls_server {
@@ -339,3 +348,9 @@ size_t rtls__wbuf_bytes(const struct rtls__wbuf *w);
 void rtls__wbuf_consume(struct rtls__wbuf *w, unsigned segs, size_t mem, size_t file);
 
 #endif
+/* The reactor's spare big buffers (send.c). side_release frees a side,
+ * keeping its memory as a spare when big; side_reserve makes room for
+ * `need` more bytes, from a spare when an empty side needs a big one. */
+void rtls__side_release(struct rtls__reactor *r, struct rtls__wbuf *w);
+char *rtls__side_reserve(struct rtls__reactor *r, struct rtls__wbuf *w, size_t need);
+void rtls__spares_free(struct rtls__reactor *r);

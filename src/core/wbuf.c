@@ -127,7 +127,10 @@ size_t rtls__wbuf_bytes(const struct rtls__wbuf *w)
 }
 
 /* Empties the buffer, closing any file not yet sent. Keeps the memory for
- * reuse unless it grew large (a 1 MiB response should not pin 1 MiB). */
+ * the next round: a TLS file body is sealed 256 KiB a round, and freeing
+ * that between rounds made malloc map, fault in and unmap it every time.
+ * Only a pathological buffer goes now; the rest goes when the connection
+ * is idle (send.c frees both sides then). */
 void rtls__wbuf_reset(struct rtls__wbuf *w)
 {
 	for (unsigned i = 0; i < w->nsegs; i++)
@@ -135,7 +138,7 @@ void rtls__wbuf_reset(struct rtls__wbuf *w)
 			close(w->segs[i].fd);
 	w->nsegs = 0;
 	w->len = 0;
-	if (w->cap > 65536) {
+	if (w->cap > RTLS__WBUF_KEEP_MAX) {
 		free(w->data);
 		w->data = NULL;
 		w->cap = 0;

@@ -324,6 +324,19 @@ static int tls_seal_file(struct tconn *t, struct rtls__seg *s, size_t *done, siz
 	return 0;
 }
 
+/* Bytes one seal round makes: the buffered plaintext, a budget's worth of
+ * file, and a record's overhead per 16 KiB (TLS 1.2 GCM's 29 is the most). */
+static size_t seal_estimate(const struct rtls__wbuf *in, size_t budget)
+{
+	size_t n = in->len, files = 0;
+
+	for (unsigned i = 0; i < in->nsegs; i++)
+		if (in->segs[i].fd >= 0)
+			files += in->segs[i].flen;
+	n += files < budget ? files : budget;
+	return n + (n / 16384u + 2u) * 32u;
+}
+
 static int tls_seal(struct rtls_conn *c, struct rtls__wbuf *in, struct rtls__wbuf *out)
 {
 	struct tconn *t = tc(c);
@@ -342,6 +355,9 @@ static int tls_seal(struct rtls_conn *c, struct rtls__wbuf *in, struct rtls__wbu
 	if (!in->nsegs)
 		goto done;
 	rtls__ku_check_limits(c, t);
+	/* One allocation for the round instead of realloc doubling per record. */
+	if (!rtls__side_reserve(c->r, out, seal_estimate(in, budget)))
+		return -ENOMEM;
 	t->sink = out;
 	for (; i < in->nsegs && ret == 0; i++) {
 		struct rtls__seg *s = &in->segs[i];

@@ -5,6 +5,43 @@
 #include "internal.h"
 #include "unit/check.h"
 
+/* Big sides a connection lets go are kept by the reactor, bounded, and
+ * given to the next empty side that needs that much. */
+static void spares(void)
+{
+	static struct rtls__reactor r;
+	struct rtls__wbuf a = { 0 }, b = { 0 };
+	char *big;
+
+	CHECK(rtls__wbuf_append(&a, "small", 5) == 0);
+	rtls__side_release(&r, &a);
+	CHECK_EQ_INT(r.nspare, 0); /* small buffers are simply freed */
+	CHECK(rtls__side_reserve(&r, &a, 200000) != NULL);
+	big = a.data;
+	rtls__side_release(&r, &a);
+	CHECK_EQ_INT(r.nspare, 1);
+	CHECK(a.data == NULL && a.cap == 0);
+	CHECK(rtls__side_reserve(&r, &b, 1000) != NULL); /* small need: no spare */
+	CHECK_EQ_INT(r.nspare, 1);
+	CHECK(b.data != big);
+	CHECK(rtls__wbuf_commit(&b, 3) == 0);
+	CHECK(rtls__side_reserve(&r, &b, 100000) != NULL); /* not empty: no spare */
+	CHECK_EQ_INT(r.nspare, 1);
+	rtls__wbuf_free(&b);
+	CHECK(rtls__side_reserve(&r, &b, 100000) == big);
+	CHECK_EQ_INT(r.nspare, 0);
+	struct rtls__wbuf t[RTLS__SPARE_SIDES + 2] = { { 0 } };
+
+	for (unsigned i = 0; i < RTLS__SPARE_SIDES + 2; i++)
+		CHECK(rtls__side_reserve(&r, &t[i], RTLS__SPARE_MIN) != NULL);
+	for (unsigned i = 0; i < RTLS__SPARE_SIDES + 2; i++)
+		rtls__side_release(&r, &t[i]);
+	CHECK_EQ_INT(r.nspare, RTLS__SPARE_SIDES); /* bounded */
+	rtls__side_release(&r, &b);
+	rtls__spares_free(&r);
+	CHECK_EQ_INT(r.nspare, 0);
+}
+
 int main(void)
 {
 	struct rtls__wbuf w = { 0 };
@@ -31,12 +68,18 @@ int main(void)
 	memset(p, 'x', 100000);
 	CHECK_EQ_INT(rtls__wbuf_commit(&w, 5), 0);
 	CHECK_EQ_INT(w.len, 16);
-	/* reset closes unsent files and frees an oversized buffer */
+	/* reset closes unsent files and keeps a round-sized buffer... */
 	rtls__wbuf_reset(&w);
 	CHECK_EQ_INT(w.len, 0);
 	CHECK_EQ_INT(w.nsegs, 0);
 	CHECK(fcntl(fd, F_GETFD) < 0);
+	CHECK(w.data != NULL);
+	CHECK(w.cap >= 100000);
+	/* ...but not a pathological one */
+	CHECK(rtls__wbuf_reserve(&w, 2 * RTLS__WBUF_KEEP_MAX) != NULL);
+	rtls__wbuf_reset(&w);
 	CHECK(w.data == NULL);
 	rtls__wbuf_free(&w);
+	spares();
 	CHECK_DONE();
 }
