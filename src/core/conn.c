@@ -342,11 +342,12 @@ void rtls__conn_kill(struct rtls_conn *c, int err)
 		io_uring_sqe_set_data64(sqe, rtls__ud(OP_IGNORE, 0, 0));
 	}
 	/* A send or splice blocked on a full socket completes at once after
-	 * shutdown; the close below would not wake it (it holds the file). */
+	 * shutdown. The fd itself stays open until conn_free(): a request
+	 * prepared but not yet submitted, or a splice queued to io-wq, looks
+	 * the number up only when it runs, and after a close the next accept
+	 * (either reactor: one fd table) may already own that number. */
 	if (c->send_inflight)
 		shutdown(c->fd, SHUT_RDWR);
-	close(c->fd);
-	c->fd = -1;
 	drop_paused(c);
 	if (c->handler_open) {
 		c->handler_open = false;
@@ -366,8 +367,8 @@ static void conn_free(struct rtls_conn *c)
 {
 	struct rtls__reactor *r = c->r;
 
-	rtls__side_release(r, &c->w[0]);
-	rtls__side_release(r, &c->w[1]);
+	rtls__wbuf_free(&c->w[0]);
+	rtls__wbuf_free(&c->w[1]);
 	if (!c->ctl_borrowed)
 		free(c->ctl);
 	c->ctl = NULL;
@@ -375,6 +376,8 @@ static void conn_free(struct rtls_conn *c)
 		close(c->pipe[0]);
 		close(c->pipe[1]);
 	}
+	close(c->fd);
+	c->fd = -1;
 	c->state = CONN_FREE;
 	c->gen++;
 	r->free_slots[r->nfree++] = c->slot;
