@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "cmsg.h"
 #include "internal.h"
 
 struct rtls_conn *rtls__conn_new(struct rtls__reactor *r, int fd, unsigned listener)
@@ -206,12 +207,16 @@ static void recv_error(struct rtls_conn *c, int res)
 /* The content type kTLS put in the control message; data if none. */
 static int record_type(struct rtls_conn *c)
 {
-	struct cmsghdr *cm = (struct cmsghdr *)(void *)c->ctl->rcbuf.buf;
+	size_t len = c->ctl->rmsg.msg_controllen;
+	int type;
 
-	if (cm->cmsg_len >= CMSG_LEN(1) && cm->cmsg_level == RTLS_SOL_TLS &&
-	    cm->cmsg_type == RTLS_TLS_GET_RECORD_TYPE)
-		return *(unsigned char *)CMSG_DATA(cm);
-	return 23; /* application_data */
+	/* The kernel writes msg_controllen back; the buffer was zeroed, so
+	 * a kernel that did not still reads as "no control message". */
+	if (len > sizeof(c->ctl->rcbuf.buf))
+		len = sizeof(c->ctl->rcbuf.buf);
+	type = rtls__cmsg_find_u8((const unsigned char *)c->ctl->rcbuf.buf, len, RTLS_SOL_TLS,
+				  RTLS_TLS_GET_RECORD_TYPE);
+	return type < 0 ? 23 /* application_data */ : type;
 }
 
 void rtls__on_recv(struct rtls_conn *c, struct io_uring_cqe *cqe, enum rtls__op op)

@@ -517,7 +517,7 @@ int rtls__tls_conn_attach(struct rtls_conn *c, struct rtls_tls_ctx *x)
 	SSL_set_bio(t->ssl, t->rbio, wbio);
 	SSL_set_accept_state(t->ssl);
 	SSL_set_app_data(t->ssl, t);
-	t->mark = UINT64_MAX;
+	t->out.mark = UINT64_MAX;
 	c->tp = &rtls__tls_user;
 	c->tp_state = t;
 	if (x->ktls_usable && (x->ktls == RTLS_KTLS_AUTO || x->ktls == RTLS_KTLS_ON ||

@@ -15,7 +15,6 @@
  * OpenSSL never encrypts for this connection again. */
 #include <errno.h>
 #include <openssl/err.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -24,74 +23,23 @@
 #include "ktls.h"
 #include "../core/util.h"
 
-#define CT_CHANGE_CIPHER_SPEC 20
-#define CT_ALERT 21
-#define CT_HANDSHAKE 22
-#define CT_APPLICATION_DATA 23
-
 /* Counts the records of our output stream that start at or after the mark. */
 void rtls__tls_sink_account(struct tconn *t, const unsigned char *p, size_t n)
 {
-	while (n) {
-		size_t take;
-
-		if (t->out_left == 0 && t->out_hdr_len < 5) {
-			if (t->out_hdr_len == 0)
-				t->out_rec_start = t->out_pos;
-			take = 5u - t->out_hdr_len;
-			take = take < n ? take : n;
-			memcpy(t->out_hdr + t->out_hdr_len, p, take);
-			t->out_hdr_len = (uint8_t)(t->out_hdr_len + take);
-			if (t->out_hdr_len == 5) {
-				t->out_left = (uint32_t)(t->out_hdr[3] << 8 | t->out_hdr[4]);
-				if (t->mark != UINT64_MAX && t->out_rec_start >= t->mark)
-					t->tx_records++;
-				/* TLS 1.2: the record after our CCS starts the epoch. */
-				if (t->out_hdr[0] == CT_CHANGE_CIPHER_SPEC && t->ssl &&
-				    SSL_version(t->ssl) == TLS1_2_VERSION) {
-					t->mark = t->out_pos + take + t->out_left;
-					t->tx_records = 0;
-				}
-				if (t->out_left == 0)
-					t->out_hdr_len = 0;
-			}
-		} else {
-			take = t->out_left < n ? t->out_left : n;
-			t->out_left -= (uint32_t)take;
-			if (t->out_left == 0)
-				t->out_hdr_len = 0;
-		}
-		t->out_pos += take;
-		p += take;
-		n -= take;
-	}
+	rtls__rec_tx_feed(&t->out, p, n, t->ssl && SSL_version(t->ssl) == TLS1_2_VERSION);
 }
 
 /* RX_EXACT: follows record boundaries of the input and sets the next read
  * to end exactly at the current header or body. */
 void rtls__tls_in_account(struct rtls_conn *c, struct tconn *t, const unsigned char *p, size_t n)
 {
-	while (n) {
-		size_t take;
+	bool hdr_done;
+	size_t take;
 
-		if (t->in_left == 0) {
-			take = 5u - t->in_hdr_len;
-			take = take < n ? take : n;
-			memcpy(t->in_hdr + t->in_hdr_len, p, take);
-			t->in_hdr_len = (uint8_t)(t->in_hdr_len + take);
-			if (t->in_hdr_len == 5) {
-				t->in_left = (uint32_t)(t->in_hdr[3] << 8 | t->in_hdr[4]);
-				t->in_hdr_len = 0;
-			}
-		} else {
-			take = t->in_left < n ? t->in_left : n;
-			t->in_left -= (uint32_t)take;
-		}
-		p += take;
-		n -= take;
-	}
+	for (; n; p += take, n -= take)
+		take = rtls__rec_step(&t->in, p, n, &hdr_done);
 	/* A length OpenSSL will reject still needs a bounded read. */
-	c->rx_limit = t->in_left ? t->in_left : 5u - t->in_hdr_len;
+	c->rx_limit = rtls__rec_want(&t->in);
 }
 
 /* SSL_CTX info callback: remember the last alert we sent, so that under
@@ -135,8 +83,7 @@ void rtls__tls_keylog_cb(const SSL *ssl, const char *line)
 		dst = t->srv_secret;
 		have = &t->have_srv_secret;
 		/* Our Finished has been written: later records use this key. */
-		t->mark = t->out_pos;
-		t->tx_records = 0;
+		rtls__rec_tx_mark(&t->out);
 	} else if (strncmp(line, "CLIENT_TRAFFIC_SECRET_0 ", 24) == 0) {
 		dst = t->cli_secret;
 		have = &t->have_cli_secret;
@@ -163,7 +110,7 @@ void rtls__tls_decide(struct rtls_conn *c, struct tconn *t)
 	/* RX only if the handshake was read record-exactly; TLS 1.3 RX only
 	 * where the kernel can take the key a peer KeyUpdate brings, unless
 	 * forced (then a KeyUpdate ends the connection). */
-	rx = c->rx_mode == RX_EXACT && t->in_left == 0 && t->in_hdr_len == 0 &&
+	rx = c->rx_mode == RX_EXACT && rtls__rec_at_boundary(&t->in) &&
 	     BIO_ctrl_pending(t->rbio) == 0 &&
 	     (s.version != TLS1_3_VERSION || x->ktls_rekey || x->ktls_rx_no_rekey) &&
 	     (x->ktls == RTLS_KTLS_AUTO || x->ktls == RTLS_KTLS_ON || x->ktls == RTLS_KTLS_RX);
@@ -184,13 +131,13 @@ static void derive(struct tconn *t, struct rtls__ktls_info *tx, struct rtls__ktl
 	}
 	if (s.version == TLS1_2_VERSION) {
 		/* The client's Finished was its record 0 under these keys. */
-		if (t->mark == UINT64_MAX ||
-		    rtls__ktls_info_tls12(t->ssl, &s, t->tx_records, 1, tx, rx) < 0)
+		if (t->out.mark == UINT64_MAX ||
+		    rtls__ktls_info_tls12(t->ssl, &s, t->out.records, 1, tx, rx) < 0)
 			t->want_ktx = t->want_krx = false;
 		return;
 	}
-	if (t->want_ktx && (!t->have_srv_secret || t->mark == UINT64_MAX ||
-			    rtls__ktls_info_tls13(&s, t->srv_secret, t->tx_records, tx) < 0))
+	if (t->want_ktx && (!t->have_srv_secret || t->out.mark == UINT64_MAX ||
+			    rtls__ktls_info_tls13(&s, t->srv_secret, t->out.records, tx) < 0))
 		t->want_ktx = false;
 	if (t->want_krx && (!t->have_cli_secret || rtls__ktls_info_tls13(&s, t->cli_secret, 0, rx) < 0))
 		t->want_krx = false;
@@ -274,7 +221,7 @@ void rtls__tls_alert(struct rtls_conn *c, struct tconn *t, uint8_t desc)
 	uint8_t a[2] = { 2, desc };
 
 	if (t->ktx)
-		rtls__wbuf_add_record(&c->w[c->wi], CT_ALERT, a, 2);
+		rtls__wbuf_add_record(&c->w[c->wi], RTLS_CT_ALERT, a, 2);
 }
 
 void rtls__tls_ktx_shutdown(struct rtls_conn *c)
@@ -283,7 +230,7 @@ void rtls__tls_ktx_shutdown(struct rtls_conn *c)
 	struct tconn *t = c->tp_state;
 
 	if (t->established && !t->failed)
-		rtls__wbuf_add_record(&c->w[c->wi], CT_ALERT, close_notify, 2);
+		rtls__wbuf_add_record(&c->w[c->wi], RTLS_CT_ALERT, close_notify, 2);
 }
 
 /* Ends the connection after a protocol error seen on kernel RX. */
@@ -301,54 +248,45 @@ static void rx_fail(struct rtls_conn *c, struct tconn *t, uint8_t alert, const c
 		rtls__kick(c);
 }
 
-static void on_alert(struct rtls_conn *c, struct tconn *t, const unsigned char *a, size_t n)
+/* The peer's alert other than close_notify: the stream ends. */
+static void on_alert(struct rtls_conn *c, struct tconn *t, const struct rtls__rec_verdict *v)
 {
-	char peer[64], what[128];
+	char peer[64];
 
-	if (n < 2) {
-		rx_fail(c, t, 50 /* decode_error */, "short alert record");
-		return;
-	}
-	if (a[1] == 0) { /* close_notify: EOF (RFC 8446 §6.1) */
-		t->close_notify_in = true;
-		rtls__deliver_eof(c);
-		return;
-	}
 	rtls_conn_peer(c, peer, sizeof(peer));
-	snprintf(what, sizeof(what), "received %s alert: %s", a[0] == 1 ? "warning" : "fatal",
-		 SSL_alert_desc_string_long(a[1]));
-	rtls_log(RTLS_LOG_INFO, "tls %s: %s", peer, what);
+	rtls_log(RTLS_LOG_INFO, "tls %s: received %s alert: %s", peer, v->level == 1 ? "warning" : "fatal",
+		 SSL_alert_desc_string_long(v->desc));
 	t->failed = true;
 	rtls__conn_kill(c, -ECONNRESET);
 }
 
 /* Records from kernel RX (RX_MSG). Data goes to the handler; an alert
  * ends the stream; a post-handshake message the kernel cannot act on is
- * refused with unexpected_message. */
+ * refused (record.c decides which alert). */
 void rtls__tls_on_record(struct rtls_conn *c, struct rtls_buf *raw, int type)
 {
 	struct tconn *t = c->tp_state;
-	unsigned char head[8] = { 0 };
-	size_t len = raw->len;
+	struct rtls__rec_verdict v;
 
-	if (type == CT_APPLICATION_DATA) {
+	rtls__rec_classify(type, (const unsigned char *)raw->data, raw->len, t->is13, &v);
+	if (v.action == RTLS_REC_DATA) {
 		rtls__deliver(c, raw);
 		return;
 	}
-	memcpy(head, raw->data, len < sizeof(head) ? len : sizeof(head));
 	rtls_buf_release(c, raw);
-	switch (type) {
-	case CT_ALERT:
-		on_alert(c, t, head, len);
+	switch (v.action) {
+	case RTLS_REC_EOF: /* close_notify (RFC 8446 §6.1) */
+		t->close_notify_in = true;
+		rtls__deliver_eof(c);
 		break;
-	case CT_HANDSHAKE:
-		if (head[0] == 24 /* key_update */)
-			rtls__ku_kernel_rx(c, t, head, len);
-		else
-			rx_fail(c, t, 10, "unexpected post-handshake message");
+	case RTLS_REC_PEER_ALERT:
+		on_alert(c, t, &v);
+		break;
+	case RTLS_REC_KEY_UPDATE:
+		rtls__ku_kernel_rx(c, t, v.update_requested);
 		break;
 	default:
-		rx_fail(c, t, 10 /* unexpected_message */, "unexpected record type");
+		rx_fail(c, t, v.alert, v.why);
 		break;
 	}
 }

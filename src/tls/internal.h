@@ -7,6 +7,7 @@
 #include "../core/internal.h"
 #include "ringtls/tls.h"
 #include "ktls.h"
+#include "record.h"
 
 #define TLS_MAX_CERTS 16
 #define TICKET_KEYS_MAX 8
@@ -66,15 +67,12 @@ struct tconn {
 	bool have_srv_secret, have_cli_secret;
 	uint16_t last_alert;       /* (level << 8) | description, last one sent */
 	unsigned char srv_secret[48], cli_secret[48]; /* TLS 1.3, wiped at switch */
-	/* our output stream, parsed to count records under the traffic key */
-	uint64_t out_pos, mark;    /* mark: where the application epoch starts */
-	uint64_t out_rec_start;
-	uint32_t out_left;         /* body bytes left in the current record */
-	uint32_t tx_records;       /* records sent under the traffic key */
-	uint8_t out_hdr[5], out_hdr_len;
+	/* our output stream, parsed to count records under the traffic key
+	 * (out.mark: where the application epoch starts; out.records: the
+	 * records sent under the traffic key) */
+	struct rtls__rec_tx out;
 	/* input, read record by record while RX may go to the kernel */
-	uint8_t in_hdr[5], in_hdr_len;
-	uint32_t in_left;
+	struct rtls__rec in;
 	/* KeyUpdate (keyupdate.c) */
 	bool can_rekey;            /* kernel takes a second TLS_TX/TLS_RX (6.14+) */
 	bool have_next_tx, have_next_rx;
@@ -104,7 +102,7 @@ extern const struct rtls__transport rtls__tls_user, rtls__tls_ktx;
 /* keyupdate.c */
 void rtls__ku_prepare(struct rtls_conn *c, struct tconn *t, const unsigned char *tx_secret,
 		      const unsigned char *rx_secret);
-void rtls__ku_kernel_rx(struct rtls_conn *c, struct tconn *t, const unsigned char *m, size_t n);
+void rtls__ku_kernel_rx(struct rtls_conn *c, struct tconn *t, bool update_requested);
 void rtls__ku_after_read(struct rtls_conn *c, struct tconn *t);
 void rtls__ku_seg_sent(struct rtls_conn *c);
 void rtls__ku_check_limits(struct rtls_conn *c, struct tconn *t);

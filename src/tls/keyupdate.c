@@ -40,7 +40,7 @@ void rtls__ku_prepare(struct rtls_conn *c, struct tconn *t, const unsigned char 
 	 * epoch began (tickets), then whatever the kernel sends from here. */
 	t->tx_ops_base = c->tx_ops;
 	t->tx_bytes_base = c->tx_bytes;
-	t->pre_records = t->tx_records;
+	t->pre_records = t->out.records;
 	t->can_rekey = x->ktls_rekey && !x->keyless && t->suite.version == TLS1_3_VERSION;
 	if (!t->can_rekey)
 		return;
@@ -97,7 +97,7 @@ static void queue_tx_update(struct rtls_conn *c, struct tconn *t)
 		/* Userspace TX: OpenSSL sends it and switches keys itself. */
 		if (t->ssl && SSL_key_update(t->ssl, SSL_KEY_UPDATE_NOT_REQUESTED) != 1)
 			ERR_clear_error();
-		t->tx_records_base = t->tx_records;
+		t->tx_records_base = t->out.records;
 		rtls__kick(c);
 		return;
 	}
@@ -162,17 +162,13 @@ static void flood_close(struct rtls_conn *c, struct tconn *t)
 	rtls__conn_kill(c, -EPROTO);
 }
 
-/* A KeyUpdate read by the kernel (RX offloaded). The kernel holds further
- * records (EKEYEXPIRED) until the next RX key is in. */
-void rtls__ku_kernel_rx(struct rtls_conn *c, struct tconn *t, const unsigned char *m, size_t n)
+/* A KeyUpdate read by the kernel (RX offloaded), well formed (record.c
+ * checked it). The kernel holds further records (EKEYEXPIRED) until the
+ * next RX key is in. */
+void rtls__ku_kernel_rx(struct rtls_conn *c, struct tconn *t, bool update_requested)
 {
 	int ret;
 
-	if (n != 5 || m[0] != KEY_UPDATE || m[1] || m[2] || m[3] != 1 || m[4] > 1) {
-		rtls__tls_close_clean(c, t, n >= 1 && m[0] == KEY_UPDATE ? "malformed KeyUpdate"
-									 : "unexpected post-handshake message");
-		return;
-	}
 	if (!rate_ok((struct rtls_tls_ctx *)(void *)c->r->srv->cfg.tls, t)) {
 		flood_close(c, t);
 		return;
@@ -186,7 +182,7 @@ void rtls__ku_kernel_rx(struct rtls_conn *c, struct tconn *t, const unsigned cha
 							  : "installing the new RX key failed");
 		return;
 	}
-	if (m[4] == 1)
+	if (update_requested)
 		queue_tx_update(c, t);
 }
 
@@ -222,7 +218,7 @@ void rtls__ku_check_limits(struct rtls_conn *c, struct tconn *t)
 	/* Kernel TX: every send makes at least one record, and one per 16 KiB. */
 	used = t->ktx ? t->pre_records + (c->tx_ops - t->tx_ops_base) +
 				(c->tx_bytes - t->tx_bytes_base) / 16384
-		      : t->tx_records - t->tx_records_base;
+		      : t->out.records - t->tx_records_base;
 	if (used < limit)
 		return;
 	if (!t->is13) {
