@@ -78,11 +78,6 @@ static int serve(int argc, char **argv)
 		}
 		o.cfg.tls = tls;
 		o.http.live_tls = rtls_tls_live_ssl;
-		if (rtls_tls_ctx_selfsigned_path(tls))
-			rtls_log(RTLS_LOG_INFO, "TLS uses the self-signed certificate %s; trust it with "
-				 "curl --cacert %s, or copy it to /usr/local/share/ca-certificates/ringtls.crt "
-				 "and run update-ca-certificates", rtls_tls_ctx_selfsigned_path(tls),
-				 rtls_tls_ctx_selfsigned_path(tls));
 	}
 	ret = rtls_server_create(&o.cfg, &s, why, sizeof(why));
 	if (ret < 0) {
@@ -90,6 +85,12 @@ static int serve(int argc, char **argv)
 		rtls_tls_ctx_free(tls);
 		return 1;
 	}
+	/* Only once the listeners are bound: a start that fails says one line. */
+	if (tls && rtls_tls_ctx_selfsigned_path(tls))
+		rtls_log(RTLS_LOG_INFO, "TLS uses the self-signed certificate %s; trust it with "
+			 "curl --cacert %s, or copy it to /usr/local/share/ca-certificates/ringtls.crt "
+			 "and run update-ca-certificates", rtls_tls_ctx_selfsigned_path(tls),
+			 rtls_tls_ctx_selfsigned_path(tls));
 	log_listeners(s, &o);
 	rtls_log(RTLS_LOG_INFO, "ringtls %s: %u reactor(s), serving %s", RTLS_VERSION_STRING,
 		 o.cfg.threads ? o.cfg.threads : (unsigned)sysconf(_SC_NPROCESSORS_ONLN),

@@ -33,6 +33,10 @@ int rtls_http_config_open(struct rtls_http_config *hc)
 		return -errno;
 	if (fstat(hc->root_fd, &st) < 0)
 		return -errno;
+	/* O_PATH opens without any permission: a root this user cannot
+	 * search would start and then answer every request with 403. */
+	if (faccessat(hc->root_fd, ".", X_OK, AT_EACCESS) < 0)
+		return -errno;
 	return 0;
 }
 
