@@ -109,6 +109,27 @@ static int readable(const char *what, const char *path, char *why, size_t n)
 	return -err;
 }
 
+/* OpenSSL's last error for a file that did not load is "PEM lib"; the
+ * cause is earlier in the queue: no PEM block of that kind, or one that
+ * no decoder takes. Either way the file holds no usable `what`. */
+static const char *load_err(const char *none, char *buf, size_t n)
+{
+	unsigned long e, last = ERR_peek_last_error();
+
+	while ((e = ERR_get_error()) != 0) {
+		if ((ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE) ||
+		    ERR_GET_LIB(e) == ERR_LIB_OSSL_DECODER) {
+			ERR_clear_error();
+			return none;
+		}
+		if (e == last)
+			break;
+	}
+	snprintf(buf, n, "%s", last ? ERR_reason_error_string(last) : "unknown error");
+	ERR_clear_error();
+	return buf;
+}
+
 static int load_pair(SSL_CTX *s, const char *cert, const char *key, char *why, size_t n)
 {
 	char e[256];
@@ -117,11 +138,15 @@ static int load_pair(SSL_CTX *s, const char *cert, const char *key, char *why, s
 	if ((ret = readable("certificate", cert, why, n)) < 0 || (ret = readable("key", key, why, n)) < 0)
 		return ret;
 	if (SSL_CTX_use_certificate_chain_file(s, cert) != 1) {
-		snprintf(why, n, "certificate %s: %s", cert, ossl_err(e, sizeof(e)));
+		snprintf(why, n, "certificate %s: %s", cert,
+			 load_err("no PEM certificate in it", e, sizeof(e)));
 		return -EINVAL;
 	}
-	if (SSL_CTX_use_PrivateKey_file(s, key, SSL_FILETYPE_PEM) != 1) {
-		snprintf(why, n, "key %s: %s", key, ossl_err(e, sizeof(e)));
+	/* A key of another certificate fails here already; it is reported
+	 * as a mismatch below. */
+	if (SSL_CTX_use_PrivateKey_file(s, key, SSL_FILETYPE_PEM) != 1 &&
+	    ERR_GET_REASON(ERR_peek_last_error()) != X509_R_KEY_VALUES_MISMATCH) {
+		snprintf(why, n, "key %s: %s", key, load_err("no PEM private key in it", e, sizeof(e)));
 		return -EINVAL;
 	}
 	if (SSL_CTX_check_private_key(s) != 1) {
