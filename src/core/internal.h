@@ -253,7 +253,8 @@ struct rtls__reactor {
 	unsigned nreap;
 	uint64_t accept_retry_ms;   /* re-arm accepts after EMFILE, or 0 */
 	uint64_t accept_paused_ms;  /* when accepts began failing, or 0 */
-	uint64_t accept_logged_ms;  /* last "still failing" line */
+	uint64_t accept_failed_ms;  /* the last failure */
+	uint64_t accept_logged_ms;  /* last line about it */
 	unsigned accept_fails;      /* failed accepts since that line */
 	uint64_t full_logged_ms;
 	char *conn_data;            /* max_conns * handler.conn_data_size */

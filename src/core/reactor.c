@@ -32,28 +32,40 @@ static void wake_arm(struct rtls__reactor *r)
 
 /* Out of descriptors or memory: the connection stays in the listen queue,
  * so accepting again at once would fail again at once. Pause accepts and
- * retry every 100 ms; say so once, then at most every 10 s. */
+ * retry every 100 ms. One line when it starts, at most one per 10 s while
+ * it lasts (at the limit, each freed descriptor lets one accept through
+ * before the next failure: that is still the same episode). */
 static void accept_backoff(struct rtls__reactor *r, int err)
 {
 	/* Spare splice pipes are only a cache: give their fds back. */
 	rtls__pipes_free(r);
 	r->accept_retry_ms = r->now_ms + 100;
 	rtls__tick_arm(r);
+	r->accept_failed_ms = r->now_ms;
+	r->accept_fails++;
 	if (!r->accept_paused_ms) {
 		r->accept_paused_ms = r->accept_logged_ms = r->now_ms;
 		r->accept_fails = 0;
 		rtls_log(RTLS_LOG_WARN, "reactor %u: accept: %s: pausing accepts, retrying every 100 ms",
 			 r->id, strerror(-err));
-		return;
-	}
-	r->accept_fails++;
-	if (r->now_ms - r->accept_logged_ms >= 10000) {
-		rtls_log(RTLS_LOG_WARN, "reactor %u: accept: still %s (%u retries in %llu s)",
+	} else if (r->now_ms - r->accept_logged_ms >= 10000) {
+		rtls_log(RTLS_LOG_WARN, "reactor %u: accept: still %s (%u failed accepts in %llu s)",
 			 r->id, strerror(-err), r->accept_fails,
 			 (unsigned long long)(r->now_ms - r->accept_logged_ms) / 1000);
 		r->accept_logged_ms = r->now_ms;
 		r->accept_fails = 0;
 	}
+}
+
+/* An accept succeeded: the episode is over once a second has passed
+ * without a failure. */
+static void accept_ok(struct rtls__reactor *r)
+{
+	if (!r->accept_paused_ms || r->now_ms - r->accept_failed_ms < 1000)
+		return;
+	rtls_log(RTLS_LOG_INFO, "reactor %u: accepting again (accepts failed for %.1f s)", r->id,
+		 (double)(r->accept_failed_ms - r->accept_paused_ms) / 1000.0);
+	r->accept_paused_ms = 0;
 }
 
 static void on_accept(struct rtls__reactor *r, unsigned li, struct io_uring_cqe *cqe)
@@ -69,11 +81,7 @@ static void on_accept(struct rtls__reactor *r, unsigned li, struct io_uring_cqe 
 			rtls_log(RTLS_LOG_WARN, "accept: %s", strerror(-cqe->res));
 		return;
 	}
-	if (r->accept_paused_ms) {
-		rtls_log(RTLS_LOG_INFO, "reactor %u: accepting again after %.1f s", r->id,
-			 (double)(r->now_ms - r->accept_paused_ms) / 1000.0);
-		r->accept_paused_ms = 0;
-	}
+	accept_ok(r);
 	if (r->stopping) {
 		close(cqe->res);
 		return;
