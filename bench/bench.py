@@ -3,12 +3,17 @@
 `bash bench/run.sh`, which installs the tools and explains the settings;
 this file measures, bench/report.py writes the report and the plots.
 
-Phases, in order (each server on SERVER_CPU, every client on CLIENT_CPU):
+Phases, in order (each server on SERVER_CPU, wrk on CLIENT_CPUS):
   check      identical, correct bodies; TLS 1.3 + TLS_AES_128_GCM_SHA256 +
              ECDSA negotiated; Connection: close honoured; how many
              handshakes wrk resumed (servers that log it, never timed)
-  timed      wrk, interleaved rounds: req/s, server CPU (/proc/PID/stat
-             before and after), wrk's CPU (its rusage)
+  timed      warm-up, which also decides how many wrk processes each
+             workload gets (bench/clients.py); then wrk, interleaved
+             rounds: req/s, server CPU (/proc/PID/stat before and after),
+             each wrk process's CPU (its rusage)
+  perf       where ringtls's and nginx's time goes (perf record -e
+             cpu-clock -g, bench/perfphase.py) and TCP segments per request,
+             in a network namespace of its own where allowed
   callgrind  userspace instructions per request: each server under
              callgrind, a fixed number of requests, counters zeroed and
              dumped with callgrind_control around each batch
@@ -22,6 +27,7 @@ import re
 import resource
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -30,10 +36,12 @@ from dataclasses import dataclass
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import clients as C  # noqa: E402
+import perfphase as P  # noqa: E402
 import servers as S  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-CLIENT_BOUND_PCT = 90.0
+CLIENT_BOUND_PCT = C.CLIENT_BOUND_PCT
 
 
 @dataclass
@@ -78,14 +86,29 @@ KERNEL_WORKLOADS = ["tls-hello", "tls-16k", "tls-1m", "hs-full"]
 class Config:
     """Settings from the environment (bench/run.sh documents each)."""
 
-    def __init__(self, env):
+    def __init__(self, env, pin=True):
         quick = env.get("QUICK") == "1"
         self.quick = quick
         self.duration = int(env.get("DURATION", 2 if quick else 3))
         self.rounds = int(env.get("ROUNDS", 1 if quick else 5))
         self.warmup = int(env.get("WARMUP", 0 if quick else 1))
-        self.server_cpu = int(env.get("SERVER_CPU", 0))
-        self.client_cpu = int(env.get("CLIENT_CPU", 1))
+        self.server_cpu = int(env.get("SERVER_CPU", 0)) if pin else None
+        try:
+            # Not pinned (inside the one-CPU 6.1 kernel): one unpinned wrk.
+            self.client_cpus = C.client_cpus(env, self.server_cpu) if pin else [None]
+        except C.ClientConfigError as e:
+            raise SystemExit(f"bench: {e}") from None
+        self.client_cpu = self.client_cpus[0]   # single-process runs (check, callgrind)
+        self.client_procs_max = int(env.get("CLIENT_PROCS_MAX", len(self.client_cpus)))
+        self.client_procs = int(env.get("CLIENT_PROCS", 0))   # 0: decided in the warm-up
+        self.client_bound_pct = CLIENT_BOUND_PCT
+        if env.get("CLIENT_PROCS_TEST") == "1" and env.get("CLIENT_BOUND_PCT"):
+            # Test switch only: a lower bar makes the count grow on a
+            # machine whose wrk never reaches 90% (e.g. a busy one).
+            self.client_bound_pct = float(env["CLIENT_BOUND_PCT"])
+        self.perf = env.get("PERF", "1") == "1"
+        self.perf_secs = int(env.get("PERF_SECS", 2 if quick else 3))
+        self.perf_workloads = env.get("PERF_WORKLOADS", ",".join(P.WORKLOADS)).split(",")
         self.idle_conns = int(env.get("IDLE_CONNS", 500 if quick else 10000))
         self.cg_scale = float(env.get("CG_SCALE", 0.2 if quick else 1))
         self.callgrind = env.get("CALLGRIND", "1") == "1"
@@ -108,8 +131,8 @@ class Config:
         for name, v in (("DURATION", self.duration), ("ROUNDS", self.rounds)):
             if v < 1:
                 raise SystemExit(f"bench: {name} must be at least 1")
-        if self.server_cpu == self.client_cpu:
-            raise SystemExit("bench: SERVER_CPU and CLIENT_CPU must differ")
+        if self.client_procs_max < 1 or self.perf_secs < 1:
+            raise SystemExit("bench: CLIENT_PROCS_MAX and PERF_SECS must be at least 1")
         if not self.workloads:
             raise SystemExit("bench: WORKLOADS selects none of: "
                              + ",".join(w.key for w in WORKLOADS))
@@ -142,19 +165,23 @@ class WrkResult:
         self.bad_status = int(m.group(1)) if m else 0
 
 
-def run_wrk(cfg, url, conns, secs, close=False, script=None, env=None, limit=None):
-    """One wrk run on the client CPU. Its CPU time comes from wait4's
-    rusage: the same utime + stime that /proc/PID/stat shows, but complete
-    (wrk's own /proc entry is gone by the time its totals are final)."""
+def run_wrk(cfg, url, conns, secs, close=False, script=None, env=None, limit=None,
+            cpu="first", tag=""):
+    """One wrk run, pinned to `cpu` (default: the first client CPU). Its CPU
+    time comes from wait4's rusage: the same utime + stime that
+    /proc/PID/stat shows, but complete (wrk's own /proc entry is gone by
+    the time its totals are final)."""
+    if cpu == "first":
+        cpu = cfg.client_cpu
     argv = [cfg.wrk, "-t1", f"-c{conns}", f"-d{secs}s"]
     if close:
         argv += ["-H", "Connection: close"]
     if script:
         argv += ["-s", script]
     argv.append(url)
-    if cfg.client_cpu is not None:
-        argv = ["taskset", "-c", str(cfg.client_cpu)] + argv
-    out_path = f"{cfg.tmp}/wrk.out"
+    if cpu is not None:
+        argv = ["taskset", "-c", str(cpu)] + argv
+    out_path = f"{cfg.tmp}/wrk{tag}.out"
     with open(out_path, "w") as out:
         t0 = time.monotonic()
         p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -167,6 +194,31 @@ def run_wrk(cfg, url, conns, secs, close=False, script=None, env=None, limit=Non
     with open(out_path) as f:
         text = f.read()
     return WrkResult(argv, text, p.returncode, wall, ru.ru_utime + ru.ru_stime)
+
+
+def run_wrks(cfg, url, conns, secs, k, close=False):
+    """k wrk processes at once, each on its own client CPU (round-robin
+    over CLIENT_CPUS), the connections split between them. Each is waited
+    for by its own thread (wait4 on its PID), so each process's CPU % is
+    over its own wall time."""
+    cpus = C.cpus_for(cfg.client_cpus, k)
+    results = [None] * k
+    errors = []
+
+    def one(i, c, cpu):
+        try:
+            results[i] = run_wrk(cfg, url, c, secs, close=close, cpu=cpu, tag=f"-{i}")
+        except Exception as e:   # re-raised below, in the caller's thread
+            errors.append(e)
+    threads = [threading.Thread(target=one, args=(i, c, cpu))
+               for i, (c, cpu) in enumerate(zip(C.split_conns(conns, k), cpus))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
 
 
 def wrk_error(r, wl):
@@ -359,19 +411,84 @@ def check_phase(cfg, srvs, res):
 
 # --------------------------------------------------------------- timed
 
-def timed_run(cfg, srv, wl, secs):
+def timed_run(cfg, srv, wl, secs, k=1):
+    """k wrk processes against one server: requests, bytes and wrk CPU
+    summed over them, each process's CPU % kept (the busiest one is
+    client_cpu_pct: that is the core that saturates first)."""
     proc = srv.procs[wl.listener]
     c0 = S.cpu_ticks(proc.cpu_pid)
-    r = run_wrk(cfg, url_of(srv, wl), wl.conns, secs, close=wl.close)
+    t0 = time.monotonic()
+    rs = run_wrks(cfg, url_of(srv, wl), wl.conns, secs, k, close=wl.close)
+    wall = time.monotonic() - t0
     c1 = S.cpu_ticks(proc.cpu_pid)
     cpu_s = (c1 - c0) / CLK_TCK
+    requests = sum(r.requests for r in rs)
+    pcts = [round(100 * r.cpu / r.wall, 1) for r in rs]
+    errs = [(i, e) for i, e in enumerate(wrk_error(r, wl) for r in rs) if e]
+    error = None
+    if errs:
+        error = errs[0][1] if k == 1 else f"wrk process {errs[0][0] + 1} of {k}: {errs[0][1]}"
     return {
-        "rps": r.rps, "requests": r.requests, "wall_s": round(r.wall, 3),
-        "server_cpu_pct": round(100 * cpu_s / r.wall, 1),
-        "cpu_us_per_req": round(1e6 * cpu_s / r.requests, 2) if r.requests else None,
-        "client_cpu_pct": round(100 * r.cpu / r.wall, 1),
-        "error": wrk_error(r, wl), "wrk": shlex.join(r.argv),
+        "rps": round(sum(r.rps for r in rs), 2), "requests": requests,
+        "bytes": sum(r.bytes for r in rs), "wall_s": round(wall, 3),
+        "server_cpu_pct": round(100 * cpu_s / wall, 1),
+        "cpu_us_per_req": round(1e6 * cpu_s / requests, 2) if requests else None,
+        "client_cpu_pct": max(pcts), "client_cpu_pcts": pcts, "client_procs": k,
+        "client_cpu_s": round(sum(r.cpu for r in rs), 3),
+        "error": error, "wrk": " & ".join(shlex.join(r.argv) for r in rs),
     }
+
+
+def choose_clients(cfg, srvs, wl):
+    """The warm-up of one workload, which also decides how many wrk
+    processes it gets (bench/clients.py): k = 1, 2, ... against every
+    server until no run leaves its busiest wrk process at 90% or more, or
+    no client CPU is left. Without warm-up and with one client CPU there is
+    nothing to decide."""
+    slots, conns = len(cfg.client_cpus), wl.conns
+    limit = min(slots, cfg.client_procs_max, conns)
+    secs = cfg.warmup or 1
+
+    def measure(k):
+        out = {}
+        for name, srv in srvs.items():
+            m = timed_run(cfg, srv, wl, secs, k)
+            out[name] = m["client_cpu_pcts"]
+            log(f"warm-up {wl.key:<10} {name:<7} {k} wrk: {m['rps']:>10.0f} req/s  "
+                f"wrk CPU {'/'.join(f'{p:.0f}' for p in m['client_cpu_pcts'])}%"
+                + (f"  ERROR {m['error']}" if m["error"] else ""))
+        return out
+    if cfg.client_procs:
+        k = min(cfg.client_procs, conns)
+        rec = {"k": k, "steps": [], "end": f"fixed by CLIENT_PROCS={cfg.client_procs}"}
+        if cfg.warmup:
+            measure(k)
+    elif cfg.warmup == 0 and limit == 1:
+        rec = {"k": 1, "steps": [], "end": "not measured in a warm-up (WARMUP=0, one client "
+               "CPU): see the timed rounds"}
+    else:
+        rec = C.calibrate(measure, slots, cfg.client_procs_max, conns, cfg.client_bound_pct,
+                          log=lambda m: log(f"warm-up {wl.key:<10} {m}"))
+    rec.update(slots=slots, procs_max=cfg.client_procs_max,
+               cpus=C.cpus_for(cfg.client_cpus, rec["k"]),
+               conns=C.split_conns(conns, rec["k"]))
+    return rec
+
+
+def clients_after(cfg, rec, per_server):
+    """Whether the timed rounds (ringtls and nginx, the judged pair) left
+    wrk client-bound, by the same rule as the warm-up: the median over the
+    rounds of each process's CPU %, the busiest process deciding."""
+    med = {}
+    for name in ("ringtls", "nginx"):
+        rounds = [m for m in per_server.get(name, []) if m.get("client_cpu_pcts")]
+        if rounds:
+            med[name] = [statistics.median(m["client_cpu_pcts"][i] for m in rounds)
+                         for i in range(len(rounds[0]["client_cpu_pcts"]))]
+    _, why = C.decide(rec["k"], med, rec["slots"], rec["procs_max"], sum(rec["conns"]),
+                      cfg.client_bound_pct)
+    rec["timed"] = {"cpu_pct_median": med, "end": why, "client_bound": why != C.ENOUGH,
+                    "no_cpu_left": why == C.NO_CPU}
 
 
 def timed_phase(cfg, srvs, res):
@@ -381,24 +498,178 @@ def timed_phase(cfg, srvs, res):
         srv.start("time")
         res["commands"][srv.name] = [p.display for p in srv.started]
     names = list(srvs)
+    for wl in cfg.workloads:
+        res["clients"][wl.key] = choose_clients(cfg, srvs, wl)
     if cfg.warmup:
-        for wl in cfg.workloads:
-            for name in names:
-                timed_run(cfg, srvs[name], wl, cfg.warmup)
-        log(f"warmed up ({cfg.warmup}s per server and workload)")
+        log(f"warmed up ({cfg.warmup}s per server, workload and client count)")
     for rnd in range(cfg.rounds):
         order = names[rnd % len(names):] + names[:rnd % len(names)]
         for wl in cfg.workloads:
+            k = res["clients"][wl.key]["k"]
             for name in order:
-                m = timed_run(cfg, srvs[name], wl, cfg.duration)
+                m = timed_run(cfg, srvs[name], wl, cfg.duration, k)
                 res["timed"].setdefault(wl.key, {}).setdefault(name, []).append(m)
                 log(f"round {rnd + 1}/{cfg.rounds}  {wl.key:<10} {name:<7} "
                     f"{m['rps']:>10.0f} req/s  server CPU {m['server_cpu_pct']:5.1f}%  "
-                    f"wrk CPU {m['client_cpu_pct']:5.1f}%"
+                    f"wrk CPU {'/'.join(f'{p:.0f}' for p in m['client_cpu_pcts'])}%"
                     + (f"  ERROR {m['error']}" if m["error"] else ""))
+    for wl in cfg.workloads:
+        clients_after(cfg, res["clients"][wl.key], res["timed"].get(wl.key, {}))
     bad = stop_all(srvs)
     if bad:
         res["errors"].append("after the timed runs: " + ", ".join(bad))
+
+
+# ---------------------------------------------------------------- perf
+
+def perf_run(cfg, srv, wl, k, outdir):
+    """perf record of the server while wrk (k processes, as in the timed
+    rounds) loads it. perf starts first and stops after wrk: the server
+    does nothing outside wrk's run, so every sample belongs to one of
+    wrk's requests, and samples x period / wrk's requests is exact."""
+    pid = srv.procs[wl.listener].cpu_pid
+    data = f"{cfg.tmp}/perf-{wl.key}-{srv.name}.data"
+    argv = P.record_argv(pid, data, cfg.perf_secs + 3)
+    if cfg.client_cpus[0] is not None:   # keep perf's own work off the server's core
+        argv = ["taskset", "-c", ",".join(str(c) for c in sorted(set(cfg.client_cpus)))] + argv
+    with open(f"{cfg.tmp}/perf-record.log", "a") as errf:
+        perf = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=errf, stderr=errf)
+    try:
+        time.sleep(1.0)   # attached
+        if perf.poll() is not None:
+            return {"error": f"perf record exited {perf.returncode}: "
+                    + S.tail(f"{cfg.tmp}/perf-record.log", 3).strip()}
+        segs0 = P.tcp_segments()
+        m = timed_run(cfg, srv, wl, cfg.perf_secs, k)
+        segs1 = P.tcp_segments()
+        rc = perf.wait(timeout=cfg.perf_secs + 120)
+    finally:
+        if perf.poll() is None:
+            perf.kill()
+            perf.wait()
+    if m["error"] or rc != 0:
+        return {"error": m["error"] or f"perf record exited {rc}"}
+    script = subprocess.run(["perf", "script", "-i", data, "-F", "tid,period,ip,sym,dso"],
+                            capture_output=True, text=True, timeout=600)
+    binary = os.path.basename(cfg.ringtls if srv.name == "ringtls" else cfg.nginx)
+    out = P.analyse(P.parse_script(script.stdout), m["requests"], binary)
+    out.update(requests=m["requests"], rps=m["rps"], client_procs=k,
+               cpu_us_per_req_proc=m["cpu_us_per_req"], wrk=m["wrk"],
+               perf=shlex.join(argv[argv.index("perf"):]).replace(data, "perf.data"),
+               segs_in_per_req=round((segs1[0] - segs0[0]) / m["requests"], 3),
+               segs_out_per_req=round((segs1[1] - segs0[1]) / m["requests"], 3))
+    os.makedirs(outdir, exist_ok=True)
+    path = f"{outdir}/{wl.key}-{srv.name}.txt"
+    with open(path, "w") as f:
+        f.write(f"# {srv.name}, {wl.title}: {out['perf']} (PID = the server process) while "
+                f"{m['wrk']} ran\n# {m['requests']} requests in the window, "
+                f"{out.get('samples')} samples, {out.get('us_per_req')} us/request by perf, "
+                f"{m['cpu_us_per_req']} us/request by /proc/PID/stat\n\n")
+        f.write(P.report_text(data))
+    out["file"] = os.path.relpath(path, cfg.repo)
+    os.unlink(data)
+    return out
+
+
+def perf_servers(cfg, srvs, wls, clients, outdir, errors):
+    """perf_run for each server and workload, each server started fresh."""
+    runs = {}
+    for name, srv in srvs.items():
+        srv.start("time")
+        try:
+            for wl in wls:
+                k = clients.get(wl.key, 1)
+                timed_run(cfg, srv, wl, 1, k)   # a fresh server: first-use costs out
+                m = perf_run(cfg, srv, wl, k, outdir)
+                runs.setdefault(wl.key, {})[name] = m
+                log(f"perf {wl.key:<10} {name:<7} " + (
+                    f"ERROR {m['error']}" if "error" in m else
+                    f"{m['us_per_req']:.2f} us/req (/proc: {m['cpu_us_per_req_proc']}), kernel "
+                    f"{m['dso']['kernel']['share']:.0f}%, TCP segments/req in "
+                    f"{m['segs_in_per_req']:.3f} out {m['segs_out_per_req']:.3f}"))
+        finally:
+            bad = srv.stop()
+        if any(rc != 0 for rc in bad.values()):
+            errors.append(f"after perf: {name} exited {bad}")
+    return runs
+
+
+def own_netns_works():
+    """Whether this process may give the perf phase its own network
+    namespace (root, unshare and ip present): there the TCP counters count
+    the phase's own loopback traffic and nothing else on the host."""
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
+        return False
+    r = subprocess.run(["unshare", "-n", "--", "ip", "link", "set", "lo", "up"],
+                       capture_output=True, timeout=30)
+    return r.returncode == 0
+
+
+def perf_main(spec_path, out_path):
+    """bench.py --perf-run SPEC OUT, inside `unshare -n` (see perf_phase)."""
+    import signal
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    with open(spec_path) as f:
+        spec = json.load(f)
+    cfg = Config(os.environ)
+    for k, v in spec["cfg"].items():
+        setattr(cfg, k, v)
+    wls = [w for w in WORKLOADS if w.key in spec["workloads"]]
+    srvs = {n: S.SERVERS[n](cfg, dict(os.environ)) for n in P.SERVERS}
+    errors = []
+    runs = perf_servers(cfg, srvs, wls, spec["clients"], spec["outdir"], errors)
+    with open(out_path, "w") as f:
+        json.dump({"runs": runs, "errors": errors}, f)
+    return 0
+
+
+def perf_phase(cfg, srvs, res):
+    """Where the time goes: ringtls and nginx under perf on the workloads
+    of PERF_WORKLOADS, with the wrk process counts of the timed rounds;
+    raw summaries in bench/results/<date>-perf/. Run in a network
+    namespace of its own where that is allowed (TCP segment counts)."""
+    pr = res["perf"]
+    wls = [w for w in cfg.workloads if w.key in cfg.perf_workloads]
+    why = P.unavailable(cfg.tmp) if wls else (
+        f"none of PERF_WORKLOADS ({','.join(cfg.perf_workloads)}) was run")
+    if why:
+        pr["skipped"] = why
+        log(f"perf: skipped: {why}")
+        return
+    date = res["meta"]["date"][:10]
+    outdir = f"{cfg.tmp}/perf" if cfg.no_report else f"{cfg.bench_dir}/results/{date}-perf"
+    shutil.rmtree(outdir, ignore_errors=True)   # one run's files only
+    pr["dir"] = os.path.relpath(outdir, cfg.repo)
+    clients = {wl.key: res["clients"].get(wl.key, {}).get("k", 1) for wl in wls}
+    pr["netns"] = own_netns_works()
+    if not pr["netns"]:
+        log("perf: no network namespace of its own (not root, or unshare -n refused): "
+            "TCP segment counts include the rest of this host's traffic")
+        pr["runs"] = perf_servers(cfg, {n: srvs[n] for n in P.SERVERS}, wls, clients, outdir,
+                                  res["errors"])
+        return
+    spec, out = f"{cfg.tmp}/perf-spec.json", f"{cfg.tmp}/perf-out.json"
+    with open(spec, "w") as f:
+        json.dump({"cfg": {k: getattr(cfg, k) for k in (
+            "tmp", "cert", "key", "shim", "h2o_openssl_conf", "ringtls", "nginx", "wrk",
+            "ktls", "ringtls_ktls_args")}, "workloads": [w.key for w in wls],
+            "clients": clients, "outdir": outdir}, f)
+    child = subprocess.Popen(["unshare", "-n", "--", "sh", "-c",
+                              'ip link set lo up && exec "$0" "$@"', sys.executable,
+                              os.path.abspath(__file__), "--perf-run", spec, out])
+    try:
+        rc = child.wait(timeout=600 + 60 * len(wls))
+    finally:
+        if child.poll() is None:   # stopped early: let it stop its servers
+            child.terminate()
+            child.wait(timeout=60)
+    if rc != 0 or not os.path.exists(out):
+        res["errors"].append(f"perf phase (in its own network namespace) exited {rc}")
+        return
+    with open(out) as f:
+        got = json.load(f)
+    pr["runs"] = got["runs"]
+    res["errors"] += got["errors"]
 
 
 # ----------------------------------------------------------- callgrind
@@ -551,10 +822,9 @@ def in_kernel_main(spec_path, out_path):
         return 77
     with open(spec_path) as f:
         spec = json.load(f)
-    cfg = Config(os.environ)
+    cfg = Config(os.environ, pin=False)   # one UML CPU: nothing to pin
     for k, v in spec.items():
         setattr(cfg, k, v)
-    cfg.server_cpu = cfg.client_cpu = None   # one UML CPU: nothing to pin
     cfg.ktls, cfg.h2o = True, "off"
     # 6.1 cannot rekey TLS 1.3: offload RX anyway, as bench/ktls_memory.py
     cfg.ringtls_ktls_args = ["--ktls", "on", "--ktls-rx-no-rekey"]
@@ -675,12 +945,16 @@ def count_errors(res):
     for wkey, per in res["callgrind"].items():
         errs += [f"callgrind {wkey} {n}: {m['error']}" for n, m in per.items() if "error" in m]
     errs += [f"memory {n}: {m['error']}" for n, m in res["memory"].items() if "error" in m]
+    for wkey, per in res["perf"].get("runs", {}).items():
+        errs += [f"perf {wkey} {n}: {m['error']}" for n, m in per.items() if "error" in m]
     return errs
 
 
 def run_phases(cfg, srvs, res):
     phases = [("check", lambda: check_phase(cfg, srvs, res)),
               ("timed", lambda: timed_phase(cfg, srvs, res))]
+    if cfg.perf:
+        phases.append(("perf", lambda: perf_phase(cfg, srvs, res)))
     if cfg.callgrind:
         phases.append(("callgrind", lambda: callgrind_phase(
             cfg, srvs, cfg.workloads, res["callgrind"], res["cg_commands"])))
@@ -698,6 +972,8 @@ def run_phases(cfg, srvs, res):
 def main():
     if len(sys.argv) == 4 and sys.argv[1] == "--in-kernel":
         return in_kernel_main(sys.argv[2], sys.argv[3])
+    if len(sys.argv) == 4 and sys.argv[1] == "--perf-run":
+        return perf_main(sys.argv[2], sys.argv[3])
     import signal
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     cfg = Config(os.environ)
@@ -708,16 +984,19 @@ def main():
                     "machine": machine(), "versions": versions(cfg), "ktls": cfg.ktls,
                     "probe": cfg.probe, "command": cfg.command, "phase_s": {},
                     "settings": {k: getattr(cfg, k) for k in (
-                        "duration", "rounds", "warmup", "server_cpu", "client_cpu",
-                        "idle_conns", "cg_scale", "ktls_conns")}},
-           "checks": {}, "timed": {}, "callgrind": {}, "memory": {}, "kernel": {},
+                        "duration", "rounds", "warmup", "server_cpu", "client_cpus",
+                        "client_procs_max", "client_procs", "client_bound_pct", "perf_secs",
+                        "idle_conns",
+                        "cg_scale", "ktls_conns")}},
+           "checks": {}, "clients": {}, "timed": {}, "perf": {}, "callgrind": {},
+           "memory": {}, "kernel": {},
            "commands": {}, "cg_commands": {}, "errors": []}
     srvs = make_servers(cfg, dict(os.environ))
     try:
         run_phases(cfg, srvs, res)
         res["meta"]["total_s"] = round(time.time() - t0)
         import report
-        report.write(cfg, res, WORKLOADS, CLIENT_BOUND_PCT)
+        report.write(cfg, res, WORKLOADS, cfg.client_bound_pct)
     finally:
         stop_all(srvs)
         with open(f"{cfg.tmp}/results.json", "w") as f:

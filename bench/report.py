@@ -61,18 +61,41 @@ class Row:
         self.instr_ratio = ratio(self.instr.get("nginx"), self.instr.get("ringtls"))
         self.client_bound = any(c.client is not None and c.client >= bound
                                 for c in (rt, ng))
+        # How many wrk processes (bench/clients.py); older runs had one.
+        self.clients = res.get("clients", {}).get(wl.key) or {"k": 1}
+        self.no_cpu_left = self.client_bound and self.clients["k"] >= self.clients.get("slots", 1)
         self.verdict = self.judge()
+
+    def basis(self):
+        return self.cpu_ratio if self.client_bound else self.rps_ratio
 
     def judge(self):
         t = self.wl.target
         if t is None:
             return "-"
-        basis = self.cpu_ratio if self.client_bound else self.rps_ratio
+        basis = self.basis()
         if basis is None:
             who = [n for n, c in self.cells.items() if c.error and n in ("ringtls", "nginx")]
             return "NOT MEASURED (" + ", ".join(who) + " failed)"
-        v = "MET" if basis >= t else "MISSED"
+        v = "MET" if basis >= t else f"MISSED, {100 * (1 - basis / t):.0f}% short"
         return f"{v} (by CPU/req: client-bound)" if self.client_bound else v
+
+    def shortfall(self):
+        """How far a missed target is, in the measure that judged it; None
+        when it was met or not measured."""
+        t, basis = self.wl.target, self.basis()
+        if t is None or basis is None or basis >= t:
+            return None
+        rt, ng = self.cells["ringtls"], self.cells["nginx"]
+        head = f"{basis:.2f}x against {t}x, {100 * (1 - basis / t):.0f}% short: "
+        if self.client_bound:
+            need = ng.cpu_us / t
+            return head + (f"ringtls would need {need:.2f} µs of CPU per request instead of "
+                           f"{rt.cpu_us:.2f} ({rt.cpu_us - need:.2f} µs, "
+                           f"{100 * (1 - need / rt.cpu_us):.0f}% less)")
+        need = t * ng.rps
+        return head + (f"ringtls would need {need:,.0f} req/s instead of {rt.rps:,.0f} "
+                       f"({100 * (need / rt.rps - 1):.0f}% more)")
 
 
 def mbps(wl, rps):
@@ -85,8 +108,8 @@ def x(r):
 
 def table_main(rows, names, bound):
     hdr = ["workload"] + [f"{n} req/s" for n in names] + [
-        "ringtls/nginx req/s", "nginx/ringtls CPU per req", "wrk CPU % (ringtls / nginx)",
-        "target", "result"]
+        "ringtls/nginx req/s", "nginx/ringtls CPU per req",
+        "busiest wrk CPU % (ringtls / nginx)", "wrk processes", "target", "result"]
     out = ["| " + " | ".join(hdr) + " |", "|---" + "|---:" * (len(hdr) - 3) + "|---:|---|"]
     for r in rows:
         cells = []
@@ -100,9 +123,10 @@ def table_main(rows, names, bound):
         wrk = " / ".join(fmt(r.cells[n].client, ".0f") for n in ("ringtls", "nginx"))
         if r.client_bound:
             wrk = f"**{wrk}**"
+        procs = str(r.clients["k"]) + (" (no free CPU)" if r.no_cpu_left else "")
         out.append("| " + " | ".join(
             [f"{r.wl.title}, -c{r.wl.conns}"] + cells
-            + [x(r.rps_ratio), x(r.cpu_ratio), wrk,
+            + [x(r.rps_ratio), x(r.cpu_ratio), wrk, procs,
                f"{r.wl.target}x" if r.wl.target else "-", r.verdict]) + " |")
     return out
 
@@ -147,7 +171,9 @@ def rounds_list(rows, names):
             vals = "; ".join(
                 (f"ERROR {m['error']}" if m["error"] else
                  f"{m['rps']:,.0f} req/s, server {m['server_cpu_pct']:.0f}% "
-                 f"({m['cpu_us_per_req']:,.1f} µs/req), wrk {m['client_cpu_pct']:.0f}%")
+                 f"({m['cpu_us_per_req']:,.1f} µs/req), wrk "
+                 + "/".join(f"{p:.0f}" for p in m.get("client_cpu_pcts",
+                                                      [m["client_cpu_pct"]])) + "%")
                 for m in ms)
             out.append(f"- {r.wl.key}, {n}: {vals}")
     return out
@@ -216,8 +242,9 @@ def commands(res, cfg, rows):
            "by bench/servers.py)"]
     for n, argvs in res["commands"].items():
         out += argvs
-    out += ["", "# timed clients: one per workload, pinned; server CPU from /proc/PID/stat "
-            "(utime+stime) before and after, wrk CPU from its rusage"]
+    out += ["", "# timed clients: per workload, its wrk processes at once ('&'), each pinned; "
+            "server CPU from /proc/PID/stat (utime+stime) before and after, wrk CPU from each "
+            "process's rusage"]
     seen = set()
     for r in rows:
         for n, c in r.cells.items():
@@ -232,7 +259,8 @@ def commands(res, cfg, rows):
         for n, argvs in res["cg_commands"].items():
             out += argvs
         out += ["# per workload and server: a warm-up batch, then for n1 and n2 requests:",
-                "callgrind_control -z PID; BENCH_REQUESTS=n taskset -c 1 wrk -t1 -c1 "
+                "callgrind_control -z PID; BENCH_REQUESTS=n taskset -c "
+                f"{(res['meta']['settings'].get('client_cpus') or [1])[0]} wrk -t1 -c1 "
                 "-s bench/fixed_count.lua URL; callgrind_control -d PID   # 'summary:' line",
                 "# instructions/request = (Ir(n2) - Ir(n1)) / (n2 - n1)"]
     if res["memory"]:
@@ -244,6 +272,165 @@ def commands(res, cfg, rows):
         out += ["", "# inside Linux 6.1 (not timings)", k.get("memory_cmd", ""),
                 k.get("callgrind_cmd", "")] + sum(k.get("commands", {}).values(), [])
     out.append("```")
+    return out
+
+
+def clients_line(rows, res, bound):
+    """How many wrk processes each workload used, and why not more."""
+    parts = []
+    for r in rows:
+        rec = r.clients
+        if r.no_cpu_left:
+            why = "still client-bound: no free client CPU was left"
+        elif r.client_bound:
+            why = "still client-bound: " + rec.get("timed", {}).get("end", "?")
+        else:
+            why = "not client-bound"
+        steps = rec.get("steps") or []
+        if len(steps) > 1:
+            why += "; warm-up: " + ", ".join(
+                f"{st['k']} -> busiest {max(p for v in st['cpu_pct'].values() for p in v):.0f}%"
+                for st in steps)
+        parts.append(f"{r.wl.key} {rec['k']} ({why})")
+    cpus = res["meta"]["settings"].get("client_cpus")
+    if cpus is None:
+        return "Client processes: one wrk process per run (this run predates more)."
+    return ("Client processes (bench/clients.py): the warm-up starts each workload with one "
+            "wrk process and adds one while, against some server, the busiest wrk process "
+            f"used {bound:.0f}% or more of its core and a client "
+            f"CPU (CLIENT_CPUS: {','.join(map(str, cpus))}) has no wrk process yet; that "
+            "count then runs against every server in every round, connections split between "
+            "the processes. Per workload: " + "; ".join(parts) + ".")
+
+
+def perf_runs(res, key):
+    """ringtls's and nginx's perf results for a workload, or None."""
+    per = (res.get("perf") or {}).get("runs", {}).get(key, {})
+    rt, ng = per.get("ringtls"), per.get("nginx")
+    if not rt or not ng or "error" in rt or "error" in ng:
+        return None
+    return rt, ng
+
+
+def kernel_us(m):
+    return m["dso"]["kernel"]["us"]
+
+
+def perf_bound(res, r):
+    """One line for a missed target: the split of each server's time, and
+    the ratio ringtls could reach at its measured kernel cost."""
+    pr = perf_runs(res, r.wl.key)
+    if not pr:
+        return None
+    rt, ng = pr
+    k = kernel_us(rt)
+    return (f"ringtls {rt['us_per_req']:.2f} µs/request, {k:.2f} of it in the kernel "
+            f"({rt['dso']['kernel']['share']:.0f}%); nginx {ng['us_per_req']:.2f} "
+            f"({kernel_us(ng):.2f} kernel). With no userspace time at all, ringtls at its "
+            f"kernel cost would reach {ng['us_per_req'] / k:.2f}x against nginx "
+            f"(target {r.wl.target}x)." if k else None)
+
+
+def perf_tables(per, names):
+    cols = ["kernel", "libcrypto", "libssl", "libc", "server binary", "other"]
+    out = ["| server | µs/req (perf) | µs/req (/proc) | " + " | ".join(cols)
+           + " | TCP segments/req in / out |", "|---" + "|---:" * (len(cols) + 3) + "|"]
+    for n in names:
+        m = per[n]
+        out.append(f"| {n} | {m['us_per_req']:.2f} | {fmt(m['cpu_us_per_req_proc'], '.2f')} | "
+                   + " | ".join(f"{m['dso'][c]['us']:.2f} ({m['dso'][c]['share']:.0f}%)"
+                                for c in cols)
+                   + f" | {m['segs_in_per_req']:.3f} / {m['segs_out_per_req']:.3f} |")
+    out += ["", "| where (kernel rows: inclusive; \"self\": own time only) | "
+            + " | ".join(f"{n} µs/req | {n} %" for n in names) + " |",
+            "|---" + "|---:" * (2 * len(names)) + "|"]
+    for label in per[names[0]]["buckets"]:
+        cells = [per[n]["buckets"][label] for n in names]
+        if any(c["share"] >= 0.05 for c in cells):
+            out.append(f"| {label} | " + " | ".join(f"{c['us']:.3f} | {c['share']:.1f}"
+                                                    for c in cells) + " |")
+    out += ["", "| # | " + " | ".join(f"{n}: self symbol (DSO) | % | µs/req" for n in names)
+            + " |", "|---:" + "|---|---:|---:" * len(names) + "|"]
+    for i in range(max(len(per[n]["top"]) for n in names)):
+        cells = []
+        for n in names:
+            t = per[n]["top"]
+            cells += ([f"`{t[i]['sym']}` ({t[i]['dso']})", f"{t[i]['share']:.1f}",
+                       f"{t[i]['us']:.3f}"] if i < len(t) else ["", "", ""])
+        out.append(f"| {i + 1} | " + " | ".join(cells) + " |")
+    return out
+
+
+def perf_reading(rt, ng, target):
+    """The computed reading of one workload: totals, kernel against
+    userspace, segments per request, and the bound they set."""
+    k, k2 = kernel_us(rt), kernel_us(ng)
+    u, u2 = rt["us_per_req"] - k, ng["us_per_req"] - k2
+    text = (f"Reading: ringtls {rt['us_per_req']:.2f} µs per request, nginx "
+            f"{ng['us_per_req']:.2f} (nginx/ringtls {ng['us_per_req'] / rt['us_per_req']:.2f}x). "
+            f"Kernel: ringtls {k:.2f} ({rt['dso']['kernel']['share']:.0f}%), nginx {k2:.2f} "
+            f"({ng['dso']['kernel']['share']:.0f}%); userspace: ringtls {u:.2f}, nginx {u2:.2f}. "
+            f"nginx - ringtls: {k2 - k:+.2f} µs in the kernel, {u2 - u:+.2f} µs in userspace.")
+    si, so = (rt["segs_in_per_req"], ng["segs_in_per_req"]), (rt["segs_out_per_req"],
+                                                              ng["segs_out_per_req"])
+    if all(abs(a - b) <= 0.02 * max(a, b, 1e-9) for a, b in (si, so)):
+        text += (f" Both cause {si[0]:.3f} TCP segments per request in and {so[0]:.3f} out "
+                 "(nginx: " + f"{si[1]:.3f} / {so[1]:.3f}): the kernel's TCP work per request "
+                 "is the same for both.")
+    else:
+        text += (f" TCP segments per request differ: ringtls {si[0]:.3f} in / {so[0]:.3f} out, "
+                 f"nginx {si[1]:.3f} / {so[1]:.3f}.")
+    if k:
+        text += (f" With no userspace time at all, ringtls at this kernel cost would reach "
+                 f"{ng['us_per_req'] / k:.2f}x" + (f" (target {target}x)." if target else "."))
+    return text
+
+
+def perf_section(res, rows):
+    p = res.get("perf")
+    if not p:
+        return ["Not run (PERF=0, or a run from before the perf phase)."]
+    if p.get("skipped"):
+        return [f"Skipped: {p['skipped']}."]
+    out = ["Each server (one worker, pinned as above) under `perf record -e cpu-clock -F 2000 -g "
+           "-p PID` while wrk loads it as in the timed rounds (same number of wrk processes): "
+           "perf starts a second before wrk and stops after it, and the server is idle "
+           "outside wrk's run, so µs/request = samples x period (0.5 ms of CPU) / wrk's "
+           "requests; the /proc column is the same run's utime+stime per request, a check. "
+           "By DSO: where each sample's own (leaf) frame was. Kernel rows of the second table "
+           "are inclusive (a sample counts in every row a frame of its kernel call chain "
+           "matches, so rows overlap; \"- \" rows are parts of the row above); userspace "
+           "call chains are unreliable (no frame pointers in OpenSSL, libc, nginx), so "
+           "userspace rows are self time. On loopback the receiving socket's TCP processing "
+           "(net_rx_action -> process_backlog -> tcp_v4_rcv) runs in the sender's context: "
+           "the server's samples include wrk's receiving of each response, wrk's include "
+           "the server's receiving of each request. TCP segments per request: TcpInSegs and "
+           "TcpOutSegs (nstat's counters, read from /proc/net/snmp) over wrk's run, divided "
+           "by its requests; both ends of loopback count, so a request and its response, one "
+           "segment each, read as 2 in and 2 out. "
+           + ("This phase ran in a network namespace of its own (`unshare -n`): the counters "
+              "saw its traffic only." if p.get("netns") else
+              "This phase ran in the host's network namespace: the counters include any other "
+              "traffic on the machine."), ""]
+    targets = {r.wl.key: r.wl.target for r in rows}
+    titles = {r.wl.key: r.wl.title for r in rows}
+    for key, per in p.get("runs", {}).items():
+        names = [n for n in ("ringtls", "nginx") if n in per and "error" not in per[n]]
+        k = next((m.get("client_procs") for m in per.values() if "client_procs" in m), "?")
+        out += [f"### {titles.get(key, key)} ({k} wrk process(es))", ""]
+        out += [f"- {n}: ERROR {m['error']}" for n, m in per.items() if "error" in m]
+        if not names:
+            continue
+        out += perf_tables(per, names) + [""]
+        pr = perf_runs(res, key)
+        if pr:
+            out += [perf_reading(pr[0], pr[1], targets.get(key)), ""]
+    if p.get("dir"):
+        files = sorted({m["file"] for per in p.get("runs", {}).values() for m in per.values()
+                        if "file" in m})
+        out += [f"perf's own summaries (`perf report --stdio`, self and inclusive) of each "
+                f"recording: `{p['dir']}/` (" + ", ".join(os.path.basename(f) for f in files)
+                + ")."]
     return out
 
 
@@ -382,6 +569,11 @@ def summary_lines(rows, bound, res, names):
         out.append(f"- {r.wl.title}: {r.verdict} (target {r.wl.target}x; req/s ratio "
                    f"{x(r.rps_ratio)}, CPU/request ratio {x(r.cpu_ratio)}, instructions "
                    f"ratio {x(r.instr_ratio)}; judged by {basis})")
+        if r.shortfall():
+            out.append(f"  - missed by: {r.shortfall()}")
+            where = perf_bound(res, r)
+            if where:
+                out.append(f"  - where the time goes (perf, below): {where}")
     bound_rows = [r.wl.key for r in rows if r.client_bound]
     idle = []
     for r in rows:
@@ -395,6 +587,7 @@ def summary_lines(rows, bound, res, names):
                f"above {bound:.0f}% against ringtls or nginx the workload is client-bound "
                f"(bold in the table): " + (", ".join(bound_rows) or "none") + ". There req/s "
                "measures wrk, and CPU time and instructions per request are the comparison.")
+    out += ["", clients_line(rows, res, bound)]
     res_line = resumption_line(res, names)
     if res_line:
         out += ["", res_line]
@@ -428,7 +621,9 @@ def render(cfg, res, rows, names, pngs, bound):
     md += [f"Median of {s['rounds']} interleaved round(s) of {s['duration']} s after "
            f"{s['warmup']} s of warm-up per server and workload; each round starts with the "
            "next server in turn. Server on CPU "
-           f"{s['server_cpu']}, wrk (-t1) on CPU {s['client_cpu']}. MB/s = req/s x body / 10^6. "
+           f"{s['server_cpu']}, wrk (-t1, one or more processes) on CPU "
+           + ",".join(str(c) for c in s.get("client_cpus", [s.get("client_cpu")]))
+           + ". MB/s = req/s x body / 10^6. "
            "TLS everywhere: TLS 1.3, TLS_AES_128_GCM_SHA256, one ECDSA P-256 certificate "
            "made with openssl for all servers.", ""]
     if pngs.get("ratios"):
@@ -447,6 +642,7 @@ def render(cfg, res, rows, names, pngs, bound):
     if pngs.get("memory"):
         md += [f"![memory per connection]({os.path.basename(pngs['memory'])})", ""]
     md += ["## Inside Linux 6.1 with kTLS (not a timing)", ""] + kernel_section(res, names)
+    md += ["", "## Where the time goes (perf)", ""] + perf_section(res, rows)
     md += ["", "## Checks", ""] + check_lines(res, names)
     md += ["", "## Every round", ""] + rounds_list(rows, names)
     md += ["", "## Machine and versions", "",
@@ -511,4 +707,5 @@ if __name__ == "__main__":
     with open(sys.argv[1]) as f:
         saved = json.load(f)
     os.makedirs(sys.argv[2], exist_ok=True)
-    write(Again(saved, sys.argv[2]), saved, bench.WORKLOADS, bench.CLIENT_BOUND_PCT)
+    write(Again(saved, sys.argv[2]), saved, bench.WORKLOADS,
+          saved["meta"]["settings"].get("client_bound_pct", bench.CLIENT_BOUND_PCT))

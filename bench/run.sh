@@ -21,12 +21,14 @@ handshakes (Connection: close, -c32). Servers: ringtls --threads 1, nginx
 with one worker, h2o with one thread, all pinned to SERVER_CPU; TLS 1.3
 TLS_AES_128_GCM_SHA256 with one ECDSA P-256 certificate for all.
 Measures req/s and MB/s (median of interleaved rounds), server CPU per
-request, wrk's CPU, userspace instructions per request (callgrind), RSS
-per idle TLS connection, and, where this kernel has no kTLS, memory and
+request, wrk's CPU (more wrk processes where one saturates its core and a
+client CPU is free), where the servers' time goes (perf, cpu-clock),
+userspace instructions per request (callgrind), RSS per idle TLS
+connection, and, where this kernel has no kTLS, memory and
 instructions inside Linux 6.1 with kTLS (tests/kernel/run-kernel.sh).
 Writes bench/results/<YYYY-MM-DD>.md, .json and three PNG plots.
 
-  --quick        smoke run (~4 min): DURATION=2 ROUNDS=1 WARMUP=0
+  --quick        smoke run (~5 min): DURATION=2 ROUNDS=1 WARMUP=0 PERF_SECS=2
                  IDLE_CONNS=500 CG_SCALE=0.2 KTLS_CONNS=200, and no report
                  file unless NO_REPORT=0 is set
   -h, --help     this text
@@ -36,9 +38,20 @@ Environment (defaults for a full run, 12-15 minutes):
   ROUNDS=5         interleaved rounds; the median is reported
   WARMUP=1         seconds of unrecorded load per server and workload first
   SERVER_CPU=0     CPU the servers are pinned to
-  CLIENT_CPU=1     CPU wrk is pinned to
+  CLIENT_CPUS=...  comma-separated CPUs for wrk processes (default: every
+                   CPU but SERVER_CPU); CLIENT_CPU=N is the same for one CPU
+  CLIENT_PROCS_MAX=len(CLIENT_CPUS)  most wrk processes per workload; the
+                   warm-up adds one while the busiest uses >= 90% of its core
+  CLIENT_PROCS=N   fixed number of wrk processes (no warm-up decision)
+  CLIENT_PROCS_TEST=1  lets CLIENT_CPUS list a CPU twice, and CLIENT_BOUND_PCT
+                   (default 90) move the bar, to watch the count grow on a
+                   small or busy machine (never for numbers you keep)
   WORKLOADS=...    comma-separated subset of plain-hello,tls-hello,plain-16k,
                    tls-16k,plain-1m,tls-1m,hs-full,hs-resumed
+  PERF=1           0: skip the perf phase (skipped anyway without a working
+                   `perf record -e cpu-clock`)
+  PERF_SECS=3      seconds of wrk load recorded per server and workload
+  PERF_WORKLOADS=plain-hello,tls-hello,tls-1m  (those also in WORKLOADS)
   CALLGRIND=1      0: skip the instruction counts
   CG_SCALE=1       multiplies the request counts of the callgrind batches
   IDLE_CONNS=10000 idle TLS connections for memory per connection (0: skip)
@@ -60,8 +73,10 @@ die() {
 # The command as typed, with the settings that came from the environment.
 invocation() {
 	local v cmd=""
-	for v in DURATION ROUNDS WARMUP SERVER_CPU CLIENT_CPU WORKLOADS CALLGRIND CG_SCALE \
-		IDLE_CONNS KERNEL KTLS_CONNS RINGTLS NGINX WRK H2O NO_REPORT; do
+	for v in DURATION ROUNDS WARMUP SERVER_CPU CLIENT_CPU CLIENT_CPUS CLIENT_PROCS_MAX \
+		CLIENT_PROCS CLIENT_PROCS_TEST CLIENT_BOUND_PCT WORKLOADS PERF PERF_SECS \
+		PERF_WORKLOADS CALLGRIND CG_SCALE IDLE_CONNS KERNEL KTLS_CONNS RINGTLS NGINX WRK H2O \
+		NO_REPORT; do
 		if [[ -n ${!v+x} ]]; then
 			cmd+="$v=$(printf '%q' "${!v}") "
 		fi
@@ -93,11 +108,15 @@ done
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(dirname "$BENCH_DIR")
 
-for v in DURATION ROUNDS WARMUP SERVER_CPU CLIENT_CPU IDLE_CONNS KTLS_CONNS; do
+for v in DURATION ROUNDS WARMUP SERVER_CPU CLIENT_CPU CLIENT_PROCS_MAX CLIENT_PROCS \
+	PERF_SECS IDLE_CONNS KTLS_CONNS; do
 	if [[ -n ${!v+x} && ! ${!v} =~ ^[0-9]+$ ]]; then
 		die "$v must be a non-negative integer, not '${!v}'"
 	fi
 done
+if [[ -n ${CLIENT_CPUS:-} && ! $CLIENT_CPUS =~ ^[0-9]+(,[0-9]+)*$ ]]; then
+	die "CLIENT_CPUS must be a comma-separated list of CPU numbers, not '$CLIENT_CPUS'"
+fi
 
 # ---------------------------------------------------------------- tools
 
@@ -150,12 +169,26 @@ check_h2o() {
 	export H2O=off
 }
 
+# perf is optional: without it the perf phase is skipped with a note.
+check_perf() {
+	[[ ${PERF:-1} != 0 && -z $(find_tool perf) ]] || return 0
+	if [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null &&
+		apt-cache policy linux-perf 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+		echo "installing linux-perf with apt-get" >&2
+		apt_install linux-perf
+		return 0
+	fi
+	echo "run.sh: no perf (linux-perf): the report has no \"Where the time goes\"" >&2
+}
+
 check_tools
 check_h2o
+check_perf
 RINGTLS=${RINGTLS:-$REPO_DIR/build/ringtls}
 [[ -x $RINGTLS ]] ||
 	die "no ringtls binary at $RINGTLS; build it: cmake -S . -B build && cmake --build build"
-for cpu in "${SERVER_CPU:-0}" "${CLIENT_CPU:-1}"; do
+client_cpus=${CLIENT_CPUS:-${CLIENT_CPU:-}}
+for cpu in "${SERVER_CPU:-0}" ${client_cpus//,/ }; do
 	taskset -c "$cpu" true 2>/dev/null ||
 		die "cannot pin to CPU $cpu (nproc: $(nproc)); the harness needs 2 CPUs"
 done
