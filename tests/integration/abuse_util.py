@@ -97,6 +97,21 @@ def wait_fd_count(s, want, timeout=5.0):
     return n
 
 
+def settled_fd_count(s, quiet=0.3, timeout=5.0):
+    """The server's descriptor count once it has not changed for `quiet` s
+    (a client's close reaches the server a moment later)."""
+    end = time.monotonic() + timeout
+    n, since = s.fd_count(), time.monotonic()
+    while time.monotonic() < end:
+        time.sleep(0.05)
+        m = s.fd_count()
+        if m != n:
+            n, since = m, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+    return n
+
+
 def wait_until(fn, timeout=5.0, step=0.05):
     end = time.monotonic() + timeout
     while True:
