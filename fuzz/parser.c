@@ -8,6 +8,7 @@
  *    and every strict prefix of an accepted head is INCOMPLETE;
  *  - the chunked decoder gives the same result whole and byte by byte.
  * Invariant failures abort(), which libFuzzer reports as a crash. */
+#include "check.h"
 #include "../src/http/parser.h"
 
 #include <stdint.h>
@@ -21,12 +22,6 @@ static const struct rtls_http_limits lims[] = {
 	/* Small limits, so 414/431 paths are reached by short inputs. */
 	{ .max_head = 64, .max_target = 12, .max_headers = 3 },
 };
-
-static void check(int ok)
-{
-	if (!ok)
-		abort();
-}
 
 static int in_buf(const char *buf, size_t len, struct rtls_http_str s)
 {
