@@ -45,6 +45,56 @@ static bool has_token(struct rtls_http_str v, const char *tok)
 	return false;
 }
 
+/* The last non-empty comma-separated element of v, trimmed. */
+static struct rtls_http_str last_token(struct rtls_http_str v)
+{
+	size_t e = v.n, s;
+
+	while (e && (v.p[e - 1] == ' ' || v.p[e - 1] == '\t' || v.p[e - 1] == ','))
+		e--;
+	s = e;
+	while (s && v.p[s - 1] != ',')
+		s--;
+	while (s < e && (v.p[s] == ' ' || v.p[s] == '\t'))
+		s++;
+	return (struct rtls_http_str){ v.p + s, e - s };
+}
+
+/* RFC 9112 §6.3: unless chunked is the final coding, and there only once
+ * (§6.1), a request's body length cannot be known: 400. A coding before
+ * it is one we do not implement: 501 (§6.1). */
+static int transfer_coding(struct rtls_http_str te, const char **why)
+{
+	struct rtls_http_str last = last_token(te);
+	struct rtls_http_str before = { te.p, (size_t)(last.p - te.p) };
+
+	if (!rtls__http_str_ieq(last, "chunked") || has_token(before, "chunked")) {
+		*why = "chunked is not the final transfer coding, once";
+		return 400;
+	}
+	for (size_t i = 0; i < before.n; i++)
+		if (before.p[i] != ' ' && before.p[i] != '\t' && before.p[i] != ',') {
+			*why = "unsupported transfer coding";
+			return 501;
+		}
+	return 0;
+}
+
+/* RFC 9112 §3.2: a Host that is not uri-host [":" port] is 400. Allowed:
+ * unreserved, pct-encoded, sub-delims, ':' and the brackets of an
+ * IP-literal (RFC 3986 §3.2.2). */
+static bool host_ok(struct rtls_http_str h)
+{
+	for (size_t i = 0; i < h.n; i++) {
+		unsigned char ch = (unsigned char)h.p[i];
+
+		if (ch == 0 || !((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+				 (ch >= '0' && ch <= '9') || strchr("-._~%!$&'()*+,;=:[]", ch)))
+			return false;
+	}
+	return true;
+}
+
 /* Picks out the headers we act on. Returns 0 or an error status. */
 static int scan_headers(struct hreq *q, const char **why)
 {
@@ -91,6 +141,10 @@ static int scan_headers(struct hreq *q, const char **why)
 		*why = hosts ? "more than one Host" : "HTTP/1.1 request without Host";
 		return 400;
 	}
+	if (hosts > 1 || (hosts && !host_ok(q->host))) {
+		*why = hosts > 1 ? "more than one Host" : "invalid Host";
+		return 400;
+	}
 	if (te.n) {
 		/* RFC 9112 §6.1: with both, a message may be smuggling; refuse. */
 		if (q->has_content_length) {
@@ -101,10 +155,10 @@ static int scan_headers(struct hreq *q, const char **why)
 			*why = "Transfer-Encoding in HTTP/1.0";
 			return 400;
 		}
-		if (!rtls__http_str_ieq(te, "chunked")) {
-			*why = "unsupported Transfer-Encoding";
-			return 501;
-		}
+		int st = transfer_coding(te, why);
+
+		if (st)
+			return st;
 		q->chunked = true;
 	}
 	if (q->r.minor_version == 1)
@@ -150,6 +204,18 @@ static int route(rtls_conn *c, const struct rtls_http_config *hc, struct hreq *q
 	if (hc->root_fd >= 0)
 		return rtls__http_static(c, hc, q);
 	return rtls__http_builtin_page(c, q);
+}
+
+/* The methods of RFC 9110 §9 and PATCH (RFC 5789). */
+static bool known_method(struct rtls_http_str m)
+{
+	static const char *const names[] = { "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT",
+					     "OPTIONS", "TRACE", "PATCH" };
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (m.n == strlen(names[i]) && memcmp(m.p, names[i], m.n) == 0)
+			return true;
+	return false;
 }
 
 static int parse_status(int ret, const char **why)
@@ -206,8 +272,10 @@ int rtls__http_request(rtls_conn *c, struct hconn *h, const struct rtls_http_con
 	}
 	q.head = q.r.method.n == 4 && memcmp(q.r.method.p, "HEAD", 4) == 0;
 	if (!q.head && !(q.r.method.n == 3 && memcmp(q.r.method.p, "GET", 3) == 0)) {
-		st = 405;
-		why = "method not allowed";
+		/* RFC 9110 §9.1: a method we do not know at all is 501; a
+		 * known one other than GET and HEAD is 405 (with Allow). */
+		st = known_method(q.r.method) ? 405 : 501;
+		why = st == 405 ? "method not allowed" : "method not implemented";
 		goto fail;
 	}
 	if (q.keep_alive == CONN_CLOSE || h->shutting) {
