@@ -145,7 +145,8 @@ static int load_pair(SSL_CTX *s, const char *cert, const char *key, char *why, s
 	/* A key of another certificate fails here already; it is reported
 	 * as a mismatch below. */
 	if (SSL_CTX_use_PrivateKey_file(s, key, SSL_FILETYPE_PEM) != 1 &&
-	    ERR_GET_REASON(ERR_peek_last_error()) != X509_R_KEY_VALUES_MISMATCH) {
+	    !(ERR_GET_LIB(ERR_peek_last_error()) == ERR_LIB_X509 &&
+	      ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)) {
 		snprintf(why, n, "key %s: %s", key, load_err("no PEM private key in it", e, sizeof(e)));
 		return -EINVAL;
 	}
