@@ -2,7 +2,7 @@
  * sets the kernel's sequence numbers: a record miscounted is a connection
  * lost to bad_record_mac.
  *
- * Input: byte 0: low 4 bits k, bit 4 "TLS 1.2", bits 5-7 the chunk after
+ * Input: byte 0: low 4 bits k, bit 4 "TLS 1.2", bits 5-7 the chunk before
  * which the epoch mark is set (7: never); then k chunk sizes; then the
  * stream. The stream is framed once by a plain whole-buffer reference,
  * then fed in the fuzzer's chunks (cycled) three ways:
