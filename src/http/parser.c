@@ -128,7 +128,8 @@ static int parse_target(struct cursor *c, size_t max_target,
 /* Reads "HTTP/" DIGIT "." DIGIT CRLF (RFC 9112 §2.3). Each byte is checked
  * as it arrives so garbage is 400 before the line is complete. A
  * well-formed version with another major number is 505 (RFC 9110 §15.6.6);
- * HTTP/1.x with x > 1 is 400 by design (no such version exists). */
+ * HTTP/1.x with x > 1 is read as 1.1, the highest minor version of the
+ * major we implement (RFC 9110 §2.5), as nginx and h2o do. */
 static int parse_version(struct cursor *c, int *minor)
 {
 	static const char name[] = "HTTP/";
@@ -150,9 +151,7 @@ static int parse_version(struct cursor *c, int *minor)
 	}
 	if (v[5] != '1')
 		return RTLS_HTTP_EVERSION;
-	if (v[7] != '0' && v[7] != '1')
-		return RTLS_HTTP_EBAD;
-	*minor = v[7] - '0';
+	*minor = v[7] == '0' ? 0 : 1;
 	c->p += 8;
 	return eat_crlf(c);
 }

@@ -36,6 +36,7 @@ CASES = [
     ("obs-fold", H("GET / HTTP/1.1", "Host: x", "X-A: 1", " folded"), 400),
     ("NUL in a header value", H("GET / HTTP/1.1", "Host: x", "X-A: a\x00b"), 400),
     ("missing Host in HTTP/1.1", H("GET /hello HTTP/1.1", "Accept: */*"), 400),
+    ("missing Host in HTTP/1.9 (read as 1.1)", H("GET /hello HTTP/1.9", "Accept: */*"), 400),
     ("two Host headers", H("GET /hello HTTP/1.1", "Host: a", "Host: b"), 400),
     ("Content-Length and Transfer-Encoding",
      H("GET /hello HTTP/1.1", "Host: x", "Content-Length: 5", "Transfer-Encoding: chunked") + b"0\r\n\r\n", 400),
@@ -43,7 +44,6 @@ CASES = [
     ("negative Content-Length", H("GET /hello HTTP/1.1", "Host: x", "Content-Length: -1"), 400),
     ("conflicting Content-Lengths", H("GET /hello HTTP/1.1", "Host: x", "Content-Length: 1", "Content-Length: 2"), 400),
     ("Transfer-Encoding in HTTP/1.0", H("GET /hello HTTP/1.0", "Transfer-Encoding: chunked"), 400),
-    ("HTTP/1.2", H("GET /hello HTTP/1.2", "Host: x"), 400),
     ("target not a path", H("GET hello HTTP/1.1", "Host: x"), 400),
     ("POST", H("POST /hello HTTP/1.1", "Host: x", "Content-Length: 5") + b"hello", 405),
     ("PUT", H("PUT /x HTTP/1.1", "Host: x", "Content-Length: 0"), 405),
@@ -77,6 +77,9 @@ BOUNDARY_OK = [
      H("GET /hello HTTP/1.1", "Host: x", "Content-Length: %d" % MAX_BODY) + b"z" * MAX_BODY, 200),
     ("head of 8000 bytes", H("GET /hello HTTP/1.1", "Host: x", "X-Big: " + "b" * 7950), 200),
     ("HEAD", H("HEAD /hello HTTP/1.1", "Host: x"), 200),
+    # A higher minor version of a major we implement is served as the
+    # highest we know (RFC 9110 §2.5), as nginx and h2o do.
+    ("HTTP/1.2 served as 1.1", H("GET /hello HTTP/1.2", "Host: x"), 200),
 ]
 
 
