@@ -583,7 +583,11 @@ BAD_REQUESTS = [
     _bad("dot-dot", H("GET /../../etc/passwd HTTP/1.1", "Host: x"), 400),
     _bad("encoded dot-dot", H("GET /sub/%2e%2e/%2e%2e/etc/passwd HTTP/1.1", "Host: x"), 400),
     _bad("POST", H("POST /hello HTTP/1.1", "Host: x", "Content-Length: 5") + b"hello", 405),
-    _bad("TE gzip", H("GET /hello HTTP/1.1", "Host: x", "Transfer-Encoding: gzip"), 501),
+    # RFC 9112 6.3: chunked not last leaves the body length unknowable (400);
+    # a coding we do not implement before the final chunked is 501.
+    _bad("TE gzip", H("GET /hello HTTP/1.1", "Host: x", "Transfer-Encoding: gzip"), 400),
+    _bad("TE gzip, chunked", H("GET /hello HTTP/1.1", "Host: x",
+                               "Transfer-Encoding: gzip, chunked"), 501),
     _bad("HTTP/2.0", H("GET /hello HTTP/2.0", "Host: x"), 505),
     _bad("huge Content-Length", H("GET /hello HTTP/1.1", "Host: x",
                                   "Content-Length: 99999999999999999999"), 413),
