@@ -291,6 +291,7 @@ void *rtls__reactor_main(void *arg);
 int rtls__ring_init(struct rtls__reactor *r, unsigned flags, unsigned entries);
 int rtls__probe_ring_flags(unsigned *flags);
 struct io_uring_sqe *rtls__sqe(struct rtls__reactor *r);
+int rtls__ring_wait(struct rtls__reactor *r);
 int rtls__ring_describe(char *out, size_t n);
 
 /* bufring.c */

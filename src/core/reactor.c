@@ -77,7 +77,11 @@ static void on_accept(struct rtls__reactor *r, unsigned li, struct io_uring_cqe 
 	if (cqe->res < 0) {
 		if (cqe->res == -EMFILE || cqe->res == -ENFILE || cqe->res == -ENOMEM)
 			accept_backoff(r, cqe->res);
-		else if (cqe->res != -ECANCELED && cqe->res != -EINTR)
+		/* Stopping: begin_stop() shut the listener down, so the accept
+		 * ends with ECANCELED, or with EINVAL where its task work ran
+		 * before the cancel was submitted (rings without DEFER_TASKRUN:
+		 * kernels before 6.1, valgrind). */
+		else if (cqe->res != -ECANCELED && cqe->res != -EINTR && !r->stopping)
 			rtls_log(RTLS_LOG_WARN, "accept: %s", strerror(-cqe->res));
 		return;
 	}
@@ -260,7 +264,7 @@ static int reactor_loop(struct rtls__reactor *r)
 			io_uring_submit(&r->ring); /* the cancels begin_stop() queued */
 			return 0;
 		}
-		ret = io_uring_submit_and_wait(&r->ring, 1);
+		ret = rtls__ring_wait(r);
 		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
 			return ret;
 		r->now_ms = rtls__now_ms();
