@@ -1,35 +1,22 @@
 /* Static files under --root. Paths are sanitized first, then opened with
  * openat2(RESOLVE_BENEATH) so that neither ".." nor a symlink can leave
- * the root, whatever the sanitizer missed. Bodies go out with
+ * the root, whatever the sanitizer missed (beneath.c; without openat2, a
+ * walk that refuses every symlink). Bodies go out with
  * rtls_conn_write_file(): page cache to socket, no userspace copy. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <linux/openat2.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
+#include "beneath.h"
 #include "internal.h"
 #include "static_util.h"
 
 static int open_beneath(const struct rtls_http_config *hc, const char *rel)
 {
-	struct open_how how;
-	long fd;
-
-	if (hc->follow_symlinks) {
-		fd = openat(hc->root_fd, *rel ? rel : ".", O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-		return fd < 0 ? -errno : (int)fd;
-	}
-	memset(&how, 0, sizeof(how));
-	/* O_NONBLOCK: opening a FIFO under the root must not block the
-	 * reactor; anything but a regular file is refused after fstat. */
-	how.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK;
-	how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
-	fd = syscall(SYS_openat2, hc->root_fd, *rel ? rel : ".", &how, sizeof(how));
-	return fd < 0 ? -errno : (int)fd;
+	return rtls__open_beneath(hc->root_fd, rel, hc->follow_symlinks);
 }
 
 static int open_status(int err, const char **why)
