@@ -89,7 +89,7 @@ class DualServer(rt.Process):
 
 def wait_fd_count(s, want, timeout=5.0):
     """Polls until the server holds `want` descriptors; returns the last count."""
-    end = time.monotonic() + timeout
+    end = time.monotonic() + rt.scaled(timeout)
     n = s.fd_count()
     while n != want and time.monotonic() < end:
         time.sleep(0.05)
@@ -100,7 +100,7 @@ def wait_fd_count(s, want, timeout=5.0):
 def settled_fd_count(s, quiet=0.3, timeout=5.0):
     """The server's descriptor count once it has not changed for `quiet` s
     (a client's close reaches the server a moment later)."""
-    end = time.monotonic() + timeout
+    end = time.monotonic() + rt.scaled(timeout)
     n, since = s.fd_count(), time.monotonic()
     while time.monotonic() < end:
         time.sleep(0.05)
@@ -113,7 +113,7 @@ def settled_fd_count(s, quiet=0.3, timeout=5.0):
 
 
 def wait_until(fn, timeout=5.0, step=0.05):
-    end = time.monotonic() + timeout
+    end = time.monotonic() + rt.scaled(timeout)
     while True:
         v = fn()
         if v or time.monotonic() >= end:

@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import select
+import shlex
 import shutil
 import signal
 import socket
@@ -28,11 +29,30 @@ RINGTLS_BIN = os.environ.get("RINGTLS_BIN") or os.path.join(BUILD, "ringtls")
 ECHO_BIN = os.environ.get("ECHO_BIN") or os.path.join(BUILD, "echo")
 NO_URING_BIN = os.environ.get("NO_URING_BIN") or os.path.join(BUILD, "tests", "no_uring")
 
+# RINGTLS_WRAP: a command put in front of every ringtls a test starts
+# (scripts/valgrind.sh runs the suite under memcheck this way), and
+# RTLS_TIME_SCALE: the factor such a slow run applies to the bounds below
+# and to the other waits for something that must happen. Waits for
+# something that must NOT happen are not scaled. RTLS_UNDER_VALGRIND=1
+# lets a test shrink or skip what cannot be meaningful under valgrind.
+WRAP = shlex.split(os.environ.get("RINGTLS_WRAP", ""))
+if WRAP:
+    # A launcher before ringtls (no_uring, setpriv) execs it by path.
+    WRAP[0] = shutil.which(WRAP[0]) or WRAP[0]
+TIME_SCALE = max(1.0, float(os.environ.get("RTLS_TIME_SCALE") or 1))
+UNDER_VALGRIND = os.environ.get("RTLS_UNDER_VALGRIND") == "1"
+
+
+def scaled(seconds):
+    """A bound on a wait for something that must happen, in this run's time."""
+    return seconds * TIME_SCALE
+
+
 SKIP = 77
-IO_TIMEOUT = 5.0          # default socket timeout, seconds
-START_TIMEOUT = 10.0      # wait for "listening on"
-STOP_TIMEOUT = 10.0       # terminate -> wait, then kill
-WATCHDOG = 120            # a whole test file, seconds
+IO_TIMEOUT = scaled(5.0)      # default socket timeout, seconds
+START_TIMEOUT = scaled(10.0)  # wait for "listening on"
+STOP_TIMEOUT = scaled(10.0)   # terminate -> wait, then kill
+WATCHDOG = 120                # a whole test file, seconds (scaled in main)
 
 LISTEN_RE = re.compile(r"listening on 127\.0\.0\.1:(\d+) \(http\)")
 IMF_FIXDATE_RE = re.compile(
@@ -86,11 +106,21 @@ _started = []   # every Process started, for the failure report
 _tmpdirs = []   # removed at exit
 
 
+def wrapped(argv):
+    """argv with RINGTLS_WRAP put in front of the ringtls (or echo) binary,
+    after any launcher such as no_uring, so the wrapper sees ringtls itself."""
+    argv = [str(a) for a in argv]
+    for i, a in enumerate(argv):
+        if WRAP and a in (RINGTLS_BIN, ECHO_BIN):
+            return argv[:i] + WRAP + argv[i:]
+    return argv
+
+
 class Process:
     """A child with stderr captured to a temp file; stopped by its PID."""
 
     def __init__(self, argv, name=None, env=None):
-        self.argv = [str(a) for a in argv]
+        self.argv = wrapped(argv)
         self.name = name or os.path.basename(self.argv[0])
         fd, self.err_path = tempfile.mkstemp(prefix="rtls-%s-" % self.name, suffix=".log")
         self._err = os.fdopen(fd, "w+b")
@@ -115,7 +145,7 @@ class Process:
     def wait_log(self, pattern, timeout=5.0):
         """Waits until a log line matches the regex; returns the match or None."""
         rx = re.compile(pattern)
-        end = time.monotonic() + timeout
+        end = time.monotonic() + scaled(timeout)
         while True:
             for line in self.log_lines():
                 m = rx.search(line)
@@ -132,14 +162,15 @@ class Process:
     def wait(self, timeout):
         """Waits for exit; returns the status, or None if still running."""
         try:
-            self.returncode = self.proc.wait(timeout=timeout)
+            self.returncode = self.proc.wait(timeout=scaled(timeout))
         except subprocess.TimeoutExpired:
             return None
         self._forget()
         return self.returncode
 
-    def stop(self, sig=signal.SIGTERM, timeout=STOP_TIMEOUT):
-        """terminate -> wait with timeout -> kill. Returns the exit status."""
+    def stop(self, sig=signal.SIGTERM, timeout=None):
+        """terminate -> wait with timeout (scaled) -> kill. Returns the exit status."""
+        timeout = STOP_TIMEOUT if timeout is None else scaled(timeout)
         if self.proc.poll() is None:
             try:
                 os.kill(self.pid, sig)
@@ -150,7 +181,7 @@ class Process:
             except subprocess.TimeoutExpired:
                 print("%s (pid %d) did not stop in %.0f s: killing" % (self.name, self.pid, timeout))
                 self.proc.kill()
-                self.proc.wait(timeout=5)
+                self.proc.wait(timeout=scaled(5))
         self.returncode = self.proc.returncode
         self._forget()
         return self.returncode
@@ -175,8 +206,8 @@ class Server(Process):
         if wait:
             self.wait_listening()
 
-    def wait_listening(self, timeout=START_TIMEOUT):
-        end = time.monotonic() + timeout
+    def wait_listening(self, timeout=None):
+        end = time.monotonic() + (START_TIMEOUT if timeout is None else scaled(timeout))
         while time.monotonic() < end:
             m = LISTEN_RE.search(self.log())
             if m:
@@ -209,8 +240,8 @@ class Server(Process):
 
 def run_cmd(argv, timeout=15, input=None):
     """Runs a command to completion; returns CompletedProcess (bytes)."""
-    return subprocess.run([str(a) for a in argv], input=input, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, timeout=timeout)
+    return subprocess.run(wrapped(argv), input=input, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, timeout=scaled(timeout))
 
 
 def need_binary(path, what):
@@ -225,7 +256,7 @@ def need_curl():
 
 def curl(*args, timeout=15):
     """curl -sS with a bounded run time; returns CompletedProcess (bytes)."""
-    return run_cmd(["curl", "-sS", "--max-time", "10", *args], timeout=timeout)
+    return run_cmd(["curl", "-sS", "--max-time", "%g" % scaled(10), *args], timeout=timeout)
 
 
 def free_port():
@@ -395,10 +426,10 @@ class Conn:
 
     def closed_by_peer(self, timeout=3.0):
         """True if the peer ends the connection (FIN or RST) within timeout
-        with no further bytes; False on timeout or on extra bytes."""
+        (scaled) with no further bytes; False on timeout or on extra bytes."""
         if self.buf:
             return False
-        end = time.monotonic() + timeout
+        end = time.monotonic() + scaled(timeout)
         while True:
             left = end - time.monotonic()
             if left <= 0:
@@ -479,6 +510,7 @@ def main(test_fn, watchdog=WATCHDOG):
     stderr of every server the test started."""
     t = Checker()
     started = _started
+    watchdog = int(scaled(watchdog))
     _watchdog_s[0] = watchdog
     signal.signal(signal.SIGALRM, _watchdog)
     signal.alarm(watchdog)

@@ -35,6 +35,11 @@ N_TLS = N_HTTP = 500
 # quiet windows. At a fifth or so of what one reactor serves here, the
 # rate drops only if the attack starves the server.
 CLIENT_RATE = 5000
+if os.environ.get("RTLS_UNDER_VALGRIND") == "1":   # rt.UNDER_VALGRIND; rt is imported below
+    # Memcheck runs the server 20-50 times slower: fewer attackers, a
+    # client it can keep up with, and no rate comparison (below).
+    N_TLS = N_HTTP = 20
+    CLIENT_RATE = 50
 HEAD = (b"GET /hello HTTP/1.1\r\nHost: localhost\r\nUser-Agent: slowloris-" + b"s" * 200 + b"\r\n\r\n")
 
 
@@ -299,8 +304,11 @@ def test(t):
     print("normal client: %.0f req/s before, %.0f during the attack, %.0f after; %d reconnects"
           % (base, during, after, cl["errors"]))
     t.check(base > 0, "the normal client made requests before the attack")
-    t.check(during >= 0.8 * base, "the normal client keeps at least 80%% of its rate during the attack: "
-            "%.0f vs %.0f req/s (%.0f%%)" % (during, base, 100 * during / base if base else 0))
+    if rt.UNDER_VALGRIND:
+        print("note: valgrind: the normal client's rate is not compared (a speed claim)")
+    else:
+        t.check(during >= 0.8 * base, "the normal client keeps at least 80%% of its rate during the attack: "
+                "%.0f vs %.0f req/s (%.0f%%)" % (during, base, 100 * during / base if base else 0))
     t.eq(cl["errors"], 0, "the normal client's connection was never broken")
 
     # One log line per cut connection, naming it.

@@ -43,7 +43,10 @@ REFUSED = [
     "http://localhost/%2e%2e/secret.txt",
 ]
 
-# Not refused, and still inside the root.
+# Not refused, and still inside the root. The three symlinks that stay
+# inside are served through openat2(RESOLVE_BENEATH); where openat2 is
+# missing (valgrind) the server's fallback walk refuses every symlink: 403.
+INSIDE_LINKS = ("/in-link", "/in-dir-link/in.txt", "/sub/up-link")
 INSIDE = [
     ("/pub.txt", 200, b"public\n"),
     ("/sub/in.txt", 200, b"inner\n"),
@@ -102,6 +105,11 @@ class Leak:
 
 def test_default(t, root, leak):
     s = rt.Server(root=root, threads=2)
+    # Under valgrind (no openat2) the strict fallback answers; elsewhere
+    # openat2 must, and the inside symlinks are served.
+    strict = rt.UNDER_VALGRIND and rt.get(s, "/in-link").status == 403
+    if strict:
+        print("note: openat2 unavailable (valgrind): expecting the walk that refuses every symlink")
     for target in REFUSED:
         r, data = raw(s, target)
         leak.scan(target, data)
@@ -110,6 +118,8 @@ def test_default(t, root, leak):
     for target, status, body in INSIDE:
         r, data = raw(s, target)
         leak.scan(target, data)
+        if strict and target in INSIDE_LINKS:
+            status, body = 403, b"403 Forbidden\n"
         t.eq((r.status, r.body), (status, body), "GET %r" % target)
     for target, _ in OUT_LINKS:
         for extra in ((), ("Range: bytes=0-3",)):
@@ -135,7 +145,8 @@ def test_default(t, root, leak):
     n400 = sum(1 for l in s.log_lines() if ": 400 Bad Request: " in l)
     n403 = sum(1 for l in s.log_lines() if ": 403 Forbidden: " in l)
     t.eq(n400, len(REFUSED) + 4, "one 400 log line per refused target")
-    t.eq(n403, 3 * len(OUT_LINKS) + 1, "one 403 log line per refused symlink")
+    t.eq(n403, 3 * len(OUT_LINKS) + 1 + (len(INSIDE_LINKS) + 1 if strict else 0),
+         "one 403 log line per refused symlink")
     t.eq(s.stop(), 0, "server exit status")
 
 

@@ -23,7 +23,7 @@ import rtls_test as rt
 SKIP = rt.SKIP
 Skip = rt.Skip
 temp_dir = rt.temp_dir
-IO_TIMEOUT = 5.0
+IO_TIMEOUT = rt.IO_TIMEOUT   # scaled by RTLS_TIME_SCALE, as every bound below
 HELLO = b"Hello, World!"
 
 HTTPS_LISTEN_RE = re.compile(r"listening on 127\.0\.0\.1:(\d+) \(https\)")
@@ -65,7 +65,7 @@ class TlsServer(rt.Process):
             self.wait_listening()
 
     def wait_listening(self, timeout=10.0):
-        end = time.monotonic() + timeout
+        end = time.monotonic() + rt.scaled(timeout)
         while time.monotonic() < end:
             m = HTTPS_LISTEN_RE.search(self.log())
             if m:
@@ -94,7 +94,7 @@ class TlsServer(rt.Process):
     def wait_line(self, pattern, since=0, timeout=3.0):
         """The first log line after `since` matching the regex, or None."""
         rx = re.compile(pattern)
-        end = time.monotonic() + timeout
+        end = time.monotonic() + rt.scaled(timeout)
         while True:
             for line in self.lines_since(since):
                 if rx.search(line):
@@ -541,8 +541,8 @@ def parse_records(data):
 
 def recv_until_closed(sock, timeout=3.0, limit=1 << 20):
     """Everything the peer sends until it closes: (bytes, how) with how in
-    'eof', 'reset' or 'timeout'."""
-    end = time.monotonic() + timeout
+    'eof', 'reset' or 'timeout' (the bound is scaled)."""
+    end = time.monotonic() + rt.scaled(timeout)
     data = b""
     while len(data) < limit:
         left = end - time.monotonic()
@@ -580,7 +580,8 @@ def interact(argv, send=b"", until=None, timeout=8.0, env=None):
     open until `until` (a regex over stdout+stderr) shows up or the client
     exits, then closes stdin (the client's cue to close the connection,
     with close_notify) and waits for it to exit. Never longer than
-    timeout + 5 s."""
+    timeout + 5 s (scaled)."""
+    timeout = rt.scaled(timeout)
     with tempfile.TemporaryFile() as out:
         p = subprocess.Popen([str(a) for a in argv], stdin=subprocess.PIPE, stdout=out,
                              stderr=subprocess.STDOUT, env=env, close_fds=True)
@@ -627,9 +628,9 @@ def s_client_session(out):
 
 
 def curl_run(*args, timeout=15):
-    r = subprocess.run(["curl", "-sS", "--max-time", "10", *[str(a) for a in args]],
+    r = subprocess.run(["curl", "-sS", "--max-time", "%g" % rt.scaled(10), *[str(a) for a in args]],
                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=timeout)
+                       timeout=rt.scaled(timeout))
     return r
 
 
@@ -665,6 +666,7 @@ s.on('close', () => done(res.error ? 1 : 0));
 
 def node_run(port, send, until, min_version=None, max_version=None, ciphers=None,
              alpn=("http/1.1",), timeout=8.0):
+    timeout = rt.scaled(timeout)
     cfg = {"port": port, "send": send.decode("latin-1"), "until": until.decode("latin-1"),
            "min": min_version, "max": max_version, "ciphers": ciphers,
            "alpn": list(alpn) if alpn else None, "timeout_ms": int(timeout * 1000)}
@@ -725,6 +727,7 @@ def python_run(port, send, until, min_version=None, max_version=None, ciphers=No
                suites13=None, timeout=8.0):
     """min/max_version: ssl.TLSVersion member names ('TLSv1_2'). suites13:
     the TLS 1.3 suites, set through an OPENSSL_CONF file."""
+    timeout = rt.scaled(timeout)
     env = dict(os.environ)
     if suites13:
         conf = os.path.join(temp_dir("rtls-pyconf-"), "openssl.cnf")
