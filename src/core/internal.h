@@ -69,8 +69,6 @@ struct rtls__seg {
 	size_t flen;
 };
 
-struct rtls__wbuf {
-	char *data;
 /* A side keeps its memory between rounds up to this much (wbuf.c). */
 #define RTLS__WBUF_KEEP_MAX (1024u * 1024u)
 /* Output buffers of at least RTLS__SPARE_MIN bytes that a connection
@@ -78,6 +76,8 @@ struct rtls__wbuf {
 #define RTLS__SPARE_SIDES 8u
 #define RTLS__SPARE_MIN (64u * 1024u)
 
+struct rtls__wbuf {
+	char *data;
 	size_t len, cap;
 	struct rtls__seg *segs;
 	unsigned nsegs, segcap;
@@ -261,10 +261,10 @@ struct rtls__reactor {
 	char *tp_data;              /* max_conns * tls conn_size */
 	int *pipe_pool;             /* spare pipes, pairs */
 	unsigned npipes, pipecap;
-	int err;
-	uint64_t now_ms;
 	struct rtls__wbuf spare[RTLS__SPARE_SIDES]; /* big idle output buffers */
 	unsigned nspare;
+	int err;
+	uint64_t now_ms;
 };
 
 struct rtls_server {
@@ -343,6 +343,12 @@ int rtls__wbuf_add_file(struct rtls__wbuf *w, int fd, off_t off, size_t len);
 /* Appends one control record (kTLS TX): a segment of its own. */
 int rtls__wbuf_add_record(struct rtls__wbuf *w, uint8_t type, const void *p, size_t n);
 void rtls__wbuf_reset(struct rtls__wbuf *w);
+/* The reactor's spare big buffers (send.c). side_release frees a side,
+ * keeping its memory as a spare when big; side_reserve makes room for
+ * `need` more bytes, from a spare when an empty side needs a big one. */
+void rtls__side_release(struct rtls__reactor *r, struct rtls__wbuf *w);
+char *rtls__side_reserve(struct rtls__reactor *r, struct rtls__wbuf *w, size_t need);
+void rtls__spares_free(struct rtls__reactor *r);
 void rtls__wbuf_free(struct rtls__wbuf *w);
 size_t rtls__wbuf_bytes(const struct rtls__wbuf *w);
 /* Drops the first `segs` whole segments, plus `mem` bytes and `file`
@@ -350,9 +356,3 @@ size_t rtls__wbuf_bytes(const struct rtls__wbuf *w);
 void rtls__wbuf_consume(struct rtls__wbuf *w, unsigned segs, size_t mem, size_t file);
 
 #endif
-/* The reactor's spare big buffers (send.c). side_release frees a side,
- * keeping its memory as a spare when big; side_reserve makes room for
- * `need` more bytes, from a spare when an empty side needs a big one. */
-void rtls__side_release(struct rtls__reactor *r, struct rtls__wbuf *w);
-char *rtls__side_reserve(struct rtls__reactor *r, struct rtls__wbuf *w, size_t need);
-void rtls__spares_free(struct rtls__reactor *r);
