@@ -122,6 +122,9 @@ struct rtls_config {
 	unsigned max_conns;         /* per reactor; 0 = 16384 */
 	unsigned buf_count;         /* provided receive buffers per reactor; 0 = 1024 */
 	unsigned buf_size;          /* bytes per receive buffer; 0 = 16384 */
+	unsigned ring_entries;      /* submission queue entries per reactor, a power
+				     * of two up to 32768 (the completion queue holds
+				     * 8 times as many); 0 = 1024 */
 	unsigned timeout_ms[RTLS_TIMER__COUNT]; /* 0 = defaults (see rtls_config_defaults) */
 	unsigned shutdown_ms;       /* bound on graceful shutdown; 0 = 10000 */
 	const struct rtls_handler *handler; /* borrowed */

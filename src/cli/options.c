@@ -60,6 +60,8 @@ void cli_usage(FILE *f)
 	      "  --follow-symlinks        allow symlinks that lead out of --root (refused by default)\n"
 	      "  --threads N              reactors, one thread each (default: online CPUs)\n"
 	      "  --max-conns N            connections per reactor (default 16384)\n"
+	      "  --ring-entries N         io_uring submission queue per reactor, a power\n"
+	      "                           of two 8..32768; completions 8x (default 1024)\n"
 	      "  --max-header-bytes N     request line + headers (default 8192)\n"
 	      "  --max-uri-bytes N        request-target (default 4096)\n"
 	      "  --max-headers N          header fields per request, <= 256 (default 100)\n"
@@ -133,7 +135,7 @@ static int parse_level(const char *s, enum rtls_log_level *l)
 }
 
 enum {
-	O_LISTEN = 256, O_ROOT, O_FOLLOW, O_THREADS, O_MAXCONNS, O_MAXHEAD, O_MAXURI,
+	O_LISTEN = 256, O_ROOT, O_FOLLOW, O_THREADS, O_RING, O_MAXCONNS, O_MAXHEAD, O_MAXURI,
 	O_MAXHEADERS, O_MAXBODY, O_HDRTO, O_IDLETO, O_SHUTTO, O_LOGLEVEL,
 	O_TLSLISTEN, O_CERT, O_KEY, O_STATEDIR, O_NOTLS12, O_CIPHERS, O_SUITES, O_TICKETFILE,
 	O_NOTICKETS, O_CLIENTCA, O_CLIENTAUTH, O_HSTO, O_KTLS, O_KTLSZC, O_RXNOREKEY, O_KEYLESS,
@@ -146,6 +148,7 @@ static const struct option longopts[] = {
 	{ "follow-symlinks", no_argument, NULL, O_FOLLOW },
 	{ "threads", required_argument, NULL, O_THREADS },
 	{ "max-conns", required_argument, NULL, O_MAXCONNS },
+	{ "ring-entries", required_argument, NULL, O_RING },
 	{ "max-header-bytes", required_argument, NULL, O_MAXHEAD },
 	{ "max-uri-bytes", required_argument, NULL, O_MAXURI },
 	{ "max-headers", required_argument, NULL, O_MAXHEADERS },
@@ -283,6 +286,15 @@ static int apply(struct cli_opts *o, int opt, const char *arg)
 		if (parse_uint("--threads", arg, 1, 1024, &v) < 0)
 			return -1;
 		o->cfg.threads = (unsigned)v;
+		return 0;
+	case O_RING:
+		if (parse_uint("--ring-entries", arg, 8, 32768, &v) < 0)
+			return -1;
+		if (v & (v - 1)) {
+			fprintf(stderr, "ringtls: --ring-entries %s: not a power of two\n", arg);
+			return -1;
+		}
+		o->cfg.ring_entries = (unsigned)v;
 		return 0;
 	case O_MAXCONNS:
 		if (parse_uint("--max-conns", arg, 1, 1u << 24, &v) < 0)

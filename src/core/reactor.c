@@ -7,7 +7,6 @@
 
 #include "internal.h"
 
-#define RING_ENTRIES 1024u
 #define BUF_GROUP 0
 
 static void accept_arm(struct rtls__reactor *r, unsigned i)
@@ -75,14 +74,22 @@ static void on_accept(struct rtls__reactor *r, unsigned li, struct io_uring_cqe 
 	if (!(cqe->flags & IORING_CQE_F_MORE))
 		r->ls[li].armed = false;
 	if (cqe->res < 0) {
-		if (cqe->res == -EMFILE || cqe->res == -ENFILE || cqe->res == -ENOMEM)
+		if (cqe->res == -EMFILE || cqe->res == -ENFILE || cqe->res == -ENOMEM) {
 			accept_backoff(r, cqe->res);
-		/* Stopping: begin_stop() shut the listener down, so the accept
-		 * ends with ECANCELED, or with EINVAL where its task work ran
-		 * before the cancel was submitted (rings without DEFER_TASKRUN:
-		 * kernels before 6.1, valgrind). */
-		else if (cqe->res != -ECANCELED && cqe->res != -EINTR && !r->stopping)
-			rtls_log(RTLS_LOG_WARN, "accept: %s", strerror(-cqe->res));
+		} else if (!r->stopping) {
+			/* Stopping: begin_stop() shut the listener down, so the
+			 * accept ends with ECANCELED, or with EINVAL where its
+			 * task work ran before the cancel was submitted (rings
+			 * without DEFER_TASKRUN: kernels before 6.1, valgrind).
+			 * Otherwise the accept is over: try again on the next
+			 * tick rather than spin on an error that may repeat. */
+			if (cqe->res != -ECANCELED && cqe->res != -EINTR)
+				rtls_log(RTLS_LOG_WARN, "accept: %s", strerror(-cqe->res));
+			if (!r->ls[li].armed) {
+				r->accept_retry_ms = r->now_ms + 100;
+				rtls__tick_arm(r);
+			}
+		}
 		return;
 	}
 	accept_ok(r);
@@ -90,6 +97,12 @@ static void on_accept(struct rtls__reactor *r, unsigned li, struct io_uring_cqe 
 		close(cqe->res);
 		return;
 	}
+	/* A multishot accept also ends after a success, when the kernel could
+	 * not post its next completion (a full completion queue under a
+	 * connection burst): without a new one the listener would never
+	 * accept again. */
+	if (!r->ls[li].armed && !r->accept_retry_ms)
+		accept_arm(r, li);
 	c = rtls__conn_new(r, cqe->res, li);
 	if (!c) {
 		/* At the connection limit: refuse rather than queue, and say so
@@ -220,7 +233,7 @@ static int reactor_setup(struct rtls__reactor *r)
 	const struct rtls_config *cfg = &r->srv->cfg;
 	int ret;
 
-	ret = rtls__ring_init(r, r->srv->ring_flags, RING_ENTRIES);
+	ret = rtls__ring_init(r, r->srv->ring_flags, r->srv->cfg.ring_entries);
 	if (ret < 0)
 		return ret;
 	ret = rtls__bufring_init(r, cfg->buf_count, cfg->buf_size, BUF_GROUP);

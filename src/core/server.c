@@ -30,6 +30,8 @@ void rtls_config_defaults(struct rtls_config *cfg)
 		cfg->buf_count = 1024;
 	if (!cfg->buf_size)
 		cfg->buf_size = 16384;
+	if (!cfg->ring_entries)
+		cfg->ring_entries = 1024;
 	for (unsigned i = 1; i < RTLS_TIMER__COUNT; i++)
 		if (!cfg->timeout_ms[i])
 			cfg->timeout_ms[i] = default_timeouts[i];
@@ -46,6 +48,9 @@ static int validate(const struct rtls_config *cfg)
 	if (cfg->buf_count & (cfg->buf_count - 1) || cfg->buf_count > 32768)
 		return -EINVAL;
 	if (cfg->buf_size < 512 || cfg->buf_size > (1u << 20))
+		return -EINVAL;
+	if (cfg->ring_entries & (cfg->ring_entries - 1) || cfg->ring_entries < 8 ||
+	    cfg->ring_entries > 32768)
 		return -EINVAL;
 	for (unsigned i = 0; i < cfg->nlisteners; i++)
 		if (cfg->listeners[i].tls && !cfg->tls)

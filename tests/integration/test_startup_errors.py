@@ -95,12 +95,15 @@ def flag_rows(L):
         ("bad --client-auth", ["--tls-listen", L, "--client-auth", "sometimes"], ["--client-auth", "sometimes"],
          (), 2),
         ("bad --ktls value", ["--tls-listen", L, "--ktls", "maybe"], ["--ktls", "maybe"], (), 2),
+        ("--ring-entries not a power of two", P + ["--ring-entries", "1000"], ["--ring-entries", "1000"],
+         ["power of two"], 2),
     ]
     for flag, val in (("--threads", "0"), ("--threads", "1025"), ("--max-conns", "0"),
                       ("--max-conns", "99999999"), ("--max-headers", "0"), ("--max-headers", "257"),
                       ("--max-uri-bytes", "0"), ("--max-header-bytes", "10"),
                       ("--idle-timeout", "0"), ("--header-timeout", "0.1ms"),
-                      ("--shutdown-timeout", "25h"), ("--shutdown-timeout", "-1s")):
+                      ("--shutdown-timeout", "25h"), ("--shutdown-timeout", "-1s"),
+                      ("--ring-entries", "4"), ("--ring-entries", "65536")):
         rows.append(("out of range %s %s" % (flag, val), P + [flag, val], [flag], (), 2))
     for flag, val in (("--key-update-max-rate", "0"), ("--key-update-after-records", "0"),
                       ("--handshake-timeout", "0")):
