@@ -62,16 +62,6 @@ class DualServer(rt.Process):
     def lines_since(self, mark):
         return self.log_lines()[mark:]
 
-    def fd_count(self):
-        return len(os.listdir("/proc/%d/fd" % self.pid))
-
-    def rss_kib(self):
-        with open("/proc/%d/status" % self.pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        raise RuntimeError("no VmRSS for pid %d" % self.pid)
-
     def cpu_seconds(self):
         """utime + stime of all the server's threads, in seconds."""
         with open("/proc/%d/stat" % self.pid) as f:

@@ -186,6 +186,18 @@ class Process:
         self._forget()
         return self.returncode
 
+    def fd_count(self):
+        """Open descriptors of the process (/proc/PID/fd)."""
+        return len(os.listdir("/proc/%d/fd" % self.pid))
+
+    def rss_kib(self):
+        """VmRSS of the process, in KiB."""
+        with open("/proc/%d/status" % self.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise RuntimeError("no VmRSS for pid %d" % self.pid)
+
     def _forget(self):
         if self in _live:
             _live.remove(self)

@@ -6,13 +6,13 @@ garbage after a ClientHello, a ClientHello one byte per segment (must
 succeed), oversized records, a close in the middle of the handshake, and
 1,000 connections that never send (--handshake-timeout 1s) with the
 server's descriptors and memory back where they were."""
-import resource
 import select
 import socket
 import ssl
 import struct
 import time
 
+import abuse_util as au
 import tls_util as tu
 
 TLS13 = ssl.TLSVersion.TLSv1_3
@@ -273,18 +273,8 @@ def test_cases(t):
     tu.stop_ok(t, s)
 
 
-def raise_nofile(need):
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft >= need:
-        return True
-    if hard != resource.RLIM_INFINITY and hard < need:
-        return False
-    resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
-    return True
-
-
 def test_silent_flood(t, parts, n=1000):
-    if not raise_nofile(n + 512):
+    if not au.raise_nofile(n + 512):
         parts.skip("1,000 silent connections: RLIMIT_NOFILE hard limit below %d" % (n + 512))
         return
     parts.ran += 1

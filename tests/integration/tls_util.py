@@ -107,16 +107,6 @@ class TlsServer(rt.Process):
         rx = re.compile(r" tls 127\.0\.0\.1:%d: " % peer_port)
         return [l for l in self.lines_since(since) if rx.search(l)]
 
-    def fd_count(self):
-        return len(os.listdir("/proc/%d/fd" % self.pid))
-
-    def rss_kib(self):
-        with open("/proc/%d/status" % self.pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        raise RuntimeError("no VmRSS for pid %d" % self.pid)
-
 
 def asan_build(server):
     """True if the running server is an AddressSanitizer build."""
