@@ -560,6 +560,53 @@ def resumption_line(res, names):
             "handshake full. Resumed share in the check run: " + ", ".join(parts) + ".")
 
 
+CPU_TARGET = 0.75   # ringtls CPU per request / nginx's, at most (issue #6)
+MEMORY_TARGET = 0.5  # ringtls RSS per idle TLS connection / nginx's, at most
+
+
+def verdict_at_most(value, target):
+    if value is None:
+        return "not measured"
+    if value <= target:
+        return "MET"
+    return f"MISSED, {100 * (value / target - 1):.0f}% over"
+
+
+def cpu_target_lines(rows):
+    """Server CPU per request, ringtls / nginx, per workload (target <= 0.75)."""
+    parts = []
+    for r in rows:
+        rt, ng = r.cells["ringtls"].cpu_us, r.cells["nginx"].cpu_us
+        v = rt / ng if rt and ng else None
+        parts.append(f"{r.wl.key} {v:.2f}x {verdict_at_most(v, CPU_TARGET)}" if v is not None
+                     else f"{r.wl.key} not measured")
+    return [f"- server CPU per request, ringtls / nginx (target at most {CPU_TARGET}x): "
+            + "; ".join(parts)]
+
+
+def memory_target_lines(res):
+    """RSS per idle TLS connection, ringtls / nginx (target <= 0.5): on this
+    host (userspace TLS for both) and inside Linux 6.1 with kTLS."""
+    out = []
+    host = res.get("memory", {})
+    rt, ng = (host.get(n, {}).get("bytes_per_conn") for n in ("ringtls", "nginx"))
+    if rt and ng:
+        out.append(f"- RSS per idle TLS connection, ringtls / nginx (target at most "
+                   f"{MEMORY_TARGET}x), this host, userspace TLS for both: {rt:,} / {ng:,} "
+                   f"bytes = {rt / ng:.2f}x, {verdict_at_most(rt / ng, MEMORY_TARGET)}")
+    k = {}
+    for ln in res.get("kernel", {}).get("memory_out") or []:
+        m = re.match(r"\| (\S+) \| (\d+) \|", ln)
+        if m:
+            k[m.group(1)] = int(m.group(2))
+    if k.get("ringtls-ktls") and k.get("nginx-ktls"):
+        v = k["ringtls-ktls"] / k["nginx-ktls"]
+        out.append(f"  - inside Linux 6.1, both with kTLS (memory, not a timing): "
+                   f"{k['ringtls-ktls']:,} / {k['nginx-ktls']:,} bytes = {v:.2f}x, "
+                   f"{verdict_at_most(v, MEMORY_TARGET)}")
+    return out
+
+
 def summary_lines(rows, bound, res, names):
     out = []
     for r in rows:
@@ -574,6 +621,7 @@ def summary_lines(rows, bound, res, names):
             where = perf_bound(res, r)
             if where:
                 out.append(f"  - where the time goes (perf, below): {where}")
+    out += cpu_target_lines(rows) + memory_target_lines(res)
     bound_rows = [r.wl.key for r in rows if r.client_bound]
     idle = []
     for r in rows:
