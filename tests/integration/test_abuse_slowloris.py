@@ -21,7 +21,6 @@ import os
 import re
 import selectors
 import socket
-import ssl
 import subprocess
 import sys
 import time
@@ -172,18 +171,6 @@ import rtls_test as rt    # noqa: E402
 import tls_util as tu     # noqa: E402
 
 
-def client_hello():
-    """A real ClientHello (TLS 1.3 capable), as bytes on the wire."""
-    ctx = tu.client_ctx()
-    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
-    try:
-        obj.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    return out.read()
-
-
 def help_default(flag):
     """The default of a duration flag, in seconds, from `ringtls serve --help`."""
     p = rt.run_cmd([rt.RINGTLS_BIN, "serve", "--help"])
@@ -252,7 +239,7 @@ def test(t):
     t.eq(r.status, 200, "server answers before the attack")
     base_fds = au.settled_fd_count(s)
 
-    hello = client_hello()
+    hello = tu.client_hello_bytes()
     t.check(len(hello) > 2 * DEADLINE + 10, "the ClientHello (%d bytes) outlasts the trickle" % len(hello))
     groups = [
         {"name": "tls", "port": s.tls_port, "n": N_TLS, "payload": hello.hex()},

@@ -423,6 +423,22 @@ def page_cells(body):
 # A hand-driven client: SSLObject over MemoryBIOs on a plain socket
 
 
+def _first_flight(obj, out):
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
+
+
+def client_hello_bytes(ctx=None):
+    """A real ClientHello from `ctx` (default client_ctx()), as bytes on the
+    wire, without a connection."""
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = (ctx or client_ctx()).wrap_bio(inc, out, server_hostname="localhost")
+    return _first_flight(obj, out)
+
+
 class BioClient:
     """Every byte in and out passes through the test: handshake steps,
     record boundaries and TCP segments are the test's choice."""
@@ -459,11 +475,22 @@ class BioClient:
 
     def client_hello(self):
         """The ClientHello bytes (not yet sent)."""
+        return _first_flight(self.obj, self.out)
+
+    def alert_in(self, data):
+        """Feeds the server's last bytes (then EOF) to the client; the alert
+        it reports (its SSLError text), or what came instead."""
+        self.inc.write(data)
+        self.inc.write_eof()
         try:
-            self.obj.do_handshake()
-        except ssl.SSLWantReadError:
-            pass
-        return self.out.read()
+            try:
+                self.obj.do_handshake()
+            except ssl.SSLWantReadError:
+                return "no alert: the handshake wanted more"
+            got = self.obj.read(65536)
+            return "no alert: read %r" % got[:60]
+        except ssl.SSLError as e:
+            return str(e)
 
     def handshake(self, send_last=True):
         """Drives the handshake to completion. The client's last flight
