@@ -235,6 +235,7 @@ struct rtls__reactor {
 	pthread_t thread;
 	struct io_uring ring;
 	bool ring_ok;
+	bool wait_in_poll;          /* under valgrind: see rtls__ring_wait() */
 	struct rtls__bufring bufs;
 	struct rtls__listener *ls;  /* srv->nlisteners */
 	struct rtls_conn *conns;    /* max_conns slots */

@@ -34,12 +34,17 @@ static void wake_arm(struct rtls__reactor *r)
  * retry every 100 ms. One line when it starts, at most one per 10 s while
  * it lasts (at the limit, each freed descriptor lets one accept through
  * before the next failure: that is still the same episode). */
+static void accept_retry_later(struct rtls__reactor *r)
+{
+	r->accept_retry_ms = r->now_ms + 100;
+	rtls__tick_arm(r);
+}
+
 static void accept_backoff(struct rtls__reactor *r, int err)
 {
 	/* Spare splice pipes are only a cache: give their fds back. */
 	rtls__pipes_free(r);
-	r->accept_retry_ms = r->now_ms + 100;
-	rtls__tick_arm(r);
+	accept_retry_later(r);
 	r->accept_failed_ms = r->now_ms;
 	r->accept_fails++;
 	if (!r->accept_paused_ms) {
@@ -85,10 +90,8 @@ static void on_accept(struct rtls__reactor *r, unsigned li, struct io_uring_cqe 
 			 * tick rather than spin on an error that may repeat. */
 			if (cqe->res != -ECANCELED && cqe->res != -EINTR)
 				rtls_log(RTLS_LOG_WARN, "accept: %s", strerror(-cqe->res));
-			if (!r->ls[li].armed) {
-				r->accept_retry_ms = r->now_ms + 100;
-				rtls__tick_arm(r);
-			}
+			if (!r->ls[li].armed)
+				accept_retry_later(r);
 		}
 		return;
 	}
