@@ -76,6 +76,19 @@ struct rtls__seg {
 #define RTLS__SPARE_SIDES 8u
 #define RTLS__SPARE_MIN (64u * 1024u)
 
+/* A reactor's cache of the smallest output blocks (wbuf.c): a side's
+ * first data block and its first segment array. Every keep-alive
+ * response takes one of each per side and gives them back when the
+ * connection goes idle; from here that is a pointer pop, not malloc. */
+#define RTLS__SMALL_DATA 1024u
+#define RTLS__SMALL_SEGS 4u
+#define RTLS__SMALL_KEEP 64u
+struct rtls__small_cache {
+	void *data[RTLS__SMALL_KEEP];
+	void *segs[RTLS__SMALL_KEEP];
+	unsigned ndata, nsegs;
+};
+
 struct rtls__wbuf {
 	char *data;
 	size_t len, cap;
@@ -264,6 +277,7 @@ struct rtls__reactor {
 	unsigned npipes, pipecap;
 	struct rtls__wbuf spare[RTLS__SPARE_SIDES]; /* big idle output buffers */
 	unsigned nspare;
+	struct rtls__small_cache small; /* small idle output blocks */
 	int err;
 	uint64_t now_ms;
 };
@@ -351,6 +365,11 @@ void rtls__side_release(struct rtls__reactor *r, struct rtls__wbuf *w);
 char *rtls__side_reserve(struct rtls__reactor *r, struct rtls__wbuf *w, size_t need);
 void rtls__spares_free(struct rtls__reactor *r);
 void rtls__wbuf_free(struct rtls__wbuf *w);
+/* The calling thread's wbufs take and return small blocks through `c`
+ * (NULL: plain malloc/free). A reactor binds its own cache at start;
+ * rtls__small_cache_free empties one, from any thread. */
+void rtls__small_cache_bind(struct rtls__small_cache *c);
+void rtls__small_cache_free(struct rtls__small_cache *c);
 size_t rtls__wbuf_bytes(const struct rtls__wbuf *w);
 /* Drops the first `segs` whole segments, plus `mem` bytes and `file`
  * file bytes of the next one (what a transport consumed). */

@@ -299,6 +299,7 @@ void *rtls__reactor_main(void *arg)
 	struct rtls__reactor *r = arg;
 	int ret;
 
+	rtls__small_cache_bind(&r->small);
 	ret = reactor_setup(r);
 	if (ret == 0)
 		ret = reactor_loop(r);

@@ -99,6 +99,7 @@ static void reactor_free(struct rtls_server *s, struct rtls__reactor *r)
 				close(r->ls[i].fd);
 	rtls__pipes_free(r);
 	rtls__spares_free(r);
+	rtls__small_cache_free(&r->small);
 	if (r->conns)
 		for (unsigned i = 0; i < s->cfg.max_conns; i++) {
 			if (r->conns[i].state == CONN_FREE)

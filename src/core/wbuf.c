@@ -6,16 +6,50 @@
 
 #include "internal.h"
 
+/* Each reactor is one thread: a thread-local pointer finds its cache
+ * without threading the reactor through every wbuf call. */
+static _Thread_local struct rtls__small_cache *small;
+
+void rtls__small_cache_bind(struct rtls__small_cache *c) { small = c; }
+
+void rtls__small_cache_free(struct rtls__small_cache *c)
+{
+	while (c->ndata)
+		free(c->data[--c->ndata]);
+	while (c->nsegs)
+		free(c->segs[--c->nsegs]);
+}
+
+/* A block of `size` bytes, from the cache when it is a small one. */
+static void *small_take(void **stack, unsigned *n, size_t size, size_t small_size)
+{
+	if (size == small_size && small && *n)
+		return stack[--*n];
+	return malloc(size);
+}
+
+static void small_give(void **stack, unsigned *n, void *p, size_t size, size_t small_size)
+{
+	if (p && size == small_size && small && *n < RTLS__SMALL_KEEP)
+		stack[(*n)++] = p;
+	else
+		free(p);
+}
+
 static int grow(struct rtls__wbuf *w, size_t need)
 {
-	/* 1 KiB first: a typical response fits, and glibc's tcache serves
-	 * it, so freeing buffers of idle connections costs little. */
-	size_t cap = w->cap ? w->cap : 1024;
+	/* 1 KiB first: a typical response fits, and it comes from the
+	 * reactor's small-block cache, so idle connections can give their
+	 * buffers back at little cost. */
+	size_t cap = w->cap ? w->cap : RTLS__SMALL_DATA;
 	char *p;
 
 	while (cap < need)
 		cap *= 2;
-	p = realloc(w->data, cap);
+	if (!w->cap)
+		p = small ? small_take(small->data, &small->ndata, cap, RTLS__SMALL_DATA) : malloc(cap);
+	else
+		p = realloc(w->data, cap);
 	if (!p)
 		return -ENOMEM;
 	w->data = p;
@@ -28,8 +62,14 @@ static struct rtls__seg *new_seg(struct rtls__wbuf *w)
 	struct rtls__seg *s;
 
 	if (w->nsegs == w->segcap) {
-		unsigned cap = w->segcap ? w->segcap * 2 : 4;
-		struct rtls__seg *n = realloc(w->segs, cap * sizeof(*n));
+		unsigned cap = w->segcap ? w->segcap * 2 : RTLS__SMALL_SEGS;
+		struct rtls__seg *n;
+
+		if (!w->segcap && small)
+			n = small_take(small->segs, &small->nsegs, cap * sizeof(*n),
+				       RTLS__SMALL_SEGS * sizeof(*n));
+		else
+			n = realloc(w->segs, cap * sizeof(*n));
 
 		if (!n)
 			return NULL;
@@ -148,8 +188,14 @@ void rtls__wbuf_reset(struct rtls__wbuf *w)
 void rtls__wbuf_free(struct rtls__wbuf *w)
 {
 	rtls__wbuf_reset(w);
-	free(w->data);
-	free(w->segs);
+	if (small) {
+		small_give(small->data, &small->ndata, w->data, w->cap, RTLS__SMALL_DATA);
+		small_give(small->segs, &small->nsegs, w->segs, w->segcap * sizeof(*w->segs),
+			   RTLS__SMALL_SEGS * sizeof(*w->segs));
+	} else {
+		free(w->data);
+		free(w->segs);
+	}
 	memset(w, 0, sizeof(*w));
 }
 

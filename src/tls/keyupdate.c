@@ -232,13 +232,17 @@ void rtls__ku_check_limits(struct rtls_conn *c, struct tconn *t)
 void rtls__tls_msg_cb(int write_p, int version, int content_type, const void *buf, size_t len,
 		      SSL *ssl, void *arg)
 {
-	struct tconn *t = SSL_get_app_data(ssl);
 	const unsigned char *m = buf;
+	struct tconn *t;
 
 	(void)version;
 	(void)arg;
-	if (!t || write_p || content_type != SSL3_RT_HANDSHAKE || len < 5 || m[0] != KEY_UPDATE ||
-	    !t->established)
+	/* OpenSSL calls this for every record header and inner content type
+	 * too: rule those out before the ex_data lookup. */
+	if (write_p || content_type != SSL3_RT_HANDSHAKE || len < 5 || m[0] != KEY_UPDATE)
+		return;
+	t = SSL_get_app_data(ssl);
+	if (!t || !t->established)
 		return;
 	rate_ok(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)), t);
 	if (m[4] == 1)

@@ -42,6 +42,48 @@ static void spares(void)
 	CHECK_EQ_INT(r.nspare, 0);
 }
 
+/* With a cache bound, a freed side's first data block and segment array
+ * go to it (bounded) and the next side takes them back; grown blocks and
+ * blocks freed with no cache bound go to free(). */
+static void small_blocks(void)
+{
+	static struct rtls__small_cache cache;
+	struct rtls__wbuf a = { 0 }, b = { 0 }, many[RTLS__SMALL_KEEP + 3];
+	char *data;
+	struct rtls__seg *segs;
+
+	rtls__small_cache_bind(&cache);
+	CHECK(rtls__wbuf_append(&a, "hello", 5) == 0);
+	CHECK_EQ_INT(a.cap, RTLS__SMALL_DATA);
+	data = a.data;
+	segs = a.segs;
+	rtls__wbuf_free(&a);
+	CHECK_EQ_INT(cache.ndata, 1);
+	CHECK_EQ_INT(cache.nsegs, 1);
+	CHECK(rtls__wbuf_append(&b, "again", 5) == 0);
+	CHECK(b.data == data && b.segs == segs); /* the same blocks, no malloc */
+	CHECK_EQ_INT(cache.ndata, 0);
+	CHECK_MEM(b.data, b.len, "again");
+	CHECK(rtls__wbuf_reserve(&b, 3000) != NULL); /* grown: not a small block */
+	rtls__wbuf_free(&b);
+	CHECK_EQ_INT(cache.ndata, 0);
+	CHECK_EQ_INT(cache.nsegs, 1);
+	memset(many, 0, sizeof(many));
+	for (unsigned i = 0; i < RTLS__SMALL_KEEP + 3; i++)
+		CHECK(rtls__wbuf_append(&many[i], "x", 1) == 0);
+	for (unsigned i = 0; i < RTLS__SMALL_KEEP + 3; i++)
+		rtls__wbuf_free(&many[i]);
+	CHECK_EQ_INT(cache.ndata, RTLS__SMALL_KEEP); /* bounded */
+	CHECK_EQ_INT(cache.nsegs, RTLS__SMALL_KEEP);
+	rtls__small_cache_bind(NULL);
+	CHECK(rtls__wbuf_append(&a, "plain", 5) == 0);
+	rtls__wbuf_free(&a);
+	CHECK_EQ_INT(cache.ndata, RTLS__SMALL_KEEP);
+	rtls__small_cache_free(&cache);
+	CHECK_EQ_INT(cache.ndata, 0);
+	CHECK_EQ_INT(cache.nsegs, 0);
+}
+
 int main(void)
 {
 	struct rtls__wbuf w = { 0 };
@@ -81,5 +123,6 @@ int main(void)
 	CHECK(w.data == NULL);
 	rtls__wbuf_free(&w);
 	spares();
+	small_blocks();
 	CHECK_DONE();
 }
