@@ -2,9 +2,11 @@
  * record path. A transport (struct rtls__transport) between core and the
  * handler:
  *
- *   receive: raw bytes → memory BIO → SSL_do_handshake / SSL_read →
- *            plaintext delivered to the handler (in the same provided
- *            buffer where it fits: the ciphertext was copied out first)
+ *   receive: raw bytes → source BIO (reads the provided buffer in place)
+ *            → SSL_do_handshake / SSL_read → plaintext delivered to the
+ *            handler in the same provided buffer: OpenSSL has copied a
+ *            record out before it writes the record's plaintext, and the
+ *            bytes after it are spilled before the handler gets the buffer
  *   send:    handler plaintext → SSL_write → records appended straight to
  *            the free output side by a sink BIO (no second copy); bytes
  *            OpenSSL makes on its own (handshake flights, tickets, alerts,
@@ -26,10 +28,10 @@
 #define READ_CHUNK 16384u
 
 
-/* --- the sink BIO -------------------------------------------------------- */
+/* --- the sink and source BIOs ----------------------------------------------- */
 
 static BIO_METHOD *sink_method;
-static pthread_once_t sink_once = PTHREAD_ONCE_INIT;
+static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
 
 static int sink_write(BIO *b, const char *p, int n)
 {
@@ -64,7 +66,11 @@ static int sink_create(BIO *b)
 	return 1;
 }
 
-static void sink_init(void)
+static int source_read(BIO *b, char *out, int n);
+static long source_ctrl(BIO *b, int cmd, long num, void *ptr);
+static BIO_METHOD *source_method;
+
+static void bio_methods_init(void)
 {
 	sink_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ringtls-sink");
 	if (sink_method) {
@@ -72,6 +78,73 @@ static void sink_init(void)
 		BIO_meth_set_ctrl(sink_method, sink_ctrl);
 		BIO_meth_set_create(sink_method, sink_create);
 	}
+	source_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ringtls-source");
+	if (source_method) {
+		BIO_meth_set_read(source_method, source_read);
+		BIO_meth_set_ctrl(source_method, source_ctrl);
+		BIO_meth_set_create(source_method, sink_create);
+	}
+}
+
+/* --- the source BIO ------------------------------------------------------- */
+
+/* OpenSSL reads the received bytes where they lie (t->src), after any
+ * spilled from an earlier buffer. An empty source means "wait for more",
+ * never end of stream: the FIN arrives separately (tls_on_recv_eof). */
+
+static int source_read(BIO *b, char *out, int n)
+{
+	struct tconn *t = BIO_get_data(b);
+	size_t take;
+
+	BIO_clear_retry_flags(b);
+	if (n <= 0)
+		return 0;
+	if (t->spill && BIO_ctrl_pending(t->spill))
+		return BIO_read(t->spill, out, n);
+	if (!t->src_len) {
+		BIO_set_retry_read(b);
+		return -1;
+	}
+	take = t->src_len < (size_t)n ? t->src_len : (size_t)n;
+	memcpy(out, t->src, take);
+	t->src += take;
+	t->src_len -= take;
+	return (int)take;
+}
+
+static long source_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	struct tconn *t = BIO_get_data(b);
+
+	(void)num;
+	(void)ptr;
+	switch (cmd) {
+	case BIO_CTRL_PENDING:
+		return (long)(t->src_len + (t->spill ? BIO_ctrl_pending(t->spill) : 0));
+	case BIO_CTRL_FLUSH:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* Bytes OpenSSL has not taken yet stop pointing into the received buffer:
+ * called before the buffer goes back to the ring or to the handler. */
+static int source_done(struct tconn *t)
+{
+	size_t n = t->src_len;
+
+	t->src_len = 0;
+	if (!n)
+		return 0;
+	if (!t->spill) {
+		t->spill = BIO_new(BIO_s_mem());
+		if (!t->spill)
+			return -ENOMEM;
+		BIO_set_mem_eof_return(t->spill, -1);
+	}
+	return BIO_write(t->spill, t->src, (int)n) == (int)n ? 0 : -ENOMEM;
 }
 
 /* --- helpers --------------------------------------------------------------- */
@@ -197,7 +270,8 @@ void rtls__tls_read_records(struct rtls_conn *c, struct tconn *t, struct rtls_bu
 
 		/* Most reads are one record: once it is out, do not allocate a
 		 * chunk only to hear WANT_READ. */
-		if (!raw && !SSL_has_pending(t->ssl) && BIO_ctrl_pending(t->rbio) == 0)
+		if (!raw && !SSL_has_pending(t->ssl) && !t->src_len &&
+		    (!t->spill || BIO_ctrl_pending(t->spill) == 0))
 			return;
 		dst = raw ? (char *)(uintptr_t)raw->data : malloc(READ_CHUNK);
 		if (!dst) {
@@ -207,6 +281,12 @@ void rtls__tls_read_records(struct rtls_conn *c, struct tconn *t, struct rtls_bu
 		n = SSL_read(t->ssl, dst, (int)cap);
 		if (n > 0) {
 			if (raw) {
+				/* The handler may give the buffer back at once. */
+				if (source_done(t) < 0) {
+					rtls_buf_release(c, raw);
+					rtls_conn_abort(c, -ENOMEM);
+					return;
+				}
 				b = *raw;
 				raw = NULL;
 			} else {
@@ -220,10 +300,12 @@ void rtls__tls_read_records(struct rtls_conn *c, struct tconn *t, struct rtls_bu
 			continue;
 		}
 		err = SSL_get_error(t->ssl, n);
-		if (raw)
+		if (raw) {
+			(void)source_done(t); /* WANT_READ took it all; else moot */
 			rtls_buf_release(c, raw);
-		else
+		} else {
 			free(dst);
+		}
 		raw = NULL;
 		switch (err) {
 		case SSL_ERROR_WANT_READ:
@@ -237,8 +319,10 @@ void rtls__tls_read_records(struct rtls_conn *c, struct tconn *t, struct rtls_bu
 			return;
 		}
 	}
-	if (raw)
+	if (raw) {
+		(void)source_done(t); /* the connection is closing */
 		rtls_buf_release(c, raw);
+	}
 }
 
 /* --- transport hooks --------------------------------------------------- */
@@ -247,23 +331,30 @@ static void tls_on_recv(struct rtls_conn *c, struct rtls_buf *raw)
 {
 	struct tconn *t = tc(c);
 
-	if (t->failed || !t->ssl || BIO_write(t->rbio, raw->data, (int)raw->len) != (int)raw->len) {
+	if (t->failed || !t->ssl) {
 		rtls_buf_release(c, raw);
-		if (!t->failed)
-			rtls_conn_abort(c, -ENOMEM);
 		return;
 	}
+	t->src = (const unsigned char *)raw->data;
+	t->src_len = raw->len;
 	if (c->rx_mode == RX_EXACT)
 		rtls__tls_in_account(c, t, (const unsigned char *)raw->data, raw->len);
 	if (!t->established && handshake(c, t) <= 0) {
+		(void)source_done(t); /* WANT_READ took it all; else moot */
 		rtls_buf_release(c, raw);
 		if (c->tp)
 			rtls__kick(c); /* the next flight, or the alert */
 		return;
 	}
 	if (t->switch_pending) {
+		/* A first request may follow the Finished in this buffer. */
+		int ret = source_done(t);
+
 		rtls_buf_release(c, raw);
-		rtls__kick(c); /* the hand-off follows when this has gone */
+		if (ret < 0)
+			rtls_conn_abort(c, ret);
+		else
+			rtls__kick(c); /* the hand-off follows when this has gone */
 		return;
 	}
 	rtls__tls_read_records(c, t, raw);
@@ -436,6 +527,7 @@ static void tls_destroy(struct rtls_conn *c)
 		rtls_log(RTLS_LOG_DEBUG, "tls %s: handshake timed out", peer);
 	}
 	SSL_free(t->ssl); /* frees both BIOs */
+	BIO_free(t->spill);
 	rtls__wbuf_free(&t->stage);
 	OPENSSL_free(t->subject);
 	/* The slot's area: wipe it (secrets, if the switch never came). */
@@ -492,8 +584,8 @@ int rtls__tls_conn_attach(struct rtls_conn *c, struct rtls_tls_ctx *x)
 	struct tconn *t;
 	BIO *wbio;
 
-	pthread_once(&sink_once, sink_init);
-	if (!sink_method)
+	pthread_once(&bio_once, bio_methods_init);
+	if (!sink_method || !source_method)
 		return -ENOMEM;
 	t = c->tp_area; /* zeroed: calloc'd, and wiped by the last destroy */
 	if (!t)
@@ -502,7 +594,7 @@ int rtls__tls_conn_attach(struct rtls_conn *c, struct rtls_tls_ctx *x)
 	c->ctl = &t->ctl;
 	c->ctl_borrowed = true;
 	t->ssl = SSL_new(x->ssl[0]);
-	t->rbio = BIO_new(BIO_s_mem());
+	t->rbio = BIO_new(source_method);
 	wbio = BIO_new(sink_method);
 	if (!t->ssl || !t->rbio || !wbio) {
 		SSL_free(t->ssl);
@@ -511,8 +603,7 @@ int rtls__tls_conn_attach(struct rtls_conn *c, struct rtls_tls_ctx *x)
 		memset(t, 0, sizeof(*t));
 		return -ENOMEM;
 	}
-	/* An empty read BIO means "wait for more", not end of stream. */
-	BIO_set_mem_eof_return(t->rbio, -1);
+	BIO_set_data(t->rbio, t);
 	BIO_set_data(wbio, t);
 	SSL_set_bio(t->ssl, t->rbio, wbio);
 	SSL_set_accept_state(t->ssl);

@@ -51,7 +51,13 @@ int rtls__selfsigned(const char *dir, char **cert_path, char **key_path, char *w
 /* Per-connection TLS state (the transport's c->tp_state). */
 struct tconn {
 	SSL *ssl;                  /* NULL once both directions are in the kernel */
-	BIO *rbio;                 /* network → OpenSSL (memory BIO) */
+	BIO *rbio;                 /* network → OpenSSL (the source BIO) */
+	/* The source BIO reads the received buffer in place: `src` points
+	 * into it while tls_on_recv runs; bytes OpenSSL has not taken when
+	 * the buffer goes back or to the handler move to `spill`. */
+	const unsigned char *src;
+	size_t src_len;
+	BIO *spill;                /* memory BIO, NULL until first needed */
 	struct rtls__wbuf *sink;   /* where the sink BIO writes now */
 	struct rtls__wbuf stage;   /* OpenSSL's own bytes made outside seal */
 	bool established;
