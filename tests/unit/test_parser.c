@@ -5,50 +5,18 @@
  * input crashes the test instead of passing by luck. */
 #include "../../src/http/parser.h"
 #include "check.h"
+#include "guard.h"
 
 #include <stdint.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #define MAX_HDRS 64
 
-static char *guard_page_end; /* first byte of the PROT_NONE page */
-static size_t page_size;
 static struct rtls_http_header hdrs[MAX_HDRS];
 static struct rtls_http_request req;
 
 static const struct rtls_http_limits def_lim = {
 	.max_head = 4096, .max_target = 1024, .max_headers = 32,
 };
-
-static int guard_setup(void)
-{
-	long ps = sysconf(_SC_PAGESIZE);
-	char *base;
-
-	if (ps <= 0)
-		return -1;
-	page_size = (size_t)ps;
-	base = mmap(NULL, 2 * page_size, PROT_READ | PROT_WRITE,
-		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (base == MAP_FAILED)
-		return -1;
-	if (mprotect(base + page_size, page_size, PROT_NONE))
-		return -1;
-	guard_page_end = base + page_size;
-	return 0;
-}
-
-/* Copies s[0..n) so that its last byte is the last readable byte. */
-static const char *guarded(const char *s, size_t n)
-{
-	char *dst = guard_page_end - n;
-
-	if (n > page_size)
-		abort();
-	memcpy(dst, s, n);
-	return dst;
-}
 
 static int parse_lim(const char *s, size_t n,
 		     const struct rtls_http_limits *lim)
@@ -534,10 +502,7 @@ static void test_chunked_max_size(void)
 
 int main(void)
 {
-	if (guard_setup()) {
-		perror("guard page");
-		return 1;
-	}
+	guard_init();
 	test_simple_get();
 	test_leading_crlf();
 	test_many_headers();

@@ -5,47 +5,16 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "../../src/http/static_util.h"
 #include "check.h"
-
-/* Inputs are copied flush against a PROT_NONE page (as picohttpparser's
- * tests do), so reading one byte past len faults even without ASan. */
-static char *guard_area;
-static size_t guard_page;
-
-static int guard_init(void)
-{
-	long pg = sysconf(_SC_PAGESIZE);
-	char *p;
-
-	if (pg <= 0)
-		return -1;
-	guard_page = (size_t)pg;
-	p = mmap(NULL, 2 * guard_page, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
-		return -1;
-	if (mprotect(p + guard_page, guard_page, PROT_NONE) != 0)
-		return -1;
-	guard_area = p;
-	return 0;
-}
-
-static const char *flush(const char *s, size_t n)
-{
-	char *dst = guard_area + guard_page - n;
-
-	memcpy(dst, s, n);
-	return dst;
-}
+#include "guard.h"
 
 static int sanitize(const char *target, size_t n, char *out, size_t outsz,
 		    int *dir)
 {
-	return rtls__path_sanitize(flush(target, n), n, out, outsz, dir);
+	return rtls__path_sanitize(guarded(target, n), n, out, outsz, dir);
 }
 
 static void expect_ok(const char *target, const char *want, int want_dir)
@@ -229,10 +198,7 @@ static void test_too_small(void)
 
 int main(void)
 {
-	if (guard_init() != 0) {
-		perror("guard page");
-		return 1;
-	}
+	guard_init();
 	test_traversal();
 	test_bad_form();
 	test_normal();

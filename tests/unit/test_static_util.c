@@ -6,50 +6,19 @@
 #include <errno.h>
 #include <locale.h>
 #include <stdint.h>
-#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../../src/http/static_util.h"
 #include "check.h"
-
-/* Inputs are copied flush against a PROT_NONE page so that a read past
- * len faults even without ASan. */
-static char *guard_area;
-static size_t guard_page;
-
-static int guard_init(void)
-{
-	long pg = sysconf(_SC_PAGESIZE);
-	char *p;
-
-	if (pg <= 0)
-		return -1;
-	guard_page = (size_t)pg;
-	p = mmap(NULL, 2 * guard_page, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
-		return -1;
-	if (mprotect(p + guard_page, guard_page, PROT_NONE) != 0)
-		return -1;
-	guard_area = p;
-	return 0;
-}
-
-static const char *flush(const char *s, size_t n)
-{
-	char *dst = guard_area + guard_page - n;
-
-	memcpy(dst, s, n);
-	return dst;
-}
+#include "guard.h"
 
 /* ---- MIME ------------------------------------------------------------ */
 
 static void expect_mime(const char *name, const char *want)
 {
 	size_t n = strlen(name);
-	const char *got = rtls__mime_type(flush(name, n), n);
+	const char *got = rtls__mime_type(guarded(name, n), n);
 
 	if (!got || strcmp(got, want) != 0) {
 		fprintf(stderr, "FAIL mime(\"%s\") = \"%s\", want \"%s\"\n",
@@ -156,7 +125,7 @@ static int parse(const char *s, time_t *t)
 {
 	size_t n = strlen(s);
 
-	return rtls__http_date_parse(flush(s, n), n, t);
+	return rtls__http_date_parse(guarded(s, n), n, t);
 }
 
 static void expect_parse(const char *s, time_t want)
@@ -174,7 +143,7 @@ static void expect_parse(const char *s, time_t want)
 static void expect_bad_date(const char *s, size_t n)
 {
 	time_t t = 12345;
-	int rc = rtls__http_date_parse(flush(s, n), n, &t);
+	int rc = rtls__http_date_parse(guarded(s, n), n, &t);
 
 	if (rc != -EINVAL || t != 12345) {
 		fprintf(stderr, "FAIL parse(\"%.*s\") rc=%d, want -EINVAL\n",
@@ -221,7 +190,7 @@ static void test_date_roundtrip(void)
 		time_t t = 0;
 
 		CHECK_EQ_INT(rtls__http_date_format((time_t)times[k], buf), 29);
-		CHECK_EQ_INT(rtls__http_date_parse(flush(buf, 29), 29, &t), 0);
+		CHECK_EQ_INT(rtls__http_date_parse(guarded(buf, 29), 29, &t), 0);
 		CHECK_EQ_INT(t, times[k]);
 	}
 }
@@ -339,7 +308,7 @@ static void expect_range(const char *v, uint64_t size, enum rtls_range_result wa
 	uint64_t first = 777, last = 777;
 	enum rtls_range_result r;
 
-	r = rtls__range_parse(flush(v, n), n, size, &first, &last);
+	r = rtls__range_parse(guarded(v, n), n, size, &first, &last);
 	if (want != RTLS_RANGE_OK)
 		want_first = want_last = 0;
 	if (r != want || first != want_first || last != want_last) {
@@ -467,10 +436,7 @@ static void test_range_none(void)
 
 int main(void)
 {
-	if (guard_init() != 0) {
-		perror("guard page");
-		return 1;
-	}
+	guard_init();
 	test_mime();
 	test_date_format();
 	test_date_roundtrip();
