@@ -359,7 +359,23 @@ class ConnClosed(Exception):
     pass
 
 
-class Conn:
+class SockOwner:
+    """close() and `with` for a class whose connection is self.sock."""
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Conn(SockOwner):
     """A client TCP connection with a receive buffer and bounded reads."""
 
     def __init__(self, addr, timeout=IO_TIMEOUT, rcvbuf=None):
@@ -464,18 +480,6 @@ class Conn:
         """True if nothing arrives and the connection stays open for `wait` s."""
         r, _, _ = select.select([self.sock], [], [], wait)
         return not r
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def request(method="GET", target="/", version="HTTP/1.1", host="localhost", headers=(),

@@ -356,7 +356,7 @@ def client_ctx(verify=False, cafile=None, min_version=None, max_version=None, ci
     return ctx
 
 
-class TlsConn:
+class TlsConn(rt.SockOwner):
     """A client TLS connection (ssl.SSLSocket) with an HTTP reader."""
 
     def __init__(self, port, ctx=None, server_hostname="localhost", session=None,
@@ -385,18 +385,6 @@ class TlsConn:
     @property
     def session(self):
         return self.sock.session
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def get(port, target="/", ctx=None, **kw):
@@ -439,7 +427,7 @@ def client_hello_bytes(ctx=None):
     return _first_flight(obj, out)
 
 
-class BioClient:
+class BioClient(rt.SockOwner):
     """Every byte in and out passes through the test: handshake steps,
     record boundaries and TCP segments are the test's choice."""
 
@@ -534,12 +522,6 @@ class BioClient:
 
     def reader(self):
         return HttpReader(self.read_some)
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
 
 
 def parse_records(data):
