@@ -4,9 +4,10 @@
  *
  *   receive: raw bytes → source BIO (reads the provided buffer in place)
  *            → SSL_do_handshake / SSL_read → plaintext delivered to the
- *            handler in the same provided buffer: OpenSSL has copied a
- *            record out before it writes the record's plaintext, and the
- *            bytes after it are spilled before the handler gets the buffer
+ *            handler in the same provided buffer when the record started
+ *            in it (OpenSSL has then read more of it than the plaintext
+ *            fills), else in heap chunks; bytes not yet read are spilled
+ *            before the buffer goes to the handler or back to the ring
  *   send:    handler plaintext → SSL_write → records appended straight to
  *            the free output side by a sink BIO (no second copy); bytes
  *            OpenSSL makes on its own (handshake flights, tickets, alerts,
@@ -262,6 +263,21 @@ void rtls__tls_read_records(struct rtls_conn *c, struct tconn *t, struct rtls_bu
 {
 	size_t ring_cap = c->r->bufs.size;
 
+	/* In place only when the record this read decrypts starts in `raw`:
+	 * then it takes more bytes from `raw` than its plaintext fills. A
+	 * record begun in an earlier buffer (part of it inside OpenSSL, or
+	 * spilled) can decrypt to more than it takes from `raw`, and its
+	 * plaintext would overwrite ciphertext not yet read. */
+	if (raw && (SSL_has_pending(t->ssl) || (t->spill && BIO_ctrl_pending(t->spill)))) {
+		int ret = source_done(t);
+
+		rtls_buf_release(c, raw);
+		raw = NULL;
+		if (ret < 0) {
+			rtls_conn_abort(c, ret);
+			return;
+		}
+	}
 	while (c->state == CONN_OPEN) {
 		struct rtls_buf b;
 		char *dst;

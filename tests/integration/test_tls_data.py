@@ -10,6 +10,7 @@ import re
 import ssl
 import time
 
+import rtls_test as rt
 import tls_util as tu
 
 TLS13 = ssl.TLSVersion.TLSv1_3
@@ -102,6 +103,25 @@ def test_keepalive(t, s):
         t.eq(bodies, [tu.HELLO, vname] * 5, "%s keep-alive: 10 requests on one connection" % vname)
         hs = [l for l in s.tls_lines(port, mark) if " resumed=" in l]
         t.eq(len(hs), 1, "%s keep-alive: one handshake for the 10 requests" % vname)
+
+
+def test_request_body(t, s):
+    """A request body in full 16 KiB records, each longer than a receive
+    buffer: a record's plaintext must not overwrite the ciphertext of the
+    next one, still unread in the same buffer (in-place decryption)."""
+    body = bytes(range(256)) * 1200  # 300 KiB: 19 full records
+    for version, vname in ((TLS13, "TLSv1.3"), (TLS12, "TLSv1.2")):
+        with tu.TlsConn(s.port, tu.client_ctx(min_version=version, max_version=version)) as c:
+            got = []
+            for _ in range(3):
+                c.send(rt.request("GET", "/hello", headers=["Content-Length: %d" % len(body)],
+                                  body=body))
+                r = c.read_response()
+                got.append((r.status, r.body))
+                r = c.request("/hello")
+                got.append((r.status, r.body))
+        t.eq(got, [(200, tu.HELLO)] * 6,
+             "%s: three GETs with a 300 KiB body, each followed by a plain GET" % vname)
 
 
 def pipelined_with_finished(t, s, version, vname, nreq, session=None, ctx=None):
@@ -275,6 +295,7 @@ def test(t):
     test_big_file(t, parts)
     s = tu.TlsServer(log_level="debug")
     test_keepalive(t, s)
+    test_request_body(t, s)
     test_pipelined_finished(t, s)
     t.eq(s.alive(), True, "server still running")
     tu.stop_ok(t, s)
