@@ -29,18 +29,7 @@ class DualServer(rt.Process):
             argv += ["--root", root]
         argv += [str(a) for a in args]
         super().__init__(argv, name="ringtls")
-        self.port = self.tls_port = None
-        end = time.monotonic() + rt.START_TIMEOUT
-        while time.monotonic() < end:
-            log = self.log()
-            m, n = HTTP_RE.search(log), HTTPS_RE.search(log)
-            if m and n:
-                self.port, self.tls_port = int(m.group(1)), int(n.group(1))
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.02)
-        raise RuntimeError("ringtls did not start (exit %s); stderr:\n%s" % (self.proc.poll(), self.log()))
+        self.port, self.tls_port = self.wait_ports(HTTP_RE, HTTPS_RE, timeout=rt.START_TIMEOUT)
 
     @property
     def addr(self):

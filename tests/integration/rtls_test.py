@@ -139,6 +139,22 @@ class Process:
     def log_lines(self):
         return [l for l in self.log().splitlines() if l]
 
+    def wait_ports(self, *regexes, timeout):
+        """The ports (group 1) of the log lines the regexes match, once
+        all have appeared; raises with the log if the process exits first
+        or `timeout` seconds pass."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            log = self.log()
+            found = [r.search(log) for r in regexes]
+            if all(found):
+                return tuple(int(m.group(1)) for m in found)
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise RuntimeError("%s did not start (exit %s); stderr:\n%s"
+                           % (self.name, self.proc.poll(), self.log()))
+
     def alive(self):
         return self.proc.poll() is None
 
@@ -219,17 +235,9 @@ class Server(Process):
             self.wait_listening()
 
     def wait_listening(self, timeout=None):
-        end = time.monotonic() + (START_TIMEOUT if timeout is None else scaled(timeout))
-        while time.monotonic() < end:
-            m = LISTEN_RE.search(self.log())
-            if m:
-                self.port = int(m.group(1))
-                return self.port
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.02)
-        rc = self.proc.poll()
-        raise RuntimeError("ringtls did not start (exit %s); stderr:\n%s" % (rc, self.log()))
+        self.port, = self.wait_ports(
+            LISTEN_RE, timeout=START_TIMEOUT if timeout is None else scaled(timeout))
+        return self.port
 
     @property
     def addr(self):

@@ -65,17 +65,8 @@ class TlsServer(rt.Process):
             self.wait_listening()
 
     def wait_listening(self, timeout=10.0):
-        end = time.monotonic() + rt.scaled(timeout)
-        while time.monotonic() < end:
-            m = HTTPS_LISTEN_RE.search(self.log())
-            if m:
-                self.port = int(m.group(1))
-                return self.port
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.02)
-        raise RuntimeError("ringtls did not start (exit %s); stderr:\n%s"
-                           % (self.proc.poll(), self.log()))
+        self.port, = self.wait_ports(HTTPS_LISTEN_RE, timeout=rt.scaled(timeout))
+        return self.port
 
     @property
     def addr(self):

@@ -649,16 +649,8 @@ def start_server(base, root):
     s = rt.Process([rt.RINGTLS_BIN, "serve", "--listen", "127.0.0.1:0",
                     "--tls-listen", "127.0.0.1:0", "--state-dir", state, "--root", root,
                     "--threads", "2", "--log-level", "info"], name="ringtls")
-    end = time.monotonic() + rt.START_TIMEOUT
-    while time.monotonic() < end:
-        log = s.log()
-        m, m2 = rt.LISTEN_RE.search(log), tu.HTTPS_LISTEN_RE.search(log)
-        if m and m2:
-            return s, int(m.group(1)), int(m2.group(1)), os.path.join(state, "selfsigned-cert.pem")
-        if not s.alive():
-            break
-        time.sleep(0.05)
-    raise RuntimeError("ringtls did not start (exit %s):\n%s" % (s.proc.poll(), s.log()))
+    port, tls_port = s.wait_ports(rt.LISTEN_RE, tu.HTTPS_LISTEN_RE, timeout=rt.START_TIMEOUT)
+    return s, port, tls_port, os.path.join(state, "selfsigned-cert.pem")
 
 
 LOG_LINE_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (error|warn|info|debug) (.*)$")
