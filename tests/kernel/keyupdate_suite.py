@@ -41,18 +41,13 @@ import threading
 import time
 import traceback
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-RINGTLS_BIN = os.environ.get("RINGTLS_BIN") or os.path.normpath(
-    os.path.join(HERE, "..", "..", "build", "ringtls"))
-STAT_PATH = "/proc/net/tls_stat"
-SKIP_RC = 77
+from suite_common import HELLO, RINGTLS_BIN, SKIP_RC, STAT_PATH, Fail, SkipCheck, req
 
 START_TIMEOUT = 30.0     # "listening on"
 STEP_TIMEOUT = 20.0      # one response, one KEYUPDATE echo, one log line
 PROC_TIMEOUT = 60.0      # a client process ending
 WATCHDOG = 420           # the whole suite
 
-HELLO = b"Hello, World!"
 LISTEN_TLS_RE = re.compile(r"listening on 127\.0\.0\.1:(\d+) \(https\)")
 LISTEN_TCP_RE = re.compile(r"listening on 127\.0\.0\.1:(\d+) \(http\)")
 OPEN_RE = re.compile(r" debug tls 127\.0\.0\.1:(\d+): (\S+) (\S+) .* kernel-tx=(yes|no) kernel-rx=(yes|no)$",
@@ -71,19 +66,6 @@ KVER = "?"
 TMP = None
 STATE = None
 CA = None
-
-
-class Fail(Exception):
-    pass
-
-
-class SkipCheck(Exception):
-    pass
-
-
-def req(path="/hello", close=False):
-    return ("GET %s HTTP/1.1\r\nHost: localhost\r\n%s\r\n" %
-            (path, "Connection: close\r\n" if close else "")).encode()
 
 
 def short(v, limit=600):

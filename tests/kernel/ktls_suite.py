@@ -51,11 +51,7 @@ import tempfile
 import time
 import traceback
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-RINGTLS_BIN = os.environ.get("RINGTLS_BIN") or os.path.normpath(
-    os.path.join(HERE, "..", "..", "build", "ringtls"))
-STAT_PATH = "/proc/net/tls_stat"
-SKIP_RC = 77
+from suite_common import HELLO, RINGTLS_BIN, SKIP_RC, STAT_PATH, Fail, SkipCheck, req
 
 IO_TIMEOUT = 20.0        # any single socket wait (the guest is slow)
 PROC_TIMEOUT = 60.0      # any client process
@@ -66,7 +62,6 @@ WATCHDOG = 600           # the whole suite
 BIG_SIZE = 20 * 1024 * 1024
 REKEY_EVERY = 64         # --key-update-after-records for the rekeying download
 MID_SIZE = 1024 * 1024
-HELLO = b"Hello, World!"
 INDEX = b"<!doctype html><title>ktls</title><h1>ringtls kTLS suite</h1>\n"
 
 LISTEN_RE = re.compile(r"listening on 127\.0\.0\.1:(\d+) \(https\)")
@@ -91,19 +86,6 @@ FULL = []                # server flags for full offload on this kernel
 TMP = None               # the suite's temp directory
 STATE = None             # shared --state-dir: one self-signed cert for all servers
 CA = None                # that certificate, the clients' trust anchor
-
-
-class Fail(Exception):
-    pass
-
-
-class SkipCheck(Exception):
-    pass
-
-
-def req(path="/hello", close=False):
-    return ("GET %s HTTP/1.1\r\nHost: localhost\r\n%s\r\n" %
-            (path, "Connection: close\r\n" if close else "")).encode()
 
 
 def short(v, limit=400):
@@ -705,6 +687,21 @@ def c_client_cert(srv, pki, version):
     return c
 
 
+def session_first(srv, ctx):
+    """A session from one full handshake and a /hello, to resume: in TLS 1.2
+    only an abbreviated handshake ends with the client's Finished."""
+    t = MemTLS(srv.port, ctx)
+    try:
+        t.handshake()
+        t.obj.write(req())
+        t.flush()
+        data, end = t.read_until(1)
+        expect_bodies(data, [HELLO], "session-making connection")
+        return t.obj.session
+    finally:
+        t.close()
+
+
 def c_first_flight(srv, version, resumed=False):
     """The client's Finished and two pipelined requests in one sendall."""
     ctr = Counters()
@@ -712,18 +709,7 @@ def c_first_flight(srv, version, resumed=False):
     ctx = client_ctx(version)
     session, conns, resumed_flags = None, 0, []
     if resumed:
-        # TLS 1.2: only an abbreviated handshake ends with the client's
-        # Finished; get a session first.
-        t = MemTLS(srv.port, ctx)
-        try:
-            t.handshake()
-            t.obj.write(req())
-            t.flush()
-            data, end = t.read_until(1)
-            expect_bodies(data, [HELLO], "session-making connection")
-            session = t.obj.session
-        finally:
-            t.close()
+        session = session_first(srv, ctx)
         conns += 1
         resumed_flags.append(False)
     t = MemTLS(srv.port, ctx, session=session)
@@ -756,16 +742,7 @@ def c_partial(srv, version, where, resumed=False):
     ctx = client_ctx(version)
     session, conns, resumed_flags = None, 0, []
     if resumed:
-        t = MemTLS(srv.port, ctx)
-        try:
-            t.handshake()
-            t.obj.write(req())
-            t.flush()
-            data, end = t.read_until(1)
-            expect_bodies(data, [HELLO], "session-making connection")
-            session = t.obj.session
-        finally:
-            t.close()
+        session = session_first(srv, ctx)
         conns += 1
         resumed_flags.append(False)
     t = MemTLS(srv.port, ctx, session=session)
