@@ -328,12 +328,35 @@ static void drop_paused(struct rtls_conn *c)
 	c->paused_cap = 0;
 }
 
+/* The end of a connection for its handler and its transport: held input
+ * goes back, on_close runs, and the transport is destroyed (TLS wipes its
+ * keys there). At most once: both are cleared. */
+static void conn_teardown(struct rtls_conn *c, int err)
+{
+	const struct rtls_handler *h = &c->r->srv->handler;
+
+	drop_paused(c);
+	if (c->handler_open) {
+		c->handler_open = false;
+		if (h->on_close)
+			h->on_close(c, c->data, err);
+	}
+	if (c->tp && c->tp->destroy)
+		c->tp->destroy(c);
+	c->tp = NULL;
+}
+
+void rtls__conn_orphan(struct rtls_conn *c)
+{
+	if (c->state != CONN_FREE && c->state != CONN_DEAD)
+		conn_teardown(c, -ECANCELED);
+}
+
 /* Ends the connection now. Outstanding requests are cancelled; the slot is
  * freed by rtls__reap() once their completions are in. */
 void rtls__conn_kill(struct rtls_conn *c, int err)
 {
 	struct rtls__reactor *r = c->r;
-	const struct rtls_handler *h = &r->srv->handler;
 
 	if (c->state == CONN_DEAD || c->state == CONN_FREE)
 		return;
@@ -353,15 +376,7 @@ void rtls__conn_kill(struct rtls_conn *c, int err)
 	 * (either reactor: one fd table) may already own that number. */
 	if (c->send_inflight)
 		shutdown(c->fd, SHUT_RDWR);
-	drop_paused(c);
-	if (c->handler_open) {
-		c->handler_open = false;
-		if (h->on_close)
-			h->on_close(c, c->data, err);
-	}
-	if (c->tp && c->tp->destroy)
-		c->tp->destroy(c);
-	c->tp = NULL;
+	conn_teardown(c, err);
 	if (!c->reaping) {
 		c->reaping = true;
 		r->reap[r->nreap++] = c->slot;

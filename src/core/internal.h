@@ -337,6 +337,9 @@ void rtls__on_splice(struct rtls_conn *c, enum rtls__op op, int res);
 void rtls__conn_timeout(struct rtls_conn *c, enum rtls_timer t);
 void rtls__conn_shutdown(struct rtls_conn *c);
 void rtls__conn_kill(struct rtls_conn *c, int err);
+/* For reactor_free, when a reactor stopped on an error with connections
+ * still live: their handler and transport end here, on the main thread. */
+void rtls__conn_orphan(struct rtls_conn *c);
 void rtls__reap(struct rtls__reactor *r);
 void rtls__rearm_starved(struct rtls__reactor *r);
 void rtls__send_start(struct rtls_conn *c);

@@ -104,6 +104,8 @@ static void reactor_free(struct rtls_server *s, struct rtls__reactor *r)
 		for (unsigned i = 0; i < s->cfg.max_conns; i++) {
 			if (r->conns[i].state == CONN_FREE)
 				continue;
+			/* Live only if the reactor stopped on a ring error. */
+			rtls__conn_orphan(&r->conns[i]);
 			if (r->conns[i].fd >= 0)
 				close(r->conns[i].fd);
 			rtls__wbuf_free(&r->conns[i].w[0]);

@@ -267,7 +267,10 @@ void rtls__tls_read_records(struct rtls_conn *c, struct tconn *t, struct rtls_bu
 	 * then it takes more bytes from `raw` than its plaintext fills. A
 	 * record begun in an earlier buffer (part of it inside OpenSSL, or
 	 * spilled) can decrypt to more than it takes from `raw`, and its
-	 * plaintext would overwrite ciphertext not yet read. */
+	 * plaintext would overwrite ciphertext not yet read. One partial
+	 * record SSL_has_pending() does not report is safe: a bare 5-byte
+	 * header, whose whole body is then in `raw` and longer than its
+	 * plaintext (AEAD tag, TLS 1.3 type byte). */
 	if (raw && (SSL_has_pending(t->ssl) || (t->spill && BIO_ctrl_pending(t->spill)))) {
 		int ret = source_done(t);
 
