@@ -10,7 +10,7 @@ set -euo pipefail
 want=(gcc make cmake pkg-config liburing-dev libssl-dev openssl ca-certificates)
 case "${1:-build}" in
   build) ;;
-  test) want+=(curl python3 clang libclang-rt-14-dev gnutls-bin nodejs procps kmod patchelf iproute2 valgrind) ;;
+  test) want+=(curl python3 clang libclang-rt-14-dev gnutls-bin nodejs procps kmod patchelf iproute2 valgrind strace) ;;
   bench) want+=(curl python3 nginx-light wrk procps gnuplot-nox) ;;
   *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
