@@ -83,10 +83,10 @@ struct rtls__seg {
 #define RTLS__SMALL_DATA 1024u
 #define RTLS__SMALL_SEGS 4u
 #define RTLS__SMALL_KEEP 64u
+enum { RTLS__SMALL_KIND_DATA, RTLS__SMALL_KIND_SEGS, RTLS__SMALL_KINDS };
 struct rtls__small_cache {
-	void *data[RTLS__SMALL_KEEP];
-	void *segs[RTLS__SMALL_KEEP];
-	unsigned ndata, nsegs;
+	void *blk[RTLS__SMALL_KINDS][RTLS__SMALL_KEEP];
+	unsigned n[RTLS__SMALL_KINDS];
 };
 
 struct rtls__wbuf {

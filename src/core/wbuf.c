@@ -14,24 +14,31 @@ void rtls__small_cache_bind(struct rtls__small_cache *c) { small = c; }
 
 void rtls__small_cache_free(struct rtls__small_cache *c)
 {
-	while (c->ndata)
-		free(c->data[--c->ndata]);
-	while (c->nsegs)
-		free(c->segs[--c->nsegs]);
+	for (unsigned k = 0; k < RTLS__SMALL_KINDS; k++)
+		while (c->n[k])
+			free(c->blk[k][--c->n[k]]);
 }
 
-/* A block of `size` bytes, from the cache when it is a small one. */
-static void *small_take(void **stack, unsigned *n, size_t size, size_t small_size)
+/* The byte size of each kind's small block. */
+static const size_t small_size[RTLS__SMALL_KINDS] = {
+	[RTLS__SMALL_KIND_DATA] = RTLS__SMALL_DATA,
+	[RTLS__SMALL_KIND_SEGS] = RTLS__SMALL_SEGS * sizeof(struct rtls__seg),
+};
+
+/* A first block of `size` bytes: from the cache when it is the small one. */
+static void *small_take(unsigned kind, size_t size)
 {
-	if (size == small_size && small && *n)
-		return stack[--*n];
+	if (small && size == small_size[kind] && small->n[kind])
+		return small->blk[kind][--small->n[kind]];
 	return malloc(size);
 }
 
-static void small_give(void **stack, unsigned *n, void *p, size_t size, size_t small_size)
+/* Gives a block back: to the cache when it is the small one and there is
+ * room, else to free(). */
+static void small_give(unsigned kind, void *p, size_t size)
 {
-	if (p && size == small_size && small && *n < RTLS__SMALL_KEEP)
-		stack[(*n)++] = p;
+	if (p && small && size == small_size[kind] && small->n[kind] < RTLS__SMALL_KEEP)
+		small->blk[kind][small->n[kind]++] = p;
 	else
 		free(p);
 }
@@ -46,10 +53,7 @@ static int grow(struct rtls__wbuf *w, size_t need)
 
 	while (cap < need)
 		cap *= 2;
-	if (!w->cap)
-		p = small ? small_take(small->data, &small->ndata, cap, RTLS__SMALL_DATA) : malloc(cap);
-	else
-		p = realloc(w->data, cap);
+	p = w->cap ? realloc(w->data, cap) : small_take(RTLS__SMALL_KIND_DATA, cap);
 	if (!p)
 		return -ENOMEM;
 	w->data = p;
@@ -63,13 +67,8 @@ static struct rtls__seg *new_seg(struct rtls__wbuf *w)
 
 	if (w->nsegs == w->segcap) {
 		unsigned cap = w->segcap ? w->segcap * 2 : RTLS__SMALL_SEGS;
-		struct rtls__seg *n;
-
-		if (!w->segcap && small)
-			n = small_take(small->segs, &small->nsegs, cap * sizeof(*n),
-				       RTLS__SMALL_SEGS * sizeof(*n));
-		else
-			n = realloc(w->segs, cap * sizeof(*n));
+		struct rtls__seg *n = w->segcap ? realloc(w->segs, cap * sizeof(*n))
+					       : small_take(RTLS__SMALL_KIND_SEGS, cap * sizeof(*n));
 
 		if (!n)
 			return NULL;
@@ -188,14 +187,8 @@ void rtls__wbuf_reset(struct rtls__wbuf *w)
 void rtls__wbuf_free(struct rtls__wbuf *w)
 {
 	rtls__wbuf_reset(w);
-	if (small) {
-		small_give(small->data, &small->ndata, w->data, w->cap, RTLS__SMALL_DATA);
-		small_give(small->segs, &small->nsegs, w->segs, w->segcap * sizeof(*w->segs),
-			   RTLS__SMALL_SEGS * sizeof(*w->segs));
-	} else {
-		free(w->data);
-		free(w->segs);
-	}
+	small_give(RTLS__SMALL_KIND_DATA, w->data, w->cap);
+	small_give(RTLS__SMALL_KIND_SEGS, w->segs, w->segcap * sizeof(*w->segs));
 	memset(w, 0, sizeof(*w));
 }
 

@@ -31,7 +31,7 @@
 
 /* --- the sink and source BIOs ----------------------------------------------- */
 
-static BIO_METHOD *sink_method;
+static BIO_METHOD *sink_method, *source_method;
 static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
 
 static int sink_write(BIO *b, const char *p, int n)
@@ -61,37 +61,21 @@ static long sink_ctrl(BIO *b, int cmd, long num, void *ptr)
 	}
 }
 
-static int sink_create(BIO *b)
+static int bio_create(BIO *b)
 {
 	BIO_set_init(b, 1);
 	return 1;
 }
 
-static int source_read(BIO *b, char *out, int n);
-static long source_ctrl(BIO *b, int cmd, long num, void *ptr);
-static BIO_METHOD *source_method;
+/* The source BIO: OpenSSL reads the received bytes where they lie
+ * (t->src), after any spilled from an earlier buffer. An empty source
+ * means "wait for more", never end of stream: the FIN arrives separately
+ * (tls_on_recv_eof). */
 
-static void bio_methods_init(void)
+static size_t spilled(const struct tconn *t)
 {
-	sink_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ringtls-sink");
-	if (sink_method) {
-		BIO_meth_set_write(sink_method, sink_write);
-		BIO_meth_set_ctrl(sink_method, sink_ctrl);
-		BIO_meth_set_create(sink_method, sink_create);
-	}
-	source_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ringtls-source");
-	if (source_method) {
-		BIO_meth_set_read(source_method, source_read);
-		BIO_meth_set_ctrl(source_method, source_ctrl);
-		BIO_meth_set_create(source_method, sink_create);
-	}
+	return t->spill ? BIO_ctrl_pending(t->spill) : 0;
 }
-
-/* --- the source BIO ------------------------------------------------------- */
-
-/* OpenSSL reads the received bytes where they lie (t->src), after any
- * spilled from an earlier buffer. An empty source means "wait for more",
- * never end of stream: the FIN arrives separately (tls_on_recv_eof). */
 
 static int source_read(BIO *b, char *out, int n)
 {
@@ -101,7 +85,7 @@ static int source_read(BIO *b, char *out, int n)
 	BIO_clear_retry_flags(b);
 	if (n <= 0)
 		return 0;
-	if (t->spill && BIO_ctrl_pending(t->spill))
+	if (spilled(t))
 		return BIO_read(t->spill, out, n);
 	if (!t->src_len) {
 		BIO_set_retry_read(b);
@@ -122,7 +106,7 @@ static long source_ctrl(BIO *b, int cmd, long num, void *ptr)
 	(void)ptr;
 	switch (cmd) {
 	case BIO_CTRL_PENDING:
-		return (long)(t->src_len + (t->spill ? BIO_ctrl_pending(t->spill) : 0));
+		return (long)(t->src_len + spilled(t));
 	case BIO_CTRL_FLUSH:
 		return 1;
 	default:
@@ -146,6 +130,22 @@ static int source_done(struct tconn *t)
 		BIO_set_mem_eof_return(t->spill, -1);
 	}
 	return BIO_write(t->spill, t->src, (int)n) == (int)n ? 0 : -ENOMEM;
+}
+
+static void bio_methods_init(void)
+{
+	sink_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ringtls-sink");
+	if (sink_method) {
+		BIO_meth_set_write(sink_method, sink_write);
+		BIO_meth_set_ctrl(sink_method, sink_ctrl);
+		BIO_meth_set_create(sink_method, bio_create);
+	}
+	source_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ringtls-source");
+	if (source_method) {
+		BIO_meth_set_read(source_method, source_read);
+		BIO_meth_set_ctrl(source_method, source_ctrl);
+		BIO_meth_set_create(source_method, bio_create);
+	}
 }
 
 /* --- helpers --------------------------------------------------------------- */
@@ -271,7 +271,7 @@ void rtls__tls_read_records(struct rtls_conn *c, struct tconn *t, struct rtls_bu
 	 * record SSL_has_pending() does not report is safe: a bare 5-byte
 	 * header, whose whole body is then in `raw` and longer than its
 	 * plaintext (AEAD tag, TLS 1.3 type byte). */
-	if (raw && (SSL_has_pending(t->ssl) || (t->spill && BIO_ctrl_pending(t->spill)))) {
+	if (raw && (SSL_has_pending(t->ssl) || spilled(t))) {
 		int ret = source_done(t);
 
 		rtls_buf_release(c, raw);
@@ -289,8 +289,7 @@ void rtls__tls_read_records(struct rtls_conn *c, struct tconn *t, struct rtls_bu
 
 		/* Most reads are one record: once it is out, do not allocate a
 		 * chunk only to hear WANT_READ. */
-		if (!raw && !SSL_has_pending(t->ssl) && !t->src_len &&
-		    (!t->spill || BIO_ctrl_pending(t->spill) == 0))
+		if (!raw && !SSL_has_pending(t->ssl) && !t->src_len && !spilled(t))
 			return;
 		dst = raw ? (char *)(uintptr_t)raw->data : malloc(READ_CHUNK);
 		if (!dst) {

@@ -58,30 +58,30 @@ static void small_blocks(void)
 	data = a.data;
 	segs = a.segs;
 	rtls__wbuf_free(&a);
-	CHECK_EQ_INT(cache.ndata, 1);
-	CHECK_EQ_INT(cache.nsegs, 1);
+	CHECK_EQ_INT(cache.n[RTLS__SMALL_KIND_DATA], 1);
+	CHECK_EQ_INT(cache.n[RTLS__SMALL_KIND_SEGS], 1);
 	CHECK(rtls__wbuf_append(&b, "again", 5) == 0);
 	CHECK(b.data == data && b.segs == segs); /* the same blocks, no malloc */
-	CHECK_EQ_INT(cache.ndata, 0);
+	CHECK_EQ_INT(cache.n[RTLS__SMALL_KIND_DATA], 0);
 	CHECK_MEM(b.data, b.len, "again");
 	CHECK(rtls__wbuf_reserve(&b, 3000) != NULL); /* grown: not a small block */
 	rtls__wbuf_free(&b);
-	CHECK_EQ_INT(cache.ndata, 0);
-	CHECK_EQ_INT(cache.nsegs, 1);
+	CHECK_EQ_INT(cache.n[RTLS__SMALL_KIND_DATA], 0);
+	CHECK_EQ_INT(cache.n[RTLS__SMALL_KIND_SEGS], 1);
 	memset(many, 0, sizeof(many));
 	for (unsigned i = 0; i < RTLS__SMALL_KEEP + 3; i++)
 		CHECK(rtls__wbuf_append(&many[i], "x", 1) == 0);
 	for (unsigned i = 0; i < RTLS__SMALL_KEEP + 3; i++)
 		rtls__wbuf_free(&many[i]);
-	CHECK_EQ_INT(cache.ndata, RTLS__SMALL_KEEP); /* bounded */
-	CHECK_EQ_INT(cache.nsegs, RTLS__SMALL_KEEP);
+	CHECK_EQ_INT(cache.n[RTLS__SMALL_KIND_DATA], RTLS__SMALL_KEEP); /* bounded */
+	CHECK_EQ_INT(cache.n[RTLS__SMALL_KIND_SEGS], RTLS__SMALL_KEEP);
 	rtls__small_cache_bind(NULL);
 	CHECK(rtls__wbuf_append(&a, "plain", 5) == 0);
 	rtls__wbuf_free(&a);
-	CHECK_EQ_INT(cache.ndata, RTLS__SMALL_KEEP);
+	CHECK_EQ_INT(cache.n[RTLS__SMALL_KIND_DATA], RTLS__SMALL_KEEP);
 	rtls__small_cache_free(&cache);
-	CHECK_EQ_INT(cache.ndata, 0);
-	CHECK_EQ_INT(cache.nsegs, 0);
+	CHECK_EQ_INT(cache.n[RTLS__SMALL_KIND_DATA], 0);
+	CHECK_EQ_INT(cache.n[RTLS__SMALL_KIND_SEGS], 0);
 }
 
 int main(void)
