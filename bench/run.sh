@@ -132,11 +132,15 @@ apt_install() {
 }
 
 check_tools() {
-	local missing=() tool pkg
+	local missing=() tool pkg kernel_tools=""
+	# The Linux 6.1 phase (tests/kernel/run-kernel.sh) unpacks a Debian
+	# kernel and its modules; it skips without these.
+	[[ ${KERNEL:-auto} == 0 ]] ||
+		kernel_tools="depmod:kmod modprobe:kmod patchelf:patchelf ip:iproute2"
 	# tool:package, Debian names
 	for tool in nginx:nginx-light wrk:wrk curl:curl python3:python3 taskset:util-linux \
 		openssl:openssl cc:gcc gnuplot:gnuplot-nox valgrind:valgrind \
-		callgrind_control:valgrind; do
+		callgrind_control:valgrind $kernel_tools; do
 		pkg=${tool#*:}
 		tool=${tool%%:*}
 		if [[ -z $(find_tool "$tool") && " ${missing[*]} " != *" $pkg "* ]]; then
@@ -154,12 +158,21 @@ check_tools() {
 	fi
 }
 
+# Whether apt-get could install package $1. Not `apt-cache policy | grep -q`:
+# grep -q exits at its match, apt-cache then dies of SIGPIPE, and under
+# pipefail the test fails although the package is there.
+offered() {
+	local policy
+	policy=$(apt-cache policy "$1" 2>/dev/null) || return 1
+	[[ $policy =~ Candidate:\ [0-9] ]]
+}
+
 # h2o is a peer only where Debian ships it: one apt-get install, no build.
 check_h2o() {
 	[[ ${H2O:-} != off ]] || return 0
 	[[ -n ${H2O:-} || -n $(find_tool h2o) ]] && return 0
 	if [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null &&
-		apt-cache policy h2o 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+		offered h2o; then
 		echo "installing h2o with apt-get" >&2
 		apt_install h2o
 		return 0
@@ -173,7 +186,7 @@ check_h2o() {
 check_perf() {
 	[[ ${PERF:-1} != 0 && -z $(find_tool perf) ]] || return 0
 	if [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null &&
-		apt-cache policy linux-perf 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+		offered linux-perf; then
 		echo "installing linux-perf with apt-get" >&2
 		apt_install linux-perf
 		return 0
