@@ -8,6 +8,7 @@ req/s then measures the client.
 """
 import json
 import os
+import random
 import re
 import statistics
 import subprocess
@@ -27,6 +28,32 @@ def fmt(x, spec=",.0f", none="-"):
 
 def ratio(a, b):
     return a / b if a and b else None
+
+
+def paired_ratios(rt_rounds, ng_rounds, key, invert):
+    """The judged ratio round by round: round i of ringtls and of nginx ran
+    within seconds of each other, so a slow spell of the shared machine
+    hits both sides of a pair, while the ratio of the two medians can pair
+    one server's fast rounds with the other's slow ones. Returns the
+    per-round ratios, their median and a 95% bootstrap interval for that
+    median (fixed seed: the same rounds give the same interval), or None
+    with fewer than 3 complete pairs."""
+    vals = []
+    for a, b in zip(rt_rounds, ng_rounds):
+        if a["error"] or b["error"] or not a[key] or not b[key]:
+            continue
+        vals.append(b[key] / a[key] if invert else a[key] / b[key])
+    if len(vals) < 3:
+        return None
+    rng = random.Random(0)
+    meds = sorted(statistics.median(rng.choices(vals, k=len(vals))) for _ in range(2000))
+    return {"ratios": vals, "median": statistics.median(vals),
+            "ci95": (meds[50], meds[1949])}
+
+
+def paired_text(p):
+    return (f"per-round pairs: median {p['median']:.2f}x, 95% interval "
+            f"{p['ci95'][0]:.2f}-{p['ci95'][1]:.2f}x over {len(p['ratios'])} rounds")
 
 
 class Cell:
@@ -64,6 +91,9 @@ class Row:
         # How many wrk processes (bench/clients.py); older runs had one.
         self.clients = res.get("clients", {}).get(wl.key) or {"k": 1}
         self.no_cpu_left = self.client_bound and self.clients["k"] >= self.clients.get("slots", 1)
+        self.paired = paired_ratios(rt.rounds, ng.rounds,
+                                    "cpu_us_per_req" if self.client_bound else "rps",
+                                    invert=self.client_bound)
         self.verdict = self.judge()
 
     def basis(self):
@@ -616,6 +646,9 @@ def summary_lines(rows, bound, res, names):
         out.append(f"- {r.wl.title}: {r.verdict} (target {r.wl.target}x; req/s ratio "
                    f"{x(r.rps_ratio)}, CPU/request ratio {x(r.cpu_ratio)}, instructions "
                    f"ratio {x(r.instr_ratio)}; judged by {basis})")
+        if r.paired:
+            out.append(f"  - {paired_text(r.paired)} (not the verdict: it pairs each "
+                       "round's two runs)")
         if r.shortfall():
             out.append(f"  - missed by: {r.shortfall()}")
             where = perf_bound(res, r)
@@ -707,17 +740,18 @@ def write(cfg, res, workloads, bound):
     names = [n for n in SERVER_ORDER if n in res["commands"] or n in res["checks"]]
     rows = [Row(wl, res, names, bound) for wl in cfg.workloads]
     date = res["meta"]["date"][:10]
+    name = getattr(cfg, "report_name", "") or date
     outdir = f"{cfg.bench_dir}/results" if not cfg.no_report else cfg.tmp
     os.makedirs(outdir, exist_ok=True)
     pngs = {}
     try:
-        pngs["ratios"] = f"{outdir}/{date}-vs-nginx.png"
+        pngs["ratios"] = f"{outdir}/{name}-vs-nginx.png"
         plot_ratios(rows, cfg.tmp, pngs["ratios"], date)
-        pngs["costs"] = f"{outdir}/{date}-per-request.png"
+        pngs["costs"] = f"{outdir}/{name}-per-request.png"
         if not plot_costs(rows, names, res["kernel"].get("callgrind") or {}, cfg.tmp,
                           pngs["costs"], date):
             del pngs["costs"]
-        pngs["memory"] = f"{outdir}/{date}-memory.png"
+        pngs["memory"] = f"{outdir}/{name}-memory.png"
         if not plot_memory(res, cfg.tmp, pngs["memory"], date):
             del pngs["memory"]
     except (RuntimeError, OSError) as e:
@@ -728,13 +762,13 @@ def write(cfg, res, workloads, bound):
     if cfg.no_report:
         log(f"no report file (NO_REPORT=1); plots in {outdir}")
         return
-    path = f"{outdir}/{date}.md"
+    path = f"{outdir}/{name}.md"
     with open(path + ".tmp", "w") as f:
         f.write(text)
     os.replace(path + ".tmp", path)
-    with open(f"{outdir}/{date}.json", "w") as f:
+    with open(f"{outdir}/{name}.json", "w") as f:
         json.dump(res, f, indent=1)
-    log(f"report: bench/results/{date}.md, plots: "
+    log(f"report: bench/results/{name}.md, plots: "
         + ", ".join(f"bench/results/{os.path.basename(p)}" for p in pngs.values()))
 
 

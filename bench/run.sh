@@ -61,6 +61,7 @@ Environment (defaults for a full run, 12-15 minutes):
                    10,000 result is bench/results/*-ktls-memory.md)
   RINGTLS=build/ringtls, NGINX=nginx, WRK=wrk, H2O=h2o (off: no h2o)
   NO_REPORT=1      do not write bench/results/
+  REPORT_NAME=N    bench/results/N.md, N.json, N-*.png (default: the date)
   KEEP_TMP=1       keep the temp dir (configs, logs, callgrind dumps)
 EOF
 }
@@ -76,7 +77,7 @@ invocation() {
 	for v in DURATION ROUNDS WARMUP SERVER_CPU CLIENT_CPU CLIENT_CPUS CLIENT_PROCS_MAX \
 		CLIENT_PROCS CLIENT_PROCS_TEST CLIENT_BOUND_PCT WORKLOADS PERF PERF_SECS \
 		PERF_WORKLOADS CALLGRIND CG_SCALE IDLE_CONNS KERNEL KTLS_CONNS RINGTLS NGINX WRK H2O \
-		NO_REPORT; do
+		NO_REPORT REPORT_NAME; do
 		if [[ -n ${!v+x} ]]; then
 			cmd+="$v=$(printf '%q' "${!v}") "
 		fi
