@@ -7,8 +7,8 @@ server; then server CPU time per request (nginx / ringtls) decides, since
 req/s then measures the client.
 """
 import json
+import math
 import os
-import random
 import re
 import statistics
 import subprocess
@@ -30,14 +30,34 @@ def ratio(a, b):
     return a / b if a and b else None
 
 
+def median_interval(vals):
+    """A distribution-free interval for the median of vals: the k-th
+    smallest and k-th largest value, with the largest k for which the
+    chance that the true median lies outside is at most 5% (binomial, p =
+    1/2). Returns (low, high, coverage). With 5 values no k > 1 qualifies:
+    the interval is the whole range, at 93.8% coverage; with 15 it is the
+    4th to the 12th value, at 96.5%."""
+    n = len(vals)
+    xs = sorted(vals)
+
+    def outside(k):   # P(median below x_(k) or above x_(n+1-k))
+        return 2 * sum(math.comb(n, i) for i in range(k)) / 2 ** n
+
+    k = 1
+    while k + 1 <= (n + 1) // 2 and outside(k + 1) <= 0.05:
+        k += 1
+    return xs[k - 1], xs[n - k], 1 - outside(k)
+
+
 def paired_ratios(rt_rounds, ng_rounds, key, invert):
     """The judged ratio round by round: round i of ringtls and of nginx ran
     within seconds of each other, so a slow spell of the shared machine
     hits both sides of a pair, while the ratio of the two medians can pair
     one server's fast rounds with the other's slow ones. Returns the
-    per-round ratios, their median and a 95% bootstrap interval for that
-    median (fixed seed: the same rounds give the same interval), or None
-    with fewer than 3 complete pairs."""
+    per-round ratios, their median and an interval for that median
+    (median_interval), or None with fewer than 3 complete pairs. The
+    interval speaks for this run's rounds only: it does not cover how
+    runs, or machines, differ."""
     vals = []
     for a, b in zip(rt_rounds, ng_rounds):
         if a["error"] or b["error"] or not a[key] or not b[key]:
@@ -45,15 +65,15 @@ def paired_ratios(rt_rounds, ng_rounds, key, invert):
         vals.append(b[key] / a[key] if invert else a[key] / b[key])
     if len(vals) < 3:
         return None
-    rng = random.Random(0)
-    meds = sorted(statistics.median(rng.choices(vals, k=len(vals))) for _ in range(2000))
+    low, high, cover = median_interval(vals)
     return {"ratios": vals, "median": statistics.median(vals),
-            "ci95": (meds[50], meds[1949])}
+            "interval": (low, high), "coverage": cover}
 
 
 def paired_text(p):
-    return (f"per-round pairs: median {p['median']:.2f}x, 95% interval "
-            f"{p['ci95'][0]:.2f}-{p['ci95'][1]:.2f}x over {len(p['ratios'])} rounds")
+    return (f"per-round pairs: median {p['median']:.2f}x, interval "
+            f"{p['interval'][0]:.2f}-{p['interval'][1]:.2f}x "
+            f"({100 * p['coverage']:.1f}% confidence) over {len(p['ratios'])} rounds")
 
 
 class Cell:
@@ -646,7 +666,7 @@ def summary_lines(rows, bound, res, names):
         out.append(f"- {r.wl.title}: {r.verdict} (target {r.wl.target}x; req/s ratio "
                    f"{x(r.rps_ratio)}, CPU/request ratio {x(r.cpu_ratio)}, instructions "
                    f"ratio {x(r.instr_ratio)}; judged by {basis})")
-        if r.paired:
+        if r.paired and not r.verdict.startswith("NOT MEASURED"):
             out.append(f"  - {paired_text(r.paired)} (not the verdict: it pairs each "
                        "round's two runs)")
         if r.shortfall():
@@ -781,6 +801,8 @@ if __name__ == "__main__":
     class Again:
         def __init__(self, res, outdir):
             self.tmp, self.no_report = outdir, True
+            # the saved run's own name: bench/results/<name>.json
+            self.report_name = os.path.splitext(os.path.basename(sys.argv[1]))[0]
             self.bench_dir = os.path.dirname(os.path.abspath(__file__))
             self.idle_conns = res["meta"]["settings"]["idle_conns"]
             keys = set(res["timed"]) | set(res["callgrind"])
