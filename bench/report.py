@@ -715,8 +715,11 @@ def render(cfg, res, rows, names, pngs, bound):
         md += ["**This host has no kernel TLS** (`ringtls probe`: `"
                + next((ln for ln in meta["probe"].splitlines() if ln.startswith("tls ULP")),
                       "?")[:80].strip() + "...`): every TLS number measured on it is "
-               "userspace TLS (OpenSSL) for every server. kTLS numbers are in the "
-               "\"Inside Linux 6.1\" section, counted there and **not a timing**.", ""]
+               "userspace TLS (OpenSSL) for every server. "
+               + ("kTLS numbers are in the \"Inside Linux 6.1\" section, counted there and "
+                  "**not a timing**." if res["kernel"] else
+                  "This run did not measure inside Linux 6.1 (KERNEL=0): it has no kTLS "
+                  "numbers."), ""]
     md += ["## Against the targets", ""] + summary_lines(rows, bound, res, names) + [""]
     md += table_main(rows, names, bound) + [""]
     md += [f"Median of {s['rounds']} interleaved round(s) of {s['duration']} s after "
