@@ -116,7 +116,8 @@ class Config:
         self.ktls_conns = int(env.get("KTLS_CONNS", 200 if quick else 2000))
         self.no_report = env.get("NO_REPORT", "1" if quick else "0") == "1"
         self.keep_tmp = env.get("KEEP_TMP", "0") == "1"
-        # bench/results/<REPORT_NAME>.md etc.; the run's date by default
+        # bench/results/<REPORT_NAME>.md etc.; main() makes it the run's
+        # (UTC) date when empty
         self.report_name = env.get("REPORT_NAME", "")
         if self.report_name and not re.fullmatch(r"[A-Za-z0-9._-]+", self.report_name):
             raise SystemExit(f"bench: REPORT_NAME may hold letters, digits and ._- only, "
@@ -641,8 +642,8 @@ def perf_phase(cfg, srvs, res):
         pr["skipped"] = why
         log(f"perf: skipped: {why}")
         return
-    name = cfg.report_name or res["meta"]["date"][:10]
-    outdir = f"{cfg.tmp}/perf" if cfg.no_report else f"{cfg.bench_dir}/results/{name}-perf"
+    outdir = (f"{cfg.tmp}/perf" if cfg.no_report
+              else f"{cfg.bench_dir}/results/{cfg.report_name}-perf")
     shutil.rmtree(outdir, ignore_errors=True)   # one run's files only
     pr["dir"] = os.path.relpath(outdir, cfg.repo)
     clients = {wl.key: res["clients"].get(wl.key, {}).get("k", 1) for wl in wls}
@@ -996,6 +997,7 @@ def main():
            "checks": {}, "clients": {}, "timed": {}, "perf": {}, "callgrind": {},
            "memory": {}, "kernel": {},
            "commands": {}, "cg_commands": {}, "errors": []}
+    cfg.report_name = cfg.report_name or res["meta"]["date"][:10]
     srvs = make_servers(cfg, dict(os.environ))
     try:
         run_phases(cfg, srvs, res)

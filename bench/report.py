@@ -763,7 +763,7 @@ def write(cfg, res, workloads, bound):
     names = [n for n in SERVER_ORDER if n in res["commands"] or n in res["checks"]]
     rows = [Row(wl, res, names, bound) for wl in cfg.workloads]
     date = res["meta"]["date"][:10]
-    name = getattr(cfg, "report_name", "") or date
+    name = cfg.report_name
     outdir = f"{cfg.bench_dir}/results" if not cfg.no_report else cfg.tmp
     os.makedirs(outdir, exist_ok=True)
     pngs = {}

@@ -126,6 +126,11 @@ find_tool() {
 	command -v "$1" 2>/dev/null || { [[ -x /usr/sbin/$1 ]] && echo "/usr/sbin/$1"; } || true
 }
 
+# Whether this run may install packages: root, on a system with apt-get.
+can_apt() {
+	[[ $EUID -eq 0 ]] && command -v apt-get >/dev/null
+}
+
 apt_install() {
 	DEBIAN_FRONTEND=noninteractive apt-get update -qq || die "apt-get update failed"
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" \
@@ -137,7 +142,7 @@ check_tools() {
 	# The Linux 6.1 phase (tests/kernel/run-kernel.sh) unpacks a Debian
 	# kernel and its modules, and skips without these: installed where we
 	# can install, never a reason to stop (a host with kTLS skips it anyway).
-	if [[ ${KERNEL:-auto} != 0 && $EUID -eq 0 ]] && command -v apt-get >/dev/null; then
+	if [[ ${KERNEL:-auto} != 0 ]] && can_apt; then
 		kernel_tools="depmod:kmod modprobe:kmod patchelf:patchelf ip:iproute2"
 	fi
 	# tool:package, Debian names
@@ -151,7 +156,7 @@ check_tools() {
 		fi
 	done
 	if ((${#missing[@]} > 0)); then
-		if [[ $EUID -ne 0 ]] || ! command -v apt-get >/dev/null; then
+		if ! can_apt; then
 			echo "run.sh: missing: ${missing[*]}; install them with:" >&2
 			echo "  sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
 			exit 1
@@ -174,8 +179,7 @@ offered() {
 check_h2o() {
 	[[ ${H2O:-} != off ]] || return 0
 	[[ -n ${H2O:-} || -n $(find_tool h2o) ]] && return 0
-	if [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null &&
-		offered h2o; then
+	if can_apt && offered h2o; then
 		echo "installing h2o with apt-get" >&2
 		apt_install h2o
 		return 0
@@ -188,8 +192,7 @@ check_h2o() {
 # perf is optional: without it the perf phase is skipped with a note.
 check_perf() {
 	[[ ${PERF:-1} != 0 && -z $(find_tool perf) ]] || return 0
-	if [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null &&
-		offered linux-perf; then
+	if can_apt && offered linux-perf; then
 		echo "installing linux-perf with apt-get" >&2
 		apt_install linux-perf
 		return 0
