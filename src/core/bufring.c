@@ -51,6 +51,7 @@ int rtls__bufring_init(struct rtls__reactor *r, unsigned count, unsigned size, u
 	b->mask = count - 1; /* io_uring_buf_ring_mask(), without its int */
 	b->bgid = bgid;
 	b->to_advance = 0;
+	b->out = count; /* none in the ring until the first publish */
 	for (unsigned i = 0; i < count; i++)
 		rtls__bufring_put(r, (uint16_t)i);
 	rtls__bufring_publish(r);
@@ -98,6 +99,7 @@ void rtls__bufring_publish(struct rtls__reactor *r)
 
 	if (b->to_advance) {
 		io_uring_buf_ring_advance(b->br, (int)b->to_advance);
+		b->out -= b->to_advance;
 		b->to_advance = 0;
 	}
 }

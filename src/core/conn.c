@@ -21,16 +21,22 @@ struct rtls_conn *rtls__conn_new(struct rtls__reactor *r, int fd, unsigned liste
 	const struct rtls_handler *h = &r->srv->handler;
 	struct rtls_conn *c;
 	uint32_t slot, gen;
+	bool starved;
 
 	if (!r->nfree)
 		return NULL;
 	slot = r->free_slots[--r->nfree];
 	c = &r->conns[slot];
 	gen = c->gen;
+	starved = c->recv_starved;
 	memset(c, 0, sizeof(*c));
 	c->r = r;
 	c->slot = slot;
 	c->gen = gen;
+	/* The starved list names slots: an entry left by the slot's last
+	 * occupant stays valid (re-arming an armed receive does nothing), and
+	 * keeping the flag keeps each slot on the list at most once. */
+	c->recv_starved = starved;
 	c->fd = fd;
 	c->listener = (uint8_t)listener;
 	c->state = CONN_OPEN;
@@ -118,6 +124,40 @@ int rtls__handler_open(struct rtls_conn *c)
 	return ret;
 }
 
+/* Keeps input that arrives while the handler has paused reading, to hand
+ * over in order on resume. A paused connection holds none of the ring's
+ * buffers: a ring buffer is copied to the heap and goes back at once.
+ * Otherwise a peer that pipelines and never reads would fill the ring
+ * (the receive is cancelled on pause, but everything the kernel had
+ * already taken off the socket still arrives) and starve every other
+ * connection. The copies are bounded by what the kernel had received
+ * before the cancel: at most the socket's receive buffer. */
+static int park(struct rtls_conn *c, struct rtls_buf *b)
+{
+	if (c->npaused == c->paused_cap) {
+		unsigned cap = c->paused_cap ? c->paused_cap * 2 : 4;
+		struct rtls_buf *q = realloc(c->paused_q, cap * sizeof(*q));
+
+		if (!q)
+			return -ENOMEM;
+		c->paused_q = q;
+		c->paused_cap = cap;
+	}
+	if (b->priv_kind == BUF_RING) {
+		char *copy = malloc(b->len ? b->len : 1);
+
+		if (!copy)
+			return -ENOMEM;
+		memcpy(copy, b->data, b->len);
+		rtls__bufring_put(c->r, (uint16_t)b->priv_id);
+		b->data = copy;
+		b->priv_id = 0;
+		b->priv_kind = BUF_HEAP; /* still held: nheld unchanged */
+	}
+	c->paused_q[c->npaused++] = *b;
+	return 0;
+}
+
 void rtls__deliver(struct rtls_conn *c, struct rtls_buf *b)
 {
 	const struct rtls_handler *h = &c->r->srv->handler;
@@ -127,19 +167,10 @@ void rtls__deliver(struct rtls_conn *c, struct rtls_buf *b)
 		return;
 	}
 	if (c->read_paused) {
-		if (c->npaused == c->paused_cap) {
-			unsigned cap = c->paused_cap ? c->paused_cap * 2 : 4;
-			struct rtls_buf *q = realloc(c->paused_q, cap * sizeof(*q));
-
-			if (!q) {
-				rtls_buf_release(c, b);
-				rtls_conn_abort(c, -ENOMEM);
-				return;
-			}
-			c->paused_q = q;
-			c->paused_cap = cap;
+		if (park(c, b) < 0) {
+			rtls_buf_release(c, b);
+			rtls_conn_abort(c, -ENOMEM);
 		}
-		c->paused_q[c->npaused++] = *b;
 		return;
 	}
 	h->on_data(c, c->data, b);
@@ -192,6 +223,10 @@ static void recv_error(struct rtls_conn *c, int res)
 		}
 		break;
 	case -ECANCELED:
+		/* rtls_conn_pause_read() stopped it, or the connection died;
+		 * a resume that came meanwhile re-arms here. */
+		if (!c->read_paused)
+			rtls__conn_recv_arm(c);
 		break;
 	default:
 		if (c->tp && c->tp->on_recv_error && c->state != CONN_DEAD && c->tp->on_recv_error(c, res))
@@ -223,15 +258,19 @@ void rtls__on_recv(struct rtls_conn *c, struct io_uring_cqe *cqe, enum rtls__op 
 {
 	bool more = cqe->flags & IORING_CQE_F_MORE;
 
-	if (!more)
+	if (!more) {
 		c->recv_armed = false;
+		c->recv_cancelling = false;
+	}
 	if (cqe->flags & IORING_CQE_F_BUFFER) {
+		rtls__bufring_took(c->r);
 		struct rtls_buf b = {
 			.data = rtls__bufring_addr(c->r, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT)),
 			.len = (size_t)(cqe->res > 0 ? cqe->res : 0),
 			.priv_id = cqe->flags >> IORING_CQE_BUFFER_SHIFT,
 			.priv_kind = BUF_RING,
 		};
+
 		c->nheld++;
 		if (cqe->res <= 0 || c->state == CONN_DEAD || c->state == CONN_LINGER)
 			rtls_buf_release(c, &b);
@@ -255,23 +294,57 @@ void rtls__on_recv(struct rtls_conn *c, struct io_uring_cqe *cqe, enum rtls__op 
 		rtls__conn_recv_arm(c);
 }
 
+/* Re-arms connections whose receive ended on ENOBUFS, oldest first, but
+ * only as many as there are buffers in the ring: with none there, a
+ * re-armed receive would only fail again, and re-arming on every loop
+ * iteration is a busy loop (a reactor whose buffers a few peers hold
+ * would spin at 100%). The count is an upper bound (the kernel may
+ * already have taken buffers whose completions are not yet read); a
+ * receive that fails again joins the list again and waits for the next
+ * buffers to come back, so the reactor never spins on it. */
 void rtls__rearm_starved(struct rtls__reactor *r)
 {
-	unsigned n = r->nstarved;
+	unsigned budget = rtls__bufring_avail(r);
+	unsigned i, keep = 0;
 
-	r->nstarved = 0;
-	for (unsigned i = 0; i < n; i++) {
+	for (i = 0; i < r->nstarved && budget; i++) {
 		struct rtls_conn *c = &r->conns[r->starved[i]];
 
 		c->recv_starved = false;
-		if (c->state != CONN_FREE && !c->read_paused)
-			rtls__conn_recv_arm(c);
+		if (c->state == CONN_FREE || c->state == CONN_DEAD || c->read_paused ||
+		    c->recv_armed)
+			continue; /* resume or the next occupant arms its own */
+		rtls__conn_recv_arm(c);
+		budget--;
 	}
+	for (; i < r->nstarved; i++)
+		r->starved[keep++] = r->starved[i];
+	r->nstarved = keep;
+}
+
+/* A paused connection stops receiving, as nginx stops reading a
+ * connection whose output is blocked: its multishot receive is cancelled
+ * (a single-shot one, RX_EXACT or RX_MSG, takes at most one buffer and is
+ * not re-armed while paused). What arrives before the cancel lands is
+ * parked off the ring (park()). Resume arms it again, or the cancel's
+ * completion does if resume came first. */
+static void recv_stop(struct rtls_conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!c->recv_armed || c->recv_cancelling || c->rx_mode != RX_MULTISHOT ||
+	    c->recv_op != OP_RECV || c->state == CONN_DEAD)
+		return;
+	sqe = rtls__sqe(c->r);
+	io_uring_prep_cancel64(sqe, rtls__ud(OP_RECV, c->slot, c->gen), 0);
+	io_uring_sqe_set_data64(sqe, rtls__ud(OP_IGNORE, 0, 0));
+	c->recv_cancelling = true;
 }
 
 void rtls_conn_pause_read(rtls_conn *c)
 {
 	c->read_paused = true;
+	recv_stop(c);
 }
 
 void rtls_conn_resume_read(rtls_conn *c)

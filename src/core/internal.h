@@ -204,7 +204,10 @@ struct rtls_conn {
 	bool peer_eof;
 	bool handler_open;      /* on_open ran; on_close owed */
 	bool flush_wanted;
-	bool recv_starved;      /* multishot ended on ENOBUFS: re-arm later */
+	bool recv_starved;      /* on the starved list: re-arm when buffers
+				 * come back (the slot, not the connection:
+				 * kept across reuse, see rtls__conn_new) */
+	bool recv_cancelling;   /* a cancel of the armed receive is queued */
 	bool reaping;           /* on the reactor's reap list */
 	int close_err;
 	uint64_t deadline_ms;
@@ -237,6 +240,8 @@ struct rtls__bufring {
 	char *mem;
 	unsigned count, size, mask;
 	unsigned to_advance; /* buffers added but not yet published */
+	unsigned out;        /* taken by completions and not yet published
+			      * back: the kernel can pick from count - out */
 	uint16_t bgid;
 };
 
@@ -306,14 +311,21 @@ void *rtls__reactor_main(void *arg);
 int rtls__ring_init(struct rtls__reactor *r, unsigned flags, unsigned entries);
 int rtls__probe_ring_flags(unsigned *flags);
 struct io_uring_sqe *rtls__sqe(struct rtls__reactor *r);
-int rtls__ring_wait(struct rtls__reactor *r);
+int rtls__ring_wait(struct rtls__reactor *r, int timeout_ms);
 int rtls__ring_describe(char *out, size_t n);
 
 /* bufring.c */
 int rtls__bufring_init(struct rtls__reactor *r, unsigned count, unsigned size, uint16_t bgid);
 void rtls__bufring_free(struct rtls__reactor *r);
 void rtls__bufring_put(struct rtls__reactor *r, uint16_t bid);
+/* A completion handed us one of the ring's buffers. */
+static inline void rtls__bufring_took(struct rtls__reactor *r) { r->bufs.out++; }
 void rtls__bufring_publish(struct rtls__reactor *r);
+/* Buffers the kernel can pick from now (at most; see rtls__rearm_starved). */
+static inline unsigned rtls__bufring_avail(const struct rtls__reactor *r)
+{
+	return r->bufs.count - r->bufs.out;
+}
 char *rtls__bufring_addr(struct rtls__reactor *r, uint16_t bid);
 
 /* listener.c */

@@ -212,8 +212,10 @@ static void dispatch(struct rtls__reactor *r, struct io_uring_cqe *cqe)
 	if (c->state == CONN_FREE || c->gen != rtls__ud_gen(ud)) {
 		/* For a connection that no longer exists. Only a buffer it
 		 * carries needs handling: it goes straight back to the ring. */
-		if (cqe->flags & IORING_CQE_F_BUFFER)
+		if (cqe->flags & IORING_CQE_F_BUFFER) {
+			rtls__bufring_took(r);
 			rtls__bufring_put(r, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+		}
 		return;
 	}
 	switch (op) {
@@ -265,11 +267,46 @@ static void stop_now(struct rtls__reactor *r)
 			 r->id, left);
 }
 
+/* Reads and dispatches every completion that is in, then frees the
+ * slots whose last request has completed. */
+static void reap_completions(struct rtls__reactor *r)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+
+	r->now_ms = rtls__now_ms();
+	io_uring_for_each_cqe(&r->ring, head, cqe) {
+		dispatch(r, cqe);
+		n++;
+	}
+	io_uring_cq_advance(&r->ring, n);
+	if (r->nreap)
+		rtls__reap(r);
+}
+
+/* After stop_now(): every connection is dead, its receive cancelled and
+ * its sends cut short by shutdown(), so their completions come at once.
+ * Wait for them (bounded: 1 s), so that reactor_free() frees no buffer a
+ * request still reads or writes. */
+static void drain(struct rtls__reactor *r)
+{
+	uint64_t until = rtls__now_ms() + 1000;
+
+	while (r->nreap && rtls__now_ms() < until) {
+		int ret = rtls__ring_wait(r, 50);
+
+		if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
+			return;
+		reap_completions(r);
+	}
+	if (r->nreap)
+		rtls_log(RTLS_LOG_WARN, "reactor %u: %u connection(s) with requests still in flight at exit",
+			 r->id, r->nreap);
+}
+
 static int reactor_loop(struct rtls__reactor *r)
 {
 	for (;;) {
-		struct io_uring_cqe *cqe;
-		unsigned head, n = 0;
 		int ret;
 
 		rtls__bufring_publish(r);
@@ -277,20 +314,14 @@ static int reactor_loop(struct rtls__reactor *r)
 			rtls__rearm_starved(r);
 		if (r->stopping && (r->nlive == 0 || r->now_ms >= r->stop_deadline_ms)) {
 			stop_now(r);
+			drain(r);
 			io_uring_submit(&r->ring); /* the cancels begin_stop() queued */
 			return 0;
 		}
-		ret = rtls__ring_wait(r);
+		ret = rtls__ring_wait(r, -1);
 		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
 			return ret;
-		r->now_ms = rtls__now_ms();
-		io_uring_for_each_cqe(&r->ring, head, cqe) {
-			dispatch(r, cqe);
-			n++;
-		}
-		io_uring_cq_advance(&r->ring, n);
-		if (r->nreap)
-			rtls__reap(r);
+		reap_completions(r);
 	}
 }
 

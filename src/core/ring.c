@@ -104,7 +104,8 @@ int rtls__ring_init(struct rtls__reactor *r, unsigned flags, unsigned entries)
 	return 0;
 }
 
-/* Submits what is queued and waits for at least one completion.
+/* Submits what is queued and waits for at least one completion, or
+ * for timeout_ms (-1: no limit; -ETIME when it passes).
  *
  * Valgrind runs one thread at a time and lets the others run only while
  * a thread sits in a syscall it knows may block; 3.19 does not count
@@ -114,18 +115,30 @@ int rtls__ring_init(struct rtls__reactor *r, unsigned flags, unsigned entries)
  * sleeps in poll(2) instead; the ring has no DEFER_TASKRUN there, so a
  * completion's task work interrupts the poll (EINTR) and posts its CQE on
  * the way out. Outside valgrind this is io_uring_submit_and_wait(). */
-int rtls__ring_wait(struct rtls__reactor *r)
+int rtls__ring_wait(struct rtls__reactor *r, int timeout_ms)
 {
 	struct pollfd p = { .fd = r->ring.ring_fd, .events = POLLIN };
 	int ret;
 
-	if (!r->wait_in_poll)
-		return io_uring_submit_and_wait(&r->ring, 1);
+	if (!r->wait_in_poll) {
+		struct __kernel_timespec ts = {
+			.tv_sec = timeout_ms / 1000,
+			.tv_nsec = (long long)(timeout_ms % 1000) * 1000000,
+		};
+		struct io_uring_cqe *cqe;
+
+		if (timeout_ms < 0)
+			return io_uring_submit_and_wait(&r->ring, 1);
+		return io_uring_submit_and_wait_timeout(&r->ring, &cqe, 1, &ts, NULL);
+	}
 	ret = io_uring_submit(&r->ring);
 	if (ret < 0 || io_uring_cq_ready(&r->ring))
 		return ret;
-	if (poll(&p, 1, -1) < 0)
+	ret = poll(&p, 1, timeout_ms);
+	if (ret < 0)
 		return -errno;
+	if (ret == 0)
+		return -ETIME;
 	return io_uring_get_events(&r->ring);
 }
 

@@ -58,14 +58,24 @@ static int validate(const struct rtls_config *cfg)
 	return 0;
 }
 
-static int reactor_alloc(struct rtls_server *s, struct rtls__reactor *r, unsigned id)
+/* Makes r safe for reactor_free() before anything can fail: every
+ * descriptor it may close reads -1, not calloc's 0 (standard input). */
+static void reactor_init(struct rtls_server *s, struct rtls__reactor *r, unsigned id)
 {
-	const struct rtls_config *cfg = &s->cfg;
-
 	r->srv = s;
 	r->id = id;
 	r->wake_fd = -1;
+}
+
+static int reactor_alloc(struct rtls_server *s, struct rtls__reactor *r)
+{
+	const struct rtls_config *cfg = &s->cfg;
+
 	r->ls = calloc(s->nlisteners, sizeof(*r->ls));
+	if (!r->ls)
+		return -ENOMEM;
+	for (unsigned i = 0; i < s->nlisteners; i++)
+		r->ls[i].fd = -1;
 	/* calloc of large arrays maps zero pages: slots cost memory only once
 	 * a connection has used them. */
 	r->conns = calloc(cfg->max_conns, sizeof(*r->conns));
@@ -78,12 +88,9 @@ static int reactor_alloc(struct rtls_server *s, struct rtls__reactor *r, unsigne
 		r->conn_data = calloc(cfg->max_conns, s->handler.conn_data_size);
 	if (s->tls_conn_size)
 		r->tp_data = calloc(cfg->max_conns, s->tls_conn_size);
-	if (!r->ls || !r->conns || !r->free_slots || !r->starved || !r->reap ||
-	    !r->pipe_pool || (s->handler.conn_data_size && !r->conn_data) ||
-	    (s->tls_conn_size && !r->tp_data))
+	if (!r->conns || !r->free_slots || !r->starved || !r->reap || !r->pipe_pool ||
+	    (s->handler.conn_data_size && !r->conn_data) || (s->tls_conn_size && !r->tp_data))
 		return -ENOMEM;
-	for (unsigned i = 0; i < s->nlisteners; i++)
-		r->ls[i].fd = -1;
 	/* Hand out low slots first: they are the pages already touched. */
 	for (unsigned i = 0; i < cfg->max_conns; i++)
 		r->free_slots[i] = cfg->max_conns - 1 - i;
@@ -91,8 +98,21 @@ static int reactor_alloc(struct rtls_server *s, struct rtls__reactor *r, unsigne
 	return 0;
 }
 
+/* The ring goes first. A reactor that stopped at its shutdown deadline,
+ * or on a ring error, may still have sends and splices in flight that read
+ * output buffers, and receives that write into the provided buffers; the
+ * kernel would read or write that memory after it was freed (or reused by
+ * the next malloc). io_uring_queue_exit() cancels them and waits for those
+ * it can wait for; what it cannot (an io-wq splice) holds a reference on
+ * its files, not on our memory, and the drain in reactor_loop() has
+ * already let every request that could finish do so. Only then the
+ * memory and the descriptors go. */
 static void reactor_free(struct rtls_server *s, struct rtls__reactor *r)
 {
+	if (r->ring_ok) {
+		io_uring_queue_exit(&r->ring);
+		r->ring_ok = false; /* the buffer ring went with it */
+	}
 	if (r->ls)
 		for (unsigned i = 0; i < s->nlisteners; i++)
 			if (r->ls[i].fd >= 0)
@@ -119,8 +139,6 @@ static void reactor_free(struct rtls_server *s, struct rtls__reactor *r)
 			}
 		}
 	rtls__bufring_free(r);
-	if (r->ring_ok)
-		io_uring_queue_exit(&r->ring);
 	if (r->wake_fd >= 0)
 		close(r->wake_fd);
 	free(r->ls);
@@ -164,9 +182,12 @@ int rtls_server_create(const struct rtls_config *cfg, rtls_server **out, char *w
 	struct rtls_server *s;
 	int ret;
 
+	*out = NULL;
 	s = calloc(1, sizeof(*s));
-	if (!s)
+	if (!s) {
+		snprintf(why, whylen, "%s", strerror(ENOMEM));
 		return -ENOMEM;
+	}
 	s->cfg = *cfg;
 	rtls_config_defaults(&s->cfg);
 	ret = validate(&s->cfg);
@@ -185,6 +206,8 @@ int rtls_server_create(const struct rtls_config *cfg, rtls_server **out, char *w
 		goto err;
 	s->nreactors = s->cfg.threads;
 	s->rs = calloc(s->nreactors, sizeof(*s->rs));
+	for (unsigned k = 0; s->rs && k < s->nreactors; k++)
+		reactor_init(s, &s->rs[k], k);
 	s->bound = calloc(s->nlisteners, sizeof(*s->bound));
 	s->bound_len = calloc(s->nlisteners, sizeof(*s->bound_len));
 	if (!s->rs || !s->bound || !s->bound_len) {
@@ -192,7 +215,7 @@ int rtls_server_create(const struct rtls_config *cfg, rtls_server **out, char *w
 		goto err;
 	}
 	for (unsigned k = 0; k < s->nreactors; k++) {
-		ret = reactor_alloc(s, &s->rs[k], k);
+		ret = reactor_alloc(s, &s->rs[k]);
 		if (ret < 0)
 			goto err;
 	}
