@@ -63,7 +63,7 @@ void cli_usage(FILE *f)
 	      "  --ring-entries N         io_uring submission queue per reactor, a power\n"
 	      "                           of two 8..32768; completions 8x (default 1024)\n"
 	      "  --max-header-bytes N     request line + headers (default 8192)\n"
-	      "  --max-uri-bytes N        request-target (default 4096)\n"
+	      "  --max-uri-bytes N        request-target (default 8000)\n"
 	      "  --max-headers N          header fields per request, <= 256 (default 100)\n"
 	      "  --max-body-bytes N       request body accepted and discarded (default 1048576)\n"
 	      "  --header-timeout T       whole request head deadline (default 10s)\n"

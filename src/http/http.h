@@ -19,7 +19,7 @@ struct rtls_http_config {
 	long (*live_tls)(void);  /* for the built-in page: SSL objects alive, or NULL */
 };
 
-/* Defaults: 8 KiB head, 4 KiB target, 100 headers, 1 MiB body. */
+/* Defaults: 8 KiB head, 8000-byte target, 100 headers, 1 MiB body. */
 void rtls_http_config_defaults(struct rtls_http_config *hc);
 
 /* Opens hc->root (if set) into hc->root_fd. -errno on failure. */

@@ -17,6 +17,7 @@ struct hreq {
 	struct rtls_http_str range;
 	struct rtls_http_str if_modified_since;
 	struct rtls_http_str if_range;
+	struct rtls_http_str if_none_match;
 	uint64_t content_length;
 	bool has_content_length;
 	bool chunked;

@@ -284,12 +284,20 @@ int rtls__http_str_ieq(struct rtls_http_str s, const char *lit)
 	return lit[i] == '\0';
 }
 
-/* Chunked decoder states. SIZE_FIRST is 0 so a zeroed struct is ready. */
+/* Chunked decoder states. SIZE_FIRST is 0 so a zeroed struct is ready.
+ * Every state before CH_DATA belongs to the chunk-size line. */
 enum {
 	CH_SIZE_FIRST = 0, /* first hex digit of chunk-size */
 	CH_SIZE,           /* more hex digits, or what ends the size */
-	CH_SIZE_BWS,       /* BWS between chunk-size and ';' */
-	CH_EXT,            /* chunk-ext, ignored up to CR */
+	CH_SIZE_BWS,       /* BWS before a ';' */
+	CH_EXT_NAME_BWS,   /* BWS after ';', before chunk-ext-name */
+	CH_EXT_NAME,       /* in chunk-ext-name */
+	CH_EXT_NAME_END,   /* BWS after the name: '=' or ';' next */
+	CH_EXT_VAL_BWS,    /* BWS after '=' */
+	CH_EXT_TOKEN,      /* chunk-ext-val as a token */
+	CH_EXT_QUOTED,     /* chunk-ext-val as a quoted-string */
+	CH_EXT_QPAIR,      /* the byte after a '\' in a quoted-string */
+	CH_EXT_END,        /* after the closing DQUOTE */
 	CH_SIZE_LF,        /* LF ending the chunk-size line */
 	CH_DATA,           /* chunk-data, c->remaining bytes left */
 	CH_DATA_CR,        /* CRLF after chunk-data */
@@ -314,8 +322,88 @@ static int size_digit(struct rtls_http_chunked *c, int d)
 	return 0;
 }
 
-/* chunk-size [ chunk-ext ] CRLF (RFC 9112 §7.1, §7.1.1). Extensions are
- * skipped, but CTLs in them are still refused. */
+/* RFC 9110 §5.6.4: qdtext, and what may follow a '\' in a quoted-pair. */
+static int is_qdtext(unsigned char ch)
+{
+	return ch == '\t' || ch == ' ' || ch == 0x21 || (ch >= 0x23 && ch <= 0x5b) ||
+	       (ch >= 0x5d && ch <= 0x7e) || ch >= 0x80;
+}
+
+static int is_qpair_char(unsigned char ch)
+{
+	return ch == '\t' || (ch >= 0x20 && ch != 0x7f);
+}
+
+/* What may end a size, a name or a value: ';' starts another extension,
+ * CR ends the line, OWS is BWS that must lead to `ows_next`. */
+static int ext_boundary(struct rtls_http_chunked *c, unsigned char ch, int ows_next)
+{
+	if (ch == ';')
+		c->state = CH_EXT_NAME_BWS;
+	else if (ch == '\r')
+		c->state = CH_SIZE_LF;
+	else if (is_ows(ch))
+		c->state = ows_next;
+	else
+		return RTLS_HTTP_EBAD;
+	return 0;
+}
+
+/* chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+ * (RFC 9112 §7.1.1). Extensions are skipped, but only after the grammar
+ * has accepted them: "5;" or "5;a[=x" is an error, not a chunk of 5, so
+ * that we never agree to a framing another parser would refuse. */
+static int step_ext(struct rtls_http_chunked *c, unsigned char ch)
+{
+	switch (c->state) {
+	case CH_SIZE_BWS:
+		if (ch == ';')
+			c->state = CH_EXT_NAME_BWS;
+		return ch == ';' || is_ows(ch) ? 0 : RTLS_HTTP_EBAD;
+	case CH_EXT_NAME_BWS:
+		if (is_tchar(ch))
+			c->state = CH_EXT_NAME;
+		return is_tchar(ch) || is_ows(ch) ? 0 : RTLS_HTTP_EBAD;
+	case CH_EXT_NAME:
+		if (is_tchar(ch))
+			return 0;
+		if (ch == '=') {
+			c->state = CH_EXT_VAL_BWS;
+			return 0;
+		}
+		return ext_boundary(c, ch, CH_EXT_NAME_END);
+	case CH_EXT_NAME_END:
+		if (ch == '=')
+			c->state = CH_EXT_VAL_BWS;
+		else if (ch == ';')
+			c->state = CH_EXT_NAME_BWS;
+		return ch == '=' || ch == ';' || is_ows(ch) ? 0 : RTLS_HTTP_EBAD;
+	case CH_EXT_VAL_BWS:
+		if (is_tchar(ch))
+			c->state = CH_EXT_TOKEN;
+		else if (ch == '"')
+			c->state = CH_EXT_QUOTED;
+		return is_tchar(ch) || ch == '"' || is_ows(ch) ? 0 : RTLS_HTTP_EBAD;
+	case CH_EXT_TOKEN:
+		return is_tchar(ch) ? 0 : ext_boundary(c, ch, CH_SIZE_BWS);
+	case CH_EXT_QUOTED:
+		if (ch == '"')
+			c->state = CH_EXT_END;
+		else if (ch == '\\')
+			c->state = CH_EXT_QPAIR;
+		return ch == '"' || ch == '\\' || is_qdtext(ch) ? 0 : RTLS_HTTP_EBAD;
+	case CH_EXT_QPAIR:
+		c->state = CH_EXT_QUOTED;
+		return is_qpair_char(ch) ? 0 : RTLS_HTTP_EBAD;
+	case CH_EXT_END:
+		return ext_boundary(c, ch, CH_SIZE_BWS);
+	default:
+		return RTLS_HTTP_EBAD;
+	}
+}
+
+/* chunk-size [ chunk-ext ] CRLF (RFC 9112 §7.1): 1*HEXDIG, nothing else
+ * ("+5", "0x5", " 5", "1_0" are all errors), then the extensions. */
 static int step_size_line(struct rtls_http_chunked *c, unsigned char ch)
 {
 	int d = rtls__hexval(ch);
@@ -329,27 +417,7 @@ static int step_size_line(struct rtls_http_chunked *c, unsigned char ch)
 	case CH_SIZE:
 		if (d >= 0)
 			return size_digit(c, d);
-		if (ch == '\r')
-			c->state = CH_SIZE_LF;
-		else if (ch == ';')
-			c->state = CH_EXT;
-		else if (is_ows(ch))
-			c->state = CH_SIZE_BWS;
-		else
-			return RTLS_HTTP_EBAD;
-		return 0;
-	case CH_SIZE_BWS:
-		if (ch == ';')
-			c->state = CH_EXT;
-		else if (!is_ows(ch))
-			return RTLS_HTTP_EBAD;
-		return 0;
-	case CH_EXT:
-		if (ch == '\r')
-			c->state = CH_SIZE_LF;
-		else if (!is_value_char(ch))
-			return RTLS_HTTP_EBAD;
-		return 0;
+		return ext_boundary(c, ch, CH_SIZE_BWS);
 	case CH_SIZE_LF:
 		if (ch != '\n')
 			return RTLS_HTTP_EBAD;
@@ -357,7 +425,7 @@ static int step_size_line(struct rtls_http_chunked *c, unsigned char ch)
 		c->state = c->remaining ? CH_DATA : CH_TRAILER_START;
 		return 0;
 	default:
-		return RTLS_HTTP_EBAD;
+		return step_ext(c, ch);
 	}
 }
 

@@ -82,9 +82,13 @@ static int transfer_coding(struct rtls_http_str te, const char **why)
 
 /* RFC 9112 §3.2: a Host that is not uri-host [":" port] is 400. Allowed:
  * unreserved, pct-encoded, sub-delims, ':' and the brackets of an
- * IP-literal (RFC 3986 §3.2.2). */
+ * IP-literal (RFC 3986 §3.2.2). Empty is refused too: the target URI of
+ * every request we serve is http(s), and RFC 9110 §4.2.1 makes an http
+ * URI with an empty host invalid, so "Host:" names no origin at all. */
 static bool host_ok(struct rtls_http_str h)
 {
+	if (h.n == 0)
+		return false;
 	for (size_t i = 0; i < h.n; i++) {
 		unsigned char ch = (unsigned char)h.p[i];
 
@@ -99,6 +103,7 @@ static bool host_ok(struct rtls_http_str h)
 static int scan_headers(struct hreq *q, const char **why)
 {
 	struct rtls_http_str conn = { 0 }, te = { 0 };
+	bool has_te = false;
 	int hosts = 0;
 
 	for (size_t i = 0; i < q->r.num_headers; i++) {
@@ -122,11 +127,14 @@ static int scan_headers(struct hreq *q, const char **why)
 			q->content_length = n;
 			q->has_content_length = true;
 		} else if (rtls__http_str_ieq(f->name, "transfer-encoding")) {
-			if (te.n) {
+			/* Presence, not length: an empty value is still a
+			 * Transfer-Encoding field (see below). */
+			if (has_te) {
 				*why = "repeated Transfer-Encoding";
 				return 400;
 			}
 			te = f->value;
+			has_te = true;
 		} else if (rtls__http_str_ieq(f->name, "connection")) {
 			conn = f->value;
 		} else if (rtls__http_str_ieq(f->name, "range")) {
@@ -135,6 +143,8 @@ static int scan_headers(struct hreq *q, const char **why)
 			q->if_modified_since = f->value;
 		} else if (rtls__http_str_ieq(f->name, "if-range")) {
 			q->if_range = f->value;
+		} else if (rtls__http_str_ieq(f->name, "if-none-match")) {
+			q->if_none_match = f->value;
 		}
 	}
 	if (q->r.minor_version == 1 && hosts != 1) {
@@ -145,8 +155,12 @@ static int scan_headers(struct hreq *q, const char **why)
 		*why = hosts > 1 ? "more than one Host" : "invalid Host";
 		return 400;
 	}
-	if (te.n) {
-		/* RFC 9112 §6.1: with both, a message may be smuggling; refuse. */
+	if (has_te) {
+		/* RFC 9112 §6.1: with both, a message may be smuggling; refuse.
+		 * An empty Transfer-Encoding counts: a front end that reads it
+		 * as present frames the body differently from one that does
+		 * not, and without Content-Length it is no valid coding (400
+		 * from transfer_coding()). */
 		if (q->has_content_length) {
 			*why = "both Transfer-Encoding and Content-Length";
 			return 400;
@@ -218,6 +232,29 @@ static bool known_method(struct rtls_http_str m)
 	return false;
 }
 
+/* Checks the part of a chunked body that came with its head. We answer a
+ * request as soon as its head is parsed; a framing error found after that
+ * could only be answered by a second response, which a client that
+ * pipelined takes as the answer to its next request. So what is already
+ * here is judged first, and the one response is the 400 (or 413). */
+static int check_buffered_chunks(const struct rtls_http_config *hc, const char *p, size_t n,
+				 const char **why)
+{
+	struct rtls_http_chunked ch = { 0, 0 };
+	uint64_t data = 0;
+	size_t used;
+
+	if (rtls__http_chunked_feed(&ch, p, n, &used, &data) < 0) {
+		*why = "malformed chunked body";
+		return 400;
+	}
+	if (data > hc->max_body) {
+		*why = "request body too large";
+		return 413;
+	}
+	return 0;
+}
+
 static int parse_status(int ret, const char **why)
 {
 	switch (ret) {
@@ -269,6 +306,11 @@ int rtls__http_request(rtls_conn *c, struct hconn *h, const struct rtls_http_con
 		st = 413;
 		why = "request body too large";
 		goto fail;
+	}
+	if (q.chunked) {
+		st = check_buffered_chunks(hc, p + ret, n - (size_t)ret, &why);
+		if (st)
+			goto fail;
 	}
 	q.head = q.r.method.n == 4 && memcmp(q.r.method.p, "HEAD", 4) == 0;
 	if (!q.head && !(q.r.method.n == 3 && memcmp(q.r.method.p, "GET", 3) == 0)) {

@@ -59,52 +59,78 @@ static int bodiless(rtls_conn *c, const struct hreq *q, int status, const char *
 				 body, (size_t)n, q->head);
 }
 
-static bool not_modified(const struct hreq *q, const struct stat *st)
+/* If-Modified-Since: the file is not newer than the date. A date later
+ * than our clock is invalid (RFC 7232 §3.3) and ignored, as nginx does:
+ * otherwise a client that sent a date from the future would be told
+ * "not modified" for a file changed after it asked. */
+static bool unchanged_since(struct rtls_http_str v, time_t mtime)
 {
 	time_t ims;
 
-	if (!q->if_modified_since.n ||
-	    rtls__http_date_parse(q->if_modified_since.p, q->if_modified_since.n, &ims) < 0)
+	if (rtls__http_date_parse(v.p, v.n, &ims) < 0 || ims > time(NULL))
 		return false;
-	return st->st_mtime <= ims;
+	return mtime <= ims;
+}
+
+/* RFC 9110 §13.2.2, steps 3 and 4 (we have no If-Match or
+ * If-Unmodified-Since to act on): If-None-Match decides when present, and
+ * If-Modified-Since is then not looked at. Only GET and HEAD reach here. */
+static bool not_modified(const struct hreq *q, const struct stat *st, const char *etag)
+{
+	if (q->if_none_match.n)
+		return rtls__etag_none_match(q->if_none_match.p, q->if_none_match.n, etag,
+					     strlen(etag)) == 1;
+	return q->if_modified_since.n && unchanged_since(q->if_modified_since, st->st_mtime);
+}
+
+/* Picks what to send: 206 with [*first, *last], 416, or 200. A Range
+ * under an If-Range that does not match means the client's copy is stale:
+ * the whole file (RFC 9110 §13.1.5). */
+static int pick_range(const struct hreq *q, uint64_t size, const char *etag, const char *lm,
+		      uint64_t *first, uint64_t *last)
+{
+	if (!q->range.n || (q->if_range.n && !rtls__if_range_match(q->if_range.p, q->if_range.n,
+								    etag, strlen(etag), lm, strlen(lm))))
+		return 200;
+	switch (rtls__range_parse(q->range.p, q->range.n, size, first, last)) {
+	case RTLS_RANGE_OK:
+		return 206;
+	case RTLS_RANGE_UNSAT:
+		return 416;
+	case RTLS_RANGE_NONE:
+	default:
+		/* Ignored Range (RFC 9110 §14.2): the whole file. */
+		*first = 0;
+		*last = size ? size - 1 : 0;
+		return 200;
+	}
 }
 
 /* Serves an open regular file: 200, 206, 304 or 416. Takes ownership of fd. */
 static int send_file(rtls_conn *c, const struct hreq *q, int fd, const struct stat *st,
 		     const char *name)
 {
-	char lm[32], extra[256];
+	char lm[32], etag[RTLS_ETAG_MAX], extra[320];
 	uint64_t size = (uint64_t)st->st_size, first = 0, last = size ? size - 1 : 0;
-	int status = 200, n, ret;
+	int status, n, ret;
 
 	rtls__http_date_format(st->st_mtime, lm);
-	if (not_modified(q, st)) {
+	rtls__etag_format(st->st_mtime, size, etag);
+	if (not_modified(q, st, etag)) {
 		close(fd);
-		snprintf(extra, sizeof(extra), "Last-Modified: %s\r\n", lm);
+		/* A 304 carries the ETag a 200 would have (§15.4.5). */
+		snprintf(extra, sizeof(extra), "Last-Modified: %s\r\nETag: %s\r\n", lm, etag);
 		return bodiless(c, q, 304, extra);
 	}
-	/* If-Range with another date means the client's copy is stale: send
-	 * the whole file (RFC 9110 §13.1.5). */
-	if (q->range.n && (!q->if_range.n || (q->if_range.n == strlen(lm) &&
-					      memcmp(q->if_range.p, lm, q->if_range.n) == 0))) {
-		switch (rtls__range_parse(q->range.p, q->range.n, size, &first, &last)) {
-		case RTLS_RANGE_OK:
-			status = 206;
-			break;
-		case RTLS_RANGE_UNSAT:
-			close(fd);
-			snprintf(extra, sizeof(extra), "Content-Range: bytes */%" PRIu64 "\r\n", size);
-			return bodiless(c, q, 416, extra);
-		case RTLS_RANGE_NONE:
-		default:
-			/* Ignored Range (RFC 9110 §14.2): the whole file. */
-			first = 0;
-			last = size ? size - 1 : 0;
-			break;
-		}
+	status = pick_range(q, size, etag, lm, &first, &last);
+	if (status == 416) {
+		close(fd);
+		snprintf(extra, sizeof(extra), "Content-Range: bytes */%" PRIu64 "\r\n", size);
+		return bodiless(c, q, 416, extra);
 	}
-	n = snprintf(extra, sizeof(extra), "Content-Type: %s\r\nLast-Modified: %s\r\nAccept-Ranges: bytes\r\n",
-		     rtls__mime_type(name, strlen(name)), lm);
+	n = snprintf(extra, sizeof(extra),
+		     "Content-Type: %s\r\nLast-Modified: %s\r\nETag: %s\r\nAccept-Ranges: bytes\r\n",
+		     rtls__mime_type(name, strlen(name)), lm, etag);
 	if (status == 206)
 		snprintf(extra + n, sizeof(extra) - (size_t)n,
 			 "Content-Range: bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64 "\r\n", first, last, size);

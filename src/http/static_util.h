@@ -1,4 +1,5 @@
-/* Pure helpers for static files: paths, MIME types, dates, ranges.
+/* Pure helpers for static files: paths, MIME types, dates, ranges,
+ * entity tags.
  * No I/O (except none), no allocation. */
 #ifndef RTLS_HTTP_STATIC_UTIL_H
 #define RTLS_HTTP_STATIC_UTIL_H
@@ -46,5 +47,24 @@ enum rtls_range_result {
  * inclusive, clamped to size-1. */
 enum rtls_range_result rtls__range_parse(const char *v, size_t len, uint64_t size,
 					 uint64_t *first, uint64_t *last);
+
+/* Room for a tag from rtls__etag_format(), NUL included. */
+#define RTLS_ETAG_MAX 40
+
+/* Writes the strong ETag of a file of `size` bytes last modified at mtime,
+ * in nginx's form, quotes included ("5f3a1b2c-1a"), NUL-terminated into
+ * out[0..RTLS_ETAG_MAX). Returns its length. */
+int rtls__etag_format(time_t mtime, uint64_t size, char *out);
+
+/* If-None-Match (RFC 9110 §13.1.2): 1 if v[0..n) is "*" or a list of
+ * entity-tags one of which matches etag[0..elen) by weak comparison, else
+ * 0 (also for a value that does not parse). */
+int rtls__etag_none_match(const char *v, size_t n, const char *etag, size_t elen);
+
+/* If-Range (RFC 9110 §13.1.5): 1 if v[0..n) is an entity-tag strongly
+ * equal to etag, or a date equal to last_modified byte for byte; else 0,
+ * and the Range is to be ignored. */
+int rtls__if_range_match(const char *v, size_t n, const char *etag, size_t elen,
+			 const char *last_modified, size_t lmlen);
 
 #endif

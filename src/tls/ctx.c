@@ -54,20 +54,70 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 	return SSL_TLSEXT_ERR_OK;
 }
 
+/* Is name[0..n) a DNS host name (RFC 6066 §3: HostName is one, in
+ * ASCII)? Labels of 1 to 63 letters, digits, '-' (RFC 1123 §2.1) and '_',
+ * at most 253 bytes, and one trailing dot allowed (the name of the root
+ * is implied either way). '_' is outside RFC 1123, but DNS allows it
+ * (RFC 2181 §11), real internal host names use it, and nginx and browsers
+ * accept it; what this check keeps out (control bytes, escapes, spaces,
+ * invalid UTF-8, anything a log line or a certificate match could
+ * misread) is unaffected. Nor is a hyphen at either end of a label
+ * refused: such names exist and resolve. */
+static bool sni_syntax_ok(const char *name, size_t n)
+{
+	size_t label = 0;
+
+	if (n && name[n - 1] == '.')
+		n--;
+	if (n == 0 || n > 253)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)name[i];
+
+		if (ch == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+			continue;
+		}
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
+			return false;
+		if (++label > 63)
+			return false;
+	}
+	return label > 0;
+}
+
 /* SNI: switch to the first certificate whose names match; otherwise keep
- * the default (as nginx does with its default server). */
+ * the default (as nginx does with its default server).
+ *
+ * A name that is not a host name at all ends the handshake with a fatal
+ * unrecognized_name alert (RFC 6066 §3). That, not illegal_parameter,
+ * because it is the alert RFC 6066 gives the server for a server_name it
+ * will not serve, and the one OpenSSL and BoringSSL already send for the
+ * malformed names they catch themselves (an empty name, a NUL byte): one
+ * alert for every bad name, whichever layer saw it. */
 static int sni_cb(SSL *ssl, int *alert, void *arg)
 {
 	struct rtls_tls_ctx *t = arg;
 	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+	size_t n;
 
-	(void)alert;
 	if (!name)
 		return SSL_TLSEXT_ERR_NOACK;
+	n = strlen(name);
+	if (!sni_syntax_ok(name, n)) {
+		*alert = SSL_AD_UNRECOGNIZED_NAME;
+		return SSL_TLSEXT_ERR_ALERT_FATAL;
+	}
+	/* Certificates name hosts without the trailing dot. */
+	if (name[n - 1] == '.')
+		n--;
 	for (unsigned i = 0; i < t->nssl; i++) {
 		X509 *x = SSL_CTX_get0_certificate(t->ssl[i]);
 
-		if (x && X509_check_host(x, name, 0, 0, NULL) == 1) {
+		if (x && X509_check_host(x, name, n, 0, NULL) == 1) {
 			if (i)
 				SSL_set_SSL_CTX(ssl, t->ssl[i]);
 			return SSL_TLSEXT_ERR_OK;

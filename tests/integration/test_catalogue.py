@@ -38,17 +38,27 @@ def record(rtype, body, version="0303", length=None):
                                                                  else length) + body
 
 
+def sni_ext(name):
+    """A server_name extension (RFC 6066 §3) naming one host_name, given
+    as latin-1 text so that any byte can be written."""
+    host = name.encode("latin-1")
+    entry = b"\x00" + struct.pack(">H", len(host)) + host
+    body = struct.pack(">H", len(entry)) + entry
+    return b"\x00\x00" + struct.pack(">H", len(body)) + body
+
+
 def hand_hello(h):
     """A ClientHello handshake message in a record (version 0301), from
     hex fields: version, suites, compression, session_id, extensions
-    (absent: no extension block at all)."""
+    (absent: no extension block at all); sni (text) puts a server_name
+    extension first."""
     sid = bytes.fromhex(h.get("session_id", ""))
     suites = bytes.fromhex(h["suites"])
     comp = bytes.fromhex(h.get("compression", "00"))
     body = (bytes.fromhex(h["version"]) + bytes(32) + bytes([len(sid)]) + sid +
             struct.pack(">H", len(suites)) + suites + bytes([len(comp)]) + comp)
-    if "extensions" in h:
-        ext = bytes.fromhex(h["extensions"])
+    if "extensions" in h or "sni" in h:
+        ext = (sni_ext(h["sni"]) if "sni" in h else b"") + bytes.fromhex(h.get("extensions", ""))
         body += struct.pack(">H", len(ext)) + ext
     return record(22, b"\x01" + struct.pack(">I", len(body))[1:] + body, "0301")
 
@@ -58,7 +68,21 @@ def python_hello(version, alpn):
     return tu.client_hello_bytes(tu.client_ctx(min_version=v, max_version=v, alpn=tuple(alpn)))
 
 
-def build(parts):
+def validators(t, s, path):
+    """The ETag and Last-Modified the server gives for path now; for one
+    it does not send, a value that matches nothing (an empty one could
+    read as no condition at all, and pass for the wrong reason)."""
+    with s.connect() as c:
+        c.send(rt.request("HEAD", path))
+        r = c.read_response(head=True)
+    t.eq(r.status, 200, "HEAD %s for its validators" % path)
+    return {"etag_of": r.header("ETag") or '"none"',
+            "last_modified_of": r.header("Last-Modified") or "Thu, 01 Jan 1970 00:00:00 GMT"}
+
+
+def build(parts, fetch=None):
+    """The bytes of an entry's send parts; fetch(path) gives the validators
+    for {etag_of} and {last_modified_of}."""
     out = b""
     for p in parts:
         if isinstance(p, str):
@@ -77,6 +101,9 @@ def build(parts):
             out += h[:p["cut"]] if "cut" in p else h
         elif "hex" in p:
             out += bytes.fromhex(p["hex"])
+        elif "etag_of" in p or "last_modified_of" in p:
+            key = "etag_of" if "etag_of" in p else "last_modified_of"
+            out += fetch(p[key])[key].encode("latin-1")
         else:
             raise ValueError("unknown send part %r" % p)
     return out
@@ -258,7 +285,7 @@ def test(t):
     ran = {k: 0 for k in KINDS}
     for e in entries:
         name = "[%s] %s" % (e["port"], e["name"])
-        data = build(e["send"])
+        data = build(e["send"], lambda path: validators(t, s, path))
         mark = s.mark()
         kind = e["port"]
         if kind in ("plain", "tls-raw"):

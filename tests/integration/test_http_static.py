@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Static files under --root: index files, MIME types, Content-Length,
-Last-Modified / If-Modified-Since, Range, redirects, a 1 MiB body."""
+Last-Modified / If-Modified-Since, ETag / If-None-Match / If-Range, Range,
+redirects, a 1 MiB body."""
 import os
 import re
 import time
@@ -108,9 +109,14 @@ def test_conditional(t, s):
             c.send(rt.request("GET", "/hello"))
             r2 = c.read_response()
             t.eq((r2.status, r2.body), (200, b"Hello, World!"), "304 (%s): connection stays usable" % what)
+    # A date later than the server's clock is invalid (RFC 7232 §3.3):
+    # ignored, as nginx does, never a 304.
+    future = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 86400))
     for ims, what in (("Wed, 01 Jan 2020 03:04:05 GMT", "a day stale"),
                       ("Thu, 02 Jan 2020 03:04:04 GMT", "a second stale"),
-                      ("not a date", "invalid date")):
+                      ("not a date", "invalid date"),
+                      (future, "tomorrow, later than the server's clock"),
+                      ("Fri, 31 Dec 9999 23:59:59 GMT", "in year 9999")):
         r = rt.get(s, path, headers=["If-Modified-Since: " + ims])
         check_file(t, r, path, "If-Modified-Since %s (%s)" % (ims, what))
     r = rt.get(s, path, method="HEAD", headers=["If-Modified-Since: " + MTIME_HTTP])
@@ -120,6 +126,61 @@ def test_conditional(t, s):
     t.eq(p.stdout, b"304", "curl -z <Last-Modified>")
     p = rt.curl("-o", "/dev/null", "-w", "%{http_code}", "-z", "Wed, 01 Jan 2020 00:00:00 GMT", s.url(path))
     t.eq(p.stdout, b"200", "curl -z <stale date>")
+
+
+def etag_of(path):
+    """nginx's strong ETag: hex mtime, '-', hex size."""
+    return '"%x-%x"' % (MTIME, len(body_of(path)))
+
+
+def test_etag(t, s, root):
+    path = "/digits.txt"
+    etag = etag_of(path)
+    data = body_of(path)
+    for method in ("GET", "HEAD"):
+        r = rt.get(s, path, method=method)
+        t.eq((r.status, r.header("ETag")), (200, etag), "%s %s: ETag from mtime and size" % (method, path))
+    t.eq(rt.get(s, "/empty.txt").header("ETag"), etag_of("/empty.txt"), "empty file: ETag")
+    t.eq(rt.get(s, path, headers=["Range: bytes=0-1"]).header("ETag"), etag, "206: ETag")
+    # RFC 9110 §13.1.2: weak comparison, "*", lists; a 304 carries the ETag.
+    for inm, what in ((etag, "the ETag"), ("W/" + etag, "its weak form"), ("*", "*"),
+                      ('"a", ' + etag, "a list holding it"), (' ,"a" ,, W/%s ' % etag, "a list with empty elements")):
+        for method in ("GET", "HEAD"):
+            r = rt.get(s, path, method=method, headers=["If-None-Match: " + inm])
+            t.eq((r.status, r.header("ETag"), r.body), (304, etag, b""),
+                 "%s If-None-Match %s: 304 with the ETag" % (method, what))
+    for inm, what in (('"a"', "another tag"), ('"%x-%x"' % (MTIME, 1), "another size"),
+                      ('W/"a", "b"', "a list without it"), (etag[:-1], "an unterminated tag"),
+                      (etag + " x", "garbage after the tag"), (etag.strip('"'), "no quotes")):
+        r = rt.get(s, path, headers=["If-None-Match: " + inm])
+        check_file(t, r, path, "If-None-Match %s (%r)" % (what, inm))
+    # RFC 9110 §13.2.2: If-None-Match takes precedence over
+    # If-Modified-Since, both ways.
+    r = rt.get(s, path, headers=['If-None-Match: "a"', "If-Modified-Since: " + MTIME_HTTP])
+    check_file(t, r, path, "If-None-Match not matching, If-Modified-Since matching")
+    r = rt.get(s, path, headers=["If-None-Match: " + etag, "If-Modified-Since: Wed, 01 Jan 2020 00:00:00 GMT"])
+    t.eq(r.status, 304, "If-None-Match matching, If-Modified-Since stale: 304")
+    # RFC 9110 §13.1.5: If-Range with an entity-tag is the strong comparison.
+    r = rt.get(s, path, headers=["Range: bytes=1-3", "If-Range: " + etag])
+    t.eq((r.status, r.body), (206, data[1:4]), "If-Range with the ETag: 206")
+    for ir, what in (("W/" + etag, "its weak form"), ('"a"', "another tag")):
+        r = rt.get(s, path, headers=["Range: bytes=1-3", "If-Range: " + ir])
+        check_file(t, r, path, "If-Range with %s: the whole file" % what)
+    # A new mtime or size is a new tag.
+    full = os.path.join(root, "etag.txt")
+    rt.write_file(full, b"one", mtime=MTIME)
+    old = rt.get(s, "/etag.txt").header("ETag") or '"none"'
+    rt.write_file(full, b"two!", mtime=MTIME)
+    r = rt.get(s, "/etag.txt", headers=["If-None-Match: " + old])
+    t.eq((r.status, r.body), (200, b"two!"), "If-None-Match after the size changed: 200")
+    os.utime(full, (MTIME + 1, MTIME + 1))
+    r = rt.get(s, "/etag.txt", headers=["If-None-Match: " + (r.header("ETag") or '"none"')])
+    t.eq(r.status, 200, "If-None-Match after the mtime changed: 200")
+    # curl revalidates with the ETag it saved.
+    etag_file = os.path.join(rt.temp_dir(), "etag")
+    p = rt.curl("-o", "/dev/null", "--etag-save", etag_file, s.url(path))
+    p = rt.curl("-o", "/dev/null", "-w", "%{http_code}", "--etag-compare", etag_file, s.url(path))
+    t.eq(p.stdout, b"304", "curl --etag-save, then --etag-compare: 304")
 
 
 def test_range(t, s):
@@ -258,6 +319,7 @@ def test(t):
     s = rt.Server(root=root, threads=2)
     test_index_and_mime(t, s)
     test_conditional(t, s)
+    test_etag(t, s, root)
     test_range(t, s)
     test_redirect(t, s)
     test_big(t, s)

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""TLS features: ALPN, SNI with two certificates, session resumption
+"""TLS features: ALPN, SNI with two certificates and the syntax of the
+name (RFC 6066 §3), session resumption
 (tickets, shared and rotated ticket keys, --no-tickets) and client
 certificates (--client-auth require / optional)."""
 import os
@@ -87,7 +88,9 @@ def test_alpn(t, parts):
 def test_sni(t, pki):
     s = tu.TlsServer("--cert", pki.a[0], "--key", pki.a[1], "--cert", pki.b[0], "--key", pki.b[1])
     der_a, der_b = tu.der_of(pki.a[0]), tu.der_of(pki.b[0])
-    for name, want, verify in (("b.test", der_b, True), ("a.test", der_a, True),
+    # "b.test." is the same host (RFC 6066 §3 asks for no trailing dot,
+    # but some clients send it): certificate b, and the name shown as sent.
+    for name, want, verify in (("b.test", der_b, True), ("a.test", der_a, True), ("b.test.", der_b, False),
                                ("unknown.test", der_a, False), (None, der_a, False)):
         ctx = tu.client_ctx(verify=verify, cafile=pki.ca[0])
         with tu.TlsConn(s.port, ctx, server_hostname=name) as c:
@@ -106,6 +109,38 @@ def test_sni(t, pki):
                 "s_client -servername %s: certificate of %s: %r" % (name, cn, m and m.group(1)))
         t.check("Verify return code: 0 (ok)" in r.out, "s_client -servername %s: verifies" % name)
         t.eq(tu.page_cells(r.out).get("sni"), name, "s_client -servername %s: page sni cell" % name)
+    tu.stop_ok(t, s)
+
+
+def test_sni_syntax(t):
+    """A server_name that is not a DNS host name ends the handshake with a
+    fatal unrecognized_name (RFC 6066 §3); every host name, including the
+    forms a strict reading would trip on, still gets a handshake."""
+    s = tu.TlsServer()
+    long_name = ".".join(["a" * 63] * 3) + "." + "b" * 61     # 253 bytes
+    good = ("localhost", "localhost.", "a-b.example.com", "under_score.example", "xn--bcher-kva.example",
+            "UPPER.Example", "0.example", long_name)
+    # Python's client refuses empty labels itself; the catalogue has those.
+    bad = ("a b.example", "bad\x01name", "\x1b[31mred\x1b[0m", "a/b", "%41.example")
+    for version, vname in VERSIONS:
+        def ctx():
+            return tu.client_ctx(min_version=version, max_version=version)
+        for name in good:
+            st, r, _ = attempt(s.port, ctx(), server_hostname=name)
+            t.check(st == "ok" and r.status == 200, "%s SNI %r: served: %s %r" % (vname, name, st, r))
+            if st == "ok":
+                # The connection keeps 63 bytes of the name (src/tls/internal.h).
+                t.eq(tu.page_cells(r.body).get("sni"), name[:63], "%s SNI %r: page sni cell" % (vname, name))
+        for name in bad:
+            st, why, _ = attempt(s.port, ctx(), server_hostname=name)
+            t.check(st == "error" and has_alert(why, "UNRECOGNIZED_NAME"),
+                    "%s SNI %r: unrecognized_name alert: %s %r" % (vname, name, st, why))
+    r = tu.s_client(s.port, "-servername", "a b.example", send=tu.req("/"), until=r"</html>")
+    t.check(r.rc != 0 and "SSL alert number 112" in r.out and "</html>" not in r.out,
+            "s_client -servername 'a b.example': alert 112: %r" % r)
+    r = tu.s_client(s.port, "-servername", "a-b.example.com", send=tu.req("/"), until=r"</html>")
+    t.eq(tu.page_cells(r.out).get("sni"), "a-b.example.com", "s_client -servername a-b.example.com: served")
+    t.check(s.alive(), "server alive after the bad names")
     tu.stop_ok(t, s)
 
 
@@ -294,6 +329,7 @@ def test(t):
     pki = tu.Pki()
     test_alpn(t, parts)
     test_sni(t, pki)
+    test_sni_syntax(t)
     test_resumption(t, parts)
     test_client_auth(t, pki)
     parts.finish()

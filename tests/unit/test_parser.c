@@ -482,6 +482,66 @@ static void test_chunked_errors(void)
 	CHUNKED_BAD("ffffffffffffffffffff\r\n", 15);
 }
 
+/* The size forms conformance suites send, and chunk-ext (RFC 9112 §7.1.1):
+ * every one of these is a framing error, found at the offset given. */
+static void test_chunked_size_and_ext_errors(void)
+{
+	CHUNKED_BAD("+5\r\n", 0);
+	CHUNKED_BAD("0x5\r\n", 1);
+	CHUNKED_BAD("1_0\r\n", 1);
+	CHUNKED_BAD("FFFFFFFFFFFFFFFF0\r\n", 15);
+	CHUNKED_BAD("5;\r\n", 2);          /* empty chunk-ext-name */
+	CHUNKED_BAD("5;bad[=x\r\n", 5);    /* '[' is not a tchar */
+	CHUNKED_BAD("5;;a\r\n", 2);
+	CHUNKED_BAD("5;=x\r\n", 2);
+	CHUNKED_BAD("5;a=\r\n", 4);        /* empty chunk-ext-val */
+	CHUNKED_BAD("5;a \r\n", 4);        /* BWS only before ';' or '=' */
+	CHUNKED_BAD("5;a=b \r\n", 6);
+	CHUNKED_BAD("5;a=b c\r\n", 6);
+	CHUNKED_BAD("5;a=b=c\r\n", 5);
+	CHUNKED_BAD("5;a\0\r\n", 3);       /* NUL */
+	CHUNKED_BAD("5;a\rb\n", 4);        /* bare CR */
+	CHUNKED_BAD("5;a=\"x\r\n", 6);     /* CR inside a quoted-string */
+	CHUNKED_BAD("5;a=\"x\"y\r\n", 7);
+	CHUNKED_BAD("5;a=\"\x01\"\r\n", 5);
+	CHUNKED_BAD("5;a=\"\\\x7f\"\r\n", 6);
+	CHUNKED_BAD("5;a=x\"\r\n", 5);
+}
+
+/* Fed whole and byte by byte, s must be one complete chunked body. */
+static void chunked_good(const char *s, size_t n, int line)
+{
+	struct rtls_http_chunked c = { 0, 0 };
+	size_t used = 0, i;
+	int rc;
+
+	rc = rtls__http_chunked_feed(&c, guarded(s, n), n, &used, NULL);
+	if (rc != 1 || used != n) {
+		fprintf(stderr, "line %d: rc %d used %zu\n", line, rc, used);
+		check_failures++;
+	}
+	memset(&c, 0, sizeof(c));
+	for (i = 0, rc = 0; i < n && rc == 0; i++)
+		rc = rtls__http_chunked_feed(&c, guarded(s + i, 1), 1, &used, NULL);
+	if (rc != 1 || i != n) {
+		fprintf(stderr, "line %d: bytewise rc %d at %zu\n", line, rc, i);
+		check_failures++;
+	}
+}
+
+#define CHUNKED_GOOD(lit) chunked_good((lit), sizeof(lit) - 1, __LINE__)
+
+static void test_chunked_ext_good(void)
+{
+	CHUNKED_GOOD("5;a\r\nhello\r\n0\r\n\r\n");
+	CHUNKED_GOOD("5;a;b;c=d\r\nhello\r\n0;last\r\n\r\n");
+	CHUNKED_GOOD("5 \t; a = b ;c= \"q\\\"x\"\r\nhello\r\n0\r\n\r\n");
+	CHUNKED_GOOD("5;a=\"\"\r\nhello\r\n0\r\n\r\n");
+	CHUNKED_GOOD("5;a=\"\x80\xff\\\x80 \t\"\r\nhello\r\n0\r\n\r\n");
+	CHUNKED_GOOD("5;a=\"x\";b\r\nhello\r\n0\r\n\r\n");
+	CHUNKED_GOOD("5;!#$%&'*+-.^_`|~09AZaz=!#$%&'*+-.^_`|~\r\nhello\r\n0\r\n\r\n");
+}
+
 static void test_chunked_max_size(void)
 {
 	static const char s[] = "0007fffffffffffffff;x\r\nab";
@@ -522,6 +582,8 @@ int main(void)
 	test_chunked_whole();
 	test_chunked_bytewise();
 	test_chunked_errors();
+	test_chunked_size_and_ext_errors();
+	test_chunked_ext_good();
 	test_chunked_max_size();
 	CHECK_DONE();
 }

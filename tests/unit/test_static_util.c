@@ -434,6 +434,74 @@ static void test_range_none(void)
 		     RTLS_RANGE_NONE);
 }
 
+/* ---- entity tags ----------------------------------------------------- */
+
+static void test_etag_format(void)
+{
+	char out[RTLS_ETAG_MAX];
+
+	CHECK_EQ_INT(rtls__etag_format(1577934245, 1000, out), 14);
+	CHECK(strcmp(out, "\"5e0d5da5-3e8\"") == 0);
+	CHECK_EQ_INT(rtls__etag_format(0, 0, out), 5);
+	CHECK(strcmp(out, "\"0-0\"") == 0);
+	/* The longest: both 64-bit fields in full. */
+	CHECK_EQ_INT(rtls__etag_format((time_t)INT64_MAX, UINT64_MAX, out), 35);
+	CHECK(strcmp(out, "\"7fffffffffffffff-ffffffffffffffff\"") == 0);
+	/* Before 1970: clamped, still well-formed. */
+	CHECK_EQ_INT(rtls__etag_format(-5, 1, out), 5);
+	CHECK(strcmp(out, "\"0-1\"") == 0);
+}
+
+static int inm(const char *v)
+{
+	static const char tag[] = "\"5e0d5da5-3e8\"";
+	size_t n = strlen(v);
+
+	return rtls__etag_none_match(guarded(v, n), n, tag, sizeof(tag) - 1);
+}
+
+static void test_etag_none_match(void)
+{
+	CHECK_EQ_INT(inm("\"5e0d5da5-3e8\""), 1);
+	CHECK_EQ_INT(inm("W/\"5e0d5da5-3e8\""), 1);     /* weak comparison */
+	CHECK_EQ_INT(inm("*"), 1);
+	CHECK_EQ_INT(inm("\"a\", \"5e0d5da5-3e8\""), 1);
+	CHECK_EQ_INT(inm("\"a\",W/\"5e0d5da5-3e8\",\"b\""), 1);
+	CHECK_EQ_INT(inm(" , ,\"5e0d5da5-3e8\" ,, "), 1); /* empty elements */
+	CHECK_EQ_INT(inm("\"\", \"5e0d5da5-3e8\""), 1);
+	CHECK_EQ_INT(inm("\"a\""), 0);
+	CHECK_EQ_INT(inm("\"5e0d5da5-3e9\""), 0);
+	CHECK_EQ_INT(inm("\"5e0d5da5-3e8"), 0);          /* unterminated */
+	CHECK_EQ_INT(inm("5e0d5da5-3e8"), 0);            /* no quotes */
+	CHECK_EQ_INT(inm("w/\"5e0d5da5-3e8\""), 0);      /* "W/" is case-sensitive */
+	CHECK_EQ_INT(inm("\"5e0d5da5-3e8\" x"), 0);      /* garbage: nothing matches */
+	CHECK_EQ_INT(inm("\"5e0d5da5-3e8\"\"a\""), 0);
+	CHECK_EQ_INT(inm("\"a b\", \"5e0d5da5-3e8\""), 0); /* SP is not etagc */
+	CHECK_EQ_INT(inm("**"), 0);
+	CHECK_EQ_INT(inm("*, \"a\""), 0);
+	CHECK_EQ_INT(inm(""), 0);
+}
+
+static int if_range(const char *v)
+{
+	static const char tag[] = "\"5e0d5da5-3e8\"", lm[] = "Thu, 02 Jan 2020 03:04:05 GMT";
+	size_t n = strlen(v);
+
+	return rtls__if_range_match(guarded(v, n), n, tag, sizeof(tag) - 1, lm, sizeof(lm) - 1);
+}
+
+static void test_if_range(void)
+{
+	CHECK_EQ_INT(if_range("\"5e0d5da5-3e8\""), 1);
+	CHECK_EQ_INT(if_range("Thu, 02 Jan 2020 03:04:05 GMT"), 1);
+	CHECK_EQ_INT(if_range("W/\"5e0d5da5-3e8\""), 0);  /* strong comparison */
+	CHECK_EQ_INT(if_range("\"5e0d5da5-3e8\", \"a\""), 0); /* one tag, not a list */
+	CHECK_EQ_INT(if_range("\"a\""), 0);
+	CHECK_EQ_INT(if_range("Wed, 01 Jan 2020 03:04:05 GMT"), 0);
+	CHECK_EQ_INT(if_range("Thursday, 02-Jan-20 03:04:05 GMT"), 0); /* exact match only */
+	CHECK_EQ_INT(if_range(""), 0);
+}
+
 int main(void)
 {
 	guard_init();
@@ -445,5 +513,8 @@ int main(void)
 	test_range_ok();
 	test_range_unsat();
 	test_range_none();
+	test_etag_format();
+	test_etag_none_match();
+	test_if_range();
 	CHECK_DONE();
 }
