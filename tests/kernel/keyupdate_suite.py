@@ -31,27 +31,22 @@ bounded; nothing is timed (guest syscalls are ~100x slower).
 import argparse
 import os
 import re
+import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import traceback
 
-from suite_common import HELLO, RINGTLS_BIN, SKIP_RC, STAT_PATH, Fail, SkipCheck, req
+from suite_common import (HELLO, PROC_TIMEOUT, RINGTLS_BIN, SKIP_RC, STAT_PATH, WORK, Counters,
+                          Fail, Server, SkipCheck, client_ctx, make_workdir, page_cells,
+                          print_summary, remove_workdir, req, stop_all, stop_proc)
 
-START_TIMEOUT = 30.0     # "listening on"
 STEP_TIMEOUT = 20.0      # one response, one KEYUPDATE echo, one log line
-PROC_TIMEOUT = 60.0      # a client process ending
 WATCHDOG = 420           # the whole suite
 
-LISTEN_TLS_RE = re.compile(r"listening on 127\.0\.0\.1:(\d+) \(https\)")
-LISTEN_TCP_RE = re.compile(r"listening on 127\.0\.0\.1:(\d+) \(http\)")
-OPEN_RE = re.compile(r" debug tls 127\.0\.0\.1:(\d+): (\S+) (\S+) .* kernel-tx=(yes|no) kernel-rx=(yes|no)$",
-                     re.M)
 # One complete, correct /hello response in a client's output.
 RESP_RE = re.compile(rb"HTTP/1\.1 200 OK\r\n(?:[^\r\n]+\r\n)*?Content-Length: 13\r\n"
                      rb"(?:[^\r\n]+\r\n)*?\r\nHello, World!")
@@ -59,13 +54,9 @@ RESP_RE = re.compile(rb"HTTP/1\.1 200 OK\r\n(?:[^\r\n]+\r\n)*?Content-Length: 13
 HEAD_RE = re.compile(rb"HTTP/1\.[01] \d\d\d ")
 # s_client -msg: a KeyUpdate received from the server.
 KU_IN = b"<<< TLS 1.3, Handshake [length 0005], KeyUpdate"
-INFO_LINE_RE = re.compile(r"^\S+ (info|warn|error) (.*)$", re.M)
 
 REKEY = False            # the kernel can take a second TLS 1.3 key (6.14+)
 KVER = "?"
-TMP = None
-STATE = None
-CA = None
 
 
 def short(v, limit=600):
@@ -97,26 +88,6 @@ class Check:
 # /proc/net/tls_stat
 
 
-def read_stat():
-    with open(STAT_PATH) as f:
-        text = f.read()
-    out = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit():
-            out[parts[0]] = int(parts[1])
-    return out
-
-
-class Counters:
-    def __init__(self):
-        self.before = read_stat()
-
-    def delta(self):
-        after = read_stat()
-        return {k: after.get(k, 0) - self.before.get(k, 0) for k in set(after) | set(self.before)}
-
-
 def fmt_delta(d, keys):
     return " ".join("%s%+d" % (k, d.get(k, 0)) for k in keys)
 
@@ -139,84 +110,7 @@ def expect_counters(ck, d, want):
 # --------------------------------------------------------------------------
 # Processes
 
-_procs = []
-
-
-def stop_pid(p, timeout=10.0):
-    """terminate -> wait -> kill, by this process object (its PID) only."""
-    if p.poll() is None:
-        try:
-            p.terminate()
-            p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(timeout=timeout)
-        except ProcessLookupError:
-            pass
-    return p.returncode
-
-
-class Server:
-    def __init__(self, *extra, plain=False, name="ringtls"):
-        argv = [RINGTLS_BIN, "serve", "--tls-listen", "127.0.0.1:0", "--state-dir", STATE,
-                "--threads", "1", "--log-level", "debug"]
-        if plain:
-            argv += ["--listen", "127.0.0.1:0"]
-        argv += list(extra)
-        self.argv = argv
-        fd, self.log_path = tempfile.mkstemp(prefix=name + "-", suffix=".log", dir=TMP)
-        self._log = os.fdopen(fd, "wb")
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT, close_fds=True)
-        _procs.append(self.proc)
-        self.port = self.plain_port = None
-        end = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < end:
-            text = self.log()
-            m = LISTEN_TLS_RE.search(text)
-            m2 = LISTEN_TCP_RE.search(text)
-            if m and (m2 or not plain):
-                self.port = int(m.group(1))
-                self.plain_port = int(m2.group(1)) if m2 else None
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        rc = self.proc.poll()
-        self.stop()
-        raise Fail("server did not start (exit %s): %s\n%s" % (rc, " ".join(argv), self.log()))
-
-    def log(self):
-        with open(self.log_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def opens(self):
-        """[(client port, version, cipher, ktx, krx)] from the debug lines."""
-        return [(int(m.group(1)), m.group(2), m.group(3), m.group(4) == "yes", m.group(5) == "yes")
-                for m in OPEN_RE.finditer(self.log())]
-
-    def wait_log(self, regex, count=1, timeout=STEP_TIMEOUT):
-        r = re.compile(regex, re.M)
-        end = time.monotonic() + timeout
-        while True:
-            n = len(r.findall(self.log()))
-            if n >= count or time.monotonic() >= end:
-                return n
-            time.sleep(0.05)
-
-    def info_lines(self):
-        """Log lines at info or above, after start-up."""
-        return [m.group(2) for m in INFO_LINE_RE.finditer(self.log())
-                if not re.match(r"(listening on|ringtls \d|TLS uses|generated a self-signed|"
-                                r"SIGTERM|stopped)", m.group(2))]
-
-    def stop(self):
-        rc = stop_pid(self.proc)
-        try:
-            self._log.close()
-        except OSError:
-            pass
-        return rc
+_clients = []            # client processes, stopped by cleanup()
 
 
 class Client:
@@ -227,7 +121,7 @@ class Client:
         self.argv = argv
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, close_fds=True)
-        _procs.append(self.proc)
+        _clients.append(self.proc)
         self.buf = bytearray()
         self.eof = False
         self.cv = threading.Condition()
@@ -296,7 +190,7 @@ class Client:
         try:
             rc = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            stop_pid(self.proc, 5)
+            stop_proc(self.proc, 5)
             rc = None
         self.t.join(5)
         return rc
@@ -314,7 +208,7 @@ class Client:
 def s_client(port, *extra):
     # No -ign_eof/-quiet: a line "k"/"K" on stdin sends a KeyUpdate. -msg
     # shows the records received (close_notify, the server's KeyUpdate).
-    return Client(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-CAfile", CA,
+    return Client(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-CAfile", WORK.ca,
                    "-msg"] + list(extra))
 
 
@@ -352,19 +246,11 @@ def fetch_page(port):
     return data.decode("utf-8", "replace")
 
 
-def page_field(page, name):
-    m = re.search(r"<td id=%s>([^<]*)</td>" % name, page)
-    return m.group(1) if m else None
-
-
 class TLSConn:
     """A Python ssl client connection kept open (keep-alive)."""
 
     def __init__(self, port, version):
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.load_verify_locations(CA)
-        ctx.minimum_version = version
-        ctx.maximum_version = version
+        ctx = client_ctx(version)
         raw = socket.create_connection(("127.0.0.1", port), timeout=STEP_TIMEOUT)
         self.s = ctx.wrap_socket(raw, server_hostname="localhost")
         self.version = self.s.version()
@@ -399,6 +285,15 @@ class TLSConn:
 
 # --------------------------------------------------------------------------
 # Checks
+
+def opened(srv):
+    """(version, kernel-tx, kernel-rx) of each connection the server logged."""
+    return [(l["version"], l["ktx"] == "yes", l["krx"] == "yes") for l in srv.tls_lines()]
+
+
+def expect_opened(ck, srv, want):
+    ck.eq(opened(srv), want, "connections opened (version, kernel-tx, kernel-rx)")
+
 
 def tls13_session(srv, ck, letters):
     """Common script: request, then for each letter a KeyUpdate and a
@@ -439,9 +334,7 @@ def check_rekey_peer_updates():
               "server KeyUpdates s_client received")
         ck.expect(got_close_notify(out), "no close_notify after Connection: close: %s" % short(out, 1500))
         ck.eq(rc, 0, "s_client exit status")
-        opens = srv.opens()
-        ck.eq([(o[1], o[3], o[4]) for o in opens], [("TLSv1.3", True, True)],
-              "connections opened (version, kernel-tx, kernel-rx)")
+        expect_opened(ck, srv, [("TLSv1.3", True, True)])
         d = ctr.delta()
         expect_counters(ck, d, {"TlsTxSw": 1, "TlsRxSw": 1, "TlsDecryptError": 0,
                                 "TlsRxRekeyOk": 3, "TlsTxRekeyOk": 2, "TlsRxRekeyReceived": 3,
@@ -468,7 +361,7 @@ def check_norekey_userspace_rx():
         c.write(req())
         ck.expect(c.wait_responses(2), "no response after k: %s" % short(c.out()))
         ck.expect(send_keyupdate(c, b"K"), "s_client did not send K")
-        ck.expect(srv.wait_log("cannot rekey") >= 1, "no 'cannot rekey' log line after K")
+        ck.expect(srv.wait_line(0, "cannot rekey", STEP_TIMEOUT), "no 'cannot rekey' log line after K")
         ended = c.ended()
         ck.expect(ended, "s_client still running: the server did not close after K")
         rc = c.finish(timeout=10)
@@ -477,9 +370,7 @@ def check_norekey_userspace_rx():
         ck.eq(c.heads(), 2, "response heads")
         ck.expect(got_close_notify(out), "s_client saw no close_notify after K: %s" % short(out))
         ck.expect(b"\nclosed" in out, "s_client did not report 'closed'")
-        opens = srv.opens()
-        ck.eq([(o[1], o[3], o[4]) for o in opens], [("TLSv1.3", True, False)],
-              "connections opened (version, kernel-tx, kernel-rx)")
+        expect_opened(ck, srv, [("TLSv1.3", True, False)])
         d = ctr.delta()
         expect_counters(ck, d, {"TlsTxSw": 1, "TlsRxSw": 0, "TlsDecryptError": 0})
         ck.note(fmt_delta(d, BASE_KEYS))
@@ -504,7 +395,7 @@ def check_norekey_forced_rx():
         c.write(req())
         ck.expect(c.wait_responses(1), "no response to the first request: %s" % short(c.out()))
         ck.expect(send_keyupdate(c, b"k"), "s_client did not send k")
-        ck.expect(srv.wait_log(r"cannot rekey|cannot be renewed") >= 1,
+        ck.expect(srv.wait_line(0, r"cannot rekey|cannot be renewed", STEP_TIMEOUT),
                   "no 'cannot rekey'/'cannot be renewed' log line after k")
         ck.expect(c.ended(), "s_client still running: the server did not close after k")
         rc = c.finish(timeout=10)
@@ -512,9 +403,7 @@ def check_norekey_forced_rx():
         ck.eq(c.responses(), 1, "correct /hello responses")
         ck.expect(got_close_notify(out), "s_client saw no close_notify after k: %s" % short(out))
         time.sleep(0.5)  # let any late log line land (not a timing measurement)
-        opens = srv.opens()
-        ck.eq([(o[1], o[3], o[4]) for o in opens], [("TLSv1.3", True, True)],
-              "connections opened (version, kernel-tx, kernel-rx)")
+        expect_opened(ck, srv, [("TLSv1.3", True, True)])
         d = ctr.delta()
         expect_counters(ck, d, {"TlsTxSw": 1, "TlsRxSw": 1, "TlsDecryptError": 0})
         ck.note(fmt_delta(d, BASE_KEYS))
@@ -544,7 +433,8 @@ def check_flood():
                 break
             sent_lines += 1
             time.sleep(0.001)
-        ck.expect(srv.wait_log(r"KeyUpdates in a second") >= 1, "no 'KeyUpdates in a second' log line")
+        ck.expect(srv.wait_line(0, r"KeyUpdates in a second", STEP_TIMEOUT),
+                  "no 'KeyUpdates in a second' log line")
         ck.expect(c.ended(), "s_client still connected after the flood")
         c.finish(timeout=10)
         ck.note("k lines written %d, KeyUpdates sent %d" % (sent_lines, keyupdates(c)))
@@ -557,10 +447,7 @@ def check_flood():
         c2.write(req(close=True))
         ck.expect(c2.wait_responses(1), "fresh connection: no response: %s" % short(c2.out()))
         c2.finish()
-        opens = srv.opens()
-        want_rx = REKEY
-        ck.eq([(o[1], o[3], o[4]) for o in opens], [("TLSv1.3", True, want_rx)] * 2,
-              "connections opened (version, kernel-tx, kernel-rx)")
+        expect_opened(ck, srv, [("TLSv1.3", True, REKEY)] * 2)
         d = ctr.delta()
         want = {"TlsTxSw": 2, "TlsRxSw": 2 if REKEY else 0, "TlsDecryptError": 0}
         if REKEY:
@@ -589,7 +476,7 @@ def own_keyupdate(tool):
         if tool == "s_client":
             c = s_client(srv.port)
         else:
-            c = Client(["gnutls-cli", "--x509cafile", CA, "-p", str(srv.port), "127.0.0.1"])
+            c = Client(["gnutls-cli", "--x509cafile", WORK.ca, "-p", str(srv.port), "127.0.0.1"])
         got = 0
         for i in range(NREQ):
             if not c.write(req()):
@@ -608,11 +495,10 @@ def own_keyupdate(tool):
                                     "TlsRxRekeyError": 0, "TlsRxRekeyOk": 0})
             ck.note(fmt_delta(d, BASE_KEYS + REKEY_KEYS))
             ck.eq(srv.info_lines(), [], "server info/warn/error lines")
-            opens = [(o[1], o[3], o[4]) for o in srv.opens()]
-            ck.eq(opens, [("TLSv1.3", True, True)], "connections opened (version, kernel-tx, kernel-rx)")
+            expect_opened(ck, srv, [("TLSv1.3", True, True)])
         else:
             # The kernel cannot take a new TX key: a clean close at the limit.
-            ck.expect(srv.wait_log("cannot rekey") >= 1, "no 'cannot rekey' log line")
+            ck.expect(srv.wait_line(0, "cannot rekey", STEP_TIMEOUT), "no 'cannot rekey' log line")
             ck.expect(c.ended(), "%s still connected: the server did not close at the limit" % tool)
             rc = c.finish(timeout=10)
             out = c.out()
@@ -631,8 +517,7 @@ def own_keyupdate(tool):
             d = ctr.delta()
             expect_counters(ck, d, {"TlsTxSw": 1, "TlsRxSw": 0, "TlsDecryptError": 0})
             ck.note("responses before the close: %d; " % n + fmt_delta(d, BASE_KEYS))
-            opens = [(o[1], o[3], o[4]) for o in srv.opens()]
-            ck.eq(opens, [("TLSv1.3", True, False)], "connections opened (version, kernel-tx, kernel-rx)")
+            expect_opened(ck, srv, [("TLSv1.3", True, False)])
         ck.note("%s rc=%s" % (tool, rc))
     finally:
         srv.stop()
@@ -646,7 +531,7 @@ def check_own_keyupdate_s_client():
 
 def check_own_keyupdate_gnutls():
     """4b: our own KeyUpdate every 3 records, gnutls-cli."""
-    if not which("gnutls-cli"):
+    if not shutil.which("gnutls-cli"):
         raise SkipCheck("gnutls-cli not installed")
     return own_keyupdate("gnutls")
 
@@ -675,7 +560,7 @@ def check_own_keyupdate_app_records():
                       "responses (= records under traffic key 0) before the server's first KeyUpdate")
             ck.eq(srv.info_lines(), [], "server info/warn/error lines")
         else:
-            ck.expect(srv.wait_log("cannot rekey") >= 1, "no 'cannot rekey' log line")
+            ck.expect(srv.wait_line(0, "cannot rekey", STEP_TIMEOUT), "no 'cannot rekey' log line")
             ck.expect(c.ended(), "s_client still connected: the server did not close at the limit")
             rc = c.finish(timeout=10)
             ck.eq(c.responses(), LIMIT,
@@ -699,7 +584,7 @@ def keyless(offload):
     conns = []
     try:
         ctr = Counters()
-        for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+        for version in ("1.2", "1.3"):
             for _ in range(NCONN):
                 c = TLSConn(srv.port, version)
                 conns.append(c)
@@ -707,17 +592,18 @@ def keyless(offload):
                 head, body = c.get("/")
                 page = body.decode("utf-8", "replace")
                 want = "kernel (kTLS)" if offload else "userspace (OpenSSL)"
-                ck.eq((page_field(page, "tx"), page_field(page, "rx")), (want, want),
+                cells = page_cells(page)
+                ck.eq((cells.get("tx"), cells.get("rx")), (want, want),
                       "%s connection %d: page tx/rx" % (c.version, len(conns)))
         versions = sorted(set(c.version for c in conns))
         ck.eq(versions, ["TLSv1.2", "TLSv1.3"], "negotiated versions")
         page = fetch_page(srv.plain_port)
-        live = page_field(page, "live_ssl")
+        live = page_cells(page).get("live_ssl")
         ck.eq(live, "0" if offload else str(2 * NCONN),
               "live_ssl with %d idle connections open" % (2 * NCONN))
-        opens = srv.opens()
+        opens = opened(srv)
         ck.eq(len(opens), 2 * NCONN, "connections logged")
-        ck.eq(sorted(set((o[3], o[4]) for o in opens)), [(offload, offload)],
+        ck.eq(sorted(set((o[1], o[2]) for o in opens)), [(offload, offload)],
               "(kernel-tx, kernel-rx) of every connection")
         d = ctr.delta()
         n = 2 * NCONN if offload else 0
@@ -758,39 +644,32 @@ CHECKS = [
 ]
 
 
-def which(name):
-    for d in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep):
-        p = os.path.join(d, name)
-        if os.access(p, os.X_OK):
-            return p
-    return None
-
-
 def cleanup():
-    for p in _procs:
+    stop_all()
+    for p in _clients:
         try:
-            stop_pid(p, 5)
+            stop_proc(p, 5)
         except Exception:
             pass
 
 
 def main():
-    global REKEY, KVER, TMP, STATE, CA
+    global REKEY, KVER
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", help="run only the checks whose name matches this regex")
     args = ap.parse_args()
 
     if not os.path.exists(STAT_PATH):
         print("SKIP all: %s is missing (no kernel TLS here; run inside run-kernel.sh)" % STAT_PATH)
-        print("0 passed, 0 failed, 1 skipped")
+        print_summary(0, 0, 1)
         return SKIP_RC
     if not os.access(RINGTLS_BIN, os.X_OK):
         print("FAIL setup: no ringtls binary at %s (set RINGTLS_BIN)" % RINGTLS_BIN)
-        print("0 passed, 1 failed")
+        print_summary(0, 1)
         return 1
-    if not which("openssl"):
+    if not shutil.which("openssl"):
         print("SKIP all: openssl is missing")
-        print("0 passed, 0 failed, 1 skipped")
+        print_summary(0, 0, 1)
         return SKIP_RC
 
     def watchdog(signum, frame):
@@ -807,21 +686,19 @@ def main():
     REKEY = re.search(r"^TLS 1\.3 rekey:\s+yes", probe, re.M) is not None
     if not re.search(r"^tls ULP:\s+yes", probe, re.M):
         print("FAIL setup: /proc/net/tls_stat exists but ringtls probe finds no tls ULP:\n" + probe)
-        print("0 passed, 1 failed")
+        print_summary(0, 1)
         return 1
     print("kernel %s; TLS 1.3 rekey: %s; ringtls %s" % (KVER, "yes" if REKEY else "no", RINGTLS_BIN),
           flush=True)
 
-    TMP = tempfile.mkdtemp(prefix="ringtls-keyupdate-")
-    STATE = os.path.join(TMP, "state")
-    os.mkdir(STATE)
-    CA = os.path.join(STATE, "selfsigned-cert.pem")
+    make_workdir("ringtls-keyupdate-")
     try:
         # The first server makes the self-signed certificate all share.
         Server().stop()
     except Fail as e:
         print("FAIL setup: %s" % e)
-        print("0 passed, 1 failed")
+        print_summary(0, 1)
+        remove_workdir()
         return 1
 
     passed = failed = skipped = 0
@@ -849,7 +726,8 @@ def main():
                 passed += 1
     finally:
         cleanup()
-    print("%d passed, %d failed%s" % (passed, failed, ", %d skipped" % skipped if skipped else ""))
+        remove_workdir()
+    print_summary(passed, failed, skipped)
     return 1 if failed else 0
 
 

@@ -47,28 +47,21 @@ import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 
-from suite_common import HELLO, RINGTLS_BIN, SKIP_RC, STAT_PATH, Fail, SkipCheck, req
+import suite_common
+from suite_common import (HELLO, LOG_WAIT, PROC_TIMEOUT, RINGTLS_BIN, SERVERS, SKIP_RC, STAT_PATH,
+                          WORK, Fail, Server, SkipCheck, client_ctx, make_workdir, page_cells,
+                          print_summary, read_stat, remove_workdir, req, stop_all)
 
 IO_TIMEOUT = 20.0        # any single socket wait (the guest is slow)
-PROC_TIMEOUT = 60.0      # any client process
-START_TIMEOUT = 30.0     # "listening on"
-LOG_WAIT = 5.0           # a log line that must already be on its way
 WATCHDOG = 600           # the whole suite
 
 BIG_SIZE = 20 * 1024 * 1024
 REKEY_EVERY = 64         # --key-update-after-records for the rekeying download
 MID_SIZE = 1024 * 1024
 INDEX = b"<!doctype html><title>ktls</title><h1>ringtls kTLS suite</h1>\n"
-
-LISTEN_RE = re.compile(r"listening on 127\.0\.0\.1:(\d+) \(https\)")
-TLS_LINE_RE = re.compile(
-    r" debug tls 127\.0\.0\.1:(?P<port>\d+): (?P<version>\S+) (?P<cipher>\S+) alpn=(?P<alpn>\S+) "
-    r"sni=(?P<sni>\S+) resumed=(?P<resumed>yes|no) client=(?P<client>.*?) "
-    r"kernel-tx=(?P<ktx>yes|no) kernel-rx=(?P<krx>yes|no)$")
 
 TLS13 = ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"]
 TLS12 = ["ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
@@ -83,9 +76,6 @@ GNUTLS_CIPHER = {
 HOST = False             # --host-fallback
 REKEY = False            # the kernel can take a second key (TLS 1.3 KeyUpdate, 6.14+)
 FULL = []                # server flags for full offload on this kernel
-TMP = None               # the suite's temp directory
-STATE = None             # shared --state-dir: one self-signed cert for all servers
-CA = None                # that certificate, the clients' trust anchor
 
 
 def short(v, limit=400):
@@ -107,42 +97,19 @@ def expect_eq(got, want, what):
 # /proc/net/tls_stat
 
 
-def read_stat():
-    try:
-        with open(STAT_PATH) as f:
-            text = f.read()
-    except FileNotFoundError:
-        return None
-    out = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit():
-            out[parts[0]] = int(parts[1])
-    return out
-
-
-class Counters:
+class Counters(suite_common.Counters):
     """A snapshot of tls_stat; .check() asserts the deltas since."""
-
-    def __init__(self):
-        self.before = read_stat()
-
-    def deltas(self):
-        after = read_stat()
-        if self.before is None or after is None:
-            return None, after
-        return {k: after.get(k, 0) - v for k, v in self.before.items()}, after
 
     def check(self, conns, tx=None, rx=None, decrypt_errors=0):
         """conns: connections the check made. Kernel mode: TlsTxSw must rise
         by `tx` (default conns) and TlsRxSw by `rx` (default conns).
         Host mode: nothing may move."""
-        d, after = self.deltas()
+        d = self.delta()
         if HOST:
             if d is not None:
                 moved = {k: v for k, v in d.items() if v}
                 expect(not moved, "host mode: tls_stat moved: %s" % moved)
-            return "tls_stat absent" if after is None else "tls_stat unchanged"
+            return "tls_stat absent" if self.after is None else "tls_stat unchanged"
         expect(d is not None, "%s is missing" % STAT_PATH)
         want_tx = conns if tx is None else tx
         want_rx = conns if rx is None else rx
@@ -154,97 +121,7 @@ class Counters:
 
 
 # --------------------------------------------------------------------------
-# Processes
-
-_servers = []
-
-
-class Server:
-    """ringtls serve --tls-listen 127.0.0.1:0, debug log to a file."""
-
-    def __init__(self, *extra, root=None, name="ringtls"):
-        self.name = name
-        argv = [RINGTLS_BIN, "serve", "--tls-listen", "127.0.0.1:0", "--state-dir", STATE,
-                "--threads", "1", "--log-level", "debug"]
-        if root:
-            argv += ["--root", root]
-        argv += list(extra)
-        self.argv = argv
-        fd, self.log_path = tempfile.mkstemp(prefix="%s-" % name, suffix=".log", dir=TMP)
-        self._err = os.fdopen(fd, "w+b")
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=self._err, close_fds=True)
-        self.pid = self.proc.pid
-        _servers.append(self)
-        self.port = None
-        end = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < end:
-            m = LISTEN_RE.search(self.log())
-            if m:
-                self.port = int(m.group(1))
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        rc = self.proc.poll()
-        self.stop()
-        raise Fail("%s did not start (exit %s): %s\n%s" % (name, rc, " ".join(argv), self.log()))
-
-    def log(self):
-        with open(self.log_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def mark(self):
-        return os.path.getsize(self.log_path)
-
-    def lines_since(self, mark):
-        with open(self.log_path, "rb") as f:
-            f.seek(mark)
-            return [l for l in f.read().decode("utf-8", "replace").splitlines() if l]
-
-    def tls_lines(self, mark):
-        return [m.groupdict() for m in (TLS_LINE_RE.search(l) for l in self.lines_since(mark)) if m]
-
-    def wait_line(self, mark, pattern, timeout=LOG_WAIT):
-        rx = re.compile(pattern)
-        end = time.monotonic() + timeout
-        while True:
-            for l in self.lines_since(mark):
-                if rx.search(l):
-                    return l
-            if time.monotonic() >= end:
-                return None
-            time.sleep(0.05)
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def stop(self):
-        if self.proc.poll() is None:
-            try:
-                os.kill(self.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                print("  %s (pid %d) ignored SIGTERM: killing" % (self.name, self.pid), flush=True)
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        if self in _servers:
-            _servers.remove(self)
-        return self.proc.returncode
-
-    def url(self, path="/hello"):
-        return "https://localhost:%d%s" % (self.port, path)
-
-
-def stop_all():
-    for s in list(_servers):
-        try:
-            s.stop()
-        except Exception:
-            pass
+# Client processes (the servers: suite_common.Server)
 
 
 def run(argv, timeout=PROC_TIMEOUT, input=None):
@@ -482,20 +359,6 @@ class MemTLS:
         return self.eof
 
 
-def client_ctx(version="1.3", cipher=None, cert=None):
-    ctx = ssl.create_default_context(cafile=CA)
-    if version == "1.3":
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    else:
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-        if cipher:
-            ctx.set_ciphers(cipher)
-    if cert:
-        ctx.load_cert_chain(*cert)
-    return ctx
-
-
 def split_records(data):
     """TLS records in a raw byte stream: [(type, bytes)], rest."""
     recs = []
@@ -513,7 +376,7 @@ def split_records(data):
 
 
 def curl(srv, paths, version="1.3", cipher=None, extra=(), timeout=PROC_TIMEOUT):
-    argv = ["curl", "-sS", "--http1.1", "--cacert", CA, "--max-time", str(int(timeout)),
+    argv = ["curl", "-sS", "--http1.1", "--cacert", WORK.ca, "--max-time", str(int(timeout)),
             "--resolve", "localhost:%d:127.0.0.1" % srv.port]
     if version == "1.3":
         argv += ["--tlsv1.3"]
@@ -529,7 +392,7 @@ def curl(srv, paths, version="1.3", cipher=None, extra=(), timeout=PROC_TIMEOUT)
 
 def s_client_argv(srv, version, cipher=None, quiet=True, extra=()):
     argv = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % srv.port, "-servername", "localhost",
-            "-CAfile", CA, "-verify_return_error", "-verify_hostname", "localhost", "-nocommands"]
+            "-CAfile", WORK.ca, "-verify_return_error", "-verify_hostname", "localhost", "-nocommands"]
     if quiet:
         argv.append("-quiet")
     argv.append("-no_ign_eof")  # after -quiet, which implies -ign_eof: stdin EOF ends it
@@ -548,15 +411,14 @@ def gnutls_argv(srv, version, cipher):
     prio = "NORMAL:-VERS-ALL:+VERS-TLS%s:-CIPHER-ALL:+%s" % (version, GNUTLS_CIPHER[cipher])
     if version == "1.2":
         prio += ":-KX-ALL:+ECDHE-ECDSA"
-    return ["gnutls-cli", "--x509cafile", CA, "--priority", prio, "-p", str(srv.port), "localhost"]
+    return ["gnutls-cli", "--x509cafile", WORK.ca, "--priority", prio, "-p", str(srv.port), "localhost"]
 
 
 def page_paths(srv, version="1.3"):
     """GET / of the built-in page: {tx, rx, version, cipher}."""
     r = curl(srv, ["/"], version=version)
     expect_eq(r.returncode, 0, "curl / exit status (stderr %s)" % short(r.stderr))
-    cells = dict(re.findall(r"<td id=(\w+)>([^<]*)</td>", r.stdout.decode("utf-8", "replace")))
-    return cells
+    return page_cells(r.stdout.decode("utf-8", "replace"))
 
 
 # --------------------------------------------------------------------------
@@ -569,7 +431,7 @@ ONLY = None
 def check(name, fn, *args, **kw):
     if ONLY and not ONLY.search(name):
         return
-    servers_before = list(_servers)
+    servers_before = list(SERVERS)
     t0 = time.monotonic()
     try:
         detail = fn(*args, **kw)
@@ -581,11 +443,11 @@ def check(name, fn, *args, **kw):
     except Exception as e:  # a bug in a check is a failure, with its trace
         status, detail = "FAIL", "%s: %s\n%s" % (type(e).__name__, e, traceback.format_exc())
     for s in servers_before:
-        if s in _servers and not s.alive():
+        if s in SERVERS and not s.alive():
             status = "FAIL"
             detail = "%s; server %s died (exit %s); log tail:\n%s" % (
                 detail, s.name, s.proc.returncode, "\n".join(s.log().splitlines()[-15:]))
-            _servers.remove(s)
+            SERVERS.remove(s)
     if os.environ.get("KTLS_SUITE_TIMES"):  # for budgeting the guest's run, not a measurement
         detail = "%s [%.1f s]" % (detail or "", time.monotonic() - t0)
     record(status, name, detail)
@@ -618,7 +480,7 @@ def c_matrix(srv, client, version, cipher):
 
 
 def c_resume(srv, version):
-    sess = os.path.join(TMP, "sess-%s.pem" % version)
+    sess = os.path.join(WORK.tmp, "sess-%s.pem" % version)
     if os.path.exists(sess):
         os.unlink(sess)
     ctr = Counters()
@@ -641,7 +503,7 @@ def c_resume(srv, version):
 
 
 def make_client_pki():
-    d = os.path.join(TMP, "pki")
+    d = os.path.join(WORK.tmp, "pki")
     os.makedirs(d, exist_ok=True)
     p = lambda n: os.path.join(d, n)
     steps = [
@@ -806,7 +668,7 @@ def c_download(srv, name, size, digest, version="1.3", cipher=None, tx_rekeys=Fa
     TlsTxRekeyOk must rise."""
     ctr = Counters()
     mark = srv.mark()
-    argv = ["curl", "-sS", "--http1.1", "--cacert", CA, "--max-time", "200",
+    argv = ["curl", "-sS", "--http1.1", "--cacert", WORK.ca, "--max-time", "200",
             "--resolve", "localhost:%d:127.0.0.1" % srv.port]
     if version == "1.3":
         argv += ["--tlsv1.3"] + (["--tls13-ciphers", cipher] if cipher else [])
@@ -831,7 +693,7 @@ def c_download(srv, name, size, digest, version="1.3", cipher=None, tx_rekeys=Fa
     expect_eq(rc, 0, "curl exit status (stderr %s)" % short(err))
     expect_eq(n, size, "bytes received")
     expect_eq(h.hexdigest(), digest, "sha256")
-    d, _ = ctr.deltas()
+    d = ctr.delta()
     c = ctr.check(1)
     check_tls_lines(srv, mark, 1, "TLSv" + version, cipher)
     if tx_rekeys and not HOST:
@@ -1014,7 +876,7 @@ def c_stray_handshake(srv):
     ctr = Counters()
     mark = srv.mark()
     argv = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % srv.port, "-servername", "localhost",
-            "-CAfile", CA, "-tls1_2", "-msg"]
+            "-CAfile", WORK.ca, "-tls1_2", "-msg"]
     p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, close_fds=True)
     try:
@@ -1102,7 +964,7 @@ def ktls_on_host():
 
 
 def main():
-    global HOST, TMP, STATE, CA, ONLY, REKEY, FULL
+    global HOST, ONLY, REKEY, FULL
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--host-fallback", action="store_true",
                     help="run on a kernel without kTLS: prove the userspace path")
@@ -1140,11 +1002,9 @@ def main():
 
     signal.signal(signal.SIGALRM, on_alarm)
     signal.alarm(WATCHDOG)
-    TMP = tempfile.mkdtemp(prefix="ktls-suite-")
+    make_workdir("ktls-suite-")
     try:
-        STATE = os.path.join(TMP, "state")
-        root = os.path.join(TMP, "root")
-        os.makedirs(STATE)
+        root = os.path.join(WORK.tmp, "root")
         os.makedirs(root)
         with open(os.path.join(root, "index.html"), "wb") as f:
             f.write(INDEX)
@@ -1154,7 +1014,6 @@ def main():
             f.write(big)
         big_sum = hashlib.sha256(big).hexdigest()
         del big
-        CA = os.path.join(STATE, "selfsigned-cert.pem")
         print("ktls suite: %s mode, %s, kernel %s%s" % (
             "host-fallback" if HOST else "kernel", RINGTLS_BIN, os.uname().release,
             "" if HOST else ", rekey %s, server flags %s" % ("yes" if REKEY else "no", FULL or "-")),
@@ -1260,13 +1119,12 @@ def main():
     finally:
         signal.alarm(0)
         stop_all()
-        shutil.rmtree(TMP, ignore_errors=True)
+        remove_workdir()
 
     passed = sum(1 for r in results if r[0] == "PASS")
     failed = sum(1 for r in results if r[0] == "FAIL")
     skipped = sum(1 for r in results if r[0] == "SKIP")
-    print("%d passed, %d failed%s" % (passed, failed, ", %d skipped" % skipped if skipped else ""),
-          flush=True)
+    print_summary(passed, failed, skipped)
     if failed:
         return 1
     if not passed:
