@@ -1,4 +1,5 @@
-/* echo: the whole ringtls API in one page. Run: ./echo 127.0.0.1:7000 */
+/* echo: the whole ringtls API in one page. Run: ./echo 127.0.0.1:7000
+ * Build against an installed librtls: cc echo.c $(pkg-config --cflags --libs ringtls) */
 #include <stdio.h>
 
 #include "ringtls/ringtls.h"
@@ -43,14 +44,19 @@ int main(int argc, char **argv)
 		.on_open = on_open, .on_data = on_data, .on_eof = on_eof, .on_close = on_close };
 	struct rtls_listen l = { argc > 1 ? argv[1] : "127.0.0.1:7000", 0 };
 	struct rtls_config cfg = { .listeners = &l, .nlisteners = 1, .handler = &h };
+	struct sockaddr_storage ss;
+	socklen_t len;
 	rtls_server *s;
-	char why[256];
+	char why[256], addr[64];
 
 	if (rtls_server_create(&cfg, &s, why, sizeof(why)) < 0) {
 		fprintf(stderr, "echo: %s\n", why);
 		return 1;
 	}
-	int ret = rtls_server_run(s); /* until SIGINT/SIGTERM */
+	rtls_server_listen_addr(s, 0, &ss, &len); /* the real port, with port 0 */
+	rtls_format_addr(&ss, addr, sizeof(addr));
+	rtls_log(RTLS_LOG_INFO, "listening on %s", addr);
+	int ret = rtls_server_run_until_signal(s); /* SIGINT/SIGTERM: graceful stop */
 	rtls_server_destroy(s);
 	return ret < 0;
 }

@@ -62,9 +62,9 @@ static void fuzz_head(const uint8_t *data, size_t len,
 	int rc, rc2;
 
 	rc = parse(data, len, lim, &req, h);
-	check(rc == RTLS_HTTP_INCOMPLETE || rc == RTLS_HTTP_EBAD ||
-	      rc == RTLS_HTTP_EURI || rc == RTLS_HTTP_EHEADERS ||
-	      rc == RTLS_HTTP_EVERSION || rc > 0);
+	check(rc == RTLS_HTTP_PARSE_INCOMPLETE || rc == RTLS_HTTP_PARSE_BAD ||
+	      rc == RTLS_HTTP_PARSE_URI_TOO_LONG || rc == RTLS_HTTP_PARSE_HEADERS_TOO_LARGE ||
+	      rc == RTLS_HTTP_PARSE_BAD_VERSION || rc > 0);
 	if (rc > 0) {
 		check((size_t)rc <= len && (size_t)rc <= lim->max_head);
 		check_views((const char *)data, rc, &req, lim);
@@ -72,15 +72,15 @@ static void fuzz_head(const uint8_t *data, size_t len,
 		 * head ends with a line's CRLF and then the empty line. */
 		check(rc >= 16 && memcmp(data + rc - 4, "\r\n\r\n", 4) == 0);
 		rc2 = parse(data, (size_t)rc - 1, lim, &req2, h2);
-		check(rc2 == RTLS_HTTP_INCOMPLETE);
+		check(rc2 == RTLS_HTTP_PARSE_INCOMPLETE);
 	}
 	/* A final answer on a prefix must not change with more bytes. */
 	rc2 = parse(data, len / 2, lim, &req2, h2);
-	if (rc2 != RTLS_HTTP_INCOMPLETE)
+	if (rc2 != RTLS_HTTP_PARSE_INCOMPLETE)
 		check(rc2 == rc);
 	/* And INCOMPLETE on the whole means INCOMPLETE on every prefix. */
-	if (rc == RTLS_HTTP_INCOMPLETE)
-		check(rc2 == RTLS_HTTP_INCOMPLETE);
+	if (rc == RTLS_HTTP_PARSE_INCOMPLETE)
+		check(rc2 == RTLS_HTTP_PARSE_INCOMPLETE);
 }
 
 static void fuzz_chunked(const uint8_t *data, size_t len)
@@ -92,7 +92,7 @@ static void fuzz_chunked(const uint8_t *data, size_t len)
 
 	rc = rtls__http_chunked_feed(&c, (const char *)data, len, &used,
 				     &bytes);
-	check(rc == 0 || rc == 1 || rc == RTLS_HTTP_EBAD);
+	check(rc == 0 || rc == 1 || rc == RTLS_HTTP_PARSE_BAD);
 	check(used <= len && bytes <= used);
 	if (rc == 0)
 		check(used == len);

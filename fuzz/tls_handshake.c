@@ -265,12 +265,12 @@ static int server_step(struct tconn *t)
 	unsigned char buf[512];
 	int ret;
 
-	if (t->established) {
+	if (rtls__tls_established(t)) {
 		ret = SSL_read(t->ssl, buf, sizeof(buf));
 	} else {
 		ret = SSL_do_handshake(t->ssl);
 		if (ret == 1) {
-			t->established = true;
+			rtls__tls_set_phase(t, RTLS__TLS_ESTABLISHED);
 			t->is13 = SSL_version(t->ssl) == TLS1_3_VERSION;
 		}
 	}
@@ -347,7 +347,7 @@ static void resume(struct tconn *t, struct out *o, int v13, const uint8_t *sizes
 	SSL *c = client_new(v13, s);
 	size_t sent = 0, n;
 
-	for (int i = 0; i < 6 && !(t->established && SSL_is_init_finished(c)); i++) {
+	for (int i = 0; i < 6 && !(rtls__tls_established(t) && SSL_is_init_finished(c)); i++) {
 		SSL_do_handshake(c);
 		n = move(c, NULL, buf, sizeof(buf));
 		check(feed(t, o, buf, n, sizes, k, exact) == n);
@@ -357,7 +357,7 @@ static void resume(struct tconn *t, struct out *o, int v13, const uint8_t *sizes
 			sent = o->len;
 		}
 	}
-	check(t->established && SSL_is_init_finished(c));
+	check(rtls__tls_established(t) && SSL_is_init_finished(c));
 	check(SSL_session_reused(c) && SSL_session_reused(t->ssl));
 	if (!v13)
 		check(t->out.records == 1);

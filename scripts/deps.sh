@@ -3,14 +3,16 @@
 # As root on Debian 12 it installs what is missing with apt-get; otherwise
 # it prints the one command to run and fails.
 #   scripts/deps.sh build   compiler, cmake, liburing, OpenSSL
-#   scripts/deps.sh test    the above + test clients, clang/libFuzzer
+#   scripts/deps.sh test    the above + test clients, clang/libFuzzer, linters
 #   scripts/deps.sh bench   the above + nginx-light, wrk
 set -euo pipefail
 
 want=(gcc make cmake pkg-config liburing-dev libssl-dev openssl ca-certificates)
 case "${1:-build}" in
   build) ;;
-  test) want+=(curl python3 clang libclang-rt-14-dev gnutls-bin nodejs procps kmod patchelf iproute2 valgrind strace) ;;
+  test) want+=(curl python3 clang libclang-rt-14-dev gnutls-bin nodejs procps kmod patchelf iproute2 valgrind strace
+              git cppcheck clang-tidy clang-format pyflakes3 # these five: scripts/lint.sh
+              debhelper dpkg-dev lintian) ;; # tests/install/test_deb.sh (no fakeroot: Rules-Requires-Root: no)
   bench) want+=(curl python3 nginx-light wrk procps gnuplot-nox) ;;
   *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac

@@ -11,6 +11,25 @@
  * Conventions: functions return 0 on success, a count >= 0 where stated, or
  * a negated errno. Pointers are borrowed for the duration of the call unless
  * the comment says the ownership is transferred.
+ *
+ * Threads and signals: rtls_server_start() runs the reactors on threads
+ * of their own, with every signal blocked; the application's signal
+ * handling is its own (rtls_server_run_until_signal() is the one call that
+ * takes SIGINT and SIGTERM). Every rtls_conn_* and rtls_buf_* call is made
+ * on the reactor thread that owns the connection, that is from inside one
+ * of its handler's callbacks.
+ *
+ * Callbacks inside calls: some calls run handler callbacks before they
+ * return (libuv documents the same); each function below says which,
+ * under "Callbacks:". A call that may run on_close can end the connection
+ * before it returns. After that, c itself and the bytes of its data area
+ * stay readable until the callback the call was made from returns (slots
+ * are freed and reused only between callbacks), and calls on c are
+ * harmless: writes return -EPIPE, close and abort do nothing. What
+ * on_close released is gone, though; a handler that carries on after such
+ * a call keeps a flag in its data area, set in on_close. A buffer the
+ * handler still holds is released exactly once: in on_close, or before
+ * the call that may close, never both.
  */
 #ifndef RINGTLS_RINGTLS_H
 #define RINGTLS_RINGTLS_H
@@ -22,6 +41,15 @@
 
 #ifdef __cplusplus
 extern "C" {
+#endif
+
+/* Marks what librtls exports; everything else in it is hidden. */
+#ifndef RTLS_API
+#if defined(__GNUC__)
+#define RTLS_API __attribute__((visibility("default")))
+#else
+#define RTLS_API
+#endif
 #endif
 
 #define RTLS_VERSION_STRING "0.1.0"
@@ -83,28 +111,42 @@ enum rtls_timer {
 
 /* Handler callbacks, all called on the connection's reactor thread. Each
  * gets the connection and its handler data area (conn_data_size bytes,
- * zeroed at open, owned by the engine, valid until on_close returns). */
+ * zeroed at open, owned by the engine, valid until on_close returns).
+ * Callbacks may call any rtls_conn_* function on c, and some of those run
+ * other callbacks of c before they return (see "Callbacks inside calls"
+ * above). on_close runs exactly once for each connection that reached
+ * on_open (also when on_open is NULL or failed); a TLS connection whose
+ * handshake failed reaches neither. */
 struct rtls_handler {
 	size_t conn_data_size;
 	/* A connection was accepted (and, on a TLS listener, its handshake
-	 * completed). Return < 0 to close it at once. */
+	 * completed). Return < 0 to close it at once: on_close then runs
+	 * with that error before the engine goes on. */
 	int (*on_open)(rtls_conn *c, void *data);
 	/* Plaintext arrived. Ownership of *buf passes to the handler, which
 	 * releases it with rtls_buf_release() exactly once (now or later). */
 	void (*on_data)(rtls_conn *c, void *data, struct rtls_buf *buf);
-	/* The peer will send nothing more (TCP FIN or TLS close_notify). */
+	/* The peer will send nothing more (TCP FIN or TLS close_notify).
+	 * If NULL, the connection is closed (rtls_conn_close()). Not called
+	 * while reading is paused: it waits for rtls_conn_resume_read(). */
 	void (*on_eof)(rtls_conn *c, void *data);
-	/* Everything written so far has left (after a flush). */
+	/* Everything written so far has left (after a flush). Also runs
+	 * inside rtls_conn_flush() when there was nothing to send. */
 	void (*on_drained)(rtls_conn *c, void *data);
-	/* The armed timer expired. If NULL, the connection is closed. */
+	/* The armed timer expired. If NULL, the connection is aborted
+	 * (on_close with -ETIMEDOUT). */
 	void (*on_timeout)(rtls_conn *c, void *data, enum rtls_timer which);
 	/* The server is shutting down. Return 1 if the connection is idle and
 	 * may close now; 0 if the handler will close it when its response is
-	 * done. If NULL, the connection closes once its output has drained. */
+	 * done. If NULL, the connection closes once its output has drained.
+	 * Connections still open at shutdown_ms are aborted. */
 	int (*on_shutdown)(rtls_conn *c, void *data);
 	/* The connection is gone; err is 0 or the negated errno that ended it.
 	 * Release everything tied to data, including any rtls_buf still
-	 * held: rtls_buf_release() stays valid until on_close returns. */
+	 * held: rtls_buf_release() stays valid until on_close returns. May
+	 * run nested inside an rtls_conn_* call made from another callback
+	 * of c. Inside it, writes fail with -EPIPE; rtls_conn_query() and
+	 * rtls_conn_peer() still work. */
 	void (*on_close)(rtls_conn *c, void *data, int err);
 };
 
@@ -132,98 +174,197 @@ struct rtls_config {
 	struct rtls_tls_ctx *tls;   /* TLS layer context for TLS listeners, or NULL */
 };
 
-/* Fills *cfg with the defaults (all zero fields resolved). */
-void rtls_config_defaults(struct rtls_config *cfg);
+/* Fills the zero fields of *cfg with the defaults.
+ * Callbacks: none. */
+RTLS_API void rtls_config_defaults(struct rtls_config *cfg);
 
 /* Validates cfg, probes io_uring and binds every listener on every reactor
  * (so "address in use" is reported here, before anything runs). cfg is
  * copied; the arrays it points to are borrowed. On success *out owns the
  * server; free it with rtls_server_destroy(). On failure returns a negated
  * errno, sets *out to NULL and writes one human-readable line (no newline)
- * into why[0..whylen). */
-int rtls_server_create(const struct rtls_config *cfg, rtls_server **out,
-		       char *why, size_t whylen);
+ * into why[0..whylen). No thread is started yet.
+ * Callbacks: none. */
+RTLS_API int rtls_server_create(const struct rtls_config *cfg, rtls_server **out, char *why,
+				size_t whylen);
 
-/* Actual bound address of listener i (useful with port 0). */
-int rtls_server_listen_addr(const rtls_server *s, unsigned i,
-			    struct sockaddr_storage *ss, socklen_t *len);
+/* Actual bound address of listener i (useful with port 0). -EINVAL if i is
+ * out of range.
+ * Callbacks: none. */
+RTLS_API int rtls_server_listen_addr(const rtls_server *s, unsigned i, struct sockaddr_storage *ss,
+				     socklen_t *len);
 
-/* Runs the reactors until SIGINT/SIGTERM or rtls_server_stop(), then shuts
- * down gracefully: stop accepting, finish responses in flight, close idle
- * connections, and return within shutdown_ms. Blocks those signals in the
- * calling thread. Returns 0, or a negated errno if a reactor failed. */
-int rtls_server_run(rtls_server *s);
+/* Starts the reactor threads and returns at once. They run with every
+ * signal blocked (the caller's mask is restored before this returns), so
+ * no signal of the application's is taken over, and SIGPIPE needs no
+ * SIG_IGN: one raised by a splice to a reset socket stays pending, blocked,
+ * on the thread that ran it (a reactor or its io-wq worker). Stop the server with rtls_server_stop() (from
+ * a signal handler, another thread or a callback), then reap it with
+ * rtls_server_wait(). Once per server, also when it failed: -EALREADY
+ * after that. On failure (-errno from eventfd or pthread_create) no
+ * reactor is left running, and rtls_server_wait() returns the same error.
+ * Callbacks: none in the caller; from now on every handler callback runs
+ * on a reactor thread, concurrently with the caller. */
+RTLS_API int rtls_server_start(rtls_server *s);
 
-/* Asks a running server to shut down; callable from any thread. */
-void rtls_server_stop(rtls_server *s);
+/* Waits until every reactor has stopped: after rtls_server_stop() and the
+ * graceful shutdown (bounded by shutdown_ms), or after a reactor failed,
+ * which stops the others. Returns 0, or the negated errno of the first
+ * reactor that failed; later calls return the same. -EINVAL if the server
+ * was never started. Call it from one thread, never from a callback.
+ * Callbacks: none in the caller (the reactors run theirs until they
+ * stop). */
+RTLS_API int rtls_server_wait(rtls_server *s);
 
-void rtls_server_destroy(rtls_server *s);
+/* rtls_server_start(), then rtls_server_wait(): runs until
+ * rtls_server_stop() or a reactor fails. Takes over no signal: an
+ * application that wants SIGINT to stop the server installs a handler
+ * that calls rtls_server_stop(), or uses rtls_server_run_until_signal().
+ * Callbacks: as rtls_server_start(). */
+RTLS_API int rtls_server_run(rtls_server *s);
 
-/* Handler data area and the handler_ctx of the server. Borrowed. */
-void *rtls_conn_data(rtls_conn *c);
-void *rtls_conn_ctx(rtls_conn *c);
+/* What `ringtls serve` does: blocks SIGINT and SIGTERM in the calling
+ * thread (and leaves them blocked), ignores SIGPIPE in the whole process,
+ * starts the reactors and waits for either signal, rtls_server_stop() or
+ * a failed reactor; logs "SIGINT: shutting down" (or SIGTERM), stops
+ * gracefully and waits. Other threads of the application must block
+ * SIGINT and SIGTERM too, or one of them may take the signal instead.
+ * Returns as rtls_server_wait().
+ * Callbacks: as rtls_server_start(). */
+RTLS_API int rtls_server_run_until_signal(rtls_server *s);
+
+/* Asks a running server to shut down: every reactor stops accepting, asks
+ * its connections' handlers (on_shutdown) and exits when they are closed
+ * or at shutdown_ms. Returns at once. Callable from any thread, from a
+ * callback, and from a signal handler (async-signal-safe: an atomic store
+ * and write(2) to an eventfd). Before rtls_server_start(), the server
+ * stops as soon as it starts.
+ * Callbacks: none in the caller; on_shutdown and on_close follow on the
+ * reactor threads. */
+RTLS_API void rtls_server_stop(rtls_server *s);
+
+/* Frees the server: closes the listeners and every descriptor it holds.
+ * A server started and not yet waited for is stopped and waited for
+ * first. NULL is a no-op. s is invalid afterwards; the TLS context and
+ * handler_ctx are the caller's to free, after this.
+ * Callbacks: on_close, on the calling thread with err -ECANCELED, for each
+ * connection still open on a reactor that stopped on a ring error (its
+ * connections could not be closed through the ring). */
+RTLS_API void rtls_server_destroy(rtls_server *s);
+
+/* Handler data area and the handler_ctx of the server. Borrowed.
+ * Callbacks: none. */
+RTLS_API void *rtls_conn_data(rtls_conn *c);
+RTLS_API void *rtls_conn_ctx(rtls_conn *c);
 
 /* Writes the peer's address ("1.2.3.4:5", "[::1]:5") into out[0..n), or
- * "?" if it is gone. For log lines; a getpeername(2) call each time. */
-int rtls_conn_peer(const rtls_conn *c, char *out, size_t n);
+ * "?" if it is gone. For log lines; a getpeername(2) call each time.
+ * Callbacks: none. */
+RTLS_API int rtls_conn_peer(const rtls_conn *c, char *out, size_t n);
 
-/* Writes an address as "1.2.3.4:5" or "[::1]:5" into out[0..n). */
-int rtls_format_addr(const struct sockaddr_storage *ss, char *out, size_t n);
+/* Writes an address as "1.2.3.4:5" or "[::1]:5" into out[0..n). Any thread.
+ * Callbacks: none. */
+RTLS_API int rtls_format_addr(const struct sockaddr_storage *ss, char *out, size_t n);
 
-/* Fills *info; see struct rtls_conn_info for string lifetimes. */
-int rtls_conn_query(const rtls_conn *c, struct rtls_conn_info *info);
+/* Fills *info; see struct rtls_conn_info for string lifetimes.
+ * Callbacks: none. */
+RTLS_API int rtls_conn_query(const rtls_conn *c, struct rtls_conn_info *info);
 
-/* Gives a received buffer back to the engine. Exactly once per buffer. */
-void rtls_buf_release(rtls_conn *c, struct rtls_buf *buf);
+/* Gives a received buffer back to the engine. Exactly once per buffer, and
+ * at the latest in on_close; a second release, or one of a buffer never
+ * received, aborts the process (it would corrupt the receive ring).
+ * Callbacks: none. */
+RTLS_API void rtls_buf_release(rtls_conn *c, struct rtls_buf *buf);
 
 /* Queues a copy of p[0..n) for sending. Nothing leaves before
- * rtls_conn_flush(). -EPIPE if the connection is closing. */
-int rtls_conn_write(rtls_conn *c, const void *p, size_t n);
+ * rtls_conn_flush(). -EPIPE if the connection is closing or closed,
+ * -ENOMEM.
+ * Callbacks: none. */
+RTLS_API int rtls_conn_write(rtls_conn *c, const void *p, size_t n);
 
 /* Reserves n bytes in the output queue and returns where to write them, or
- * NULL on allocation failure; rtls_conn_commit() then queues the first
- * `used` (<= n) of them. Saves a copy for formatted output. */
-char *rtls_conn_reserve(rtls_conn *c, size_t n);
-void rtls_conn_commit(rtls_conn *c, size_t used);
+ * NULL on allocation failure or when the connection is closing;
+ * rtls_conn_commit() then queues the first `used` (<= n) of them. Saves a
+ * copy for formatted output. The pointer is valid until the commit, and
+ * no other write may come between.
+ * Callbacks: none. */
+RTLS_API char *rtls_conn_reserve(rtls_conn *c, size_t n);
+
+/* Queues `used` bytes of the last reservation.
+ * Callbacks: on_close, if recording them fails for want of memory: the
+ * connection is then aborted with -ENOMEM. */
+RTLS_API void rtls_conn_commit(rtls_conn *c, size_t used);
 
 /* Queues len bytes of file fd from off, sent from the page cache without
  * passing through userspace. Ownership of fd is transferred: the engine
  * closes it when the bytes are sent or the connection closes, also on
- * error. Ordered with rtls_conn_write(). */
-int rtls_conn_write_file(rtls_conn *c, int fd, off_t off, size_t len);
+ * error (-EPIPE if closing, -ENOMEM). Ordered with rtls_conn_write().
+ * Callbacks: none. */
+RTLS_API int rtls_conn_write_file(rtls_conn *c, int fd, off_t off, size_t len);
 
 /* Takes now what sending a file on c will need (a splice pipe, unless the
  * transport encrypts in userspace), so that running out of descriptors
- * shows before a response head is queued. 0, or -EMFILE / -ENFILE. */
-int rtls_conn_file_ready(rtls_conn *c);
+ * shows before a response head is queued. 0, or -EMFILE / -ENFILE.
+ * Callbacks: none. */
+RTLS_API int rtls_conn_file_ready(rtls_conn *c);
 
-/* Starts sending everything queued, as one send where possible. */
-int rtls_conn_flush(rtls_conn *c);
+/* Starts sending everything queued, as one send where possible; on_drained
+ * follows when it has left. -EPIPE once the connection is lingering or
+ * closed.
+ * Callbacks: on_drained, before it returns, when nothing was queued and
+ * nothing is in flight; on_close when sending cannot start (no splice
+ * pipe for a file, no memory, a TLS error), or, on a connection already
+ * closing, when its output is done and the peer had closed too. */
+RTLS_API int rtls_conn_flush(rtls_conn *c);
 
-/* Bytes queued or in flight, not yet acknowledged by a send completion. */
-size_t rtls_conn_pending(const rtls_conn *c);
+/* Bytes queued or in flight, not yet acknowledged by a send completion.
+ * Callbacks: none. */
+RTLS_API size_t rtls_conn_pending(const rtls_conn *c);
 
 /* Arms the connection's single timer (replacing any armed one);
- * RTLS_TIMER_NONE disarms it. */
-void rtls_conn_set_timer(rtls_conn *c, enum rtls_timer t);
+ * RTLS_TIMER_NONE disarms it. Ignored, except NONE, once the connection
+ * is closing. The timer fires later, from the reactor loop.
+ * Callbacks: none. */
+RTLS_API void rtls_conn_set_timer(rtls_conn *c, enum rtls_timer t);
 
-/* Stops or restarts delivery of on_data (backpressure). */
-void rtls_conn_pause_read(rtls_conn *c);
-void rtls_conn_resume_read(rtls_conn *c);
+/* Stops delivery of on_data and on_eof (backpressure). Input that was
+ * already on its way is kept for rtls_conn_resume_read(), off the
+ * receive ring.
+ * Callbacks: none. */
+RTLS_API void rtls_conn_pause_read(rtls_conn *c);
+
+/* Restarts delivery after rtls_conn_pause_read(); does nothing if reading
+ * was not paused.
+ * Callbacks: on_data for each chunk kept while paused, in order, then
+ * on_eof if the peer finished meanwhile (or, without on_eof, the close
+ * that stands in for it: on_close may follow), all before it returns;
+ * any of them may pause again or end the connection, and delivery stops
+ * there. on_close also when re-arming the receive fails (-ENOMEM). */
+RTLS_API void rtls_conn_resume_read(rtls_conn *c);
 
 /* Closes gracefully: flushes what is queued, ends the stream (TLS
  * close_notify, then TCP FIN), drains input briefly so the peer sees the
- * response rather than a reset, then closes. on_close follows. */
-void rtls_conn_close(rtls_conn *c);
+ * response rather than a reset, then closes. on_close follows, at the
+ * latest after the linger timer. Writes fail with -EPIPE from now on;
+ * nothing more is delivered. Does nothing if already closing.
+ * Callbacks: on_close, before it returns, when nothing is left to send
+ * and the peer has already closed its side (the usual case in on_eof),
+ * or when sending fails at once; see "Callbacks inside calls". */
+RTLS_API void rtls_conn_close(rtls_conn *c);
 
-/* Closes at once, discarding queued output. on_close follows. */
-void rtls_conn_abort(rtls_conn *c, int err);
+/* Closes at once, discarding queued output; err (0: -ECONNABORTED) is
+ * passed to on_close. Does nothing if the connection is already gone.
+ * Callbacks: on_close, always before it returns (input kept while
+ * paused is released first). */
+RTLS_API void rtls_conn_abort(rtls_conn *c, int err);
 
-/* Logging used by the engine; handlers may use it too. One line per call. */
-void rtls_log(enum rtls_log_level lvl, const char *fmt, ...)
+/* Logging used by the engine; handlers may use it too. One line per call
+ * on stderr, from any thread. The level is process-wide.
+ * Callbacks: none. */
+RTLS_API void rtls_log(enum rtls_log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-void rtls_log_set_level(enum rtls_log_level lvl);
-int rtls_log_enabled(enum rtls_log_level lvl);
+RTLS_API void rtls_log_set_level(enum rtls_log_level lvl);
+RTLS_API int rtls_log_enabled(enum rtls_log_level lvl);
 
 #ifdef __cplusplus
 }

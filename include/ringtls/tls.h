@@ -3,12 +3,15 @@
  * A struct rtls_tls_ctx is created once, before rtls_server_create(), and
  * passed as rtls_config.tls; every reactor reads it and nothing changes it
  * after start. The handshake runs in userspace with OpenSSL 3 over the
- * connection's own io_uring receives and sends. */
+ * connection's own io_uring receives and sends. None of these calls runs a
+ * handler callback. */
 #ifndef RINGTLS_TLS_H
 #define RINGTLS_TLS_H
 
 #include <stdbool.h>
 #include <stddef.h>
+
+#include "ringtls/ringtls.h" /* RTLS_API */
 
 #ifdef __cplusplus
 extern "C" {
@@ -55,24 +58,27 @@ struct rtls_tls_opts {
 
 /* Whether kernel TLS can be used at all here; 0, or a negated errno (ENOENT:
  * no tls ULP in this kernel). */
-int rtls_tls_kernel_available(void);
+RTLS_API int rtls_tls_kernel_available(void);
 
 /* Builds the context: loads and checks every certificate and key (readable,
  * matching, within validity), or creates/reuses the self-signed one. On
  * failure returns a negated errno and writes one line for the user into
- * why[0..whylen). *out is owned by the caller; free it after the server. */
-int rtls_tls_ctx_new(const struct rtls_tls_opts *o, struct rtls_tls_ctx **out,
-		     char *why, size_t whylen);
+ * why[0..whylen). *out is owned by the caller; free it after
+ * rtls_server_destroy() of every server that uses it. */
+RTLS_API int rtls_tls_ctx_new(const struct rtls_tls_opts *o, struct rtls_tls_ctx **out, char *why,
+			      size_t whylen);
 
-/* Path of the certificate in use when it was self-signed, else NULL. */
-const char *rtls_tls_ctx_selfsigned_path(const struct rtls_tls_ctx *ctx);
+/* Path of the certificate in use when it was self-signed, else NULL.
+ * Borrowed from ctx. */
+RTLS_API const char *rtls_tls_ctx_selfsigned_path(const struct rtls_tls_ctx *ctx);
 
-void rtls_tls_ctx_free(struct rtls_tls_ctx *ctx);
+/* Frees ctx (NULL is a no-op), once no server uses it. */
+RTLS_API void rtls_tls_ctx_free(struct rtls_tls_ctx *ctx);
 
 /* OpenSSL SSL objects alive in this process, counted by OpenSSL's own
  * allocation hooks. A connection whose records are all in the kernel has
  * none: its SSL object (and the keys in it) is freed at the hand-off. */
-long rtls_tls_live_ssl(void);
+RTLS_API long rtls_tls_live_ssl(void);
 
 #ifdef __cplusplus
 }

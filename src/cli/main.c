@@ -95,7 +95,7 @@ static int serve(int argc, char **argv)
 	rtls_log(RTLS_LOG_INFO, "ringtls %s: %u reactor(s), serving %s", RTLS_VERSION_STRING,
 		 o.cfg.threads ? o.cfg.threads : (unsigned)sysconf(_SC_NPROCESSORS_ONLN),
 		 o.http.root ? o.http.root : "the built-in page");
-	ret = rtls_server_run(s);
+	ret = rtls_server_run_until_signal(s); /* SIGINT/SIGTERM: graceful stop, exit 0 */
 	rtls_server_destroy(s);
 	rtls_tls_ctx_free(tls);
 	if (o.http.root_fd >= 0)

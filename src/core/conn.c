@@ -16,6 +16,34 @@
 #include "cmsg.h"
 #include "internal.h"
 
+/* The edges of enum rtls__conn_state (the picture above). */
+static inline bool conn_edge(enum rtls__conn_state from, enum rtls__conn_state to)
+{
+	switch (from) {
+	case RTLS__CONN_FREE:
+		return to == RTLS__CONN_OPEN; /* accepted into the slot */
+	case RTLS__CONN_OPEN:
+		/* rtls_conn_close(); or abort, an error, a timeout */
+		return to == RTLS__CONN_CLOSING || to == RTLS__CONN_DEAD;
+	case RTLS__CONN_CLOSING:
+		/* Drained: FIN sent and lingering; or drained with nothing
+		 * to linger for, or killed on the way. */
+		return to == RTLS__CONN_LINGER || to == RTLS__CONN_DEAD;
+	case RTLS__CONN_LINGER:
+		return to == RTLS__CONN_DEAD; /* the peer's FIN, or the linger timer */
+	case RTLS__CONN_DEAD:
+		return to == RTLS__CONN_FREE; /* every request has completed */
+	default:
+		return false;
+	}
+}
+
+void rtls__conn_set_state(struct rtls_conn *c, enum rtls__conn_state to)
+{
+	RTLS__EDGE_CHECK(conn_edge((enum rtls__conn_state)c->state, to), "conn", c->state, to);
+	c->state = (uint8_t)to;
+}
+
 struct rtls_conn *rtls__conn_new(struct rtls__reactor *r, int fd, unsigned listener)
 {
 	const struct rtls_handler *h = &r->srv->handler;
@@ -39,7 +67,7 @@ struct rtls_conn *rtls__conn_new(struct rtls__reactor *r, int fd, unsigned liste
 	c->recv_starved = starved;
 	c->fd = fd;
 	c->listener = (uint8_t)listener;
-	c->state = CONN_OPEN;
+	rtls__conn_set_state(c, RTLS__CONN_OPEN);
 	c->pipe[0] = c->pipe[1] = -1;
 	c->tlink.prev = c->tlink.next = &c->tlink;
 	c->data = h->conn_data_size ? r->conn_data + (size_t)slot * h->conn_data_size : NULL;
@@ -48,12 +76,22 @@ struct rtls_conn *rtls__conn_new(struct rtls__reactor *r, int fd, unsigned liste
 	return c;
 }
 
+/* GCC 12's analyzer (scripts/lint.sh analyzer) loses track of c->ctl when
+ * this runs inside the loop of rtls__rearm_starved() and calls the calloc
+ * leaked: a false positive (conn_free() frees it). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wanalyzer-malloc-leak"
+#endif
 struct rtls__ctl *rtls__conn_ctl(struct rtls_conn *c)
 {
 	if (!c->ctl)
 		c->ctl = calloc(1, sizeof(*c->ctl));
 	return c->ctl;
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 /* RECVMSG with a provided buffer and room for one control message: kTLS
  * reports each record's content type there (TLS_GET_RECORD_TYPE). */
@@ -78,26 +116,27 @@ static int prep_recvmsg(struct rtls_conn *c, struct io_uring_sqe *sqe)
 void rtls__conn_recv_arm(struct rtls_conn *c)
 {
 	struct io_uring_sqe *sqe;
-	enum rtls__op op = OP_RECV;
+	enum rtls__op op = RTLS__OP_RECV;
 
-	if (c->recv_armed || c->state == CONN_DEAD || c->peer_eof || c->rx_mode == RX_OFF)
+	if (c->recv_armed || c->state == RTLS__CONN_DEAD || c->peer_eof ||
+	    c->rx_mode == RTLS__RX_OFF)
 		return;
 	sqe = rtls__sqe(c->r);
 	switch (c->rx_mode) {
-	case RX_EXACT:
+	case RTLS__RX_EXACT:
 		io_uring_prep_recv(sqe, c->fd, NULL,
 				   c->rx_limit < c->r->bufs.size ? c->rx_limit : c->r->bufs.size, 0);
 		break;
-	case RX_MSG:
+	case RTLS__RX_MSG:
 		if (prep_recvmsg(c, sqe) < 0) {
 			io_uring_prep_nop(sqe);
-			io_uring_sqe_set_data64(sqe, rtls__ud(OP_IGNORE, 0, 0));
+			io_uring_sqe_set_data64(sqe, rtls__ud(RTLS__OP_IGNORE, 0, 0));
 			rtls__conn_kill(c, -ENOMEM);
 			return;
 		}
-		op = OP_RECVMSG;
+		op = RTLS__OP_RECVMSG;
 		break;
-	case RX_MULTISHOT:
+	case RTLS__RX_MULTISHOT:
 	default:
 		io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
 		break;
@@ -143,7 +182,7 @@ static int park(struct rtls_conn *c, struct rtls_buf *b)
 		c->paused_q = q;
 		c->paused_cap = cap;
 	}
-	if (b->priv_kind == BUF_RING) {
+	if (b->priv_kind == RTLS__BUF_RING) {
 		char *copy = malloc(b->len ? b->len : 1);
 
 		if (!copy)
@@ -152,7 +191,7 @@ static int park(struct rtls_conn *c, struct rtls_buf *b)
 		rtls__bufring_put(c->r, (uint16_t)b->priv_id);
 		b->data = copy;
 		b->priv_id = 0;
-		b->priv_kind = BUF_HEAP; /* still held: nheld unchanged */
+		b->priv_kind = RTLS__BUF_HEAP; /* still held: nheld unchanged */
 	}
 	c->paused_q[c->npaused++] = *b;
 	return 0;
@@ -162,7 +201,7 @@ void rtls__deliver(struct rtls_conn *c, struct rtls_buf *b)
 {
 	const struct rtls_handler *h = &c->r->srv->handler;
 
-	if (c->state != CONN_OPEN || !c->handler_open || !h->on_data) {
+	if (c->state != RTLS__CONN_OPEN || !c->handler_open || !h->on_data) {
 		rtls_buf_release(c, b);
 		return;
 	}
@@ -181,11 +220,11 @@ void rtls__deliver_eof(struct rtls_conn *c)
 	const struct rtls_handler *h = &c->r->srv->handler;
 
 	c->peer_eof = true;
-	if (c->state == CONN_LINGER) {
+	if (c->state == RTLS__CONN_LINGER) {
 		rtls__conn_kill(c, 0);
 		return;
 	}
-	if (c->state != CONN_OPEN)
+	if (c->state != RTLS__CONN_OPEN)
 		return;
 	if (c->handler_open && h->on_eof && !c->read_paused)
 		h->on_eof(c, c->data);
@@ -196,10 +235,10 @@ void rtls__deliver_eof(struct rtls_conn *c)
 void rtls_buf_release(rtls_conn *c, struct rtls_buf *b)
 {
 	switch (b->priv_kind) {
-	case BUF_RING:
+	case RTLS__BUF_RING:
 		rtls__bufring_put(c->r, (uint16_t)b->priv_id);
 		break;
-	case BUF_HEAP:
+	case RTLS__BUF_HEAP:
 		free((void *)(uintptr_t)b->data);
 		break;
 	default:
@@ -229,9 +268,10 @@ static void recv_error(struct rtls_conn *c, int res)
 			rtls__conn_recv_arm(c);
 		break;
 	default:
-		if (c->tp && c->tp->on_recv_error && c->state != CONN_DEAD && c->tp->on_recv_error(c, res))
+		if (c->tp && c->tp->on_recv_error && c->state != RTLS__CONN_DEAD &&
+		    c->tp->on_recv_error(c, res))
 			break;
-		if (c->state != CONN_DEAD) {
+		if (c->state != RTLS__CONN_DEAD) {
 			rtls_log(RTLS_LOG_DEBUG, "conn %u: recv: %s", c->slot, strerror(-res));
 			rtls__conn_kill(c, res);
 		}
@@ -268,13 +308,13 @@ void rtls__on_recv(struct rtls_conn *c, struct io_uring_cqe *cqe, enum rtls__op 
 			.data = rtls__bufring_addr(c->r, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT)),
 			.len = (size_t)(cqe->res > 0 ? cqe->res : 0),
 			.priv_id = cqe->flags >> IORING_CQE_BUFFER_SHIFT,
-			.priv_kind = BUF_RING,
+			.priv_kind = RTLS__BUF_RING,
 		};
 
 		c->nheld++;
-		if (cqe->res <= 0 || c->state == CONN_DEAD || c->state == CONN_LINGER)
+		if (cqe->res <= 0 || c->state == RTLS__CONN_DEAD || c->state == RTLS__CONN_LINGER)
 			rtls_buf_release(c, &b);
-		else if (op == OP_RECVMSG)
+		else if (op == RTLS__OP_RECVMSG)
 			c->tp->on_record(c, &b, record_type(c));
 		else if (c->tp)
 			c->tp->on_recv(c, &b);
@@ -311,7 +351,7 @@ void rtls__rearm_starved(struct rtls__reactor *r)
 		struct rtls_conn *c = &r->conns[r->starved[i]];
 
 		c->recv_starved = false;
-		if (c->state == CONN_FREE || c->state == CONN_DEAD || c->read_paused ||
+		if (c->state == RTLS__CONN_FREE || c->state == RTLS__CONN_DEAD || c->read_paused ||
 		    c->recv_armed)
 			continue; /* resume or the next occupant arms its own */
 		rtls__conn_recv_arm(c);
@@ -324,7 +364,7 @@ void rtls__rearm_starved(struct rtls__reactor *r)
 
 /* A paused connection stops receiving, as nginx stops reading a
  * connection whose output is blocked: its multishot receive is cancelled
- * (a single-shot one, RX_EXACT or RX_MSG, takes at most one buffer and is
+ * (a single-shot one, RTLS__RX_EXACT or RTLS__RX_MSG, takes at most one buffer and is
  * not re-armed while paused). What arrives before the cancel lands is
  * parked off the ring (park()). Resume arms it again, or the cancel's
  * completion does if resume came first. */
@@ -332,12 +372,12 @@ static void recv_stop(struct rtls_conn *c)
 {
 	struct io_uring_sqe *sqe;
 
-	if (!c->recv_armed || c->recv_cancelling || c->rx_mode != RX_MULTISHOT ||
-	    c->recv_op != OP_RECV || c->state == CONN_DEAD)
+	if (!c->recv_armed || c->recv_cancelling || c->rx_mode != RTLS__RX_MULTISHOT ||
+	    c->recv_op != RTLS__OP_RECV || c->state == RTLS__CONN_DEAD)
 		return;
 	sqe = rtls__sqe(c->r);
-	io_uring_prep_cancel64(sqe, rtls__ud(OP_RECV, c->slot, c->gen), 0);
-	io_uring_sqe_set_data64(sqe, rtls__ud(OP_IGNORE, 0, 0));
+	io_uring_prep_cancel64(sqe, rtls__ud(RTLS__OP_RECV, c->slot, c->gen), 0);
+	io_uring_sqe_set_data64(sqe, rtls__ud(RTLS__OP_IGNORE, 0, 0));
 	c->recv_cancelling = true;
 }
 
@@ -356,12 +396,12 @@ void rtls_conn_resume_read(rtls_conn *c)
 	c->read_paused = false;
 	/* Hand over what arrived meanwhile, in order, unless the handler
 	 * pauses again or the connection ends on the way. */
-	for (i = 0; i < c->npaused && !c->read_paused && c->state == CONN_OPEN; i++)
+	for (i = 0; i < c->npaused && !c->read_paused && c->state == RTLS__CONN_OPEN; i++)
 		c->r->srv->handler.on_data(c, c->data, &c->paused_q[i]);
 	if (i < c->npaused)
 		memmove(c->paused_q, c->paused_q + i, (c->npaused - i) * sizeof(*c->paused_q));
 	c->npaused -= i;
-	if (c->read_paused || c->state != CONN_OPEN)
+	if (c->read_paused || c->state != RTLS__CONN_OPEN)
 		return;
 	if (c->peer_eof) {
 		c->peer_eof = false; /* let deliver_eof run the handler now */
@@ -373,16 +413,16 @@ void rtls_conn_resume_read(rtls_conn *c)
 
 void rtls_conn_close(rtls_conn *c)
 {
-	if (c->state != CONN_OPEN)
+	if (c->state != RTLS__CONN_OPEN)
 		return;
-	c->state = CONN_CLOSING;
+	rtls__conn_set_state(c, RTLS__CONN_CLOSING);
 	/* A peer that never reads must not hold a closing connection. */
 	if (c->timer == RTLS_TIMER_NONE)
 		rtls__timer_arm(c, RTLS_TIMER_IDLE);
 	if (c->tp && c->tp->shutdown)
 		c->tp->shutdown(c);
 	c->flush_wanted = true;
-	if (!c->send_inflight)
+	if (!rtls__send_busy(c))
 		rtls__send_start(c);
 }
 
@@ -421,7 +461,7 @@ static void conn_teardown(struct rtls_conn *c, int err)
 
 void rtls__conn_orphan(struct rtls_conn *c)
 {
-	if (c->state != CONN_FREE && c->state != CONN_DEAD)
+	if (c->state != RTLS__CONN_FREE && c->state != RTLS__CONN_DEAD)
 		conn_teardown(c, -ECANCELED);
 }
 
@@ -431,23 +471,23 @@ void rtls__conn_kill(struct rtls_conn *c, int err)
 {
 	struct rtls__reactor *r = c->r;
 
-	if (c->state == CONN_DEAD || c->state == CONN_FREE)
+	if (c->state == RTLS__CONN_DEAD || c->state == RTLS__CONN_FREE)
 		return;
-	c->state = CONN_DEAD;
+	rtls__conn_set_state(c, RTLS__CONN_DEAD);
 	c->close_err = err;
 	rtls__timer_arm(c, RTLS_TIMER_NONE);
 	if (c->recv_armed) {
 		struct io_uring_sqe *sqe = rtls__sqe(r);
 
 		io_uring_prep_cancel64(sqe, rtls__ud((enum rtls__op)c->recv_op, c->slot, c->gen), 0);
-		io_uring_sqe_set_data64(sqe, rtls__ud(OP_IGNORE, 0, 0));
+		io_uring_sqe_set_data64(sqe, rtls__ud(RTLS__OP_IGNORE, 0, 0));
 	}
 	/* A send or splice blocked on a full socket completes at once after
 	 * shutdown. The fd itself stays open until conn_free(): a request
 	 * prepared but not yet submitted, or a splice queued to io-wq, looks
 	 * the number up only when it runs, and after a close the next accept
 	 * (either reactor: one fd table) may already own that number. */
-	if (c->send_inflight)
+	if (rtls__send_busy(c))
 		shutdown(c->fd, SHUT_RDWR);
 	conn_teardown(c, err);
 	if (!c->reaping) {
@@ -471,7 +511,7 @@ static void conn_free(struct rtls_conn *c)
 	}
 	close(c->fd);
 	c->fd = -1;
-	c->state = CONN_FREE;
+	rtls__conn_set_state(c, RTLS__CONN_FREE);
 	c->gen++;
 	r->free_slots[r->nfree++] = c->slot;
 	r->nlive--;
@@ -485,7 +525,7 @@ void rtls__reap(struct rtls__reactor *r)
 	for (unsigned i = 0; i < r->nreap; i++) {
 		struct rtls_conn *c = &r->conns[r->reap[i]];
 
-		if (c->recv_armed || c->send_inflight) {
+		if (c->recv_armed || rtls__send_busy(c)) {
 			r->reap[keep++] = c->slot;
 			continue;
 		}
@@ -499,11 +539,11 @@ void rtls__conn_timeout(struct rtls_conn *c, enum rtls_timer t)
 {
 	const struct rtls_handler *h = &c->r->srv->handler;
 
-	if (c->state == CONN_LINGER) {
+	if (c->state == RTLS__CONN_LINGER) {
 		rtls__conn_kill(c, 0);
 		return;
 	}
-	if (c->state != CONN_OPEN || !c->handler_open || !h->on_timeout) {
+	if (c->state != RTLS__CONN_OPEN || !c->handler_open || !h->on_timeout) {
 		rtls__conn_kill(c, -ETIMEDOUT);
 		return;
 	}
@@ -515,7 +555,7 @@ void rtls__conn_shutdown(struct rtls_conn *c)
 {
 	const struct rtls_handler *h = &c->r->srv->handler;
 
-	if (c->state != CONN_OPEN)
+	if (c->state != RTLS__CONN_OPEN)
 		return;
 	if (!c->handler_open) {
 		rtls__conn_kill(c, -ESHUTDOWN);
@@ -537,7 +577,7 @@ void *rtls_conn_ctx(rtls_conn *c)
 
 void rtls_conn_set_timer(rtls_conn *c, enum rtls_timer t)
 {
-	if (c->state == CONN_OPEN || t == RTLS_TIMER_NONE)
+	if (c->state == RTLS__CONN_OPEN || t == RTLS_TIMER_NONE)
 		rtls__timer_arm(c, t);
 }
 

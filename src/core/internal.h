@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -17,16 +18,16 @@
  * generation differs from the slot's current one belongs to a connection
  * that has since closed and must not touch the slot's new occupant. */
 enum rtls__op {
-	OP_IGNORE = 0, /* cancels and other fire-and-forget requests */
-	OP_ACCEPT,     /* slot = listener index */
-	OP_RECV,
-	OP_SEND,
-	OP_SPLICE_IN,  /* file -> pipe */
-	OP_SPLICE_OUT, /* pipe -> socket */
-	OP_RECVMSG,    /* kTLS receive with record-type control messages */
-	OP_SENDMSG,    /* kTLS control record (alert, KeyUpdate) */
-	OP_TICK,       /* reactor timer tick */
-	OP_WAKE,       /* eventfd read: stop requested */
+	RTLS__OP_IGNORE = 0, /* cancels and other fire-and-forget requests */
+	RTLS__OP_ACCEPT,     /* slot = listener index */
+	RTLS__OP_RECV,
+	RTLS__OP_SEND,
+	RTLS__OP_SPLICE_IN,  /* file -> pipe */
+	RTLS__OP_SPLICE_OUT, /* pipe -> socket */
+	RTLS__OP_RECVMSG,    /* kTLS receive with record-type control messages */
+	RTLS__OP_SENDMSG,    /* kTLS control record (alert, KeyUpdate) */
+	RTLS__OP_TICK,       /* reactor timer tick */
+	RTLS__OP_WAKE,       /* eventfd read: stop requested */
 };
 
 static inline uint64_t rtls__ud(enum rtls__op op, uint32_t slot, uint32_t gen)
@@ -46,8 +47,8 @@ static inline uint32_t rtls__ud_gen(uint64_t ud) { return (uint32_t)ud; }
 
 /* rtls_buf.priv_kind: where a buffer goes back to. */
 enum rtls__buf_kind {
-	BUF_RING = 1, /* provided buffer: back to the reactor's ring */
-	BUF_HEAP = 2, /* malloc'd by a transport: freed */
+	RTLS__BUF_RING = 1, /* provided buffer: back to the reactor's ring */
+	RTLS__BUF_HEAP = 2, /* malloc'd by a transport: freed */
 };
 
 /* --- intrusive list, used for timers ------------------------------------ */
@@ -70,11 +71,11 @@ struct rtls__seg {
 };
 
 /* A side keeps its memory between rounds up to this much (wbuf.c). */
-#define RTLS__WBUF_KEEP_MAX (1024u * 1024u)
+#define RTLS__WBUF_KEEP_MAX ((size_t)1024 * 1024)
 /* Output buffers of at least RTLS__SPARE_MIN bytes that a connection
  * lets go are kept for the next big response, up to this many a reactor. */
 #define RTLS__SPARE_SIDES 8u
-#define RTLS__SPARE_MIN (64u * 1024u)
+#define RTLS__SPARE_MIN ((size_t)64 * 1024)
 
 /* A reactor's cache of the smallest output blocks (wbuf.c): a side's
  * first data block and its first segment array. Every keep-alive
@@ -117,7 +118,7 @@ struct rtls__transport {
 	int (*seal)(rtls_conn *c, struct rtls__wbuf *in, struct rtls__wbuf *out);
 	/* Orderly end of our side (TLS: queue close_notify). */
 	void (*shutdown)(rtls_conn *c);
-	/* RX_MSG mode: one or more records of content `type` arrived
+	/* RTLS__RX_MSG: one or more records of content `type` arrived
 	 * (decrypted by the kernel). Owns raw. */
 	void (*on_record)(rtls_conn *c, struct rtls_buf *raw, int type);
 	/* Everything queued has been sent (before the handler sees it). */
@@ -134,11 +135,11 @@ struct rtls__transport {
 
 /* How a connection receives. Changed only while no receive is armed. */
 enum rtls__rx_mode {
-	RX_MULTISHOT = 0, /* multishot RECV into provided buffers */
-	RX_EXACT,         /* single RECV of at most rx_limit bytes: never
-			   * reads past a boundary the transport names */
-	RX_MSG,           /* RECVMSG with control messages (kTLS RX) */
-	RX_OFF,           /* nothing armed until the transport says */
+	RTLS__RX_MULTISHOT = 0, /* multishot RECV into provided buffers */
+	RTLS__RX_EXACT,         /* single RECV of at most rx_limit bytes: never
+				 * reads past a boundary the transport names */
+	RTLS__RX_MSG,           /* RECVMSG with control messages (kTLS RX) */
+	RTLS__RX_OFF,           /* nothing armed until the transport says */
 };
 
 /* Message headers for RECVMSG/SENDMSG, allocated on first use: most
@@ -169,12 +170,50 @@ struct rtls__tls_hooks {
 };
 
 enum rtls__conn_state {
-	CONN_FREE = 0,
-	CONN_OPEN,      /* handler attached (or transport handshaking) */
-	CONN_CLOSING,   /* graceful: draining output, then FIN */
-	CONN_LINGER,    /* FIN sent; discarding input until EOF or timeout */
-	CONN_DEAD,      /* fd closed; waiting for in-flight ops to complete */
+	RTLS__CONN_FREE = 0,
+	RTLS__CONN_OPEN,    /* handler attached (or transport handshaking) */
+	RTLS__CONN_CLOSING, /* graceful: draining output, then FIN */
+	RTLS__CONN_LINGER,  /* FIN sent; discarding input until EOF or timeout */
+	RTLS__CONN_DEAD,    /* fd closed; waiting for in-flight ops to complete */
 };
+
+/* What a connection's output is doing (send.c). At most one request
+ * (send, splice, control record) is outstanding: records must reach the
+ * kernel in order, and a KeyUpdate must change the key between two of
+ * them. The urgent record (rtls__send_urgent) goes before the next piece
+ * of the side in flight, never beside it.
+ *
+ *   IDLE ──send_start: a side begins──► SIDE_NEXT ──request──► SIDE
+ *   SIDE ──its completion──► SIDE_NEXT ──the side is done──► IDLE
+ *   SIDE_NEXT ──urgent record queued──► SIDE_URGENT ──completion──► SIDE_NEXT
+ *   IDLE ──rtls__send_urgent──► URGENT ──its completion──► IDLE */
+enum rtls__send_state {
+	RTLS__SEND_IDLE = 0,    /* no side in flight, nothing outstanding */
+	RTLS__SEND_URGENT,      /* the urgent record outstanding; no side in flight */
+	RTLS__SEND_SIDE,        /* a side in flight, one of its requests outstanding */
+	RTLS__SEND_SIDE_URGENT, /* a side in flight, the urgent record outstanding
+				 * before the side's next piece */
+	RTLS__SEND_SIDE_NEXT,   /* a side in flight, nothing outstanding: a
+				 * completion is being handled and send_next()
+				 * picks the next request (or the connection died
+				 * meanwhile) */
+};
+
+/* A transition its machine does not list is a bug: debug builds say which
+ * and stop; release builds carry on (the state is set as asked). */
+#ifndef NDEBUG
+#define RTLS__EDGE_CHECK(ok, machine, from, to)                                            \
+	do {                                                                               \
+		if (!(ok)) {                                                               \
+			rtls_log(RTLS_LOG_ERROR, "%s: illegal transition %d -> %d", machine, \
+				 (int)(from), (int)(to));                                   \
+			abort();                                                           \
+		}                                                                          \
+	} while (0)
+#else
+/* Never evaluated, but the edge functions stay used (clang warns). */
+#define RTLS__EDGE_CHECK(ok, machine, from, to) ((void)(0 && (ok)))
+#endif
 
 struct rtls__reactor;
 
@@ -187,23 +226,25 @@ struct rtls_conn {
 	uint8_t timer;          /* enum rtls_timer armed */
 	bool recv_armed;        /* a receive is outstanding */
 	uint8_t rx_mode;        /* enum rtls__rx_mode */
-	uint8_t recv_op;        /* OP_RECV or OP_RECVMSG, while armed */
-	uint32_t rx_limit;      /* RX_EXACT: bytes the next read may take */
+	uint8_t recv_op;        /* RTLS__OP_RECV or RTLS__OP_RECVMSG, while armed */
+	uint32_t rx_limit;      /* RTLS__RX_EXACT: bytes the next read may take */
 	uint64_t tx_ops;        /* sends completed, for AEAD usage limits */
 	uint64_t tx_bytes;
-	bool side_active;       /* the in-flight side has segments left */
-	bool urgent_inflight;
-	uint8_t urgent_type, urgent_len;
+	uint8_t send_state;     /* enum rtls__send_state */
+	uint8_t urgent_type, urgent_len; /* urgent_len: 0, or the urgent
+				 * record is queued or outstanding */
 	uint8_t urgent[8];      /* one control record that goes before
 				 * anything else not yet sent (KeyUpdate) */
 	struct rtls__ctl *ctl;
 	bool ctl_borrowed;      /* ctl lives in the transport's area */
 	void *tp_area;          /* this slot's share of the transport area */
-	bool send_inflight;     /* send or splice outstanding */
 	bool read_paused;
 	bool peer_eof;
 	bool handler_open;      /* on_open ran; on_close owed */
-	bool flush_wanted;
+	bool flush_wanted;      /* the handler or transport asked for output
+				 * to go; kept until a round finds nothing
+				 * more (a request, not a state: it can come
+				 * in any send_state) */
 	bool recv_starved;      /* on the starved list: re-arm when buffers
 				 * come back (the slot, not the connection:
 				 * kept across reuse, see rtls__conn_new) */
@@ -306,6 +347,10 @@ struct rtls_server {
 
 /* reactor.c */
 void *rtls__reactor_main(void *arg);
+/* Hands one completion to its listener, timer or connection; one for a
+ * connection that has closed (its generation is not the slot's) is
+ * dropped, and a receive buffer it carries goes back to the ring. */
+void rtls__dispatch(struct rtls__reactor *r, struct io_uring_cqe *cqe);
 
 /* ring.c / probe.c */
 int rtls__ring_init(struct rtls__reactor *r, unsigned flags, unsigned entries);
@@ -339,7 +384,25 @@ void rtls__timer_arm(struct rtls_conn *c, enum rtls_timer t);
 void rtls__timers_expire(struct rtls__reactor *r);
 void rtls__tick_arm(struct rtls__reactor *r);
 
+/* send.c: a request of the connection's output is outstanding (the slot
+ * cannot be freed, and a new round cannot start). */
+static inline bool rtls__send_busy(const struct rtls_conn *c)
+{
+	switch ((enum rtls__send_state)c->send_state) {
+	case RTLS__SEND_URGENT:
+	case RTLS__SEND_SIDE:
+	case RTLS__SEND_SIDE_URGENT:
+		return true;
+	case RTLS__SEND_IDLE:
+	case RTLS__SEND_SIDE_NEXT:
+	default:
+		return false;
+	}
+}
+
 /* conn.c */
+/* Every change of c->state goes through here (debug builds check the edge). */
+void rtls__conn_set_state(struct rtls_conn *c, enum rtls__conn_state to);
 struct rtls_conn *rtls__conn_new(struct rtls__reactor *r, int fd, unsigned listener);
 void rtls__conn_recv_arm(struct rtls_conn *c);
 void rtls__on_recv(struct rtls_conn *c, struct io_uring_cqe *cqe, enum rtls__op op);

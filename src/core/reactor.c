@@ -17,7 +17,7 @@ static void accept_arm(struct rtls__reactor *r, unsigned i)
 		return;
 	sqe = rtls__sqe(r);
 	io_uring_prep_multishot_accept(sqe, r->ls[i].fd, NULL, NULL, SOCK_CLOEXEC);
-	io_uring_sqe_set_data64(sqe, rtls__ud(OP_ACCEPT, i, 0));
+	io_uring_sqe_set_data64(sqe, rtls__ud(RTLS__OP_ACCEPT, i, 0));
 	r->ls[i].armed = true;
 }
 
@@ -26,7 +26,7 @@ static void wake_arm(struct rtls__reactor *r)
 	struct io_uring_sqe *sqe = rtls__sqe(r);
 
 	io_uring_prep_read(sqe, r->wake_fd, &r->wake_val, sizeof(r->wake_val), 0);
-	io_uring_sqe_set_data64(sqe, rtls__ud(OP_WAKE, 0, 0));
+	io_uring_sqe_set_data64(sqe, rtls__ud(RTLS__OP_WAKE, 0, 0));
 }
 
 /* Out of descriptors or memory: the connection stays in the listen queue,
@@ -143,8 +143,8 @@ static void begin_stop(struct rtls__reactor *r)
 
 		if (r->ls[i].armed) {
 			sqe = rtls__sqe(r);
-			io_uring_prep_cancel64(sqe, rtls__ud(OP_ACCEPT, i, 0), 0);
-			io_uring_sqe_set_data64(sqe, rtls__ud(OP_IGNORE, 0, 0));
+			io_uring_prep_cancel64(sqe, rtls__ud(RTLS__OP_ACCEPT, i, 0), 0);
+			io_uring_sqe_set_data64(sqe, rtls__ud(RTLS__OP_IGNORE, 0, 0));
 		}
 		if (r->ls[i].fd >= 0) {
 			/* shutdown() stops listening now: the armed accept holds
@@ -157,7 +157,7 @@ static void begin_stop(struct rtls__reactor *r)
 		}
 	}
 	for (unsigned i = 0; i < r->srv->cfg.max_conns; i++)
-		if (r->conns[i].state != CONN_FREE)
+		if (r->conns[i].state != RTLS__CONN_FREE)
 			rtls__conn_shutdown(&r->conns[i]);
 	rtls__tick_arm(r);
 }
@@ -175,7 +175,7 @@ static void on_tick(struct rtls__reactor *r)
 	rtls__tick_arm(r);
 }
 
-static void dispatch(struct rtls__reactor *r, struct io_uring_cqe *cqe)
+void rtls__dispatch(struct rtls__reactor *r, struct io_uring_cqe *cqe)
 {
 	uint64_t ud = io_uring_cqe_get_data64(cqe);
 	enum rtls__op op = rtls__ud_op(ud);
@@ -183,33 +183,33 @@ static void dispatch(struct rtls__reactor *r, struct io_uring_cqe *cqe)
 	struct rtls_conn *c;
 
 	switch (op) {
-	case OP_ACCEPT:
+	case RTLS__OP_ACCEPT:
 		on_accept(r, slot, cqe);
 		return;
-	case OP_TICK:
+	case RTLS__OP_TICK:
 		on_tick(r);
 		return;
-	case OP_WAKE:
+	case RTLS__OP_WAKE:
 		if (atomic_load(&r->srv->stop))
 			begin_stop(r);
 		else
 			wake_arm(r);
 		return;
-	case OP_RECV:
-	case OP_RECVMSG:
-	case OP_SEND:
-	case OP_SENDMSG:
-	case OP_SPLICE_IN:
-	case OP_SPLICE_OUT:
+	case RTLS__OP_RECV:
+	case RTLS__OP_RECVMSG:
+	case RTLS__OP_SEND:
+	case RTLS__OP_SENDMSG:
+	case RTLS__OP_SPLICE_IN:
+	case RTLS__OP_SPLICE_OUT:
 		break;
-	case OP_IGNORE:
+	case RTLS__OP_IGNORE:
 	default:
 		return;
 	}
 	if (slot >= r->srv->cfg.max_conns)
 		return;
 	c = &r->conns[slot];
-	if (c->state == CONN_FREE || c->gen != rtls__ud_gen(ud)) {
+	if (c->state == RTLS__CONN_FREE || c->gen != rtls__ud_gen(ud)) {
 		/* For a connection that no longer exists. Only a buffer it
 		 * carries needs handling: it goes straight back to the ring. */
 		if (cqe->flags & IORING_CQE_F_BUFFER) {
@@ -219,12 +219,12 @@ static void dispatch(struct rtls__reactor *r, struct io_uring_cqe *cqe)
 		return;
 	}
 	switch (op) {
-	case OP_RECV:
-	case OP_RECVMSG:
+	case RTLS__OP_RECV:
+	case RTLS__OP_RECVMSG:
 		rtls__on_recv(c, cqe, op);
 		break;
-	case OP_SEND:
-	case OP_SENDMSG:
+	case RTLS__OP_SEND:
+	case RTLS__OP_SENDMSG:
 		rtls__on_send(c, cqe->res);
 		break;
 	default:
@@ -257,7 +257,7 @@ static void stop_now(struct rtls__reactor *r)
 	unsigned left = 0;
 
 	for (unsigned i = 0; i < r->srv->cfg.max_conns; i++) {
-		if (r->conns[i].state == CONN_FREE || r->conns[i].state == CONN_DEAD)
+		if (r->conns[i].state == RTLS__CONN_FREE || r->conns[i].state == RTLS__CONN_DEAD)
 			continue;
 		left++;
 		rtls__conn_kill(&r->conns[i], -ETIMEDOUT);
@@ -276,7 +276,7 @@ static void reap_completions(struct rtls__reactor *r)
 
 	r->now_ms = rtls__now_ms();
 	io_uring_for_each_cqe(&r->ring, head, cqe) {
-		dispatch(r, cqe);
+		rtls__dispatch(r, cqe);
 		n++;
 	}
 	io_uring_cq_advance(&r->ring, n);

@@ -18,6 +18,69 @@
 
 static struct rtls__wbuf *inflight(struct rtls_conn *c) { return &c->w[c->wi ^ 1]; }
 
+/* The edges of enum rtls__send_state (internal.h has the picture). */
+static inline bool send_edge(enum rtls__send_state from, enum rtls__send_state to)
+{
+	switch (from) {
+	case RTLS__SEND_IDLE:
+		/* send_next() begins a side; rtls__send_urgent() (or send_next()
+		 * with the record queued) sends the urgent record alone. */
+		return to == RTLS__SEND_SIDE_NEXT || to == RTLS__SEND_URGENT;
+	case RTLS__SEND_SIDE_NEXT:
+		/* A request of the side, the urgent record before it, or the
+		 * side is done. */
+		return to == RTLS__SEND_SIDE || to == RTLS__SEND_SIDE_URGENT ||
+		       to == RTLS__SEND_IDLE;
+	case RTLS__SEND_SIDE:
+	case RTLS__SEND_SIDE_URGENT:
+		/* Its completion: the side goes on. */
+		return to == RTLS__SEND_SIDE_NEXT;
+	case RTLS__SEND_URGENT:
+		/* Its completion: nothing else was in flight. */
+		return to == RTLS__SEND_IDLE;
+	default:
+		return false;
+	}
+}
+
+static void send_set(struct rtls_conn *c, enum rtls__send_state to)
+{
+	RTLS__EDGE_CHECK(send_edge((enum rtls__send_state)c->send_state, to), "send",
+			 c->send_state, to);
+	c->send_state = (uint8_t)to;
+}
+
+static bool send_side_active(const struct rtls_conn *c)
+{
+	return c->send_state == RTLS__SEND_SIDE || c->send_state == RTLS__SEND_SIDE_URGENT ||
+	       c->send_state == RTLS__SEND_SIDE_NEXT;
+}
+
+static bool send_urgent_outstanding(const struct rtls_conn *c)
+{
+	return c->send_state == RTLS__SEND_URGENT || c->send_state == RTLS__SEND_SIDE_URGENT;
+}
+
+/* A completion came in: the request it ends is no longer outstanding. */
+static void send_complete(struct rtls_conn *c)
+{
+	switch ((enum rtls__send_state)c->send_state) {
+	case RTLS__SEND_URGENT:
+		send_set(c, RTLS__SEND_IDLE);
+		break;
+	case RTLS__SEND_SIDE:
+	case RTLS__SEND_SIDE_URGENT:
+		send_set(c, RTLS__SEND_SIDE_NEXT);
+		break;
+	case RTLS__SEND_IDLE:
+	case RTLS__SEND_SIDE_NEXT:
+	default:
+		/* Nothing was outstanding: a completion nobody asked for. */
+		RTLS__EDGE_CHECK(false, "send completion", c->send_state, c->send_state);
+		break;
+	}
+}
+
 static int pipe_get(struct rtls_conn *c)
 {
 	struct rtls__reactor *r = c->r;
@@ -26,8 +89,8 @@ static int pipe_get(struct rtls_conn *c)
 		return 0;
 	if (r->npipes) {
 		r->npipes--;
-		c->pipe[0] = r->pipe_pool[2 * r->npipes];
-		c->pipe[1] = r->pipe_pool[2 * r->npipes + 1];
+		c->pipe[0] = r->pipe_pool[(size_t)2 * r->npipes];
+		c->pipe[1] = r->pipe_pool[(size_t)2 * r->npipes + 1];
 		return 0;
 	}
 	if (pipe2(c->pipe, O_CLOEXEC) < 0)
@@ -53,8 +116,8 @@ static void pipe_put(struct rtls_conn *c)
 	if (c->pipe[0] < 0)
 		return;
 	if (c->pipe_bytes == 0 && r->npipes < r->pipecap) {
-		r->pipe_pool[2 * r->npipes] = c->pipe[0];
-		r->pipe_pool[2 * r->npipes + 1] = c->pipe[1];
+		r->pipe_pool[(size_t)2 * r->npipes] = c->pipe[0];
+		r->pipe_pool[(size_t)2 * r->npipes + 1] = c->pipe[1];
 		r->npipes++;
 	} else {
 		close(c->pipe[0]);
@@ -120,13 +183,15 @@ static void submit_send(struct rtls_conn *c, const char *p, size_t n, bool more)
 	 * segments. No MSG_WAITALL: kTLS rejects it and partial sends are
 	 * resumed here anyway. */
 	io_uring_prep_send(sqe, c->fd, p, n, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
-	io_uring_sqe_set_data64(sqe, rtls__ud(OP_SEND, c->slot, c->gen));
-	c->send_inflight = true;
+	io_uring_sqe_set_data64(sqe, rtls__ud(RTLS__OP_SEND, c->slot, c->gen));
+	send_set(c, RTLS__SEND_SIDE);
 }
 
 /* One kTLS control record: the content type rides in a control message
- * (TLS_SET_RECORD_TYPE), and the kernel seals it as its own record. */
-static void submit_record(struct rtls_conn *c, const char *p, size_t n, uint8_t type)
+ * (TLS_SET_RECORD_TYPE), and the kernel seals it as its own record. `to`:
+ * a piece of the side, or the urgent record. */
+static void submit_record(struct rtls_conn *c, const char *p, size_t n, uint8_t type,
+			  enum rtls__send_state to)
 {
 	struct rtls__ctl *m = rtls__conn_ctl(c);
 	struct io_uring_sqe *sqe;
@@ -151,15 +216,22 @@ static void submit_record(struct rtls_conn *c, const char *p, size_t n, uint8_t 
 	*CMSG_DATA(cm) = type;
 	sqe = rtls__sqe(c->r);
 	io_uring_prep_sendmsg(sqe, c->fd, &m->smsg, MSG_NOSIGNAL);
-	io_uring_sqe_set_data64(sqe, rtls__ud(OP_SENDMSG, c->slot, c->gen));
-	c->send_inflight = true;
+	io_uring_sqe_set_data64(sqe, rtls__ud(RTLS__OP_SENDMSG, c->slot, c->gen));
+	send_set(c, to);
+}
+
+/* The urgent record, before anything else not yet sent. */
+static void submit_urgent(struct rtls_conn *c)
+{
+	submit_record(c, (const char *)c->urgent, c->urgent_len, c->urgent_type,
+		      send_side_active(c) ? RTLS__SEND_SIDE_URGENT : RTLS__SEND_URGENT);
 }
 
 static void submit_splice(struct rtls_conn *c, enum rtls__op op, const struct rtls__seg *s)
 {
 	struct io_uring_sqe *sqe = rtls__sqe(c->r);
 
-	if (op == OP_SPLICE_IN) {
+	if (op == RTLS__OP_SPLICE_IN) {
 		size_t left = s->flen - c->file_sent;
 		unsigned n = left < PIPE_BYTES ? (unsigned)left : PIPE_BYTES;
 
@@ -170,7 +242,7 @@ static void submit_splice(struct rtls_conn *c, enum rtls__op op, const struct rt
 				     (unsigned)c->pipe_bytes, SPLICE_F_MOVE);
 	}
 	io_uring_sqe_set_data64(sqe, rtls__ud(op, c->slot, c->gen));
-	c->send_inflight = true;
+	send_set(c, RTLS__SEND_SIDE);
 }
 
 static void drained(struct rtls_conn *c)
@@ -179,14 +251,14 @@ static void drained(struct rtls_conn *c)
 
 	if (c->tp && c->tp->on_drained) {
 		c->tp->on_drained(c);
-		if (c->state == CONN_DEAD || c->send_inflight)
+		if (c->state == RTLS__CONN_DEAD || rtls__send_busy(c))
 			return;
 	}
 
-	if (c->state == CONN_CLOSING) {
+	if (c->state == RTLS__CONN_CLOSING) {
 		/* Nothing to linger for when the peer is done, or when the
 		 * transport can read nothing more (an expired kTLS RX key). */
-		if (c->peer_eof || c->rx_mode == RX_OFF) {
+		if (c->peer_eof || c->rx_mode == RTLS__RX_OFF) {
 			rtls__conn_kill(c, 0);
 			return;
 		}
@@ -194,13 +266,13 @@ static void drained(struct rtls_conn *c)
 		 * closes, so unread request bytes do not turn our close into
 		 * a reset that destroys the response in flight. */
 		shutdown(c->fd, SHUT_WR);
-		c->state = CONN_LINGER;
+		rtls__conn_set_state(c, RTLS__CONN_LINGER);
 		rtls__timer_arm(c, RTLS_TIMER_LINGER);
 		c->read_paused = false;
 		rtls__conn_recv_arm(c);
 		return;
 	}
-	if (c->state == CONN_OPEN && c->handler_open && h->on_drained)
+	if (c->state == RTLS__CONN_OPEN && c->handler_open && h->on_drained)
 		h->on_drained(c, c->data);
 }
 
@@ -209,19 +281,19 @@ static void send_next(struct rtls_conn *c)
 {
 	struct rtls__wbuf *w = inflight(c);
 
-	if (c->urgent_len && !c->urgent_inflight) {
-		c->urgent_inflight = true;
-		submit_record(c, (const char *)c->urgent, c->urgent_len, c->urgent_type);
+	if (c->urgent_len && !send_urgent_outstanding(c)) {
+		submit_urgent(c);
 		return;
 	}
-	c->side_active = true;
+	if (c->send_state == RTLS__SEND_IDLE)
+		send_set(c, RTLS__SEND_SIDE_NEXT); /* a side begins */
 	while (c->seg_done < w->nsegs) {
 		struct rtls__seg *s = &w->segs[c->seg_done];
 
 		if (c->mem_sent < s->mem_end) {
 			if (s->rec_type)
 				submit_record(c, w->data + c->mem_sent, s->mem_end - c->mem_sent,
-					      s->rec_type);
+					      s->rec_type, RTLS__SEND_SIDE);
 			else
 				submit_send(c, w->data + c->mem_sent, s->mem_end - c->mem_sent,
 					    s->fd >= 0 && s->flen > 0);
@@ -236,7 +308,8 @@ static void send_next(struct rtls_conn *c)
 				rtls__conn_kill(c, ret);
 				return;
 			}
-			submit_splice(c, c->pipe_bytes ? OP_SPLICE_OUT : OP_SPLICE_IN, s);
+			submit_splice(c, c->pipe_bytes ? RTLS__OP_SPLICE_OUT : RTLS__OP_SPLICE_IN,
+				      s);
 			return;
 		}
 		if (s->fd >= 0) {
@@ -247,7 +320,7 @@ static void send_next(struct rtls_conn *c)
 		c->seg_done++;
 		c->file_sent = 0;
 	}
-	c->side_active = false;
+	send_set(c, RTLS__SEND_IDLE); /* the side is done */
 	rtls__wbuf_reset(w);
 	if (!c->w[c->wi].nsegs) {
 		/* Nothing else queued: an idle connection keeps no output
@@ -269,7 +342,13 @@ void rtls__send_start(struct rtls_conn *c)
 {
 	struct rtls__wbuf *w = &c->w[c->wi];
 
-	if (c->send_inflight || c->state == CONN_DEAD)
+	/* Only from IDLE. Between two requests of a side (SIDE_NEXT: inside a
+	 * completion's callbacks, e.g. a close from tp->on_sent) nothing is
+	 * outstanding, but the side is not done: starting a round there
+	 * swapped the sides under it, and under kernel TX sent the same
+	 * close_notify twice. flush_wanted carries the request to the end
+	 * of the side instead. */
+	if (c->send_state != RTLS__SEND_IDLE || c->state == RTLS__CONN_DEAD)
 		return;
 	if (c->tp && c->tp->seal) {
 		/* The transport turns (some of) the pending plaintext into
@@ -305,7 +384,7 @@ void rtls__send_start(struct rtls_conn *c)
 void rtls__kick(struct rtls_conn *c)
 {
 	c->flush_wanted = true;
-	if (!c->send_inflight)
+	if (!rtls__send_busy(c))
 		rtls__send_start(c);
 }
 
@@ -314,12 +393,11 @@ void rtls__kick(struct rtls_conn *c)
 static int send_done(struct rtls_conn *c, int res, enum rtls_log_level lvl, const char *what,
 		     const char *zero, int zero_err)
 {
-	c->send_inflight = false;
-	if (c->state == CONN_DEAD)
+	send_complete(c);
+	if (c->state == RTLS__CONN_DEAD)
 		return 0;
 	if (res == -EINTR || res == -EAGAIN) {
-		c->urgent_inflight = false; /* send_next sends it again */
-		send_next(c);
+		send_next(c); /* the same piece again (the urgent record first) */
 		return 0;
 	}
 	if (res <= 0) {
@@ -349,7 +427,6 @@ static void count_sent(struct rtls_conn *c, int res)
  * stream it interrupted goes on. */
 static void urgent_done(struct rtls_conn *c, int res)
 {
-	c->urgent_inflight = false;
 	if (res < c->urgent_len) {
 		/* A record of a few bytes cannot be cut in two. */
 		rtls__conn_kill(c, -EIO);
@@ -358,9 +435,9 @@ static void urgent_done(struct rtls_conn *c, int res)
 	c->urgent_len = 0;
 	if (c->tp && c->tp->on_seg_sent)
 		c->tp->on_seg_sent(c);
-	if (c->state == CONN_DEAD)
+	if (c->state == RTLS__CONN_DEAD)
 		return;
-	if (c->side_active)
+	if (send_side_active(c))
 		send_next(c);
 	else
 		rtls__send_start(c);
@@ -375,18 +452,18 @@ int rtls__send_urgent(struct rtls_conn *c, uint8_t type, const void *p, size_t n
 	c->urgent_type = type;
 	/* Idle: send now. Otherwise send_next() sends it before the next
 	 * piece of the stream (also when asked from inside a completion). */
-	if (!c->send_inflight && !c->side_active) {
-		c->urgent_inflight = true;
-		submit_record(c, (const char *)c->urgent, n, type);
-	}
+	if (c->send_state == RTLS__SEND_IDLE)
+		submit_urgent(c);
 	return 0;
 }
 
 void rtls__on_send(struct rtls_conn *c, int res)
 {
+	bool urgent = send_urgent_outstanding(c);
+
 	if (!send_done(c, res, RTLS_LOG_DEBUG, "send", "wrote nothing", -EPIPE))
 		return;
-	if (c->urgent_inflight) {
+	if (urgent) {
 		urgent_done(c, res);
 		return;
 	}
@@ -401,7 +478,7 @@ void rtls__on_splice(struct rtls_conn *c, enum rtls__op op, int res)
 	 * Content-Length cannot be met, so the connection must end. */
 	if (!send_done(c, res, RTLS_LOG_WARN, "file send", "file truncated while sending", -EIO))
 		return;
-	if (op == OP_SPLICE_IN) {
+	if (op == RTLS__OP_SPLICE_IN) {
 		c->pipe_bytes = (size_t)res;
 	} else {
 		c->pipe_bytes -= (size_t)res;
@@ -413,14 +490,14 @@ void rtls__on_splice(struct rtls_conn *c, enum rtls__op op, int res)
 
 int rtls_conn_write(rtls_conn *c, const void *p, size_t n)
 {
-	if (c->state != CONN_OPEN)
+	if (c->state != RTLS__CONN_OPEN)
 		return -EPIPE;
 	return rtls__wbuf_append(&c->w[c->wi], p, n);
 }
 
 char *rtls_conn_reserve(rtls_conn *c, size_t n)
 {
-	if (c->state != CONN_OPEN)
+	if (c->state != RTLS__CONN_OPEN)
 		return NULL;
 	return rtls__wbuf_reserve(&c->w[c->wi], n);
 }
@@ -435,7 +512,7 @@ int rtls_conn_write_file(rtls_conn *c, int fd, off_t off, size_t len)
 {
 	int ret;
 
-	if (c->state != CONN_OPEN) {
+	if (c->state != RTLS__CONN_OPEN) {
 		close(fd);
 		return -EPIPE;
 	}
@@ -451,10 +528,10 @@ int rtls_conn_write_file(rtls_conn *c, int fd, off_t off, size_t len)
 
 int rtls_conn_flush(rtls_conn *c)
 {
-	if (c->state != CONN_OPEN && c->state != CONN_CLOSING)
+	if (c->state != RTLS__CONN_OPEN && c->state != RTLS__CONN_CLOSING)
 		return -EPIPE;
 	c->flush_wanted = true;
-	if (!c->send_inflight)
+	if (!rtls__send_busy(c))
 		rtls__send_start(c);
 	return 0;
 }
@@ -464,7 +541,10 @@ size_t rtls_conn_pending(const rtls_conn *c)
 	const struct rtls__wbuf *w = &c->w[c->wi ^ 1];
 	size_t n = rtls__wbuf_bytes(&c->w[c->wi]);
 
-	if (!c->send_inflight)
+	/* The in-flight side only while there is one: during an urgent
+	 * record sent alone (an idle KeyUpdate) the other side is reset, and
+	 * subtracting mem_sent from it wrapped around. */
+	if (!send_side_active(c))
 		return n;
 	n += w->len - c->mem_sent;
 	for (unsigned i = c->seg_done; i < w->nsegs; i++)

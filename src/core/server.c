@@ -9,6 +9,27 @@
 
 #include "internal.h"
 
+/* Whether the reactor threads were started and joined: state of the
+ * public run calls alone, kept beside struct rtls_server rather than in
+ * it. Only the thread that owns the server (create, start, wait,
+ * destroy) reads or writes it. */
+enum run_state {
+	RUN_IDLE,    /* created, no thread yet */
+	RUN_STARTED, /* threads running or exited, not joined */
+	RUN_JOINED,  /* every thread joined; result holds the outcome */
+};
+
+struct server_box {
+	struct rtls_server s; /* first: a struct rtls_server * is its box */
+	enum run_state run;
+	int result;
+};
+
+static struct server_box *box_of(struct rtls_server *s)
+{
+	return (struct server_box *)(void *)s;
+}
+
 static const unsigned default_timeouts[RTLS_TIMER__COUNT] = {
 	[RTLS_TIMER_IDLE] = 60000,
 	[RTLS_TIMER_HEADER] = 10000,
@@ -83,7 +104,7 @@ static int reactor_alloc(struct rtls_server *s, struct rtls__reactor *r)
 	r->starved = calloc(cfg->max_conns, sizeof(*r->starved));
 	r->reap = calloc(cfg->max_conns, sizeof(*r->reap));
 	r->pipecap = 64;
-	r->pipe_pool = calloc(2 * r->pipecap, sizeof(int));
+	r->pipe_pool = calloc((size_t)2 * r->pipecap, sizeof(int));
 	if (s->handler.conn_data_size)
 		r->conn_data = calloc(cfg->max_conns, s->handler.conn_data_size);
 	if (s->tls_conn_size)
@@ -122,7 +143,7 @@ static void reactor_free(struct rtls_server *s, struct rtls__reactor *r)
 	rtls__small_cache_free(&r->small);
 	if (r->conns)
 		for (unsigned i = 0; i < s->cfg.max_conns; i++) {
-			if (r->conns[i].state == CONN_FREE)
+			if (r->conns[i].state == RTLS__CONN_FREE)
 				continue;
 			/* Live only if the reactor stopped on a ring error. */
 			rtls__conn_orphan(&r->conns[i]);
@@ -179,15 +200,17 @@ static int bind_listener(struct rtls_server *s, unsigned i)
 
 int rtls_server_create(const struct rtls_config *cfg, rtls_server **out, char *why, size_t whylen)
 {
+	struct server_box *b;
 	struct rtls_server *s;
 	int ret;
 
 	*out = NULL;
-	s = calloc(1, sizeof(*s));
-	if (!s) {
+	b = calloc(1, sizeof(*b));
+	if (!b) {
 		snprintf(why, whylen, "%s", strerror(ENOMEM));
 		return -ENOMEM;
 	}
+	s = &b->s;
 	s->cfg = *cfg;
 	rtls_config_defaults(&s->cfg);
 	ret = validate(&s->cfg);
@@ -272,33 +295,129 @@ void rtls_server_stop(rtls_server *s)
 	wake_all(s);
 }
 
-int rtls_server_run(rtls_server *s)
+/* The reactor thread's body, and what a reactor that failed owes the
+ * others: stop them, so that rtls_server_wait(), joining in order, does
+ * not wait forever on a healthy reactor. rtls__reactor_main() has logged
+ * the error and kept it in r->err. */
+static void *reactor_thread(void *arg)
 {
-	sigset_t set;
-	struct timespec tick = { .tv_sec = 0, .tv_nsec = 100 * 1000 * 1000 };
-	unsigned started = 0;
+	struct rtls__reactor *r = arg;
+
+	rtls__reactor_main(r);
+	if (r->err)
+		rtls_server_stop(r->srv);
+	return NULL;
+}
+
+static void join(struct rtls_server *s, unsigned n)
+{
+	for (unsigned k = 0; k < n; k++)
+		pthread_join(s->rs[k].thread, NULL);
+}
+
+/* The reactors run with every signal blocked, so the application's
+ * signal handling stays its own: a process-directed signal is never
+ * delivered to a reactor. SIGPIPE needs no SIG_IGN either. Sends carry
+ * MSG_NOSIGNAL; a splice cannot, and one into a socket the peer has reset
+ * raises SIGPIPE in the thread that ran it: an io-wq worker (io_uring
+ * runs every splice there, 6.1 to 6.18 at least), which blocks every
+ * signal itself, or, were it ever issued inline, the reactor, which
+ * blocks every signal too. A blocked thread-directed signal stays
+ * pending on that thread (SigPnd in /proc/PID/task/TID/status) and goes
+ * with it. */
+static int spawn(struct rtls_server *s)
+{
+	sigset_t all, old;
+	unsigned k;
 	int ret = 0;
 
-	/* SIGPIPE would kill us from an io-wq splice to a closed socket. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old); /* threads inherit the mask */
+	atomic_store(&s->running, s->nreactors);
+	for (k = 0; k < s->nreactors; k++) {
+		ret = -pthread_create(&s->rs[k].thread, NULL, reactor_thread, &s->rs[k]);
+		if (ret < 0)
+			break;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ret < 0) {
+		atomic_fetch_sub(&s->running, s->nreactors - k);
+		rtls_server_stop(s);
+		join(s, k);
+	}
+	return ret;
+}
+
+int rtls_server_start(rtls_server *s)
+{
+	struct server_box *b = box_of(s);
+	int ret = 0;
+
+	if (b->run != RUN_IDLE)
+		return -EALREADY;
+	for (unsigned k = 0; k < s->nreactors; k++) {
+		/* The eventfd must exist before anyone may call stop. */
+		s->rs[k].wake_fd = eventfd(0, EFD_CLOEXEC);
+		if (s->rs[k].wake_fd < 0) {
+			ret = -errno;
+			goto out;
+		}
+	}
+	/* A stop that came before the eventfds were there wrote none. */
+	if (atomic_load(&s->stop))
+		rtls_server_stop(s);
+	ret = spawn(s);
+out:
+	/* Once per server, also when it failed: wait() reports the failure. */
+	b->run = ret < 0 ? RUN_JOINED : RUN_STARTED;
+	b->result = ret;
+	return ret;
+}
+
+int rtls_server_wait(rtls_server *s)
+{
+	struct server_box *b = box_of(s);
+	int ret = 0;
+
+	if (b->run == RUN_IDLE)
+		return -EINVAL;
+	if (b->run == RUN_JOINED)
+		return b->result;
+	join(s, s->nreactors);
+	for (unsigned k = 0; k < s->nreactors; k++)
+		if (s->rs[k].err && !ret)
+			ret = s->rs[k].err;
+	b->run = RUN_JOINED;
+	b->result = ret;
+	return ret;
+}
+
+int rtls_server_run(rtls_server *s)
+{
+	int ret = rtls_server_start(s);
+
+	return ret < 0 ? ret : rtls_server_wait(s);
+}
+
+/* What `ringtls serve` has always done. The caller blocks SIGINT and
+ * SIGTERM and takes them with sigtimedwait(); the tick notices a reactor
+ * that failed or a stop from elsewhere. */
+int rtls_server_run_until_signal(rtls_server *s)
+{
+	struct timespec tick = { .tv_sec = 0, .tv_nsec = 100L * 1000 * 1000 };
+	sigset_t set;
+	int ret;
+
+	/* As `ringtls serve` always did; the reactors would not need it, but
+	 * the program's own writes (its log into a closed pipe) do. */
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &set, NULL); /* reactors inherit the mask */
-	for (unsigned k = 0; k < s->nreactors; k++) {
-		/* The eventfd must exist before anyone may call stop. */
-		s->rs[k].wake_fd = eventfd(0, EFD_CLOEXEC);
-		if (s->rs[k].wake_fd < 0)
-			return -errno;
-	}
-	atomic_store(&s->running, s->nreactors);
-	for (; started < s->nreactors; started++) {
-		ret = -pthread_create(&s->rs[started].thread, NULL, rtls__reactor_main, &s->rs[started]);
-		if (ret < 0) {
-			atomic_fetch_sub(&s->running, s->nreactors - started);
-			break;
-		}
-	}
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	ret = rtls_server_start(s);
+	if (ret < 0)
+		return ret;
 	while (!atomic_load(&s->stop) && atomic_load(&s->running) == s->nreactors) {
 		int sig = sigtimedwait(&set, NULL, &tick);
 
@@ -308,23 +427,23 @@ int rtls_server_run(rtls_server *s)
 		}
 	}
 	rtls_server_stop(s);
-	for (unsigned k = 0; k < started; k++) {
-		pthread_join(s->rs[k].thread, NULL);
-		if (s->rs[k].err && !ret)
-			ret = s->rs[k].err;
-	}
-	return ret;
+	return rtls_server_wait(s);
 }
 
 void rtls_server_destroy(rtls_server *s)
 {
 	if (!s)
 		return;
+	/* Started and never waited for: the threads still use everything. */
+	if (box_of(s)->run == RUN_STARTED) {
+		rtls_server_stop(s);
+		rtls_server_wait(s);
+	}
 	if (s->rs)
 		for (unsigned k = 0; k < s->nreactors; k++)
 			reactor_free(s, &s->rs[k]);
 	free(s->rs);
 	free(s->bound);
 	free(s->bound_len);
-	free(s);
+	free(box_of(s));
 }

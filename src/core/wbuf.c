@@ -88,16 +88,22 @@ static struct rtls__seg *new_seg(struct rtls__wbuf *w)
  * already ends with a file or is a control record. */
 static struct rtls__seg *tail_seg(struct rtls__wbuf *w)
 {
-	struct rtls__seg *s = w->nsegs ? &w->segs[w->nsegs - 1] : NULL;
+	if (w->nsegs) {
+		struct rtls__seg *s = &w->segs[w->nsegs - 1];
 
-	if (s && s->fd < 0 && !s->rec_type)
-		return s;
+		if (s->fd < 0 && !s->rec_type)
+			return s;
+	}
 	return new_seg(w);
 }
 
 char *rtls__wbuf_reserve(struct rtls__wbuf *w, size_t n)
 {
-	if (w->len + n > w->cap && grow(w, w->len + n) < 0)
+	/* Even 0 bytes need somewhere to point: NULL means out of memory,
+	 * and an empty buffer has no data yet. */
+	size_t need = w->len + (n ? n : 1);
+
+	if (need > w->cap && grow(w, need) < 0)
 		return NULL;
 	return w->data + w->len;
 }
@@ -116,7 +122,11 @@ static int commit(struct rtls__wbuf *w, size_t n)
 
 int rtls__wbuf_append(struct rtls__wbuf *w, const void *p, size_t n)
 {
-	char *dst = rtls__wbuf_reserve(w, n);
+	char *dst;
+
+	if (!n)
+		return 0; /* nothing to queue */
+	dst = rtls__wbuf_reserve(w, n);
 
 	if (!dst)
 		return -ENOMEM;

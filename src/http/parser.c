@@ -1,8 +1,9 @@
 /* HTTP/1.1 request-head parser (RFC 9112 §2-§5) and chunked transfer-coding
  * decoder (RFC 9112 §7.1). No I/O, no allocation.
  *
- * The head parser is stateless: after RTLS_HTTP_INCOMPLETE the caller calls
- * again with the same prefix plus new bytes, and we rescan from the start.
+ * The head parser is stateless: after RTLS_HTTP_PARSE_INCOMPLETE the caller
+ * calls again with the same prefix plus new bytes, and we rescan from the
+ * start.
  * Heads are small (max_head), so rescanning costs less than carrying state
  * and keeps every call's answer a pure function of the bytes seen.
  *
@@ -55,14 +56,14 @@ static int is_ows(unsigned char c)
 static int eat_crlf(struct cursor *c)
 {
 	if (c->p == c->end)
-		return RTLS_HTTP_INCOMPLETE;
+		return RTLS_HTTP_PARSE_INCOMPLETE;
 	if (*c->p != '\r')
-		return RTLS_HTTP_EBAD;
+		return RTLS_HTTP_PARSE_BAD;
 	c->p++;
 	if (c->p == c->end)
-		return RTLS_HTTP_INCOMPLETE;
+		return RTLS_HTTP_PARSE_INCOMPLETE;
 	if (*c->p != '\n')
-		return RTLS_HTTP_EBAD;
+		return RTLS_HTTP_PARSE_BAD;
 	c->p++;
 	return 0;
 }
@@ -91,9 +92,9 @@ static int parse_token(struct cursor *c, unsigned char stop,
 	for (; c->p != c->end && is_tchar(*c->p); c->p++)
 		;
 	if (c->p == c->end)
-		return RTLS_HTTP_INCOMPLETE;
+		return RTLS_HTTP_PARSE_INCOMPLETE;
 	if (*c->p != stop || c->p == start)
-		return RTLS_HTTP_EBAD;
+		return RTLS_HTTP_PARSE_BAD;
 	out->p = (const char *)start;
 	out->n = (size_t)(c->p - start);
 	c->p++;
@@ -111,14 +112,14 @@ static int parse_target(struct cursor *c, size_t max_target,
 
 	for (;; c->p++) {
 		if ((size_t)(c->p - start) > max_target)
-			return RTLS_HTTP_EURI;
+			return RTLS_HTTP_PARSE_URI_TOO_LONG;
 		if (c->p == c->end)
-			return RTLS_HTTP_INCOMPLETE;
+			return RTLS_HTTP_PARSE_INCOMPLETE;
 		if (*c->p < 0x21 || *c->p > 0x7e)
 			break;
 	}
 	if (*c->p != ' ' || c->p == start)
-		return RTLS_HTTP_EBAD;
+		return RTLS_HTTP_PARSE_BAD;
 	out->p = (const char *)start;
 	out->n = (size_t)(c->p - start);
 	c->p++;
@@ -139,7 +140,7 @@ static int parse_version(struct cursor *c, int *minor)
 
 	for (i = 0; i < 8; i++) {
 		if (v + i == c->end)
-			return RTLS_HTTP_INCOMPLETE;
+			return RTLS_HTTP_PARSE_INCOMPLETE;
 		if (i < 5)
 			ok = v[i] == (unsigned char)name[i];
 		else if (i == 6)
@@ -147,10 +148,10 @@ static int parse_version(struct cursor *c, int *minor)
 		else
 			ok = v[i] >= '0' && v[i] <= '9';
 		if (!ok)
-			return RTLS_HTTP_EBAD;
+			return RTLS_HTTP_PARSE_BAD;
 	}
 	if (v[5] != '1')
-		return RTLS_HTTP_EVERSION;
+		return RTLS_HTTP_PARSE_BAD_VERSION;
 	*minor = v[7] == '0' ? 0 : 1;
 	c->p += 8;
 	return eat_crlf(c);
@@ -169,7 +170,7 @@ static int parse_value(struct cursor *c, struct rtls_http_str *out)
 	for (; c->p != c->end && is_value_char(*c->p); c->p++)
 		;
 	if (c->p == c->end)
-		return RTLS_HTTP_INCOMPLETE;
+		return RTLS_HTTP_PARSE_INCOMPLETE;
 	for (last = c->p; last > start && is_ows(last[-1]); last--)
 		;
 	out->p = (const char *)start;
@@ -186,7 +187,7 @@ static int parse_field_line(struct cursor *c, struct rtls_http_header *h)
 	 * right after the request-line, the §2.2 case that a server MUST
 	 * reject. parse_token would refuse it too; say why here. */
 	if (is_ows(*c->p))
-		return RTLS_HTTP_EBAD;
+		return RTLS_HTTP_PARSE_BAD;
 	/* The name must run straight into ':' (§5.1: no whitespace between
 	 * name and colon, MUST be rejected with 400). */
 	rc = parse_token(c, ':', &h->name);
@@ -203,13 +204,13 @@ static int parse_fields(struct cursor *c, const struct rtls_http_limits *lim,
 
 	for (;;) {
 		if (c->p == c->end)
-			return RTLS_HTTP_INCOMPLETE;
+			return RTLS_HTTP_PARSE_INCOMPLETE;
 		if (*c->p == '\r')
 			return eat_crlf(c);
 		/* A new field line is starting: the count is over the limit
 		 * now, whatever the rest of the line holds. */
 		if (req->num_headers >= lim->max_headers)
-			return RTLS_HTTP_EHEADERS;
+			return RTLS_HTTP_PARSE_HEADERS_TOO_LARGE;
 		rc = parse_field_line(c, &req->headers[req->num_headers]);
 		if (rc)
 			return rc;
@@ -249,15 +250,16 @@ int rtls__http_parse_request(const char *buf, size_t len,
 	req->num_headers = 0;
 	/* Avoid NULL + 0, which is undefined in C. */
 	if (len == 0)
-		return max_head == 0 ? RTLS_HTTP_EHEADERS : RTLS_HTTP_INCOMPLETE;
+		return max_head == 0 ? RTLS_HTTP_PARSE_HEADERS_TOO_LARGE
+				     : RTLS_HTTP_PARSE_INCOMPLETE;
 
 	/* Never look past max_head: a head that has not ended by then is
 	 * 431 whatever follows, and a huge buffer costs no extra scanning. */
 	c.p = (const unsigned char *)buf;
 	c.end = c.p + (len < max_head ? len : max_head);
 	rc = parse_head(&c, lim, req);
-	if (rc == RTLS_HTTP_INCOMPLETE && len >= max_head)
-		return RTLS_HTTP_EHEADERS;
+	if (rc == RTLS_HTTP_PARSE_INCOMPLETE && len >= max_head)
+		return RTLS_HTTP_PARSE_HEADERS_TOO_LARGE;
 	if (rc)
 		return rc;
 	return (int)(c.p - (const unsigned char *)buf);
@@ -316,7 +318,7 @@ enum {
 static int size_digit(struct rtls_http_chunked *c, int d)
 {
 	if (c->remaining > ((uint64_t)INT64_MAX - (uint64_t)d) / 16)
-		return RTLS_HTTP_EBAD;
+		return RTLS_HTTP_PARSE_BAD;
 	c->remaining = c->remaining * 16 + (uint64_t)d;
 	c->state = CH_SIZE;
 	return 0;
@@ -345,7 +347,7 @@ static int ext_boundary(struct rtls_http_chunked *c, unsigned char ch, int ows_n
 	else if (is_ows(ch))
 		c->state = ows_next;
 	else
-		return RTLS_HTTP_EBAD;
+		return RTLS_HTTP_PARSE_BAD;
 	return 0;
 }
 
@@ -359,11 +361,11 @@ static int step_ext(struct rtls_http_chunked *c, unsigned char ch)
 	case CH_SIZE_BWS:
 		if (ch == ';')
 			c->state = CH_EXT_NAME_BWS;
-		return ch == ';' || is_ows(ch) ? 0 : RTLS_HTTP_EBAD;
+		return ch == ';' || is_ows(ch) ? 0 : RTLS_HTTP_PARSE_BAD;
 	case CH_EXT_NAME_BWS:
 		if (is_tchar(ch))
 			c->state = CH_EXT_NAME;
-		return is_tchar(ch) || is_ows(ch) ? 0 : RTLS_HTTP_EBAD;
+		return is_tchar(ch) || is_ows(ch) ? 0 : RTLS_HTTP_PARSE_BAD;
 	case CH_EXT_NAME:
 		if (is_tchar(ch))
 			return 0;
@@ -377,13 +379,13 @@ static int step_ext(struct rtls_http_chunked *c, unsigned char ch)
 			c->state = CH_EXT_VAL_BWS;
 		else if (ch == ';')
 			c->state = CH_EXT_NAME_BWS;
-		return ch == '=' || ch == ';' || is_ows(ch) ? 0 : RTLS_HTTP_EBAD;
+		return ch == '=' || ch == ';' || is_ows(ch) ? 0 : RTLS_HTTP_PARSE_BAD;
 	case CH_EXT_VAL_BWS:
 		if (is_tchar(ch))
 			c->state = CH_EXT_TOKEN;
 		else if (ch == '"')
 			c->state = CH_EXT_QUOTED;
-		return is_tchar(ch) || ch == '"' || is_ows(ch) ? 0 : RTLS_HTTP_EBAD;
+		return is_tchar(ch) || ch == '"' || is_ows(ch) ? 0 : RTLS_HTTP_PARSE_BAD;
 	case CH_EXT_TOKEN:
 		return is_tchar(ch) ? 0 : ext_boundary(c, ch, CH_SIZE_BWS);
 	case CH_EXT_QUOTED:
@@ -391,14 +393,14 @@ static int step_ext(struct rtls_http_chunked *c, unsigned char ch)
 			c->state = CH_EXT_END;
 		else if (ch == '\\')
 			c->state = CH_EXT_QPAIR;
-		return ch == '"' || ch == '\\' || is_qdtext(ch) ? 0 : RTLS_HTTP_EBAD;
+		return ch == '"' || ch == '\\' || is_qdtext(ch) ? 0 : RTLS_HTTP_PARSE_BAD;
 	case CH_EXT_QPAIR:
 		c->state = CH_EXT_QUOTED;
-		return is_qpair_char(ch) ? 0 : RTLS_HTTP_EBAD;
+		return is_qpair_char(ch) ? 0 : RTLS_HTTP_PARSE_BAD;
 	case CH_EXT_END:
 		return ext_boundary(c, ch, CH_SIZE_BWS);
 	default:
-		return RTLS_HTTP_EBAD;
+		return RTLS_HTTP_PARSE_BAD;
 	}
 }
 
@@ -411,7 +413,7 @@ static int step_size_line(struct rtls_http_chunked *c, unsigned char ch)
 	switch (c->state) {
 	case CH_SIZE_FIRST:
 		if (d < 0)
-			return RTLS_HTTP_EBAD;
+			return RTLS_HTTP_PARSE_BAD;
 		c->remaining = 0;
 		return size_digit(c, d);
 	case CH_SIZE:
@@ -420,7 +422,7 @@ static int step_size_line(struct rtls_http_chunked *c, unsigned char ch)
 		return ext_boundary(c, ch, CH_SIZE_BWS);
 	case CH_SIZE_LF:
 		if (ch != '\n')
-			return RTLS_HTTP_EBAD;
+			return RTLS_HTTP_PARSE_BAD;
 		/* A zero size is the last-chunk: trailers follow. */
 		c->state = c->remaining ? CH_DATA : CH_TRAILER_START;
 		return 0;
@@ -465,14 +467,14 @@ static int step_after_data(struct rtls_http_chunked *c, unsigned char ch)
 		break;
 	case CH_FINAL_LF:
 		if (ch != '\n')
-			return RTLS_HTTP_EBAD;
+			return RTLS_HTTP_PARSE_BAD;
 		c->state = CH_DONE;
 		return 1;
 	default:
-		return RTLS_HTTP_EBAD;
+		return RTLS_HTTP_PARSE_BAD;
 	}
 	if (next == CH_ERROR)
-		return RTLS_HTTP_EBAD;
+		return RTLS_HTTP_PARSE_BAD;
 	c->state = next;
 	return 0;
 }
@@ -500,7 +502,7 @@ int rtls__http_chunked_feed(struct rtls_http_chunked *c, const char *buf,
 	if (c->state == CH_DONE)
 		rc = 1;
 	else if (c->state == CH_ERROR)
-		rc = RTLS_HTTP_EBAD;
+		rc = RTLS_HTTP_PARSE_BAD;
 	/* Stop right after the final LF: what follows is the next request. */
 	while (rc == 0 && i < len) {
 		if (c->state == CH_DATA) {

@@ -244,7 +244,7 @@ static int check_buffered_chunks(const struct rtls_http_config *hc, const char *
 	uint64_t data = 0;
 	size_t used;
 
-	if (rtls__http_chunked_feed(&ch, p, n, &used, &data) < 0) {
+	if (rtls__http_chunked_feed(&ch, p, n, &used, &data) == RTLS_HTTP_PARSE_BAD) {
 		*why = "malformed chunked body";
 		return 400;
 	}
@@ -258,16 +258,16 @@ static int check_buffered_chunks(const struct rtls_http_config *hc, const char *
 static int parse_status(int ret, const char **why)
 {
 	switch (ret) {
-	case RTLS_HTTP_EURI:
+	case RTLS_HTTP_PARSE_URI_TOO_LONG:
 		*why = "request-target too long";
 		return 414;
-	case RTLS_HTTP_EHEADERS:
+	case RTLS_HTTP_PARSE_HEADERS_TOO_LARGE:
 		*why = "request head too large or too many fields";
 		return 431;
-	case RTLS_HTTP_EVERSION:
+	case RTLS_HTTP_PARSE_BAD_VERSION:
 		*why = "HTTP version not supported";
 		return 505;
-	case RTLS_HTTP_EBAD:
+	case RTLS_HTTP_PARSE_BAD:
 	default:
 		*why = "malformed request";
 		return 400;
@@ -287,7 +287,7 @@ int rtls__http_request(rtls_conn *c, struct hconn *h, const struct rtls_http_con
 	memset(&q, 0, sizeof(q));
 	q.r.headers = hdrs;
 	ret = rtls__http_parse_request(p, n, &lim, &q.r);
-	if (ret == RTLS_HTTP_INCOMPLETE)
+	if (ret == RTLS_HTTP_PARSE_INCOMPLETE)
 		return 0;
 	h->head = ret > 0 && q.r.method.n == 4 && memcmp(q.r.method.p, "HEAD", 4) == 0;
 	if (ret < 0) {

@@ -111,15 +111,11 @@ int rtls__http_simple(rtls_conn *c, int status, int keep_alive, const char *ctyp
 		      const char *extra, const char *body, size_t body_len, bool head)
 {
 	char hdr[512];
-	size_t tl = strlen(ctype), el = strlen(extra);
-	int ret;
+	int n, ret;
 
-	if (tl + el + 17 > sizeof(hdr))
+	n = snprintf(hdr, sizeof(hdr), "Content-Type: %s\r\n%s", ctype, extra);
+	if (n < 0 || (size_t)n >= sizeof(hdr))
 		return -EOVERFLOW;
-	memcpy(hdr, "Content-Type: ", 14);
-	memcpy(hdr + 14, ctype, tl);
-	memcpy(hdr + 14 + tl, "\r\n", 2);
-	memcpy(hdr + 16 + tl, extra, el + 1);
 	ret = rtls__http_head(c, status, keep_alive, hdr, body_len);
 	if (ret < 0 || head)
 		return ret;

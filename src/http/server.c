@@ -10,7 +10,7 @@
 #include "internal.h"
 
 /* Stop parsing pipelined requests while this much output is queued. */
-#define OUTPUT_HIGH_WATER (256u * 1024u)
+#define OUTPUT_HIGH_WATER ((size_t)256 * 1024)
 
 void rtls_http_config_defaults(struct rtls_http_config *hc)
 {
@@ -76,7 +76,7 @@ static long skip_body(struct hconn *h, const struct rtls_http_config *hc, const 
 	if (h->in_chunked) {
 		int ret = rtls__http_chunked_feed(&h->chunk, p, n, &used, &data);
 
-		if (ret < 0)
+		if (ret == RTLS_HTTP_PARSE_BAD)
 			return -1;
 		h->chunked_seen += data;
 		if (h->chunked_seen > hc->max_body)

@@ -187,6 +187,7 @@ int rtls__http_static(rtls_conn *c, const struct rtls_http_config *hc, const str
 	const char *why = NULL;
 	struct stat st;
 	int dir_hint = 0, fd, ret;
+	size_t rl;
 
 	ret = rtls__path_sanitize(q->path.p, q->path.n, rel, sizeof(rel) - 16, &dir_hint);
 	if (ret < 0) {
@@ -210,7 +211,9 @@ int rtls__http_static(rtls_conn *c, const struct rtls_http_config *hc, const str
 			}
 			return bodiless(c, q, 301, loc);
 		}
-		strcat(rel, *rel ? "/index.html" : "index.html");
+		/* Fits: rtls__path_sanitize() left 16 bytes of rel free. */
+		rl = strlen(rel);
+		snprintf(rel + rl, sizeof(rel) - rl, "%s", rl ? "/index.html" : "index.html");
 		fd = open_beneath(hc, rel);
 		if (fd >= 0 && fstat(fd, &st) < 0) {
 			close(fd);

@@ -13,8 +13,9 @@
  *            OpenSSL makes on its own (handshake flights, tickets, alerts,
  *            close_notify) wait in `stage` and go out first.
  *
- * State: HANDSHAKE → ESTABLISHED → (close_notify either way) → closed;
- * any fatal error sends OpenSSL's alert and closes. DESIGN.md has more. */
+ * State (state.h): HANDSHAKE → [SWITCH_PENDING →] ESTABLISHED; a fatal
+ * error (HANDSHAKE_FAILED, FAILED) sends OpenSSL's alert and closes; our
+ * close_notify goes after the pending data. DESIGN.md has more. */
 #include <errno.h>
 #include <openssl/err.h>
 #include <pthread.h>
@@ -25,7 +26,7 @@
 #include "internal.h"
 
 /* File bytes encrypted per send round: bounds memory for a large file. */
-#define SEAL_FILE_BUDGET (256u * 1024u)
+#define SEAL_FILE_BUDGET ((size_t)256 * 1024)
 #define READ_CHUNK 16384u
 
 
@@ -42,7 +43,7 @@ static int sink_write(BIO *b, const char *p, int n)
 		return 0;
 	/* Once the kernel makes our records, OpenSSL's write state is stale:
 	 * anything it still writes must never reach the wire. */
-	if (t->ktx)
+	if (rtls__tls_tx_kernel(t))
 		return n;
 	rtls__tls_sink_account(t, (const unsigned char *)p, (size_t)n);
 	return rtls__wbuf_append(t->sink, p, (size_t)n) < 0 ? -1 : n;
@@ -177,11 +178,12 @@ void rtls__tls_fail(struct rtls_conn *c, struct tconn *t, const char *when)
 	rtls_conn_peer(c, peer, sizeof(peer));
 	if (e && ERR_GET_REASON(e) == SSL_R_HTTP_REQUEST)
 		plain_http_answer(t);
-	rtls_log(t->established ? RTLS_LOG_INFO : x->fail_level, "tls %s: %s failed: %s", peer,
-		 when, reason ? reason : "connection error");
+	rtls_log(rtls__tls_established(t) ? RTLS_LOG_INFO : x->fail_level, "tls %s: %s failed: %s",
+		 peer, when, reason ? reason : "connection error");
 	ERR_clear_error();
-	t->failed = true;
-	if (t->ktx && (t->last_alert & 0xff))
+	rtls__tls_set_phase(t, rtls__tls_established(t) ? RTLS__TLS_FAILED
+						       : RTLS__TLS_HANDSHAKE_FAILED);
+	if (rtls__tls_tx_kernel(t) && (t->last_alert & 0xff))
 		rtls__tls_alert(c, t, (uint8_t)(t->last_alert & 0xff));
 	rtls_conn_close(c);
 }
@@ -193,7 +195,6 @@ static void on_established(struct rtls_conn *c, struct tconn *t)
 	unsigned alen;
 	X509 *peer;
 
-	t->established = true;
 	t->version = SSL_get_version(t->ssl);     /* static strings: they */
 	t->cipher = SSL_get_cipher_name(t->ssl);  /* outlive the SSL object */
 	t->resumed = SSL_session_reused(t->ssl);
@@ -215,13 +216,15 @@ static void on_established(struct rtls_conn *c, struct tconn *t)
 	}
 	rtls__timer_arm(c, RTLS_TIMER_NONE);
 	rtls__tls_decide(c, t);
-	if (t->switch_pending) {
+	if (t->tx == RTLS__TLS_WANT_KERNEL || t->rx == RTLS__TLS_WANT_KERNEL) {
+		rtls__tls_set_phase(t, RTLS__TLS_SWITCH_PENDING);
 		/* Hand-off once the last flight is out; no read until then. */
-		c->rx_mode = RX_OFF;
+		c->rx_mode = RTLS__RX_OFF;
 		return;
 	}
-	if (c->rx_mode == RX_EXACT)
-		c->rx_mode = RX_MULTISHOT;
+	rtls__tls_set_phase(t, RTLS__TLS_ESTABLISHED); /* userspace both ways */
+	if (c->rx_mode == RTLS__RX_EXACT)
+		c->rx_mode = RTLS__RX_MULTISHOT;
 	rtls__tls_log_open(c, t);
 	rtls__handler_open(c);
 }
@@ -235,8 +238,8 @@ void rtls__tls_log_open(struct rtls_conn *c, struct tconn *t)
 	rtls_conn_peer(c, ps, sizeof(ps));
 	rtls_log(RTLS_LOG_DEBUG, "tls %s: %s %s alpn=%s sni=%s resumed=%s client=%s kernel-tx=%s kernel-rx=%s",
 		 ps, t->version, t->cipher, t->alpn[0] ? t->alpn : "-", t->sni[0] ? t->sni : "-",
-		 t->resumed ? "yes" : "no", t->subject ? t->subject : "-", t->ktx ? "yes" : "no",
-		 t->krx ? "yes" : "no");
+		 t->resumed ? "yes" : "no", t->subject ? t->subject : "-",
+		 rtls__tls_tx_kernel(t) ? "yes" : "no", rtls__tls_rx_kernel(t) ? "yes" : "no");
 }
 
 /* Returns 1 when established, 0 when more input is needed, -1 on failure. */
@@ -246,7 +249,7 @@ static int handshake(struct rtls_conn *c, struct tconn *t)
 
 	if (ret == 1) {
 		on_established(c, t);
-		return c->state == CONN_OPEN ? 1 : -1;
+		return c->state == RTLS__CONN_OPEN ? 1 : -1;
 	}
 	switch (SSL_get_error(t->ssl, ret)) {
 	case SSL_ERROR_WANT_READ:
@@ -281,7 +284,7 @@ void rtls__tls_read_records(struct rtls_conn *c, struct tconn *t, struct rtls_bu
 			return;
 		}
 	}
-	while (c->state == CONN_OPEN) {
+	while (c->state == RTLS__CONN_OPEN) {
 		struct rtls_buf b;
 		char *dst;
 		size_t cap = raw ? ring_cap : READ_CHUNK;
@@ -308,7 +311,7 @@ void rtls__tls_read_records(struct rtls_conn *c, struct tconn *t, struct rtls_bu
 				b = *raw;
 				raw = NULL;
 			} else {
-				b.priv_kind = BUF_HEAP;
+				b.priv_kind = RTLS__BUF_HEAP;
 				b.priv_id = 0;
 				c->nheld++;
 			}
@@ -349,22 +352,22 @@ static void tls_on_recv(struct rtls_conn *c, struct rtls_buf *raw)
 {
 	struct tconn *t = tc(c);
 
-	if (t->failed || !t->ssl) {
+	if (rtls__tls_failed(t) || !t->ssl) {
 		rtls_buf_release(c, raw);
 		return;
 	}
 	t->src = (const unsigned char *)raw->data;
 	t->src_len = raw->len;
-	if (c->rx_mode == RX_EXACT)
+	if (c->rx_mode == RTLS__RX_EXACT)
 		rtls__tls_in_account(c, t, (const unsigned char *)raw->data, raw->len);
-	if (!t->established && handshake(c, t) <= 0) {
+	if (!rtls__tls_established(t) && handshake(c, t) <= 0) {
 		(void)source_done(t); /* WANT_READ took it all; else moot */
 		rtls_buf_release(c, raw);
 		if (c->tp)
 			rtls__kick(c); /* the next flight, or the alert */
 		return;
 	}
-	if (t->switch_pending) {
+	if (t->phase == RTLS__TLS_SWITCH_PENDING) {
 		/* A first request may follow the Finished in this buffer. */
 		int ret = source_done(t);
 
@@ -395,15 +398,15 @@ static void tls_on_recv_eof(struct rtls_conn *c)
 	struct tconn *t = tc(c);
 	char peer[64];
 
-	if (!t->established) {
-		if (!t->failed) {
+	if (!rtls__tls_established(t)) {
+		if (!rtls__tls_failed(t)) {
 			rtls_conn_peer(c, peer, sizeof(peer));
 			rtls_log(RTLS_LOG_DEBUG, "tls %s: peer closed during the handshake", peer);
 		}
-		rtls__conn_kill(c, t->failed ? 0 : -ECONNRESET);
+		rtls__conn_kill(c, rtls__tls_failed(t) ? 0 : -ECONNRESET);
 		return;
 	}
-	if (!t->close_notify_in && c->state == CONN_OPEN) {
+	if (!t->close_notify_in && c->state == RTLS__CONN_OPEN) {
 		/* No close_notify: the stream may have been cut short by an
 		 * attacker or a crash; say so, unlike a clean close. */
 		rtls_conn_peer(c, peer, sizeof(peer));
@@ -459,7 +462,7 @@ static int tls_seal(struct rtls_conn *c, struct rtls__wbuf *in, struct rtls__wbu
 		/* Mostly the handshake flight: do not keep its capacity. */
 		rtls__wbuf_free(&t->stage);
 	}
-	if (!t->established || t->failed || !t->ssl)
+	if (!rtls__tls_established(t) || rtls__tls_failed(t) || !t->ssl)
 		return 0;
 	if (!in->nsegs)
 		goto done;
@@ -491,9 +494,9 @@ static int tls_seal(struct rtls_conn *c, struct rtls__wbuf *in, struct rtls__wbu
 	else
 		rtls__wbuf_consume(in, in->nsegs, 0, 0);
 done:
-	if (t->shutdown_wanted && !in->nsegs) {
+	if (t->close == RTLS__TLS_CLOSE_WANTED && !in->nsegs) {
 		/* close_notify after the last data (RFC 8446 §6.1). */
-		t->shutdown_wanted = false;
+		rtls__tls_set_close(t, RTLS__TLS_CLOSE_QUEUED);
 		t->sink = out;
 		if (SSL_shutdown(t->ssl) < 0)
 			ERR_clear_error();
@@ -507,20 +510,20 @@ static void tls_shutdown(struct rtls_conn *c)
 	struct tconn *t = tc(c);
 
 	/* Queue close_notify (RFC 8446 §6.1); it leaves with the last data. */
-	if (t->ktx) {
+	if (rtls__tls_tx_kernel(t)) {
 		rtls__tls_ktx_shutdown(c);
 		return;
 	}
 	/* After whatever the handler queued: tls_seal sends it once the
 	 * pending plaintext has been sealed. */
-	t->shutdown_wanted = true;
+	rtls__tls_set_close(t, RTLS__TLS_CLOSE_WANTED);
 }
 
 static void tls_query(const struct rtls_conn *c, struct rtls_conn_info *ci)
 {
 	struct tconn *t = tc(c);
 
-	if (!t->established)
+	if (!rtls__tls_established(t))
 		return;
 	ci->tls_version = t->version;
 	ci->tls_cipher = t->cipher;
@@ -528,8 +531,8 @@ static void tls_query(const struct rtls_conn *c, struct rtls_conn_info *ci)
 	ci->sni = t->sni[0] ? t->sni : NULL;
 	ci->resumed = t->resumed;
 	ci->client_subject = t->subject;
-	ci->tx_path = t->ktx ? RTLS_PATH_KERNEL : RTLS_PATH_USERSPACE;
-	ci->rx_path = t->krx ? RTLS_PATH_KERNEL : RTLS_PATH_USERSPACE;
+	ci->tx_path = rtls__tls_tx_kernel(t) ? RTLS_PATH_KERNEL : RTLS_PATH_USERSPACE;
+	ci->rx_path = rtls__tls_rx_kernel(t) ? RTLS_PATH_KERNEL : RTLS_PATH_USERSPACE;
 }
 
 static void tls_destroy(struct rtls_conn *c)
@@ -538,7 +541,7 @@ static void tls_destroy(struct rtls_conn *c)
 
 	if (!t)
 		return;
-	if (!t->established && c->close_err == -ETIMEDOUT) {
+	if (!rtls__tls_established(t) && c->close_err == -ETIMEDOUT) {
 		char peer[64];
 
 		rtls_conn_peer(c, peer, sizeof(peer));
@@ -559,7 +562,7 @@ static void tls_on_drained(struct rtls_conn *c)
 {
 	struct tconn *t = tc(c);
 
-	if (t->switch_pending)
+	if (t->phase == RTLS__TLS_SWITCH_PENDING)
 		rtls__tls_switch(c, t);
 }
 
@@ -609,6 +612,7 @@ int rtls__tls_conn_attach(struct rtls_conn *c, struct rtls_tls_ctx *x)
 	if (!t)
 		return -ENOMEM;
 	t->sink = &t->stage;
+	t->role = RTLS__TLS_SERVER; /* phase, tx, rx, close: zero, their first states */
 	c->ctl = &t->ctl;
 	c->ctl_borrowed = true;
 	t->ssl = SSL_new(x->ssl[0]);
@@ -633,7 +637,7 @@ int rtls__tls_conn_attach(struct rtls_conn *c, struct rtls_tls_ctx *x)
 			       x->ktls == RTLS_KTLS_RX)) {
 		/* RX may go to the kernel: read the handshake record by record,
 		 * so nothing after the client's Finished leaves the socket. */
-		c->rx_mode = RX_EXACT;
+		c->rx_mode = RTLS__RX_EXACT;
 		c->rx_limit = 5;
 	}
 	rtls__timer_arm(c, RTLS_TIMER_HANDSHAKE);

@@ -146,9 +146,7 @@ static int readable(const char *what, const char *path, char *why, size_t n)
 	struct stat st;
 	int fd = open(path, O_RDONLY | O_CLOEXEC), err = 0;
 
-	if (fd < 0)
-		err = errno;
-	else if (fstat(fd, &st) < 0)
+	if (fd < 0 || fstat(fd, &st) < 0)
 		err = errno;
 	else if (S_ISDIR(st.st_mode))
 		err = EISDIR;

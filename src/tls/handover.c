@@ -7,8 +7,8 @@
  *    SERVER_TRAFFIC_SECRET_0, right after our Finished is written; what
  *    follows is NewSessionTickets. TLS 1.2: it starts after our
  *    ChangeCipherSpec; our Finished is its first record.
- *  - RX: the handshake is read record by record (RX_EXACT), so nothing after
- *    the client's Finished has left the socket: the kernel starts at 0
+ *  - RX: the handshake is read record by record (RTLS__RX_EXACT), so nothing
+ *    after the client's Finished has left the socket: the kernel starts at 0
  *    (1.3) or 1 (1.2: the client's Finished was record 0).
  * Validate, then commit: both directions' keys are derived before the
  * first setsockopt; once TLS_TX succeeds nothing else may fail for TX, so
@@ -29,8 +29,8 @@ void rtls__tls_sink_account(struct tconn *t, const unsigned char *p, size_t n)
 	rtls__rec_tx_feed(&t->out, p, n, t->ssl && SSL_version(t->ssl) == TLS1_2_VERSION);
 }
 
-/* RX_EXACT: follows record boundaries of the input and sets the next read
- * to end exactly at the current header or body. */
+/* RTLS__RX_EXACT: follows record boundaries of the input and sets the next
+ * read to end exactly at the current header or body. */
 void rtls__tls_in_account(struct rtls_conn *c, struct tconn *t, const unsigned char *p, size_t n)
 {
 	bool hdr_done;
@@ -97,7 +97,8 @@ void rtls__tls_keylog_cb(const SSL *ssl, const char *line)
 	*have = n == 32 || n == 48;
 }
 
-/* Decides, once the handshake is done, which directions to try. */
+/* Decides, once the handshake is done, which directions to try: those
+ * go to RTLS__TLS_WANT_KERNEL. */
 void rtls__tls_decide(struct rtls_conn *c, struct tconn *t)
 {
 	struct rtls_tls_ctx *x = (struct rtls_tls_ctx *)(void *)c->r->srv->cfg.tls;
@@ -110,14 +111,24 @@ void rtls__tls_decide(struct rtls_conn *c, struct tconn *t)
 	/* RX only if the handshake was read record-exactly; TLS 1.3 RX only
 	 * where the kernel can take the key a peer KeyUpdate brings, unless
 	 * forced (then a KeyUpdate ends the connection). */
-	rx = c->rx_mode == RX_EXACT && rtls__rec_at_boundary(&t->in) &&
+	rx = c->rx_mode == RTLS__RX_EXACT && rtls__rec_at_boundary(&t->in) &&
 	     BIO_ctrl_pending(t->rbio) == 0 &&
 	     (s.version != TLS1_3_VERSION || x->ktls_rekey || x->ktls_rx_no_rekey) &&
 	     (x->ktls == RTLS_KTLS_AUTO || x->ktls == RTLS_KTLS_ON || x->ktls == RTLS_KTLS_RX);
 	t->suite = s;
-	t->want_ktx = tx;
-	t->want_krx = rx;
-	t->switch_pending = tx || rx;
+	if (tx)
+		rtls__tls_set_tx(t, RTLS__TLS_WANT_KERNEL);
+	if (rx)
+		rtls__tls_set_rx(t, RTLS__TLS_WANT_KERNEL);
+}
+
+/* A direction that was wanted stays in userspace (no key, no ULP). */
+static void stay_user(struct tconn *t, bool tx, bool rx)
+{
+	if (tx && t->tx == RTLS__TLS_WANT_KERNEL)
+		rtls__tls_set_tx(t, RTLS__TLS_USERSPACE);
+	if (rx && t->rx == RTLS__TLS_WANT_KERNEL)
+		rtls__tls_set_rx(t, RTLS__TLS_USERSPACE);
 }
 
 /* Derives both directions' crypto_info before anything is committed. */
@@ -126,21 +137,23 @@ static void derive(struct tconn *t, struct rtls__ktls_info *tx, struct rtls__ktl
 	struct rtls__ktls_suite s;
 
 	if (rtls__ktls_suite(t->ssl, &s) < 0) {
-		t->want_ktx = t->want_krx = false;
+		stay_user(t, true, true);
 		return;
 	}
 	if (s.version == TLS1_2_VERSION) {
 		/* The client's Finished was its record 0 under these keys. */
 		if (t->out.mark == UINT64_MAX ||
 		    rtls__ktls_info_tls12(t->ssl, &s, t->out.records, 1, tx, rx) < 0)
-			t->want_ktx = t->want_krx = false;
+			stay_user(t, true, true);
 		return;
 	}
-	if (t->want_ktx && (!t->have_srv_secret || t->out.mark == UINT64_MAX ||
-			    rtls__ktls_info_tls13(&s, t->srv_secret, t->out.records, tx) < 0))
-		t->want_ktx = false;
-	if (t->want_krx && (!t->have_cli_secret || rtls__ktls_info_tls13(&s, t->cli_secret, 0, rx) < 0))
-		t->want_krx = false;
+	if (t->tx == RTLS__TLS_WANT_KERNEL &&
+	    (!t->have_srv_secret || t->out.mark == UINT64_MAX ||
+	     rtls__ktls_info_tls13(&s, t->srv_secret, t->out.records, tx) < 0))
+		stay_user(t, true, false);
+	if (t->rx == RTLS__TLS_WANT_KERNEL &&
+	    (!t->have_cli_secret || rtls__ktls_info_tls13(&s, t->cli_secret, 0, rx) < 0))
+		stay_user(t, false, true);
 }
 
 static void fallback(struct rtls_conn *c, const char *dir, int err)
@@ -161,19 +174,20 @@ void rtls__tls_switch(struct rtls_conn *c, struct tconn *t)
 	struct rtls__ktls_info tx, rx;
 	int ret = 0;
 
-	t->switch_pending = false;
+	rtls__tls_set_phase(t, RTLS__TLS_ESTABLISHED);
 	memset(&tx, 0, sizeof(tx));
 	memset(&rx, 0, sizeof(rx));
 	derive(t, &tx, &rx);
-	if ((t->want_ktx || t->want_krx) && (ret = rtls__ktls_ulp(c->fd)) < 0) {
+	if ((t->tx == RTLS__TLS_WANT_KERNEL || t->rx == RTLS__TLS_WANT_KERNEL) &&
+	    (ret = rtls__ktls_ulp(c->fd)) < 0) {
 		fallback(c, "TLS", ret);
-		t->want_ktx = t->want_krx = false;
+		stay_user(t, true, true);
 	}
-	if (t->want_ktx) {
+	if (t->tx == RTLS__TLS_WANT_KERNEL) {
 		ret = rtls__ktls_set(c->fd, TLS_TX, &tx);
 		if (ret == 0) {
 			/* Committed: from here on only the kernel encrypts. */
-			t->ktx = true;
+			rtls__tls_set_tx(t, RTLS__TLS_KERNEL);
 			c->tp = &rtls__tls_ktx;
 			if (x->ktls_zerocopy) {
 				int one = 1;
@@ -183,14 +197,17 @@ void rtls__tls_switch(struct rtls_conn *c, struct tconn *t)
 			}
 		} else {
 			fallback(c, "TX", ret);
+			stay_user(t, true, false);
 		}
 	}
-	if (t->want_krx) {
+	if (t->rx == RTLS__TLS_WANT_KERNEL) {
 		ret = rtls__ktls_set(c->fd, TLS_RX, &rx);
-		if (ret == 0)
-			t->krx = true;
-		else
+		if (ret == 0) {
+			rtls__tls_set_rx(t, RTLS__TLS_KERNEL);
+		} else {
 			fallback(c, "RX", ret);
+			stay_user(t, false, true);
+		}
 	}
 	OPENSSL_cleanse(&tx, sizeof(tx));
 	OPENSSL_cleanse(&rx, sizeof(rx));
@@ -199,18 +216,18 @@ void rtls__tls_switch(struct rtls_conn *c, struct tconn *t)
 	OPENSSL_cleanse(t->srv_secret, sizeof(t->srv_secret));
 	OPENSSL_cleanse(t->cli_secret, sizeof(t->cli_secret));
 	t->have_srv_secret = t->have_cli_secret = false;
-	if (t->ktx && t->krx) {
+	if (rtls__tls_tx_kernel(t) && rtls__tls_rx_kernel(t)) {
 		/* Both directions in the kernel: no key material may stay in
 		 * this process, and OpenSSL's SSL object holds it. */
 		SSL_free(t->ssl);
 		t->ssl = NULL;
 		t->rbio = NULL;
 	}
-	c->rx_mode = t->krx ? RX_MSG : RX_MULTISHOT;
+	c->rx_mode = rtls__tls_rx_kernel(t) ? RTLS__RX_MSG : RTLS__RX_MULTISHOT;
 	rtls__tls_log_open(c, t);
-	if (rtls__handler_open(c) < 0 || c->state != CONN_OPEN)
+	if (rtls__handler_open(c) < 0 || c->state != RTLS__CONN_OPEN)
 		return;
-	if (!t->krx)
+	if (!rtls__tls_rx_kernel(t))
 		rtls__tls_read_records(c, t, NULL); /* anything OpenSSL already holds */
 	rtls__conn_recv_arm(c);
 }
@@ -220,7 +237,7 @@ void rtls__tls_alert(struct rtls_conn *c, struct tconn *t, uint8_t desc)
 {
 	uint8_t a[2] = { 2, desc };
 
-	if (t->ktx)
+	if (rtls__tls_tx_kernel(t))
 		rtls__wbuf_add_record(&c->w[c->wi], RTLS_CT_ALERT, a, 2);
 }
 
@@ -229,8 +246,10 @@ void rtls__tls_ktx_shutdown(struct rtls_conn *c)
 	static const uint8_t close_notify[2] = { 1, 0 };
 	struct tconn *t = c->tp_state;
 
-	if (t->established && !t->failed)
+	if (rtls__tls_established(t) && !rtls__tls_failed(t)) {
 		rtls__wbuf_add_record(&c->w[c->wi], RTLS_CT_ALERT, close_notify, 2);
+		rtls__tls_set_close(t, RTLS__TLS_CLOSE_QUEUED);
+	}
 }
 
 /* Ends the connection after a protocol error seen on kernel RX. */
@@ -240,9 +259,9 @@ static void rx_fail(struct rtls_conn *c, struct tconn *t, uint8_t alert, const c
 
 	rtls_conn_peer(c, peer, sizeof(peer));
 	rtls_log(RTLS_LOG_INFO, "tls %s: %s", peer, what);
-	t->failed = true;
+	rtls__tls_set_phase(t, RTLS__TLS_FAILED);
 	rtls__tls_alert(c, t, alert);
-	if (c->state == CONN_OPEN)
+	if (c->state == RTLS__CONN_OPEN)
 		rtls_conn_close(c);
 	else
 		rtls__kick(c);
@@ -256,11 +275,11 @@ static void on_alert(struct rtls_conn *c, struct tconn *t, const struct rtls__re
 	rtls_conn_peer(c, peer, sizeof(peer));
 	rtls_log(RTLS_LOG_INFO, "tls %s: received %s alert: %s", peer, v->level == 1 ? "warning" : "fatal",
 		 SSL_alert_desc_string_long(v->desc));
-	t->failed = true;
+	rtls__tls_set_phase(t, RTLS__TLS_FAILED);
 	rtls__conn_kill(c, -ECONNRESET);
 }
 
-/* Records from kernel RX (RX_MSG). Data goes to the handler; an alert
+/* Records from kernel RX (RTLS__RX_MSG). Data goes to the handler; an alert
  * ends the stream; a post-handshake message the kernel cannot act on is
  * refused (record.c decides which alert). */
 void rtls__tls_on_record(struct rtls_conn *c, struct rtls_buf *raw, int type)
@@ -291,12 +310,12 @@ void rtls__tls_on_record(struct rtls_conn *c, struct rtls_buf *raw, int type)
 	}
 }
 
-/* Kernel RX errors (RX_MSG): map to the alert RFC 8446 §6.2 asks for. */
+/* Kernel RX errors (RTLS__RX_MSG): map to the alert RFC 8446 §6.2 asks for. */
 int rtls__tls_on_recv_error(struct rtls_conn *c, int err)
 {
 	struct tconn *t = c->tp_state;
 
-	if (!t || !t->krx)
+	if (!t || !rtls__tls_rx_kernel(t))
 		return 0;
 	switch (err) {
 	case -EBADMSG:

@@ -8,6 +8,7 @@
 #include "ringtls/tls.h"
 #include "ktls.h"
 #include "record.h"
+#include "state.h"
 
 #define TLS_MAX_CERTS 16
 #define TICKET_KEYS_MAX 8
@@ -60,16 +61,21 @@ struct tconn {
 	BIO *spill;                /* memory BIO, NULL until first needed */
 	struct rtls__wbuf *sink;   /* where the sink BIO writes now */
 	struct rtls__wbuf stage;   /* OpenSSL's own bytes made outside seal */
-	bool established;
-	bool close_notify_in;      /* peer's close_notify seen */
-	bool failed;               /* fatal error: no more SSL_write/shutdown */
-	bool shutdown_wanted;      /* close_notify once pending data is sealed */
+	/* The state (state.h); changed only through rtls__tls_set_*(). */
+	enum rtls__tls_role role;
+	enum rtls__tls_phase phase;
+	enum rtls__tls_path tx, rx;
+	enum rtls__tls_close close;
+	/* Facts, not states. The peer's close_notify is the peer's half of
+	 * the stream: it can come in any phase of ours, before or after our
+	 * close_notify or a failure, and only decides how its FIN is logged. */
+	bool close_notify_in;
+	/* Fixed once, at the end of the handshake. */
 	bool resumed;
 	bool is13;                 /* TLS 1.3 negotiated */
-	/* kernel offload */
-	bool want_ktx, want_krx;   /* policy and kernel allow it */
-	bool switch_pending;       /* handshake done; switch once output drained */
-	bool ktx, krx;             /* direction is in the kernel */
+	/* Whether srv_secret/cli_secret hold a secret: OpenSSL's key-log
+	 * callback may report either, in its own order, during the
+	 * handshake; they are wiped at the switch (or at destroy). */
 	bool have_srv_secret, have_cli_secret;
 	uint16_t last_alert;       /* (level << 8) | description, last one sent */
 	unsigned char srv_secret[48], cli_secret[48]; /* TLS 1.3, wiped at switch */
@@ -79,13 +85,13 @@ struct tconn {
 	struct rtls__rec_tx out;
 	/* input, read record by record while RX may go to the kernel */
 	struct rtls__rec in;
-	/* KeyUpdate (keyupdate.c) */
-	bool can_rekey;            /* kernel takes a second TLS_TX/TLS_RX (6.14+) */
-	bool have_next_tx, have_next_rx;
-	bool tx_update_pending;    /* our KeyUpdate queued; new key after it */
+	/* KeyUpdate (keyupdate.c). Two events OpenSSL's message callback
+	 * reports from inside SSL_read, acted on once the read has returned
+	 * (rtls__ku_after_read): the phase must not change under OpenSSL. */
 	bool peer_asked_update;    /* userspace RX saw update_requested */
-	bool flood;                /* KeyUpdate rate exceeded */
-	unsigned char next_tx[48], next_rx[48]; /* next generation only */
+	bool flood;                /* KeyUpdate rate exceeded (stays set) */
+	unsigned char next_tx[48], next_rx[48]; /* next generation only: valid
+				    * in tx/rx RTLS__TLS_KERNEL_NEXT, _UPDATING */
 	struct rtls__ktls_suite suite;
 	uint64_t ku_window_ms;
 	uint32_t ku_count;
@@ -98,6 +104,53 @@ struct tconn {
 	struct rtls__ctl ctl;      /* RECVMSG/SENDMSG headers for kernel TLS */
 	char *subject;             /* verified client certificate subject */
 };
+
+/* Transitions: the only writers of t->phase, tx, rx and close. */
+static inline void rtls__tls_set_phase(struct tconn *t, enum rtls__tls_phase to)
+{
+	RTLS__EDGE_CHECK(rtls__tls_phase_edge(t->phase, to), "tls phase", t->phase, to);
+	t->phase = to;
+}
+
+static inline void rtls__tls_set_tx(struct tconn *t, enum rtls__tls_path to)
+{
+	RTLS__EDGE_CHECK(rtls__tls_path_edge(t->tx, to), "tls tx", t->tx, to);
+	t->tx = to;
+}
+
+static inline void rtls__tls_set_rx(struct tconn *t, enum rtls__tls_path to)
+{
+	/* Our KeyUpdate is a TX matter: RX never waits on one. */
+	RTLS__EDGE_CHECK(rtls__tls_path_edge(t->rx, to) && to != RTLS__TLS_KERNEL_UPDATING,
+			 "tls rx", t->rx, to);
+	t->rx = to;
+}
+
+static inline void rtls__tls_set_close(struct tconn *t, enum rtls__tls_close to)
+{
+	RTLS__EDGE_CHECK(rtls__tls_close_edge(t->close, to), "tls close", t->close, to);
+	t->close = to;
+}
+
+static inline bool rtls__tls_established(const struct tconn *t)
+{
+	return rtls__tls_phase_done(t->phase);
+}
+
+static inline bool rtls__tls_failed(const struct tconn *t)
+{
+	return rtls__tls_phase_failed(t->phase);
+}
+
+static inline bool rtls__tls_tx_kernel(const struct tconn *t)
+{
+	return rtls__tls_path_kernel(t->tx);
+}
+
+static inline bool rtls__tls_rx_kernel(const struct tconn *t)
+{
+	return rtls__tls_path_kernel(t->rx);
+}
 
 /* conn.c */
 void rtls__tls_fail(struct rtls_conn *c, struct tconn *t, const char *when);

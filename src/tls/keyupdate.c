@@ -35,22 +35,26 @@ void rtls__ku_prepare(struct rtls_conn *c, struct tconn *t, const unsigned char 
 		      const unsigned char *rx_secret)
 {
 	struct rtls_tls_ctx *x = (struct rtls_tls_ctx *)(void *)c->r->srv->cfg.tls;
+	/* The kernel takes a second TLS_TX/TLS_RX (6.14+), and we may keep
+	 * the secrets that need. */
+	bool can_rekey = x->ktls_rekey && !x->keyless && t->suite.version == TLS1_3_VERSION;
 
 	/* Usage of the current TX key so far: OpenSSL's records after the
 	 * epoch began (tickets), then whatever the kernel sends from here. */
 	t->tx_ops_base = c->tx_ops;
 	t->tx_bytes_base = c->tx_bytes;
 	t->pre_records = t->out.records;
-	t->can_rekey = x->ktls_rekey && !x->keyless && t->suite.version == TLS1_3_VERSION;
-	if (!t->can_rekey)
+	if (!can_rekey)
 		return;
-	if (tx_secret && t->ktx) {
+	if (tx_secret && rtls__tls_tx_kernel(t)) {
 		memcpy(t->next_tx, tx_secret, t->suite.hash_len);
-		t->have_next_tx = next_secret(&t->suite, t->next_tx) == 0;
+		if (next_secret(&t->suite, t->next_tx) == 0)
+			rtls__tls_set_tx(t, RTLS__TLS_KERNEL_NEXT);
 	}
-	if (rx_secret && t->krx) {
+	if (rx_secret && rtls__tls_rx_kernel(t)) {
 		memcpy(t->next_rx, rx_secret, t->suite.hash_len);
-		t->have_next_rx = next_secret(&t->suite, t->next_rx) == 0;
+		if (next_secret(&t->suite, t->next_rx) == 0)
+			rtls__tls_set_rx(t, RTLS__TLS_KERNEL_NEXT);
 	}
 }
 
@@ -58,18 +62,23 @@ void rtls__ku_prepare(struct rtls_conn *c, struct tconn *t, const unsigned char 
 static int install_next(struct rtls_conn *c, struct tconn *t, int dir)
 {
 	unsigned char *secret = dir == TLS_TX ? t->next_tx : t->next_rx;
-	bool *have = dir == TLS_TX ? &t->have_next_tx : &t->have_next_rx;
+	enum rtls__tls_path path = dir == TLS_TX ? t->tx : t->rx;
 	struct rtls__ktls_info info;
 	int ret;
 
-	if (!*have)
+	if (path != RTLS__TLS_KERNEL_NEXT)
 		return -ENOKEY;
 	ret = rtls__ktls_info_tls13(&t->suite, secret, 0, &info);
 	if (ret == 0)
 		ret = rtls__ktls_set(c->fd, dir, &info);
 	OPENSSL_cleanse(&info, sizeof(info));
-	if (ret == 0 && next_secret(&t->suite, secret) < 0)
-		*have = false;
+	if (ret == 0 && next_secret(&t->suite, secret) < 0) {
+		/* The key is in; the one after it cannot be made. */
+		if (dir == TLS_TX)
+			rtls__tls_set_tx(t, RTLS__TLS_KERNEL);
+		else
+			rtls__tls_set_rx(t, RTLS__TLS_KERNEL);
+	}
 	return ret;
 }
 
@@ -91,9 +100,9 @@ static void queue_tx_update(struct rtls_conn *c, struct tconn *t)
 {
 	static const uint8_t msg[5] = { KEY_UPDATE, 0, 0, 1, 0 }; /* update_not_requested */
 
-	if (t->tx_update_pending)
+	if (t->tx == RTLS__TLS_KERNEL_UPDATING)
 		return;
-	if (!t->ktx) {
+	if (!rtls__tls_tx_kernel(t)) {
 		/* Userspace TX: OpenSSL sends it and switches keys itself. */
 		if (t->ssl && SSL_key_update(t->ssl, SSL_KEY_UPDATE_NOT_REQUESTED) != 1)
 			ERR_clear_error();
@@ -101,7 +110,7 @@ static void queue_tx_update(struct rtls_conn *c, struct tconn *t)
 		rtls__kick(c);
 		return;
 	}
-	if (!t->have_next_tx) {
+	if (t->tx != RTLS__TLS_KERNEL_NEXT) {
 		rtls__tls_close_clean(c, t, "a new TX key is needed but this kernel cannot rekey");
 		return;
 	}
@@ -109,7 +118,7 @@ static void queue_tx_update(struct rtls_conn *c, struct tconn *t)
 	 * records, and one body can be millions of them. */
 	if (rtls__send_urgent(c, 22, msg, sizeof(msg)) < 0)
 		return; /* one is already on its way */
-	t->tx_update_pending = true;
+	rtls__tls_set_tx(t, RTLS__TLS_KERNEL_UPDATING);
 }
 
 void rtls__ku_seg_sent(struct rtls_conn *c)
@@ -117,9 +126,9 @@ void rtls__ku_seg_sent(struct rtls_conn *c)
 	struct tconn *t = c->tp_state;
 	int ret;
 
-	if (!t || !t->tx_update_pending)
+	if (!t || t->tx != RTLS__TLS_KERNEL_UPDATING)
 		return;
-	t->tx_update_pending = false;
+	rtls__tls_set_tx(t, RTLS__TLS_KERNEL_NEXT);
 	/* Sends are serialized per connection: our KeyUpdate has left under
 	 * the old key and nothing else has, so the new key starts exactly
 	 * at the next record. */
@@ -158,7 +167,7 @@ static void flood_close(struct rtls_conn *c, struct tconn *t)
 	rtls_conn_peer(c, peer, sizeof(peer));
 	rtls_log(RTLS_LOG_INFO, "tls %s: more than %u KeyUpdates in a second: cut off", peer,
 		 x->key_update_max_rate);
-	t->failed = true;
+	rtls__tls_set_phase(t, RTLS__TLS_FAILED);
 	rtls__conn_kill(c, -EPROTO);
 }
 
@@ -177,7 +186,7 @@ void rtls__ku_kernel_rx(struct rtls_conn *c, struct tconn *t, bool update_reques
 	if (ret < 0) {
 		/* The kernel holds the old RX key: every later record would
 		 * fail to decrypt. Read nothing more; close cleanly. */
-		c->rx_mode = RX_OFF;
+		c->rx_mode = RTLS__RX_OFF;
 		rtls__tls_close_clean(c, t, ret == -ENOKEY ? "peer KeyUpdate, but RX keys cannot be renewed here"
 							  : "installing the new RX key failed");
 		return;
@@ -197,7 +206,7 @@ void rtls__ku_after_read(struct rtls_conn *c, struct tconn *t)
 	if (!t->peer_asked_update)
 		return;
 	t->peer_asked_update = false;
-	if (t->ktx)
+	if (rtls__tls_tx_kernel(t))
 		queue_tx_update(c, t);
 	/* Userspace TX: OpenSSL answers on its own with its next write. */
 }
@@ -208,7 +217,8 @@ void rtls__ku_check_limits(struct rtls_conn *c, struct tconn *t)
 	struct rtls_tls_ctx *x = (struct rtls_tls_ctx *)(void *)c->r->srv->cfg.tls;
 	uint64_t limit = x->key_update_records, used;
 
-	if (!t || !t->established || t->failed || t->tx_update_pending || c->state != CONN_OPEN)
+	if (!t || !rtls__tls_established(t) || rtls__tls_failed(t) ||
+	    t->tx == RTLS__TLS_KERNEL_UPDATING || c->state != RTLS__CONN_OPEN)
 		return;
 	if (!limit) {
 		if (t->suite.cipher == TLS_CIPHER_CHACHA20_POLY1305)
@@ -216,7 +226,7 @@ void rtls__ku_check_limits(struct rtls_conn *c, struct tconn *t)
 		limit = GCM_RECORD_LIMIT;
 	}
 	/* Kernel TX: every send makes at least one record, and one per 16 KiB. */
-	used = t->ktx ? t->pre_records + (c->tx_ops - t->tx_ops_base) +
+	used = rtls__tls_tx_kernel(t) ? t->pre_records + (c->tx_ops - t->tx_ops_base) +
 				(c->tx_bytes - t->tx_bytes_base) / 16384
 		      : t->out.records - t->tx_records_base;
 	if (used < limit)
@@ -242,7 +252,7 @@ void rtls__tls_msg_cb(int write_p, int version, int content_type, const void *bu
 	if (write_p || content_type != SSL3_RT_HANDSHAKE || len < 5 || m[0] != KEY_UPDATE)
 		return;
 	t = SSL_get_app_data(ssl);
-	if (!t || !t->established)
+	if (!t || !rtls__tls_established(t))
 		return;
 	rate_ok(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)), t);
 	if (m[4] == 1)

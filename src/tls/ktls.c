@@ -210,7 +210,7 @@ int rtls__ktls_info_tls12(SSL *ssl, const struct rtls__ktls_suite *s, uint64_t t
 
 	if (ret == 0) {
 		const unsigned char *ckey = kb, *skey = kb + s->key_len;
-		const unsigned char *civ = kb + 2 * s->key_len, *siv = civ + s->iv_len;
+		const unsigned char *civ = kb + (size_t)2 * s->key_len, *siv = civ + s->iv_len;
 
 		fill_info(s, skey, siv, tx_seq, tx); /* we are the server */
 		fill_info(s, ckey, civ, rx_seq, rx);

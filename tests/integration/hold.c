@@ -102,7 +102,7 @@ int main(int argc, char **argv)
 	rtls_server_listen_addr(s, 0, &ss, &len);
 	rtls_format_addr(&ss, addr, sizeof(addr));
 	fprintf(stderr, "listening on %s\n", addr);
-	ret = rtls_server_run(s);
+	ret = rtls_server_run_until_signal(s);
 	rtls_server_destroy(s);
 	return ret < 0;
 }

@@ -3,7 +3,6 @@
 connection closed, exactly one log line, and the server fine afterwards.
 Also: request bodies are skipped and the request after them is answered."""
 import select
-import socket
 import time
 
 import rtls_test as rt

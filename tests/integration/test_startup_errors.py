@@ -13,7 +13,6 @@ import datetime
 import os
 import shutil
 import socket
-import stat
 
 import rtls_test as rt
 import tls_util as tu

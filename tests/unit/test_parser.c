@@ -69,11 +69,11 @@ static void test_leading_crlf(void)
 
 	CHECK_EQ_INT(PARSE(r), sizeof(r) - 1);
 	CHECK_MEM(req.method.p, req.method.n, "GET");
-	CHECK_EQ_INT(PARSE("\r\n"), RTLS_HTTP_INCOMPLETE);
-	CHECK_EQ_INT(PARSE("\r"), RTLS_HTTP_INCOMPLETE);
-	CHECK_EQ_INT(PARSE("\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("\r\nGET"), RTLS_HTTP_INCOMPLETE);
-	CHECK_EQ_INT(PARSE("\rGET"), RTLS_HTTP_EBAD);
+	CHECK_EQ_INT(PARSE("\r\n"), RTLS_HTTP_PARSE_INCOMPLETE);
+	CHECK_EQ_INT(PARSE("\r"), RTLS_HTTP_PARSE_INCOMPLETE);
+	CHECK_EQ_INT(PARSE("\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("\r\nGET"), RTLS_HTTP_PARSE_INCOMPLETE);
+	CHECK_EQ_INT(PARSE("\rGET"), RTLS_HTTP_PARSE_BAD);
 }
 
 static void test_many_headers(void)
@@ -112,86 +112,86 @@ static void test_ows(void)
 
 static void test_bad_request_line(void)
 {
-	CHECK_EQ_INT(PARSE(" / HTTP/1.1\r\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GE(T / HTTP/1.1\r\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET\t/ HTTP/1.1\r\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET  HTTP/1.1\r\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET /  HTTP/1.1\r\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET /a\tb HTTP/1.1\r\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET /\x7f HTTP/1.1\r\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET /\x80 HTTP/1.1\r\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET /\r\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET / HTTP/1.1 \r\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET / HTTX/1.1\r\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET / http/1.1\r\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET / HTTP/1.x\r\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET / HTTP/11.1\r\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET / HTTP/1\r\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET / HTTP/1.10\r\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\rX\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET /\n"), RTLS_HTTP_EBAD);
+	CHECK_EQ_INT(PARSE(" / HTTP/1.1\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GE(T / HTTP/1.1\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET\t/ HTTP/1.1\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET  HTTP/1.1\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET /  HTTP/1.1\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET /a\tb HTTP/1.1\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET /\x7f HTTP/1.1\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET /\x80 HTTP/1.1\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET /\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/1.1 \r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET / HTTX/1.1\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET / http/1.1\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/1.x\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/11.1\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/1\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/1.10\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\rX\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET /\n"), RTLS_HTTP_PARSE_BAD);
 }
 
 static void test_bad_nul(void)
 {
 	/* sizeof - 1 keeps the embedded NUL in the input. */
-	CHECK_EQ_INT(PARSE("G\0T / HTTP/1.1\r\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET /\0 HTTP/1.1\r\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\0\r\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nA\0: b\r\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nA: b\0c\r\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nA: b\r\n\0\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("\0"), RTLS_HTTP_EBAD);
+	CHECK_EQ_INT(PARSE("G\0T / HTTP/1.1\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET /\0 HTTP/1.1\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\0\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nA\0: b\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nA: b\0c\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nA: b\r\n\0\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("\0"), RTLS_HTTP_PARSE_BAD);
 }
 
 static void test_bad_fields(void)
 {
 	/* Whitespace between name and colon (RFC 9112 §5.1). */
-	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nHost : a\r\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nHost\t: a\r\n\r\n"), RTLS_HTTP_EBAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nHost : a\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nHost\t: a\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
 	/* obs-fold, and whitespace before the first field (§5.2, §2.2). */
-	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nA: b\r\n\tc\r\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\n A: b\r\n\r\n"), RTLS_HTTP_EBAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nA: b\r\n\tc\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\n A: b\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
 	/* CTLs in values; HTAB is the one allowed. */
-	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nA: b\x01\r\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nA: b\x7f\r\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nA: b\x1b[0m\r\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nA: b\rc\r\n\r\n"), RTLS_HTTP_EBAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nA: b\x01\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nA: b\x7f\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nA: b\x1b[0m\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nA: b\rc\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
 	/* Names: empty, non-token, no colon. */
-	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\n: b\r\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nA@B: c\r\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nA(B): c\r\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nHost\r\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nHost example\r\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\n\xc3\xa9: c\r\n\r\n"), RTLS_HTTP_EBAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\n: b\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nA@B: c\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nA(B): c\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nHost\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nHost example\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\n\xc3\xa9: c\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
 	/* Bare LF: ending a field line, as the final line, as a field line. */
-	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nA: b\n\r\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nA: b\r\n\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\n\n"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\n\rX"), RTLS_HTTP_EBAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nA: b\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nA: b\r\n\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\n\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\n\rX"), RTLS_HTTP_PARSE_BAD);
 }
 
 /* A bad byte is reported as soon as it is seen, not when the head ends. */
 static void test_bad_incomplete(void)
 {
-	CHECK_EQ_INT(PARSE("G\x01"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET /a\x01"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET / HTTX"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nA: \x01"), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nA : "), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nA: b\r\n "), RTLS_HTTP_EBAD);
-	CHECK_EQ_INT(PARSE("GET / HTTP/2.0"), RTLS_HTTP_EVERSION);
+	CHECK_EQ_INT(PARSE("G\x01"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET /a\x01"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET / HTTX"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nA: \x01"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nA : "), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/1.1\r\nA: b\r\n "), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PARSE("GET / HTTP/2.0"), RTLS_HTTP_PARSE_BAD_VERSION);
 }
 
 static void test_version(void)
 {
-	CHECK_EQ_INT(PARSE("GET / HTTP/2.0\r\n\r\n"), RTLS_HTTP_EVERSION);
-	CHECK_EQ_INT(PARSE("GET / HTTP/0.9\r\n\r\n"), RTLS_HTTP_EVERSION);
-	CHECK_EQ_INT(PARSE("GET / HTTP/3.0\r\n\r\n"), RTLS_HTTP_EVERSION);
+	CHECK_EQ_INT(PARSE("GET / HTTP/2.0\r\n\r\n"), RTLS_HTTP_PARSE_BAD_VERSION);
+	CHECK_EQ_INT(PARSE("GET / HTTP/0.9\r\n\r\n"), RTLS_HTTP_PARSE_BAD_VERSION);
+	CHECK_EQ_INT(PARSE("GET / HTTP/3.0\r\n\r\n"), RTLS_HTTP_PARSE_BAD_VERSION);
 	CHECK_EQ_INT(PARSE("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
-		     RTLS_HTTP_EVERSION);
+		     RTLS_HTTP_PARSE_BAD_VERSION);
 	CHECK_EQ_INT(PARSE("GET / HTTP/1.0\r\n\r\n"), 18);
 	CHECK_EQ_INT(req.minor_version, 0);
 }
@@ -205,11 +205,11 @@ static void test_uri_limit(void)
 	CHECK_EQ_INT(parse_lim("GET /2345678 HTTP/1.1\r\n\r\n", 25, &lim), 25);
 	CHECK_MEM(req.target.p, req.target.n, "/2345678");
 	CHECK_EQ_INT(parse_lim("GET /23456789 HTTP/1.1\r\n\r\n", 26, &lim),
-		     RTLS_HTTP_EURI);
+		     RTLS_HTTP_PARSE_URI_TOO_LONG);
 	/* Known before the line, or even the target, is complete. */
-	CHECK_EQ_INT(parse_lim("GET /23456789", 13, &lim), RTLS_HTTP_EURI);
+	CHECK_EQ_INT(parse_lim("GET /23456789", 13, &lim), RTLS_HTTP_PARSE_URI_TOO_LONG);
 	CHECK_EQ_INT(parse_lim("GET /2345678", 12, &lim),
-		     RTLS_HTTP_INCOMPLETE);
+		     RTLS_HTTP_PARSE_INCOMPLETE);
 }
 
 static void test_header_count_limit(void)
@@ -225,13 +225,13 @@ static void test_header_count_limit(void)
 
 	CHECK_EQ_INT(parse_lim(two, sizeof(two) - 1, &lim), sizeof(two) - 1);
 	CHECK_EQ_INT(parse_lim(three, sizeof(three) - 1, &lim),
-		     RTLS_HTTP_EHEADERS);
+		     RTLS_HTTP_PARSE_HEADERS_TOO_LARGE);
 	/* Known at the first byte of the third field line (offset 28). */
-	CHECK_EQ_INT(parse_lim(three, 29, &lim), RTLS_HTTP_EHEADERS);
-	CHECK_EQ_INT(parse_lim(three, 28, &lim), RTLS_HTTP_INCOMPLETE);
+	CHECK_EQ_INT(parse_lim(three, 29, &lim), RTLS_HTTP_PARSE_HEADERS_TOO_LARGE);
+	CHECK_EQ_INT(parse_lim(three, 28, &lim), RTLS_HTTP_PARSE_INCOMPLETE);
 	CHECK_EQ_INT(parse_lim("GET / HTTP/1.1\r\n\r\n", 18, &zero), 18);
 	CHECK_EQ_INT(parse_lim(two, sizeof(two) - 1, &zero),
-		     RTLS_HTTP_EHEADERS);
+		     RTLS_HTTP_PARSE_HEADERS_TOO_LARGE);
 }
 
 static void test_head_size_limit(void)
@@ -244,25 +244,25 @@ static void test_head_size_limit(void)
 	/* A head of exactly max_head bytes is fine. */
 	CHECK_EQ_INT(parse_lim(r, 27, &lim), 27);
 	/* Incomplete, and len < max_head: wait for more. */
-	CHECK_EQ_INT(parse_lim(r, 26, &lim), RTLS_HTTP_INCOMPLETE);
+	CHECK_EQ_INT(parse_lim(r, 26, &lim), RTLS_HTTP_PARSE_INCOMPLETE);
 	lim.max_head = 26;
 	/* Complete head over the limit. */
-	CHECK_EQ_INT(parse_lim(r, 27, &lim), RTLS_HTTP_EHEADERS);
+	CHECK_EQ_INT(parse_lim(r, 27, &lim), RTLS_HTTP_PARSE_HEADERS_TOO_LARGE);
 	/* Incomplete head that already fills max_head. */
-	CHECK_EQ_INT(parse_lim(r, 26, &lim), RTLS_HTTP_EHEADERS);
-	CHECK_EQ_INT(parse_lim(r, 25, &lim), RTLS_HTTP_INCOMPLETE);
+	CHECK_EQ_INT(parse_lim(r, 26, &lim), RTLS_HTTP_PARSE_HEADERS_TOO_LARGE);
+	CHECK_EQ_INT(parse_lim(r, 25, &lim), RTLS_HTTP_PARSE_INCOMPLETE);
 	/* Leading empty lines count toward the limit. */
 	lim.max_head = 28;
 	CHECK_EQ_INT(parse_lim("\r\n" "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 29,
-			       &lim), RTLS_HTTP_EHEADERS);
+			       &lim), RTLS_HTTP_PARSE_HEADERS_TOO_LARGE);
 	/* max_head 0: nothing fits, not even an empty buffer. */
 	lim.max_head = 0;
-	CHECK_EQ_INT(parse_lim(r, 0, &lim), RTLS_HTTP_EHEADERS);
-	CHECK_EQ_INT(parse_lim(r, 27, &lim), RTLS_HTTP_EHEADERS);
+	CHECK_EQ_INT(parse_lim(r, 0, &lim), RTLS_HTTP_PARSE_HEADERS_TOO_LARGE);
+	CHECK_EQ_INT(parse_lim(r, 27, &lim), RTLS_HTTP_PARSE_HEADERS_TOO_LARGE);
 	/* Huge max_head is clamped, not trusted. */
 	lim.max_head = SIZE_MAX;
 	CHECK_EQ_INT(parse_lim(r, 27, &lim), 27);
-	CHECK_EQ_INT(parse_lim(r, 0, &lim), RTLS_HTTP_INCOMPLETE);
+	CHECK_EQ_INT(parse_lim(r, 0, &lim), RTLS_HTTP_PARSE_INCOMPLETE);
 }
 
 /* Every strict prefix is INCOMPLETE, the whole is accepted; with the guard
@@ -278,7 +278,7 @@ static void test_prefixes(void)
 	size_t n;
 
 	for (n = 0; n < sizeof(r) - 1; n++)
-		CHECK_EQ_INT(parse_lim(r, n, &def_lim), RTLS_HTTP_INCOMPLETE);
+		CHECK_EQ_INT(parse_lim(r, n, &def_lim), RTLS_HTTP_PARSE_INCOMPLETE);
 	CHECK_EQ_INT(parse_lim(r, n, &def_lim), sizeof(r) - 1);
 	CHECK_EQ_INT(req.num_headers, 4);
 	CHECK_MEM(hdrs[1].value.p, hdrs[1].value.n, "text/plain");
@@ -294,7 +294,7 @@ static void test_error_prefixes(void)
 
 	for (n = 0; n < sizeof(r); n++)
 		CHECK_EQ_INT(parse_lim(r, n, &def_lim),
-			     n <= bad ? RTLS_HTTP_INCOMPLETE : RTLS_HTTP_EBAD);
+			     n <= bad ? RTLS_HTTP_PARSE_INCOMPLETE : RTLS_HTTP_PARSE_BAD);
 }
 
 static void test_pipelined(void)
@@ -429,13 +429,13 @@ static void chunked_bad(const char *s, size_t n, size_t bad_at, int line)
 	int rc;
 
 	rc = rtls__http_chunked_feed(&c, guarded(s, n), n, &used, NULL);
-	if (rc != RTLS_HTTP_EBAD || used != bad_at) {
+	if (rc != RTLS_HTTP_PARSE_BAD || used != bad_at) {
 		fprintf(stderr, "line %d: rc %d used %zu\n", line, rc, used);
 		check_failures++;
 	}
 	/* Errors are sticky. */
 	CHECK_EQ_INT(rtls__http_chunked_feed(&c, "0\r\n\r\n", 5, &used, NULL),
-		     RTLS_HTTP_EBAD);
+		     RTLS_HTTP_PARSE_BAD);
 
 	memset(&c, 0, sizeof(c));
 	for (i = 0; i < n; i++) {
@@ -444,7 +444,7 @@ static void chunked_bad(const char *s, size_t n, size_t bad_at, int line)
 		if (rc != 0)
 			break;
 	}
-	if (rc != RTLS_HTTP_EBAD || i != bad_at || used != 0) {
+	if (rc != RTLS_HTTP_PARSE_BAD || i != bad_at || used != 0) {
 		fprintf(stderr, "line %d: bytewise rc %d at %zu\n", line, rc, i);
 		check_failures++;
 	}

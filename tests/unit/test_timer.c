@@ -13,12 +13,12 @@ int main(void)
 	static struct rtls__reactor r;
 	static struct rtls_conn conns[4];
 	uint32_t reap[4];
-	uint64_t ud = rtls__ud(OP_SEND, 0xabcdef, 0xfffffffe);
+	uint64_t ud = rtls__ud(RTLS__OP_SEND, 0xabcdef, 0xfffffffe);
 
-	CHECK_EQ_INT(rtls__ud_op(ud), OP_SEND);
+	CHECK_EQ_INT(rtls__ud_op(ud), RTLS__OP_SEND);
 	CHECK_EQ_INT(rtls__ud_slot(ud), 0xabcdef);
 	CHECK_EQ_INT(rtls__ud_gen(ud), 0xfffffffe);
-	CHECK(rtls__ud(OP_RECV, 1, 1) != rtls__ud(OP_RECV, 1, 2)); /* reused slot */
+	CHECK(rtls__ud(RTLS__OP_RECV, 1, 1) != rtls__ud(RTLS__OP_RECV, 1, 2)); /* reused slot */
 
 	srv.cfg.timeout_ms[RTLS_TIMER_IDLE] = 1000;
 	srv.cfg.timeout_ms[RTLS_TIMER_HEADER] = 100;
@@ -32,7 +32,7 @@ int main(void)
 		conns[i].r = &r;
 		conns[i].slot = i;
 		conns[i].fd = -1;
-		conns[i].state = CONN_LINGER; /* expiry ends it: observable */
+		conns[i].state = RTLS__CONN_LINGER; /* expiry ends it: observable */
 		conns[i].tlink.prev = conns[i].tlink.next = &conns[i].tlink;
 	}
 	rtls__timer_arm(&conns[0], RTLS_TIMER_IDLE);   /* 6000 */
@@ -50,8 +50,8 @@ int main(void)
 	rtls__timers_expire(&r);
 	CHECK_EQ_INT(r.nreap, 1);
 	CHECK_EQ_INT(reap[0], 1);
-	CHECK_EQ_INT(conns[1].state, CONN_DEAD);
-	CHECK_EQ_INT(conns[3].state, CONN_LINGER); /* disarmed: untouched */
+	CHECK_EQ_INT(conns[1].state, RTLS__CONN_DEAD);
+	CHECK_EQ_INT(conns[3].state, RTLS__CONN_LINGER); /* disarmed: untouched */
 
 	/* Re-arming conns[0] moves it behind conns[2]. */
 	r.now_ms = 5100;
@@ -60,7 +60,7 @@ int main(void)
 	rtls__timers_expire(&r);
 	CHECK_EQ_INT(r.nreap, 2);
 	CHECK_EQ_INT(reap[1], 2);
-	CHECK_EQ_INT(conns[0].state, CONN_LINGER);
+	CHECK_EQ_INT(conns[0].state, RTLS__CONN_LINGER);
 	r.now_ms = 6100;
 	rtls__timers_expire(&r);
 	CHECK_EQ_INT(r.nreap, 3);

@@ -122,6 +122,12 @@ int main(void)
 	rtls__wbuf_reset(&w);
 	CHECK(w.data == NULL);
 	rtls__wbuf_free(&w);
+	/* Zero bytes on an empty buffer: a write queues nothing and
+	 * succeeds; a reserve points somewhere (NULL means no memory). */
+	CHECK_EQ_INT(rtls__wbuf_append(&w, "", 0), 0);
+	CHECK_EQ_INT(w.nsegs, 0);
+	CHECK(rtls__wbuf_reserve(&w, 0) != NULL);
+	rtls__wbuf_free(&w);
 	spares();
 	small_blocks();
 	CHECK_DONE();

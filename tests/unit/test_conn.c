@@ -1,0 +1,266 @@
+/* Connection slots (src/core/conn.c) over a fake ring: an abort or a close
+ * while a send is in flight (the slot waits for every request, the socket
+ * is shut down at once and closed only when the slot is freed); a
+ * completion for the slot's previous occupant (the generation check in
+ * rtls__dispatch); pausing parks input off the ring; a starved receive is
+ * re-armed only when buffers are back. */
+#include <stdint.h>
+
+#include "unit/fake_ring.h"
+
+static uint64_t ud(const struct rtls_conn *c, enum rtls__op op)
+{
+	return rtls__ud(op, c->slot, c->gen);
+}
+
+static void check_recv_sqe(const struct io_uring_sqe *sqe, const struct rtls_conn *c)
+{
+	CHECK_SQE(sqe, IORING_OP_RECV, c->fd, 0, ud(c, RTLS__OP_RECV));
+	if (sqe) {
+		CHECK(sqe->ioprio & IORING_RECV_MULTISHOT);
+		CHECK(sqe->flags & IOSQE_BUFFER_SELECT);
+	}
+}
+
+/* The cancel of c's receive, fire-and-forget. */
+static void check_cancel_sqe(const struct io_uring_sqe *sqe, uint64_t target)
+{
+	CHECK(sqe != NULL);
+	if (!sqe)
+		return;
+	CHECK_EQ_INT(sqe->opcode, IORING_OP_ASYNC_CANCEL);
+	CHECK_EQ_INT(sqe->addr, target);
+	CHECK_EQ_INT(sqe->user_data, rtls__ud(RTLS__OP_IGNORE, 0, 0));
+}
+
+/* What the peer reads now: 0 is EOF (our side shut down). */
+static ssize_t peer_read(const struct rtls_conn *c)
+{
+	char b[16];
+
+	return recv(F.peer[c->slot], b, sizeof(b), MSG_DONTWAIT);
+}
+
+static void test_abort_while_sending(void)
+{
+	struct rtls_conn *c;
+	uint64_t recv_ud, send_ud;
+	uint32_t gen;
+
+	fake_setup();
+	c = fake_conn();
+	gen = c->gen;
+	rtls__conn_recv_arm(c);
+	check_recv_sqe(fake_next(), c);
+	rtls_conn_write(c, "response", 8);
+	rtls_conn_flush(c);
+	CHECK_SQE(fake_next(), IORING_OP_SEND, c->fd, 8, ud(c, RTLS__OP_SEND));
+	recv_ud = ud(c, RTLS__OP_RECV);
+	send_ud = ud(c, RTLS__OP_SEND);
+	CHECK_EQ_INT(peer_read(c), -1); /* nothing yet, not EOF */
+
+	rtls_conn_abort(c, 0);
+	CHECK_EQ_INT(c->state, RTLS__CONN_DEAD);
+	CHECK_EQ_INT(F.closes, 1);
+	CHECK_EQ_INT(F.close_err, -ECONNABORTED);
+	check_cancel_sqe(fake_next(), recv_ud);
+	/* The send blocked on a full socket must complete: shut down now... */
+	CHECK_EQ_INT(peer_read(c), 0);
+	/* ...but the fd stays ours until the slot is free. */
+	CHECK(c->fd >= 0);
+	CHECK_EQ_INT(rtls_conn_write(c, "x", 1), -EPIPE);
+
+	rtls__reap(&F.r);
+	CHECK_EQ_INT(c->state, RTLS__CONN_DEAD);
+	CHECK_EQ_INT(F.r.nfree, FAKE_CONNS - 1);
+	fake_complete(recv_ud, -ECANCELED);
+	CHECK_EQ_INT(c->state, RTLS__CONN_DEAD); /* the send is still out */
+	CHECK(fake_next() == NULL);              /* and nothing is re-armed */
+	fake_complete(send_ud, -EPIPE);
+	CHECK_EQ_INT(c->state, RTLS__CONN_FREE);
+	CHECK_EQ_INT(c->gen, gen + 1);
+	CHECK_EQ_INT(c->fd, -1);
+	CHECK_EQ_INT(F.r.nfree, FAKE_CONNS);
+	CHECK_EQ_INT(F.r.nlive, 0);
+	CHECK_EQ_INT(F.closes, 1); /* on_close ran once */
+	CHECK(fake_next() == NULL);
+	fake_teardown();
+}
+
+/* A graceful close waits for the output, shuts down our side, lingers
+ * (discarding input) until the peer's FIN. */
+static void test_close_while_sending(void)
+{
+	struct rtls_conn *c;
+	uint64_t recv_ud;
+
+	fake_setup();
+	c = fake_conn();
+	rtls__conn_recv_arm(c);
+	check_recv_sqe(fake_next(), c);
+	recv_ud = ud(c, RTLS__OP_RECV);
+	rtls_conn_write(c, "bye", 3);
+	rtls_conn_flush(c);
+	CHECK_SQE(fake_next(), IORING_OP_SEND, c->fd, 3, ud(c, RTLS__OP_SEND));
+
+	rtls_conn_close(c);
+	CHECK_EQ_INT(c->state, RTLS__CONN_CLOSING);
+	CHECK(fake_next() == NULL);
+	CHECK_EQ_INT(rtls_conn_write(c, "x", 1), -EPIPE);
+	CHECK_EQ_INT(peer_read(c), -1);
+
+	fake_complete(ud(c, RTLS__OP_SEND), 3);
+	CHECK_EQ_INT(c->state, RTLS__CONN_LINGER);
+	CHECK_EQ_INT(c->timer, RTLS_TIMER_LINGER);
+	CHECK_EQ_INT(peer_read(c), 0); /* FIN sent */
+	CHECK_EQ_INT(F.drains, 0);     /* the handler is not told: it closed */
+	CHECK(fake_next() == NULL);    /* the receive was still armed */
+
+	fake_recv(recv_ud, 1, "late input", true);
+	CHECK_EQ_INT(F.got_len, 0); /* discarded... */
+	CHECK_EQ_INT(F.puts, 1);    /* ...and its buffer is back */
+	fake_complete(recv_ud, 0);  /* the peer's FIN */
+	CHECK_EQ_INT(F.closes, 1);
+	CHECK_EQ_INT(F.close_err, 0);
+	CHECK_EQ_INT(c->state, RTLS__CONN_FREE);
+	fake_teardown();
+}
+
+/* Completions tagged for the slot's previous occupant change nothing for
+ * the new one; a buffer one carries goes back to the ring. */
+static void test_reused_slot(void)
+{
+	struct rtls_conn *a, *b;
+	uint64_t old_recv, old_send;
+	uint32_t slot, gen;
+
+	fake_setup();
+	a = fake_conn();
+	slot = a->slot;
+	gen = a->gen;
+	rtls__conn_recv_arm(a);
+	rtls_conn_write(a, "old", 3);
+	rtls_conn_flush(a);
+	old_recv = ud(a, RTLS__OP_RECV);
+	old_send = ud(a, RTLS__OP_SEND);
+	rtls_conn_abort(a, -ECONNRESET);
+	fake_complete(old_recv, -ECANCELED);
+	fake_complete(old_send, -EPIPE);
+	CHECK_EQ_INT(a->state, RTLS__CONN_FREE);
+
+	b = fake_conn();
+	CHECK(b == a);
+	CHECK_EQ_INT(b->slot, slot);
+	CHECK_EQ_INT(b->gen, gen + 1);
+	while (fake_next())
+		;
+	rtls__conn_recv_arm(b);
+	check_recv_sqe(fake_next(), b);
+	rtls_conn_write(b, "new", 3);
+	rtls_conn_flush(b);
+	CHECK_SQE(fake_next(), IORING_OP_SEND, b->fd, 3, ud(b, RTLS__OP_SEND));
+	CHECK(old_send != ud(b, RTLS__OP_SEND));
+
+	/* The old receive's data: not the new connection's. */
+	fake_recv(old_recv, 2, "stale", true);
+	CHECK_EQ_INT(F.got_len, 0);
+	CHECK_EQ_INT(F.puts, 1);
+	CHECK_EQ_INT(F.last_put, 2);
+	CHECK_EQ_INT(b->nheld, 0);
+	/* The old send's completion: b's send is still the one in flight. */
+	fake_complete(old_send, 3);
+	CHECK_EQ_INT(b->send_state, RTLS__SEND_SIDE);
+	CHECK_EQ_INT(b->mem_sent, 0);
+	CHECK_EQ_INT(b->tx_ops, 0);
+	CHECK_EQ_INT(F.drains, 0);
+	CHECK(fake_next() == NULL);
+	/* The old receive's error: b stays open. */
+	fake_complete(old_recv, -ECONNRESET);
+	CHECK_EQ_INT(b->state, RTLS__CONN_OPEN);
+	CHECK(b->recv_armed);
+	CHECK_EQ_INT(F.closes, 1);
+
+	/* A slot never used, and one beyond the table: ignored. */
+	fake_recv(rtls__ud(RTLS__OP_RECV, FAKE_CONNS - 1, 0), 3, "x", false);
+	CHECK_EQ_INT(F.puts, 2);
+	fake_complete(rtls__ud(RTLS__OP_SEND, 1000, 0), 1);
+
+	/* b's own completions still work. */
+	fake_complete(ud(b, RTLS__OP_SEND), 3);
+	CHECK_EQ_INT(F.drains, 1);
+	fake_recv(ud(b, RTLS__OP_RECV), 5, "fresh", true);
+	CHECK(F.got_len == 5 && memcmp(F.got, "fresh", 5) == 0);
+	CHECK_EQ_INT(F.puts, 3);
+	fake_teardown();
+}
+
+/* Pausing cancels the multishot receive; what still arrives is copied
+ * off the ring (the buffer goes back at once) and handed over on resume. */
+static void test_pause_parks(void)
+{
+	struct rtls_conn *c;
+	uint64_t recv_ud;
+
+	fake_setup();
+	c = fake_conn();
+	rtls__conn_recv_arm(c);
+	check_recv_sqe(fake_next(), c);
+	recv_ud = ud(c, RTLS__OP_RECV);
+	rtls_conn_pause_read(c);
+	check_cancel_sqe(fake_next(), recv_ud);
+	CHECK(c->recv_cancelling);
+
+	fake_recv(recv_ud, 4, "abc", true);
+	CHECK_EQ_INT(F.got_len, 0);
+	CHECK_EQ_INT(F.puts, 1); /* the ring buffer is back */
+	CHECK_EQ_INT(c->npaused, 1);
+	CHECK_EQ_INT(c->nheld, 1); /* the copy is still held */
+	fake_complete(recv_ud, -ECANCELED);
+	CHECK(!c->recv_armed && !c->recv_cancelling);
+	CHECK(fake_next() == NULL); /* paused: not re-armed */
+
+	rtls_conn_resume_read(c);
+	CHECK(F.got_len == 3 && memcmp(F.got, "abc", 3) == 0);
+	CHECK_EQ_INT(c->nheld, 0);
+	check_recv_sqe(fake_next(), c);
+	fake_teardown();
+}
+
+/* ENOBUFS: the receive waits on the starved list until the ring has
+ * buffers again, instead of failing again at once. */
+static void test_starved(void)
+{
+	struct rtls_conn *c;
+
+	fake_setup();
+	c = fake_conn();
+	rtls__conn_recv_arm(c);
+	check_recv_sqe(fake_next(), c);
+	fake_complete(ud(c, RTLS__OP_RECV), -ENOBUFS);
+	CHECK(!c->recv_armed && c->recv_starved);
+	CHECK_EQ_INT(F.r.nstarved, 1);
+	CHECK(fake_next() == NULL);
+
+	F.r.bufs.out = FAKE_BUFS; /* every buffer is out */
+	rtls__rearm_starved(&F.r);
+	CHECK(fake_next() == NULL);
+	CHECK_EQ_INT(F.r.nstarved, 1);
+	F.r.bufs.out = FAKE_BUFS - 1;
+	rtls__rearm_starved(&F.r);
+	check_recv_sqe(fake_next(), c);
+	CHECK_EQ_INT(F.r.nstarved, 0);
+	CHECK(!c->recv_starved);
+	F.r.bufs.out = 0;
+	fake_teardown();
+}
+
+int main(void)
+{
+	rtls_log_set_level(RTLS_LOG_ERROR);
+	test_abort_while_sending();
+	test_close_while_sending();
+	test_reused_slot();
+	test_pause_parks();
+	test_starved();
+	CHECK_DONE();
+}
