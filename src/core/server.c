@@ -119,17 +119,27 @@ static int reactor_alloc(struct rtls_server *s, struct rtls__reactor *r)
 	return 0;
 }
 
-/* The ring goes first. A reactor that stopped at its shutdown deadline,
- * or on a ring error, may still have sends and splices in flight that read
- * output buffers, and receives that write into the provided buffers; the
- * kernel would read or write that memory after it was freed (or reused by
- * the next malloc). io_uring_queue_exit() cancels them and waits for those
- * it can wait for; what it cannot (an io-wq splice) holds a reference on
- * its files, not on our memory, and the drain in reactor_loop() has
- * already let every request that could finish do so. Only then the
- * memory and the descriptors go. */
+/* A connection still live here (the reactor stopped on a ring error) is
+ * ended for its handler and transport first, while the ring still exists:
+ * an on_close that calls rtls_conn_close() or rtls_conn_flush() reaches
+ * rtls__sqe(), and after io_uring_queue_exit() the SQ ring is unmapped.
+ * What it queues is never submitted.
+ *
+ * Then the ring goes, before any memory. A reactor cut at its shutdown
+ * deadline, or stopped on a ring error, may have had sends and splices
+ * reading output buffers and receives writing into the provided buffers.
+ * The guarantee is the drain in reactor_loop(), which waited for the
+ * completions of every request that could finish. Closing the ring does
+ * not wait for anything: it removes poll-armed requests at once and
+ * cancels io-wq work asynchronously; an io-wq splice holds references on
+ * its files, not on our memory. Only then the memory and the descriptors
+ * go. */
 static void reactor_free(struct rtls_server *s, struct rtls__reactor *r)
 {
+	if (r->conns)
+		for (unsigned i = 0; i < s->cfg.max_conns; i++)
+			if (r->conns[i].state != RTLS__CONN_FREE)
+				rtls__conn_orphan(&r->conns[i]);
 	if (r->ring_ok) {
 		io_uring_queue_exit(&r->ring);
 		r->ring_ok = false; /* the buffer ring went with it */
@@ -145,8 +155,6 @@ static void reactor_free(struct rtls_server *s, struct rtls__reactor *r)
 		for (unsigned i = 0; i < s->cfg.max_conns; i++) {
 			if (r->conns[i].state == RTLS__CONN_FREE)
 				continue;
-			/* Live only if the reactor stopped on a ring error. */
-			rtls__conn_orphan(&r->conns[i]);
 			if (r->conns[i].fd >= 0)
 				close(r->conns[i].fd);
 			rtls__wbuf_free(&r->conns[i].w[0]);

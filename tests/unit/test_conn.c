@@ -226,6 +226,56 @@ static void test_pause_parks(void)
 	fake_teardown();
 }
 
+/* Resume before the cancel has landed: nothing is armed twice; the
+ * cancel's -ECANCELED re-arms the receive. */
+static void test_resume_before_cancel(void)
+{
+	struct rtls_conn *c;
+	uint64_t recv_ud;
+
+	fake_setup();
+	c = fake_conn();
+	rtls__conn_recv_arm(c);
+	check_recv_sqe(fake_next(), c);
+	recv_ud = ud(c, RTLS__OP_RECV);
+	rtls_conn_pause_read(c);
+	check_cancel_sqe(fake_next(), recv_ud);
+	rtls_conn_resume_read(c);
+	CHECK(fake_next() == NULL); /* still armed until the cancel lands */
+	rtls_conn_pause_read(c);
+	CHECK(fake_next() == NULL); /* one cancel is enough */
+	rtls_conn_resume_read(c);
+	fake_complete(recv_ud, -ECANCELED);
+	check_recv_sqe(fake_next(), c);
+	CHECK(c->recv_armed && !c->recv_cancelling);
+	fake_teardown();
+}
+
+/* ENOBUFS on a paused connection: it leaves the starved list without
+ * being re-armed, and resume arms it. */
+static void test_starved_while_paused(void)
+{
+	struct rtls_conn *c;
+
+	fake_setup();
+	c = fake_conn();
+	c->rx_mode = RTLS__RX_EXACT; /* single-shot: pause cancels nothing */
+	c->rx_limit = 100;
+	rtls__conn_recv_arm(c);
+	CHECK(fake_next() != NULL);
+	rtls_conn_pause_read(c);
+	CHECK(fake_next() == NULL);
+	fake_complete(ud(c, RTLS__OP_RECV), -ENOBUFS);
+	CHECK_EQ_INT(F.r.nstarved, 1);
+	rtls__rearm_starved(&F.r); /* buffers there, but the connection is paused */
+	CHECK(fake_next() == NULL);
+	CHECK_EQ_INT(F.r.nstarved, 0);
+	CHECK(!c->recv_starved && !c->recv_armed);
+	rtls_conn_resume_read(c);
+	CHECK(fake_next() != NULL && c->recv_armed);
+	fake_teardown();
+}
+
 /* ENOBUFS: the receive waits on the starved list until the ring has
  * buffers again, instead of failing again at once. */
 static void test_starved(void)
@@ -262,5 +312,7 @@ int main(void)
 	test_reused_slot();
 	test_pause_parks();
 	test_starved();
+	test_resume_before_cancel();
+	test_starved_while_paused();
 	CHECK_DONE();
 }

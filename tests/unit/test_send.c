@@ -363,9 +363,13 @@ static void test_close_inside_completion(void)
 		if (sqe->opcode == IORING_OP_SENDMSG)
 			records++;
 	CHECK_EQ_INT(records, 1);
-	fake_complete(ud(c, RTLS__OP_SENDMSG), 7);
-	CHECK(fake_next() == NULL || fake_next() == NULL);
+	fake_complete(ud(c, RTLS__OP_SENDMSG), 2);
+	/* All sent: FIN, then linger reading until the peer's EOF. */
 	CHECK_EQ_INT(c->send_state, RTLS__SEND_IDLE);
+	CHECK_EQ_INT(c->state, RTLS__CONN_LINGER);
+	sqe = fake_next();
+	CHECK(sqe && sqe->opcode == IORING_OP_RECV);
+	CHECK(fake_next() == NULL);
 	fake_teardown();
 }
 

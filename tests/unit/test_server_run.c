@@ -145,7 +145,14 @@ int main(void)
 	CHECK_EQ_INT(make(&s), 0);
 	CHECK_EQ_INT(rtls_server_start(s), 0);
 	rtls_server_destroy(s);
-	reactor_masks(&threads, &blocking);
+	/* pthread_join returns once the kernel clears the thread id; the
+	 * thread leaves /proc/self/task a little later: allow 2 s. */
+	for (int i = 0; i < 200; i++) {
+		reactor_masks(&threads, &blocking);
+		if (!threads)
+			break;
+		usleep(10000);
+	}
 	CHECK_EQ_INT(threads, 0);
 
 	/* run: start + wait. */
@@ -158,6 +165,11 @@ int main(void)
 	/* run_until_signal: SIGTERM, thread-directed at the caller, which
 	 * blocks it from here on (the call's contract). */
 	CHECK_EQ_INT(make(&s), 0);
+	/* Blocked before the signal can come: run_until_signal blocks it
+	 * too, but the thread may fire before the call gets there. */
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &term, NULL);
 	pthread_create(&t, NULL, term_later, &self);
 	CHECK_EQ_INT(rtls_server_run_until_signal(s), 0);
 	pthread_join(t, NULL);
