@@ -74,6 +74,17 @@ WORKLOADS = [
              1.0, cg=(20, 50, 150)),
     Workload("tls-1m", "TLS GET 1 MiB file", "tls", "/file-1m.bin", 8, 1 << 20,
              1.1, cg=(10, 20, 60)),
+    # The same bodies with many connections (issue 20): the cost per
+    # request must not rise from 8 to 256 connections. glibc used to trim
+    # the reactor's arena after each response and fault it back in.
+    Workload("tls-16k-c64", "TLS GET 16 KiB file, 64 connections", "tls", "/file-16k.bin", 64,
+             16384),
+    Workload("tls-16k-c256", "TLS GET 16 KiB file, 256 connections", "tls", "/file-16k.bin",
+             256, 16384),
+    Workload("tls-1m-c64", "TLS GET 1 MiB file, 64 connections", "tls", "/file-1m.bin", 64,
+             1 << 20),
+    Workload("tls-1m-c256", "TLS GET 1 MiB file, 256 connections", "tls", "/file-1m.bin", 256,
+             1 << 20),
     Workload("hs-full", "full handshakes (no resumption), Connection: close", "full",
              "/hello", 32, 13, 1.0, close=True, cg=(20, 50, 150)),
     Workload("hs-resumed", "resumed handshakes (tickets), Connection: close", "tls",

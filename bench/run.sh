@@ -47,7 +47,8 @@ Environment (defaults for a full run, 12-15 minutes):
                    (default 90) move the bar, to watch the count grow on a
                    small or busy machine (never for numbers you keep)
   WORKLOADS=...    comma-separated subset of plain-hello,tls-hello,plain-16k,
-                   tls-16k,plain-1m,tls-1m,hs-full,hs-resumed
+                   tls-16k,plain-1m,tls-1m,tls-16k-c64,tls-16k-c256,
+                   tls-1m-c64,tls-1m-c256,hs-full,hs-resumed
   PERF=1           0: skip the perf phase (skipped anyway without a working
                    `perf record -e cpu-clock`)
   PERF_SECS=3      seconds of wrk load recorded per server and workload
