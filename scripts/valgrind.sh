@@ -52,7 +52,7 @@ wrap=(valgrind --tool=memcheck --error-exitcode=99 --leak-check=full
 export RINGTLS_WRAP="${wrap[*]}"
 export RTLS_TIME_SCALE=${RTLS_TIME_SCALE:-10}
 export RTLS_UNDER_VALGRIND=1
-export RINGTLS_BIN=$dir/ringtls ECHO_BIN=$dir/echo NO_URING_BIN=$dir/tests/no_uring HOLD_BIN=$dir/tests/hold
+export RINGTLS_BIN=$dir/ringtls ECHO_BIN=$dir/echo NO_URING_BIN=$dir/tests/no_uring HOLD_BIN=$dir/tests/hold FORWARD_BIN=$dir/forward
 
 # One test file: its output to LOGS/NAME.out, "NAME STATUS SECONDS" to
 # LOGS/NAME.rc. Bounded like a ctest entry.

@@ -87,7 +87,7 @@ enum rtls_record_path {
  * NULL when not applicable. */
 struct rtls_conn_info {
 	enum rtls_transport transport;
-	unsigned listener;          /* index in rtls_config.listeners */
+	unsigned listener; /* index in rtls_config.listeners; UINT_MAX: outbound */
 	struct sockaddr_storage peer;
 	socklen_t peer_len;
 	const char *tls_version;    /* "TLSv1.3", ... */
@@ -106,6 +106,8 @@ enum rtls_timer {
 	RTLS_TIMER_HEADER,    /* one deadline for a whole request head */
 	RTLS_TIMER_HANDSHAKE, /* TLS handshake */
 	RTLS_TIMER_LINGER,    /* draining input after our side finished */
+	RTLS_TIMER_CONNECT,   /* rtls_conn_connect(): the TCP connect (armed
+			       * by the engine, disarmed when it completes) */
 	RTLS_TIMER__COUNT
 };
 
@@ -120,8 +122,9 @@ enum rtls_timer {
 struct rtls_handler {
 	size_t conn_data_size;
 	/* A connection was accepted (and, on a TLS listener, its handshake
-	 * completed). Return < 0 to close it at once: on_close then runs
-	 * with that error before the engine goes on. */
+	 * completed), or the connect of rtls_conn_connect() completed.
+	 * Return < 0 to close it at once: on_close then runs with that error
+	 * before the engine goes on. */
 	int (*on_open)(rtls_conn *c, void *data);
 	/* Plaintext arrived. Ownership of *buf passes to the handler, which
 	 * releases it with rtls_buf_release() exactly once (now or later). */
@@ -349,7 +352,9 @@ RTLS_API void rtls_conn_resume_read(rtls_conn *c);
  * nothing more is delivered. Does nothing if already closing.
  * Callbacks: on_close, before it returns, when nothing is left to send
  * and the peer has already closed its side (the usual case in on_eof),
- * or when sending fails at once; see "Callbacks inside calls". */
+ * or when sending fails at once; see "Callbacks inside calls". On a
+ * connection of rtls_conn_connect() still connecting: cancels the
+ * connect, and on_close(-ECANCELED) runs before it returns. */
 RTLS_API void rtls_conn_close(rtls_conn *c);
 
 /* Closes at once, discarding queued output; err (0: -ECONNABORTED) is
@@ -357,6 +362,32 @@ RTLS_API void rtls_conn_close(rtls_conn *c);
  * Callbacks: on_close, always before it returns (input kept while
  * paused is released first). */
 RTLS_API void rtls_conn_abort(rtls_conn *c, int err);
+
+/* Opens a TCP (or Unix-domain) connection from the reactor that owns
+ * `near`, the connection whose callback makes the call; the new one lives
+ * on that reactor too. addr is "IP:PORT", "[IPv6]:PORT" or "unix:/path"
+ * (borrowed). h is the new connection's handler (borrowed until its
+ * on_close returns; NULL: the server's); its conn_data_size may not exceed
+ * the server handler's. arg is kept for rtls_conn_arg(). On success *out is
+ * the new connection: its data area is zeroed now (the caller may fill it
+ * at once, on_open does not clear it again), and on_open runs when the
+ * connect completes; from then on it is an ordinary connection. A
+ * connection returned here always gets exactly one on_close: a failed
+ * connect (refused, unreachable, the RTLS_TIMER_CONNECT deadline) runs
+ * on_close(-ECONNREFUSED, -ETIMEDOUT, ...) without on_open. Before on_open,
+ * writes fail with -EPIPE, timers cannot be set, and rtls_conn_close()
+ * cancels the connect (on_close with -ECANCELED). Returns -EINVAL for a
+ * bad address or data size, -ENOBUFS when the reactor has no free slot
+ * (max_conns), -ESHUTDOWN once the server is stopping, or -errno from
+ * socket(2).
+ * Callbacks: none (the connect completes later, on the loop). */
+RTLS_API int rtls_conn_connect(rtls_conn *near, const char *addr, const struct rtls_handler *h,
+			       void *arg, rtls_conn **out);
+
+/* The arg given to rtls_conn_connect(); NULL for an accepted connection.
+ * Borrowed.
+ * Callbacks: none. */
+RTLS_API void *rtls_conn_arg(rtls_conn *c);
 
 /* Logging used by the engine; handlers may use it too. One line per call
  * on stderr, from any thread. The level is process-wide.

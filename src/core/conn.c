@@ -1,12 +1,14 @@
 /* Connection slots: life cycle, receive path and close.
  *
  * State machine (DESIGN.md has the picture):
+ *   CONNECTING --connected--> OPEN (outbound: rtls_conn_connect(), connect.c)
  *   OPEN --close()--> CLOSING --output drained--> LINGER --EOF/timer--> DEAD
  *   any  --abort()/error/timeout------------------------------------> DEAD
  *   DEAD --recv and send completions all in--> FREE (generation + 1)
  * A slot is reused only when FREE, and its generation changes then, so a
  * late completion for the old connection is recognised and dropped. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +23,11 @@ static inline bool conn_edge(enum rtls__conn_state from, enum rtls__conn_state t
 {
 	switch (from) {
 	case RTLS__CONN_FREE:
-		return to == RTLS__CONN_OPEN; /* accepted into the slot */
+		/* accepted into the slot, or an outbound connect issued */
+		return to == RTLS__CONN_OPEN || to == RTLS__CONN_CONNECTING;
+	case RTLS__CONN_CONNECTING:
+		/* the connect completed; or it failed, timed out, was killed */
+		return to == RTLS__CONN_OPEN || to == RTLS__CONN_DEAD;
 	case RTLS__CONN_OPEN:
 		/* rtls_conn_close(); or abort, an error, a timeout */
 		return to == RTLS__CONN_CLOSING || to == RTLS__CONN_DEAD;
@@ -44,9 +50,12 @@ void rtls__conn_set_state(struct rtls_conn *c, enum rtls__conn_state to)
 	c->state = (uint8_t)to;
 }
 
-struct rtls_conn *rtls__conn_new(struct rtls__reactor *r, int fd, unsigned listener)
+static struct rtls_conn *conn_alloc(struct rtls__reactor *r, int fd, unsigned listener,
+				    enum rtls__conn_state state, const struct rtls_handler *h)
 {
-	const struct rtls_handler *h = &r->srv->handler;
+	/* The slot's data area is sized by the server's handler (see
+	 * rtls_conn_connect()'s check). */
+	size_t dsize = r->srv->handler.conn_data_size;
 	struct rtls_conn *c;
 	uint32_t slot, gen;
 	bool starved;
@@ -67,13 +76,25 @@ struct rtls_conn *rtls__conn_new(struct rtls__reactor *r, int fd, unsigned liste
 	c->recv_starved = starved;
 	c->fd = fd;
 	c->listener = (uint8_t)listener;
-	rtls__conn_set_state(c, RTLS__CONN_OPEN);
+	c->h = h;
+	rtls__conn_set_state(c, state);
 	c->pipe[0] = c->pipe[1] = -1;
 	c->tlink.prev = c->tlink.next = &c->tlink;
-	c->data = h->conn_data_size ? r->conn_data + (size_t)slot * h->conn_data_size : NULL;
+	c->data = dsize ? r->conn_data + (size_t)slot * dsize : NULL;
 	c->tp_area = r->tp_data ? r->tp_data + (size_t)slot * r->srv->tls_conn_size : NULL;
 	r->nlive++;
 	return c;
+}
+
+struct rtls_conn *rtls__conn_new(struct rtls__reactor *r, int fd, unsigned listener)
+{
+	return conn_alloc(r, fd, listener, RTLS__CONN_OPEN, &r->srv->handler);
+}
+
+struct rtls_conn *rtls__conn_new_outbound(struct rtls__reactor *r, int fd,
+					  const struct rtls_handler *h)
+{
+	return conn_alloc(r, fd, RTLS__LISTENER_NONE, RTLS__CONN_CONNECTING, h);
 }
 
 /* GCC 12's analyzer (scripts/lint.sh analyzer) loses track of c->ctl when
@@ -150,10 +171,12 @@ void rtls__conn_recv_arm(struct rtls_conn *c)
 
 int rtls__handler_open(struct rtls_conn *c)
 {
-	const struct rtls_handler *h = &c->r->srv->handler;
+	const struct rtls_handler *h = c->h;
 	int ret = 0;
 
-	if (c->data)
+	/* An outbound connection's area was zeroed when its on_close became
+	 * owed (at connect), and its caller may have filled it since. */
+	if (c->data && !c->handler_open)
 		memset(c->data, 0, h->conn_data_size);
 	c->handler_open = true;
 	if (h->on_open)
@@ -199,7 +222,7 @@ static int park(struct rtls_conn *c, struct rtls_buf *b)
 
 void rtls__deliver(struct rtls_conn *c, struct rtls_buf *b)
 {
-	const struct rtls_handler *h = &c->r->srv->handler;
+	const struct rtls_handler *h = c->h;
 
 	if (c->state != RTLS__CONN_OPEN || !c->handler_open || !h->on_data) {
 		rtls_buf_release(c, b);
@@ -217,7 +240,7 @@ void rtls__deliver(struct rtls_conn *c, struct rtls_buf *b)
 
 void rtls__deliver_eof(struct rtls_conn *c)
 {
-	const struct rtls_handler *h = &c->r->srv->handler;
+	const struct rtls_handler *h = c->h;
 
 	c->peer_eof = true;
 	if (c->state == RTLS__CONN_LINGER) {
@@ -397,7 +420,7 @@ void rtls_conn_resume_read(rtls_conn *c)
 	/* Hand over what arrived meanwhile, in order, unless the handler
 	 * pauses again or the connection ends on the way. */
 	for (i = 0; i < c->npaused && !c->read_paused && c->state == RTLS__CONN_OPEN; i++)
-		c->r->srv->handler.on_data(c, c->data, &c->paused_q[i]);
+		c->h->on_data(c, c->data, &c->paused_q[i]);
 	if (i < c->npaused)
 		memmove(c->paused_q, c->paused_q + i, (c->npaused - i) * sizeof(*c->paused_q));
 	c->npaused -= i;
@@ -413,6 +436,12 @@ void rtls_conn_resume_read(rtls_conn *c)
 
 void rtls_conn_close(rtls_conn *c)
 {
+	/* Nothing can be queued before the connect completes: nothing to
+	 * close gracefully. */
+	if (c->state == RTLS__CONN_CONNECTING) {
+		rtls__conn_kill(c, -ECANCELED);
+		return;
+	}
 	if (c->state != RTLS__CONN_OPEN)
 		return;
 	rtls__conn_set_state(c, RTLS__CONN_CLOSING);
@@ -446,7 +475,7 @@ static void drop_paused(struct rtls_conn *c)
  * keys there). At most once: both are cleared. */
 static void conn_teardown(struct rtls_conn *c, int err)
 {
-	const struct rtls_handler *h = &c->r->srv->handler;
+	const struct rtls_handler *h = c->h;
 
 	drop_paused(c);
 	if (c->handler_open) {
@@ -480,6 +509,12 @@ void rtls__conn_kill(struct rtls_conn *c, int err)
 		struct io_uring_sqe *sqe = rtls__sqe(r);
 
 		io_uring_prep_cancel64(sqe, rtls__ud((enum rtls__op)c->recv_op, c->slot, c->gen), 0);
+		io_uring_sqe_set_data64(sqe, rtls__ud(RTLS__OP_IGNORE, 0, 0));
+	}
+	if (c->connect_armed) {
+		struct io_uring_sqe *sqe = rtls__sqe(r);
+
+		io_uring_prep_cancel64(sqe, rtls__ud(RTLS__OP_CONNECT, c->slot, c->gen), 0);
 		io_uring_sqe_set_data64(sqe, rtls__ud(RTLS__OP_IGNORE, 0, 0));
 	}
 	/* A send or splice blocked on a full socket completes at once after
@@ -525,7 +560,7 @@ void rtls__reap(struct rtls__reactor *r)
 	for (unsigned i = 0; i < r->nreap; i++) {
 		struct rtls_conn *c = &r->conns[r->reap[i]];
 
-		if (c->recv_armed || rtls__send_busy(c)) {
+		if (c->recv_armed || c->connect_armed || rtls__send_busy(c)) {
 			r->reap[keep++] = c->slot;
 			continue;
 		}
@@ -537,7 +572,7 @@ void rtls__reap(struct rtls__reactor *r)
 
 void rtls__conn_timeout(struct rtls_conn *c, enum rtls_timer t)
 {
-	const struct rtls_handler *h = &c->r->srv->handler;
+	const struct rtls_handler *h = c->h;
 
 	if (c->state == RTLS__CONN_LINGER) {
 		rtls__conn_kill(c, 0);
@@ -553,8 +588,12 @@ void rtls__conn_timeout(struct rtls_conn *c, enum rtls_timer t)
 /* Server shutdown: idle connections close now, busy ones when done. */
 void rtls__conn_shutdown(struct rtls_conn *c)
 {
-	const struct rtls_handler *h = &c->r->srv->handler;
+	const struct rtls_handler *h = c->h;
 
+	if (c->state == RTLS__CONN_CONNECTING) {
+		rtls__conn_kill(c, -ESHUTDOWN); /* nothing to finish yet */
+		return;
+	}
 	if (c->state != RTLS__CONN_OPEN)
 		return;
 	if (!c->handler_open) {
@@ -568,6 +607,11 @@ void rtls__conn_shutdown(struct rtls_conn *c)
 void *rtls_conn_data(rtls_conn *c)
 {
 	return c->data;
+}
+
+void *rtls_conn_arg(rtls_conn *c)
+{
+	return c->arg;
 }
 
 void *rtls_conn_ctx(rtls_conn *c)
@@ -584,9 +628,15 @@ void rtls_conn_set_timer(rtls_conn *c, enum rtls_timer t)
 int rtls_conn_query(const rtls_conn *c, struct rtls_conn_info *info)
 {
 	memset(info, 0, sizeof(*info));
-	info->transport = c->r->srv->cfg.listeners[c->listener].tls ? RTLS_TRANSPORT_TLS
-								    : RTLS_TRANSPORT_PLAIN;
-	info->listener = c->listener;
+	if (c->listener == RTLS__LISTENER_NONE) {
+		/* Outbound: plain TCP (or Unix) for now. */
+		info->transport = RTLS_TRANSPORT_PLAIN;
+		info->listener = UINT_MAX;
+	} else {
+		info->transport = c->r->srv->cfg.listeners[c->listener].tls ? RTLS_TRANSPORT_TLS
+									    : RTLS_TRANSPORT_PLAIN;
+		info->listener = c->listener;
+	}
 	info->peer_len = sizeof(info->peer);
 	if (c->fd < 0 || getpeername(c->fd, (struct sockaddr *)&info->peer, &info->peer_len) < 0)
 		info->peer_len = 0;

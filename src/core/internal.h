@@ -28,6 +28,7 @@ enum rtls__op {
 	RTLS__OP_SENDMSG,    /* kTLS control record (alert, KeyUpdate) */
 	RTLS__OP_TICK,       /* reactor timer tick */
 	RTLS__OP_WAKE,       /* eventfd read: stop requested */
+	RTLS__OP_CONNECT,    /* rtls_conn_connect(): the address is c->peer */
 };
 
 static inline uint64_t rtls__ud(enum rtls__op op, uint32_t slot, uint32_t gen)
@@ -171,10 +172,11 @@ struct rtls__tls_hooks {
 
 enum rtls__conn_state {
 	RTLS__CONN_FREE = 0,
-	RTLS__CONN_OPEN,    /* handler attached (or transport handshaking) */
-	RTLS__CONN_CLOSING, /* graceful: draining output, then FIN */
-	RTLS__CONN_LINGER,  /* FIN sent; discarding input until EOF or timeout */
-	RTLS__CONN_DEAD,    /* fd closed; waiting for in-flight ops to complete */
+	RTLS__CONN_CONNECTING, /* outbound: the connect is outstanding */
+	RTLS__CONN_OPEN,       /* handler attached (or transport handshaking) */
+	RTLS__CONN_CLOSING,    /* graceful: draining output, then FIN */
+	RTLS__CONN_LINGER,     /* FIN sent; discarding input until EOF or timeout */
+	RTLS__CONN_DEAD,       /* fd closed; waiting for in-flight ops to complete */
 };
 
 /* What a connection's output is doing (send.c). At most one request
@@ -217,8 +219,14 @@ enum rtls__send_state {
 
 struct rtls__reactor;
 
+/* c->listener of a connection that rtls_conn_connect() opened: never an
+ * index, as a server has at most 255 listeners (0..254). */
+#define RTLS__LISTENER_NONE 0xffu
+
 struct rtls_conn {
 	struct rtls__reactor *r;
+	const struct rtls_handler *h; /* the server's, or rtls_conn_connect()'s */
+	void *arg;                    /* rtls_conn_connect()'s, for rtls_conn_arg() */
 	uint32_t slot, gen;
 	int fd;
 	uint8_t state;
@@ -240,7 +248,10 @@ struct rtls_conn {
 	void *tp_area;          /* this slot's share of the transport area */
 	bool read_paused;
 	bool peer_eof;
-	bool handler_open;      /* on_open ran; on_close owed */
+	bool handler_open;      /* on_open ran, or an outbound connect was
+				 * issued: on_close owed */
+	bool connect_armed;     /* the connect is outstanding (the slot
+				 * cannot be freed) */
 	bool flush_wanted;      /* the handler or transport asked for output
 				 * to go; kept until a round finds nothing
 				 * more (a request, not a state: it can come
@@ -376,6 +387,8 @@ char *rtls__bufring_addr(struct rtls__reactor *r, uint16_t bid);
 /* listener.c */
 int rtls__parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len);
 int rtls__listen_socket(const struct sockaddr_storage *ss, socklen_t len);
+/* rtls__parse_addr(), or "unix:/path" (an AF_UNIX address). */
+int rtls__parse_connect_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len);
 
 /* timer.c */
 uint64_t rtls__now_ms(void);
@@ -404,6 +417,11 @@ static inline bool rtls__send_busy(const struct rtls_conn *c)
 /* Every change of c->state goes through here (debug builds check the edge). */
 void rtls__conn_set_state(struct rtls_conn *c, enum rtls__conn_state to);
 struct rtls_conn *rtls__conn_new(struct rtls__reactor *r, int fd, unsigned listener);
+/* A slot for an outbound connection (connect.c): CONNECTING, handler h. */
+struct rtls_conn *rtls__conn_new_outbound(struct rtls__reactor *r, int fd,
+					  const struct rtls_handler *h);
+/* connect.c: the connect's completion. */
+void rtls__on_connect(struct rtls_conn *c, int res);
 void rtls__conn_recv_arm(struct rtls_conn *c);
 void rtls__on_recv(struct rtls_conn *c, struct io_uring_cqe *cqe, enum rtls__op op);
 struct rtls__ctl *rtls__conn_ctl(struct rtls_conn *c);

@@ -5,9 +5,11 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -69,6 +71,25 @@ int rtls__parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 	if (strcmp(host, "localhost") == 0)
 		strcpy(host, "127.0.0.1");
 	return inet_pton(AF_INET, host, &a4->sin_addr) == 1 ? 0 : -EINVAL;
+}
+
+/* "unix:/path" (no abstract names), or what rtls__parse_addr() takes. */
+int rtls__parse_connect_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct sockaddr_un *un = (struct sockaddr_un *)ss;
+	size_t n;
+
+	if (strncmp(s, "unix:", 5) != 0)
+		return rtls__parse_addr(s, ss, len);
+	s += 5;
+	n = strlen(s);
+	if (s[0] != '/' || n >= sizeof(un->sun_path))
+		return -EINVAL;
+	memset(ss, 0, sizeof(*ss));
+	un->sun_family = AF_UNIX;
+	memcpy(un->sun_path, s, n + 1);
+	*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+	return 0;
 }
 
 int rtls_format_addr(const struct sockaddr_storage *ss, char *out, size_t n)

@@ -201,6 +201,7 @@ void rtls__dispatch(struct rtls__reactor *r, struct io_uring_cqe *cqe)
 	case RTLS__OP_SENDMSG:
 	case RTLS__OP_SPLICE_IN:
 	case RTLS__OP_SPLICE_OUT:
+	case RTLS__OP_CONNECT:
 		break;
 	case RTLS__OP_IGNORE:
 	default:
@@ -226,6 +227,9 @@ void rtls__dispatch(struct rtls__reactor *r, struct io_uring_cqe *cqe)
 	case RTLS__OP_SEND:
 	case RTLS__OP_SENDMSG:
 		rtls__on_send(c, cqe->res);
+		break;
+	case RTLS__OP_CONNECT:
+		rtls__on_connect(c, cqe->res);
 		break;
 	default:
 		rtls__on_splice(c, op, cqe->res);

@@ -247,7 +247,7 @@ static void submit_splice(struct rtls_conn *c, enum rtls__op op, const struct rt
 
 static void drained(struct rtls_conn *c)
 {
-	const struct rtls_handler *h = &c->r->srv->handler;
+	const struct rtls_handler *h = c->h;
 
 	if (c->tp && c->tp->on_drained) {
 		c->tp->on_drained(c);

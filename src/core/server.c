@@ -31,10 +31,11 @@ static struct server_box *box_of(struct rtls_server *s)
 }
 
 static const unsigned default_timeouts[RTLS_TIMER__COUNT] = {
-	[RTLS_TIMER_IDLE] = 60000,
-	[RTLS_TIMER_HEADER] = 10000,
-	[RTLS_TIMER_HANDSHAKE] = 10000,
-	[RTLS_TIMER_LINGER] = 2000,
+	[RTLS_TIMER_IDLE] = 60000,      /* keep-alive */
+	[RTLS_TIMER_HEADER] = 10000,    /* a whole request head */
+	[RTLS_TIMER_HANDSHAKE] = 10000, /* TLS handshake */
+	[RTLS_TIMER_LINGER] = 2000,     /* draining after our FIN */
+	[RTLS_TIMER_CONNECT] = 5000,    /* rtls_conn_connect() */
 };
 
 void rtls_config_defaults(struct rtls_config *cfg)

@@ -29,6 +29,7 @@ RINGTLS_BIN = os.environ.get("RINGTLS_BIN") or os.path.join(BUILD, "ringtls")
 ECHO_BIN = os.environ.get("ECHO_BIN") or os.path.join(BUILD, "echo")
 NO_URING_BIN = os.environ.get("NO_URING_BIN") or os.path.join(BUILD, "tests", "no_uring")
 HOLD_BIN = os.environ.get("HOLD_BIN") or os.path.join(BUILD, "tests", "hold")
+FORWARD_BIN = os.environ.get("FORWARD_BIN") or os.path.join(BUILD, "forward")
 
 # RINGTLS_WRAP: a command put in front of every ringtls a test starts
 # (scripts/valgrind.sh runs the suite under memcheck this way), and
@@ -108,11 +109,11 @@ _tmpdirs = []   # removed at exit
 
 
 def wrapped(argv):
-    """argv with RINGTLS_WRAP put in front of the ringtls (echo, hold) binary,
+    """argv with RINGTLS_WRAP put in front of the ringtls (echo, hold, forward) binary,
     after any launcher such as no_uring, so the wrapper sees ringtls itself."""
     argv = [str(a) for a in argv]
     for i, a in enumerate(argv):
-        if WRAP and a in (RINGTLS_BIN, ECHO_BIN, HOLD_BIN):
+        if WRAP and a in (RINGTLS_BIN, ECHO_BIN, HOLD_BIN, FORWARD_BIN):
             return argv[:i] + WRAP + argv[i:]
     return argv
 

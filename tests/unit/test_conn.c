@@ -3,7 +3,10 @@
  * is shut down at once and closed only when the slot is freed); a
  * completion for the slot's previous occupant (the generation check in
  * rtls__dispatch); pausing parks input off the ring; a starved receive is
- * re-armed only when buffers are back. */
+ * re-armed only when buffers are back; outbound connections: the
+ * connect's SQE, its completion (on_open, or on_close without it), the
+ * deadline, and a kill while it is outstanding. */
+#include <limits.h>
 #include <stdint.h>
 
 #include "unit/fake_ring.h"
@@ -304,6 +307,152 @@ static void test_starved(void)
 	fake_teardown();
 }
 
+/* --- outbound connections (src/core/connect.c) ------------------------- */
+
+static int marker;
+
+/* A connect from `near`'s callback: CONNECTING, its SQE and deadline. */
+static struct rtls_conn *connect_out(struct rtls_conn *near, const char *addr)
+{
+	struct rtls_conn *c = NULL;
+
+	CHECK_EQ_INT(rtls_conn_connect(near, addr, NULL, &marker, &c), 0);
+	CHECK(c != NULL);
+	if (!c)
+		exit(1);
+	CHECK_EQ_INT(c->state, RTLS__CONN_CONNECTING);
+	CHECK_EQ_INT(c->timer, RTLS_TIMER_CONNECT);
+	CHECK(rtls_conn_arg(c) == &marker);
+	CHECK(rtls_conn_arg(near) == NULL);
+	CHECK_SQE(fake_next(), IORING_OP_CONNECT, c->fd, 0, ud(c, RTLS__OP_CONNECT));
+	CHECK(fake_next() == NULL);
+	CHECK_EQ_INT(rtls_conn_write(c, "x", 1), -EPIPE); /* not open yet */
+	return c;
+}
+
+static void test_connect_ok(void)
+{
+	struct rtls_conn *near, *c;
+	struct rtls_conn_info info;
+
+	fake_setup();
+	near = fake_conn();
+	c = connect_out(near, "127.0.0.1:9");
+	CHECK(c != near);
+	CHECK_EQ_INT(F.opens, 1); /* near's only: no callback inside connect */
+	CHECK_EQ_INT(F.closes, 0);
+	CHECK_EQ_INT(c->peer.ss_family, AF_INET);
+	rtls__reap(&F.r);
+	CHECK_EQ_INT(c->state, RTLS__CONN_CONNECTING); /* not reaped */
+
+	fake_complete(ud(c, RTLS__OP_CONNECT), 0);
+	CHECK_EQ_INT(F.opens, 2);
+	CHECK_EQ_INT(c->state, RTLS__CONN_OPEN);
+	CHECK_EQ_INT(c->timer, RTLS_TIMER_NONE);
+	check_recv_sqe(fake_next(), c);
+	CHECK_EQ_INT(rtls_conn_query(c, &info), 0);
+	CHECK_EQ_INT(info.transport, RTLS_TRANSPORT_PLAIN);
+	CHECK(info.listener == UINT_MAX);
+	CHECK_EQ_INT(rtls_conn_write(c, "hi", 2), 0);
+	CHECK_EQ_INT(rtls_conn_flush(c), 0);
+	CHECK_SQE(fake_next(), IORING_OP_SEND, c->fd, 2, ud(c, RTLS__OP_SEND));
+	fake_teardown();
+}
+
+static void test_connect_refused(void)
+{
+	struct rtls_conn *c;
+
+	fake_setup();
+	c = connect_out(fake_conn(), "[::1]:9");
+	CHECK_EQ_INT(c->peer.ss_family, AF_INET6);
+	fake_complete(ud(c, RTLS__OP_CONNECT), -ECONNREFUSED);
+	CHECK_EQ_INT(F.opens, 1);
+	CHECK_EQ_INT(F.closes, 1);
+	CHECK_EQ_INT(F.close_err, -ECONNREFUSED);
+	CHECK_EQ_INT(c->state, RTLS__CONN_FREE);
+	CHECK_EQ_INT(F.r.nlive, 1);
+	CHECK(fake_next() == NULL);
+	fake_teardown();
+}
+
+/* Killed while connecting: the connect is cancelled, on_close runs at
+ * once, and the slot waits for the connect's completion. */
+static void test_connect_kill(void)
+{
+	struct rtls_conn *c;
+	uint64_t cud;
+
+	fake_setup();
+	c = connect_out(fake_conn(), "unix:/nonexistent/sock");
+	CHECK_EQ_INT(c->peer.ss_family, AF_UNIX);
+	cud = ud(c, RTLS__OP_CONNECT);
+	rtls_conn_abort(c, 0);
+	CHECK_EQ_INT(F.closes, 1);
+	CHECK_EQ_INT(F.close_err, -ECONNABORTED);
+	CHECK_EQ_INT(F.opens, 1);
+	check_cancel_sqe(fake_next(), cud);
+	rtls__reap(&F.r);
+	CHECK_EQ_INT(c->state, RTLS__CONN_DEAD);
+	CHECK(c->fd >= 0);
+	fake_complete(cud, -ECANCELED);
+	CHECK_EQ_INT(c->state, RTLS__CONN_FREE);
+	CHECK_EQ_INT(F.closes, 1);
+	CHECK(fake_next() == NULL);
+	fake_teardown();
+}
+
+/* The connect deadline: on_close(-ETIMEDOUT), no on_open; a close before
+ * the connect completes cancels it (-ECANCELED). */
+static void test_connect_deadline(void)
+{
+	struct rtls_conn *near, *c;
+	uint64_t cud;
+
+	fake_setup();
+	near = fake_conn();
+	c = connect_out(near, "127.0.0.1:9");
+	cud = ud(c, RTLS__OP_CONNECT);
+	F.r.now_ms += 1001;
+	rtls__timers_expire(&F.r);
+	CHECK_EQ_INT(F.closes, 1);
+	CHECK_EQ_INT(F.close_err, -ETIMEDOUT);
+	check_cancel_sqe(fake_next(), cud);
+	fake_complete(cud, -ECANCELED);
+	CHECK_EQ_INT(c->state, RTLS__CONN_FREE);
+	CHECK_EQ_INT(F.opens, 1);
+
+	c = connect_out(near, "127.0.0.1:9");
+	rtls_conn_close(c);
+	CHECK_EQ_INT(F.closes, 2);
+	CHECK_EQ_INT(F.close_err, -ECANCELED);
+	fake_complete(ud(c, RTLS__OP_CONNECT), 0); /* raced the cancel: ignored */
+	CHECK_EQ_INT(F.opens, 1);
+	CHECK_EQ_INT(c->state, RTLS__CONN_FREE);
+	fake_teardown();
+}
+
+/* Refused before anything is taken. */
+static void test_connect_errors(void)
+{
+	static const struct rtls_handler big = { .conn_data_size = 8 };
+	struct rtls_conn *near, *c = &F.conns[0];
+
+	fake_setup();
+	near = fake_conn();
+	CHECK_EQ_INT(rtls_conn_connect(near, "nohost:80", NULL, NULL, &c), -EINVAL);
+	CHECK(c == NULL);
+	CHECK_EQ_INT(rtls_conn_connect(near, "127.0.0.1:99999", NULL, NULL, &c), -EINVAL);
+	CHECK_EQ_INT(rtls_conn_connect(near, "unix:relative", NULL, NULL, &c), -EINVAL);
+	CHECK_EQ_INT(rtls_conn_connect(near, "127.0.0.1:9", &big, NULL, &c), -EINVAL);
+	for (unsigned i = 1; i < FAKE_CONNS; i++)
+		CHECK_EQ_INT(rtls_conn_connect(near, "127.0.0.1:9", NULL, NULL, &c), 0);
+	CHECK_EQ_INT(rtls_conn_connect(near, "127.0.0.1:9", NULL, NULL, &c), -ENOBUFS);
+	CHECK_EQ_INT(F.r.nlive, FAKE_CONNS);
+	CHECK_EQ_INT(F.closes, 0);
+	fake_teardown();
+}
+
 int main(void)
 {
 	rtls_log_set_level(RTLS_LOG_ERROR);
@@ -314,5 +463,10 @@ int main(void)
 	test_starved();
 	test_resume_before_cancel();
 	test_starved_while_paused();
+	test_connect_ok();
+	test_connect_refused();
+	test_connect_kill();
+	test_connect_deadline();
+	test_connect_errors();
 	CHECK_DONE();
 }

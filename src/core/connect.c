@@ -1,0 +1,97 @@
+/* Outbound connections: rtls_conn_connect() opens a socket, takes a slot
+ * on the caller's reactor and issues IORING_OP_CONNECT; the completion
+ * turns the slot into an ordinary connection (DESIGN.md, "Outbound
+ * connections").
+ *
+ *   FREE --rtls_conn_connect()--> CONNECTING --completion 0--> OPEN
+ *   CONNECTING --completion < 0, RTLS_TIMER_CONNECT, close/abort--> DEAD
+ *
+ * The on_close of the new connection is owed from the moment the connect
+ * is issued, so a caller that pairs it with another connection always
+ * hears of its end. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* Non-blocking, so the kernel polls for the handshake rather than
+ * parking an io-wq worker on it for as long as it takes. */
+static int connect_socket(const struct sockaddr_storage *ss)
+{
+	int one = 1;
+	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	/* As on accepted sockets (listen_socket): each flush is one batch. */
+	if (ss->ss_family != AF_UNIX)
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return fd;
+}
+
+int rtls_conn_connect(rtls_conn *near, const char *addr, const struct rtls_handler *h, void *arg,
+		      rtls_conn **out)
+{
+	struct rtls__reactor *r = near->r;
+	struct sockaddr_storage ss;
+	struct io_uring_sqe *sqe;
+	struct rtls_conn *c;
+	socklen_t len;
+	int fd;
+
+	*out = NULL;
+	if (!h)
+		h = &r->srv->handler;
+	if (!addr || h->conn_data_size > r->srv->handler.conn_data_size ||
+	    rtls__parse_connect_addr(addr, &ss, &len) < 0)
+		return -EINVAL;
+	if (r->stopping)
+		return -ESHUTDOWN;
+	if (!r->nfree)
+		return -ENOBUFS;
+	fd = connect_socket(&ss);
+	if (fd < 0)
+		return fd;
+	c = rtls__conn_new_outbound(r, fd, h);
+	if (!c) {
+		close(fd);
+		return -ENOBUFS;
+	}
+	c->arg = arg;
+	/* The address must outlive the request: the kernel may read it only
+	 * when the SQE is submitted, after this returns. */
+	c->peer = ss;
+	c->peer_len = len;
+	if (c->data)
+		memset(c->data, 0, r->srv->handler.conn_data_size);
+	c->handler_open = true;
+	sqe = rtls__sqe(r);
+	io_uring_prep_connect(sqe, fd, (struct sockaddr *)&c->peer, c->peer_len);
+	io_uring_sqe_set_data64(sqe, rtls__ud(RTLS__OP_CONNECT, c->slot, c->gen));
+	c->connect_armed = true;
+	rtls__timer_arm(c, RTLS_TIMER_CONNECT);
+	*out = c;
+	return 0;
+}
+
+void rtls__on_connect(struct rtls_conn *c, int res)
+{
+	c->connect_armed = false;
+	if (c->state != RTLS__CONN_CONNECTING)
+		return; /* killed meanwhile: the reaper frees the slot */
+	if (res < 0) {
+		rtls_log(RTLS_LOG_DEBUG, "conn %u: connect: %s", c->slot, strerror(-res));
+		rtls__conn_kill(c, res);
+		return;
+	}
+	rtls__timer_arm(c, RTLS_TIMER_NONE);
+	rtls__conn_set_state(c, RTLS__CONN_OPEN);
+	/* The handler may have paused reading before the connect completed. */
+	if (!c->read_paused)
+		rtls__conn_recv_arm(c);
+	rtls__handler_open(c);
+}
