@@ -2,12 +2,12 @@
 # Makes sure everything ringtls needs to build and test is installed.
 # As root on Debian 12 it installs what is missing with apt-get; otherwise
 # it prints the one command to run and fails.
-#   scripts/deps.sh build   compiler, cmake, liburing, OpenSSL
+#   scripts/deps.sh build   compiler, cmake, liburing, OpenSSL, libyaml
 #   scripts/deps.sh test    the above + test clients, clang/libFuzzer, linters
 #   scripts/deps.sh bench   the above + nginx-light, wrk
 set -euo pipefail
 
-want=(gcc make cmake pkg-config liburing-dev libssl-dev openssl ca-certificates)
+want=(gcc make cmake pkg-config liburing-dev libssl-dev libyaml-dev openssl ca-certificates)
 case "${1:-build}" in
   build) ;;
   test) want+=(curl python3 clang libclang-rt-14-dev gnutls-bin nodejs procps kmod patchelf iproute2 valgrind strace

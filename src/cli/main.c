@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "options.h"
 #include "probe.h"
 
@@ -67,37 +68,39 @@ static bool needs_tls(const struct cli_opts *o)
 	return false;
 }
 
-static int serve(int argc, char **argv)
+static int run(struct cli_opts *o)
 {
-	struct cli_opts o;
 	rtls_server *s = NULL;
 	struct rtls_tls_ctx *tls = NULL;
 	char why[512];
 	int ret;
 
-	ret = cli_parse_serve(argc, argv, &o);
-	if (ret)
-		return ret > 0 ? 0 : 2;
-	rtls_log_set_level(o.log_level);
+	rtls_log_set_level(o->log_level);
 	raise_nofile();
 	tune_malloc();
-	ret = rtls_http_config_open(&o.http);
+	ret = rtls_http_config_open(&o->http);
 	if (ret < 0) {
-		fprintf(stderr, "ringtls: --root %s: %s\n", o.http.root, strerror(-ret));
+		enum cli_kind kind;
+		struct cli_at at = o->at[cli_opt_find("root", &kind) - CLI_OPT_BASE];
+		char msg[4400];
+
+		snprintf(msg, sizeof(msg), "%s %s: %s", at.line ? "root" : "--root", o->http.root,
+			 strerror(-ret));
+		cli_config_say(o->config, at, msg);
 		return 1;
 	}
-	o.cfg.handler = &rtls_http_handler;
-	o.cfg.handler_ctx = &o.http;
-	if (needs_tls(&o)) {
-		ret = rtls_tls_ctx_new(&o.tls, &tls, why, sizeof(why));
+	o->cfg.handler = &rtls_http_handler;
+	o->cfg.handler_ctx = &o->http;
+	if (needs_tls(o)) {
+		ret = rtls_tls_ctx_new(&o->tls, &tls, why, sizeof(why));
 		if (ret < 0) {
 			fprintf(stderr, "ringtls: %s\n", why);
 			return 1;
 		}
-		o.cfg.tls = tls;
-		o.http.live_tls = rtls_tls_live_ssl;
+		o->cfg.tls = tls;
+		o->http.live_tls = rtls_tls_live_ssl;
 	}
-	ret = rtls_server_create(&o.cfg, &s, why, sizeof(why));
+	ret = rtls_server_create(&o->cfg, &s, why, sizeof(why));
 	if (ret < 0) {
 		fprintf(stderr, "ringtls: %s\n", why);
 		rtls_tls_ctx_free(tls);
@@ -109,15 +112,15 @@ static int serve(int argc, char **argv)
 			 "curl --cacert %s, or copy it to /usr/local/share/ca-certificates/ringtls.crt "
 			 "and run update-ca-certificates", rtls_tls_ctx_selfsigned_path(tls),
 			 rtls_tls_ctx_selfsigned_path(tls));
-	log_listeners(s, &o);
+	log_listeners(s, o);
 	rtls_log(RTLS_LOG_INFO, "ringtls %s: %u reactor(s), serving %s", RTLS_VERSION_STRING,
-		 o.cfg.threads ? o.cfg.threads : (unsigned)sysconf(_SC_NPROCESSORS_ONLN),
-		 o.http.root ? o.http.root : "the built-in page");
+		 o->cfg.threads ? o->cfg.threads : (unsigned)sysconf(_SC_NPROCESSORS_ONLN),
+		 o->http.root ? o->http.root : "the built-in page");
 	ret = rtls_server_run_until_signal(s); /* SIGINT/SIGTERM: graceful stop, exit 0 */
 	rtls_server_destroy(s);
 	rtls_tls_ctx_free(tls);
-	if (o.http.root_fd >= 0)
-		close(o.http.root_fd);
+	if (o->http.root_fd >= 0)
+		close(o->http.root_fd);
 	if (ret < 0) {
 		fprintf(stderr, "ringtls: %s\n", strerror(-ret));
 		return 1;
@@ -126,10 +129,25 @@ static int serve(int argc, char **argv)
 	return 0;
 }
 
+static int serve(int argc, char **argv)
+{
+	struct cli_opts o;
+	int ret = cli_parse_serve(argc, argv, &o, false);
+
+	if (ret == 0)
+		ret = run(&o);
+	else
+		ret = ret > 0 ? 0 : 2;
+	cli_opts_free(&o);
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "serve") == 0)
 		return serve(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "check-config") == 0)
+		return cli_check_config(argc - 1, argv + 1);
 	if (argc == 2 && strcmp(argv[1], "probe") == 0)
 		return rtls_cli_probe();
 	if (argc >= 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)) {

@@ -6,17 +6,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "options.h"
 
 void cli_usage(FILE *f)
 {
 	fputs("usage: ringtls serve [options]\n"
+	      "       ringtls check-config --config FILE [options]\n"
+	      "                          load everything the options name (certificates,\n"
+	      "                          keys, files), bind nothing; exit 0 if it is all good\n"
 	      "       ringtls probe      what this machine offers: kernel, kTLS per cipher, io_uring\n"
 	      "       ringtls --help | --version\n"
 	      "\n"
 	      "Serves HTTP/1.1 on io_uring: static files under --root, or a built-in page,\n"
 	      "and GET /hello -> \"Hello, World!\".\n"
 	      "\n"
+	      "  --config FILE            settings from a YAML file: the keys are the long\n"
+	      "                           options without dashes (see ringtls(1)); the\n"
+	      "                           command line overrides the file, and a list given\n"
+	      "                           there (--listen, --tls-listen, --cert/--key)\n"
+	      "                           replaces the file's\n"
 	      "  --listen ADDR:PORT       plaintext listener, repeatable\n"
 	      "  --tls-listen ADDR:PORT   TLS listener, repeatable\n"
 	      "                           default, if neither is given: --listen 0.0.0.0:8080\n"
@@ -83,7 +92,14 @@ void cli_usage(FILE *f)
  * "GET / HTTP/1.1", a Host field and a few more. */
 #define MIN_HEAD 64
 
-static int parse_uint(const char *flag, const char *s, unsigned long long min,
+/* One bad value: the message for the user, without "ringtls: ". */
+struct bad {
+	const char *flag; /* "--threads" or "threads" */
+	char *buf;
+	size_t n;
+};
+
+static int parse_uint(const struct bad *e, const char *s, unsigned long long min,
 		      unsigned long long max, unsigned long long *out)
 {
 	char *end;
@@ -92,14 +108,15 @@ static int parse_uint(const char *flag, const char *s, unsigned long long min,
 	errno = 0;
 	v = strtoull(s, &end, 10);
 	if (errno || end == s || *end || *s == '-' || v < min || v > max) {
-		fprintf(stderr, "ringtls: %s: not a number in %llu..%llu: '%s'\n", flag, min, max, s);
+		snprintf(e->buf, e->n, "%s: not a number in %llu..%llu: '%s'", e->flag, min, max,
+			 s);
 		return -1;
 	}
 	*out = v;
 	return 0;
 }
 
-static int parse_duration(const char *flag, const char *s, unsigned *ms)
+static int parse_duration(const struct bad *e, const char *s, unsigned *ms)
 {
 	char *end;
 	double v;
@@ -114,23 +131,22 @@ static int parse_duration(const char *flag, const char *s, unsigned *ms)
 	else if (*end && strcmp(end, "s") != 0)
 		end = (char *)s;
 	if (errno || end == s || v <= 0 || v * mul > 86400000.0 || v * mul < 1) {
-		fprintf(stderr, "ringtls: %s: not a duration like 500ms, 10s or 2m: '%s'\n", flag, s);
+		snprintf(e->buf, e->n, "%s: not a duration like 500ms, 10s or 2m: '%s'", e->flag,
+			 s);
 		return -1;
 	}
 	*ms = (unsigned)(v * mul);
 	return 0;
 }
 
-static int parse_level(const char *s, enum rtls_log_level *l)
+/* The index of s in names[0..n), or -1 after saying what was expected. */
+static int parse_word(const struct bad *e, const char *s, const char *const *names, unsigned n,
+		      const char *expected)
 {
-	static const char *const names[] = { "error", "warn", "info", "debug" };
-
-	for (unsigned i = 0; i < 4; i++)
-		if (strcmp(s, names[i]) == 0) {
-			*l = (enum rtls_log_level)i;
-			return 0;
-		}
-	fprintf(stderr, "ringtls: --log-level: expected error, warn, info or debug: '%s'\n", s);
+	for (unsigned i = 0; i < n; i++)
+		if (strcmp(s, names[i]) == 0)
+			return (int)i;
+	snprintf(e->buf, e->n, "%s: expected %s: '%s'", e->flag, expected, s);
 	return -1;
 }
 
@@ -141,6 +157,9 @@ enum {
 	O_NOTICKETS, O_CLIENTCA, O_CLIENTAUTH, O_HSTO, O_KTLS, O_KTLSZC, O_RXNOREKEY, O_KEYLESS,
 	O_KUMAX, O_KUAFTER,
 };
+enum { O_CONFIG = O_KUAFTER + 1 }; /* not a setting of the file */
+_Static_assert(O_LISTEN == CLI_OPT_BASE && O_CONFIG < CLI_OPT_BASE + CLI_NOPTS,
+	       "options.h's CLI_OPT_BASE and CLI_NOPTS cover every option");
 
 static const struct option longopts[] = {
 	{ "listen", required_argument, NULL, O_LISTEN },
@@ -175,41 +194,53 @@ static const struct option longopts[] = {
 	{ "ktls-keyless", no_argument, NULL, O_KEYLESS },
 	{ "key-update-max-rate", required_argument, NULL, O_KUMAX },
 	{ "key-update-after-records", required_argument, NULL, O_KUAFTER },
+	{ "config", required_argument, NULL, O_CONFIG },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
 };
 
-static int add_listen(struct cli_opts *o, const char *addr, int tls)
+static int add_listen(struct cli_opts *o, const char *addr, int tls, const struct bad *e)
 {
 	if (o->nlisten == CLI_MAX_LISTEN) {
-		fprintf(stderr, "ringtls: at most %d listeners\n", CLI_MAX_LISTEN);
+		snprintf(e->buf, e->n, "at most %d listeners", CLI_MAX_LISTEN);
 		return -1;
 	}
+	o->listen_at[o->nlisten] = (struct cli_at){ 0, 0 };
 	o->listen[o->nlisten].addr = addr;
 	o->listen[o->nlisten].tls = tls;
 	o->nlisten++;
 	return 0;
 }
 
-static int apply_tls(struct cli_opts *o, int opt, const char *arg)
+static int add_pair_half(struct cli_opts *o, int opt, const char *arg, const struct bad *e)
 {
-	switch (opt) {
-	case O_TLSLISTEN: return add_listen(o, arg, 1);
-	case O_CERT:
-	case O_KEY: {
-		unsigned *n = opt == O_CERT ? &o->ncert_files : &o->nkey_files;
+	unsigned *n = opt == O_CERT ? &o->ncert_files : &o->nkey_files;
 
-		if (*n == 16) {
-			fprintf(stderr, "ringtls: at most 16 certificates\n");
-			return -1;
-		}
-		if (opt == O_CERT)
-			o->certs[(*n)++].cert_file = arg;
-		else
-			o->certs[(*n)++].key_file = arg;
-		return 0;
+	if (*n == CLI_MAX_CERTS) {
+		snprintf(e->buf, e->n, "at most %d certificates", CLI_MAX_CERTS);
+		return -1;
 	}
+	if (opt == O_CERT)
+		o->certs[(*n)++].cert_file = arg;
+	else
+		o->certs[(*n)++].key_file = arg;
+	return 0;
+}
+
+static int apply_tls(struct cli_opts *o, int opt, const char *arg, const struct bad *e)
+{
+	static const char *const auth[] = { "none", "optional", "require" };
+	static const char *const modes[] = { "auto", "off", "tx", "rx", "on" };
+	unsigned long long v;
+	int i;
+
+	switch (opt) {
+	case O_TLSLISTEN:
+		return add_listen(o, arg, 1, e);
+	case O_CERT:
+	case O_KEY:
+		return add_pair_half(o, opt, arg, e);
 	case O_STATEDIR: snprintf(o->state_dir, sizeof(o->state_dir), "%s", arg); return 0;
 	case O_NOTLS12: o->tls.no_tls12 = true; return 0;
 	case O_CIPHERS: o->tls.ciphers12 = arg; return 0;
@@ -218,44 +249,30 @@ static int apply_tls(struct cli_opts *o, int opt, const char *arg)
 	case O_NOTICKETS: o->tls.no_tickets = true; return 0;
 	case O_CLIENTCA: o->tls.client_ca = arg; return 0;
 	case O_CLIENTAUTH:
-		if (strcmp(arg, "none") == 0)
-			o->tls.client_auth = RTLS_CLIENT_AUTH_NONE;
-		else if (strcmp(arg, "optional") == 0)
-			o->tls.client_auth = RTLS_CLIENT_AUTH_OPTIONAL;
-		else if (strcmp(arg, "require") == 0)
-			o->tls.client_auth = RTLS_CLIENT_AUTH_REQUIRE;
-		else {
-			fprintf(stderr, "ringtls: --client-auth: expected none, optional or require: '%s'\n", arg);
+		if ((i = parse_word(e, arg, auth, 3, "none, optional or require")) < 0)
 			return -1;
-		}
+		o->tls.client_auth = (enum rtls_client_auth)i;
 		return 0;
-	case O_HSTO: return parse_duration("--handshake-timeout", arg, &o->cfg.timeout_ms[RTLS_TIMER_HANDSHAKE]);
+	case O_HSTO:
+		return parse_duration(e, arg, &o->cfg.timeout_ms[RTLS_TIMER_HANDSHAKE]);
 	case O_KTLSZC: o->tls.ktls_zerocopy = true; return 0;
 	case O_RXNOREKEY: o->tls.ktls_rx_no_rekey = true; return 0;
 	case O_KEYLESS: o->tls.ktls_keyless = true; return 0;
-	case O_KUMAX: {
-		unsigned long long v;
-
-		if (parse_uint("--key-update-max-rate", arg, 1, 1000000, &v) < 0)
+	case O_KUMAX:
+		if (parse_uint(e, arg, 1, 1000000, &v) < 0)
 			return -1;
 		o->tls.key_update_max_rate = (unsigned)v;
 		return 0;
-	}
 	case O_KUAFTER:
-		return parse_uint("--key-update-after-records", arg, 1, ULLONG_MAX,
-				  &o->tls.key_update_records);
-	case O_KTLS: {
-		static const char *const modes[] = { "auto", "off", "tx", "rx", "on" };
-
-		for (unsigned i = 0; i < 5; i++)
-			if (strcmp(arg, modes[i]) == 0) {
-				o->tls.ktls = (enum rtls_ktls_mode)i;
-				return 0;
-			}
-		fprintf(stderr, "ringtls: --ktls: expected auto, off, tx, rx or on: '%s'\n", arg);
+		return parse_uint(e, arg, 1, ULLONG_MAX, &o->tls.key_update_records);
+	case O_KTLS:
+		if ((i = parse_word(e, arg, modes, 5, "auto, off, tx, rx or on")) < 0)
+			return -1;
+		o->tls.ktls = (enum rtls_ktls_mode)i;
+		return 0;
+	default:
+		snprintf(e->buf, e->n, "%s: not an option", e->flag);
 		return -1;
-	}
-	default: return -1;
 	}
 }
 
@@ -274,62 +291,87 @@ static void default_state_dir(struct cli_opts *o)
 		snprintf(o->state_dir, sizeof(o->state_dir), "/var/lib/ringtls");
 }
 
-static int apply(struct cli_opts *o, int opt, const char *arg)
+/* A number option: its range and where it goes. */
+static int apply_number(struct cli_opts *o, int opt, const char *arg, const struct bad *e)
 {
 	unsigned long long v = 0;
 
 	switch (opt) {
-	case O_LISTEN: return add_listen(o, arg, 0);
-	case O_ROOT: o->http.root = arg; return 0;
-	case O_FOLLOW: o->http.follow_symlinks = true; return 0;
 	case O_THREADS:
-		if (parse_uint("--threads", arg, 1, 1024, &v) < 0)
+		if (parse_uint(e, arg, 1, 1024, &v) < 0)
 			return -1;
 		o->cfg.threads = (unsigned)v;
 		return 0;
 	case O_RING:
-		if (parse_uint("--ring-entries", arg, 8, 32768, &v) < 0)
+		if (parse_uint(e, arg, 8, 32768, &v) < 0)
 			return -1;
 		if (v & (v - 1)) {
-			fprintf(stderr, "ringtls: --ring-entries %s: not a power of two\n", arg);
+			snprintf(e->buf, e->n, "%s %s: not a power of two", e->flag, arg);
 			return -1;
 		}
 		o->cfg.ring_entries = (unsigned)v;
 		return 0;
 	case O_MAXCONNS:
-		if (parse_uint("--max-conns", arg, 1, 1u << 24, &v) < 0)
+		if (parse_uint(e, arg, 1, 1u << 24, &v) < 0)
 			return -1;
 		o->cfg.max_conns = (unsigned)v;
 		return 0;
 	case O_MAXHEAD:
-		if (parse_uint("--max-header-bytes", arg, MIN_HEAD, 1u << 20, &v) < 0)
+		if (parse_uint(e, arg, MIN_HEAD, 1u << 20, &v) < 0)
 			return -1;
 		o->http.max_head = (size_t)v;
 		return 0;
 	case O_MAXURI:
-		if (parse_uint("--max-uri-bytes", arg, 1, 1u << 20, &v) < 0)
+		if (parse_uint(e, arg, 1, 1u << 20, &v) < 0)
 			return -1;
 		o->http.max_target = (size_t)v;
 		return 0;
 	case O_MAXHEADERS:
-		if (parse_uint("--max-headers", arg, 1, 256, &v) < 0)
+		if (parse_uint(e, arg, 1, 256, &v) < 0)
 			return -1;
 		o->http.max_headers = (unsigned)v;
 		return 0;
 	case O_MAXBODY:
-		if (parse_uint("--max-body-bytes", arg, 0, ULLONG_MAX, &v) < 0)
+		if (parse_uint(e, arg, 0, ULLONG_MAX, &v) < 0)
 			return -1;
 		o->http.max_body = v;
 		return 0;
-	case O_HDRTO: return parse_duration("--header-timeout", arg, &o->cfg.timeout_ms[RTLS_TIMER_HEADER]);
-	case O_IDLETO: return parse_duration("--idle-timeout", arg, &o->cfg.timeout_ms[RTLS_TIMER_IDLE]);
-	case O_SHUTTO: return parse_duration("--shutdown-timeout", arg, &o->cfg.shutdown_ms);
-	case O_LOGLEVEL: return parse_level(arg, &o->log_level);
-	default: return apply_tls(o, opt, arg);
+	default:
+		return apply_tls(o, opt, arg, e);
 	}
 }
 
-static const char *opt_name(int opt)
+static int apply(struct cli_opts *o, int opt, const char *arg, const struct bad *e)
+{
+	static const char *const levels[] = { "error", "warn", "info", "debug" };
+	int i;
+
+	switch (opt) {
+	case O_LISTEN:
+		return add_listen(o, arg, 0, e);
+	case O_ROOT:
+		o->http.root = arg;
+		return 0;
+	case O_FOLLOW:
+		o->http.follow_symlinks = true;
+		return 0;
+	case O_HDRTO:
+		return parse_duration(e, arg, &o->cfg.timeout_ms[RTLS_TIMER_HEADER]);
+	case O_IDLETO:
+		return parse_duration(e, arg, &o->cfg.timeout_ms[RTLS_TIMER_IDLE]);
+	case O_SHUTTO:
+		return parse_duration(e, arg, &o->cfg.shutdown_ms);
+	case O_LOGLEVEL:
+		if ((i = parse_word(e, arg, levels, 4, "error, warn, info or debug")) < 0)
+			return -1;
+		o->log_level = (enum rtls_log_level)i;
+		return 0;
+	default:
+		return apply_number(o, opt, arg, e);
+	}
+}
+
+const char *cli_opt_name(int opt)
 {
 	for (const struct option *l = longopts; l->name; l++)
 		if (l->val == opt)
@@ -337,17 +379,75 @@ static const char *opt_name(int opt)
 	return "?";
 }
 
-/* Options that cannot all take effect are refused, not silently ignored.
- * tls_opt: the first TLS-only option given, or 0. */
-static int check_conflicts(const struct cli_opts *o, int tls_opt)
+int cli_opt_find(const char *name, enum cli_kind *kind)
+{
+	for (const struct option *l = longopts; l->name; l++) {
+		if (l->val < O_LISTEN || l->val == O_CONFIG || strcmp(l->name, name) != 0)
+			continue;
+		if (l->val == O_LISTEN || l->val == O_TLSLISTEN)
+			*kind = CLI_LIST;
+		else if (l->val == O_CERT || l->val == O_KEY)
+			*kind = CLI_PAIR;
+		else
+			*kind = l->has_arg == no_argument ? CLI_FLAG : CLI_VALUE;
+		return l->val;
+	}
+	return -1;
+}
+
+int cli_opt_apply(struct cli_opts *o, int opt, const char *arg, bool dash, char *err, size_t n)
+{
+	char flag[64];
+	struct bad e = { flag, err, n };
+
+	snprintf(flag, sizeof(flag), "%s%s", dash ? "--" : "", cli_opt_name(opt));
+	if (apply(o, opt, arg, &e) < 0)
+		return -1;
+	if (!o->tls_opt && opt > O_TLSLISTEN && opt <= O_KUAFTER)
+		o->tls_opt = opt;
+	if (opt >= O_LISTEN && opt < O_LISTEN + CLI_NOPTS)
+		o->at[opt - O_LISTEN] = (struct cli_at){ 0, 0 };
+	return 0;
+}
+
+struct cli_str {
+	struct cli_str *next;
+	char s[];
+};
+
+const char *cli_opts_strdup(struct cli_opts *o, const char *s, size_t len)
+{
+	struct cli_str *c = malloc(sizeof(*c) + len + 1);
+
+	if (!c)
+		return NULL;
+	memcpy(c->s, s, len);
+	c->s[len] = '\0';
+	c->next = o->strs;
+	o->strs = c;
+	return c->s;
+}
+
+void cli_opts_free(struct cli_opts *o)
+{
+	while (o->strs) {
+		struct cli_str *c = o->strs;
+
+		o->strs = c->next;
+		free(c);
+	}
+}
+
+/* Options that cannot all take effect are refused, not silently ignored. */
+static int check_conflicts(const struct cli_opts *o)
 {
 	bool tls = false;
 
 	for (unsigned i = 0; i < o->nlisten; i++)
 		tls |= o->listen[i].tls != 0;
-	if (tls_opt && o->nlisten && !tls) {
+	if (o->tls_opt && o->nlisten && !tls) {
 		fprintf(stderr, "ringtls: --%s is a TLS option, but no --tls-listen was given\n",
-			opt_name(tls_opt));
+			cli_opt_name(o->tls_opt));
 		return -1;
 	}
 	if (o->tls.no_tickets && o->tls.ticket_key_file) {
@@ -362,15 +462,15 @@ static int check_conflicts(const struct cli_opts *o, int tls_opt)
 	return 0;
 }
 
-int cli_parse_serve(int argc, char **argv, struct cli_opts *o)
+/* The first pass: --help, --version, unknown options and missing values,
+ * --config, and which lists the command line gives (bit 1: --listen,
+ * 2: --tls-listen, 4: --cert/--key). */
+static int scan(int argc, char **argv, struct cli_opts *o, unsigned *lists)
 {
-	int opt, tls_opt = 0;
+	int opt;
 
-	memset(o, 0, sizeof(*o));
-	rtls_http_config_defaults(&o->http);
-	o->log_level = RTLS_LOG_INFO;
 	opterr = 0;
-	optind = 1;
+	optind = 0; /* glibc: start afresh, also for a second parse */
 	while ((opt = getopt_long(argc, argv, ":hV", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'h':
@@ -385,11 +485,24 @@ int cli_parse_serve(int argc, char **argv, struct cli_opts *o)
 		case ':':
 			fprintf(stderr, "ringtls: option '%s' needs a value\n", argv[optind - 1]);
 			return -1;
-		default:
-			if (apply(o, opt, optarg) < 0)
+		case O_CONFIG:
+			if (o->config) {
+				fprintf(stderr, "ringtls: --config given twice\n");
 				return -1;
-			if (!tls_opt && opt > O_TLSLISTEN && opt <= O_KUAFTER)
-				tls_opt = opt;
+			}
+			o->config = optarg;
+			break;
+		case O_LISTEN:
+			*lists |= 1;
+			break;
+		case O_TLSLISTEN:
+			*lists |= 2;
+			break;
+		case O_CERT:
+		case O_KEY:
+			*lists |= 4;
+			break;
+		default:
 			break;
 		}
 	}
@@ -397,18 +510,76 @@ int cli_parse_serve(int argc, char **argv, struct cli_opts *o)
 		fprintf(stderr, "ringtls: unexpected argument '%s' (see ringtls --help)\n", argv[optind]);
 		return -1;
 	}
+	return 0;
+}
+
+/* A list on the command line replaces the file's, as nginx and h2o do. */
+static void drop_file_lists(struct cli_opts *o, unsigned lists)
+{
+	unsigned k = 0;
+
+	for (unsigned i = 0; i < o->nlisten; i++) {
+		if (lists & (o->listen[i].tls ? 2u : 1u))
+			continue;
+		o->listen_at[k] = o->listen_at[i];
+		o->listen[k++] = o->listen[i];
+	}
+	o->nlisten = k;
+	if (lists & 4) {
+		o->ncert_files = o->nkey_files = 0;
+		memset(o->certs, 0, sizeof(o->certs));
+		memset(o->cert_at, 0, sizeof(o->cert_at));
+		memset(o->key_at, 0, sizeof(o->key_at));
+	}
+}
+
+/* The second pass: every option on top of what the file set. */
+static int apply_argv(int argc, char **argv, struct cli_opts *o)
+{
+	char err[512];
+	int opt;
+
+	optind = 0;
+	while ((opt = getopt_long(argc, argv, ":hV", longopts, NULL)) != -1) {
+		if (opt == O_CONFIG)
+			continue;
+		if (opt < O_LISTEN || cli_opt_apply(o, opt, optarg, true, err, sizeof(err)) < 0) {
+			fprintf(stderr, "ringtls: %s\n", opt < O_LISTEN ? "bad option" : err);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int cli_parse_serve(int argc, char **argv, struct cli_opts *o, bool keep_going)
+{
+	unsigned lists = 0;
+	int ret;
+
+	memset(o, 0, sizeof(*o));
+	rtls_http_config_defaults(&o->http);
+	o->log_level = RTLS_LOG_INFO;
+	ret = scan(argc, argv, o, &lists);
+	if (ret)
+		return ret;
+	ret = o->config ? cli_config_load(o->config, o) : 0;
+	if (ret == -2 || (ret < 0 && !keep_going))
+		return -1;
+	drop_file_lists(o, lists);
+	if (apply_argv(argc, argv, o) < 0)
+		return -1;
 	if (o->ncert_files != o->nkey_files) {
 		fprintf(stderr, "ringtls: --cert and --key come in pairs (%u --cert, %u --key)\n",
 			o->ncert_files, o->nkey_files);
 		return -1;
 	}
-	if (check_conflicts(o, tls_opt) < 0)
+	if (check_conflicts(o) < 0)
 		return -1;
 	if (o->tls.client_ca && o->tls.client_auth == RTLS_CLIENT_AUTH_NONE)
 		o->tls.client_auth = RTLS_CLIENT_AUTH_OPTIONAL;
 	if (!o->nlisten) {
-		add_listen(o, "0.0.0.0:8080", 0);
-		add_listen(o, "0.0.0.0:8443", 1);
+		o->listen[o->nlisten++] = (struct rtls_listen){ "0.0.0.0:8080", 0 };
+		o->listen[o->nlisten++] = (struct rtls_listen){ "0.0.0.0:8443", 1 };
 	}
 	default_state_dir(o);
 	o->tls.certs = o->certs;

@@ -116,6 +116,9 @@ libdir=$(PKG_CONFIG_PATH="$LIB/pkgconfig" pkg-config --variable=libdir ringtls)
 pcv=$(PKG_CONFIG_PATH="$LIB/pkgconfig" pkg-config --modversion ringtls)
 [ "$pcv" = "$upstream" ] || fail "ringtls.pc's version is '$pcv'"
 
+ex=$R/usr/share/doc/ringtls/examples/ringtls.yaml
+[ -f "$ex" ] || [ -f "$ex.gz" ] || fail "no usr/share/doc/ringtls/examples/ringtls.yaml in ringtls"
+
 for m in man1/ringtls.1 man7/librtls.7 man3/rtls_server_create.3; do
   [ -f "$R/usr/share/man/$m.gz" ] || fail "no usr/share/man/$m.gz"
 done

@@ -81,7 +81,8 @@ def check_files(t, prefix, pcdir):
             os.path.join(libdir, "librtls.so"),
             os.path.join(libdir, "librtls.so.0"),
             os.path.join(incdir, "ringtls", "ringtls.h"),
-            os.path.join(incdir, "ringtls", "tls.h")]
+            os.path.join(incdir, "ringtls", "tls.h"),
+            os.path.join(prefix, "share", "doc", "ringtls", "examples", "ringtls.yaml")]
     for page in glob.glob(os.path.join(SRC, "man", "*.[137]")):
         want.append(os.path.join(prefix, "share", "man", "man" + page[-1], os.path.basename(page)))
     for f in want:
