@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "core/internal.h" /* rtls__parse_addr */
+#include "core/util.h"
 
 struct check {
 	struct cli_opts *o;
@@ -83,16 +84,9 @@ static void check_listeners(struct check *c)
  * reported, not only the first that fails. */
 static bool readable(struct check *c, const char *what, const char *path, struct cli_at at)
 {
-	struct stat st;
 	char msg[4400];
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK), err = 0;
+	int err = -rtls__file_readable(path);
 
-	if (fd < 0 || fstat(fd, &st) < 0)
-		err = errno;
-	else if (S_ISDIR(st.st_mode))
-		err = EISDIR;
-	if (fd >= 0)
-		close(fd);
 	if (!err)
 		return true;
 	snprintf(msg, sizeof(msg), "cannot read %s %s: %s", what, path, strerror(err));

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/util.h"
 #include "internal.h"
 #include "ktls.h"
 
@@ -143,18 +144,11 @@ static int check_validity(X509 *x, const char *file, char *why, size_t n)
  * "system lib" or "PEM lib" error. */
 static int readable(const char *what, const char *path, char *why, size_t n)
 {
-	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC), err = 0;
+	int ret = rtls__file_readable(path);
 
-	if (fd < 0 || fstat(fd, &st) < 0)
-		err = errno;
-	else if (S_ISDIR(st.st_mode))
-		err = EISDIR;
-	if (fd >= 0)
-		close(fd);
-	if (err)
-		snprintf(why, n, "cannot read %s %s: %s", what, path, strerror(err));
-	return -err;
+	if (ret < 0)
+		snprintf(why, n, "cannot read %s %s: %s", what, path, strerror(-ret));
+	return ret;
 }
 
 /* OpenSSL's last error for a file that did not load is "PEM lib"; the
