@@ -197,6 +197,22 @@ static void test_reused_slot(void)
 	fake_teardown();
 }
 
+/* A fresh connection with its multishot receive armed, then paused: the
+ * cancel of that receive is the last SQE issued. */
+static struct rtls_conn *paused_conn(uint64_t *recv_ud)
+{
+	struct rtls_conn *c;
+
+	fake_setup();
+	c = fake_conn();
+	rtls__conn_recv_arm(c);
+	check_recv_sqe(fake_next(), c);
+	*recv_ud = ud(c, RTLS__OP_RECV);
+	rtls_conn_pause_read(c);
+	check_cancel_sqe(fake_next(), *recv_ud);
+	return c;
+}
+
 /* Pausing cancels the multishot receive; what still arrives is copied
  * off the ring (the buffer goes back at once) and handed over on resume. */
 static void test_pause_parks(void)
@@ -204,13 +220,7 @@ static void test_pause_parks(void)
 	struct rtls_conn *c;
 	uint64_t recv_ud;
 
-	fake_setup();
-	c = fake_conn();
-	rtls__conn_recv_arm(c);
-	check_recv_sqe(fake_next(), c);
-	recv_ud = ud(c, RTLS__OP_RECV);
-	rtls_conn_pause_read(c);
-	check_cancel_sqe(fake_next(), recv_ud);
+	c = paused_conn(&recv_ud);
 	CHECK(c->recv_cancelling);
 
 	fake_recv(recv_ud, 4, "abc", true);
@@ -236,13 +246,7 @@ static void test_resume_before_cancel(void)
 	struct rtls_conn *c;
 	uint64_t recv_ud;
 
-	fake_setup();
-	c = fake_conn();
-	rtls__conn_recv_arm(c);
-	check_recv_sqe(fake_next(), c);
-	recv_ud = ud(c, RTLS__OP_RECV);
-	rtls_conn_pause_read(c);
-	check_cancel_sqe(fake_next(), recv_ud);
+	c = paused_conn(&recv_ud);
 	rtls_conn_resume_read(c);
 	CHECK(fake_next() == NULL); /* still armed until the cancel lands */
 	rtls_conn_pause_read(c);
