@@ -11,9 +11,10 @@ want=(gcc make cmake pkg-config liburing-dev libssl-dev libyaml-dev openssl ca-c
 case "${1:-build}" in
   build) ;;
   test) want+=(curl python3 clang libclang-rt-14-dev gnutls-bin nodejs procps kmod patchelf iproute2 valgrind strace
+              python3-websockets nginx-light # tests/integration/test_proxy*.py upstreams
               git cppcheck clang-tidy clang-format pyflakes3 # these five: scripts/lint.sh
               debhelper dpkg-dev lintian) ;; # tests/install/test_deb.sh (no fakeroot: Rules-Requires-Root: no)
-  bench) want+=(curl python3 nginx-light wrk procps gnuplot-nox) ;;
+  bench) want+=(curl python3 nginx-light haproxy wrk procps gnuplot-nox) ;;
   *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
 

@@ -97,6 +97,10 @@ struct rtls_conn_info {
 	const char *client_subject; /* verified client certificate subject */
 	int resumed;                /* 1 if the TLS session was resumed */
 	enum rtls_record_path tx_path, rx_path;
+	/* The address the peer connected to (getsockname), or, after a
+	 * PROXY protocol header, the destination the header names. */
+	struct sockaddr_storage local;
+	socklen_t local_len;
 };
 
 /* Timers a connection can arm; durations come from rtls_config. */
@@ -108,6 +112,8 @@ enum rtls_timer {
 	RTLS_TIMER_LINGER,    /* draining input after our side finished */
 	RTLS_TIMER_CONNECT,   /* rtls_conn_connect(): the TCP connect (armed
 			       * by the engine, disarmed when it completes) */
+	RTLS_TIMER_RESPONSE,  /* waiting for the peer's answer (a proxy's
+			       * upstream response head) */
 	RTLS_TIMER__COUNT
 };
 
@@ -175,6 +181,14 @@ struct rtls_config {
 	const struct rtls_handler *handler; /* borrowed */
 	void *handler_ctx;          /* borrowed, passed through rtls_conn_ctx() */
 	struct rtls_tls_ctx *tls;   /* TLS layer context for TLS listeners, or NULL */
+	/* PROXY protocol (v1 and v2) on every listener, from these sources
+	 * only: CIDR strings ("10.0.0.0/8", "::1/128", "127.0.0.1"),
+	 * borrowed until rtls_server_destroy. The header must arrive whole,
+	 * before anything else, within RTLS_TIMER_HEADER; its source address
+	 * is then the connection's peer. A header from any other source, or
+	 * a malformed one, closes the connection with one log line. */
+	const char *const *proxy_protocol_from;
+	unsigned nproxy_protocol_from;
 };
 
 /* Fills the zero fields of *cfg with the defaults.

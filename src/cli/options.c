@@ -156,8 +156,9 @@ enum {
 	O_TLSLISTEN, O_CERT, O_KEY, O_STATEDIR, O_NOTLS12, O_CIPHERS, O_SUITES, O_TICKETFILE,
 	O_NOTICKETS, O_CLIENTCA, O_CLIENTAUTH, O_HSTO, O_KTLS, O_KTLSZC, O_RXNOREKEY, O_KEYLESS,
 	O_KUMAX, O_KUAFTER,
+	O_PROXY, O_PROXYCT, O_PROXYTO, O_PROXYKA, O_UPPP, O_PPFROM,
 };
-enum { O_CONFIG = O_KUAFTER + 1 }; /* not a setting of the file */
+enum { O_CONFIG = O_PPFROM + 1 }; /* not a setting of the file */
 _Static_assert(O_LISTEN == CLI_OPT_BASE && O_CONFIG < CLI_OPT_BASE + CLI_NOPTS,
 	       "options.h's CLI_OPT_BASE and CLI_NOPTS cover every option");
 
@@ -194,6 +195,12 @@ static const struct option longopts[] = {
 	{ "ktls-keyless", no_argument, NULL, O_KEYLESS },
 	{ "key-update-max-rate", required_argument, NULL, O_KUMAX },
 	{ "key-update-after-records", required_argument, NULL, O_KUAFTER },
+	{ "proxy", required_argument, NULL, O_PROXY },
+	{ "proxy-connect-timeout", required_argument, NULL, O_PROXYCT },
+	{ "proxy-timeout", required_argument, NULL, O_PROXYTO },
+	{ "proxy-keepalive", required_argument, NULL, O_PROXYKA },
+	{ "upstream-proxy-protocol", required_argument, NULL, O_UPPP },
+	{ "proxy-protocol-from", required_argument, NULL, O_PPFROM },
 	{ "config", required_argument, NULL, O_CONFIG },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
@@ -341,6 +348,47 @@ static int apply_number(struct cli_opts *o, int opt, const char *arg, const stru
 	}
 }
 
+/* The reverse proxy's options (issue 14). */
+static int apply_proxy(struct cli_opts *o, int opt, const char *arg, const struct bad *e)
+{
+	static const char *const versions[] = { "v1", "v2" };
+	unsigned long long v;
+	char why[256];
+	int i;
+
+	switch (opt) {
+	case O_PROXY:
+		if (rtls_http_proxy_add(&o->http, arg, why, sizeof(why)) < 0) {
+			snprintf(e->buf, e->n, "%s %s: %s", e->flag, arg, why);
+			return -1;
+		}
+		return 0;
+	case O_PROXYCT:
+		return parse_duration(e, arg, &o->cfg.timeout_ms[RTLS_TIMER_CONNECT]);
+	case O_PROXYTO:
+		return parse_duration(e, arg, &o->cfg.timeout_ms[RTLS_TIMER_RESPONSE]);
+	case O_PROXYKA:
+		if (parse_uint(e, arg, 0, 1024, &v) < 0)
+			return -1;
+		o->http.proxy_keepalive = (unsigned)v;
+		return 0;
+	case O_UPPP:
+		if ((i = parse_word(e, arg, versions, 2, "v1 or v2")) < 0)
+			return -1;
+		o->http.upstream_proxy_protocol = i + 1;
+		return 0;
+	case O_PPFROM:
+		if (o->npp_from == CLI_MAX_PP_FROM) {
+			snprintf(e->buf, e->n, "at most %d %s", CLI_MAX_PP_FROM, e->flag);
+			return -1;
+		}
+		o->pp_from[o->npp_from++] = arg;
+		return 0;
+	default:
+		return apply_number(o, opt, arg, e);
+	}
+}
+
 static int apply(struct cli_opts *o, int opt, const char *arg, const struct bad *e)
 {
 	static const char *const levels[] = { "error", "warn", "info", "debug" };
@@ -367,7 +415,7 @@ static int apply(struct cli_opts *o, int opt, const char *arg, const struct bad 
 		o->log_level = (enum rtls_log_level)i;
 		return 0;
 	default:
-		return apply_number(o, opt, arg, e);
+		return apply_proxy(o, opt, arg, e);
 	}
 }
 
@@ -384,7 +432,8 @@ int cli_opt_find(const char *name, enum cli_kind *kind)
 	for (const struct option *l = longopts; l->name; l++) {
 		if (l->val < O_LISTEN || l->val == O_CONFIG || strcmp(l->name, name) != 0)
 			continue;
-		if (l->val == O_LISTEN || l->val == O_TLSLISTEN)
+		if (l->val == O_LISTEN || l->val == O_TLSLISTEN || l->val == O_PROXY ||
+		    l->val == O_PPFROM)
 			*kind = CLI_LIST;
 		else if (l->val == O_CERT || l->val == O_KEY)
 			*kind = CLI_PAIR;
@@ -430,6 +479,7 @@ const char *cli_opts_strdup(struct cli_opts *o, const char *s, size_t len)
 
 void cli_opts_free(struct cli_opts *o)
 {
+	rtls_http_proxy_clear(&o->http);
 	while (o->strs) {
 		struct cli_str *c = o->strs;
 
@@ -464,7 +514,7 @@ static int check_conflicts(const struct cli_opts *o)
 
 /* The first pass: --help, --version, unknown options and missing values,
  * --config, and which lists the command line gives (bit 1: --listen,
- * 2: --tls-listen, 4: --cert/--key). */
+ * 2: --tls-listen, 4: --cert/--key, 8: --proxy, 16: --proxy-protocol-from). */
 static int scan(int argc, char **argv, struct cli_opts *o, unsigned *lists)
 {
 	int opt;
@@ -502,6 +552,12 @@ static int scan(int argc, char **argv, struct cli_opts *o, unsigned *lists)
 		case O_KEY:
 			*lists |= 4;
 			break;
+		case O_PROXY:
+			*lists |= 8;
+			break;
+		case O_PPFROM:
+			*lists |= 16;
+			break;
 		default:
 			break;
 		}
@@ -531,6 +587,10 @@ static void drop_file_lists(struct cli_opts *o, unsigned lists)
 		memset(o->cert_at, 0, sizeof(o->cert_at));
 		memset(o->key_at, 0, sizeof(o->key_at));
 	}
+	if (lists & 8)
+		rtls_http_proxy_clear(&o->http);
+	if (lists & 16)
+		o->npp_from = 0;
 }
 
 /* The second pass: every option on top of what the file set. */
@@ -587,5 +647,7 @@ int cli_parse_serve(int argc, char **argv, struct cli_opts *o, bool keep_going)
 	o->tls.state_dir = o->state_dir;
 	o->cfg.listeners = o->listen;
 	o->cfg.nlisteners = o->nlisten;
+	o->cfg.proxy_protocol_from = o->pp_from;
+	o->cfg.nproxy_protocol_from = o->npp_from;
 	return 0;
 }

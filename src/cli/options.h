@@ -13,6 +13,7 @@
 
 #define CLI_MAX_LISTEN 32
 #define CLI_MAX_CERTS 16
+#define CLI_MAX_PP_FROM 64
 #define CLI_OPT_BASE 256 /* option ids are CLI_OPT_BASE .. + CLI_NOPTS - 1 */
 #define CLI_NOPTS 40
 
@@ -38,6 +39,8 @@ struct cli_opts {
 	struct rtls_tls_opts tls;
 	struct rtls_tls_cert certs[CLI_MAX_CERTS];
 	unsigned ncert_files, nkey_files;
+	const char *pp_from[CLI_MAX_PP_FROM]; /* --proxy-protocol-from CIDRs */
+	unsigned npp_from;
 	char state_dir[4096];
 	const char *config;          /* --config FILE, or NULL (borrowed from argv) */
 	unsigned problems;           /* lines printed about the config file */

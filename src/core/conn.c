@@ -640,6 +640,9 @@ int rtls_conn_query(const rtls_conn *c, struct rtls_conn_info *info)
 	info->peer_len = sizeof(info->peer);
 	if (c->fd < 0 || getpeername(c->fd, (struct sockaddr *)&info->peer, &info->peer_len) < 0)
 		info->peer_len = 0;
+	info->local_len = sizeof(info->local);
+	if (c->fd < 0 || getsockname(c->fd, (struct sockaddr *)&info->local, &info->local_len) < 0)
+		info->local_len = 0;
 	if (c->tp && c->tp->query)
 		c->tp->query(c, info);
 	return 0;

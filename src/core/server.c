@@ -36,6 +36,7 @@ static const unsigned default_timeouts[RTLS_TIMER__COUNT] = {
 	[RTLS_TIMER_HANDSHAKE] = 10000, /* TLS handshake */
 	[RTLS_TIMER_LINGER] = 2000,     /* draining after our FIN */
 	[RTLS_TIMER_CONNECT] = 5000,    /* rtls_conn_connect() */
+	[RTLS_TIMER_RESPONSE] = 60000,  /* a proxied response head */
 };
 
 void rtls_config_defaults(struct rtls_config *cfg)

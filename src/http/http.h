@@ -17,6 +17,12 @@ struct rtls_http_config {
 	unsigned max_headers;    /* header fields per request (<= 256) */
 	uint64_t max_body;       /* request body bytes we accept (and discard) */
 	long (*live_tls)(void);  /* for the built-in page: SSL objects alive, or NULL */
+	/* The reverse proxy (proxy.c): routes from --proxy, owned, freed by
+	 * rtls_http_proxy_clear(). */
+	struct rtls_http_route *routes;
+	unsigned nroutes;
+	unsigned proxy_keepalive;    /* idle upstream conns per upstream and thread */
+	int upstream_proxy_protocol; /* 0: none, 1: v1, 2: v2 */
 };
 
 /* Defaults: 8 KiB head, 8000-byte target, 100 headers, 1 MiB body. */
@@ -24,6 +30,12 @@ void rtls_http_config_defaults(struct rtls_http_config *hc);
 
 /* Opens hc->root (if set) into hc->root_fd. -errno on failure. */
 int rtls_http_config_open(struct rtls_http_config *hc);
+
+/* Adds a --proxy route, "PREFIX=URL[,URL...]" (resolving host names
+ * now). -1 with one line in why[0..n) if it is not one. */
+int rtls_http_proxy_add(struct rtls_http_config *hc, const char *spec, char *why, size_t n);
+/* Frees every route. */
+void rtls_http_proxy_clear(struct rtls_http_config *hc);
 
 /* The handler; its handler_ctx must be a struct rtls_http_config. */
 extern const struct rtls_handler rtls_http_handler;
