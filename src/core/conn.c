@@ -418,12 +418,21 @@ void rtls_conn_resume_read(rtls_conn *c)
 		return;
 	c->read_paused = false;
 	/* Hand over what arrived meanwhile, in order, unless the handler
-	 * pauses again or the connection ends on the way. */
-	for (i = 0; i < c->npaused && !c->read_paused && c->state == RTLS__CONN_OPEN; i++)
+	 * pauses again or the connection ends on the way. paused_next
+	 * counts what was handed over, so a teardown inside on_data (which
+	 * releases the rest, drop_paused()) does not release those twice. */
+	while (c->paused_next < c->npaused && !c->read_paused && c->state == RTLS__CONN_OPEN) {
+		i = c->paused_next++;
 		c->h->on_data(c, c->data, &c->paused_q[i]);
-	if (i < c->npaused)
-		memmove(c->paused_q, c->paused_q + i, (c->npaused - i) * sizeof(*c->paused_q));
-	c->npaused -= i;
+	}
+	if (c->paused_next && c->paused_next == c->npaused) {
+		c->npaused = c->paused_next = 0;
+	} else if (c->paused_next) {
+		memmove(c->paused_q, c->paused_q + c->paused_next,
+			(c->npaused - c->paused_next) * sizeof(*c->paused_q));
+		c->npaused -= c->paused_next;
+		c->paused_next = 0;
+	}
 	if (c->read_paused || c->state != RTLS__CONN_OPEN)
 		return;
 	if (c->peer_eof) {
@@ -462,9 +471,9 @@ void rtls_conn_abort(rtls_conn *c, int err)
 
 static void drop_paused(struct rtls_conn *c)
 {
-	for (unsigned i = 0; i < c->npaused; i++)
+	for (unsigned i = c->paused_next; i < c->npaused; i++)
 		rtls_buf_release(c, &c->paused_q[i]);
-	c->npaused = 0;
+	c->npaused = c->paused_next = 0;
 	free(c->paused_q);
 	c->paused_q = NULL;
 	c->paused_cap = 0;

@@ -276,6 +276,7 @@ struct rtls_conn {
 	unsigned nheld;          /* buffers handed out and not yet released */
 	struct rtls_buf *paused_q; /* bufs received while paused */
 	unsigned npaused, paused_cap;
+	unsigned paused_next;      /* of those, handed over by a resume in progress */
 	struct sockaddr_storage peer;
 	socklen_t peer_len;
 	void *data;              /* handler area */

@@ -2,6 +2,7 @@
 #ifndef RTLS_HTTP_INTERNAL_H
 #define RTLS_HTTP_INTERNAL_H
 
+#include <stdatomic.h>
 #include <sys/stat.h>
 
 #include "http.h"
@@ -29,6 +30,70 @@ struct hreq {
 enum { CONN_CLOSE = 0, CONN_DEFAULT = 1, CONN_KEEP_ALIVE = 2 /* HTTP/1.0 */ };
 #define NO_CONTENT_LENGTH UINT64_MAX
 
+/* One upstream server of a route (proxy.c). */
+struct rtls_http_upstream {
+	char addr[128];         /* for rtls_conn_connect(): "IP:PORT", "unix:/path" */
+	char name[128];         /* as the URL gave it, for log lines */
+	_Atomic uint64_t down_until_ms; /* passive health: skipped until then */
+};
+
+/* A --proxy route. */
+struct rtls_http_route {
+	char *prefix;
+	size_t prefix_len;
+	struct rtls_http_upstream *ups;
+	unsigned nups;
+	_Atomic unsigned rr; /* round robin */
+};
+
+/* An upstream connection's data area (proxy_exch.c). */
+struct uconn {
+	struct uconn *next, *prev;   /* in its thread's idle pool */
+	rtls_conn *self;
+	rtls_conn *client;           /* whose exchange uses it; NULL when idle */
+	const struct rtls_http_upstream *srv;
+	bool pooled;
+	bool opened;                 /* its connect completed */
+};
+
+/* Where a proxied exchange is (proxy_exch.c, DESIGN.md "Reverse proxy"). */
+enum pstate {
+	PX_NONE = 0,   /* no exchange */
+	PX_CONNECT,    /* waiting for an upstream connection */
+	PX_HEAD,       /* request head sent; waiting for the response head */
+	PX_BODY,       /* response head sent to the client; body streaming */
+	PX_TUNNEL,     /* after a 101: bytes both ways */
+};
+
+/* A proxied request in flight, inside the client's data area: it stays
+ * readable until the callback that ended either side returns. */
+struct pexch {
+	enum pstate st;
+	rtls_conn *up;               /* the upstream connection, or NULL */
+	const struct rtls_http_route *route;
+	struct rtls_http_upstream *srv;
+	char *head;                  /* request head for the upstream (owned) */
+	size_t head_len;
+	char *rin;                   /* partial response head (owned) */
+	size_t rin_len;
+	/* request body */
+	uint64_t req_left;           /* Content-Length bytes still to forward */
+	struct rtls_http_chunked req_chunk;
+	uint64_t req_sent;           /* body bytes written upstream */
+	/* response body */
+	uint64_t resp_left;
+	struct rtls_http_chunked resp_chunk;
+	int body;                    /* enum rtls_http_body of the response */
+	uint8_t tries;
+	bool req_chunked, req_done;
+	bool reused;                 /* the upstream came from the pool */
+	bool idempotent, head_req, client10, client_close, upgrade;
+	bool up_close;               /* the upstream will not keep the connection */
+	bool resp_done;
+	bool wait_up_drain;          /* client input held until the upstream drains */
+	bool wait_client_drain;      /* upstream paused until the client drains */
+};
+
 /* Per-connection state (the engine's handler data area). */
 struct hconn {
 	char *in;                /* unparsed input kept across reads */
@@ -41,8 +106,10 @@ struct hconn {
 	bool closing;            /* last response written; close after it */
 	bool shutting;           /* server shutdown asked us to finish */
 	bool eof;
+	bool gone;               /* on_close ran */
 	bool head;               /* the current request is HEAD */
 	uint64_t chunked_seen;   /* chunked body bytes so far */
+	struct pexch x;          /* a proxied request in flight (x.st != PX_NONE) */
 };
 
 /* response.c */
@@ -63,6 +130,41 @@ void rtls__http_error(rtls_conn *c, int status, const char *why, bool head);
 /* static.c and page.c: 0 when answered, 1 when answered with an error and
  * the connection is closing, < 0 on a failure to write. */
 int rtls__http_static(rtls_conn *c, const struct rtls_http_config *hc, const struct hreq *q);
+
+/* proxy.c */
+/* The route whose prefix is the longest that starts path, or NULL. */
+const struct rtls_http_route *rtls__proxy_route(const struct rtls_http_config *hc,
+						struct rtls_http_str path);
+/* A server of rt to try next: round robin over those not marked down,
+ * skipping `not` (the one that just failed). NULL if none is up. */
+struct rtls_http_upstream *rtls__proxy_pick(const struct rtls_http_route *rt,
+					    const struct rtls_http_upstream *not);
+/* Marks srv down for a while, after a refused or timed-out connect. */
+void rtls__proxy_mark_down(struct rtls_http_upstream *srv);
+/* The idle pool of this thread: an open upstream connection to srv, or
+ * NULL; and giving one back (closed if the pool is full). */
+rtls_conn *rtls__pool_take(const struct rtls_http_upstream *srv);
+void rtls__pool_put(rtls_conn *u, const struct rtls_http_config *hc);
+void rtls__pool_remove(struct uconn *u);
+
+/* proxy_exch.c */
+struct hreq;
+/* Starts proxying request q (its head is p[0..head_len)) to route rt.
+ * Returns 0 (the exchange runs; its body follows through
+ * rtls__proxy_input), or -1 after answering an error. */
+int rtls__proxy_start(rtls_conn *c, struct hconn *h, const struct rtls_http_route *rt,
+		      const struct hreq *q);
+/* Client bytes while an exchange runs (request body, tunnel). Returns
+ * how many it took; the caller keeps the rest for later. */
+size_t rtls__proxy_input(rtls_conn *c, struct hconn *h, const char *p, size_t n);
+/* The client's on_drained, on_eof, on_close, on_shutdown parts. */
+void rtls__proxy_client_drained(rtls_conn *c, struct hconn *h);
+void rtls__proxy_client_gone(rtls_conn *c, struct hconn *h);
+/* The upstream connections' handler. */
+extern const struct rtls_handler rtls__upstream_handler;
+
+/* server.c: carries on with input held back while an exchange ran. */
+void rtls__http_resume(rtls_conn *c, struct hconn *h);
 
 /* page.c */
 int rtls__http_builtin_page(rtls_conn *c, const struct hreq *q);

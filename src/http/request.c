@@ -23,28 +23,6 @@ static int parse_length(struct rtls_http_str v, uint64_t *out)
 	return 0;
 }
 
-/* Is `tok` one of the comma-separated tokens of v? */
-static bool has_token(struct rtls_http_str v, const char *tok)
-{
-	size_t i = 0;
-
-	while (i < v.n) {
-		size_t s, e;
-
-		while (i < v.n && (v.p[i] == ' ' || v.p[i] == '\t' || v.p[i] == ','))
-			i++;
-		s = i;
-		while (i < v.n && v.p[i] != ',')
-			i++;
-		e = i;
-		while (e > s && (v.p[e - 1] == ' ' || v.p[e - 1] == '\t'))
-			e--;
-		if (rtls__http_str_ieq((struct rtls_http_str){ v.p + s, e - s }, tok))
-			return true;
-	}
-	return false;
-}
-
 /* The last non-empty comma-separated element of v, trimmed. */
 static struct rtls_http_str last_token(struct rtls_http_str v)
 {
@@ -68,7 +46,7 @@ static int transfer_coding(struct rtls_http_str te, const char **why)
 	struct rtls_http_str last = last_token(te);
 	struct rtls_http_str before = { te.p, (size_t)(last.p - te.p) };
 
-	if (!rtls__http_str_ieq(last, "chunked") || has_token(before, "chunked")) {
+	if (!rtls__http_str_ieq(last, "chunked") || rtls__http_has_token(before, "chunked")) {
 		*why = "chunked is not the final transfer coding, once";
 		return 400;
 	}
@@ -176,9 +154,9 @@ static int scan_headers(struct hreq *q, const char **why)
 		q->chunked = true;
 	}
 	if (q->r.minor_version == 1)
-		q->keep_alive = has_token(conn, "close") ? CONN_CLOSE : CONN_DEFAULT;
+		q->keep_alive = rtls__http_has_token(conn, "close") ? CONN_CLOSE : CONN_DEFAULT;
 	else
-		q->keep_alive = has_token(conn, "keep-alive") ? CONN_KEEP_ALIVE : CONN_CLOSE;
+		q->keep_alive = rtls__http_has_token(conn, "keep-alive") ? CONN_KEEP_ALIVE : CONN_CLOSE;
 	return 0;
 }
 
@@ -280,6 +258,7 @@ int rtls__http_request(rtls_conn *c, struct hconn *h, const struct rtls_http_con
 		       const char *p, size_t n, struct rtls_http_header *hdrs)
 {
 	struct rtls_http_limits lim = { hc->max_head, hc->max_target, hc->max_headers };
+	const struct rtls_http_route *rt;
 	struct hreq q;
 	const char *why = NULL;
 	int ret, st;
@@ -301,6 +280,13 @@ int rtls__http_request(rtls_conn *c, struct hconn *h, const struct rtls_http_con
 		st = 400;
 		why = "request-target is not a path";
 		goto fail;
+	}
+	if (hc->nroutes && (rt = rtls__proxy_route(hc, q.path)) != NULL) {
+		/* Proxied: any method but CONNECT, and a body of any size,
+		 * streamed. Its head has been judged like any other. */
+		if (q.keep_alive == CONN_CLOSE || h->shutting)
+			q.keep_alive = CONN_CLOSE;
+		return rtls__proxy_start(c, h, rt, &q) < 0 ? -1 : ret;
 	}
 	if (q.has_content_length && q.content_length > hc->max_body) {
 		st = 413;

@@ -114,6 +114,16 @@ static size_t process(rtls_conn *c, struct hconn *h, const char *p, size_t n)
 	size_t off = 0;
 
 	while (off < n && !h->closing) {
+		if (h->x.st != PX_NONE) {
+			/* A proxied request's body (or tunnel) goes upstream;
+			 * a pipelined request waits for its response. */
+			size_t k = rtls__proxy_input(c, h, p + off, n - off);
+
+			off += k;
+			if (k == 0 || h->x.st == PX_NONE)
+				break;
+			continue;
+		}
 		if (h->body_left || h->in_chunked) {
 			long k = skip_body(h, hc, p + off, n - off);
 
@@ -171,6 +181,12 @@ static void after_input(rtls_conn *c, struct hconn *h)
 		return;
 	}
 	rtls_conn_flush(c);
+	if (h->x.st != PX_NONE) {
+		/* Input held back waits for the exchange: read no more. */
+		if (h->in_len)
+			rtls_conn_pause_read(c);
+		return;
+	}
 	/* The idle timer also bounds a stalled send: the engine re-arms it
 	 * on every bit of progress, so only a peer that stops reading for the
 	 * whole idle time is cut off. */
@@ -202,9 +218,29 @@ static void on_data(rtls_conn *c, void *data, struct rtls_buf *b)
 	after_input(c, h);
 }
 
+void rtls__http_resume(rtls_conn *c, struct hconn *h)
+{
+	if (h->gone)
+		return;
+	run(c, h);
+	after_input(c, h);
+	if (h->gone || h->closing || h->in_len)
+		return;
+	if (h->eof && h->x.st == PX_NONE) {
+		rtls_conn_close(c);
+		return;
+	}
+	rtls_conn_resume_read(c);
+}
+
 static void on_drained(rtls_conn *c, void *data)
 {
 	struct hconn *h = data;
+
+	if (h->x.st != PX_NONE) {
+		rtls__proxy_client_drained(c, h);
+		return;
+	}
 
 	if (!h->wait_drain)
 		goto idle;
@@ -228,8 +264,14 @@ static void on_eof(rtls_conn *c, void *data)
 
 	h->eof = true;
 	/* Complete requests were answered as they arrived; a partial head
-	 * left now can never complete. Finish sending, then close. */
-	if (!h->wait_drain)
+	 * left now can never complete. Finish sending, then close; a
+	 * proxied response still to come closes when it is done. */
+	if (h->x.st == PX_TUNNEL) {
+		h->closing = true;
+		rtls_conn_close(c);
+		return;
+	}
+	if (!h->wait_drain && h->x.st == PX_NONE)
 		rtls_conn_close(c);
 }
 
@@ -255,6 +297,10 @@ static int on_shutdown(rtls_conn *c, void *data)
 	struct hconn *h = data;
 
 	h->shutting = true;
+	if (h->x.st != PX_NONE) {
+		h->x.client_close = true;
+		return 0;
+	}
 	return !h->in_len && !rtls_conn_pending(c) && !h->wait_drain;
 }
 
@@ -269,14 +315,20 @@ static void on_close(rtls_conn *c, void *data, int err)
 {
 	struct hconn *h = data;
 
-	(void)c;
 	(void)err;
+	h->gone = true;
+	rtls__proxy_client_gone(c, h);
 	free(h->in);
 	h->in = NULL;
+	h->in_len = h->in_cap = 0;
 }
 
+/* The upstream connections of the proxy take their slots, and data
+ * areas, from the same server. */
+#define DATA_SIZE (sizeof(struct hconn) > sizeof(struct uconn) ? sizeof(struct hconn) : sizeof(struct uconn))
+
 const struct rtls_handler rtls_http_handler = {
-	.conn_data_size = sizeof(struct hconn),
+	.conn_data_size = DATA_SIZE,
 	.on_open = on_open,
 	.on_data = on_data,
 	.on_eof = on_eof,

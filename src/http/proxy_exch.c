@@ -1,0 +1,891 @@
+/* One proxied HTTP/1.1 exchange: the client's request goes to an
+ * upstream, its response comes back, both streamed with backpressure
+ * (DESIGN.md, "Reverse proxy"). The exchange lives in the client's data
+ * area (struct pexch); the upstream connection's data area (struct
+ * uconn) points back at the client while it serves one.
+ *
+ *   CONNECT --on_open, or a pooled connection--> HEAD --response head--> BODY
+ *   HEAD --101--> TUNNEL;  BODY --body complete--> (pool or close) NONE
+ *   CONNECT --refused/timed out--> CONNECT on another server, once; or 502/504
+ *   HEAD --reused connection closed, idempotent, no body sent--> CONNECT, once
+ *
+ * Failure before the response head reached the client answers 502, 503
+ * or 504; after it, the client connection is reset: a short body must
+ * not pass for a complete one. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* TEMPORARY until src/core/proxyproto.h lands. */
+__attribute__((weak)) int rtls__proxy_header_build(char *out, size_t n, int version,
+						   const struct rtls_conn_info *ci);
+__attribute__((weak)) int rtls__proxy_header_build(char *out, size_t n, int version,
+						   const struct rtls_conn_info *ci)
+{
+	(void)out, (void)n, (void)version, (void)ci;
+	return -ENOSYS;
+}
+
+/* Stop reading one side while the other has this much unsent. */
+#define PROXY_HIGH_WATER ((size_t)256 * 1024)
+/* The largest upstream response head, and its fields. */
+#define MAX_RESP_HEAD ((size_t)32 * 1024)
+
+/* ---- the request head for the upstream ---------------------------------- */
+
+/* Headers that describe one hop (RFC 9110 §7.6.1) and are not forwarded;
+ * Transfer-Encoding is, as the body is forwarded in the framing it came
+ * in. The X-Forwarded- pair we set ourselves. */
+static bool hop_by_hop(struct rtls_http_str n)
+{
+	static const char *const names[] = { "connection", "keep-alive", "proxy-connection",
+					     "te", "upgrade", "x-forwarded-proto",
+					     "x-forwarded-host" };
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (rtls__http_str_ieq(n, names[i]))
+			return true;
+	return false;
+}
+
+/* Fields the body's framing and the origin depend on: a Connection
+ * header may not make us drop them (that would desynchronise the
+ * upstream's idea of where this request ends). */
+static bool framing_field(struct rtls_http_str n)
+{
+	return rtls__http_str_ieq(n, "host") || rtls__http_str_ieq(n, "content-length") ||
+	       rtls__http_str_ieq(n, "transfer-encoding");
+}
+
+/* Is field name n listed in any Connection field of hdrs? */
+static bool named_by_connection(const struct rtls_http_header *hdrs, size_t nh,
+				struct rtls_http_str n)
+{
+	char name[64];
+
+	if (n.n >= sizeof(name) || framing_field(n))
+		return false;
+	memcpy(name, n.p, n.n);
+	name[n.n] = '\0';
+	for (size_t i = 0; i < nh; i++)
+		if (rtls__http_str_ieq(hdrs[i].name, "connection") &&
+		    rtls__http_has_token(hdrs[i].value, name))
+			return true;
+	return false;
+}
+
+static bool forwarded_field(const struct rtls_http_header *hdrs, size_t nh, size_t i)
+{
+	return !hop_by_hop(hdrs[i].name) && !named_by_connection(hdrs, nh, hdrs[i].name);
+}
+
+/* The client's address without its port: "192.0.2.1" or "2001:db8::1";
+ * a v4-mapped IPv6 address as IPv4. "unknown" if there is none. */
+static void client_ip(rtls_conn *c, char *out, size_t n, bool *v6)
+{
+	struct rtls_conn_info ci;
+
+	*v6 = false;
+	snprintf(out, n, "unknown");
+	if (rtls_conn_query(c, &ci) < 0 || !ci.peer_len)
+		return;
+	if (ci.peer.ss_family == AF_INET) {
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ci.peer)->sin_addr, out, (socklen_t)n);
+	} else if (ci.peer.ss_family == AF_INET6) {
+		const struct in6_addr *a = &((struct sockaddr_in6 *)&ci.peer)->sin6_addr;
+
+		if (IN6_IS_ADDR_V4MAPPED(a)) {
+			inet_ntop(AF_INET, &a->s6_addr[12], out, (socklen_t)n);
+		} else {
+			inet_ntop(AF_INET6, a, out, (socklen_t)n);
+			*v6 = true;
+		}
+	}
+}
+
+/* Is every byte of s a token character (RFC 9110 §5.6.2)? Forwarded's
+ * values that are not must be quoted (RFC 7239 §4). */
+static bool is_token(struct rtls_http_str s)
+{
+	for (size_t i = 0; i < s.n; i++) {
+		unsigned char ch = (unsigned char)s.p[i];
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || strchr("!#$%&'*+-.^_`|~", ch)))
+			return false;
+	}
+	return s.n > 0;
+}
+
+struct out {
+	char *p, *end;
+};
+
+static void put(struct out *o, const char *s, size_t n)
+{
+	if ((size_t)(o->end - o->p) < n) {
+		o->p = o->end + 1; /* overflow: noticed by the caller */
+		return;
+	}
+	memcpy(o->p, s, n);
+	o->p += n;
+}
+
+static void puts_(struct out *o, const char *s)
+{
+	put(o, s, strlen(s));
+}
+
+static void putv(struct out *o, struct rtls_http_str v)
+{
+	put(o, v.p, v.n);
+}
+
+/* The field values of name in hdrs, joined by ", " (for the lists we
+ * append to). */
+static void put_joined(struct out *o, const struct rtls_http_header *hdrs, size_t nh,
+		       const char *name)
+{
+	for (size_t i = 0; i < nh; i++) {
+		if (!rtls__http_str_ieq(hdrs[i].name, name) || !hdrs[i].value.n)
+			continue;
+		putv(o, hdrs[i].value);
+		puts_(o, ", ");
+	}
+}
+
+/* Builds the head the upstream gets: the request line in origin-form,
+ * the client's fields less the hop-by-hop ones, and the forwarding
+ * fields. Returns its length, or -1 if it does not fit n. */
+static long build_head(char *buf, size_t n, rtls_conn *c, const struct hreq *q, bool upgrade,
+		       struct rtls_http_str upgrade_v)
+{
+	const struct rtls_http_header *hd = q->r.headers;
+	size_t nh = q->r.num_headers;
+	struct rtls_conn_info ci;
+	struct out o = { buf, buf + n };
+	bool v6, tls;
+	char ip[INET6_ADDRSTRLEN];
+
+	client_ip(c, ip, sizeof(ip), &v6);
+	tls = rtls_conn_query(c, &ci) == 0 && ci.transport == RTLS_TRANSPORT_TLS;
+	putv(&o, q->r.method);
+	puts_(&o, " ");
+	putv(&o, q->r.target.n && q->r.target.p[0] == '/' ? q->r.target : q->path);
+	puts_(&o, q->r.minor_version ? " HTTP/1.1\r\n" : " HTTP/1.0\r\n");
+	for (size_t i = 0; i < nh; i++) {
+		if (!forwarded_field(hd, nh, i) || rtls__http_str_ieq(hd[i].name, "forwarded") ||
+		    rtls__http_str_ieq(hd[i].name, "x-forwarded-for"))
+			continue;
+		putv(&o, hd[i].name);
+		puts_(&o, ": ");
+		putv(&o, hd[i].value);
+		puts_(&o, "\r\n");
+	}
+	puts_(&o, "X-Forwarded-For: ");
+	put_joined(&o, hd, nh, "x-forwarded-for");
+	puts_(&o, ip);
+	puts_(&o, tls ? "\r\nX-Forwarded-Proto: https\r\n" : "\r\nX-Forwarded-Proto: http\r\n");
+	if (q->host.n) {
+		puts_(&o, "X-Forwarded-Host: ");
+		putv(&o, q->host);
+		puts_(&o, "\r\n");
+	}
+	puts_(&o, "Forwarded: ");
+	put_joined(&o, hd, nh, "forwarded");
+	puts_(&o, v6 ? "for=\"[" : "for=");
+	puts_(&o, ip);
+	puts_(&o, v6 ? "]\"" : "");
+	puts_(&o, tls ? ";proto=https" : ";proto=http");
+	if (q->host.n) {
+		bool quote = !is_token(q->host);
+
+		puts_(&o, quote ? ";host=\"" : ";host=");
+		putv(&o, q->host);
+		puts_(&o, quote ? "\"" : "");
+	}
+	puts_(&o, "\r\n");
+	if (upgrade) {
+		puts_(&o, "Connection: upgrade\r\nUpgrade: ");
+		putv(&o, upgrade_v);
+		puts_(&o, "\r\n");
+	} else if (!q->r.minor_version) {
+		/* HTTP/1.0 is not persistent unless asked for. */
+		puts_(&o, "Connection: keep-alive\r\n");
+	}
+	puts_(&o, "\r\n");
+	return o.p > o.end ? -1 : (long)(o.p - buf);
+}
+
+/* ---- ending an exchange -------------------------------------------------- */
+
+/* Lets go of the upstream: back to the pool if it may carry another
+ * request, closed otherwise. */
+static void release_up(struct hconn *h, const struct rtls_http_config *hc, bool reuse)
+{
+	struct pexch *x = &h->x;
+	rtls_conn *u = x->up;
+
+	if (!u)
+		return;
+	x->up = NULL;
+	((struct uconn *)rtls_conn_data(u))->client = NULL;
+	if (reuse && hc->proxy_keepalive && !hc->upstream_proxy_protocol)
+		rtls__pool_put(u, hc);
+	else if (reuse)
+		rtls_conn_close(u);
+	else
+		rtls_conn_abort(u, -ECONNABORTED);
+}
+
+static void exch_clear(struct pexch *x)
+{
+	free(x->head);
+	free(x->rin);
+	memset(x, 0, sizeof(*x));
+}
+
+/* Answers status (the response head has not gone out) or resets the
+ * client (it has). One log line either way. */
+static void fail(rtls_conn *c, struct hconn *h, int status, const char *what)
+{
+	struct pexch *x = &h->x;
+	char why[320];
+	bool head = x->head_req;
+
+	snprintf(why, sizeof(why), "upstream %s: %s", x->srv ? x->srv->name : "-", what);
+	release_up(h, rtls_conn_ctx(c), false);
+	if (x->st == PX_BODY || x->st == PX_TUNNEL) {
+		char peer[64];
+
+		rtls_conn_peer(c, peer, sizeof(peer));
+		rtls_log(RTLS_LOG_INFO, "http %s: %s: client connection reset", peer, why);
+		exch_clear(x);
+		rtls_conn_abort(c, -ECONNRESET);
+		return;
+	}
+	exch_clear(x);
+	h->closing = true;
+	rtls__http_error(c, status, why, head);
+}
+
+/* The response has been queued for the client, whole. */
+static void finish(rtls_conn *c, struct hconn *h)
+{
+	struct pexch *x = &h->x;
+	const struct rtls_http_config *hc = rtls_conn_ctx(c);
+	/* An upstream still owed part of the body cannot take another
+	 * request, and the client's next request would start mid-body. */
+	bool reuse = !x->up_close && x->req_done;
+	bool close = x->client_close || !x->req_done;
+
+	release_up(h, hc, reuse);
+	exch_clear(x);
+	if (close) {
+		h->closing = true;
+		rtls_conn_close(c);
+		return;
+	}
+	rtls__http_resume(c, h);
+}
+
+/* ---- connecting ---------------------------------------------------------- */
+
+static void send_head(rtls_conn *c, struct hconn *h);
+
+/* Attaches an upstream connection for x's server: from the pool, or a
+ * new connect. 0, or -1 after failing the exchange. */
+static int connect_next(rtls_conn *c, struct hconn *h, struct rtls_http_upstream *not)
+{
+	const struct rtls_http_config *hc = rtls_conn_ctx(c);
+	struct pexch *x = &h->x;
+	struct uconn *ud;
+	rtls_conn *u = NULL;
+	int ret;
+
+	x->srv = rtls__proxy_pick(x->route, not);
+	if (!x->srv) {
+		x->srv = not;
+		fail(c, h, 503, "no upstream server is up");
+		return -1;
+	}
+	x->tries++;
+	x->st = PX_CONNECT;
+	if (hc->proxy_keepalive && !hc->upstream_proxy_protocol)
+		u = rtls__pool_take(x->srv);
+	if (u) {
+		ud = rtls_conn_data(u);
+		ud->client = c;
+		x->up = u;
+		x->reused = true;
+		send_head(c, h);
+		return 0;
+	}
+	ret = rtls_conn_connect(c, x->srv->addr, &rtls__upstream_handler, NULL, &u);
+	if (ret < 0) {
+		fail(c, h, ret == -ENOBUFS ? 503 : 502,
+		     ret == -ENOBUFS ? "no free connection slot" : strerror(-ret));
+		return -1;
+	}
+	ud = rtls_conn_data(u);
+	ud->self = u;
+	ud->client = c;
+	ud->srv = x->srv;
+	x->up = u;
+	x->reused = false;
+	return 0;
+}
+
+/* The connection is open: the PROXY header (a new connection only), the
+ * request head, and then whatever body the client has sent. */
+static void send_head(rtls_conn *c, struct hconn *h)
+{
+	const struct rtls_http_config *hc = rtls_conn_ctx(c);
+	struct pexch *x = &h->x;
+	rtls_conn *u = x->up;
+
+	x->st = PX_HEAD;
+	if (hc->upstream_proxy_protocol && !x->reused) {
+		struct rtls_conn_info ci;
+		char pp[512];
+		int n = -EINVAL;
+
+		if (rtls_conn_query(c, &ci) == 0)
+			n = rtls__proxy_header_build(pp, sizeof(pp), hc->upstream_proxy_protocol,
+						     &ci);
+		if (n < 0 || rtls_conn_write(u, pp, (size_t)n) < 0) {
+			fail(c, h, 502, "cannot build the PROXY protocol header");
+			return;
+		}
+	}
+	if (rtls_conn_write(u, x->head, x->head_len) < 0) {
+		fail(c, h, 502, "cannot queue the request");
+		return;
+	}
+	rtls_conn_set_timer(u, RTLS_TIMER_RESPONSE);
+	rtls_conn_flush(u); /* may end u: its on_close then retries or fails */
+	if (x->st == PX_HEAD && x->up == u)
+		rtls__http_resume(c, h); /* the body the client sent meanwhile */
+}
+
+/* ---- the client side ----------------------------------------------------- */
+
+static bool method_is(struct rtls_http_str m, const char *s)
+{
+	return m.n == strlen(s) && memcmp(m.p, s, m.n) == 0;
+}
+
+int rtls__proxy_start(rtls_conn *c, struct hconn *h, const struct rtls_http_route *rt,
+		      const struct hreq *q)
+{
+	struct pexch *x = &h->x;
+	struct rtls_http_str m = q->r.method, up = { 0 }, conn = { 0 };
+	bool upgrade = false;
+	size_t cap = 1024;
+	long len;
+
+	memset(x, 0, sizeof(*x));
+	x->route = rt;
+	x->head_req = method_is(m, "HEAD");
+	if (method_is(m, "CONNECT")) {
+		h->closing = true;
+		rtls__http_error(c, 501, "CONNECT is not proxied", false);
+		return -1;
+	}
+	x->idempotent = x->head_req || method_is(m, "GET") || method_is(m, "PUT") ||
+			method_is(m, "DELETE") || method_is(m, "OPTIONS") || method_is(m, "TRACE");
+	x->client10 = q->r.minor_version == 0;
+	x->client_close = q->keep_alive == CONN_CLOSE || h->shutting;
+	for (size_t i = 0; i < q->r.num_headers; i++) {
+		const struct rtls_http_header *f = &q->r.headers[i];
+
+		cap += f->name.n + f->value.n + 4;
+		if (rtls__http_str_ieq(f->name, "upgrade"))
+			up = f->value;
+		else if (rtls__http_str_ieq(f->name, "connection") &&
+			 rtls__http_has_token(f->value, "upgrade"))
+			conn = f->value;
+	}
+	upgrade = up.n && conn.n && !x->client10;
+	x->upgrade = upgrade;
+	x->req_left = q->has_content_length ? q->content_length : 0;
+	x->req_chunked = q->chunked;
+	x->req_done = !x->req_left && !x->req_chunked;
+	cap += q->r.method.n + q->r.target.n + q->host.n * 2 + up.n;
+	x->head = malloc(cap);
+	if (!x->head) {
+		rtls_conn_abort(c, -ENOMEM);
+		return -1;
+	}
+	len = build_head(x->head, cap, c, q, upgrade, up);
+	if (len < 0) {
+		free(x->head);
+		x->head = NULL;
+		h->closing = true;
+		rtls__http_error(c, 431, "request head too large to forward", x->head_req);
+		return -1;
+	}
+	x->head_len = (size_t)len;
+	/* The upstream's deadlines bound the wait from here; the client's
+	 * idle timer comes back with the response (or its body bytes). */
+	rtls_conn_set_timer(c, RTLS_TIMER_NONE);
+	return connect_next(c, h, NULL) < 0 ? -1 : 0;
+}
+
+/* Request body bytes: forwarded as they came (chunked stays chunked).
+ * Returns how many of p[0..n) belong to the body and were sent. */
+static size_t body_input(rtls_conn *c, struct hconn *h, const char *p, size_t n)
+{
+	struct pexch *x = &h->x;
+	size_t k = 0;
+
+	if (x->req_left) {
+		k = n < x->req_left ? n : (size_t)x->req_left;
+		x->req_left -= k;
+		x->req_done = !x->req_left;
+	} else {
+		int ret = rtls__http_chunked_feed(&x->req_chunk, p, n, &k, NULL);
+
+		if (ret == RTLS_HTTP_PARSE_BAD) {
+			fail(c, h, 400, "the client sent a malformed chunked body");
+			return 0;
+		}
+		x->req_done = ret == 1;
+	}
+	if (k && rtls_conn_write(x->up, p, k) < 0) {
+		fail(c, h, 502, "cannot queue the request body");
+		return 0;
+	}
+	x->req_sent += k;
+	return k;
+}
+
+size_t rtls__proxy_input(rtls_conn *c, struct hconn *h, const char *p, size_t n)
+{
+	struct pexch *x = &h->x;
+	rtls_conn *u = x->up;
+	size_t k;
+
+	if (!u || x->wait_up_drain || x->st == PX_CONNECT || (x->req_done && x->st != PX_TUNNEL))
+		return 0;
+	if (x->st == PX_TUNNEL) {
+		k = n;
+		if (rtls_conn_write(u, p, n) < 0) {
+			fail(c, h, 502, "cannot queue tunnel bytes");
+			return 0;
+		}
+	} else {
+		k = body_input(c, h, p, n);
+		if (x->st == PX_NONE)
+			return 0;
+		/* A client that stops mid-body is cut off after the idle time;
+		 * once the body is whole, the upstream's deadlines take over. */
+		rtls_conn_set_timer(c, x->req_done ? RTLS_TIMER_NONE : RTLS_TIMER_IDLE);
+	}
+	rtls_conn_flush(u); /* may end u, and with it the exchange */
+	if (x->up == u && rtls_conn_pending(u) > PROXY_HIGH_WATER)
+		x->wait_up_drain = true;
+	return k;
+}
+
+void rtls__proxy_client_drained(rtls_conn *c, struct hconn *h)
+{
+	struct pexch *x = &h->x;
+
+	(void)c;
+	if (!x->wait_client_drain || !x->up)
+		return;
+	x->wait_client_drain = false;
+	rtls_conn_set_timer(x->up, RTLS_TIMER_IDLE);
+	rtls_conn_resume_read(x->up);
+}
+
+void rtls__proxy_client_gone(rtls_conn *c, struct hconn *h)
+{
+	(void)c;
+	if (h->x.st == PX_NONE)
+		return;
+	release_up(h, rtls_conn_ctx(c), false);
+	exch_clear(&h->x);
+}
+
+/* ---- the response -------------------------------------------------------- */
+
+/* Writes the response head for the client: the upstream's status line
+ * and fields, less the hop-by-hop ones, with our Connection. */
+static int client_head(rtls_conn *c, struct pexch *x, const struct rtls_http_response *r)
+{
+	size_t cap = 128 + r->reason.n;
+	struct out o;
+	char *buf, num[8];
+
+	for (size_t i = 0; i < r->num_headers; i++)
+		cap += r->headers[i].name.n + r->headers[i].value.n + 4;
+	buf = rtls_conn_reserve(c, cap);
+	if (!buf)
+		return -ENOMEM;
+	o = (struct out){ buf, buf + cap };
+	snprintf(num, sizeof(num), "%d ", r->status);
+	puts_(&o, "HTTP/1.1 ");
+	puts_(&o, num);
+	putv(&o, r->reason);
+	puts_(&o, "\r\n");
+	for (size_t i = 0; i < r->num_headers; i++) {
+		const struct rtls_http_header *f = &r->headers[i];
+
+		if (rtls__http_str_ieq(f->name, "upgrade") && r->status == 101) {
+			/* kept: the client needs to see what it switched to */
+		} else if (!forwarded_field(r->headers, r->num_headers, i)) {
+			continue;
+		}
+		putv(&o, f->name);
+		puts_(&o, ": ");
+		putv(&o, f->value);
+		puts_(&o, "\r\n");
+	}
+	if (r->status == 101)
+		puts_(&o, "Connection: upgrade\r\n");
+	else if (r->status >= 200 && x->client_close)
+		puts_(&o, "Connection: close\r\n");
+	else if (r->status >= 200 && x->client10)
+		puts_(&o, "Connection: keep-alive\r\n");
+	puts_(&o, "\r\n");
+	if (o.p > o.end) {
+		rtls_conn_commit(c, 0);
+		return -EOVERFLOW;
+	}
+	rtls_conn_commit(c, (size_t)(o.p - buf));
+	return 0;
+}
+
+/* Response body bytes for the client; returns how many belong to the
+ * body. Bytes past its end are the upstream's fault: it is not reused. */
+static size_t body_output(rtls_conn *c, struct hconn *h, const char *p, size_t n)
+{
+	struct pexch *x = &h->x;
+	size_t k = n;
+
+	if (x->body == RTLS_HTTP_BODY_LENGTH) {
+		k = n < x->resp_left ? n : (size_t)x->resp_left;
+		x->resp_left -= k;
+		x->resp_done = !x->resp_left;
+	} else if (x->body == RTLS_HTTP_BODY_CHUNKED) {
+		int ret = rtls__http_chunked_feed(&x->resp_chunk, p, n, &k, NULL);
+
+		if (ret == RTLS_HTTP_PARSE_BAD) {
+			fail(c, h, 502, "malformed chunked response body");
+			return 0;
+		}
+		x->resp_done = ret == 1;
+	} else if (x->body == RTLS_HTTP_BODY_NONE) {
+		k = 0;
+		x->resp_done = true;
+	}
+	if (k < n)
+		x->up_close = true;
+	if (k && rtls_conn_write(c, p, k) < 0) {
+		fail(c, h, 502, "cannot queue the response");
+		return 0;
+	}
+	return k;
+}
+
+/* A complete response head at p[0..len): judge it, pass it on. Returns
+ * 0, or -1 when the exchange ended. */
+static int response_head(rtls_conn *c, struct hconn *h, const struct rtls_http_response *r)
+{
+	struct pexch *x = &h->x;
+	struct rtls_http_framing fr;
+	const char *why = NULL;
+
+	if (r->status >= 100 && r->status < 200 && r->status != 101) {
+		/* Interim (100 Continue, 103): relayed to an HTTP/1.1 client
+		 * (RFC 9110 §15.2); the final response follows. */
+		if (!x->client10 && client_head(c, x, r) < 0) {
+			fail(c, h, 502, "cannot queue an interim response");
+			return -1;
+		}
+		rtls_conn_flush(c);
+		return x->st == PX_HEAD ? 0 : -1;
+	}
+	if (rtls__http_response_framing(r, x->head_req, &fr, &why) < 0) {
+		fail(c, h, 502, why ? why : "invalid response framing");
+		return -1;
+	}
+	if (r->status == 101 && !x->upgrade) {
+		fail(c, h, 502, "101 to a request that asked for no upgrade");
+		return -1;
+	}
+	if (fr.body == RTLS_HTTP_BODY_CHUNKED && x->client10) {
+		fail(c, h, 502, "chunked response to an HTTP/1.0 request");
+		return -1;
+	}
+	x->body = (int)fr.body;
+	x->resp_left = fr.length;
+	x->up_close = fr.close;
+	if (fr.body == RTLS_HTTP_BODY_CLOSE)
+		x->client_close = true; /* the end of the body is our close */
+	if (client_head(c, x, r) < 0) {
+		fail(c, h, 502, "response head too large to pass on");
+		return -1;
+	}
+	x->st = r->status == 101 ? PX_TUNNEL : PX_BODY;
+	free(x->head);
+	x->head = NULL;
+	x->resp_done = fr.body == RTLS_HTTP_BODY_NONE;
+	/* From here a stalled upstream is cut after the idle time; the
+	 * client's idle timer runs while its response is sent. */
+	rtls_conn_set_timer(x->up, RTLS_TIMER_IDLE);
+	rtls_conn_set_timer(c, RTLS_TIMER_IDLE);
+	return 0;
+}
+
+/* Upstream bytes: the response head (accumulated in x->rin when it spans
+ * reads), then the body. */
+static void response_input(rtls_conn *c, struct hconn *h, const char *p, size_t n)
+{
+	const struct rtls_http_config *hc = rtls_conn_ctx(c);
+	struct rtls_http_limits lim = { MAX_RESP_HEAD, 0, hc->max_headers };
+	struct rtls_http_header hdrs[HTTP_MAX_HEADERS];
+	struct pexch *x = &h->x;
+
+	while (x->st == PX_HEAD && n) {
+		struct rtls_http_response r = { .headers = hdrs };
+		const char *buf = p;
+		size_t len = n, from_rin = 0;
+		int ret;
+
+		if (x->rin_len) { /* a head split across reads */
+			size_t take = n < MAX_RESP_HEAD + 1 - x->rin_len ? n
+									: MAX_RESP_HEAD + 1 - x->rin_len;
+
+			memcpy(x->rin + x->rin_len, p, take);
+			from_rin = x->rin_len;
+			x->rin_len += take;
+			buf = x->rin;
+			len = x->rin_len;
+		}
+		ret = rtls__http_parse_response(buf, len, &lim, &r);
+		if (ret == RTLS_HTTP_PARSE_INCOMPLETE) {
+			if (!x->rin && !(x->rin = malloc(MAX_RESP_HEAD + 1))) {
+				fail(c, h, 502, "out of memory for the response head");
+				return;
+			}
+			if (!from_rin && !x->rin_len) {
+				memcpy(x->rin, p, n);
+				x->rin_len = n;
+			}
+			return;
+		}
+		if (ret < 0) {
+			fail(c, h, 502,
+			     ret == RTLS_HTTP_PARSE_HEADERS_TOO_LARGE ? "response head too large"
+			     : ret == RTLS_HTTP_PARSE_BAD_VERSION     ? "not an HTTP/1.x response"
+								      : "malformed response head");
+			return;
+		}
+		/* What of this read the head took; the rest is body. */
+		p += (size_t)ret - from_rin;
+		n -= (size_t)ret - from_rin;
+		x->rin_len = 0;
+		if (response_head(c, h, &r) < 0)
+			return;
+	}
+	if (x->st == PX_TUNNEL && n) {
+		if (rtls_conn_write(c, p, n) < 0)
+			fail(c, h, 502, "cannot queue tunnel bytes");
+		return;
+	}
+	if (x->st == PX_BODY && (n || x->resp_done))
+		body_output(c, h, p, n);
+}
+
+/* ---- the upstream connections' handler ----------------------------------- */
+
+static int up_open(rtls_conn *u, void *data)
+{
+	struct uconn *ud = data;
+
+	(void)u;
+	ud->opened = true;
+	if (!ud->client)
+		return -ECANCELED;
+	send_head(ud->client, rtls_conn_data(ud->client));
+	return 0;
+}
+
+static void up_data(rtls_conn *u, void *data, struct rtls_buf *b)
+{
+	struct uconn *ud = data;
+	rtls_conn *c = ud->client;
+	struct hconn *h;
+
+	if (!c) { /* an idle connection has nothing to say */
+		rtls_buf_release(u, b);
+		rtls_conn_abort(u, -EPROTO);
+		return;
+	}
+	h = rtls_conn_data(c);
+	if (h->x.st == PX_BODY)
+		rtls_conn_set_timer(u, RTLS_TIMER_IDLE);
+	response_input(c, h, b->data, b->len);
+	rtls_buf_release(u, b);
+	if (h->x.up != u)
+		return;
+	if (h->x.st == PX_BODY && h->x.resp_done) {
+		rtls_conn_flush(c);
+		if (h->x.st == PX_BODY)
+			finish(c, h);
+		return;
+	}
+	rtls_conn_flush(c);
+	if (h->x.up == u && rtls_conn_pending(c) > PROXY_HIGH_WATER) {
+		h->x.wait_client_drain = true;
+		rtls_conn_set_timer(u, RTLS_TIMER_NONE); /* the client's timer runs */
+		rtls_conn_pause_read(u);
+	}
+}
+
+/* May this request go again, on a new connection? Only if nothing of it
+ * can have been acted on: not a byte of body sent, and either the
+ * connect failed or a reused connection closed before answering an
+ * idempotent request (RFC 9110 §9.2.2). */
+static bool retriable(const struct pexch *x)
+{
+	if (x->tries >= 2 || x->req_sent)
+		return false;
+	return x->st == PX_CONNECT || (x->st == PX_HEAD && x->reused && x->idempotent &&
+				       !x->rin_len);
+}
+
+static void up_eof(rtls_conn *u, void *data)
+{
+	struct uconn *ud = data;
+	rtls_conn *c = ud->client;
+	struct hconn *h;
+
+	if (!c) {
+		rtls_conn_close(u);
+		return;
+	}
+	h = rtls_conn_data(c);
+	switch (h->x.st) {
+	case PX_BODY:
+		if (h->x.body == RTLS_HTTP_BODY_CLOSE) {
+			h->x.up_close = true;
+			rtls_conn_flush(c);
+			finish(c, h);
+		} else {
+			fail(c, h, 502, "closed mid-body");
+		}
+		return;
+	case PX_TUNNEL:
+		release_up(h, rtls_conn_ctx(c), true);
+		exch_clear(&h->x);
+		h->closing = true;
+		rtls_conn_close(c);
+		return;
+	default:
+		if (retriable(&h->x)) {
+			release_up(h, rtls_conn_ctx(c), false);
+			connect_next(c, h, NULL);
+			return;
+		}
+		fail(c, h, 502, "closed before the response head");
+	}
+}
+
+static void up_timeout(rtls_conn *u, void *data, enum rtls_timer t)
+{
+	struct uconn *ud = data;
+	rtls_conn *c = ud->client;
+
+	if (!c) {
+		rtls_conn_close(u);
+		return;
+	}
+	if (t == RTLS_TIMER_RESPONSE)
+		fail(c, rtls_conn_data(c), 504, "no response head in time");
+	else
+		fail(c, rtls_conn_data(c), 504, "stalled for the idle time");
+}
+
+static int up_shutdown(rtls_conn *u, void *data)
+{
+	(void)u;
+	return !((struct uconn *)data)->client;
+}
+
+static void up_close(rtls_conn *u, void *data, int err)
+{
+	struct uconn *ud = data;
+	rtls_conn *c = ud->client;
+	struct hconn *h;
+	char what[96];
+
+	(void)u;
+	rtls__pool_remove(ud);
+	if (!c)
+		return;
+	ud->client = NULL;
+	h = rtls_conn_data(c);
+	h->x.up = NULL;
+	if (h->x.st == PX_CONNECT) {
+		/* Passive health: a server that refuses or does not answer is
+		 * skipped for a while, by every thread. */
+		if (err == -ECONNREFUSED || err == -ETIMEDOUT || err == -EHOSTUNREACH ||
+		    err == -ENETUNREACH) {
+			rtls__proxy_mark_down(h->x.srv);
+			rtls_log(RTLS_LOG_WARN, "upstream %s: connect: %s: marked down",
+				 h->x.srv->name, strerror(-err));
+		}
+		if (retriable(&h->x) && h->x.route->nups > 1) {
+			connect_next(c, h, h->x.srv);
+			return;
+		}
+		snprintf(what, sizeof(what), "connect: %s", strerror(err ? -err : ECONNABORTED));
+		fail(c, h, err == -ETIMEDOUT ? 504 : 502, what);
+		return;
+	}
+	if (h->x.st == PX_HEAD && retriable(&h->x)) {
+		connect_next(c, h, NULL);
+		return;
+	}
+	if (h->x.st == PX_TUNNEL) {
+		exch_clear(&h->x);
+		h->closing = true;
+		rtls_conn_close(c);
+		return;
+	}
+	snprintf(what, sizeof(what), "%s", err ? strerror(-err) : "closed");
+	fail(c, h, 502, what);
+}
+
+static void up_drained(rtls_conn *u, void *data)
+{
+	struct uconn *ud = data;
+	struct hconn *h;
+
+	if (!ud->client)
+		return;
+	h = rtls_conn_data(ud->client);
+	if (!h->x.wait_up_drain || h->x.up != u)
+		return;
+	h->x.wait_up_drain = false;
+	rtls__http_resume(ud->client, h);
+}
+
+const struct rtls_handler rtls__upstream_handler = {
+	.conn_data_size = sizeof(struct uconn),
+	.on_open = up_open,
+	.on_data = up_data,
+	.on_eof = up_eof,
+	.on_drained = up_drained,
+	.on_timeout = up_timeout,
+	.on_shutdown = up_shutdown,
+	.on_close = up_close,
+};
