@@ -42,8 +42,9 @@ __attribute__((weak)) int rtls__proxy_header_build(char *out, size_t n, int vers
  * in. The X-Forwarded- pair we set ourselves. */
 static bool hop_by_hop(struct rtls_http_str n)
 {
-	static const char *const names[] = { "connection", "keep-alive", "proxy-connection",
-					     "te", "upgrade", "x-forwarded-proto",
+	static const char *const names[] = { "connection",       "keep-alive",
+					     "proxy-connection", "te",
+					     "upgrade",          "x-forwarded-proto",
 					     "x-forwarded-host" };
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -223,9 +224,13 @@ static long build_head(char *buf, size_t n, rtls_conn *c, const struct hreq *q, 
 
 /* ---- ending an exchange -------------------------------------------------- */
 
+/* What becomes of the upstream when an exchange lets go of it. */
+enum up_fate { UP_REUSE, UP_CLOSE, UP_ABORT };
+
 /* Lets go of the upstream: back to the pool if it may carry another
- * request, closed otherwise. */
-static void release_up(struct hconn *h, const struct rtls_http_config *hc, bool reuse)
+ * request (and no PROXY header tied it to one client), closed gracefully
+ * after a tunnel, aborted after a failure. */
+static void release_up(struct hconn *h, const struct rtls_http_config *hc, enum up_fate fate)
 {
 	struct pexch *x = &h->x;
 	rtls_conn *u = x->up;
@@ -234,9 +239,9 @@ static void release_up(struct hconn *h, const struct rtls_http_config *hc, bool 
 		return;
 	x->up = NULL;
 	((struct uconn *)rtls_conn_data(u))->client = NULL;
-	if (reuse && hc->proxy_keepalive && !hc->upstream_proxy_protocol)
+	if (fate == UP_REUSE && hc->proxy_keepalive && !hc->upstream_proxy_protocol)
 		rtls__pool_put(u, hc);
-	else if (reuse)
+	else if (fate != UP_ABORT)
 		rtls_conn_close(u);
 	else
 		rtls_conn_abort(u, -ECONNABORTED);
@@ -257,8 +262,11 @@ static void fail(rtls_conn *c, struct hconn *h, int status, const char *what)
 	char why[320];
 	bool head = x->head_req;
 
-	snprintf(why, sizeof(why), "upstream %s: %s", x->srv ? x->srv->name : "-", what);
-	release_up(h, rtls_conn_ctx(c), false);
+	if (x->srv)
+		snprintf(why, sizeof(why), "upstream %s: %s", x->srv->name, what);
+	else
+		snprintf(why, sizeof(why), "route %s: %s", x->route ? x->route->prefix : "-", what);
+	release_up(h, rtls_conn_ctx(c), UP_ABORT);
 	if (x->st == PX_BODY || x->st == PX_TUNNEL) {
 		char peer[64];
 
@@ -283,7 +291,7 @@ static void finish(rtls_conn *c, struct hconn *h)
 	bool reuse = !x->up_close && x->req_done;
 	bool close = x->client_close || !x->req_done;
 
-	release_up(h, hc, reuse);
+	release_up(h, hc, reuse ? UP_REUSE : UP_CLOSE);
 	exch_clear(x);
 	if (close) {
 		h->closing = true;
@@ -299,7 +307,7 @@ static void send_head(rtls_conn *c, struct hconn *h);
 
 /* Attaches an upstream connection for x's server: from the pool, or a
  * new connect. 0, or -1 after failing the exchange. */
-static int connect_next(rtls_conn *c, struct hconn *h, struct rtls_http_upstream *not)
+static int connect_next(rtls_conn *c, struct hconn *h, struct rtls_http_upstream * not )
 {
 	const struct rtls_http_config *hc = rtls_conn_ctx(c);
 	struct pexch *x = &h->x;
@@ -307,9 +315,9 @@ static int connect_next(rtls_conn *c, struct hconn *h, struct rtls_http_upstream
 	rtls_conn *u = NULL;
 	int ret;
 
-	x->srv = rtls__proxy_pick(x->route, not);
+	x->srv = rtls__proxy_pick(x->route, not );
 	if (!x->srv) {
-		x->srv = not;
+		x->srv = not ;
 		fail(c, h, 503, "no upstream server is up");
 		return -1;
 	}
@@ -509,7 +517,7 @@ void rtls__proxy_client_gone(rtls_conn *c, struct hconn *h)
 	(void)c;
 	if (h->x.st == PX_NONE)
 		return;
-	release_up(h, rtls_conn_ctx(c), false);
+	release_up(h, rtls_conn_ctx(c), h->x.st == PX_TUNNEL ? UP_CLOSE : UP_ABORT);
 	exch_clear(&h->x);
 }
 
@@ -660,8 +668,9 @@ static void response_input(rtls_conn *c, struct hconn *h, const char *p, size_t 
 		int ret;
 
 		if (x->rin_len) { /* a head split across reads */
-			size_t take = n < MAX_RESP_HEAD + 1 - x->rin_len ? n
-									: MAX_RESP_HEAD + 1 - x->rin_len;
+			size_t take = n < MAX_RESP_HEAD + 1 - x->rin_len
+					      ? n
+					      : MAX_RESP_HEAD + 1 - x->rin_len;
 
 			memcpy(x->rin + x->rin_len, p, take);
 			from_rin = x->rin_len;
@@ -758,8 +767,8 @@ static bool retriable(const struct pexch *x)
 {
 	if (x->tries >= 2 || x->req_sent)
 		return false;
-	return x->st == PX_CONNECT || (x->st == PX_HEAD && x->reused && x->idempotent &&
-				       !x->rin_len);
+	return x->st == PX_CONNECT ||
+	       (x->st == PX_HEAD && x->reused && x->idempotent && !x->rin_len);
 }
 
 static void up_eof(rtls_conn *u, void *data)
@@ -784,14 +793,14 @@ static void up_eof(rtls_conn *u, void *data)
 		}
 		return;
 	case PX_TUNNEL:
-		release_up(h, rtls_conn_ctx(c), true);
+		release_up(h, rtls_conn_ctx(c), UP_CLOSE);
 		exch_clear(&h->x);
 		h->closing = true;
 		rtls_conn_close(c);
 		return;
 	default:
 		if (retriable(&h->x)) {
-			release_up(h, rtls_conn_ctx(c), false);
+			release_up(h, rtls_conn_ctx(c), UP_ABORT);
 			connect_next(c, h, NULL);
 			return;
 		}
