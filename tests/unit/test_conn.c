@@ -239,6 +239,39 @@ static void test_pause_parks(void)
 	fake_teardown();
 }
 
+/* A handler that ends the connection from on_data. */
+static void abort_on_data(rtls_conn *c, void *data, struct rtls_buf *b)
+{
+	fake_on_data(c, data, b);
+	rtls_conn_abort(c, 0);
+}
+
+/* The handler ends the connection while a resume hands over parked
+ * input: what it was given is its own (released once, by it), and only
+ * what it was not given is released by the teardown. Before the fix, the
+ * teardown released the handed-over buffer a second time, which aborts. */
+static void test_abort_while_resuming(void)
+{
+	static const struct rtls_handler h = { .on_data = abort_on_data,
+					       .on_close = fake_on_close };
+	struct rtls_conn *c;
+	uint64_t recv_ud;
+
+	c = paused_conn(&recv_ud);
+	fake_recv(recv_ud, 4, "abc", true);
+	fake_recv(recv_ud, 5, "defg", true);
+	CHECK_EQ_INT(c->npaused, 2);
+	CHECK_EQ_INT(c->nheld, 2);
+	fake_complete(recv_ud, -ECANCELED);
+	c->h = &h;
+	rtls_conn_resume_read(c);
+	CHECK(F.got_len == 3 && memcmp(F.got, "abc", 3) == 0); /* not "defg" */
+	CHECK_EQ_INT(F.closes, 1);
+	CHECK_EQ_INT(c->nheld, 0);
+	CHECK_EQ_INT(c->npaused, 0);
+	fake_teardown();
+}
+
 /* Resume before the cancel has landed: nothing is armed twice; the
  * cancel's -ECANCELED re-arms the receive. */
 static void test_resume_before_cancel(void)
@@ -466,6 +499,7 @@ int main(void)
 	test_pause_parks();
 	test_starved();
 	test_resume_before_cancel();
+	test_abort_while_resuming();
 	test_starved_while_paused();
 	test_connect_ok();
 	test_connect_refused();
