@@ -50,6 +50,40 @@ PARSER_REGRESSIONS = {
 }
 
 
+# --- response: raw bytes (its seeds in fuzz/corpus/response are plain files)
+def resp(status=b"200 OK", headers=(), version=b"1.1"):
+    return (b"HTTP/" + version + b" " + status + b"\r\n" +
+            b"".join(h + b"\r\n" for h in headers) + b"\r\n")
+
+
+RESPONSE_REGRESSIONS = {
+    # The small limits of fuzz/response.c: 3 headers, head 64.
+    "headers_at_limit": resp(headers=(b"A: 1", b"B: 2", b"C: 3")),
+    "headers_over_limit": resp(headers=(b"A: 1", b"B: 2", b"C: 3", b"D: 4")),
+    "head_at_limit": resp(headers=(b"Server: " + b"a" * 35,)),
+    "head_over_limit": resp(headers=(b"Server: " + b"a" * 36,)),
+    # Content-Length at 2^63 - 1 and one past it.
+    "length_max": resp(headers=(b"Content-Length: 9223372036854775807",)),
+    "length_overflow": resp(headers=(b"Content-Length: 9223372036854775808",)),
+    "length_list": resp(headers=(b"Content-Length: 5, 5",)) + b"hello",
+    # chunked twice, not last, after an empty element; an empty value.
+    "chunked_twice": resp(headers=(b"Transfer-Encoding: chunked, chunked",)) + b"0\r\n\r\n",
+    "chunked_not_last": resp(headers=(b"Transfer-Encoding: chunked, gzip",)),
+    "chunked_empty_element": resp(headers=(b"Transfer-Encoding: gzip,,chunked",)),
+    "coding_empty": resp(headers=(b"Transfer-Encoding:",)),
+    "coding_http10": resp(headers=(b"Transfer-Encoding: chunked",), version=b"1.0") +
+                     b"0\r\n\r\n",
+    # No body whatever the fields say, but the length's syntax still counts.
+    "head_304_te_and_cl": resp(b"304 x", (b"Transfer-Encoding: chunked", b"Content-Length: 5")),
+    "head_204_bad_length": resp(b"204 x", (b"Content-Length: x",)),
+    # The status range's edges, a reason of one SP, no SP at all.
+    "status_099": resp(b"099 x"),
+    "status_600": resp(b"600 x"),
+    "reason_sp": resp(b"599  "),
+    "reason_no_sp": b"HTTP/1.1 200\r\n\r\n",
+}
+
+
 # --- http_fields: parameter byte, then the field text ----------------------
 # bits 0-2: path output size index (7: 4096); bits 3-5: first range size
 # index (7: UINT64_MAX, 4: 1000, 3: 10); bits 6-7: second size.
@@ -226,6 +260,8 @@ HANDSHAKE_REGRESSIONS = {
 def main():
     for name, data in PARSER_REGRESSIONS.items():
         write("regressions", "parser", name, data)
+    for name, data in RESPONSE_REGRESSIONS.items():
+        write("regressions", "response", name, data)
     for name, data in HTTP_SEEDS.items():
         write("corpus", "http_fields", name, data)
     for name, data in HTTP_REGRESSIONS.items():

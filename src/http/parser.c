@@ -1,4 +1,5 @@
-/* HTTP/1.1 request-head parser (RFC 9112 §2-§5) and chunked transfer-coding
+/* HTTP/1.1 request-head and response-head parsers (RFC 9112 §2-§5), the
+ * response's body framing (RFC 9112 §6.3) and the chunked transfer-coding
  * decoder (RFC 9112 §7.1). No I/O, no allocation.
  *
  * The head parser is stateless: after RTLS_HTTP_PARSE_INCOMPLETE the caller
@@ -8,13 +9,14 @@
  * and keeps every call's answer a pure function of the bytes seen.
  *
  * Strictness is deliberate: this parser sits in front of a static file
- * server, and every leniency (bare LF, obs-fold, whitespace before the
- * colon) is a known request-smuggling vector when a proxy disagrees with us
- * about where a message ends. */
+ * server and behind the reverse proxy's upstreams, and every leniency (bare
+ * LF, obs-fold, whitespace before the colon) is a known smuggling vector
+ * when another hop disagrees with us about where a message ends. */
 #include "../core/util.h"
 #include "parser.h"
 
 #include <limits.h>
+#include <string.h>
 
 /* A scan position and the end of the bytes we may look at. */
 struct cursor {
@@ -50,22 +52,25 @@ static int is_ows(unsigned char c)
 	return c == ' ' || c == '\t';
 }
 
+/* Expects the byte want at the cursor. */
+static int eat_byte(struct cursor *c, unsigned char want)
+{
+	if (c->p == c->end)
+		return RTLS_HTTP_PARSE_INCOMPLETE;
+	if (*c->p != want)
+		return RTLS_HTTP_PARSE_BAD;
+	c->p++;
+	return 0;
+}
+
 /* Expects CRLF at the cursor. RFC 9112 §2.2 permits accepting a bare LF;
  * we do not, because a front end that does not would disagree with us on
  * where the head ends. */
 static int eat_crlf(struct cursor *c)
 {
-	if (c->p == c->end)
-		return RTLS_HTTP_PARSE_INCOMPLETE;
-	if (*c->p != '\r')
-		return RTLS_HTTP_PARSE_BAD;
-	c->p++;
-	if (c->p == c->end)
-		return RTLS_HTTP_PARSE_INCOMPLETE;
-	if (*c->p != '\n')
-		return RTLS_HTTP_PARSE_BAD;
-	c->p++;
-	return 0;
+	int rc = eat_byte(c, '\r');
+
+	return rc ? rc : eat_byte(c, '\n');
 }
 
 /* RFC 9112 §2.2: a server SHOULD ignore at least one empty line received
@@ -126,12 +131,11 @@ static int parse_target(struct cursor *c, size_t max_target,
 	return 0;
 }
 
-/* Reads "HTTP/" DIGIT "." DIGIT CRLF (RFC 9112 §2.3). Each byte is checked
- * as it arrives so garbage is 400 before the line is complete. A
- * well-formed version with another major number is 505 (RFC 9110 §15.6.6);
- * HTTP/1.x with x > 1 is read as 1.1, the highest minor version of the
- * major we implement (RFC 9110 §2.5), as nginx and h2o do. */
-static int parse_version(struct cursor *c, int *minor)
+/* Reads "HTTP/" DIGIT "." DIGIT (RFC 9112 §2.3) and sets *minor to the
+ * minor digit. Each byte is checked as it arrives so garbage is 400 before
+ * the line is complete. A well-formed version with another major number is
+ * 505 (RFC 9110 §15.6.6). */
+static int parse_http_version(struct cursor *c, int *minor)
 {
 	static const char name[] = "HTTP/";
 	const unsigned char *v = c->p;
@@ -152,8 +156,22 @@ static int parse_version(struct cursor *c, int *minor)
 	}
 	if (v[5] != '1')
 		return RTLS_HTTP_PARSE_BAD_VERSION;
-	*minor = v[7] == '0' ? 0 : 1;
+	*minor = v[7] - '0';
 	c->p += 8;
+	return 0;
+}
+
+/* The request-line's version and its CRLF. HTTP/1.x with x > 1 is read as
+ * 1.1, the highest minor version of the major we implement (RFC 9110
+ * §2.5), as nginx and h2o do. */
+static int parse_request_version(struct cursor *c, int *minor)
+{
+	int rc = parse_http_version(c, minor);
+
+	if (rc)
+		return rc;
+	if (*minor > 1)
+		*minor = 1;
 	return eat_crlf(c);
 }
 
@@ -196,9 +214,11 @@ static int parse_field_line(struct cursor *c, struct rtls_http_header *h)
 	return parse_value(c, &h->value);
 }
 
-/* Reads field lines up to and including the empty line. */
-static int parse_fields(struct cursor *c, const struct rtls_http_limits *lim,
-			struct rtls_http_request *req)
+/* Reads field lines up to and including the empty line into
+ * headers[0..max_headers), counting them in *num. Shared by requests and
+ * responses, so both refuse exactly the same field lines. */
+static int parse_fields(struct cursor *c, size_t max_headers, struct rtls_http_header *headers,
+			size_t *num)
 {
 	int rc;
 
@@ -209,12 +229,12 @@ static int parse_fields(struct cursor *c, const struct rtls_http_limits *lim,
 			return eat_crlf(c);
 		/* A new field line is starting: the count is over the limit
 		 * now, whatever the rest of the line holds. */
-		if (req->num_headers >= lim->max_headers)
+		if (*num >= max_headers)
 			return RTLS_HTTP_PARSE_HEADERS_TOO_LARGE;
-		rc = parse_field_line(c, &req->headers[req->num_headers]);
+		rc = parse_field_line(c, &headers[*num]);
 		if (rc)
 			return rc;
-		req->num_headers++;
+		(*num)++;
 	}
 }
 
@@ -232,37 +252,134 @@ static int parse_head(struct cursor *c, const struct rtls_http_limits *lim,
 	rc = parse_target(c, lim->max_target, &req->target);
 	if (rc)
 		return rc;
-	rc = parse_version(c, &req->minor_version);
+	rc = parse_request_version(c, &req->minor_version);
 	if (rc)
 		return rc;
-	return parse_fields(c, lim, req);
+	return parse_fields(c, lim->max_headers, req->headers, &req->num_headers);
 }
 
-int rtls__http_parse_request(const char *buf, size_t len,
-			     const struct rtls_http_limits *lim,
-			     struct rtls_http_request *req)
+/* The bytes a head may take: max_head, clamped so that the returned
+ * length always fits an int. */
+static size_t head_limit(const struct rtls_http_limits *lim)
 {
-	/* Clamp so the returned length always fits an int. */
-	size_t max_head = lim->max_head < INT_MAX ? lim->max_head : INT_MAX;
-	struct cursor c;
-	int rc;
+	return lim->max_head < INT_MAX ? lim->max_head : INT_MAX;
+}
 
-	req->num_headers = 0;
+/* Sets c over buf[0..len), but never past max_head: a head that has not
+ * ended by then is 431 whatever follows, and a huge buffer costs no extra
+ * scanning. Returns 0, or the answer for an empty buffer. */
+static int head_begin(struct cursor *c, const char *buf, size_t len, size_t max_head)
+{
 	/* Avoid NULL + 0, which is undefined in C. */
 	if (len == 0)
 		return max_head == 0 ? RTLS_HTTP_PARSE_HEADERS_TOO_LARGE
 				     : RTLS_HTTP_PARSE_INCOMPLETE;
+	c->p = (const unsigned char *)buf;
+	c->end = c->p + (len < max_head ? len : max_head);
+	return 0;
+}
 
-	/* Never look past max_head: a head that has not ended by then is
-	 * 431 whatever follows, and a huge buffer costs no extra scanning. */
-	c.p = (const unsigned char *)buf;
-	c.end = c.p + (len < max_head ? len : max_head);
-	rc = parse_head(&c, lim, req);
+/* Turns a head parser's rc into the caller's answer: the head's length,
+ * or a code, where running out of bytes at max_head is 431. */
+static int head_end(int rc, const struct cursor *c, const char *buf, size_t len, size_t max_head)
+{
 	if (rc == RTLS_HTTP_PARSE_INCOMPLETE && len >= max_head)
 		return RTLS_HTTP_PARSE_HEADERS_TOO_LARGE;
 	if (rc)
 		return rc;
-	return (int)(c.p - (const unsigned char *)buf);
+	return (int)(c->p - (const unsigned char *)buf);
+}
+
+int rtls__http_parse_request(const char *buf, size_t len, const struct rtls_http_limits *lim,
+			     struct rtls_http_request *req)
+{
+	size_t max_head = head_limit(lim);
+	struct cursor c;
+	int rc;
+
+	req->num_headers = 0;
+	rc = head_begin(&c, buf, len, max_head);
+	if (rc)
+		return rc;
+	return head_end(parse_head(&c, lim, req), &c, buf, len, max_head);
+}
+
+/* status-code = 3DIGIT (RFC 9112 §4), 100..599: RFC 9110 §15 calls any
+ * other value invalid, and framing depends on the class. */
+static int parse_status_code(struct cursor *c, int *status)
+{
+	int i, v = 0;
+
+	for (i = 0; i < 3; i++, c->p++) {
+		if (c->p == c->end)
+			return RTLS_HTTP_PARSE_INCOMPLETE;
+		if (*c->p < (i == 0 ? '1' : '0') || *c->p > (i == 0 ? '5' : '9'))
+			return RTLS_HTTP_PARSE_BAD;
+		v = v * 10 + (*c->p - '0');
+	}
+	*status = v;
+	return 0;
+}
+
+/* reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ), which may be absent
+ * (RFC 9112 §4): the bytes of a field value, kept as they are. The first
+ * other byte must start the CRLF. */
+static int parse_reason(struct cursor *c, struct rtls_http_str *out)
+{
+	const unsigned char *start = c->p;
+
+	for (; c->p != c->end && is_value_char(*c->p); c->p++)
+		;
+	if (c->p == c->end)
+		return RTLS_HTTP_PARSE_INCOMPLETE;
+	out->p = (const char *)start;
+	out->n = (size_t)(c->p - start);
+	return eat_crlf(c);
+}
+
+/* status-line = HTTP-version SP status-code SP [ reason-phrase ] CRLF.
+ * Both SPs are required even with no reason: RFC 9112 §4 has the second
+ * one outside the optional part. No empty lines before it: §2.2's leniency
+ * is for servers reading requests, and an upstream's stray CRLF means it
+ * disagrees with us about where its previous response ended. */
+static int parse_status_line(struct cursor *c, struct rtls_http_response *resp)
+{
+	int rc;
+
+	rc = parse_http_version(c, &resp->minor_version);
+	if (rc)
+		return rc;
+	/* Only 1.0 and 1.1 say how their bodies are framed; an upstream
+	 * claiming another 1.x is one we cannot frame with certainty. */
+	if (resp->minor_version > 1)
+		return RTLS_HTTP_PARSE_BAD_VERSION;
+	rc = eat_byte(c, ' ');
+	if (rc)
+		return rc;
+	rc = parse_status_code(c, &resp->status);
+	if (rc)
+		return rc;
+	rc = eat_byte(c, ' ');
+	if (rc)
+		return rc;
+	return parse_reason(c, &resp->reason);
+}
+
+int rtls__http_parse_response(const char *buf, size_t len, const struct rtls_http_limits *lim,
+			      struct rtls_http_response *resp)
+{
+	size_t max_head = head_limit(lim);
+	struct cursor c;
+	int rc;
+
+	resp->num_headers = 0;
+	rc = head_begin(&c, buf, len, max_head);
+	if (rc)
+		return rc;
+	rc = parse_status_line(&c, resp);
+	if (rc == 0)
+		rc = parse_fields(&c, lim->max_headers, resp->headers, &resp->num_headers);
+	return head_end(rc, &c, buf, len, max_head);
 }
 
 static unsigned char ascii_lower(unsigned char c)
@@ -284,6 +401,206 @@ int rtls__http_str_ieq(struct rtls_http_str s, const char *lit)
 			return 0;
 	}
 	return lit[i] == '\0';
+}
+
+bool rtls__http_has_token(struct rtls_http_str v, const char *tok)
+{
+	size_t i = 0, s, e;
+
+	while (i < v.n) {
+		while (i < v.n && (is_ows((unsigned char)v.p[i]) || v.p[i] == ','))
+			i++;
+		s = i;
+		while (i < v.n && v.p[i] != ',')
+			i++;
+		for (e = i; e > s && is_ows((unsigned char)v.p[e - 1]); e--)
+			;
+		if (rtls__http_str_ieq((struct rtls_http_str){ v.p + s, e - s }, tok))
+			return true;
+	}
+	return false;
+}
+
+/* What the framing rules need from a response's fields. */
+struct framing_fields {
+	size_t n_length;             /* Content-Length fields */
+	size_t n_coding;             /* Transfer-Encoding fields */
+	bool bad_length;             /* some Content-Length is not a length */
+	uint64_t length;             /* the last Content-Length */
+	struct rtls_http_str coding; /* the last Transfer-Encoding */
+	bool conn_close;             /* a Connection token "close" */
+	bool conn_keep_alive;        /* a Connection token "keep-alive" */
+};
+
+/* Content-Length = 1*DIGIT (RFC 9110 §8.6), at most 2^63 - 1 like a chunk
+ * size, so a caller may hold it in an off_t. §8.6 lets a recipient accept
+ * a list of equal values ("5, 5"); we do not, as a hop that does not
+ * would frame the body differently. */
+static int parse_length(struct rtls_http_str v, uint64_t *out)
+{
+	uint64_t n = 0;
+	size_t i;
+	int d;
+
+	if (v.n == 0)
+		return RTLS_HTTP_PARSE_BAD;
+	for (i = 0; i < v.n; i++) {
+		if (v.p[i] < '0' || v.p[i] > '9')
+			return RTLS_HTTP_PARSE_BAD;
+		d = v.p[i] - '0';
+		if (n > ((uint64_t)INT64_MAX - (uint64_t)d) / 10)
+			return RTLS_HTTP_PARSE_BAD;
+		n = n * 10 + (uint64_t)d;
+	}
+	*out = n;
+	return 0;
+}
+
+static void scan_framing_fields(const struct rtls_http_response *r, struct framing_fields *s)
+{
+	const struct rtls_http_header *h;
+	size_t i;
+
+	memset(s, 0, sizeof(*s));
+	for (i = 0; i < r->num_headers; i++) {
+		h = &r->headers[i];
+		if (rtls__http_str_ieq(h->name, "content-length")) {
+			s->n_length++;
+			if (parse_length(h->value, &s->length))
+				s->bad_length = true;
+		} else if (rtls__http_str_ieq(h->name, "transfer-encoding")) {
+			s->n_coding++;
+			s->coding = h->value;
+		} else if (rtls__http_str_ieq(h->name, "connection")) {
+			s->conn_close |= rtls__http_has_token(h->value, "close");
+			s->conn_keep_alive |= rtls__http_has_token(h->value, "keep-alive");
+		}
+	}
+}
+
+/* Transfer-Encoding = #transfer-coding (RFC 9112 §6.1), read as a list of
+ * bare tokens: no empty elements, no parameters (none is defined for any
+ * coding in use), since each leniency here is a place where two hops can
+ * disagree about whether the body is chunked. chunked may only be the
+ * final coding (§6.1: never applied twice, and it must end the message).
+ * Sets *chunked when it is. */
+static int parse_codings(struct rtls_http_str v, bool *chunked, const char **why)
+{
+	bool last_chunked = false;
+	size_t i = 0, s, e;
+
+	if (v.n == 0) {
+		*why = "empty Transfer-Encoding";
+		return RTLS_HTTP_PARSE_BAD;
+	}
+	for (;;) {
+		for (; i < v.n && is_ows((unsigned char)v.p[i]); i++)
+			;
+		for (s = i; i < v.n && is_tchar((unsigned char)v.p[i]); i++)
+			;
+		for (e = i; i < v.n && is_ows((unsigned char)v.p[i]); i++)
+			;
+		if (s == e || (i < v.n && v.p[i] != ',')) {
+			*why = "bad Transfer-Encoding";
+			return RTLS_HTTP_PARSE_BAD;
+		}
+		if (last_chunked) {
+			*why = "chunked before another transfer coding";
+			return RTLS_HTTP_PARSE_BAD;
+		}
+		last_chunked =
+			rtls__http_str_ieq((struct rtls_http_str){ v.p + s, e - s }, "chunked");
+		if (i == v.n)
+			break;
+		i++; /* the comma */
+	}
+	*chunked = last_chunked;
+	return 0;
+}
+
+/* RFC 9112 §6.3 rules 3 and 4, for a response with Transfer-Encoding.
+ * Every combination a hop could read two ways is refused, not resolved:
+ * §6.3 would let Transfer-Encoding win over Content-Length, but the
+ * upstream that sent both is exactly the one a smuggling attack goes
+ * through. */
+static int coded_body(const struct rtls_http_response *r, const struct framing_fields *s,
+		      struct rtls_http_framing *f, const char **why)
+{
+	bool chunked = false;
+	int rc;
+
+	if (s->n_coding > 1) {
+		*why = "two Transfer-Encoding fields";
+		return RTLS_HTTP_PARSE_BAD;
+	}
+	if (s->n_length) {
+		*why = "Transfer-Encoding with Content-Length";
+		return RTLS_HTTP_PARSE_BAD;
+	}
+	/* HTTP/1.0 has no Transfer-Encoding: a 1.0 hop reads to close. */
+	if (r->minor_version == 0) {
+		*why = "Transfer-Encoding in HTTP/1.0";
+		return RTLS_HTTP_PARSE_BAD;
+	}
+	rc = parse_codings(s->coding, &chunked, why);
+	if (rc)
+		return rc;
+	/* §6.3 rule 4: a final coding other than chunked is read to close. */
+	f->body = chunked ? RTLS_HTTP_BODY_CHUNKED : RTLS_HTTP_BODY_CLOSE;
+	return 0;
+}
+
+/* RFC 9112 §6.3, in its order. */
+static int body_framing(const struct rtls_http_response *r, bool head_request,
+			const struct framing_fields *s, struct rtls_http_framing *f,
+			const char **why)
+{
+	/* Rule 5: an invalid Content-Length is an unrecoverable error (a
+	 * proxy answers 502), checked even where rule 1 ignores it. */
+	if (s->bad_length) {
+		*why = "bad Content-Length";
+		return RTLS_HTTP_PARSE_BAD;
+	}
+	/* Rule 1: no body, whatever the fields say. */
+	if (head_request || r->status < 200 || r->status == 204 || r->status == 304) {
+		f->body = RTLS_HTTP_BODY_NONE;
+		return 0;
+	}
+	/* Even equal values: RFC 9110 §8.6 allows merging them, but a hop
+	 * that picks one of two different ones is how bodies get split. */
+	if (s->n_length > 1) {
+		*why = "two Content-Length fields";
+		return RTLS_HTTP_PARSE_BAD;
+	}
+	if (s->n_coding)
+		return coded_body(r, s, f, why);
+	if (s->n_length) {
+		f->body = RTLS_HTTP_BODY_LENGTH;
+		f->length = s->length;
+		return 0;
+	}
+	/* Rule 8: a response without either runs to the close. */
+	f->body = RTLS_HTTP_BODY_CLOSE;
+	return 0;
+}
+
+int rtls__http_response_framing(const struct rtls_http_response *r, bool head_request,
+				struct rtls_http_framing *f, const char **why)
+{
+	struct framing_fields s;
+	int rc;
+
+	memset(f, 0, sizeof(*f));
+	scan_framing_fields(r, &s);
+	rc = body_framing(r, head_request, &s, f, why);
+	if (rc)
+		return rc;
+	f->upgrade = r->status == 101;
+	/* RFC 9112 §9.3: 1.1 persists unless "close"; 1.0 only with
+	 * "keep-alive"; a body that ends at the close ends the connection. */
+	f->close = s.conn_close || (r->minor_version == 0 && !s.conn_keep_alive) ||
+		   f->body == RTLS_HTTP_BODY_CLOSE;
+	return 0;
 }
 
 /* Chunked decoder states. SIZE_FIRST is 0 so a zeroed struct is ready.

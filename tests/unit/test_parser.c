@@ -1,4 +1,5 @@
-/* Unit test for src/http/parser.c: request heads and the chunked decoder.
+/* Unit test for src/http/parser.c: request heads, response heads and their
+ * body framing, and the chunked decoder.
  *
  * Every input is copied flush against the end of a page that is followed
  * by a PROT_NONE guard page, so reading even one byte past the end of the
@@ -560,6 +561,445 @@ static void test_chunked_max_size(void)
 	CHECK_EQ_INT(data, 0);
 }
 
+/* Response heads: the reverse proxy reads these from its upstreams. */
+
+static struct rtls_http_response resp;
+
+static int presp_lim(const char *s, size_t n, const struct rtls_http_limits *lim)
+{
+	memset(&resp, 0, sizeof(resp));
+	resp.headers = hdrs;
+	return rtls__http_parse_response(guarded(s, n), n, lim, &resp);
+}
+
+#define PRESP(lit) presp_lim((lit), sizeof(lit) - 1, &def_lim)
+
+static void test_resp_simple(void)
+{
+	static const char r[] = "HTTP/1.1 200 OK\r\n"
+				"Content-Length: 5\r\n"
+				"Server:  up \t\r\n"
+				"\r\n"
+				"hello";
+
+	CHECK_EQ_INT(PRESP(r), sizeof(r) - 1 - 5);
+	CHECK_EQ_INT(resp.minor_version, 1);
+	CHECK_EQ_INT(resp.status, 200);
+	CHECK_MEM(resp.reason.p, resp.reason.n, "OK");
+	CHECK_EQ_INT(resp.num_headers, 2);
+	CHECK_MEM(hdrs[0].name.p, hdrs[0].name.n, "Content-Length");
+	CHECK_MEM(hdrs[0].value.p, hdrs[0].value.n, "5");
+	CHECK_MEM(hdrs[1].name.p, hdrs[1].name.n, "Server");
+	CHECK_MEM(hdrs[1].value.p, hdrs[1].value.n, "up");
+
+	CHECK_EQ_INT(PRESP("HTTP/1.0 404 Not Found\r\n\r\n"), 26);
+	CHECK_EQ_INT(resp.minor_version, 0);
+	CHECK_EQ_INT(resp.status, 404);
+	CHECK_MEM(resp.reason.p, resp.reason.n, "Not Found");
+	CHECK_EQ_INT(resp.num_headers, 0);
+	/* An empty reason, after the required SP. */
+	CHECK_EQ_INT(PRESP("HTTP/1.1 204 \r\n\r\n"), 17);
+	CHECK_EQ_INT(resp.status, 204);
+	CHECK_EQ_INT(resp.reason.n, 0);
+	/* HTAB, SP and obs-text are reason bytes, kept as they are. */
+	CHECK_EQ_INT(PRESP("HTTP/1.1 200  O\tK \xc3\xa9 \r\n\r\n"), 25);
+	CHECK_MEM(resp.reason.p, resp.reason.n, " O\tK \xc3\xa9 ");
+	/* The bounds of the status range. */
+	CHECK_EQ_INT(PRESP("HTTP/1.1 100 \r\n\r\n"), 17);
+	CHECK_EQ_INT(resp.status, 100);
+	CHECK_EQ_INT(PRESP("HTTP/1.1 599 x\r\n\r\n"), 18);
+	CHECK_EQ_INT(resp.status, 599);
+}
+
+static void test_resp_bad_status_line(void)
+{
+	/* RFC 9112 §4 requires the SP before an absent reason. */
+	CHECK_EQ_INT(PRESP("HTTP/1.1 200\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.1  200 OK\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.1\t200 OK\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.1 200\tOK\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.1 20 OK\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.1 2000 OK\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.1 20a OK\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.1 +20 OK\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.1 099 x\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.1 000 x\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.1 600 x\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.1 999 x\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("http/1.1 200 OK\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.x 200 OK\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/2 200 OK\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP(" HTTP/1.1 200 OK\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	/* No empty lines before the status-line, unlike a request-line. */
+	CHECK_EQ_INT(PRESP("\r\nHTTP/1.1 200 OK\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	/* CTLs in the reason; bare CR or LF ending it. */
+	CHECK_EQ_INT(PRESP("HTTP/1.1 200 O\0K\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.1 200 O\x01K\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.1 200 O\x7fK\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.1 200 O\rK\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.1 200 OK\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.1 200 OK\r\n\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.1 200 \n"), RTLS_HTTP_PARSE_BAD);
+	/* A request is not a response. */
+	CHECK_EQ_INT(PRESP("GET / HTTP/1.1\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("\0"), RTLS_HTTP_PARSE_BAD);
+}
+
+static void test_resp_version(void)
+{
+	CHECK_EQ_INT(PRESP("HTTP/2.0 200 OK\r\n\r\n"), RTLS_HTTP_PARSE_BAD_VERSION);
+	CHECK_EQ_INT(PRESP("HTTP/0.9 200 OK\r\n\r\n"), RTLS_HTTP_PARSE_BAD_VERSION);
+	/* Unlike a request's, another 1.x is not read as 1.1. */
+	CHECK_EQ_INT(PRESP("HTTP/1.2 200 OK\r\n\r\n"), RTLS_HTTP_PARSE_BAD_VERSION);
+	CHECK_EQ_INT(PRESP("HTTP/1.9 200 OK\r\n\r\n"), RTLS_HTTP_PARSE_BAD_VERSION);
+	/* Known as soon as the version is. */
+	CHECK_EQ_INT(PRESP("HTTP/1.2"), RTLS_HTTP_PARSE_BAD_VERSION);
+	CHECK_EQ_INT(PRESP("HTTP/3.0"), RTLS_HTTP_PARSE_BAD_VERSION);
+	CHECK_EQ_INT(PRESP("HTTP/1."), RTLS_HTTP_PARSE_INCOMPLETE);
+	CHECK_EQ_INT(PRESP("HTTP/1.0 200 OK\r\n\r\n"), 19);
+	CHECK_EQ_INT(resp.minor_version, 0);
+}
+
+/* The field-line rules are the request parser's, byte for byte. */
+static void test_resp_bad_fields(void)
+{
+	CHECK_EQ_INT(PRESP("HTTP/1.1 200 OK\r\nA : b\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.1 200 OK\r\nA\t: b\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.1 200 OK\r\nA: b\r\n c\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.1 200 OK\r\nA: b\r\n\tc\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.1 200 OK\r\n A: b\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.1 200 OK\r\nA: b\0c\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.1 200 OK\r\nA: b\x01\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.1 200 OK\r\nA: b\x7f\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.1 200 OK\r\nA: b\rc\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.1 200 OK\r\n: b\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.1 200 OK\r\nA@B: c\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.1 200 OK\r\nA\0: c\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.1 200 OK\r\nServer\r\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.1 200 OK\r\nA: b\n\r\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.1 200 OK\r\nA: b\r\n\n"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.1 200 OK\r\n\rX"), RTLS_HTTP_PARSE_BAD);
+	/* Known before the head ends. */
+	CHECK_EQ_INT(PRESP("HTTP/1.1 200 OK\r\nA: \x01"), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(PRESP("HTTP/1.1 2x"), RTLS_HTTP_PARSE_BAD);
+}
+
+/* Every strict prefix is INCOMPLETE, the whole is accepted (the guard page
+ * faults on any read past len); the body after it is not part of it. */
+static void test_resp_prefixes(void)
+{
+	static const char r[] = "HTTP/1.1 200 Fine \t\xff\r\n"
+				"Content-Type:  text/plain \r\n"
+				"Transfer-Encoding: chunked\r\n"
+				"X-Empty:\r\n"
+				"\r\n"
+				"0\r\n\r\n";
+	const size_t head = sizeof(r) - 1 - 5;
+	size_t n;
+
+	for (n = 0; n < head; n++)
+		CHECK_EQ_INT(presp_lim(r, n, &def_lim), RTLS_HTTP_PARSE_INCOMPLETE);
+	for (; n < sizeof(r); n++)
+		CHECK_EQ_INT(presp_lim(r, n, &def_lim), head);
+	CHECK_EQ_INT(resp.status, 200);
+	CHECK_MEM(resp.reason.p, resp.reason.n, "Fine \t\xff");
+	CHECK_EQ_INT(resp.num_headers, 3);
+	CHECK_MEM(hdrs[0].value.p, hdrs[0].value.n, "text/plain");
+	CHECK_EQ_INT(hdrs[2].value.n, 0);
+}
+
+/* Once an error is visible, every longer prefix gives the same error. */
+static void test_resp_error_prefixes(void)
+{
+	static const char r[] = "HTTP/1.1 200 OK\r\nA: b\x01"
+				"c\r\n\r\n";
+	const size_t bad = 21; /* offset of \x01 */
+	size_t n;
+
+	for (n = 0; n < sizeof(r); n++)
+		CHECK_EQ_INT(presp_lim(r, n, &def_lim),
+			     n <= bad ? RTLS_HTTP_PARSE_INCOMPLETE : RTLS_HTTP_PARSE_BAD);
+}
+
+static void test_resp_limits(void)
+{
+	static const char three[] = "HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n"; /* 37 */
+	struct rtls_http_limits lim = { .max_head = 4096, .max_target = 0, .max_headers = 3 };
+
+	/* max_target plays no part; exactly max_headers is fine. */
+	CHECK_EQ_INT(presp_lim(three, 37, &lim), 37);
+	CHECK_EQ_INT(resp.num_headers, 3);
+	lim.max_headers = 2;
+	CHECK_EQ_INT(presp_lim(three, 37, &lim), RTLS_HTTP_PARSE_HEADERS_TOO_LARGE);
+	/* Known at the first byte of the third field line (offset 29). */
+	CHECK_EQ_INT(presp_lim(three, 30, &lim), RTLS_HTTP_PARSE_HEADERS_TOO_LARGE);
+	CHECK_EQ_INT(presp_lim(three, 29, &lim), RTLS_HTTP_PARSE_INCOMPLETE);
+	lim.max_headers = 0;
+	CHECK_EQ_INT(presp_lim("HTTP/1.1 200 OK\r\n\r\n", 19, &lim), 19);
+	CHECK_EQ_INT(presp_lim(three, 37, &lim), RTLS_HTTP_PARSE_HEADERS_TOO_LARGE);
+
+	lim.max_headers = 3;
+	lim.max_head = 37; /* a head of exactly max_head bytes */
+	CHECK_EQ_INT(presp_lim(three, 37, &lim), 37);
+	CHECK_EQ_INT(presp_lim(three, 36, &lim), RTLS_HTTP_PARSE_INCOMPLETE);
+	lim.max_head = 36;
+	CHECK_EQ_INT(presp_lim(three, 37, &lim), RTLS_HTTP_PARSE_HEADERS_TOO_LARGE);
+	CHECK_EQ_INT(presp_lim(three, 36, &lim), RTLS_HTTP_PARSE_HEADERS_TOO_LARGE);
+	CHECK_EQ_INT(presp_lim(three, 35, &lim), RTLS_HTTP_PARSE_INCOMPLETE);
+	/* A bad byte within the limit is still BAD, not 431. */
+	lim.max_head = 12;
+	CHECK_EQ_INT(presp_lim("HTTP/1.1 2x", 11, &lim), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(presp_lim("HTTP/1.1 200", 12, &lim), RTLS_HTTP_PARSE_HEADERS_TOO_LARGE);
+	lim.max_head = 0;
+	CHECK_EQ_INT(presp_lim(three, 0, &lim), RTLS_HTTP_PARSE_HEADERS_TOO_LARGE);
+	CHECK_EQ_INT(presp_lim(three, 37, &lim), RTLS_HTTP_PARSE_HEADERS_TOO_LARGE);
+	lim.max_head = SIZE_MAX;
+	CHECK_EQ_INT(presp_lim(three, 37, &lim), 37);
+	CHECK_EQ_INT(presp_lim(three, 0, &lim), RTLS_HTTP_PARSE_INCOMPLETE);
+}
+
+/* A 1xx interim response, then the final one, in one buffer. */
+static void test_resp_interim(void)
+{
+	static const char r[] = "HTTP/1.1 100 Continue\r\n\r\n"
+				"HTTP/1.1 201 Created\r\nLocation: /x\r\n\r\n";
+	const char *g = guarded(r, sizeof(r) - 1);
+	int first, second;
+
+	memset(&resp, 0, sizeof(resp));
+	resp.headers = hdrs;
+	first = rtls__http_parse_response(g, sizeof(r) - 1, &def_lim, &resp);
+	CHECK_EQ_INT(first, 25);
+	CHECK_EQ_INT(resp.status, 100);
+	if (first <= 0)
+		return;
+	second = rtls__http_parse_response(g + first, sizeof(r) - 1 - (size_t)first, &def_lim,
+					   &resp);
+	CHECK_EQ_INT(second, 38);
+	CHECK_EQ_INT(resp.status, 201);
+	CHECK_EQ_INT(resp.num_headers, 1);
+	CHECK_MEM(hdrs[0].value.p, hdrs[0].value.n, "/x");
+}
+
+static struct rtls_http_framing fr;
+static const char *why;
+
+/* Parses the head (which must be good), then frames it. */
+static int frame(const char *s, size_t n, bool head_request, int line)
+{
+	int rc = presp_lim(s, n, &def_lim);
+
+	if (rc != (int)n) {
+		fprintf(stderr, "line %d: head rc %d\n", line, rc);
+		check_failures++;
+		return 1;
+	}
+	memset(&fr, 0xa5, sizeof(fr));
+	why = "untouched";
+	return rtls__http_response_framing(&resp, head_request, &fr, &why);
+}
+
+#define FRAME(lit) frame((lit), sizeof(lit) - 1, false, __LINE__)
+#define FRAME_HEAD(lit) frame((lit), sizeof(lit) - 1, true, __LINE__)
+#define H11 "HTTP/1.1 200 OK\r\n"
+#define H10 "HTTP/1.0 200 OK\r\n"
+
+/* Frames s; it must be BAD, for the reason given. */
+static void frame_bad(const char *s, size_t n, bool head_request, const char *reason, int line)
+{
+	int rc = frame(s, n, head_request, line);
+
+	if (rc != RTLS_HTTP_PARSE_BAD || strcmp(why, reason) != 0) {
+		fprintf(stderr, "line %d: framing rc %d why \"%s\", expected \"%s\"\n", line, rc,
+			why, reason);
+		check_failures++;
+	}
+}
+
+#define FRAME_BAD(lit, reason) frame_bad((lit), sizeof(lit) - 1, false, (reason), __LINE__)
+#define FRAME_HEAD_BAD(lit, reason) frame_bad((lit), sizeof(lit) - 1, true, (reason), __LINE__)
+
+static void test_framing_length(void)
+{
+	CHECK_EQ_INT(FRAME(H11 "Content-Length: 42\r\n\r\n"), 0);
+	CHECK_EQ_INT(fr.body, RTLS_HTTP_BODY_LENGTH);
+	CHECK_EQ_INT(fr.length, 42);
+	CHECK_EQ_INT(fr.close, 0);
+	CHECK_EQ_INT(fr.upgrade, 0);
+	CHECK(strcmp(why, "untouched") == 0);
+	CHECK_EQ_INT(FRAME(H11 "content-LENGTH: 0\r\n\r\n"), 0);
+	CHECK_EQ_INT(fr.body, RTLS_HTTP_BODY_LENGTH);
+	CHECK_EQ_INT(fr.length, 0);
+	CHECK_EQ_INT(FRAME(H11 "Content-Length: 007\r\n\r\n"), 0);
+	CHECK_EQ_INT(fr.length, 7);
+	/* 2^63 - 1 is the largest, as for a chunk size. */
+	CHECK_EQ_INT(FRAME(H11 "Content-Length: 9223372036854775807\r\n\r\n"), 0);
+	CHECK(fr.length == (uint64_t)INT64_MAX);
+	FRAME_BAD(H11 "Content-Length: 9223372036854775808\r\n\r\n", "bad Content-Length");
+	FRAME_BAD(H11 "Content-Length: 18446744073709551616\r\n\r\n", "bad Content-Length");
+	FRAME_BAD(H11 "Content-Length: 99999999999999999999999\r\n\r\n", "bad Content-Length");
+	FRAME_BAD(H11 "Content-Length:\r\n\r\n", "bad Content-Length");
+	FRAME_BAD(H11 "Content-Length: +5\r\n\r\n", "bad Content-Length");
+	FRAME_BAD(H11 "Content-Length: -1\r\n\r\n", "bad Content-Length");
+	FRAME_BAD(H11 "Content-Length: 0x5\r\n\r\n", "bad Content-Length");
+	FRAME_BAD(H11 "Content-Length: 5 5\r\n\r\n", "bad Content-Length");
+	FRAME_BAD(H11 "Content-Length: 5,5\r\n\r\n", "bad Content-Length");
+	FRAME_BAD(H11 "Content-Length: 5, 5\r\n\r\n", "bad Content-Length");
+	FRAME_BAD(H11 "Content-Length: 5,\r\n\r\n", "bad Content-Length");
+	/* Two fields, even with equal values. */
+	FRAME_BAD(H11 "Content-Length: 5\r\nContent-Length: 5\r\n\r\n",
+		  "two Content-Length fields");
+	FRAME_BAD(H11 "Content-Length: 5\r\nX: y\r\ncontent-length: 6\r\n\r\n",
+		  "two Content-Length fields");
+	/* Not confused with a longer or shorter name. */
+	CHECK_EQ_INT(FRAME(H11 "Content-Lengths: 5\r\nContent-Lengt: 5\r\n\r\n"), 0);
+	CHECK_EQ_INT(fr.body, RTLS_HTTP_BODY_CLOSE);
+}
+
+static void test_framing_chunked(void)
+{
+	CHECK_EQ_INT(FRAME(H11 "Transfer-Encoding: chunked\r\n\r\n"), 0);
+	CHECK_EQ_INT(fr.body, RTLS_HTTP_BODY_CHUNKED);
+	CHECK_EQ_INT(fr.close, 0);
+	CHECK_EQ_INT(fr.length, 0);
+	CHECK_EQ_INT(FRAME(H11 "transfer-encoding: CHUNKED\r\n\r\n"), 0);
+	CHECK_EQ_INT(fr.body, RTLS_HTTP_BODY_CHUNKED);
+	CHECK_EQ_INT(FRAME(H11 "Transfer-Encoding: gzip, chunked\r\n\r\n"), 0);
+	CHECK_EQ_INT(fr.body, RTLS_HTTP_BODY_CHUNKED);
+	CHECK_EQ_INT(FRAME(H11 "Transfer-Encoding: gzip \t,\t chunked\r\n\r\n"), 0);
+	CHECK_EQ_INT(fr.body, RTLS_HTTP_BODY_CHUNKED);
+	/* A final coding other than chunked: read to the close. */
+	CHECK_EQ_INT(FRAME(H11 "Transfer-Encoding: gzip\r\n\r\n"), 0);
+	CHECK_EQ_INT(fr.body, RTLS_HTTP_BODY_CLOSE);
+	CHECK_EQ_INT(fr.close, 1);
+	CHECK_EQ_INT(FRAME(H11 "Transfer-Encoding: xchunked\r\n\r\n"), 0);
+	CHECK_EQ_INT(fr.body, RTLS_HTTP_BODY_CLOSE);
+	CHECK_EQ_INT(FRAME(H11 "Transfer-Encoding: chunkedx\r\n\r\n"), 0);
+	CHECK_EQ_INT(fr.body, RTLS_HTTP_BODY_CLOSE);
+	/* chunked only once, and only last. */
+	FRAME_BAD(H11 "Transfer-Encoding: chunked, chunked\r\n\r\n",
+		  "chunked before another transfer coding");
+	FRAME_BAD(H11 "Transfer-Encoding: chunked, gzip\r\n\r\n",
+		  "chunked before another transfer coding");
+	/* Empty elements, parameters, non-tokens. */
+	FRAME_BAD(H11 "Transfer-Encoding:\r\n\r\n", "empty Transfer-Encoding");
+	FRAME_BAD(H11 "Transfer-Encoding: \t \r\n\r\n", "empty Transfer-Encoding");
+	FRAME_BAD(H11 "Transfer-Encoding: chunked,\r\n\r\n", "bad Transfer-Encoding");
+	FRAME_BAD(H11 "Transfer-Encoding: ,chunked\r\n\r\n", "bad Transfer-Encoding");
+	FRAME_BAD(H11 "Transfer-Encoding: gzip,,chunked\r\n\r\n", "bad Transfer-Encoding");
+	FRAME_BAD(H11 "Transfer-Encoding: chunked;x=1\r\n\r\n", "bad Transfer-Encoding");
+	FRAME_BAD(H11 "Transfer-Encoding: gzip chunked\r\n\r\n", "bad Transfer-Encoding");
+	FRAME_BAD(H11 "Transfer-Encoding: \"chunked\"\r\n\r\n", "bad Transfer-Encoding");
+	FRAME_BAD(H11 "Transfer-Encoding: chunked\xff\r\n\r\n", "bad Transfer-Encoding");
+	/* Repeated, with Content-Length (either order), in HTTP/1.0. */
+	FRAME_BAD(H11 "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+		  "two Transfer-Encoding fields");
+	FRAME_BAD(H11 "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+		  "two Transfer-Encoding fields");
+	FRAME_BAD(H11 "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+		  "Transfer-Encoding with Content-Length");
+	FRAME_BAD(H11 "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+		  "Transfer-Encoding with Content-Length");
+	FRAME_BAD(H11 "Content-Length: 0\r\nTransfer-Encoding: gzip\r\n\r\n",
+		  "Transfer-Encoding with Content-Length");
+	FRAME_BAD(H10 "Transfer-Encoding: chunked\r\n\r\n", "Transfer-Encoding in HTTP/1.0");
+	FRAME_BAD(H10 "Transfer-Encoding: gzip\r\n\r\n", "Transfer-Encoding in HTTP/1.0");
+}
+
+/* RFC 9112 §6.3 rule 1: these have no body, whatever the fields say; only
+ * the Content-Length syntax is still checked. */
+static void test_framing_no_body(void)
+{
+	static const int none[] = { 100, 101, 102, 103, 199, 204, 304 };
+	char buf[128];
+	size_t i;
+	int n;
+
+	for (i = 0; i < sizeof(none) / sizeof(none[0]); i++) {
+		n = snprintf(buf, sizeof(buf),
+			     "HTTP/1.1 %d x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n"
+			     "Transfer-Encoding: gzip\r\nContent-Length: 6\r\n\r\n",
+			     none[i]);
+		CHECK_EQ_INT(frame(buf, (size_t)n, false, __LINE__), 0);
+		CHECK_EQ_INT(fr.body, RTLS_HTTP_BODY_NONE);
+		CHECK_EQ_INT(fr.length, 0);
+		CHECK_EQ_INT(fr.close, 0);
+		CHECK_EQ_INT(fr.upgrade, none[i] == 101);
+	}
+	CHECK_EQ_INT(FRAME("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+			   "Connection: Upgrade\r\n\r\n"),
+		     0);
+	CHECK_EQ_INT(fr.body, RTLS_HTTP_BODY_NONE);
+	CHECK_EQ_INT(fr.upgrade, 1);
+	CHECK_EQ_INT(fr.close, 0);
+	/* Any response to HEAD. */
+	CHECK_EQ_INT(FRAME_HEAD(H11 "Content-Length: 5\r\n\r\n"), 0);
+	CHECK_EQ_INT(fr.body, RTLS_HTTP_BODY_NONE);
+	CHECK_EQ_INT(fr.length, 0);
+	CHECK_EQ_INT(FRAME_HEAD(H11 "Transfer-Encoding: chunked\r\n\r\n"), 0);
+	CHECK_EQ_INT(fr.body, RTLS_HTTP_BODY_NONE);
+	CHECK_EQ_INT(fr.close, 0);
+	CHECK_EQ_INT(FRAME_HEAD("HTTP/1.1 500 x\r\n\r\n"), 0);
+	CHECK_EQ_INT(fr.body, RTLS_HTTP_BODY_NONE);
+	CHECK_EQ_INT(fr.close, 0);
+	/* Not 205 or 2xx in general: they are framed as usual. */
+	CHECK_EQ_INT(FRAME("HTTP/1.1 205 x\r\nContent-Length: 0\r\n\r\n"), 0);
+	CHECK_EQ_INT(fr.body, RTLS_HTTP_BODY_LENGTH);
+	/* The syntax check still applies. */
+	FRAME_BAD("HTTP/1.1 304 x\r\nContent-Length: 5, 5\r\n\r\n", "bad Content-Length");
+	FRAME_BAD("HTTP/1.1 204 x\r\nContent-Length: abc\r\n\r\n", "bad Content-Length");
+	FRAME_BAD("HTTP/1.1 100 x\r\nContent-Length: 5\r\nContent-Length:\r\n\r\n",
+		  "bad Content-Length");
+	FRAME_HEAD_BAD(H11 "Content-Length: 99999999999999999999\r\n\r\n", "bad Content-Length");
+}
+
+static void test_framing_connection(void)
+{
+	CHECK_EQ_INT(FRAME(H11 "Content-Length: 0\r\nConnection: close\r\n\r\n"), 0);
+	CHECK_EQ_INT(fr.body, RTLS_HTTP_BODY_LENGTH);
+	CHECK_EQ_INT(fr.close, 1);
+	CHECK_EQ_INT(FRAME(H11 "Content-Length: 0\r\nConnection: keep-alive , CLOSE\r\n\r\n"), 0);
+	CHECK_EQ_INT(fr.close, 1);
+	CHECK_EQ_INT(FRAME(H11 "Content-Length: 0\r\nConnection: x\r\nConnection: close\r\n\r\n"),
+		     0);
+	CHECK_EQ_INT(fr.close, 1);
+	CHECK_EQ_INT(FRAME(H11 "Content-Length: 0\r\nConnection: closed, upgrade\r\n\r\n"), 0);
+	CHECK_EQ_INT(fr.close, 0);
+	/* No body framing: the body runs to the close. */
+	CHECK_EQ_INT(FRAME(H11 "\r\n"), 0);
+	CHECK_EQ_INT(fr.body, RTLS_HTTP_BODY_CLOSE);
+	CHECK_EQ_INT(fr.close, 1);
+	/* HTTP/1.0: close unless keep-alive, and close wins. */
+	CHECK_EQ_INT(FRAME(H10 "Content-Length: 3\r\n\r\n"), 0);
+	CHECK_EQ_INT(fr.body, RTLS_HTTP_BODY_LENGTH);
+	CHECK_EQ_INT(fr.length, 3);
+	CHECK_EQ_INT(fr.close, 1);
+	CHECK_EQ_INT(FRAME(H10 "Content-Length: 3\r\nConnection: Keep-Alive\r\n\r\n"), 0);
+	CHECK_EQ_INT(fr.close, 0);
+	CHECK_EQ_INT(FRAME(H10 "Content-Length: 3\r\nConnection: keep-alive, close\r\n\r\n"), 0);
+	CHECK_EQ_INT(fr.close, 1);
+	CHECK_EQ_INT(FRAME(H10 "Connection: keep-alive\r\n\r\n"), 0);
+	CHECK_EQ_INT(fr.body, RTLS_HTTP_BODY_CLOSE);
+	CHECK_EQ_INT(fr.close, 1);
+	CHECK_EQ_INT(FRAME_HEAD(H10 "\r\n"), 0);
+	CHECK_EQ_INT(fr.body, RTLS_HTTP_BODY_NONE);
+	CHECK_EQ_INT(fr.close, 1);
+}
+
+static void test_has_token(void)
+{
+	struct rtls_http_str v = { " a , Close,,\tb\t", 15 };
+
+	CHECK(rtls__http_has_token(v, "close"));
+	CHECK(rtls__http_has_token(v, "a"));
+	CHECK(rtls__http_has_token(v, "b"));
+	CHECK(!rtls__http_has_token(v, "clos"));
+	CHECK(!rtls__http_has_token(v, "a , close"));
+	CHECK(!rtls__http_has_token(v, ""));
+	v.n = 0;
+	CHECK(!rtls__http_has_token(v, "close"));
+}
+
 int main(void)
 {
 	guard_init();
@@ -585,5 +1025,18 @@ int main(void)
 	test_chunked_size_and_ext_errors();
 	test_chunked_ext_good();
 	test_chunked_max_size();
+	test_resp_simple();
+	test_resp_bad_status_line();
+	test_resp_version();
+	test_resp_bad_fields();
+	test_resp_prefixes();
+	test_resp_error_prefixes();
+	test_resp_limits();
+	test_resp_interim();
+	test_framing_length();
+	test_framing_chunked();
+	test_framing_no_body();
+	test_framing_connection();
+	test_has_token();
 	CHECK_DONE();
 }
