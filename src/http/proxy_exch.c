@@ -18,17 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/proxyproto.h"
 #include "internal.h"
 
-/* TEMPORARY until src/core/proxyproto.h lands. */
-__attribute__((weak)) int rtls__proxy_header_build(char *out, size_t n, int version,
-						   const struct rtls_conn_info *ci);
-__attribute__((weak)) int rtls__proxy_header_build(char *out, size_t n, int version,
-						   const struct rtls_conn_info *ci)
-{
-	(void)out, (void)n, (void)version, (void)ci;
-	return -ENOSYS;
-}
 
 /* Stop reading one side while the other has this much unsent. */
 #define PROXY_HIGH_WATER ((size_t)256 * 1024)
