@@ -271,6 +271,15 @@ static void on_eof(rtls_conn *c, void *data)
 		rtls_conn_close(c);
 		return;
 	}
+	if (h->x.st != PX_NONE && !h->x.req_done) {
+		/* The body it promised will not come: the upstream would wait
+		 * for it until its deadline. */
+		rtls__proxy_client_gone(c, h);
+		rtls_log(RTLS_LOG_INFO, "http: client closed mid-body: proxied request dropped");
+		h->closing = true;
+		rtls_conn_close(c);
+		return;
+	}
 	if (!h->wait_drain && h->x.st == PX_NONE)
 		rtls_conn_close(c);
 }
