@@ -270,26 +270,43 @@ static void address(struct loader *l, int opt, const char *name)
 		l->o->listen_at[l->o->nlisten - 1] = at_of(l->ev.start_mark);
 }
 
-/* listen, tls-listen: a list of addresses, or one. */
-static void list(struct loader *l, int opt, const char *name)
+/* One entry of a list: listen and tls-listen take addresses; proxy and
+ * proxy-protocol-from are checked by the option itself. */
+static void entry(struct loader *l, int opt, const char *name, bool addr)
 {
-	if (is_scalar(&l->ev)) {
+	char err[512];
+	const char *v;
+
+	if (addr) {
 		address(l, opt, name);
 		return;
 	}
+	if ((v = text(l, name)) != NULL && cli_opt_apply(l->o, opt, v, false, err, sizeof(err)) < 0)
+		problem(l, l->ev.start_mark, "%s", err);
+}
+
+/* listen, tls-listen, proxy, proxy-protocol-from: a list, or one value. */
+static void list(struct loader *l, int opt, const char *name)
+{
+	bool addr = strcmp(name, "listen") == 0 || strcmp(name, "tls-listen") == 0;
+	const char *one = addr ? "an address" : "a value";
+
+	if (is_scalar(&l->ev)) {
+		entry(l, opt, name, addr);
+		return;
+	}
 	if (l->ev.type != YAML_SEQUENCE_START_EVENT) {
-		problem(l, l->ev.start_mark,
-			"%s: expected an address or a list of addresses, not %s", name,
+		problem(l, l->ev.start_mark, "%s: expected %s or a list of them, not %s", name, one,
 			what(&l->ev));
 		skip(l, 1);
 		return;
 	}
 	while (next(l) && l->ev.type != YAML_SEQUENCE_END_EVENT) {
 		if (is_scalar(&l->ev)) {
-			address(l, opt, name);
+			entry(l, opt, name, addr);
 			continue;
 		}
-		problem(l, l->ev.start_mark, "%s: expected an address, not %s", name, what(&l->ev));
+		problem(l, l->ev.start_mark, "%s: expected %s, not %s", name, one, what(&l->ev));
 		skip(l, 2);
 	}
 }

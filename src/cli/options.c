@@ -75,6 +75,23 @@ void cli_usage(FILE *f)
 	      "  --max-uri-bytes N        request-target (default 8000)\n"
 	      "  --max-headers N          header fields per request, <= 256 (default 100)\n"
 	      "  --max-body-bytes N       request body accepted and discarded (default 1048576)\n"
+	      "  --proxy PREFIX=URL[,URL...]\n"
+	      "                           reverse proxy: requests whose path starts with\n"
+	      "                           PREFIX go to these upstreams (http://IP:PORT,\n"
+	      "                           http://[IPv6]:PORT, http://NAME:PORT resolved at\n"
+	      "                           start, unix:/path), round robin; the longest\n"
+	      "                           prefix wins; repeatable\n"
+	      "  --proxy-connect-timeout T\n"
+	      "                           upstream connect deadline (default 5s)\n"
+	      "  --proxy-timeout T        upstream response head deadline, from the end of\n"
+	      "                           the request (default 60s)\n"
+	      "  --proxy-keepalive N      idle upstream connections kept per upstream and\n"
+	      "                           thread, 0..1024 (default 32; 0: none)\n"
+	      "  --upstream-proxy-protocol v1|v2\n"
+	      "                           send a PROXY protocol header to upstreams\n"
+	      "  --proxy-protocol-from CIDR\n"
+	      "                           accept a PROXY protocol header (v1 or v2) from\n"
+	      "                           these sources, on every listener; repeatable\n"
 	      "  --header-timeout T       whole request head deadline (default 10s)\n"
 	      "  --idle-timeout T         keep-alive idle time (default 60s)\n"
 	      "  --shutdown-timeout T     bound on graceful shutdown (default 10s)\n"
@@ -151,12 +168,44 @@ static int parse_word(const struct bad *e, const char *s, const char *const *nam
 }
 
 enum {
-	O_LISTEN = 256, O_ROOT, O_FOLLOW, O_THREADS, O_RING, O_MAXCONNS, O_MAXHEAD, O_MAXURI,
-	O_MAXHEADERS, O_MAXBODY, O_HDRTO, O_IDLETO, O_SHUTTO, O_LOGLEVEL,
-	O_TLSLISTEN, O_CERT, O_KEY, O_STATEDIR, O_NOTLS12, O_CIPHERS, O_SUITES, O_TICKETFILE,
-	O_NOTICKETS, O_CLIENTCA, O_CLIENTAUTH, O_HSTO, O_KTLS, O_KTLSZC, O_RXNOREKEY, O_KEYLESS,
-	O_KUMAX, O_KUAFTER,
-	O_PROXY, O_PROXYCT, O_PROXYTO, O_PROXYKA, O_UPPP, O_PPFROM,
+	O_LISTEN = 256,
+	O_ROOT,
+	O_FOLLOW,
+	O_THREADS,
+	O_RING,
+	O_MAXCONNS,
+	O_MAXHEAD,
+	O_MAXURI,
+	O_MAXHEADERS,
+	O_MAXBODY,
+	O_HDRTO,
+	O_IDLETO,
+	O_SHUTTO,
+	O_LOGLEVEL,
+	O_TLSLISTEN,
+	O_CERT,
+	O_KEY,
+	O_STATEDIR,
+	O_NOTLS12,
+	O_CIPHERS,
+	O_SUITES,
+	O_TICKETFILE,
+	O_NOTICKETS,
+	O_CLIENTCA,
+	O_CLIENTAUTH,
+	O_HSTO,
+	O_KTLS,
+	O_KTLSZC,
+	O_RXNOREKEY,
+	O_KEYLESS,
+	O_KUMAX,
+	O_KUAFTER,
+	O_PROXY,
+	O_PROXYCT,
+	O_PROXYTO,
+	O_PROXYKA,
+	O_UPPP,
+	O_PPFROM,
 };
 enum { O_CONFIG = O_PPFROM + 1 }; /* not a setting of the file */
 _Static_assert(O_LISTEN == CLI_OPT_BASE && O_CONFIG < CLI_OPT_BASE + CLI_NOPTS,

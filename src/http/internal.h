@@ -32,8 +32,8 @@ enum { CONN_CLOSE = 0, CONN_DEFAULT = 1, CONN_KEEP_ALIVE = 2 /* HTTP/1.0 */ };
 
 /* One upstream server of a route (proxy.c). */
 struct rtls_http_upstream {
-	char addr[128];         /* for rtls_conn_connect(): "IP:PORT", "unix:/path" */
-	char name[128];         /* as the URL gave it, for log lines */
+	char addr[128];                 /* for rtls_conn_connect(): "IP:PORT", "unix:/path" */
+	char name[128];                 /* as the URL gave it, for log lines */
 	_Atomic uint64_t down_until_ms; /* passive health: skipped until then */
 };
 
@@ -48,50 +48,50 @@ struct rtls_http_route {
 
 /* An upstream connection's data area (proxy_exch.c). */
 struct uconn {
-	struct uconn *next, *prev;   /* in its thread's idle pool */
+	struct uconn *next, *prev; /* in its thread's idle pool */
 	rtls_conn *self;
-	rtls_conn *client;           /* whose exchange uses it; NULL when idle */
+	rtls_conn *client; /* whose exchange uses it; NULL when idle */
 	const struct rtls_http_upstream *srv;
 	bool pooled;
-	bool opened;                 /* its connect completed */
+	bool opened; /* its connect completed */
 };
 
 /* Where a proxied exchange is (proxy_exch.c, DESIGN.md "Reverse proxy"). */
 enum pstate {
-	PX_NONE = 0,   /* no exchange */
-	PX_CONNECT,    /* waiting for an upstream connection */
-	PX_HEAD,       /* request head sent; waiting for the response head */
-	PX_BODY,       /* response head sent to the client; body streaming */
-	PX_TUNNEL,     /* after a 101: bytes both ways */
+	PX_NONE = 0, /* no exchange */
+	PX_CONNECT,  /* waiting for an upstream connection */
+	PX_HEAD,     /* request head sent; waiting for the response head */
+	PX_BODY,     /* response head sent to the client; body streaming */
+	PX_TUNNEL,   /* after a 101: bytes both ways */
 };
 
 /* A proxied request in flight, inside the client's data area: it stays
  * readable until the callback that ended either side returns. */
 struct pexch {
 	enum pstate st;
-	rtls_conn *up;               /* the upstream connection, or NULL */
+	rtls_conn *up; /* the upstream connection, or NULL */
 	const struct rtls_http_route *route;
 	struct rtls_http_upstream *srv;
-	char *head;                  /* request head for the upstream (owned) */
+	char *head; /* request head for the upstream (owned) */
 	size_t head_len;
-	char *rin;                   /* partial response head (owned) */
+	char *rin; /* partial response head (owned) */
 	size_t rin_len;
 	/* request body */
-	uint64_t req_left;           /* Content-Length bytes still to forward */
+	uint64_t req_left; /* Content-Length bytes still to forward */
 	struct rtls_http_chunked req_chunk;
-	uint64_t req_sent;           /* body bytes written upstream */
+	uint64_t req_sent; /* body bytes written upstream */
 	/* response body */
 	uint64_t resp_left;
 	struct rtls_http_chunked resp_chunk;
-	int body;                    /* enum rtls_http_body of the response */
+	int body; /* enum rtls_http_body of the response */
 	uint8_t tries;
 	bool req_chunked, req_done;
-	bool reused;                 /* the upstream came from the pool */
+	bool reused; /* the upstream came from the pool */
 	bool idempotent, head_req, client10, client_close, upgrade;
-	bool up_close;               /* the upstream will not keep the connection */
+	bool up_close; /* the upstream will not keep the connection */
 	bool resp_done;
-	bool wait_up_drain;          /* client input held until the upstream drains */
-	bool wait_client_drain;      /* upstream paused until the client drains */
+	bool wait_up_drain;     /* client input held until the upstream drains */
+	bool wait_client_drain; /* upstream paused until the client drains */
 };
 
 /* Per-connection state (the engine's handler data area). */
@@ -138,7 +138,7 @@ const struct rtls_http_route *rtls__proxy_route(const struct rtls_http_config *h
 /* A server of rt to try next: round robin over those not marked down,
  * skipping `not` (the one that just failed). NULL if none is up. */
 struct rtls_http_upstream *rtls__proxy_pick(const struct rtls_http_route *rt,
-					    const struct rtls_http_upstream *not);
+					    const struct rtls_http_upstream * not );
 /* Marks srv down for a while, after a refused or timed-out connect. */
 void rtls__proxy_mark_down(struct rtls_http_upstream *srv);
 /* The idle pool of this thread: an open upstream connection to srv, or

@@ -21,7 +21,6 @@
 #include "core/proxyproto.h"
 #include "internal.h"
 
-
 /* Stop reading one side while the other has this much unsent. */
 #define PROXY_HIGH_WATER ((size_t)256 * 1024)
 /* The largest upstream response head, and its fields. */
@@ -366,7 +365,9 @@ static void send_head(rtls_conn *c, struct hconn *h)
 		fail(c, h, 502, "cannot queue the request");
 		return;
 	}
-	rtls_conn_set_timer(u, RTLS_TIMER_RESPONSE);
+	/* The response deadline counts from the end of the request: an
+	 * upload is bounded by its progress (IDLE, re-armed as it is sent). */
+	rtls_conn_set_timer(u, x->req_done ? RTLS_TIMER_RESPONSE : RTLS_TIMER_IDLE);
 	rtls_conn_flush(u); /* may end u: its on_close then retries or fails */
 	if (x->st == PX_HEAD && x->up == u)
 		rtls__http_resume(c, h); /* the body the client sent meanwhile */
@@ -485,6 +486,8 @@ size_t rtls__proxy_input(rtls_conn *c, struct hconn *h, const char *p, size_t n)
 		/* A client that stops mid-body is cut off after the idle time;
 		 * once the body is whole, the upstream's deadlines take over. */
 		rtls_conn_set_timer(c, x->req_done ? RTLS_TIMER_NONE : RTLS_TIMER_IDLE);
+		if (x->req_done && x->st == PX_HEAD)
+			rtls_conn_set_timer(u, RTLS_TIMER_RESPONSE);
 	}
 	rtls_conn_flush(u); /* may end u, and with it the exchange */
 	if (x->up == u && rtls_conn_pending(u) > PROXY_HIGH_WATER)

@@ -156,7 +156,8 @@ static int scan_headers(struct hreq *q, const char **why)
 	if (q->r.minor_version == 1)
 		q->keep_alive = rtls__http_has_token(conn, "close") ? CONN_CLOSE : CONN_DEFAULT;
 	else
-		q->keep_alive = rtls__http_has_token(conn, "keep-alive") ? CONN_KEEP_ALIVE : CONN_CLOSE;
+		q->keep_alive =
+			rtls__http_has_token(conn, "keep-alive") ? CONN_KEEP_ALIVE : CONN_CLOSE;
 	return 0;
 }
 

@@ -334,7 +334,8 @@ static void on_close(rtls_conn *c, void *data, int err)
 
 /* The upstream connections of the proxy take their slots, and data
  * areas, from the same server. */
-#define DATA_SIZE (sizeof(struct hconn) > sizeof(struct uconn) ? sizeof(struct hconn) : sizeof(struct uconn))
+#define DATA_SIZE \
+	(sizeof(struct hconn) > sizeof(struct uconn) ? sizeof(struct hconn) : sizeof(struct uconn))
 
 const struct rtls_handler rtls_http_handler = {
 	.conn_data_size = DATA_SIZE,
