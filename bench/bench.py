@@ -6,7 +6,9 @@ this file measures, bench/report.py writes the report and the plots.
 Phases, in order (each server on SERVER_CPU, wrk on CLIENT_CPUS):
   check      identical, correct bodies; TLS 1.3 + TLS_AES_128_GCM_SHA256 +
              ECDSA negotiated; Connection: close honoured; how many
-             handshakes wrk resumed (servers that log it, never timed)
+             handshakes wrk resumed (servers that log it, never timed);
+             for the proxy workloads, the same bodies through each proxy,
+             from the backend
   timed      warm-up, which also decides how many wrk processes each
              workload gets (bench/clients.py); then wrk, interleaved
              rounds: req/s, server CPU (/proc/PID/stat before and after),
@@ -20,6 +22,10 @@ Phases, in order (each server on SERVER_CPU, wrk on CLIENT_CPUS):
   memory     RSS growth per idle TLS connection (as bench/ktls_memory.py)
   kernel     where this kernel has no kTLS: memory and instructions inside
              Linux 6.1 with kTLS (tests/kernel/run-kernel.sh); not timings
+
+The reverse-proxy workloads (WORKLOADS=proxy; issue 14) run in the check
+and timed phases only, against ringtls --proxy, HAProxy and an nginx
+proxy, all in front of one nginx backend on the client CPUs.
 """
 import json
 import os
@@ -48,17 +54,25 @@ CLIENT_BOUND_PCT = C.CLIENT_BOUND_PCT
 class Workload:
     key: str
     title: str
-    listener: str        # plain | tls | full (see servers.py)
+    listener: str        # plain | tls | full | proxy (see servers.py)
     path: str
     conns: int
     body: int            # response body bytes
     target: float = None  # ringtls/nginx, from the issues; None: no target
     close: bool = False  # Connection: close: one handshake per request
     cg: tuple = (0, 0, 0)  # callgrind: warm-up, then two batch sizes
+    script: str = None   # wrk -s bench/SCRIPT
+    upload: int = 0      # request body bytes (the script sends them)
 
     @property
     def tls(self):
         return self.listener != "plain"
+
+    @property
+    def proxy(self):
+        """Through a reverse proxy to the backend: the proxy peers (ringtls,
+        HAProxy, nginx), judged by CPU per request against each."""
+        return self.listener == "proxy"
 
 
 WORKLOADS = [
@@ -89,7 +103,19 @@ WORKLOADS = [
              "/hello", 32, 13, 1.0, close=True, cg=(20, 50, 150)),
     Workload("hs-resumed", "resumed handshakes (tickets), Connection: close", "tls",
              "/hello", 32, 13, close=True, cg=(20, 50, 150)),
+    # Reverse proxy (issue 14, section 6): TLS in front, plaintext HTTP/1.1
+    # keep-alive to the backend. Targets: CPU per request, against HAProxy
+    # and against nginx.
+    Workload("proxy-hello", "TLS GET /hello through the proxy, keep-alive", "proxy", "/hello",
+             64, 13, 1.3),
+    Workload("proxy-1m", "TLS GET 1 MiB through the proxy", "proxy", "/file-1m.bin", 8,
+             1 << 20, 1.2),
+    Workload("proxy-upload", "TLS POST 1 MiB through the proxy", "proxy", "/upload", 8,
+             len(b"uploaded"), 1.2, script="upload.lua", upload=1 << 20),
 ]
+# Names that WORKLOADS may use for a whole set.
+GROUPS = {"static": [w.key for w in WORKLOADS if not w.proxy],
+          "proxy": [w.key for w in WORKLOADS if w.proxy]}
 # Inside the 6.1 kernel: the TLS workloads, kTLS on.
 KERNEL_WORKLOADS = ["tls-hello", "tls-16k", "tls-1m", "hs-full"]
 
@@ -140,8 +166,18 @@ class Config:
         self.nginx = env.get("NGINX") or S.find_tool("nginx")
         self.wrk = env.get("WRK") or S.find_tool("wrk")
         self.h2o = env.get("H2O", S.find_tool("h2o") or "off")
-        self.workloads = [w for w in WORKLOADS
-                          if w.key in env.get("WORKLOADS", w.key).split(",")]
+        self.haproxy = env.get("HAPROXY") or S.find_tool("haproxy")
+        self.proxy_keepalive = int(env.get("PROXY_KEEPALIVE", 64))
+        self.backend = None        # servers.Backend, where proxy workloads run
+        self.backend_port = None   # set when the backend starts
+        self.workloads = select_workloads(env.get("WORKLOADS", ""))
+        self.static_wls = [w for w in self.workloads if not w.proxy]
+        self.proxy_wls = [w for w in self.workloads if w.proxy]
+        # which processes Server.start() starts by default
+        self.groups = tuple(g for g, wls in (("static", self.static_wls),
+                                             ("proxy", self.proxy_wls)) if wls)
+        if not self.report_name and self.workloads and not self.static_wls:
+            self.report_name = time.strftime("%Y-%m-%d", time.gmtime()) + "-proxy"
         self.ringtls_ktls_args = []
         self.tmp = self.cert = self.key = self.shim = self.h2o_openssl_conf = None
         self.ktls = False
@@ -152,13 +188,33 @@ class Config:
             raise SystemExit("bench: CLIENT_PROCS_MAX and PERF_SECS must be at least 1")
         if not self.workloads:
             raise SystemExit("bench: WORKLOADS selects none of: "
-                             + ",".join(w.key for w in WORKLOADS))
+                             + ",".join(list(GROUPS) + [w.key for w in WORKLOADS]))
 
     def peers(self):
         names = ["ringtls", "nginx"]
-        if self.h2o != "off":
+        if self.h2o != "off" and self.static_wls:
             names.append("h2o")
+        if self.proxy_wls:
+            names.append("haproxy")
         return names
+
+
+def select_workloads(spec):
+    """WORKLOADS: comma-separated keys or group names (GROUPS); empty: all."""
+    if not spec.strip():
+        return list(WORKLOADS)
+    keys = set()
+    for name in spec.split(","):
+        name = name.strip()
+        if name in GROUPS:
+            keys.update(GROUPS[name])
+        elif name:
+            keys.add(name)
+    unknown = keys - {w.key for w in WORKLOADS}
+    if unknown:
+        raise SystemExit(f"bench: WORKLOADS names unknown workloads: {', '.join(sorted(unknown))}"
+                         f" (known: {', '.join(list(GROUPS) + [w.key for w in WORKLOADS])})")
+    return [w for w in WORKLOADS if w.key in keys]
 
 
 def log(msg):
@@ -213,7 +269,7 @@ def run_wrk(cfg, url, conns, secs, close=False, script=None, env=None, limit=Non
     return WrkResult(argv, text, p.returncode, wall, ru.ru_utime + ru.ru_stime)
 
 
-def run_wrks(cfg, url, conns, secs, k, close=False):
+def run_wrks(cfg, url, conns, secs, k, close=False, script=None):
     """k wrk processes at once, each on its own client CPU (round-robin
     over CLIENT_CPUS), the connections split between them. Each is waited
     for by its own thread (wait4 on its PID), so each process's CPU % is
@@ -224,7 +280,8 @@ def run_wrks(cfg, url, conns, secs, k, close=False):
 
     def one(i, c, cpu):
         try:
-            results[i] = run_wrk(cfg, url, c, secs, close=close, cpu=cpu, tag=f"-{i}")
+            results[i] = run_wrk(cfg, url, c, secs, close=close, script=script, cpu=cpu,
+                                 tag=f"-{i}")
         except Exception as e:   # re-raised below, in the caller's thread
             errors.append(e)
     threads = [threading.Thread(target=one, args=(i, c, cpu))
@@ -400,12 +457,56 @@ def read_lines(path):
         return []
 
 
+def http_request(port, method, path, cafile, body=None):
+    """(status, headers, body) of one HTTPS request over a fresh connection."""
+    import http.client
+    import ssl
+    ctx = ssl.create_default_context(cafile=cafile)
+    conn = http.client.HTTPSConnection("localhost", port, context=ctx, timeout=30)
+    try:
+        conn.request(method, path, body=body)
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def check_proxy(cfg, srv):
+    """Each proxy workload's request through srv's proxy listener: the
+    backend's status and body, with the header only the backend adds
+    (X-Bench-Backend), so a proxy that answered by itself fails; and the
+    TLS parameters. Returns {"tls": ...} or {"error": why}."""
+    if not srv.serves(cfg.proxy_wls[0]):
+        return {"error": f"did not start: {srv.proxy_error}"}
+    port = srv.ports["proxy"]
+    with open(f"{cfg.tmp}/www/file-1m.bin", "rb") as f:
+        want = {"/hello": S.HELLO, "/file-1m.bin": f.read(), "/upload": b"uploaded"}
+    for wl in cfg.proxy_wls:
+        method, body = ("POST", b"x" * wl.upload) if wl.upload else ("GET", None)
+        try:
+            st, hdrs, got = http_request(port, method, wl.path, cfg.cert, body)
+        except (OSError, ValueError) as e:   # http.client's errors are OSError or ValueError
+            return {"error": f"{method} {wl.path}: {type(e).__name__}: {e}"}
+        if st != 200 or got != want[wl.path] or hdrs.get("x-bench-backend") != "1":
+            return {"error": f"{method} {wl.path}: status {st}, {len(got)} bytes, "
+                    f"X-Bench-Backend {hdrs.get('x-bench-backend')}: not the backend's "
+                    f"{len(want[wl.path])} bytes"}
+    return {"tls": tls_params(port)}
+
+
 def check_phase(cfg, srvs, res):
     """Untimed: content, TLS parameters, and what wrk's Connection: close
-    runs do on each server (one handshake per request; resumed or not)."""
+    runs do on each server (one handshake per request; resumed or not);
+    the proxies' answers (check_proxy)."""
     for srv in srvs.values():
         srv.start("check")
         try:
+            if cfg.proxy_wls and srv.proxies:
+                c = res["checks_proxy"][srv.name] = check_proxy(cfg, srv)
+                log(f"check {srv.name} proxy: " + (f"ERROR {c['error']}" if "error" in c
+                                                   else c["tls"]))
+            if "tls" not in srv.procs:
+                continue
             check_bodies(cfg, srv)
             out = {"tls": tls_params(srv.ports["tls"]), "full": tls_params(srv.ports["full"])}
             for listener in ("tls", "full"):
@@ -433,9 +534,13 @@ def timed_run(cfg, srv, wl, secs, k=1):
     summed over them, each process's CPU % kept (the busiest one is
     client_cpu_pct: that is the core that saturates first)."""
     proc = srv.procs[wl.listener]
+    backend = cfg.backend if wl.proxy else None
+    if backend:
+        b0, bc0 = backend.status(), backend.cpu_ticks()
     c0 = S.cpu_ticks(proc.cpu_pid)
     t0 = time.monotonic()
-    rs = run_wrks(cfg, url_of(srv, wl), wl.conns, secs, k, close=wl.close)
+    rs = run_wrks(cfg, url_of(srv, wl), wl.conns, secs, k, close=wl.close,
+                  script=wl.script and f"{HERE}/{wl.script}")
     wall = time.monotonic() - t0
     c1 = S.cpu_ticks(proc.cpu_pid)
     cpu_s = (c1 - c0) / CLK_TCK
@@ -445,6 +550,18 @@ def timed_run(cfg, srv, wl, secs, k=1):
     error = None
     if errs:
         error = errs[0][1] if k == 1 else f"wrk process {errs[0][0] + 1} of {k}: {errs[0][1]}"
+    extra = {}
+    if backend:
+        bc1, b1 = backend.cpu_ticks(), backend.status()
+        # b0's own connection and request are counted in b1
+        conns, breqs = b1[0] - b0[0] - 1, b1[1] - b0[1] - 1
+        extra = {"upstream_conns": conns, "backend_requests": breqs,
+                 "backend_cpu_pct": round(100 * (bc1 - bc0) / CLK_TCK / wall, 1)}
+        # Every response wrk read must have come from the backend (more
+        # requests reach it: those in flight when wrk stopped, retries).
+        if not error and breqs < requests:
+            error = (f"{breqs} requests reached the backend for {requests} responses: "
+                     "not every response came from the backend")
     return {
         "rps": round(sum(r.rps for r in rs), 2), "requests": requests,
         "bytes": sum(r.bytes for r in rs), "wall_s": round(wall, 3),
@@ -452,11 +569,35 @@ def timed_run(cfg, srv, wl, secs, k=1):
         "cpu_us_per_req": round(1e6 * cpu_s / requests, 2) if requests else None,
         "client_cpu_pct": max(pcts), "client_cpu_pcts": pcts, "client_procs": k,
         "client_cpu_s": round(sum(r.cpu for r in rs), 3),
-        "error": error, "wrk": " & ".join(shlex.join(r.argv) for r in rs),
+        "error": error, "wrk": " & ".join(shlex.join(r.argv) for r in rs), **extra,
     }
 
 
-def choose_clients(cfg, srvs, wl):
+def not_timed(why):
+    """A round of a server that could not run the workload."""
+    return {"rps": None, "requests": 0, "server_cpu_pct": None, "cpu_us_per_req": None,
+            "client_cpu_pct": None, "client_cpu_pcts": [], "error": why, "wrk": ""}
+
+
+def serving(srvs, wl, res):
+    """The servers that run wl: those with its listener up and, for a proxy
+    workload, whose proxy passed the check phase."""
+    return {n: s for n, s in srvs.items()
+            if s.serves(wl) and "error" not in res["checks_proxy"].get(n, {})}
+
+
+def why_not(srv, wl, res):
+    """Why srv does not run wl, or None where it is not one of its peers."""
+    if not (srv.proxies if wl.proxy else srv.static):
+        return None
+    if srv.proxy_error and wl.proxy:
+        return f"did not start: {srv.proxy_error}"
+    if "error" in res["checks_proxy"].get(srv.name, {}):
+        return "check failed: " + res["checks_proxy"][srv.name]["error"]
+    return "not started"
+
+
+def choose_clients(cfg, srvs, wl):   # srvs: those that serve wl
     """The warm-up of one workload, which also decides how many wrk
     processes it gets (bench/clients.py): k = 1, 2, ... against every
     server until no run leaves its busiest wrk process at 90% or more, or
@@ -497,7 +638,7 @@ def clients_after(cfg, rec, per_server):
     wrk client-bound, by the same rule as the warm-up: the median over the
     rounds of each process's CPU %, the busiest process deciding."""
     med = {}
-    for name in ("ringtls", "nginx"):
+    for name in ("ringtls", "nginx", "haproxy"):
         rounds = [m for m in per_server.get(name, []) if m.get("client_cpu_pcts")]
         if rounds:
             med[name] = [statistics.median(m["client_cpu_pcts"][i] for m in rounds)
@@ -516,20 +657,29 @@ def timed_phase(cfg, srvs, res):
         res["commands"][srv.name] = [p.display for p in srv.started]
     names = list(srvs)
     for wl in cfg.workloads:
-        res["clients"][wl.key] = choose_clients(cfg, srvs, wl)
+        res["clients"][wl.key] = choose_clients(cfg, serving(srvs, wl, res), wl)
     if cfg.warmup:
         log(f"warmed up ({cfg.warmup}s per server, workload and client count)")
     for rnd in range(cfg.rounds):
         order = names[rnd % len(names):] + names[:rnd % len(names)]
         for wl in cfg.workloads:
             k = res["clients"][wl.key]["k"]
+            ok = serving(srvs, wl, res)
             for name in order:
-                m = timed_run(cfg, srvs[name], wl, cfg.duration, k)
+                if name in ok:
+                    m = timed_run(cfg, srvs[name], wl, cfg.duration, k)
+                elif why_not(srvs[name], wl, res):
+                    m = not_timed(why_not(srvs[name], wl, res))
+                else:
+                    continue
                 res["timed"].setdefault(wl.key, {}).setdefault(name, []).append(m)
-                log(f"round {rnd + 1}/{cfg.rounds}  {wl.key:<10} {name:<7} "
+                log(f"round {rnd + 1}/{cfg.rounds}  {wl.key:<10} {name:<7} " + (
+                    f"ERROR {m['error']}" if m["rps"] is None else
                     f"{m['rps']:>10.0f} req/s  server CPU {m['server_cpu_pct']:5.1f}%  "
                     f"wrk CPU {'/'.join(f'{p:.0f}' for p in m['client_cpu_pcts'])}%"
-                    + (f"  ERROR {m['error']}" if m["error"] else ""))
+                    + (f"  backend CPU {m['backend_cpu_pct']:.0f}%, "
+                       f"{m['upstream_conns']} upstream conns" if "upstream_conns" in m else "")
+                    + (f"  ERROR {m['error']}" if m["error"] else "")))
     for wl in cfg.workloads:
         clients_after(cfg, res["clients"][wl.key], res["timed"].get(wl.key, {}))
     bad = stop_all(srvs)
@@ -592,7 +742,7 @@ def perf_servers(cfg, srvs, wls, clients, outdir, errors):
     """perf_run for each server and workload, each server started fresh."""
     runs = {}
     for name, srv in srvs.items():
-        srv.start("time")
+        srv.start("time", groups=("static",))
         try:
             for wl in wls:
                 k = clients.get(wl.key, 1)
@@ -646,9 +796,12 @@ def perf_phase(cfg, srvs, res):
     raw summaries in bench/results/<date>-perf/. Run in a network
     namespace of its own where that is allowed (TCP segment counts)."""
     pr = res["perf"]
-    wls = [w for w in cfg.workloads if w.key in cfg.perf_workloads]
+    # Not the proxy workloads: their backend is outside the phase's network
+    # namespace.
+    wls = [w for w in cfg.static_wls if w.key in cfg.perf_workloads]
     why = P.unavailable(cfg.tmp) if wls else (
-        f"none of PERF_WORKLOADS ({','.join(cfg.perf_workloads)}) was run")
+        f"none of PERF_WORKLOADS ({','.join(cfg.perf_workloads)}) was run (the proxy "
+        "workloads never are)")
     if why:
         pr["skipped"] = why
         log(f"perf: skipped: {why}")
@@ -763,9 +916,13 @@ def cg_measure(cfg, srv, wl):
 
 
 def callgrind_phase(cfg, srvs, workloads, res_cg, commands):
+    """Static workloads and servers only (the proxy ones have no counts)."""
+    workloads = [w for w in workloads if not w.proxy]
     for srv in srvs.values():
+        if not srv.static or not workloads:
+            continue
         try:
-            srv.start("callgrind")
+            srv.start("callgrind", groups=("static",))
         except S.ServerError as e:
             for wl in workloads:
                 res_cg.setdefault(wl.key, {})[srv.name] = {"error": str(e).splitlines()[0]}
@@ -796,8 +953,8 @@ def memory_phase(cfg, srvs, res):
     finally:
         sys.argv = argv
     warm = min(200, cfg.idle_conns)
-    for srv in srvs.values():
-        srv.start("time")
+    for srv in (s for s in srvs.values() if s.static):
+        srv.start("time", groups=("static",))
         pid, port = srv.procs["tls"].cpu_pid, srv.ports["tls"]
         keep = []
         try:
@@ -926,8 +1083,10 @@ def versions(cfg):
          "nginx": first([cfg.nginx, "-v"]), "wrk": first([cfg.wrk, "-v"]),
          "valgrind": first(["valgrind", "--version"]), "openssl": first(["openssl", "version"]),
          "gnuplot": first(["gnuplot", "--version"]), "python": sys.version.split()[0]}
-    if cfg.h2o != "off":
+    if cfg.h2o != "off" and cfg.static_wls:
         v["h2o"] = first([cfg.h2o, "--version"])
+    if cfg.proxy_wls:
+        v["haproxy"] = first([cfg.haproxy, "-v"])
     return v
 
 
@@ -970,14 +1129,18 @@ def count_errors(res):
 def run_phases(cfg, srvs, res):
     phases = [("check", lambda: check_phase(cfg, srvs, res)),
               ("timed", lambda: timed_phase(cfg, srvs, res))]
-    if cfg.perf:
+    # The phases after these measure the static servers: a run of proxy
+    # workloads alone (WORKLOADS=proxy) has none of them.
+    if not cfg.static_wls:
+        log("proxy workloads only: no perf, callgrind, memory or kernel phase")
+    elif cfg.perf:
         phases.append(("perf", lambda: perf_phase(cfg, srvs, res)))
-    if cfg.callgrind:
+    if cfg.callgrind and cfg.static_wls:
         phases.append(("callgrind", lambda: callgrind_phase(
             cfg, srvs, cfg.workloads, res["callgrind"], res["cg_commands"])))
-    if cfg.idle_conns > 0:
+    if cfg.idle_conns > 0 and cfg.static_wls:
         phases.append(("memory", lambda: memory_phase(cfg, srvs, res)))
-    if not cfg.ktls and cfg.kernel != "0":
+    if not cfg.ktls and cfg.kernel != "0" and cfg.static_wls:
         phases.append(("kernel", lambda: kernel_phase(cfg, res)))
     for name, fn in phases:
         t0 = time.monotonic()
@@ -994,6 +1157,8 @@ def main():
     import signal
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     cfg = Config(os.environ)
+    if cfg.proxy_wls and not cfg.haproxy:
+        raise SystemExit("bench: the proxy workloads need haproxy (apt-get install haproxy)")
     raise_nofile(4 * cfg.idle_conns + 4096)
     t0 = time.time()
     setup(cfg)
@@ -1005,18 +1170,25 @@ def main():
                         "client_procs_max", "client_procs", "client_bound_pct", "perf_secs",
                         "idle_conns",
                         "cg_scale", "ktls_conns")}},
-           "checks": {}, "clients": {}, "timed": {}, "perf": {}, "callgrind": {},
-           "memory": {}, "kernel": {},
+           "checks": {}, "checks_proxy": {}, "clients": {}, "timed": {}, "perf": {},
+           "callgrind": {}, "memory": {}, "kernel": {},
            "commands": {}, "cg_commands": {}, "errors": []}
+    res["meta"]["settings"]["proxy_keepalive"] = cfg.proxy_keepalive
     cfg.report_name = cfg.report_name or res["meta"]["date"][:10]
     srvs = make_servers(cfg, dict(os.environ))
+    cfg.backend = S.Backend(cfg, dict(os.environ)) if cfg.proxy_wls else None
     try:
+        if cfg.backend:
+            cfg.backend.start()
+            res["meta"]["backend"] = cfg.backend.started[0].display
         run_phases(cfg, srvs, res)
         res["meta"]["total_s"] = round(time.time() - t0)
         import report
         report.write(cfg, res, WORKLOADS, cfg.client_bound_pct)
     finally:
         stop_all(srvs)
+        if cfg.backend:
+            cfg.backend.stop()
         with open(f"{cfg.tmp}/results.json", "w") as f:
             json.dump(res, f, indent=1)
         if cfg.keep_tmp:

@@ -5,6 +5,10 @@ median req/s, ringtls / nginx, unless wrk was the bottleneck, i.e. its
 median CPU use reached CLIENT_BOUND percent of its core against either
 server; then server CPU time per request (nginx / ringtls) decides, since
 req/s then measures the client.
+
+The reverse-proxy workloads (ProxyRow) are judged by server CPU time per
+request only, peer / ringtls, against HAProxy and against nginx: their
+backend shares the client CPUs with wrk, so req/s is the client side's.
 """
 import json
 import math
@@ -15,6 +19,8 @@ import subprocess
 import sys
 
 SERVER_ORDER = ["ringtls", "nginx", "h2o"]
+PROXY_ORDER = ["ringtls", "haproxy", "nginx"]   # the proxy workloads' servers
+PROXY_PEERS = PROXY_ORDER[1:]
 SATURATED = 85   # server CPU %, below which req/s did not use the whole core
 
 
@@ -148,8 +154,52 @@ class Row:
                        f"({100 * (need / rt.rps - 1):.0f}% more)")
 
 
+class ProxyRow:
+    """One proxy workload: each proxy's cells, and against each peer the
+    ratio of server CPU per request (peer / ringtls) and its verdict."""
+
+    def __init__(self, wl, res):
+        self.wl = wl
+        timed = res["timed"].get(wl.key, {})
+        self.cells = {n: Cell(timed.get(n)) for n in PROXY_ORDER}
+        self.clients = res.get("clients", {}).get(wl.key) or {"k": 1}
+        rt = self.cells["ringtls"]
+        self.ratios = {p: ratio(self.cells[p].cpu_us, rt.cpu_us) for p in PROXY_PEERS}
+        self.paired = {p: paired_ratios(rt.rounds, self.cells[p].rounds, "cpu_us_per_req",
+                                        invert=True) for p in PROXY_PEERS}
+        self.verdicts = {p: self.judge(p) for p in PROXY_PEERS}
+
+        def med(n, f):
+            c = self.cells[n]
+            vals = [f(m) for m in c.rounds if not m["error"] and m.get("requests")]
+            return statistics.median(vals) if vals and not c.error else None
+        # upstream connections the proxy opened per 1000 responses; the
+        # backend's CPU % of one core (it shares the client CPUs with wrk)
+        self.conns_k = {n: med(n, lambda m: 1000 * m["upstream_conns"] / m["requests"])
+                        for n in PROXY_ORDER}
+        self.backend = {n: med(n, lambda m: m["backend_cpu_pct"]) for n in PROXY_ORDER}
+
+    def judge(self, peer):
+        t, v = self.wl.target, self.ratios[peer]
+        if t is None:
+            return "-"
+        if v is None:
+            who = [n for n in ("ringtls", peer) if self.cells[n].error]
+            return "NOT MEASURED (" + ", ".join(who) + " failed)"
+        return "MET" if v >= t else f"MISSED, {100 * (1 - v / t):.0f}% short"
+
+    def shortfall(self, peer):
+        t, v = self.wl.target, self.ratios[peer]
+        if t is None or v is None or v >= t:
+            return None
+        rt, need = self.cells["ringtls"].cpu_us, self.cells[peer].cpu_us / t
+        return (f"ringtls would need {need:.2f} µs of CPU per request instead of {rt:.2f} "
+                f"({100 * (1 - need / rt):.0f}% less)")
+
+
 def mbps(wl, rps):
-    return rps * wl.body / 1e6 if rps and wl.body >= 16384 else None
+    size = max(wl.body, wl.upload)
+    return rps * size / 1e6 if rps and size >= 16384 else None
 
 
 def x(r):
@@ -214,7 +264,7 @@ def table_memory(res, names):
 def rounds_list(rows, names):
     out = []
     for r in rows:
-        for n in names:
+        for n in (PROXY_ORDER if r.wl.proxy else names):
             ms = r.cells[n].rounds
             if not ms:
                 continue
@@ -288,17 +338,21 @@ def kernel_section(res, names):
 
 def commands(res, cfg, rows):
     out = ["```", f"{res['meta']['command']}   # the whole run", "",
-           "# timed servers (nginx: bench/nginx.conf.in; h2o: bench/h2o.conf.in; filled in "
-           "by bench/servers.py)"]
+           "# timed servers (nginx: bench/nginx.conf.in; h2o: bench/h2o.conf.in; proxies: "
+           "bench/nginx-proxy.conf.in, bench/haproxy.cfg.in; filled in by bench/servers.py)"]
     for n, argvs in res["commands"].items():
         out += argvs
+    if res["meta"].get("backend"):
+        out += ["", "# the proxies' backend (bench/nginx-backend.conf.in), on the client CPUs; "
+                "its /bench-status (stub_status) read before and after each proxy run",
+                res["meta"]["backend"]]
     out += ["", "# timed clients: per workload, its wrk processes at once ('&'), each pinned; "
             "server CPU from /proc/PID/stat (utime+stime) before and after, wrk CPU from each "
             "process's rusage"]
     seen = set()
     for r in rows:
         for n, c in r.cells.items():
-            if c.rounds:
+            if c.rounds and c.rounds[-1]["wrk"]:
                 cmd = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", c.rounds[-1]["wrk"])
                 if cmd not in seen:
                     seen.add(cmd)
@@ -700,11 +754,92 @@ def summary_lines(rows, bound, res, names):
     return out
 
 
-def render(cfg, res, rows, names, pngs, bound):
+def proxy_summary_lines(prows):
+    """The proxy targets: against HAProxy and against nginx, each."""
+    out = []
+    for r in prows:
+        if r.wl.target is None:
+            continue
+        out.append(f"- {r.wl.title}: " + "; ".join(
+            f"against {p} {r.verdicts[p]}" + (f" ({x(r.ratios[p])})" if r.ratios[p] else "")
+            for p in PROXY_PEERS)
+            + f" (target {r.wl.target}x: the peer's server CPU time per request / ringtls's)")
+        for p in PROXY_PEERS:
+            if r.paired[p] and r.ratios[p] is not None:
+                out.append(f"  - {p}: {paired_text(r.paired[p])}")
+            if r.shortfall(p):
+                out.append(f"  - missed against {p} by: {r.shortfall(p)}")
+    return out
+
+
+def table_proxy(prows):
+    hdr = (["workload"] + [f"{n} CPU µs/req" for n in PROXY_ORDER]
+           + [f"{p}/ringtls CPU per req" for p in PROXY_PEERS]
+           + ["target"] + [f"against {p}" for p in PROXY_PEERS])
+    out = ["| " + " | ".join(hdr) + " |", "|---" + "|---:" * (len(hdr) - 3) + "|---|---|"]
+    for r in prows:
+        cells = ["error" if r.cells[n].error else fmt(r.cells[n].cpu_us, ",.1f")
+                 for n in PROXY_ORDER]
+        out.append("| " + " | ".join(
+            [f"{r.wl.title}, -c{r.wl.conns}"] + cells + [x(r.ratios[p]) for p in PROXY_PEERS]
+            + [f"{r.wl.target}x" if r.wl.target else "-"]
+            + [r.verdicts[p] for p in PROXY_PEERS]) + " |")
+    out += ["", "| workload | server | req/s | server CPU % | busiest wrk CPU % | "
+            "backend CPU % | upstream connections per 1000 requests | wrk processes |",
+            "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in prows:
+        for n in PROXY_ORDER:
+            c = r.cells[n]
+            if c.error:
+                out.append(f"| {r.wl.key} | {n} | error: {c.error[:200]} | | | | | |")
+                continue
+            mb = mbps(r.wl, c.rps)
+            out.append(f"| {r.wl.key} | {n} | {fmt(c.rps)}" + (f" ({mb:,.0f} MB/s)" if mb else "")
+                       + f" | {fmt(c.server, '.0f')} | {fmt(c.client, '.0f')} | "
+                       f"{fmt(r.backend[n], '.0f')} | {fmt(r.conns_k[n], ',.1f')} | "
+                       f"{r.clients['k']} |")
+    return out
+
+
+def proxy_section(res, prows):
+    ka = res["meta"]["settings"].get("proxy_keepalive", 32)
+    s = res["meta"]["settings"]
+    out = table_proxy(prows) + [""]
+    out += [f"Median of {s['rounds']} interleaved round(s) of {s['duration']} s after "
+            f"{s['warmup']} s of warm-up, as above. Each proxy: one worker or thread pinned to the server CPU, TLS as above (same "
+            "certificate, TLS 1.3, TLS_AES_128_GCM_SHA256, tickets), plaintext HTTP/1.1 "
+            f"keep-alive to one backend, at most {ka} idle upstream connections kept "
+            f"(PROXY_KEEPALIVE: ringtls `--proxy-keepalive {ka}`, nginx `keepalive {ka}` "
+            f"with `proxy_http_version 1.1`, HAProxy `pool-max-conn {ka}`); nginx writes no "
+            "body to disk (`proxy_request_buffering off`, `proxy_max_temp_file_size 0`). "
+            "The backend is one nginx (bench/nginx-backend.conf.in) pinned to the client "
+            "CPUs, beside wrk: `/hello` by `return 200`, the 1 MiB file by sendfile, the "
+            "1 MiB upload read whole before the answer. Its stub_status, read around each "
+            "run, gives the upstream connections each proxy opened and checks that every "
+            "response came from it.",
+            "",
+            "Judged by server CPU time per request (utime+stime of the proxy's process over "
+            "the run / responses), never req/s: the backend shares the client CPUs with wrk, "
+            "so req/s measures the client side. The target is met where the peer used at "
+            "least target x ringtls's CPU per response."]
+    return out
+
+
+def check_lines_proxy(res):
+    return [f"- {n} proxy: " + (f"ERROR {c['error']}" if "error" in c else
+                                f"negotiated `{c['tls']}`; /hello, the 1 MiB file and the "
+                                "1 MiB upload answered by the backend (X-Bench-Backend)")
+            for n, c in res.get("checks_proxy", {}).items()]
+
+
+def render(cfg, res, rows, names, pngs, bound, prows=()):
     meta = res["meta"]
     m = meta["machine"]
-    s = meta["settings"]
-    md = [f"# ringtls vs {' and '.join(names[1:])}, {meta['date']}", "",
+    peers = names[1:] if rows else []
+    if prows:
+        peers = peers + [n for n in PROXY_PEERS if n not in peers]
+    who = " and ".join(peers) if len(peers) <= 2 else ", ".join(peers[:-1]) + " and " + peers[-1]
+    md = [f"# ringtls vs {who}, {meta['date']}", "",
           f"Command: `{meta['command']}` ({meta.get('total_s', 0) // 60} min "
           f"{meta.get('total_s', 0) % 60} s; phases: "
           + ", ".join(f"{k} {v} s" for k, v in meta["phase_s"].items()) + ")", ""]
@@ -720,8 +855,32 @@ def render(cfg, res, rows, names, pngs, bound):
                   "**not a timing**." if res["kernel"] else
                   "This run did not measure inside Linux 6.1 (KERNEL=0): it has no kTLS "
                   "numbers."), ""]
-    md += ["## Against the targets", ""] + summary_lines(rows, bound, res, names) + [""]
-    md += table_main(rows, names, bound) + [""]
+    md += ["## Against the targets", ""]
+    if rows:
+        md += summary_lines(rows, bound, res, names) + [""]
+    if prows:
+        md += ["Reverse proxy (issue 14):", ""] + proxy_summary_lines(prows) + [""]
+    if rows:
+        md += static_sections(res, rows, names, pngs, bound)
+    if prows:
+        md += ["## Reverse proxy", ""] + proxy_section(res, prows) + [""]
+    md += ["## Checks", ""] + check_lines(res, names) + check_lines_proxy(res)
+    md += ["", "## Every round", ""] + rounds_list(list(rows) + list(prows), names)
+    md += ["", "## Machine and versions", "",
+           f"- CPUs: {m['cpus']} ({m['cpu_model']}); kernel {m['kernel']}; load average "
+           f"before the run {m['load_before']} (other work shares this machine)"]
+    md += [f"- {k}: {v}" for k, v in meta["versions"].items()]
+    md += ["", "## Commands", ""] + commands(res, cfg, list(rows) + list(prows))
+    if res["errors"]:
+        md += ["", "## Errors", ""] + [f"- {e}" for e in res["errors"]]
+    return "\n".join(md) + "\n"
+
+
+def static_sections(res, rows, names, pngs, bound):
+    """The static workloads' tables, plots, memory, kernel and perf."""
+    meta = res["meta"]
+    s = meta["settings"]
+    md = table_main(rows, names, bound) + [""]
     md += [f"Median of {s['rounds']} interleaved round(s) of {s['duration']} s after "
            f"{s['warmup']} s of warm-up per server and workload; each round starts with the "
            "next server in turn. Server on CPU "
@@ -746,41 +905,34 @@ def render(cfg, res, rows, names, pngs, bound):
     if pngs.get("memory"):
         md += [f"![memory per connection]({os.path.basename(pngs['memory'])})", ""]
     md += ["## Inside Linux 6.1 with kTLS (not a timing)", ""] + kernel_section(res, names)
-    md += ["", "## Where the time goes (perf)", ""] + perf_section(res, rows)
-    md += ["", "## Checks", ""] + check_lines(res, names)
-    md += ["", "## Every round", ""] + rounds_list(rows, names)
-    md += ["", "## Machine and versions", "",
-           f"- CPUs: {m['cpus']} ({m['cpu_model']}); kernel {m['kernel']}; load average "
-           f"before the run {m['load_before']} (other work shares this machine)"]
-    md += [f"- {k}: {v}" for k, v in meta["versions"].items()]
-    md += ["", "## Commands", ""] + commands(res, cfg, rows)
-    if res["errors"]:
-        md += ["", "## Errors", ""] + [f"- {e}" for e in res["errors"]]
-    return "\n".join(md) + "\n"
+    md += ["", "## Where the time goes (perf)", ""] + perf_section(res, rows) + [""]
+    return md
 
 
 def write(cfg, res, workloads, bound):
     names = [n for n in SERVER_ORDER if n in res["commands"] or n in res["checks"]]
-    rows = [Row(wl, res, names, bound) for wl in cfg.workloads]
+    rows = [Row(wl, res, names, bound) for wl in cfg.workloads if not wl.proxy]
+    prows = [ProxyRow(wl, res) for wl in cfg.workloads if wl.proxy]
     date = res["meta"]["date"][:10]
     name = cfg.report_name
     outdir = f"{cfg.bench_dir}/results" if not cfg.no_report else cfg.tmp
     os.makedirs(outdir, exist_ok=True)
     pngs = {}
     try:
-        pngs["ratios"] = f"{outdir}/{name}-vs-nginx.png"
-        plot_ratios(rows, cfg.tmp, pngs["ratios"], date)
-        pngs["costs"] = f"{outdir}/{name}-per-request.png"
-        if not plot_costs(rows, names, res["kernel"].get("callgrind") or {}, cfg.tmp,
-                          pngs["costs"], date):
-            del pngs["costs"]
-        pngs["memory"] = f"{outdir}/{name}-memory.png"
-        if not plot_memory(res, cfg.tmp, pngs["memory"], date):
-            del pngs["memory"]
+        if rows:   # the plots are the static workloads'
+            pngs["ratios"] = f"{outdir}/{name}-vs-nginx.png"
+            plot_ratios(rows, cfg.tmp, pngs["ratios"], date)
+            pngs["costs"] = f"{outdir}/{name}-per-request.png"
+            if not plot_costs(rows, names, res["kernel"].get("callgrind") or {}, cfg.tmp,
+                              pngs["costs"], date):
+                del pngs["costs"]
+            pngs["memory"] = f"{outdir}/{name}-memory.png"
+            if not plot_memory(res, cfg.tmp, pngs["memory"], date):
+                del pngs["memory"]
     except (RuntimeError, OSError) as e:
         res["errors"].append(f"plots: {e}")
         pngs = {k: v for k, v in pngs.items() if os.path.exists(v)}
-    text = render(cfg, res, rows, names, pngs, bound)
+    text = render(cfg, res, rows, names, pngs, bound, prows)
     print(text)
     if cfg.no_report:
         log(f"no report file (NO_REPORT=1); plots in {outdir}")

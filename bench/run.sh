@@ -20,6 +20,10 @@ Workloads (wrk -t1, keep-alive unless said): plaintext and TLS GET /hello
 handshakes (Connection: close, -c32). Servers: ringtls --threads 1, nginx
 with one worker, h2o with one thread, all pinned to SERVER_CPU; TLS 1.3
 TLS_AES_128_GCM_SHA256 with one ECDSA P-256 certificate for all.
+Reverse proxy (issue 14; WORKLOADS=proxy runs only these): TLS GET /hello
+(-c64), GET 1 MiB (-c8) and POST 1 MiB (-c8) through ringtls --proxy,
+HAProxy (nbthread 1) and nginx (proxy_pass, one worker) to one nginx
+backend on the client CPUs; judged by server CPU per request.
 Measures req/s and MB/s (median of interleaved rounds), server CPU per
 request, wrk's CPU (more wrk processes where one saturates its core and a
 client CPU is free), where the servers' time goes (perf, cpu-clock),
@@ -33,7 +37,7 @@ Writes bench/results/<YYYY-MM-DD>.md, .json and three PNG plots.
                  file unless NO_REPORT=0 is set
   -h, --help     this text
 
-Environment (defaults for a full run, 12-15 minutes):
+Environment (defaults for a full run, 15-19 minutes):
   DURATION=3       seconds per timed wrk run
   ROUNDS=5         interleaved rounds; the median is reported
   WARMUP=1         seconds of unrecorded load per server and workload first
@@ -48,7 +52,12 @@ Environment (defaults for a full run, 12-15 minutes):
                    small or busy machine (never for numbers you keep)
   WORKLOADS=...    comma-separated subset of plain-hello,tls-hello,plain-16k,
                    tls-16k,plain-1m,tls-1m,tls-16k-c64,tls-16k-c256,
-                   tls-1m-c64,tls-1m-c256,hs-full,hs-resumed
+                   tls-1m-c64,tls-1m-c256,hs-full,hs-resumed,proxy-hello,
+                   proxy-1m,proxy-upload, or the groups static (all but
+                   the proxy ones) and proxy; proxy workloads alone: check
+                   and timed phases only, report <date>-proxy by default
+  PROXY_KEEPALIVE=64  idle upstream connections each proxy keeps (ringtls
+                   --proxy-keepalive, nginx keepalive, HAProxy pool-max-conn)
   PERF=1           0: skip the perf phase (skipped anyway without a working
                    `perf record -e cpu-clock`)
   PERF_SECS=3      seconds of wrk load recorded per server and workload
@@ -60,7 +69,8 @@ Environment (defaults for a full run, 12-15 minutes):
                    has no kTLS)
   KTLS_CONNS=2000  idle connections per server inside Linux 6.1 (the
                    10,000 result is bench/results/*-ktls-memory.md)
-  RINGTLS=build/ringtls, NGINX=nginx, WRK=wrk, H2O=h2o (off: no h2o)
+  RINGTLS=build/ringtls, NGINX=nginx, WRK=wrk, H2O=h2o (off: no h2o),
+  HAPROXY=haproxy
   NO_REPORT=1      do not write bench/results/
   REPORT_NAME=N    bench/results/N.md, N.json, N-*.png (default: the date)
   KEEP_TMP=1       keep the temp dir (configs, logs, callgrind dumps)
@@ -78,7 +88,7 @@ invocation() {
 	for v in DURATION ROUNDS WARMUP SERVER_CPU CLIENT_CPU CLIENT_CPUS CLIENT_PROCS_MAX \
 		CLIENT_PROCS CLIENT_PROCS_TEST CLIENT_BOUND_PCT WORKLOADS PERF PERF_SECS \
 		PERF_WORKLOADS CALLGRIND CG_SCALE IDLE_CONNS KERNEL KTLS_CONNS RINGTLS NGINX WRK H2O \
-		NO_REPORT REPORT_NAME; do
+		HAPROXY PROXY_KEEPALIVE NO_REPORT REPORT_NAME; do
 		if [[ -n ${!v+x} ]]; then
 			cmd+="$v=$(printf '%q' "${!v}") "
 		fi
@@ -111,7 +121,7 @@ BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(dirname "$BENCH_DIR")
 
 for v in DURATION ROUNDS WARMUP SERVER_CPU CLIENT_CPU CLIENT_PROCS_MAX CLIENT_PROCS \
-	PERF_SECS IDLE_CONNS KTLS_CONNS; do
+	PERF_SECS IDLE_CONNS KTLS_CONNS PROXY_KEEPALIVE; do
 	if [[ -n ${!v+x} && ! ${!v} =~ ^[0-9]+$ ]]; then
 		die "$v must be a non-negative integer, not '${!v}'"
 	fi
@@ -139,17 +149,21 @@ apt_install() {
 }
 
 check_tools() {
-	local missing=() tool pkg kernel_tools=""
+	local missing=() tool pkg kernel_tools="" proxy_tools=""
 	# The Linux 6.1 phase (tests/kernel/run-kernel.sh) unpacks a Debian
 	# kernel and its modules, and skips without these: installed where we
 	# can install, never a reason to stop (a host with kTLS skips it anyway).
 	if [[ ${KERNEL:-auto} != 0 ]] && can_apt; then
 		kernel_tools="depmod:kmod modprobe:kmod patchelf:patchelf ip:iproute2"
 	fi
+	# The proxy workloads (all by default, or named in WORKLOADS) need HAProxy.
+	if [[ -z ${WORKLOADS:-} || ${WORKLOADS} == *proxy* ]] && [[ -z ${HAPROXY:-} ]]; then
+		proxy_tools="haproxy:haproxy"
+	fi
 	# tool:package, Debian names
 	for tool in nginx:nginx-light wrk:wrk curl:curl python3:python3 taskset:util-linux \
 		openssl:openssl cc:gcc gnuplot:gnuplot-nox valgrind:valgrind \
-		callgrind_control:valgrind $kernel_tools; do
+		callgrind_control:valgrind $kernel_tools $proxy_tools; do
 		pkg=${tool#*:}
 		tool=${tool%%:*}
 		if [[ -z $(find_tool "$tool") && " ${missing[*]} " != *" $pkg "* ]]; then

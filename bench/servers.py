@@ -8,6 +8,14 @@ Every server offers three listeners on 127.0.0.1:
 ringtls and h2o need a second process for `full` (resumption is a global
 setting there); nginx serves all three from its one worker.
 
+The reverse-proxy workloads (issue 14) have a fourth, in a process of its
+own (ringtls --proxy, an nginx with proxy_pass, HAProxy, which serves only
+this one):
+  proxy   HTTPS (tickets, as `tls`), every request forwarded over plaintext
+          HTTP/1.1 to the Backend (an nginx pinned to the client CPUs)
+A server whose proxy does not start keeps its static listeners: the error
+is recorded (proxy_error) and the run goes on without it.
+
 Modes: "time" (pinned, as configured), "callgrind" (under valgrind, one
 process), "check" (logs whether each handshake resumed; never timed).
 """
@@ -72,6 +80,7 @@ class Proc:
         self.display = " ".join(extra + [shlex.join(argv)])
         self.cpu_pid = self.pid   # the process whose CPU is the server's
         self.children = []        # PIDs recorded at start, stopped by PID
+        self.stop_signal = signal.SIGTERM   # HAProxy: SIGUSR1 (SIGTERM kills it)
 
     def alive(self):
         return self.p.poll() is None
@@ -84,7 +93,7 @@ class Proc:
                 subprocess.run(["callgrind_control", "-k", str(self.pid)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
             else:
-                self.p.send_signal(signal.SIGTERM)
+                self.p.send_signal(self.stop_signal)
         try:
             rc = self.p.wait(timeout=limit)
         except subprocess.TimeoutExpired:
@@ -137,6 +146,8 @@ def children_of(pid):
 class Server:
     """A server under test: its processes for one mode, and its ports."""
     name = ""
+    static = True     # serves the plain, tls and full listeners
+    proxies = False   # serves the proxy listener (start_proxy)
     # h2o and nginx get the same files; ringtls answers /hello itself.
 
     def __init__(self, cfg, env):
@@ -144,6 +155,28 @@ class Server:
         self.procs = {}     # listener kind -> Proc
         self.ports = {}     # listener kind -> port
         self.started = []
+        self.proxy_error = None   # why the proxy process did not start
+
+    def start(self, mode, groups=None):
+        """Starts the processes of `groups` ("static", "proxy"; default:
+        those of the selected workloads, cfg.groups). A proxy that fails to
+        start is recorded in proxy_error, not raised."""
+        groups = self.cfg.groups if groups is None else groups
+        self.ports, self.procs, self.proxy_error = {}, {}, None
+        if "static" in groups and self.static:
+            self.start_static(mode)
+        if "proxy" in groups and self.proxies:
+            n = len(self.started)
+            try:
+                self.start_proxy(mode)
+            except ServerError as e:
+                self.proxy_error = " ".join(str(e).split())[-400:]
+                for proc in self.started[n:]:   # its exit code is in the error
+                    proc.stop()
+                del self.started[n:]
+
+    def serves(self, wl):
+        return wl.listener in self.procs
 
     def wrap(self, argv, mode, out_name):
         """The command line for a mode: pinned for timing, under callgrind
@@ -176,21 +209,41 @@ class Server:
 
 class Ringtls(Server):
     name = "ringtls"
+    proxies = True
 
     def version(self):
         return run_text([self.cfg.ringtls, "--version"])
 
-    def start(self, mode):
+    def base_args(self, mode):
         cfg = self.cfg
-        plain, tls, full = free_ports(3)
-        self.ports = {"plain": plain, "tls": tls, "full": full}
-        base = [cfg.ringtls, "serve", "--root", f"{cfg.tmp}/www", "--threads", "1",
+        base = [cfg.ringtls, "serve", "--threads", "1",
                 "--cert", cfg.cert, "--key", cfg.key, "--no-tls12",
                 "--tls13-ciphersuites", CIPHER, "--idle-timeout", "10m",
                 "--max-conns", str(max(16384, cfg.idle_conns + 1000))]
         base += cfg.ringtls_ktls_args
         if mode == "check":
             base += ["--log-level", "debug"]
+        return base
+
+    def start_proxy(self, mode):
+        """One more process: --proxy / to the backend, upload limit and idle
+        upstream connections as the nginx proxy (client_max_body_size 2m,
+        keepalive PROXY_KEEPALIVE)."""
+        cfg = self.cfg
+        port, = free_ports(1)
+        self.ports["proxy"] = port
+        argv = self.base_args(mode) + [
+            "--max-body-bytes", str(PROXY_MAX_BODY), "--proxy-keepalive",
+            str(cfg.proxy_keepalive), "--tls-listen", f"127.0.0.1:{port}",
+            "--proxy", f"/=http://127.0.0.1:{cfg.backend_port}"]
+        self.start_proc(f"ringtls-proxy-{mode}", self.wrap(argv, mode, "ringtls-proxy"),
+                        ["proxy"], mode)
+
+    def start_static(self, mode):
+        cfg = self.cfg
+        plain, tls, full = free_ports(3)
+        self.ports.update(plain=plain, tls=tls, full=full)
+        base = self.base_args(mode) + ["--root", f"{cfg.tmp}/www"]
         env = dict(self.env)
         if mode == "callgrind":
             # valgrind 3.19 fails openat2 with ENOSYS (see openat2_shim.c).
@@ -205,51 +258,178 @@ class Ringtls(Server):
 
 class Nginx(Server):
     name = "nginx"
+    proxies = True
+    workers = 1   # worker_processes; the one worker is the measured process
 
     def version(self):
         return run_text([self.cfg.nginx, "-v"])
 
-    def start(self, mode):
+    def start_static(self, mode):
         cfg = self.cfg
         plain, tls, full = free_ports(3)
-        self.ports = {"plain": plain, "tls": tls, "full": full}
-        conf = f"{cfg.tmp}/nginx-{mode}.conf"
-        access = "access_log off;"
+        self.ports.update(plain=plain, tls=tls, full=full)
+        subst = {"@PORT@": str(plain), "@TLS_PORT@": str(tls), "@TLS_FULL_PORT@": str(full),
+                 "@ROOT@": f"{cfg.tmp}/www"}
         if mode == "check":
-            access = (f'log_format bench "$ssl_session_reused $connection_requests";\n'
-                      f"    access_log {cfg.tmp}/nginx-check-access.log bench;")
-        conns = cfg.idle_conns + 1000
-        subst = {
-            "@TMP@": cfg.tmp, "@PORT@": str(plain), "@TLS_PORT@": str(tls),
-            "@TLS_FULL_PORT@": str(full), "@ROOT@": f"{cfg.tmp}/www",
-            "@USER_DIRECTIVE@": "user root root;" if os.geteuid() == 0
-            else "# not root: the worker keeps the invoking user",
-            "@MASTER@": "master_process off" if mode == "callgrind" else "master_process on",
-            "@NOFILE@": str(2 * conns + 100), "@CONNS@": str(conns),
-            "@CERT@": cfg.cert, "@KEY@": cfg.key,
-            "@KTLS@": "ssl_conf_command Options KTLS;" if cfg.ktls else "# no kTLS here",
-            "access_log off;": access,
-        }
-        fill_template(f"{cfg.bench_dir}/nginx.conf.in", conf, subst)
-        argv = [cfg.nginx, "-p", f"{cfg.tmp}/", "-e", f"{cfg.tmp}/nginx-error.log", "-c", conf]
-        r = subprocess.run(argv + ["-t", "-q"], capture_output=True, text=True)
-        if r.returncode != 0:
-            raise ServerError(f"nginx rejected {conf} (from bench/nginx.conf.in):\n{r.stderr}")
-        proc = self.start_proc(f"nginx-{mode}", self.wrap(argv, mode, "nginx"),
-                               ["plain", "tls", "full"], mode)
+            subst["access_log off;"] = (
+                f'log_format bench "$ssl_session_reused $connection_requests";\n'
+                f"    access_log {cfg.tmp}/nginx-check-access.log bench;")
+        self.start_nginx(f"nginx-{mode}", "nginx.conf.in", subst, ["plain", "tls", "full"],
+                         mode, err_log="nginx-error.log", cg_name="nginx")
+
+    def start_proxy(self, mode):
+        port, = free_ports(1)
+        self.ports["proxy"] = port
+        self.start_nginx(f"nginx-proxy-{mode}", "nginx-proxy.conf.in",
+                         proxy_subst(self.cfg, port), ["proxy"], mode)
+
+    def start_nginx(self, name, template, subst, kinds, mode, err_log=None, cg_name=None):
+        """Fills the template into TMP/NAME.conf, has nginx -t check it,
+        starts it and finds its worker(s)."""
+        cfg = self.cfg
+        conf = f"{cfg.tmp}/{name}.conf"
+        argv = nginx_conf(cfg, template, conf, mode, subst, name=name,
+                          err_log=err_log or f"{name}-error.log")
+        proc = self.start_proc(name, self.wrap(argv, mode, cg_name or name), kinds, mode)
         if mode != "callgrind":
             # The worker does the work: measure it, and remember it so
             # that a SIGKILLed master does not leave it running.
             kids = []
             for _ in range(50):
                 kids = children_of(proc.pid)
-                if kids:
+                if len(kids) >= self.workers:
                     break
                 time.sleep(0.1)
-            if len(kids) != 1:
-                raise ServerError(f"expected one nginx worker under {proc.pid}, found {kids}")
+            if len(kids) != self.workers:
+                raise ServerError(f"expected {self.workers} nginx worker(s) under {proc.pid}, "
+                                  f"found {kids}")
             proc.cpu_pid = kids[0]
             proc.children = kids
+        return proc
+
+
+class Backend(Nginx):
+    """The upstream of the proxy workloads: nginx (bench/nginx-backend.conf.in)
+    pinned to the client CPUs, one worker per client CPU, so that the server
+    under test never waits on it. Not a peer: started once per run."""
+    name = "backend"
+    static = False
+    proxies = False
+
+    def __init__(self, cfg, env):
+        super().__init__(cfg, env)
+        self.cpus = sorted({c for c in cfg.client_cpus if c is not None})
+        self.workers = max(1, len(self.cpus))
+
+    def wrap(self, argv, mode, out_name):
+        return (["taskset", "-c", ",".join(map(str, self.cpus))] if self.cpus else []) + argv
+
+    def start(self, mode="time", groups=None):
+        cfg = self.cfg
+        port, = free_ports(1)
+        self.ports = {"backend": port}
+        self.start_nginx("backend", "nginx-backend.conf.in", backend_subst(cfg, port, self.workers),
+                         ["backend"], mode)
+        cfg.backend_port = port
+
+    def cpu_ticks(self):
+        return sum(cpu_ticks(pid) for pid in self.procs["backend"].children)
+
+    def status(self):
+        """(connections accepted, requests) so far: stub_status's counters.
+        Each call is one connection and one request itself."""
+        with socket.create_connection(("127.0.0.1", self.ports["backend"]), timeout=10) as s:
+            s.sendall(b"GET /bench-status HTTP/1.1\r\nHost: backend\r\n"
+                      b"Connection: close\r\n\r\n")
+            data = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        m = re.search(rb"server accepts handled requests\s+(\d+) (\d+) (\d+)", data)
+        if not m:
+            raise ServerError(f"backend status: {data[:200]!r}")
+        return int(m.group(1)), int(m.group(3))
+
+
+class Haproxy(Server):
+    """HAProxy as a reverse-proxy peer (bench/haproxy.cfg.in): one thread
+    (nbthread 1), pinned like the others, in the foreground (-db)."""
+    name = "haproxy"
+    static = False
+    proxies = True
+
+    def version(self):
+        return run_text([self.cfg.haproxy, "-v"]).splitlines()[0]
+
+    def start_proxy(self, mode):
+        cfg = self.cfg
+        port, = free_ports(1)
+        self.ports["proxy"] = port
+        conf = f"{cfg.tmp}/haproxy-{mode}.cfg"
+        argv = haproxy_conf(cfg, conf, port)
+        proc = self.start_proc(f"haproxy-{mode}", self.wrap(argv, mode, "haproxy"), ["proxy"],
+                               mode)
+        proc.stop_signal = signal.SIGUSR1   # soft stop, exit 0; SIGTERM kills it
+
+
+# The proxy workloads' request bodies are 1 MiB; every proxy accepts 2 MiB.
+PROXY_MAX_BODY = 2 << 20
+
+
+def nginx_common_subst(cfg, mode, name):
+    conns = cfg.idle_conns + 1000
+    return {
+        "@TMP@": cfg.tmp, "@NAME@": name,
+        "@USER_DIRECTIVE@": "user root root;" if os.geteuid() == 0
+        else "# not root: the worker keeps the invoking user",
+        "@MASTER@": "master_process off" if mode == "callgrind" else "master_process on",
+        "@NOFILE@": str(2 * conns + 100), "@CONNS@": str(conns),
+        "@CERT@": cfg.cert, "@KEY@": cfg.key,
+        "@KTLS@": "ssl_conf_command Options KTLS;" if cfg.ktls else "# no kTLS here",
+    }
+
+
+def proxy_subst(cfg, port):
+    return {"@PORT@": str(port), "@BACKEND_PORT@": str(cfg.backend_port),
+            "@KEEPALIVE@": str(cfg.proxy_keepalive), "@MAX_BODY@": str(PROXY_MAX_BODY)}
+
+
+def backend_subst(cfg, port, workers):
+    return {"@PORT@": str(port), "@ROOT@": f"{cfg.tmp}/www", "@WORKERS@": str(workers),
+            "@MAX_BODY@": str(PROXY_MAX_BODY)}
+
+
+def nginx_conf(cfg, template, conf, mode, subst, name, err_log):
+    """Writes bench/TEMPLATE filled in to CONF and checks it with nginx -t;
+    returns the command line that runs it."""
+    fill_template(f"{cfg.bench_dir}/{template}", conf,
+                  dict(nginx_common_subst(cfg, mode, name), **subst))
+    argv = [cfg.nginx, "-p", f"{cfg.tmp}/", "-e", f"{cfg.tmp}/{err_log}", "-c", conf]
+    r = subprocess.run(argv + ["-t", "-q"], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise ServerError(f"nginx rejected {conf} (from bench/{template}):\n{r.stderr}")
+    return argv
+
+
+def haproxy_conf(cfg, conf, port):
+    """Writes HAProxy's config (bench/haproxy.cfg.in) and its certificate
+    file (certificate and key in one PEM) and checks them with haproxy -c;
+    returns the command line that runs it."""
+    pem = f"{cfg.tmp}/haproxy.pem"
+    with open(cfg.cert) as c, open(cfg.key) as k, open(pem, "w") as out:
+        out.write(c.read() + k.read())
+    os.chmod(pem, 0o600)
+    fill_template(f"{cfg.bench_dir}/haproxy.cfg.in", conf, {
+        "@PORT@": str(port), "@PEM@": pem, "@BACKEND_PORT@": str(cfg.backend_port),
+        "@KEEPALIVE@": str(cfg.proxy_keepalive), "@CIPHER@": CIPHER})
+    argv = [cfg.haproxy, "-db", "-f", conf]
+    r = subprocess.run([cfg.haproxy, "-c", "-q", "-f", conf], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise ServerError(f"haproxy rejected {conf} (from bench/haproxy.cfg.in):\n"
+                          f"{r.stdout}{r.stderr}")
+    return argv
 
 
 class H2o(Server):
@@ -258,12 +438,12 @@ class H2o(Server):
     def version(self):
         return run_text([self.cfg.h2o, "--version"]).splitlines()[0]
 
-    def start(self, mode):
+    def start_static(self, mode):
         cfg = self.cfg
         plain, tls, plain2, full = free_ports(4)
         # The no-resumption instance needs a plaintext listener too: the
         # template has one; nothing is measured on it.
-        self.ports = {"plain": plain, "tls": tls, "plain2": plain2, "full": full}
+        self.ports.update(plain=plain, tls=tls, plain2=plain2, full=full)
         env = dict(self.env)
         env["OPENSSL_CONF"] = cfg.h2o_openssl_conf
         for name, res, kinds in ((f"h2o-{mode}", "ticket", ["plain", "tls"]),
@@ -304,7 +484,7 @@ def run_text(argv):
     return (r.stdout + r.stderr).strip()
 
 
-SERVERS = {"ringtls": Ringtls, "nginx": Nginx, "h2o": H2o}
+SERVERS = {"ringtls": Ringtls, "nginx": Nginx, "h2o": H2o, "haproxy": Haproxy}
 
 
 def find_tool(name):

@@ -1,13 +1,23 @@
 #!/usr/bin/env python3
 """bench/test_clients.py: the client-process rule of bench/clients.py with
-made-up measurements (no wrk, no servers). Not part of ctest: run it with
-`python3 bench/test_clients.py` after changing bench/clients.py."""
+made-up measurements (no wrk, no servers); the workload selection
+(WORKLOADS, its groups) and the proxy verdicts of bench/report.py; and
+that the generated proxy configs (nginx proxy and backend, HAProxy) pass
+`nginx -t` and `haproxy -c` (skipped where a tool is missing). Not part of
+ctest: run it with `python3 bench/test_clients.py` after changing bench/."""
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
+import types
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench as B  # noqa: E402
 import clients as C  # noqa: E402
+import report as R  # noqa: E402
+import servers as S  # noqa: E402
 
 
 def fake_client(cost_pct, servers=("ringtls", "nginx")):
@@ -119,6 +129,119 @@ class Settings(unittest.TestCase):
         with self.assertRaises(ValueError):
             C.split_conns(2, 3)
         self.assertEqual(C.cpus_for([1, 2], 5), [1, 2, 1, 2, 1])
+
+
+class Selection(unittest.TestCase):
+    def keys(self, spec):
+        return [w.key for w in B.select_workloads(spec)]
+
+    def test_groups(self):
+        proxy = ["proxy-hello", "proxy-1m", "proxy-upload"]
+        self.assertEqual(self.keys("proxy"), proxy)
+        self.assertEqual(self.keys(""), [w.key for w in B.WORKLOADS])
+        self.assertEqual(self.keys("static") + proxy, self.keys(""))
+        self.assertEqual(self.keys("proxy,tls-hello"), ["tls-hello"] + proxy)
+
+    def test_unknown_is_refused(self):
+        with self.assertRaises(SystemExit):
+            B.select_workloads("proxy,no-such-workload")
+
+    def test_proxy_only_config(self):
+        cfg = B.Config({"WORKLOADS": "proxy", "CLIENT_CPUS": "1", "HAPROXY": "haproxy"},
+                       pin=False)
+        self.assertEqual(cfg.groups, ("proxy",))
+        self.assertEqual(cfg.peers(), ["ringtls", "nginx", "haproxy"])
+        self.assertTrue(cfg.report_name.endswith("-proxy"))   # never the day's full report
+        cfg = B.Config({"WORKLOADS": "tls-hello,proxy-1m", "CLIENT_CPUS": "1",
+                        "HAPROXY": "haproxy", "H2O": "off"}, pin=False)
+        self.assertEqual((cfg.groups, cfg.report_name), (("static", "proxy"), ""))
+
+
+def rounds(cpu_us, n=3):
+    return [{"rps": 1000.0, "requests": 3000, "cpu_us_per_req": v, "server_cpu_pct": 90.0,
+             "client_cpu_pct": 50.0, "client_cpu_pcts": [50.0], "error": None,
+             "upstream_conns": 3, "backend_cpu_pct": 40.0, "wrk": "wrk"}
+            for v in [cpu_us] * n]
+
+
+class ProxyVerdicts(unittest.TestCase):
+    def row(self, key, timed):
+        wl = next(w for w in B.WORKLOADS if w.key == key)
+        return R.ProxyRow(wl, {"timed": {key: timed}, "clients": {}})
+
+    def test_met_and_missed(self):
+        r = self.row("proxy-hello", {"ringtls": rounds(10.0), "haproxy": rounds(13.5),
+                                     "nginx": rounds(12.0)})
+        self.assertEqual(r.verdicts["haproxy"], "MET")
+        self.assertEqual(r.verdicts["nginx"], "MISSED, 8% short")
+        self.assertAlmostEqual(r.ratios["nginx"], 1.2)
+        self.assertEqual(r.conns_k["ringtls"], 1.0)
+        self.assertIn("9.23 µs", r.shortfall("nginx"))
+        self.assertIsNone(r.shortfall("haproxy"))
+
+    def test_a_proxy_that_did_not_start(self):
+        bad = [B.not_timed("did not start: --proxy: not built yet")] * 3
+        r = self.row("proxy-1m", {"ringtls": bad, "haproxy": rounds(2000.0),
+                                  "nginx": rounds(2100.0)})
+        self.assertEqual(r.verdicts["haproxy"], "NOT MEASURED (ringtls failed)")
+        text = "\n".join(R.table_proxy([r]) + R.rounds_list([r], []))
+        self.assertIn("did not start", text)
+
+
+def fake_cfg(tmp):
+    """What servers.py's config writers read, for a run in tmp."""
+    cert, key = f"{tmp}/cert.pem", f"{tmp}/key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", "/CN=localhost"], check=True, capture_output=True)
+    os.makedirs(f"{tmp}/www")
+    with open(f"{tmp}/www/hello.txt", "wb") as f:
+        f.write(S.HELLO)
+    return types.SimpleNamespace(
+        tmp=tmp, cert=cert, key=key, bench_dir=os.path.dirname(os.path.abspath(__file__)),
+        idle_conns=0, ktls=False, proxy_keepalive=32, backend_port=1,
+        nginx=S.find_tool("nginx"), haproxy=S.find_tool("haproxy"))
+
+
+@unittest.skipUnless(shutil.which("openssl"), "no openssl")
+class ProxyConfigs(unittest.TestCase):
+    """The configs as a run writes them; the writers run nginx -t and
+    haproxy -c themselves and raise ServerError if refused."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="bench-test.")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.cfg = fake_cfg(self.tmp)
+
+    @unittest.skipUnless(S.find_tool("nginx"), "no nginx")
+    def test_nginx_proxy_and_backend(self):
+        for mode in ("time", "check"):
+            S.nginx_conf(self.cfg, "nginx-proxy.conf.in", f"{self.tmp}/p-{mode}.conf", mode,
+                         S.proxy_subst(self.cfg, 2), name=f"p-{mode}", err_log="p.log")
+        argv = S.nginx_conf(self.cfg, "nginx-backend.conf.in", f"{self.tmp}/b.conf", "time",
+                            S.backend_subst(self.cfg, 3, 1), name="b", err_log="b.log")
+        self.assertEqual(argv[-1], f"{self.tmp}/b.conf")
+        with open(f"{self.tmp}/p-time.conf") as f:
+            text = f.read()
+        for want in ("keepalive 32;", "proxy_http_version 1.1;", 'proxy_set_header Connection "";',
+                     "server 127.0.0.1:1;", "listen 127.0.0.1:2 ssl;"):
+            self.assertIn(want, text)
+
+    @unittest.skipUnless(S.find_tool("haproxy"), "no haproxy")
+    def test_haproxy(self):
+        argv = S.haproxy_conf(self.cfg, f"{self.tmp}/h.cfg", 2)
+        self.assertEqual(argv[1:], ["-db", "-f", f"{self.tmp}/h.cfg"])
+        with open(f"{self.tmp}/h.cfg") as f:
+            text = f.read()
+        for want in ("nbthread 1", "bind 127.0.0.1:2 ssl crt", "pool-max-conn 32",
+                     "ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256"):
+            self.assertIn(want, text)
+
+    @unittest.skipUnless(S.find_tool("haproxy"), "no haproxy")
+    def test_a_refused_config_raises(self):
+        self.cfg.backend_port = "not-a-port"
+        with self.assertRaises(S.ServerError):
+            S.haproxy_conf(self.cfg, f"{self.tmp}/bad.cfg", 2)
 
 
 if __name__ == "__main__":

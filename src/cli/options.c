@@ -86,7 +86,7 @@ void cli_usage(FILE *f)
 	      "  --proxy-timeout T        upstream response head deadline, from the end of\n"
 	      "                           the request (default 60s)\n"
 	      "  --proxy-keepalive N      idle upstream connections kept per upstream and\n"
-	      "                           thread, 0..1024 (default 32; 0: none)\n"
+	      "                           thread, 0..1024 (default 64; 0: none)\n"
 	      "  --upstream-proxy-protocol v1|v2\n"
 	      "                           send a PROXY protocol header to upstreams\n"
 	      "  --proxy-protocol-from CIDR\n"

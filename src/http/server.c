@@ -22,7 +22,7 @@ void rtls_http_config_defaults(struct rtls_http_config *hc)
 	hc->max_target = 8000;
 	hc->max_headers = 100;
 	hc->max_body = 1u << 20;
-	hc->proxy_keepalive = 32;
+	hc->proxy_keepalive = 64;
 }
 
 int rtls_http_config_open(struct rtls_http_config *hc)
