@@ -275,7 +275,9 @@ RTLS_API void *rtls_conn_data(rtls_conn *c);
 RTLS_API void *rtls_conn_ctx(rtls_conn *c);
 
 /* Writes the peer's address ("1.2.3.4:5", "[::1]:5") into out[0..n), or
- * "?" if it is gone. For log lines; a getpeername(2) call each time.
+ * "?" if it is gone. For log lines; a getpeername(2) call each time, or,
+ * after a PROXY protocol header (rtls_config.proxy_protocol_from), the
+ * client the header named.
  * Callbacks: none. */
 RTLS_API int rtls_conn_peer(const rtls_conn *c, char *out, size_t n);
 

@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "core/internal.h" /* rtls__parse_addr */
+#include "core/proxyproto.h"
 #include "core/util.h"
 
 struct check {
@@ -77,6 +78,25 @@ static void check_listeners(struct check *c)
 		snprintf(msg, sizeof(msg), "--%s %s: not an ADDR:PORT",
 			 o->listen[i].tls ? "tls-listen" : "listen", o->listen[i].addr);
 		say(c, o->listen_at[i], msg);
+	}
+}
+
+/* The sources that may send a PROXY header, with the parser the server
+ * uses (rtls_server_create refuses the same strings). Each bad one is
+ * reported; a file's entries are placed at the setting (the last entry's
+ * line: entries have no place of their own). */
+static void check_pp_sources(struct check *c)
+{
+	const struct cli_opts *o = c->o;
+	struct rtls__cidr cidr;
+	char flag[64], msg[512];
+	struct cli_at at = opt_at(c, "proxy-protocol-from", flag, sizeof(flag));
+
+	for (unsigned i = 0; i < o->npp_from; i++) {
+		if (rtls__cidr_parse(o->pp_from[i], &cidr) == 0)
+			continue;
+		snprintf(msg, sizeof(msg), "%s: not an address or CIDR: '%s'", flag, o->pp_from[i]);
+		say(c, at, msg);
 	}
 }
 
@@ -234,6 +254,7 @@ int cli_check_config(int argc, char **argv)
 	if (ret == 0) {
 		check_root(&c);
 		check_listeners(&c);
+		check_pp_sources(&c);
 		check_tls(&c);
 	}
 	cli_opts_free(&o);

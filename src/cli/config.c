@@ -290,13 +290,14 @@ static void list(struct loader *l, int opt, const char *name)
 {
 	bool addr = strcmp(name, "listen") == 0 || strcmp(name, "tls-listen") == 0;
 	const char *one = addr ? "an address" : "a value";
+	const char *many = addr ? "a list of addresses" : "a list of values";
 
 	if (is_scalar(&l->ev)) {
 		entry(l, opt, name, addr);
 		return;
 	}
 	if (l->ev.type != YAML_SEQUENCE_START_EVENT) {
-		problem(l, l->ev.start_mark, "%s: expected %s or a list of them, not %s", name, one,
+		problem(l, l->ev.start_mark, "%s: expected %s or %s, not %s", name, one, many,
 			what(&l->ev));
 		skip(l, 1);
 		return;

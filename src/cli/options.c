@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "core/proxyproto.h"
 #include "options.h"
 
 void cli_usage(FILE *f)
@@ -401,6 +402,7 @@ static int apply_number(struct cli_opts *o, int opt, const char *arg, const stru
 static int apply_proxy(struct cli_opts *o, int opt, const char *arg, const struct bad *e)
 {
 	static const char *const versions[] = { "v1", "v2" };
+	struct rtls__cidr cidr;
 	unsigned long long v;
 	char why[256];
 	int i;
@@ -429,6 +431,10 @@ static int apply_proxy(struct cli_opts *o, int opt, const char *arg, const struc
 	case O_PPFROM:
 		if (o->npp_from == CLI_MAX_PP_FROM) {
 			snprintf(e->buf, e->n, "at most %d %s", CLI_MAX_PP_FROM, e->flag);
+			return -1;
+		}
+		if (rtls__cidr_parse(arg, &cidr) < 0) {
+			snprintf(e->buf, e->n, "%s: not an address or CIDR: '%s'", e->flag, arg);
 			return -1;
 		}
 		o->pp_from[o->npp_from++] = arg;

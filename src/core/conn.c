@@ -549,6 +549,8 @@ static void conn_free(struct rtls_conn *c)
 	if (!c->ctl_borrowed)
 		free(c->ctl);
 	c->ctl = NULL;
+	free(c->pp);
+	c->pp = NULL;
 	if (c->pipe[0] >= 0) {
 		close(c->pipe[0]);
 		close(c->pipe[1]);
@@ -652,6 +654,13 @@ int rtls_conn_query(const rtls_conn *c, struct rtls_conn_info *info)
 	info->local_len = sizeof(info->local);
 	if (c->fd < 0 || getsockname(c->fd, (struct sockaddr *)&info->local, &info->local_len) < 0)
 		info->local_len = 0;
+	if (c->pp) {
+		/* A PROXY header named the connection's two ends. */
+		info->peer = c->pp->src;
+		info->peer_len = c->pp->src_len;
+		info->local = c->pp->dst;
+		info->local_len = c->pp->dst_len;
+	}
 	if (c->tp && c->tp->query)
 		c->tp->query(c, info);
 	return 0;
@@ -662,6 +671,10 @@ int rtls_conn_peer(const rtls_conn *c, char *out, size_t n)
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
 
+	if (c->pp) { /* the client a PROXY header named */
+		rtls_format_addr(&c->pp->src, out, n);
+		return 0;
+	}
 	if (c->fd < 0 || getpeername(c->fd, (struct sockaddr *)&ss, &len) < 0) {
 		snprintf(out, n, "?");
 		return c->fd < 0 ? -EBADF : -errno;

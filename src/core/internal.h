@@ -218,6 +218,15 @@ enum rtls__send_state {
 #endif
 
 struct rtls__reactor;
+struct rtls__cidr; /* proxyproto.h */
+
+/* The addresses a PROXY protocol header gave a connection (proxyphase.c):
+ * what rtls_conn_peer() and rtls_conn_query() report instead of the
+ * socket's. */
+struct rtls__pp_addrs {
+	struct sockaddr_storage src, dst;
+	socklen_t src_len, dst_len;
+};
 
 /* c->listener of a connection that rtls_conn_connect() opened: never an
  * index, as a server has at most 255 listeners (0..254). */
@@ -276,9 +285,10 @@ struct rtls_conn {
 	unsigned nheld;          /* buffers handed out and not yet released */
 	struct rtls_buf *paused_q; /* bufs received while paused */
 	unsigned npaused, paused_cap;
-	unsigned paused_next;      /* of those, handed over by a resume in progress */
+	unsigned paused_next; /* of those, handed over by a resume in progress */
 	struct sockaddr_storage peer;
 	socklen_t peer_len;
+	struct rtls__pp_addrs *pp; /* from a PROXY header, or NULL */
 	void *data;              /* handler area */
 };
 
@@ -355,6 +365,13 @@ struct rtls_server {
 	size_t tls_conn_size;
 	struct sockaddr_storage *bound; /* per listener, actual address */
 	socklen_t *bound_len;
+	/* PROXY protocol: the sources that may send a header (parsed from
+	 * cfg.proxy_protocol_from), and the phase every accepted connection
+	 * goes through first: rtls__pp_begin, or NULL when there are none,
+	 * so that accepting costs nothing more without the feature. */
+	struct rtls__cidr *pp_from;
+	unsigned npp_from;
+	int (*pp_begin)(struct rtls_conn *c);
 };
 
 /* reactor.c */
@@ -446,6 +463,10 @@ void rtls__pipes_free(struct rtls__reactor *r);
 void rtls__deliver(struct rtls_conn *c, struct rtls_buf *b);
 void rtls__deliver_eof(struct rtls_conn *c);
 int rtls__handler_open(struct rtls_conn *c);
+
+/* proxyphase.c: puts an accepted connection into the PROXY protocol
+ * phase (a transport of its own) before its handler or TLS. 0 or -ENOMEM. */
+int rtls__pp_begin(struct rtls_conn *c);
 
 /* wbuf.c */
 int rtls__wbuf_append(struct rtls__wbuf *w, const void *p, size_t n);

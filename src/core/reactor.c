@@ -118,6 +118,17 @@ static void on_accept(struct rtls__reactor *r, unsigned li, struct io_uring_cqe 
 		}
 		return;
 	}
+	if (r->srv->pp_begin) {
+		/* PROXY protocol: its phase (proxyphase.c) comes first, and
+		 * hands the connection to TLS or the handler itself. */
+		int ret = r->srv->pp_begin(c);
+
+		if (ret < 0)
+			rtls__conn_kill(c, ret);
+		else
+			rtls__conn_recv_arm(c);
+		return;
+	}
 	if (r->ls[li].tls && r->srv->tls_attach) {
 		/* The transport picks the receive mode before the first read. */
 		int ret = r->srv->tls_attach(c);

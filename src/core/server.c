@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "proxyproto.h"
 
 /* Whether the reactor threads were started and joined: state of the
  * public run calls alone, kept beside struct rtls_server rather than in
@@ -78,6 +79,39 @@ static int validate(const struct rtls_config *cfg)
 	for (unsigned i = 0; i < cfg->nlisteners; i++)
 		if (cfg->listeners[i].tls && !cfg->tls)
 			return -ENOPROTOOPT;
+	return 0;
+}
+
+/* The sources that may send a PROXY header, parsed once. A string that
+ * is not an address or CIDR fails the server, naming it; every failure
+ * is described in why. */
+static int pp_sources(struct rtls_server *s, char *why, size_t whylen)
+{
+	const struct rtls_config *cfg = &s->cfg;
+
+	if (!cfg->nproxy_protocol_from)
+		return 0;
+	if (!cfg->proxy_protocol_from) {
+		snprintf(why, whylen, "proxy-protocol-from: %u sources but no list",
+			 cfg->nproxy_protocol_from);
+		return -EINVAL;
+	}
+	s->pp_from = calloc(cfg->nproxy_protocol_from, sizeof(*s->pp_from));
+	if (!s->pp_from) {
+		snprintf(why, whylen, "%s", strerror(ENOMEM));
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < cfg->nproxy_protocol_from; i++) {
+		const char *src = cfg->proxy_protocol_from[i];
+
+		if (!src || rtls__cidr_parse(src, &s->pp_from[i]) < 0) {
+			snprintf(why, whylen, "proxy-protocol-from: not an address or CIDR: '%s'",
+				 src ? src : "(null)");
+			return -EINVAL;
+		}
+	}
+	s->npp_from = cfg->nproxy_protocol_from;
+	s->pp_begin = rtls__pp_begin;
 	return 0;
 }
 
@@ -162,6 +196,7 @@ static void reactor_free(struct rtls_server *s, struct rtls__reactor *r)
 			rtls__wbuf_free(&r->conns[i].w[0]);
 			rtls__wbuf_free(&r->conns[i].w[1]);
 			free(r->conns[i].paused_q);
+			free(r->conns[i].pp);
 			if (!r->conns[i].ctl_borrowed)
 				free(r->conns[i].ctl);
 			if (r->conns[i].pipe[0] >= 0) {
@@ -228,6 +263,9 @@ int rtls_server_create(const struct rtls_config *cfg, rtls_server **out, char *w
 		goto err;
 	s->handler = *cfg->handler;
 	s->nlisteners = s->cfg.nlisteners;
+	ret = pp_sources(s, why, whylen);
+	if (ret < 0)
+		goto err_described;
 	if (s->cfg.tls) {
 		const struct rtls__tls_hooks *h = (const void *)s->cfg.tls;
 
@@ -455,5 +493,6 @@ void rtls_server_destroy(rtls_server *s)
 	free(s->rs);
 	free(s->bound);
 	free(s->bound_len);
+	free(s->pp_from);
 	free(box_of(s));
 }

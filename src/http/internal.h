@@ -89,6 +89,7 @@ struct pexch {
 	bool reused; /* the upstream came from the pool */
 	bool idempotent, head_req, client10, client_close, upgrade;
 	bool up_close; /* the upstream will not keep the connection */
+	bool rechunk;  /* a close-delimited body sent to the client chunked */
 	bool resp_done;
 	bool wait_up_drain;     /* client input held until the upstream drains */
 	bool wait_client_drain; /* upstream paused until the client drains */
@@ -107,6 +108,8 @@ struct hconn {
 	bool shutting;           /* server shutdown asked us to finish */
 	bool eof;
 	bool gone;               /* on_close ran */
+	bool busy;               /* process() is running */
+	bool again;              /* a resume was asked for while busy */
 	bool head;               /* the current request is HEAD */
 	uint64_t chunked_seen;   /* chunked body bytes so far */
 	struct pexch x;          /* a proxied request in flight (x.st != PX_NONE) */
@@ -139,8 +142,9 @@ const struct rtls_http_route *rtls__proxy_route(const struct rtls_http_config *h
  * skipping `not` (the one that just failed). NULL if none is up. */
 struct rtls_http_upstream *rtls__proxy_pick(const struct rtls_http_route *rt,
 					    const struct rtls_http_upstream * not );
-/* Marks srv down for a while, after a refused or timed-out connect. */
-void rtls__proxy_mark_down(struct rtls_http_upstream *srv);
+/* Marks srv down for a while, after a refused or timed-out connect;
+ * true if it was up until now. */
+bool rtls__proxy_mark_down(struct rtls_http_upstream *srv);
 /* The idle pool of this thread: an open upstream connection to srv, or
  * NULL; and giving one back (closed if the pool is full). */
 rtls_conn *rtls__pool_take(const struct rtls_http_upstream *srv);
@@ -160,6 +164,8 @@ size_t rtls__proxy_input(rtls_conn *c, struct hconn *h, const char *p, size_t n)
 /* The client's on_drained, on_eof, on_close, on_shutdown parts. */
 void rtls__proxy_client_drained(rtls_conn *c, struct hconn *h);
 void rtls__proxy_client_gone(rtls_conn *c, struct hconn *h);
+/* The client's timer expired while an exchange runs. */
+void rtls__proxy_client_timeout(rtls_conn *c, struct hconn *h);
 /* The upstream connections' handler. */
 extern const struct rtls_handler rtls__upstream_handler;
 

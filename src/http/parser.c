@@ -403,7 +403,17 @@ int rtls__http_str_ieq(struct rtls_http_str s, const char *lit)
 	return lit[i] == '\0';
 }
 
-bool rtls__http_has_token(struct rtls_http_str v, const char *tok)
+static bool str_eq_fold(struct rtls_http_str a, struct rtls_http_str b)
+{
+	if (a.n != b.n)
+		return false;
+	for (size_t i = 0; i < a.n; i++)
+		if (ascii_lower((unsigned char)a.p[i]) != ascii_lower((unsigned char)b.p[i]))
+			return false;
+	return true;
+}
+
+bool rtls__http_list_has(struct rtls_http_str v, struct rtls_http_str tok)
 {
 	size_t i = 0, s, e;
 
@@ -415,10 +425,15 @@ bool rtls__http_has_token(struct rtls_http_str v, const char *tok)
 			i++;
 		for (e = i; e > s && is_ows((unsigned char)v.p[e - 1]); e--)
 			;
-		if (rtls__http_str_ieq((struct rtls_http_str){ v.p + s, e - s }, tok))
+		if (str_eq_fold((struct rtls_http_str){ v.p + s, e - s }, tok))
 			return true;
 	}
 	return false;
+}
+
+bool rtls__http_has_token(struct rtls_http_str v, const char *tok)
+{
+	return rtls__http_list_has(v, (struct rtls_http_str){ tok, strlen(tok) });
 }
 
 /* What the framing rules need from a response's fields. */

@@ -107,6 +107,8 @@ int rtls__http_str_ieq(struct rtls_http_str s, const char *lit);
 /* Is tok (case-insensitive) one of the comma-separated elements of v, each
  * trimmed of OWS? For list fields such as Connection (RFC 9110 §5.6.1). */
 bool rtls__http_has_token(struct rtls_http_str v, const char *tok);
+/* The same for a token that is itself a view (a field name). */
+bool rtls__http_list_has(struct rtls_http_str v, struct rtls_http_str tok);
 
 /* Chunked transfer-coding decoder state (RFC 9112 §7.1), used to skip a
  * request body and to find where an upstream's chunked response ends.

@@ -197,9 +197,13 @@ struct rtls_http_upstream *rtls__proxy_pick(const struct rtls_http_route *rt,
 	return NULL;
 }
 
-void rtls__proxy_mark_down(struct rtls_http_upstream *srv)
+bool rtls__proxy_mark_down(struct rtls_http_upstream *srv)
 {
-	atomic_store_explicit(&srv->down_until_ms, now_ms() + DOWN_MS, memory_order_relaxed);
+	uint64_t now = now_ms();
+	uint64_t was =
+		atomic_exchange_explicit(&srv->down_until_ms, now + DOWN_MS, memory_order_relaxed);
+
+	return was <= now; /* it was up: worth a log line */
 }
 
 /* The idle pool: a list per reactor thread, most recently used first, so
@@ -207,7 +211,6 @@ void rtls__proxy_mark_down(struct rtls_http_upstream *srv)
  * its server. Its entries are the data areas of idle upstream
  * connections; they leave it when taken or closed. */
 static _Thread_local struct uconn pool;
-static _Thread_local unsigned pool_len;
 
 static void pool_unlink(struct uconn *u)
 {
@@ -215,7 +218,6 @@ static void pool_unlink(struct uconn *u)
 	u->next->prev = u->prev;
 	u->next = u->prev = NULL;
 	u->pooled = false;
-	pool_len--;
 }
 
 void rtls__pool_remove(struct uconn *u)
@@ -256,7 +258,6 @@ void rtls__pool_put(rtls_conn *c, const struct rtls_http_config *hc)
 	u->prev = &pool;
 	pool.next->prev = u;
 	pool.next = u;
-	pool_len++;
 	/* An idle upstream is closed after the idle time, as a client is. */
 	rtls_conn_set_timer(c, RTLS_TIMER_IDLE);
 }

@@ -57,15 +57,11 @@ static bool framing_field(struct rtls_http_str n)
 static bool named_by_connection(const struct rtls_http_header *hdrs, size_t nh,
 				struct rtls_http_str n)
 {
-	char name[64];
-
-	if (n.n >= sizeof(name) || framing_field(n))
+	if (framing_field(n))
 		return false;
-	memcpy(name, n.p, n.n);
-	name[n.n] = '\0';
 	for (size_t i = 0; i < nh; i++)
 		if (rtls__http_str_ieq(hdrs[i].name, "connection") &&
-		    rtls__http_has_token(hdrs[i].value, name))
+		    rtls__http_list_has(hdrs[i].value, n))
 			return true;
 	return false;
 }
@@ -119,7 +115,7 @@ struct out {
 
 static void put(struct out *o, const char *s, size_t n)
 {
-	if ((size_t)(o->end - o->p) < n) {
+	if (o->p > o->end || (size_t)(o->end - o->p) < n) {
 		o->p = o->end + 1; /* overflow: noticed by the caller */
 		return;
 	}
@@ -230,7 +226,7 @@ static void release_up(struct hconn *h, const struct rtls_http_config *hc, enum 
 		return;
 	x->up = NULL;
 	((struct uconn *)rtls_conn_data(u))->client = NULL;
-	if (fate == UP_REUSE && hc->proxy_keepalive && !hc->upstream_proxy_protocol)
+	if (fate == UP_REUSE && hc->proxy_keepalive && !hc->upstream_proxy_protocol && !h->shutting)
 		rtls__pool_put(u, hc);
 	else if (fate != UP_ABORT)
 		rtls_conn_close(u);
@@ -264,6 +260,7 @@ static void fail(rtls_conn *c, struct hconn *h, int status, const char *what)
 		rtls_conn_peer(c, peer, sizeof(peer));
 		rtls_log(RTLS_LOG_INFO, "http %s: %s: client connection reset", peer, why);
 		exch_clear(x);
+		h->closing = true;
 		rtls_conn_abort(c, -ECONNRESET);
 		return;
 	}
@@ -326,7 +323,8 @@ static int connect_next(rtls_conn *c, struct hconn *h, struct rtls_http_upstream
 	}
 	ret = rtls_conn_connect(c, x->srv->addr, &rtls__upstream_handler, NULL, &u);
 	if (ret < 0) {
-		fail(c, h, ret == -ENOBUFS ? 503 : 502,
+		/* No slot, or the server is stopping: not the upstream's fault. */
+		fail(c, h, ret == -ENOBUFS || ret == -ESHUTDOWN ? 503 : 502,
 		     ret == -ENOBUFS ? "no free connection slot" : strerror(-ret));
 		return -1;
 	}
@@ -362,6 +360,11 @@ static void send_head(rtls_conn *c, struct hconn *h)
 		}
 	}
 	if (rtls_conn_write(u, x->head, x->head_len) < 0) {
+		if (x->reused && x->tries < 2) { /* it was closing: another */
+			release_up(h, hc, UP_ABORT);
+			connect_next(c, h, NULL);
+			return;
+		}
 		fail(c, h, 502, "cannot queue the request");
 		return;
 	}
@@ -479,13 +482,19 @@ size_t rtls__proxy_input(rtls_conn *c, struct hconn *h, const char *p, size_t n)
 			fail(c, h, 502, "cannot queue tunnel bytes");
 			return 0;
 		}
+		rtls_conn_set_timer(c, RTLS_TIMER_IDLE); /* either way counts */
 	} else {
 		k = body_input(c, h, p, n);
 		if (x->st == PX_NONE)
 			return 0;
 		/* A client that stops mid-body is cut off after the idle time;
 		 * once the body is whole, the upstream's deadlines take over. */
-		rtls_conn_set_timer(c, x->req_done ? RTLS_TIMER_NONE : RTLS_TIMER_IDLE);
+		/* Once the response is flowing, the client's idle timer bounds
+		 * its reading, so it stays. */
+		if (!x->req_done || x->st == PX_BODY)
+			rtls_conn_set_timer(c, RTLS_TIMER_IDLE);
+		else
+			rtls_conn_set_timer(c, RTLS_TIMER_NONE);
 		if (x->req_done && x->st == PX_HEAD)
 			rtls_conn_set_timer(u, RTLS_TIMER_RESPONSE);
 	}
@@ -516,13 +525,37 @@ void rtls__proxy_client_gone(rtls_conn *c, struct hconn *h)
 	exch_clear(&h->x);
 }
 
+void rtls__proxy_client_timeout(rtls_conn *c, struct hconn *h)
+{
+	struct pexch *x = &h->x;
+	char peer[64];
+
+	if (x->st == PX_CONNECT || x->st == PX_HEAD) {
+		/* Only a body still to come arms the client's timer here. */
+		bool head = x->head_req;
+
+		release_up(h, rtls_conn_ctx(c), UP_ABORT);
+		exch_clear(x);
+		h->closing = true;
+		rtls__http_error(c, 408, "request body not received in time", head);
+		return;
+	}
+	rtls_conn_peer(c, peer, sizeof(peer));
+	rtls_log(RTLS_LOG_INFO, "http %s: peer idle for the idle time in a proxied %s: cut", peer,
+		 x->st == PX_TUNNEL ? "tunnel" : "response");
+	release_up(h, rtls_conn_ctx(c), x->st == PX_TUNNEL ? UP_CLOSE : UP_ABORT);
+	exch_clear(x);
+	h->closing = true;
+	rtls_conn_abort(c, -ETIMEDOUT);
+}
+
 /* ---- the response -------------------------------------------------------- */
 
 /* Writes the response head for the client: the upstream's status line
  * and fields, less the hop-by-hop ones, with our Connection. */
 static int client_head(rtls_conn *c, struct pexch *x, const struct rtls_http_response *r)
 {
-	size_t cap = 128 + r->reason.n;
+	size_t cap = 160 + r->reason.n;
 	struct out o;
 	char *buf, num[8];
 
@@ -550,6 +583,8 @@ static int client_head(rtls_conn *c, struct pexch *x, const struct rtls_http_res
 		putv(&o, f->value);
 		puts_(&o, "\r\n");
 	}
+	if (x->rechunk)
+		puts_(&o, "Transfer-Encoding: chunked\r\n");
 	if (r->status == 101)
 		puts_(&o, "Connection: upgrade\r\n");
 	else if (r->status >= 200 && x->client_close)
@@ -562,6 +597,22 @@ static int client_head(rtls_conn *c, struct pexch *x, const struct rtls_http_res
 		return -EOVERFLOW;
 	}
 	rtls_conn_commit(c, (size_t)(o.p - buf));
+	return 0;
+}
+
+/* p[0..n) as one chunk of a chunked body (n > 0), or the last chunk
+ * (n == 0): in one reservation, so it costs the copy a write would. */
+static int write_chunk(rtls_conn *c, const char *p, size_t n)
+{
+	char *b = rtls_conn_reserve(c, n + 24);
+	int len;
+
+	if (!b)
+		return -ENOMEM;
+	len = sprintf(b, n ? "%zx\r\n" : "0\r\n", n);
+	memcpy(b + len, p, n);
+	memcpy(b + len + n, "\r\n", 2);
+	rtls_conn_commit(c, (size_t)len + n + 2);
 	return 0;
 }
 
@@ -590,16 +641,27 @@ static size_t body_output(rtls_conn *c, struct hconn *h, const char *p, size_t n
 	}
 	if (k < n)
 		x->up_close = true;
-	if (k && rtls_conn_write(c, p, k) < 0) {
+	if (k && (x->rechunk ? write_chunk(c, p, k) : rtls_conn_write(c, p, k)) < 0) {
 		fail(c, h, 502, "cannot queue the response");
 		return 0;
 	}
 	return k;
 }
 
-/* A complete response head at p[0..len): judge it, pass it on. Returns
- * 0, or -1 when the exchange ended. */
-static int response_head(rtls_conn *c, struct hconn *h, const struct rtls_http_response *r)
+/* Does r carry a Transfer-Encoding field? */
+static bool has_te(const struct rtls_http_response *r)
+{
+	for (size_t i = 0; i < r->num_headers; i++)
+		if (rtls__http_str_ieq(r->headers[i].name, "transfer-encoding"))
+			return true;
+	return false;
+}
+
+/* A complete response head, with the body bytes that came after it in
+ * the same read, p[0..n): judge it, pass it on. Returns 0, or -1 when the
+ * exchange ended. */
+static int response_head(rtls_conn *c, struct hconn *h, const struct rtls_http_response *r,
+			 const char *p, size_t n)
 {
 	struct pexch *x = &h->x;
 	struct rtls_http_framing fr;
@@ -627,24 +689,47 @@ static int response_head(rtls_conn *c, struct hconn *h, const struct rtls_http_r
 		fail(c, h, 502, "chunked response to an HTTP/1.0 request");
 		return -1;
 	}
+	if (fr.body == RTLS_HTTP_BODY_CHUNKED && n) {
+		/* What came with the head is judged before the head goes out:
+		 * a bad chunk found now can still be a 502 (as request.c does
+		 * for the chunks that come with a request head). */
+		struct rtls_http_chunked ch = { 0, 0 };
+		size_t used;
+
+		if (rtls__http_chunked_feed(&ch, p, n, &used, NULL) == RTLS_HTTP_PARSE_BAD) {
+			fail(c, h, 502, "malformed chunked response body");
+			return -1;
+		}
+	}
 	x->body = (int)fr.body;
 	x->resp_left = fr.length;
 	x->up_close = fr.close;
-	if (fr.body == RTLS_HTTP_BODY_CLOSE)
+	if (fr.body == RTLS_HTTP_BODY_CLOSE && !x->client10 && !has_te(r)) {
+		/* Its end is the upstream's close: re-framed as chunked, the
+		 * client can tell a whole body from a cut one (a missing last
+		 * chunk), and keep its connection. */
+		x->rechunk = true;
+	} else if (fr.body == RTLS_HTTP_BODY_CLOSE) {
 		x->client_close = true; /* the end of the body is our close */
+	}
 	if (client_head(c, x, r) < 0) {
 		fail(c, h, 502, "response head too large to pass on");
 		return -1;
 	}
+	if (h->gone) /* the commit failed for memory: c was aborted */
+		return -1;
 	x->st = r->status == 101 ? PX_TUNNEL : PX_BODY;
 	free(x->head);
 	x->head = NULL;
-	x->resp_done = fr.body == RTLS_HTTP_BODY_NONE;
+	x->resp_done =
+		fr.body == RTLS_HTTP_BODY_NONE || (fr.body == RTLS_HTTP_BODY_LENGTH && !fr.length);
 	/* From here a stalled upstream is cut after the idle time; the
 	 * client's idle timer runs while its response is sent. */
 	rtls_conn_set_timer(x->up, RTLS_TIMER_IDLE);
 	rtls_conn_set_timer(c, RTLS_TIMER_IDLE);
-	return 0;
+	if (x->st == PX_TUNNEL)
+		rtls__http_resume(c, h); /* what the client sent before the 101 */
+	return x->st == PX_NONE ? -1 : 0;
 }
 
 /* Upstream bytes: the response head (accumulated in x->rin when it spans
@@ -696,7 +781,7 @@ static void response_input(rtls_conn *c, struct hconn *h, const char *p, size_t 
 		p += (size_t)ret - from_rin;
 		n -= (size_t)ret - from_rin;
 		x->rin_len = 0;
-		if (response_head(c, h, &r) < 0)
+		if (response_head(c, h, &r, p, n) < 0)
 			return;
 	}
 	if (x->st == PX_TUNNEL && n) {
@@ -730,11 +815,12 @@ static void up_data(rtls_conn *u, void *data, struct rtls_buf *b)
 
 	if (!c) { /* an idle connection has nothing to say */
 		rtls_buf_release(u, b);
+		rtls__pool_remove(ud);
 		rtls_conn_abort(u, -EPROTO);
 		return;
 	}
 	h = rtls_conn_data(c);
-	if (h->x.st == PX_BODY)
+	if (h->x.st == PX_BODY || h->x.st == PX_TUNNEL)
 		rtls_conn_set_timer(u, RTLS_TIMER_IDLE);
 	response_input(c, h, b->data, b->len);
 	rtls_buf_release(u, b);
@@ -773,6 +859,7 @@ static void up_eof(rtls_conn *u, void *data)
 	struct hconn *h;
 
 	if (!c) {
+		rtls__pool_remove(ud); /* closing: never to be handed out */
 		rtls_conn_close(u);
 		return;
 	}
@@ -781,8 +868,13 @@ static void up_eof(rtls_conn *u, void *data)
 	case PX_BODY:
 		if (h->x.body == RTLS_HTTP_BODY_CLOSE) {
 			h->x.up_close = true;
+			if (h->x.rechunk && write_chunk(c, "", 0) < 0) {
+				fail(c, h, 502, "cannot queue the response");
+				return;
+			}
 			rtls_conn_flush(c);
-			finish(c, h);
+			if (h->x.st == PX_BODY)
+				finish(c, h);
 		} else {
 			fail(c, h, 502, "closed mid-body");
 		}
@@ -809,6 +901,7 @@ static void up_timeout(rtls_conn *u, void *data, enum rtls_timer t)
 	rtls_conn *c = ud->client;
 
 	if (!c) {
+		rtls__pool_remove(ud);
 		rtls_conn_close(u);
 		return;
 	}
@@ -820,8 +913,13 @@ static void up_timeout(rtls_conn *u, void *data, enum rtls_timer t)
 
 static int up_shutdown(rtls_conn *u, void *data)
 {
+	struct uconn *ud = data;
+
 	(void)u;
-	return !((struct uconn *)data)->client;
+	if (ud->client)
+		return 0; /* its client closes it when its exchange is done */
+	rtls__pool_remove(ud);
+	return 1;
 }
 
 static void up_close(rtls_conn *u, void *data, int err)
@@ -841,12 +939,11 @@ static void up_close(rtls_conn *u, void *data, int err)
 	if (h->x.st == PX_CONNECT) {
 		/* Passive health: a server that refuses or does not answer is
 		 * skipped for a while, by every thread. */
-		if (err == -ECONNREFUSED || err == -ETIMEDOUT || err == -EHOSTUNREACH ||
-		    err == -ENETUNREACH) {
-			rtls__proxy_mark_down(h->x.srv);
-			rtls_log(RTLS_LOG_WARN, "upstream %s: connect: %s: marked down",
+		if ((err == -ECONNREFUSED || err == -ETIMEDOUT || err == -EHOSTUNREACH ||
+		     err == -ENETUNREACH) &&
+		    rtls__proxy_mark_down(h->x.srv))
+			rtls_log(RTLS_LOG_WARN, "upstream %s: connect: %s: marked down for 10 s",
 				 h->x.srv->name, strerror(-err));
-		}
 		if (retriable(&h->x) && h->x.route->nups > 1) {
 			connect_next(c, h, h->x.srv);
 			return;

@@ -113,6 +113,10 @@ static size_t process(rtls_conn *c, struct hconn *h, const char *p, size_t n)
 	struct rtls_http_header hdrs[HTTP_MAX_HEADERS];
 	size_t off = 0;
 
+	/* A resume asked for by a callback nested in here (an upstream that
+	 * opened, drained or ended) waits until this loop is done: it would
+	 * parse h->in under it (rtls__http_resume). */
+	h->busy = true;
 	while (off < n && !h->closing) {
 		if (h->x.st != PX_NONE) {
 			/* A proxied request's body (or tunnel) goes upstream;
@@ -153,6 +157,7 @@ static size_t process(rtls_conn *c, struct hconn *h, const char *p, size_t n)
 		off += (size_t)ret;
 		h->head_timer = false;
 	}
+	h->busy = false;
 	return off;
 }
 
@@ -161,6 +166,8 @@ static void run(rtls_conn *c, struct hconn *h)
 {
 	size_t used = process(c, h, h->in, h->in_len);
 
+	if (h->gone) /* on_close freed h->in */
+		return;
 	if (used) {
 		memmove(h->in, h->in + used, h->in_len - used);
 		h->in_len -= used;
@@ -207,7 +214,8 @@ static void on_data(rtls_conn *c, void *data, struct rtls_buf *b)
 		/* Fast path: parse in the receive buffer, keep only a tail. */
 		size_t used = process(c, h, b->data, b->len);
 
-		if (used < b->len && !h->closing && in_append(h, b->data + used, b->len - used) < 0)
+		if (used < b->len && !h->closing && !h->gone &&
+		    in_append(h, b->data + used, b->len - used) < 0)
 			h->closing = true;
 	} else if (in_append(h, b->data, b->len) < 0) {
 		h->closing = true;
@@ -216,15 +224,30 @@ static void on_data(rtls_conn *c, void *data, struct rtls_buf *b)
 	}
 	rtls_buf_release(c, b);
 	after_input(c, h);
+	if (h->again && !h->gone)
+		rtls__http_resume(c, h);
 }
 
 void rtls__http_resume(rtls_conn *c, struct hconn *h)
 {
+	const struct rtls_http_config *hc = rtls_conn_ctx(c);
+
 	if (h->gone)
 		return;
-	run(c, h);
-	after_input(c, h);
-	if (h->gone || h->closing || h->in_len)
+	if (h->busy) {
+		h->again = true;
+		return;
+	}
+	do {
+		h->again = false;
+		run(c, h);
+		after_input(c, h);
+		if (h->gone || h->closing)
+			return;
+	} while (h->again);
+	/* Input held for an exchange, a pipelining flood, or output over
+	 * its high water keep reading paused (after_input, process). */
+	if (h->wait_drain || (h->in_len && (h->x.st != PX_NONE || h->in_len > hc->max_head * 4)))
 		return;
 	if (h->eof && h->x.st == PX_NONE) {
 		rtls_conn_close(c);
@@ -248,6 +271,8 @@ static void on_drained(rtls_conn *c, void *data)
 	rtls_conn_resume_read(c);
 	run(c, h);
 	after_input(c, h);
+	if (h->again && !h->gone)
+		rtls__http_resume(c, h);
 	if (h->eof && !h->wait_drain)
 		rtls_conn_close(c);
 	return;
@@ -267,6 +292,7 @@ static void on_eof(rtls_conn *c, void *data)
 	 * left now can never complete. Finish sending, then close; a
 	 * proxied response still to come closes when it is done. */
 	if (h->x.st == PX_TUNNEL) {
+		rtls__proxy_client_gone(c, h); /* the upstream closes too */
 		h->closing = true;
 		rtls_conn_close(c);
 		return;
@@ -274,8 +300,12 @@ static void on_eof(rtls_conn *c, void *data)
 	if (h->x.st != PX_NONE && !h->x.req_done) {
 		/* The body it promised will not come: the upstream would wait
 		 * for it until its deadline. */
+		char peer[64];
+
 		rtls__proxy_client_gone(c, h);
-		rtls_log(RTLS_LOG_INFO, "http: client closed mid-body: proxied request dropped");
+		rtls_conn_peer(c, peer, sizeof(peer));
+		rtls_log(RTLS_LOG_INFO, "http %s: client closed mid-body: proxied request dropped",
+			 peer);
 		h->closing = true;
 		rtls_conn_close(c);
 		return;
@@ -288,6 +318,10 @@ static void on_timeout(rtls_conn *c, void *data, enum rtls_timer t)
 {
 	struct hconn *h = data;
 
+	if (h->x.st != PX_NONE) {
+		rtls__proxy_client_timeout(c, h);
+		return;
+	}
 	if (t == RTLS_TIMER_HEADER && h->in_len) {
 		h->closing = true;
 		rtls__http_error(c, 408, "request head not received in time", false);
