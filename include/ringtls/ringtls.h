@@ -374,7 +374,10 @@ RTLS_API void rtls_conn_resume_read(rtls_conn *c);
 RTLS_API void rtls_conn_close(rtls_conn *c);
 
 /* Closes at once, discarding queued output; err (0: -ECONNABORTED) is
- * passed to on_close. Does nothing if the connection is already gone.
+ * passed to on_close. With -ECONNRESET the peer gets a TCP reset
+ * (SO_LINGER 0) rather than a FIN, so it can tell that what it received
+ * is incomplete (a proxy whose upstream died mid-body). Does nothing if
+ * the connection is already gone.
  * Callbacks: on_close, always before it returns (input kept while
  * paused is released first). */
 RTLS_API void rtls_conn_abort(rtls_conn *c, int err);

@@ -531,6 +531,15 @@ void rtls__conn_kill(struct rtls_conn *c, int err)
 	 * prepared but not yet submitted, or a splice queued to io-wq, looks
 	 * the number up only when it runs, and after a close the next accept
 	 * (either reactor: one fd table) may already own that number. */
+	if (err == -ECONNRESET && c->fd >= 0) {
+		/* Asked for by the handler (or the peer's own reset): the
+		 * close sends RST, so the peer can tell what it got is cut.
+		 * A FIN that shutdown() below queues behind unsent data never
+		 * leaves: the close discards both. */
+		struct linger lg = { 1, 0 };
+
+		(void)setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
 	if (rtls__send_busy(c))
 		shutdown(c->fd, SHUT_RDWR);
 	conn_teardown(c, err);
