@@ -95,6 +95,13 @@ struct pexch {
 	bool wait_client_drain; /* upstream paused until the client drains */
 };
 
+/* What the forwarding fields say of a client, found on its first
+ * proxied request (proxy_exch.c). */
+struct hfwd {
+	char ip[46]; /* INET6_ADDRSTRLEN */
+	bool v6, tls, known;
+};
+
 /* Per-connection state (the engine's handler data area). */
 struct hconn {
 	char *in;                /* unparsed input kept across reads */
@@ -113,6 +120,7 @@ struct hconn {
 	bool head;               /* the current request is HEAD */
 	uint64_t chunked_seen;   /* chunked body bytes so far */
 	struct pexch x;          /* a proxied request in flight (x.st != PX_NONE) */
+	struct hfwd fwd;
 };
 
 /* response.c */

@@ -71,28 +71,36 @@ static bool forwarded_field(const struct rtls_http_header *hdrs, size_t nh, size
 	return !hop_by_hop(hdrs[i].name) && !named_by_connection(hdrs, nh, hdrs[i].name);
 }
 
-/* The client's address without its port: "192.0.2.1" or "2001:db8::1";
- * a v4-mapped IPv6 address as IPv4. "unknown" if there is none. */
-static void client_ip(rtls_conn *c, char *out, size_t n, bool *v6)
+/* The client's address without its port ("192.0.2.1", "2001:db8::1";
+ * a v4-mapped IPv6 address as IPv4; "unknown" if there is none) and
+ * whether it came over TLS: asked of the engine once per connection (two
+ * system calls), kept in the data area for its later requests. */
+static const struct hfwd *client_of(rtls_conn *c, struct hconn *h)
 {
+	struct hfwd *f = &h->fwd;
 	struct rtls_conn_info ci;
 
-	*v6 = false;
-	snprintf(out, n, "unknown");
-	if (rtls_conn_query(c, &ci) < 0 || !ci.peer_len)
-		return;
-	if (ci.peer.ss_family == AF_INET) {
-		inet_ntop(AF_INET, &((struct sockaddr_in *)&ci.peer)->sin_addr, out, (socklen_t)n);
-	} else if (ci.peer.ss_family == AF_INET6) {
+	if (f->known)
+		return f;
+	f->known = true;
+	snprintf(f->ip, sizeof(f->ip), "unknown");
+	if (rtls_conn_query(c, &ci) < 0)
+		return f;
+	f->tls = ci.transport == RTLS_TRANSPORT_TLS;
+	if (ci.peer_len && ci.peer.ss_family == AF_INET) {
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ci.peer)->sin_addr, f->ip,
+			  sizeof(f->ip));
+	} else if (ci.peer_len && ci.peer.ss_family == AF_INET6) {
 		const struct in6_addr *a = &((struct sockaddr_in6 *)&ci.peer)->sin6_addr;
 
 		if (IN6_IS_ADDR_V4MAPPED(a)) {
-			inet_ntop(AF_INET, &a->s6_addr[12], out, (socklen_t)n);
+			inet_ntop(AF_INET, &a->s6_addr[12], f->ip, sizeof(f->ip));
 		} else {
-			inet_ntop(AF_INET6, a, out, (socklen_t)n);
-			*v6 = true;
+			inet_ntop(AF_INET6, a, f->ip, sizeof(f->ip));
+			f->v6 = true;
 		}
 	}
+	return f;
 }
 
 /* Is every byte of s a token character (RFC 9110 §5.6.2)? Forwarded's
@@ -154,13 +162,11 @@ static long build_head(char *buf, size_t n, rtls_conn *c, const struct hreq *q, 
 {
 	const struct rtls_http_header *hd = q->r.headers;
 	size_t nh = q->r.num_headers;
-	struct rtls_conn_info ci;
+	const struct hfwd *f = client_of(c, rtls_conn_data(c));
 	struct out o = { buf, buf + n };
-	bool v6, tls;
-	char ip[INET6_ADDRSTRLEN];
+	bool v6 = f->v6, tls = f->tls;
+	const char *ip = f->ip;
 
-	client_ip(c, ip, sizeof(ip), &v6);
-	tls = rtls_conn_query(c, &ci) == 0 && ci.transport == RTLS_TRANSPORT_TLS;
 	putv(&o, q->r.method);
 	puts_(&o, " ");
 	putv(&o, q->r.target.n && q->r.target.p[0] == '/' ? q->r.target : q->path);
