@@ -31,6 +31,7 @@ import time
 import abuse_util as au
 import rtls_test as rt
 import tls_util as tu
+import upstreams as up
 
 V2SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 GET = b"GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n"
@@ -451,6 +452,42 @@ def bad_cidrs(t):
     t.eq(p.returncode, 0, "check-config with good CIDRs: exit status (%r)" % p.stderr.decode().strip())
 
 
+def forwarded(t):
+    """Through the reverse proxy, the upstream's X-Forwarded-For and
+    Forwarded name the client the PROXY header named (they come from
+    rtls_conn_query), over plaintext (v1, IPv4) and TLS (v2, IPv6)."""
+    be = up.Backend("pp-backend")
+    s = au.DualServer("--proxy-protocol-from", "127.0.0.1/32", "--proxy", "/=" + be.url)
+    cases = ((False, v1(src="203.0.113.7"), "203.0.113.7", "for=203.0.113.7;proto=http"),
+             (True, v2_inet6("2001:db8::7", "2001:db8::1", 40002, 443), "2001:db8::7",
+              'for="[2001:db8::7]";proto=https'))
+    for tls, hdr, ip, fwd in cases:
+        what = "proxied after a %s header%s" % ("v2" if tls else "v1", " over TLS" if tls else "")
+        so = connect(s.tls_port if tls else s.port)
+        try:
+            so.sendall(hdr)
+            if tls:
+                so = tu.client_ctx().wrap_socket(so, server_hostname="localhost")
+            so.sendall(b"GET /pp HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                d = so.recv(65536)
+                if not d:
+                    break
+                data += d
+        except (OSError, ssl.SSLError) as e:
+            t.check(False, "%s: exchange failed: %r" % (what, e))
+            data = b""
+        so.close()
+        t.check(data.startswith(b"HTTP/1.1 200"), "%s: answered by the upstream (%r)" % (what, data[:40]))
+        hdrs = dict((k.lower(), v) for k, v in be.log[-1]["headers"]) if be.log else {}
+        t.eq(hdrs.get("x-forwarded-for"), ip, "%s: X-Forwarded-For" % what)
+        t.check(hdrs.get("forwarded", "").startswith(fwd),
+                "%s: Forwarded starts %s (%r)" % (what, fwd, hdrs.get("forwarded")))
+    t.eq(s.stop(), 0, "proxy server: exit status after SIGTERM")
+    be.close()
+
+
 def test(t):
     if not au.raise_nofile(N_FLOOD + 512):
         raise rt.Skip("RLIMIT_NOFILE hard limit below %d" % (N_FLOOD + 512))
@@ -470,6 +507,7 @@ def test(t):
     t.eq(s2.stop(), 0, "10.0.0.0/8 server: exit status after SIGTERM")
     feature_off(t)
     bad_cidrs(t)
+    forwarded(t)
 
 
 if __name__ == "__main__":
