@@ -42,7 +42,7 @@ int main(int argc, char **argv)
 {
 	static const struct rtls_handler h = { .conn_data_size = sizeof(struct echo_conn),
 		.on_open = on_open, .on_data = on_data, .on_eof = on_eof, .on_close = on_close };
-	struct rtls_listen l = { argc > 1 ? argv[1] : "127.0.0.1:7000", 0 };
+	struct rtls_listen l = { .addr = argc > 1 ? argv[1] : "127.0.0.1:7000" };
 	struct rtls_config cfg = { .listeners = &l, .nlisteners = 1, .handler = &h };
 	struct sockaddr_storage ss;
 	socklen_t len;

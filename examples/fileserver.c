@@ -74,7 +74,7 @@ int main(int argc, char **argv)
 					       .on_data = on_data,
 					       .on_drained = on_drained,
 					       .on_close = on_close };
-	struct rtls_listen l = { argc > 2 ? argv[2] : "127.0.0.1:7001", 0 };
+	struct rtls_listen l = { .addr = argc > 2 ? argv[2] : "127.0.0.1:7001" };
 	struct rtls_config cfg = { .listeners = &l, .nlisteners = 1, .handler = &h, .threads = 2 };
 	struct sigaction sa = { .sa_handler = on_signal };
 	struct sockaddr_storage ss;

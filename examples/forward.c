@@ -74,7 +74,7 @@ int main(int argc, char **argv)
 					       .on_data = on_data,
 					       .on_drained = on_drained,
 					       .on_close = on_close };
-	struct rtls_listen l = { argc > 1 ? argv[1] : "", 0 };
+	struct rtls_listen l = { .addr = argc > 1 ? argv[1] : "" };
 	struct rtls_config cfg = { .listeners = &l, .nlisteners = 1, .handler = &h };
 	struct sockaddr_storage ss;
 	socklen_t len;

@@ -162,6 +162,13 @@ struct rtls_handler {
 struct rtls_listen {
 	const char *addr; /* "IP:PORT", "[IPv6]:PORT" or ":PORT"; port 0 = ephemeral */
 	int tls;          /* 1 for a TLS listener (needs the TLS layer) */
+	/* An already bound, listening TCP socket to serve (socket
+	 * activation), or 0 to bind addr; descriptors handed over this way
+	 * start at 3. Borrowed: every reactor accepts on a duplicate of its
+	 * own, and the caller's descriptor stays the caller's, still
+	 * listening after the server has stopped. addr then only names it
+	 * in messages (may be NULL). */
+	int fd;
 };
 
 enum rtls_log_level { RTLS_LOG_ERROR = 0, RTLS_LOG_WARN, RTLS_LOG_INFO, RTLS_LOG_DEBUG };
@@ -210,6 +217,97 @@ RTLS_API int rtls_server_create(const struct rtls_config *cfg, rtls_server **out
  * Callbacks: none. */
 RTLS_API int rtls_server_listen_addr(const rtls_server *s, unsigned i, struct sockaddr_storage *ss,
 				     socklen_t *len);
+
+/* Why connections ended (struct rtls_stats.conns_closed). */
+enum rtls_stats_close {
+	RTLS_STATS_CLOSE_PEER = 0, /* the peer ended the stream first (FIN, close_notify) */
+	RTLS_STATS_CLOSE_LOCAL,    /* the handler closed it, or cancelled a connect */
+	RTLS_STATS_CLOSE_TIMEOUT,  /* a timer expired (-ETIMEDOUT) */
+	RTLS_STATS_CLOSE_RESET,    /* a reset: -ECONNRESET or -EPIPE */
+	RTLS_STATS_CLOSE_ABORTED,  /* rtls_conn_abort() with no reason (-ECONNABORTED) */
+	RTLS_STATS_CLOSE_SHUTDOWN, /* during the server's shutdown */
+	RTLS_STATS_CLOSE_ERROR,    /* any other error (no memory, TLS, a failed connect) */
+	RTLS_STATS_CLOSE__COUNT
+};
+
+/* Negotiated TLS versions (struct rtls_stats.tls_handshakes). */
+enum rtls_stats_tls_version {
+	RTLS_STATS_TLS12 = 0,
+	RTLS_STATS_TLS13,
+	RTLS_STATS_TLS_OTHER,
+	RTLS_STATS_TLSV__COUNT
+};
+
+/* The AEAD of a negotiated cipher suite (struct rtls_stats.tls_ciphers). */
+enum rtls_stats_cipher {
+	RTLS_STATS_AES_128_GCM = 0,
+	RTLS_STATS_AES_256_GCM,
+	RTLS_STATS_CHACHA20_POLY1305,
+	RTLS_STATS_CIPHER_OTHER,
+	RTLS_STATS_CIPHER__COUNT
+};
+
+/* Why a TLS handshake did not complete (struct rtls_stats.tls_failures). */
+enum rtls_stats_tls_fail {
+	RTLS_STATS_HS_PROTOCOL = 0, /* a malformed or unexpected message; any error not below */
+	RTLS_STATS_HS_VERSION,      /* no protocol version in common */
+	RTLS_STATS_HS_CIPHER,       /* no cipher suite, group or signature scheme in common */
+	RTLS_STATS_HS_CERT,         /* the client certificate was missing or refused */
+	RTLS_STATS_HS_ALERT,        /* the peer sent a fatal alert */
+	RTLS_STATS_HS_PLAIN_HTTP,   /* plaintext HTTP on a TLS listener */
+	RTLS_STATS_HS_PEER_CLOSED,  /* the peer closed or reset the connection */
+	RTLS_STATS_HS_TIMEOUT,      /* RTLS_TIMER_HANDSHAKE expired */
+	RTLS_STATS_HS_ABORTED,      /* ended by this side: shutdown, no memory */
+	RTLS_STATS_HS__COUNT
+};
+
+/* Why a direction that kernel TLS was asked for stayed in userspace
+ * (struct rtls_stats.ktls_fallbacks). */
+enum rtls_stats_ktls_fallback {
+	RTLS_STATS_KTLS_UNAVAILABLE = 0, /* no tls ULP in this kernel */
+	RTLS_STATS_KTLS_CIPHER,          /* a version or cipher kernel TLS does not take */
+	RTLS_STATS_KTLS_REKEY,           /* TLS 1.3 RX: this kernel cannot follow a KeyUpdate */
+	RTLS_STATS_KTLS_UNALIGNED,       /* RX: bytes past the handshake were read already */
+	RTLS_STATS_KTLS_KEY,             /* the keys could not be derived */
+	RTLS_STATS_KTLS_ULP,             /* the socket did not take the tls ULP */
+	RTLS_STATS_KTLS_REFUSED,         /* the kernel refused the key (TLS_TX, TLS_RX) */
+	RTLS_STATS_KTLS__COUNT
+};
+
+/* Directions (struct rtls_stats.ktls_offloaded, ktls_fallbacks). */
+enum rtls_stats_dir { RTLS_STATS_TX = 0, RTLS_STATS_RX = 1 };
+
+/* Counters of a server, summed over its reactors by rtls_server_stats().
+ * Every field but conns_open counts up from rtls_server_create(). The
+ * arrays are indexed by the enums above and have room for values added
+ * later; new fields go at the end, so a caller built against an older
+ * header passes a smaller size and gets the fields it knows. */
+struct rtls_stats {
+	uint64_t conns_accepted;
+	uint64_t conns_outbound;       /* rtls_conn_connect() */
+	uint64_t conns_open;           /* now: accepted + outbound - closed */
+	uint64_t conns_closed[8];      /* by enum rtls_stats_close */
+	uint64_t bytes_in, bytes_out;  /* on the sockets (TLS records included) */
+	uint64_t timeouts[8];          /* expired timers, by enum rtls_timer */
+	uint64_t tls_handshakes[4][2]; /* completed: [enum rtls_stats_tls_version][resumed] */
+	uint64_t tls_ciphers[8];       /* completed, by enum rtls_stats_cipher */
+	uint64_t tls_failures[16];     /* by enum rtls_stats_tls_fail */
+	uint64_t ktls_offloaded[2];    /* directions the kernel took, by enum rtls_stats_dir */
+	uint64_t ktls_fallbacks[2][8]; /* [enum rtls_stats_dir][enum rtls_stats_ktls_fallback] */
+	uint64_t key_updates_received; /* TLS 1.3 KeyUpdate messages */
+	uint64_t key_updates_sent;
+};
+
+/* Fills out[0..size) with the server's counters (struct rtls_stats, or
+ * its first size bytes; bytes past it are zeroed), summed over the
+ * reactors. Any thread, while the server exists, also while it runs:
+ * each reactor counts into its own block without a lock, and this reads
+ * them with relaxed atomic loads, so the sum is not one instant's (a
+ * connection may show as closed before it shows as accepted; conns_open
+ * does not go below 0). Returns the bytes filled from the struct, or
+ * -EINVAL for a NULL s or out.
+ * Callbacks: none. */
+RTLS_API int rtls_server_stats(const rtls_server *s, struct rtls_stats *out, size_t size);
 
 /* Starts the reactor threads and returns at once. They run with every
  * signal blocked (the caller's mask is restored before this returns), so

@@ -81,6 +81,21 @@ static void check_listeners(struct check *c)
 	}
 }
 
+/* admin-listen, from the file too: config.c reads it as a plain string. */
+static void check_admin(struct check *c)
+{
+	const char *addr = c->o->admin_listen;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char flag[64], msg[512];
+	struct cli_at at = opt_at(c, "admin-listen", flag, sizeof(flag));
+
+	if (!addr || rtls__parse_addr(addr, &ss, &len) == 0)
+		return;
+	snprintf(msg, sizeof(msg), "%s %s: not an ADDR:PORT", flag, addr);
+	say(c, at, msg);
+}
+
 /* The sources that may send a PROXY header, with the parser the server
  * uses (rtls_server_create refuses the same strings). Each bad one is
  * reported; a file's entries are placed at the setting (the last entry's
@@ -254,6 +269,7 @@ int cli_check_config(int argc, char **argv)
 	if (ret == 0) {
 		check_root(&c);
 		check_listeners(&c);
+		check_admin(&c);
 		check_pp_sources(&c);
 		check_tls(&c);
 	}

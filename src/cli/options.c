@@ -97,6 +97,12 @@ void cli_usage(FILE *f)
 	      "  --idle-timeout T         keep-alive idle time (default 60s)\n"
 	      "  --shutdown-timeout T     bound on graceful shutdown (default 10s)\n"
 	      "  --log-level LEVEL        error, warn, info (default) or debug\n"
+	      "  --access-log FILE|-      one line per request, to FILE or standard output;\n"
+	      "                           SIGUSR1 reopens it (logrotate)\n"
+	      "  --access-log-format F    combined (default) or json\n"
+	      "  --admin-listen ADDR:PORT serve /metrics (Prometheus), /healthz and\n"
+	      "                           /status.json there (off by default; keep it on\n"
+	      "                           loopback)\n"
 	      "  -h, --help               this text\n"
 	      "  -V, --version            print the version\n"
 	      "\n"
@@ -207,8 +213,11 @@ enum {
 	O_PROXYKA,
 	O_UPPP,
 	O_PPFROM,
+	O_ACCESSLOG,
+	O_ACCESSFMT,
+	O_ADMIN,
 };
-enum { O_CONFIG = O_PPFROM + 1 }; /* not a setting of the file */
+enum { O_CONFIG = O_ADMIN + 1 }; /* not a setting of the file */
 _Static_assert(O_LISTEN == CLI_OPT_BASE && O_CONFIG < CLI_OPT_BASE + CLI_NOPTS,
 	       "options.h's CLI_OPT_BASE and CLI_NOPTS cover every option");
 
@@ -251,6 +260,9 @@ static const struct option longopts[] = {
 	{ "proxy-keepalive", required_argument, NULL, O_PROXYKA },
 	{ "upstream-proxy-protocol", required_argument, NULL, O_UPPP },
 	{ "proxy-protocol-from", required_argument, NULL, O_PPFROM },
+	{ "access-log", required_argument, NULL, O_ACCESSLOG },
+	{ "access-log-format", required_argument, NULL, O_ACCESSFMT },
+	{ "admin-listen", required_argument, NULL, O_ADMIN },
 	{ "config", required_argument, NULL, O_CONFIG },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
@@ -402,6 +414,7 @@ static int apply_number(struct cli_opts *o, int opt, const char *arg, const stru
 static int apply_proxy(struct cli_opts *o, int opt, const char *arg, const struct bad *e)
 {
 	static const char *const versions[] = { "v1", "v2" };
+	static const char *const formats[] = { "combined", "json" };
 	struct rtls__cidr cidr;
 	unsigned long long v;
 	char why[256];
@@ -427,6 +440,17 @@ static int apply_proxy(struct cli_opts *o, int opt, const char *arg, const struc
 		if ((i = parse_word(e, arg, versions, 2, "v1 or v2")) < 0)
 			return -1;
 		o->http.upstream_proxy_protocol = i + 1;
+		return 0;
+	case O_ACCESSLOG:
+		o->access_log = arg;
+		return 0;
+	case O_ACCESSFMT:
+		if ((i = parse_word(e, arg, formats, 2, "combined or json")) < 0)
+			return -1;
+		o->access_log_json = i == 1;
+		return 0;
+	case O_ADMIN:
+		o->admin_listen = arg;
 		return 0;
 	case O_PPFROM:
 		if (o->npp_from == CLI_MAX_PP_FROM) {
@@ -535,6 +559,7 @@ const char *cli_opts_strdup(struct cli_opts *o, const char *s, size_t len)
 void cli_opts_free(struct cli_opts *o)
 {
 	rtls_http_proxy_clear(&o->http);
+	rtls_http_stats_free(&o->http);
 	while (o->strs) {
 		struct cli_str *c = o->strs;
 
@@ -693,8 +718,8 @@ int cli_parse_serve(int argc, char **argv, struct cli_opts *o, bool keep_going)
 	if (o->tls.client_ca && o->tls.client_auth == RTLS_CLIENT_AUTH_NONE)
 		o->tls.client_auth = RTLS_CLIENT_AUTH_OPTIONAL;
 	if (!o->nlisten) {
-		o->listen[o->nlisten++] = (struct rtls_listen){ "0.0.0.0:8080", 0 };
-		o->listen[o->nlisten++] = (struct rtls_listen){ "0.0.0.0:8443", 1 };
+		o->listen[o->nlisten++] = (struct rtls_listen){ .addr = "0.0.0.0:8080" };
+		o->listen[o->nlisten++] = (struct rtls_listen){ .addr = "0.0.0.0:8443", .tls = 1 };
 	}
 	default_state_dir(o);
 	o->tls.certs = o->certs;

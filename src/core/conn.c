@@ -88,13 +88,21 @@ static struct rtls_conn *conn_alloc(struct rtls__reactor *r, int fd, unsigned li
 
 struct rtls_conn *rtls__conn_new(struct rtls__reactor *r, int fd, unsigned listener)
 {
-	return conn_alloc(r, fd, listener, RTLS__CONN_OPEN, &r->srv->handler);
+	struct rtls_conn *c = conn_alloc(r, fd, listener, RTLS__CONN_OPEN, &r->srv->handler);
+
+	if (c)
+		RTLS__COUNT(r, conns_accepted);
+	return c;
 }
 
 struct rtls_conn *rtls__conn_new_outbound(struct rtls__reactor *r, int fd,
 					  const struct rtls_handler *h)
 {
-	return conn_alloc(r, fd, RTLS__LISTENER_NONE, RTLS__CONN_CONNECTING, h);
+	struct rtls_conn *c = conn_alloc(r, fd, RTLS__LISTENER_NONE, RTLS__CONN_CONNECTING, h);
+
+	if (c)
+		RTLS__COUNT(r, conns_outbound);
+	return c;
 }
 
 /* GCC 12's analyzer (scripts/lint.sh analyzer) loses track of c->ctl when
@@ -228,6 +236,7 @@ void rtls__deliver(struct rtls_conn *c, struct rtls_buf *b)
 		rtls_buf_release(c, b);
 		return;
 	}
+	c->rx_seen = true;
 	if (c->read_paused) {
 		if (park(c, b) < 0) {
 			rtls_buf_release(c, b);
@@ -236,6 +245,10 @@ void rtls__deliver(struct rtls_conn *c, struct rtls_buf *b)
 		return;
 	}
 	h->on_data(c, c->data, b);
+	/* The first request of a connection the stop found fresh is in the
+	 * handler now: it finishes that, then closes. */
+	if (c->stop_wait)
+		rtls__conn_shutdown(c);
 }
 
 void rtls__deliver_eof(struct rtls_conn *c)
@@ -335,6 +348,7 @@ void rtls__on_recv(struct rtls_conn *c, struct io_uring_cqe *cqe, enum rtls__op 
 		};
 
 		c->nheld++;
+		rtls__stat_add(&c->r->stats, RTLS__STAT(bytes_in), b.len);
 		if (cqe->res <= 0 || c->state == RTLS__CONN_DEAD || c->state == RTLS__CONN_LINGER)
 			rtls_buf_release(c, &b);
 		else if (op == RTLS__OP_RECVMSG)
@@ -511,6 +525,7 @@ void rtls__conn_kill(struct rtls_conn *c, int err)
 
 	if (c->state == RTLS__CONN_DEAD || c->state == RTLS__CONN_FREE)
 		return;
+	rtls__stats_closed(c, err);
 	rtls__conn_set_state(c, RTLS__CONN_DEAD);
 	c->close_err = err;
 	rtls__timer_arm(c, RTLS_TIMER_NONE);
@@ -605,11 +620,23 @@ void rtls__conn_timeout(struct rtls_conn *c, enum rtls_timer t)
 	h->on_timeout(c, c->data, t);
 }
 
-/* Server shutdown: idle connections close now, busy ones when done. */
+/* Server shutdown: idle connections close now, busy ones when done.
+ * An accepted connection that has delivered nothing yet (a TLS or PROXY
+ * handshake under way, or no request byte so far) is not idle: its client
+ * may be sending the first request this very moment, one the kernel had
+ * queued before the listener closed. It gets until the reactor's
+ * stop_grace_ms to deliver it (rtls__deliver calls this again then), and
+ * is treated as below after that (on_tick in reactor.c). */
 void rtls__conn_shutdown(struct rtls_conn *c)
 {
 	const struct rtls_handler *h = c->h;
 
+	if (c->state == RTLS__CONN_OPEN && !c->rx_seen && !c->stop_wait &&
+	    c->listener != RTLS__LISTENER_NONE && c->r->stop_grace_ms) {
+		c->stop_wait = true;
+		return;
+	}
+	c->stop_wait = false;
 	if (c->state == RTLS__CONN_CONNECTING) {
 		rtls__conn_kill(c, -ESHUTDOWN); /* nothing to finish yet */
 		return;

@@ -217,6 +217,29 @@ enum rtls__send_state {
 #define RTLS__EDGE_CHECK(ok, machine, from, to) ((void)(0 && (ok)))
 #endif
 
+/* --- counters (stats.c; DESIGN.md "Metrics") -------------------------------
+ * Each reactor counts into its own block: one writer, no lock in the data
+ * path. The fields are atomics only so that rtls_server_stats() may read
+ * them from another thread without a data race: the writer does a relaxed
+ * load and a relaxed store (no read-modify-write: it is the only writer),
+ * which compiles to the plain add it would be without them. The block has
+ * the layout of struct rtls_stats, one slot per uint64_t. */
+#define RTLS__NSTATS (sizeof(struct rtls_stats) / sizeof(uint64_t))
+struct rtls__stats {
+	_Atomic uint64_t v[RTLS__NSTATS];
+};
+/* The slot of a field of struct rtls_stats (an array's first element). */
+#define RTLS__STAT(field) (offsetof(struct rtls_stats, field) / sizeof(uint64_t))
+static inline void rtls__stat_add(struct rtls__stats *s, size_t slot, uint64_t n)
+{
+	atomic_store_explicit(&s->v[slot],
+			      atomic_load_explicit(&s->v[slot], memory_order_relaxed) + n,
+			      memory_order_relaxed);
+}
+/* One more in field (an array's element i) of reactor r's block. */
+#define RTLS__COUNT(r, field) rtls__stat_add(&(r)->stats, RTLS__STAT(field), 1)
+#define RTLS__COUNT_AT(r, field, i) rtls__stat_add(&(r)->stats, RTLS__STAT(field) + (size_t)(i), 1)
+
 struct rtls__reactor;
 struct rtls__cidr; /* proxyproto.h */
 
@@ -270,6 +293,9 @@ struct rtls_conn {
 				 * kept across reuse, see rtls__conn_new) */
 	bool recv_cancelling;   /* a cancel of the armed receive is queued */
 	bool reaping;           /* on the reactor's reap list */
+	bool rx_seen;           /* application data was delivered */
+	bool stop_wait;         /* graceful stop: given until the reactor's
+				 * stop_grace_ms for its first input */
 	int close_err;
 	uint64_t deadline_ms;
 	struct rtls__link tlink; /* timer list of `timer` */
@@ -296,6 +322,7 @@ struct rtls__listener {
 	int fd;
 	bool tls;
 	bool armed;
+	bool adopted; /* fd is a duplicate of rtls_listen.fd: never shut down */
 };
 
 struct rtls__bufring {
@@ -309,6 +336,10 @@ struct rtls__bufring {
 };
 
 struct rtls_server;
+
+/* Graceful stop: how long an accepted connection that has sent nothing
+ * yet may take to deliver its first request (rtls__conn_shutdown). */
+#define RTLS__STOP_GRACE_MS 1000
 
 struct rtls__reactor {
 	struct rtls_server *srv;
@@ -329,6 +360,8 @@ struct rtls__reactor {
 	uint64_t wake_val;
 	bool stopping;
 	uint64_t stop_deadline_ms;
+	uint64_t stop_grace_ms;     /* connections waiting for their first
+				     * input at stop close then, or 0 */
 	uint32_t *starved;          /* slots waiting for receive buffers */
 	unsigned nstarved;
 	uint32_t *reap;             /* slots to free once their ops complete */
@@ -346,6 +379,7 @@ struct rtls__reactor {
 	struct rtls__wbuf spare[RTLS__SPARE_SIDES]; /* big idle output buffers */
 	unsigned nspare;
 	struct rtls__small_cache small; /* small idle output blocks */
+	struct rtls__stats stats;       /* this reactor's counters (stats.c) */
 	int err;
 	uint64_t now_ms;
 };
@@ -405,6 +439,8 @@ char *rtls__bufring_addr(struct rtls__reactor *r, uint16_t bid);
 /* listener.c */
 int rtls__parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len);
 int rtls__listen_socket(const struct sockaddr_storage *ss, socklen_t len);
+/* Checks a socket handed over (rtls_listen.fd) and reads its address. */
+int rtls__listen_adopt(int fd, struct sockaddr_storage *ss, socklen_t *len);
 /* rtls__parse_addr(), or "unix:/path" (an AF_UNIX address). */
 int rtls__parse_connect_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len);
 
@@ -463,6 +499,13 @@ void rtls__pipes_free(struct rtls__reactor *r);
 void rtls__deliver(struct rtls_conn *c, struct rtls_buf *b);
 void rtls__deliver_eof(struct rtls_conn *c);
 int rtls__handler_open(struct rtls_conn *c);
+
+/* stats.c: a connection ends (rtls__conn_kill), counted by reason; and
+ * the calling reactor thread's block, for code that has no connection at
+ * hand (OpenSSL's message callback): NULL on other threads. */
+void rtls__stats_closed(struct rtls_conn *c, int err);
+void rtls__stats_bind(struct rtls__stats *s);
+struct rtls__stats *rtls__stats_mine(void);
 
 /* proxyphase.c: puts an accepted connection into the PROXY protocol
  * phase (a transport of its own) before its handler or TLS. 0 or -ENOMEM. */

@@ -111,6 +111,38 @@ int rtls_format_addr(const struct sockaddr_storage *ss, char *out, size_t n)
 	return snprintf(out, n, "?");
 }
 
+/* A socket handed over (rtls_listen.fd, systemd's LISTEN_FDS) must be a
+ * listening TCP socket: anything else would fail at the first accept, on
+ * a reactor, long after rtls_server_create() could have said why. Its
+ * address goes into *ss for rtls_server_listen_addr(). It gets
+ * TCP_NODELAY, which accepted sockets inherit, as ours do. Its file
+ * status flags (O_NONBLOCK) stay as they are: they belong to the open
+ * file the owner shares, and an io_uring accept never blocks the ring
+ * either way. -ENOTSOCK for a descriptor of the wrong kind. */
+int rtls__listen_adopt(int fd, struct sockaddr_storage *ss, socklen_t *len)
+{
+	int type = 0, proto = 0, listening = 0, one = 1;
+	socklen_t n = sizeof(int);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &n) < 0)
+		return -errno;
+	n = sizeof(int);
+	if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &n) < 0)
+		return -errno;
+	n = sizeof(int);
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &n) < 0)
+		return -errno;
+	*len = sizeof(*ss);
+	if (getsockname(fd, (struct sockaddr *)ss, len) < 0)
+		return -errno;
+	if (type != SOCK_STREAM || proto != IPPROTO_TCP || !listening ||
+	    (ss->ss_family != AF_INET && ss->ss_family != AF_INET6))
+		return -ENOTSOCK;
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+		return -errno;
+	return 0;
+}
+
 int rtls__listen_socket(const struct sockaddr_storage *ss, socklen_t len)
 {
 	int one = 1, fd, ret;

@@ -1,5 +1,6 @@
 /* The reactor: one thread, one ring, one loop. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -72,6 +73,8 @@ static void accept_ok(struct rtls__reactor *r)
 	r->accept_paused_ms = 0;
 }
 
+static struct rtls_conn *adopt(struct rtls__reactor *r, unsigned li, int fd);
+
 static void on_accept(struct rtls__reactor *r, unsigned li, struct io_uring_cqe *cqe)
 {
 	struct rtls_conn *c;
@@ -96,51 +99,63 @@ static void on_accept(struct rtls__reactor *r, unsigned li, struct io_uring_cqe 
 		return;
 	}
 	accept_ok(r);
-	if (r->stopping) {
-		close(cqe->res);
-		return;
-	}
 	/* A multishot accept also ends after a success, when the kernel could
 	 * not post its next completion (a full completion queue under a
 	 * connection burst): without a new one the listener would never
-	 * accept again. */
+	 * accept again. (Stopping: the listener is closed, nothing to arm.) */
 	if (!r->ls[li].armed && !r->accept_retry_ms)
 		accept_arm(r, li);
-	c = rtls__conn_new(r, cqe->res, li);
+	/* Accepted before the stop closed the listener, and completed after
+	 * it: served like the connections the stop found. */
+	c = adopt(r, li, cqe->res);
+	if (c && r->stopping)
+		rtls__conn_shutdown(c);
+}
+
+/* A new connection on listener li: a slot, then its first phase. NULL
+ * when it was refused or has failed already. */
+static struct rtls_conn *adopt(struct rtls__reactor *r, unsigned li, int fd)
+{
+	struct rtls_conn *c = rtls__conn_new(r, fd, li);
+
 	if (!c) {
 		/* At the connection limit: refuse rather than queue, and say so
 		 * at most once a second. */
-		close(cqe->res);
+		close(fd);
 		if (r->now_ms - r->full_logged_ms >= 1000) {
 			r->full_logged_ms = r->now_ms;
 			rtls_log(RTLS_LOG_WARN, "reactor %u: %u connections, the limit: refusing",
 				 r->id, r->srv->cfg.max_conns);
 		}
-		return;
+		return NULL;
 	}
 	if (r->srv->pp_begin) {
 		/* PROXY protocol: its phase (proxyphase.c) comes first, and
 		 * hands the connection to TLS or the handler itself. */
 		int ret = r->srv->pp_begin(c);
 
-		if (ret < 0)
+		if (ret < 0) {
 			rtls__conn_kill(c, ret);
-		else
-			rtls__conn_recv_arm(c);
-		return;
+			return NULL;
+		}
+		rtls__conn_recv_arm(c);
+		return c;
 	}
 	if (r->ls[li].tls && r->srv->tls_attach) {
 		/* The transport picks the receive mode before the first read. */
 		int ret = r->srv->tls_attach(c);
 
-		if (ret < 0)
+		if (ret < 0) {
 			rtls__conn_kill(c, ret);
-		else
-			rtls__conn_recv_arm(c);
-		return;
+			return NULL;
+		}
+		rtls__conn_recv_arm(c);
+		return c;
 	}
 	rtls__conn_recv_arm(c);
-	rtls__handler_open(c);
+	if (rtls__handler_open(c) < 0)
+		return NULL;
+	return c;
 }
 
 static void begin_stop(struct rtls__reactor *r)
@@ -149,20 +164,47 @@ static void begin_stop(struct rtls__reactor *r)
 		return;
 	r->stopping = true;
 	r->stop_deadline_ms = r->now_ms + r->srv->cfg.shutdown_ms;
+	r->stop_grace_ms = r->now_ms + RTLS__STOP_GRACE_MS;
 	for (unsigned i = 0; i < r->srv->nlisteners; i++) {
 		struct io_uring_sqe *sqe;
+		int fl;
 
 		if (r->ls[i].armed) {
 			sqe = rtls__sqe(r);
 			io_uring_prep_cancel64(sqe, rtls__ud(RTLS__OP_ACCEPT, i, 0), 0);
 			io_uring_sqe_set_data64(sqe, rtls__ud(RTLS__OP_IGNORE, 0, 0));
 		}
+		if (r->ls[i].fd >= 0 && !r->ls[i].adopted &&
+		    (fl = fcntl(r->ls[i].fd, F_GETFL)) >= 0 &&
+		    fcntl(r->ls[i].fd, F_SETFL, fl | O_NONBLOCK) == 0) {
+			/* Closing a listener resets the connections still in
+			 * its accept queue (unless net.ipv4.tcp_migrate_req
+			 * moves them to another socket of the SO_REUSEPORT
+			 * group): take them first. Not from a socket handed
+			 * over: its queue outlives us, for the next instance,
+			 * and its file flags are its owner's. */
+			for (unsigned n = 0; n < 4096; n++) {
+				/* accept4(2) takes NULL for an address not wanted;
+				 * cppcheck 2.10's gnu model says otherwise. */
+				// cppcheck-suppress nullPointer
+				int fd = accept4(r->ls[i].fd, NULL, NULL, SOCK_CLOEXEC);
+
+				if (fd < 0)
+					break;
+				adopt(r, i, fd);
+			}
+		}
 		if (r->ls[i].fd >= 0) {
 			/* shutdown() stops listening now: the armed accept holds
 			 * a file reference that close() alone would not drop
 			 * until its cancellation runs, and new clients would
-			 * queue on a socket nobody accepts from. */
-			shutdown(r->ls[i].fd, SHUT_RDWR);
+			 * queue on a socket nobody accepts from. Not a socket
+			 * handed over: it would stop listening for its owner
+			 * and the other reactors too, and with socket
+			 * activation clients should queue there for the next
+			 * instance. */
+			if (!r->ls[i].adopted)
+				shutdown(r->ls[i].fd, SHUT_RDWR);
 			close(r->ls[i].fd);
 			r->ls[i].fd = -1;
 		}
@@ -178,6 +220,13 @@ static void on_tick(struct rtls__reactor *r)
 	if (r->now_ms + 1 >= r->tick_deadline_ms)
 		r->tick_deadline_ms = 0;
 	rtls__timers_expire(r);
+	if (r->stop_grace_ms && r->now_ms >= r->stop_grace_ms) {
+		/* Connections that have sent nothing since the stop close. */
+		r->stop_grace_ms = 0;
+		for (unsigned i = 0; i < r->srv->cfg.max_conns; i++)
+			if (r->conns[i].stop_wait)
+				rtls__conn_shutdown(&r->conns[i]);
+	}
 	if (r->accept_retry_ms && r->now_ms >= r->accept_retry_ms) {
 		r->accept_retry_ms = 0;
 		for (unsigned i = 0; i < r->srv->nlisteners && !r->stopping; i++)
@@ -346,6 +395,7 @@ void *rtls__reactor_main(void *arg)
 	int ret;
 
 	rtls__small_cache_bind(&r->small);
+	rtls__stats_bind(&r->stats);
 	ret = reactor_setup(r);
 	if (ret == 0)
 		ret = reactor_loop(r);

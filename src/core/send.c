@@ -416,6 +416,7 @@ static void count_sent(struct rtls_conn *c, int res)
 {
 	c->tx_ops++;
 	c->tx_bytes += (uint64_t)res;
+	rtls__stat_add(&c->r->stats, RTLS__STAT(bytes_out), (uint64_t)res);
 	/* Progress: a long download is not idle, a stalled reader is. */
 	if (c->timer == RTLS_TIMER_IDLE)
 		rtls__timer_arm(c, RTLS_TIMER_IDLE);

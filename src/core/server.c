@@ -1,5 +1,6 @@
 /* Server set-up and the reactor threads' life cycle. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,14 +218,42 @@ static void reactor_free(struct rtls_server *s, struct rtls__reactor *r)
 	free(r->tp_data);
 }
 
+/* Listener i is a socket handed over (rtls_listen.fd): each reactor
+ * accepts on a duplicate of its own (close-on-exec), so each closes its
+ * own at stop and the caller's stays open. Several rings' multishot
+ * accepts on one listening socket work: io_uring waits for an accept
+ * exclusively, so a connection wakes one reactor, whichever waits; the
+ * even spread of SO_REUSEPORT is lost. */
+static int adopt_listener(struct rtls_server *s, unsigned i)
+{
+	int fd = s->cfg.listeners[i].fd, ret;
+
+	s->bound_len[i] = sizeof(s->bound[i]);
+	ret = rtls__listen_adopt(fd, &s->bound[i], &s->bound_len[i]);
+	if (ret < 0)
+		return ret;
+	for (unsigned k = 0; k < s->nreactors; k++) {
+		ret = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+		if (ret < 0)
+			return -errno;
+		s->rs[k].ls[i].fd = ret;
+		s->rs[k].ls[i].tls = s->cfg.listeners[i].tls != 0;
+		s->rs[k].ls[i].adopted = true;
+	}
+	return 0;
+}
+
 /* Binds listener i on every reactor. With port 0 the first bind picks the
  * port and the others reuse it, so all reactors share one address. */
 static int bind_listener(struct rtls_server *s, unsigned i)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
-	int ret = rtls__parse_addr(s->cfg.listeners[i].addr, &ss, &len);
+	int ret;
 
+	if (s->cfg.listeners[i].fd)
+		return adopt_listener(s, i);
+	ret = rtls__parse_addr(s->cfg.listeners[i].addr, &ss, &len);
 	if (ret < 0)
 		return ret;
 	for (unsigned k = 0; k < s->nreactors; k++) {
@@ -291,12 +320,18 @@ int rtls_server_create(const struct rtls_config *cfg, rtls_server **out, char *w
 			goto err;
 	}
 	for (unsigned i = 0; i < s->nlisteners; i++) {
+		const struct rtls_listen *l = &s->cfg.listeners[i];
+
 		ret = bind_listener(s, i);
-		if (ret < 0) {
-			snprintf(why, whylen, "listen %s: %s", s->cfg.listeners[i].addr,
+		if (ret < 0 && l->fd)
+			snprintf(why, whylen, "listen fd %d (%s): %s", l->fd,
+				 l->addr ? l->addr : "-",
+				 ret == -ENOTSOCK ? "not a listening TCP socket" : strerror(-ret));
+		else if (ret < 0)
+			snprintf(why, whylen, "listen %s: %s", l->addr,
 				 ret == -EINVAL ? "not an ADDR:PORT" : strerror(-ret));
+		if (ret < 0)
 			goto err_described;
-		}
 	}
 	*out = s;
 	return 0;

@@ -75,6 +75,8 @@ void rtls__tick_arm(struct rtls__reactor *r)
 	}
 	if (r->stopping && (!earliest || r->stop_deadline_ms < earliest))
 		earliest = r->stop_deadline_ms;
+	if (r->stop_grace_ms && (!earliest || r->stop_grace_ms < earliest))
+		earliest = r->stop_grace_ms;
 	/* Accepts paused by EMFILE resume on a tick too: without it they
 	 * would wait for some connection's timer, or forever. */
 	if (r->accept_retry_ms && (!earliest || r->accept_retry_ms < earliest))
@@ -104,6 +106,7 @@ void rtls__timers_expire(struct rtls__reactor *r)
 				break;
 			list_del(&c->tlink);
 			c->timer = RTLS_TIMER_NONE;
+			RTLS__COUNT_AT(r, timeouts, i);
 			rtls__conn_timeout(c, (enum rtls_timer)i);
 		}
 	}

@@ -23,6 +23,15 @@ struct rtls_http_config {
 	unsigned nroutes;
 	unsigned proxy_keepalive;    /* idle upstream conns per upstream and thread */
 	int upstream_proxy_protocol; /* 0: none, 1: v1, 2: v2 */
+	/* --access-log (accesslog.h), or NULL: none, and no cost. Borrowed. */
+	struct rtls_alog *alog;
+	/* --admin-listen (admin.c): requests on listener admin_listener (-1:
+	 * none) get /metrics, /healthz and /status.json, nothing else; server
+	 * is the one /metrics reports on (set before it starts, or NULL);
+	 * stats, the HTTP layer's counters (rtls_http_stats_init), or NULL. */
+	int admin_listener;
+	const rtls_server *server;
+	struct rtls_http_stats *stats;
 };
 
 /* Defaults: 8 KiB head, 8000-byte target, 100 headers, 1 MiB body. */
@@ -36,6 +45,12 @@ int rtls_http_config_open(struct rtls_http_config *hc);
 int rtls_http_proxy_add(struct rtls_http_config *hc, const char *spec, char *why, size_t n);
 /* Frees every route. */
 void rtls_http_proxy_clear(struct rtls_http_config *hc);
+
+/* Turns on the HTTP layer's counters (requests by status class, the
+ * proxy's upstream errors), kept per reactor thread for /metrics: 0 or
+ * -ENOMEM. Free them after rtls_server_destroy(). */
+int rtls_http_stats_init(struct rtls_http_config *hc);
+void rtls_http_stats_free(struct rtls_http_config *hc);
 
 /* The handler; its handler_ctx must be a struct rtls_http_config. */
 extern const struct rtls_handler rtls_http_handler;

@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <sys/stat.h>
 
+#include "accesslog.h"
 #include "http.h"
 #include "parser.h"
 
@@ -93,6 +94,8 @@ struct pexch {
 	bool resp_done;
 	bool wait_up_drain;     /* client input held until the upstream drains */
 	bool wait_client_drain; /* upstream paused until the client drains */
+	int status;             /* the response's, for the access log */
+	uint64_t resp_bytes;    /* response body bytes queued for the client */
 };
 
 /* What the forwarding fields say of a client, found on its first
@@ -118,9 +121,12 @@ struct hconn {
 	bool busy;               /* process() is running */
 	bool again;              /* a resume was asked for while busy */
 	bool head;               /* the current request is HEAD */
+	bool admin;              /* on the admin listener (admin.c) */
 	uint64_t chunked_seen;   /* chunked body bytes so far */
 	struct pexch x;          /* a proxied request in flight (x.st != PX_NONE) */
 	struct hfwd fwd;
+	struct alog_req lreq; /* the access log's (accesslog.h) */
+	struct alog_conn lconn;
 };
 
 /* response.c */
@@ -147,9 +153,9 @@ int rtls__http_static(rtls_conn *c, const struct rtls_http_config *hc, const str
 const struct rtls_http_route *rtls__proxy_route(const struct rtls_http_config *hc,
 						struct rtls_http_str path);
 /* A server of rt to try next: round robin over those not marked down,
- * skipping `not` (the one that just failed). NULL if none is up. */
+ * skipping `skip` (the one that just failed). NULL if none is up. */
 struct rtls_http_upstream *rtls__proxy_pick(const struct rtls_http_route *rt,
-					    const struct rtls_http_upstream * not );
+					    const struct rtls_http_upstream *skip);
 /* Marks srv down for a while, after a refused or timed-out connect;
  * true if it was up until now. */
 bool rtls__proxy_mark_down(struct rtls_http_upstream *srv);
@@ -182,5 +188,13 @@ void rtls__http_resume(rtls_conn *c, struct hconn *h);
 
 /* page.c */
 int rtls__http_builtin_page(rtls_conn *c, const struct hreq *q);
+
+/* admin.c: whether c came in on the admin listener (asked once, at
+ * on_open); a request there (as static.c answers); and the counters:
+ * a response's status, an exchange that failed with status in state st. */
+bool rtls__http_is_admin(rtls_conn *c);
+int rtls__http_admin(rtls_conn *c, const struct rtls_http_config *hc, const struct hreq *q);
+void rtls__http_count_status(rtls_conn *c, int status);
+void rtls__http_count_upstream(rtls_conn *c, int status, int st);
 
 #endif

@@ -174,7 +174,7 @@ const struct rtls_http_route *rtls__proxy_route(const struct rtls_http_config *h
 }
 
 struct rtls_http_upstream *rtls__proxy_pick(const struct rtls_http_route *rt,
-					    const struct rtls_http_upstream * not )
+					    const struct rtls_http_upstream *skip)
 {
 	struct rtls_http_route *w = (struct rtls_http_route *)rt;
 	unsigned start = atomic_fetch_add_explicit(&w->rr, 1, memory_order_relaxed);
@@ -184,7 +184,7 @@ struct rtls_http_upstream *rtls__proxy_pick(const struct rtls_http_route *rt,
 		struct rtls_http_upstream *u = &rt->ups[(start + k) % rt->nups];
 		uint64_t down = atomic_load_explicit(&u->down_until_ms, memory_order_relaxed);
 
-		if (u == not )
+		if (u == skip)
 			continue;
 		if (down) {
 			if (!now)

@@ -255,6 +255,7 @@ static void fail(rtls_conn *c, struct hconn *h, int status, const char *what)
 	char why[320];
 	bool head = x->head_req;
 
+	rtls__http_count_upstream(c, status, x->st);
 	if (x->srv)
 		snprintf(why, sizeof(why), "upstream %s: %s", x->srv->name, what);
 	else
@@ -265,6 +266,7 @@ static void fail(rtls_conn *c, struct hconn *h, int status, const char *what)
 
 		rtls_conn_peer(c, peer, sizeof(peer));
 		rtls_log(RTLS_LOG_INFO, "http %s: %s: client connection reset", peer, why);
+		rtls__alog_done(c, h, x->status, x->resp_bytes);
 		exch_clear(x);
 		h->closing = true;
 		rtls_conn_abort(c, -ECONNRESET);
@@ -286,6 +288,7 @@ static void finish(rtls_conn *c, struct hconn *h)
 	bool close = x->client_close || !x->req_done;
 
 	release_up(h, hc, reuse ? UP_REUSE : UP_CLOSE);
+	rtls__alog_done(c, h, x->status, x->resp_bytes);
 	exch_clear(x);
 	if (close) {
 		h->closing = true;
@@ -301,7 +304,7 @@ static void send_head(rtls_conn *c, struct hconn *h);
 
 /* Attaches an upstream connection for x's server: from the pool, or a
  * new connect. 0, or -1 after failing the exchange. */
-static int connect_next(rtls_conn *c, struct hconn *h, struct rtls_http_upstream * not )
+static int connect_next(rtls_conn *c, struct hconn *h, struct rtls_http_upstream *skip)
 {
 	const struct rtls_http_config *hc = rtls_conn_ctx(c);
 	struct pexch *x = &h->x;
@@ -309,9 +312,9 @@ static int connect_next(rtls_conn *c, struct hconn *h, struct rtls_http_upstream
 	rtls_conn *u = NULL;
 	int ret;
 
-	x->srv = rtls__proxy_pick(x->route, not );
+	x->srv = rtls__proxy_pick(x->route, skip);
 	if (!x->srv) {
-		x->srv = not ;
+		x->srv = skip;
 		fail(c, h, 503, "no upstream server is up");
 		return -1;
 	}
@@ -527,6 +530,8 @@ void rtls__proxy_client_gone(rtls_conn *c, struct hconn *h)
 	(void)c;
 	if (h->x.st == PX_NONE)
 		return;
+	/* 499, as nginx: the client left before its response head. */
+	rtls__alog_done(c, h, h->x.status ? h->x.status : 499, h->x.resp_bytes);
 	release_up(h, rtls_conn_ctx(c), h->x.st == PX_TUNNEL ? UP_CLOSE : UP_ABORT);
 	exch_clear(&h->x);
 }
@@ -549,6 +554,7 @@ void rtls__proxy_client_timeout(rtls_conn *c, struct hconn *h)
 	rtls_conn_peer(c, peer, sizeof(peer));
 	rtls_log(RTLS_LOG_INFO, "http %s: peer idle for the idle time in a proxied %s: cut", peer,
 		 x->st == PX_TUNNEL ? "tunnel" : "response");
+	rtls__alog_done(c, h, x->status, x->resp_bytes);
 	release_up(h, rtls_conn_ctx(c), x->st == PX_TUNNEL ? UP_CLOSE : UP_ABORT);
 	exch_clear(x);
 	h->closing = true;
@@ -617,7 +623,8 @@ static int write_chunk(rtls_conn *c, const char *p, size_t n)
 		return -ENOMEM;
 	len = sprintf(b, n ? "%zx\r\n" : "0\r\n", n);
 	memcpy(b + len, p, n);
-	memcpy(b + len + n, "\r\n", 2);
+	b[(size_t)len + n] = '\r';
+	b[(size_t)len + n + 1] = '\n';
 	rtls_conn_commit(c, (size_t)len + n + 2);
 	return 0;
 }
@@ -628,13 +635,14 @@ static size_t body_output(rtls_conn *c, struct hconn *h, const char *p, size_t n
 {
 	struct pexch *x = &h->x;
 	size_t k = n;
+	uint64_t data = UINT64_MAX; /* a chunked body's data bytes */
 
 	if (x->body == RTLS_HTTP_BODY_LENGTH) {
 		k = n < x->resp_left ? n : (size_t)x->resp_left;
 		x->resp_left -= k;
 		x->resp_done = !x->resp_left;
 	} else if (x->body == RTLS_HTTP_BODY_CHUNKED) {
-		int ret = rtls__http_chunked_feed(&x->resp_chunk, p, n, &k, NULL);
+		int ret = rtls__http_chunked_feed(&x->resp_chunk, p, n, &k, &data);
 
 		if (ret == RTLS_HTTP_PARSE_BAD) {
 			fail(c, h, 502, "malformed chunked response body");
@@ -651,6 +659,7 @@ static size_t body_output(rtls_conn *c, struct hconn *h, const char *p, size_t n
 		fail(c, h, 502, "cannot queue the response");
 		return 0;
 	}
+	x->resp_bytes += data != UINT64_MAX ? data : k;
 	return k;
 }
 
@@ -708,6 +717,7 @@ static int response_head(rtls_conn *c, struct hconn *h, const struct rtls_http_r
 		}
 	}
 	x->body = (int)fr.body;
+	x->status = r->status;
 	x->resp_left = fr.length;
 	x->up_close = fr.close;
 	if (fr.body == RTLS_HTTP_BODY_CLOSE && !x->client10 && !has_te(r)) {
@@ -724,6 +734,7 @@ static int response_head(rtls_conn *c, struct hconn *h, const struct rtls_http_r
 	}
 	if (h->gone) /* the commit failed for memory: c was aborted */
 		return -1;
+	rtls__http_count_status(c, r->status);
 	x->st = r->status == 101 ? PX_TUNNEL : PX_BODY;
 	free(x->head);
 	x->head = NULL;
@@ -733,8 +744,10 @@ static int response_head(rtls_conn *c, struct hconn *h, const struct rtls_http_r
 	 * client's idle timer runs while its response is sent. */
 	rtls_conn_set_timer(x->up, RTLS_TIMER_IDLE);
 	rtls_conn_set_timer(c, RTLS_TIMER_IDLE);
-	if (x->st == PX_TUNNEL)
-		rtls__http_resume(c, h); /* what the client sent before the 101 */
+	if (x->st == PX_TUNNEL) {
+		rtls__alog_done(c, h, 101, 0); /* the response is its head */
+		rtls__http_resume(c, h);       /* what the client sent before the 101 */
+	}
 	return x->st == PX_NONE ? -1 : 0;
 }
 

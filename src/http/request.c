@@ -269,6 +269,8 @@ int rtls__http_request(rtls_conn *c, struct hconn *h, const struct rtls_http_con
 	ret = rtls__http_parse_request(p, n, &lim, &q.r);
 	if (ret == RTLS_HTTP_PARSE_INCOMPLETE)
 		return 0;
+	if (hc->alog)
+		rtls__alog_begin(h, p, n, ret > 0 ? &q.r : NULL);
 	h->head = ret > 0 && q.r.method.n == 4 && memcmp(q.r.method.p, "HEAD", 4) == 0;
 	if (ret < 0) {
 		st = parse_status(ret, &why);
@@ -282,11 +284,13 @@ int rtls__http_request(rtls_conn *c, struct hconn *h, const struct rtls_http_con
 		why = "request-target is not a path";
 		goto fail;
 	}
-	if (hc->nroutes && (rt = rtls__proxy_route(hc, q.path)) != NULL) {
+	if (hc->nroutes && !h->admin && (rt = rtls__proxy_route(hc, q.path)) != NULL) {
 		/* Proxied: any method but CONNECT, and a body of any size,
 		 * streamed. Its head has been judged like any other. */
 		if (q.keep_alive == CONN_CLOSE || h->shutting)
 			q.keep_alive = CONN_CLOSE;
+		if (hc->alog) /* answered after p[0..n) has gone */
+			rtls__alog_keep(h);
 		return rtls__proxy_start(c, h, rt, &q) < 0 ? -1 : ret;
 	}
 	if (q.has_content_length && q.content_length > hc->max_body) {
@@ -317,7 +321,7 @@ int rtls__http_request(rtls_conn *c, struct hconn *h, const struct rtls_http_con
 		h->in_chunked = true;
 		h->chunked_seen = 0;
 	}
-	st = route(c, hc, &q);
+	st = h->admin ? rtls__http_admin(c, hc, &q) : route(c, hc, &q);
 	if (st < 0)
 		rtls_conn_abort(c, st);
 	if (st != 0) {

@@ -108,6 +108,12 @@ int rtls__http_head(rtls_conn *c, int status, int keep_alive, const char *extra,
 	}
 	p = PUT_LIT(p, "\r\n");
 	rtls_conn_commit(c, (size_t)(p - start));
+	rtls__http_count_status(c, status);
+	/* Every response but a proxied one has its head made here, and its
+	 * body (if any) queued right after, in the same callback. */
+	if (((struct hconn *)rtls_conn_data(c))->lreq.pending)
+		rtls__alog_done(c, rtls_conn_data(c), status,
+				content_length == NO_CONTENT_LENGTH ? 0 : content_length);
 	return 0;
 }
 

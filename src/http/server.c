@@ -23,6 +23,7 @@ void rtls_http_config_defaults(struct rtls_http_config *hc)
 	hc->max_headers = 100;
 	hc->max_body = 1u << 20;
 	hc->proxy_keepalive = 64;
+	hc->admin_listener = -1;
 }
 
 int rtls_http_config_open(struct rtls_http_config *hc)
@@ -323,6 +324,10 @@ static void on_timeout(rtls_conn *c, void *data, enum rtls_timer t)
 		return;
 	}
 	if (t == RTLS_TIMER_HEADER && h->in_len) {
+		const struct rtls_http_config *hc = rtls_conn_ctx(c);
+
+		if (hc->alog) /* the line says what of the head came */
+			rtls__alog_begin(h, h->in, h->in_len, NULL);
 		h->closing = true;
 		rtls__http_error(c, 408, "request head not received in time", false);
 		return;
@@ -349,7 +354,7 @@ static int on_shutdown(rtls_conn *c, void *data)
 
 static int on_open(rtls_conn *c, void *data)
 {
-	(void)data;
+	((struct hconn *)data)->admin = rtls__http_is_admin(c);
 	rtls_conn_set_timer(c, RTLS_TIMER_IDLE);
 	return 0;
 }
@@ -361,6 +366,7 @@ static void on_close(rtls_conn *c, void *data, int err)
 	(void)err;
 	h->gone = true;
 	rtls__proxy_client_gone(c, h);
+	rtls__alog_forget(h);
 	free(h->in);
 	h->in = NULL;
 	h->in_len = h->in_cap = 0;

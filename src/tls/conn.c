@@ -176,6 +176,7 @@ void rtls__tls_fail(struct rtls_conn *c, struct tconn *t, const char *when)
 	char peer[64];
 
 	rtls_conn_peer(c, peer, sizeof(peer));
+	rtls__tls_count_fail(c, t, e);
 	if (e && ERR_GET_REASON(e) == SSL_R_HTTP_REQUEST)
 		plain_http_answer(t);
 	rtls_log(rtls__tls_established(t) ? RTLS_LOG_INFO : x->fail_level, "tls %s: %s failed: %s",
@@ -216,6 +217,7 @@ static void on_established(struct rtls_conn *c, struct tconn *t)
 	}
 	rtls__timer_arm(c, RTLS_TIMER_NONE);
 	rtls__tls_decide(c, t);
+	rtls__tls_count_done(c, t);
 	if (t->tx == RTLS__TLS_WANT_KERNEL || t->rx == RTLS__TLS_WANT_KERNEL) {
 		rtls__tls_set_phase(t, RTLS__TLS_SWITCH_PENDING);
 		/* Hand-off once the last flight is out; no read until then. */
@@ -541,6 +543,7 @@ static void tls_destroy(struct rtls_conn *c)
 
 	if (!t)
 		return;
+	rtls__tls_count_unfinished(c, t);
 	if (!rtls__tls_established(t) && c->close_err == -ETIMEDOUT) {
 		char peer[64];
 

@@ -123,8 +123,10 @@ void rtls__tls_decide(struct rtls_conn *c, struct tconn *t)
 }
 
 /* A direction that was wanted stays in userspace (no key, no ULP). */
-static void stay_user(struct tconn *t, bool tx, bool rx)
+static void stay_user(struct rtls_conn *c, struct tconn *t, bool tx, bool rx,
+		      enum rtls_stats_ktls_fallback why)
 {
+	rtls__tls_count_fallback(c, t, tx, rx, why);
 	if (tx && t->tx == RTLS__TLS_WANT_KERNEL)
 		rtls__tls_set_tx(t, RTLS__TLS_USERSPACE);
 	if (rx && t->rx == RTLS__TLS_WANT_KERNEL)
@@ -132,28 +134,29 @@ static void stay_user(struct tconn *t, bool tx, bool rx)
 }
 
 /* Derives both directions' crypto_info before anything is committed. */
-static void derive(struct tconn *t, struct rtls__ktls_info *tx, struct rtls__ktls_info *rx)
+static void derive(struct rtls_conn *c, struct tconn *t, struct rtls__ktls_info *tx,
+		   struct rtls__ktls_info *rx)
 {
 	struct rtls__ktls_suite s;
 
 	if (rtls__ktls_suite(t->ssl, &s) < 0) {
-		stay_user(t, true, true);
+		stay_user(c, t, true, true, RTLS_STATS_KTLS_CIPHER);
 		return;
 	}
 	if (s.version == TLS1_2_VERSION) {
 		/* The client's Finished was its record 0 under these keys. */
 		if (t->out.mark == UINT64_MAX ||
 		    rtls__ktls_info_tls12(t->ssl, &s, t->out.records, 1, tx, rx) < 0)
-			stay_user(t, true, true);
+			stay_user(c, t, true, true, RTLS_STATS_KTLS_KEY);
 		return;
 	}
 	if (t->tx == RTLS__TLS_WANT_KERNEL &&
 	    (!t->have_srv_secret || t->out.mark == UINT64_MAX ||
 	     rtls__ktls_info_tls13(&s, t->srv_secret, t->out.records, tx) < 0))
-		stay_user(t, true, false);
+		stay_user(c, t, true, false, RTLS_STATS_KTLS_KEY);
 	if (t->rx == RTLS__TLS_WANT_KERNEL &&
 	    (!t->have_cli_secret || rtls__ktls_info_tls13(&s, t->cli_secret, 0, rx) < 0))
-		stay_user(t, false, true);
+		stay_user(c, t, false, true, RTLS_STATS_KTLS_KEY);
 }
 
 static void fallback(struct rtls_conn *c, const char *dir, int err)
@@ -177,17 +180,18 @@ void rtls__tls_switch(struct rtls_conn *c, struct tconn *t)
 	rtls__tls_set_phase(t, RTLS__TLS_ESTABLISHED);
 	memset(&tx, 0, sizeof(tx));
 	memset(&rx, 0, sizeof(rx));
-	derive(t, &tx, &rx);
+	derive(c, t, &tx, &rx);
 	if ((t->tx == RTLS__TLS_WANT_KERNEL || t->rx == RTLS__TLS_WANT_KERNEL) &&
 	    (ret = rtls__ktls_ulp(c->fd)) < 0) {
 		fallback(c, "TLS", ret);
-		stay_user(t, true, true);
+		stay_user(c, t, true, true, RTLS_STATS_KTLS_ULP);
 	}
 	if (t->tx == RTLS__TLS_WANT_KERNEL) {
 		ret = rtls__ktls_set(c->fd, TLS_TX, &tx);
 		if (ret == 0) {
 			/* Committed: from here on only the kernel encrypts. */
 			rtls__tls_set_tx(t, RTLS__TLS_KERNEL);
+			RTLS__COUNT_AT(c->r, ktls_offloaded, RTLS_STATS_TX);
 			c->tp = &rtls__tls_ktx;
 			if (x->ktls_zerocopy) {
 				int one = 1;
@@ -197,16 +201,17 @@ void rtls__tls_switch(struct rtls_conn *c, struct tconn *t)
 			}
 		} else {
 			fallback(c, "TX", ret);
-			stay_user(t, true, false);
+			stay_user(c, t, true, false, RTLS_STATS_KTLS_REFUSED);
 		}
 	}
 	if (t->rx == RTLS__TLS_WANT_KERNEL) {
 		ret = rtls__ktls_set(c->fd, TLS_RX, &rx);
 		if (ret == 0) {
 			rtls__tls_set_rx(t, RTLS__TLS_KERNEL);
+			RTLS__COUNT_AT(c->r, ktls_offloaded, RTLS_STATS_RX);
 		} else {
 			fallback(c, "RX", ret);
-			stay_user(t, false, true);
+			stay_user(c, t, false, true, RTLS_STATS_KTLS_REFUSED);
 		}
 	}
 	OPENSSL_cleanse(&tx, sizeof(tx));

@@ -169,6 +169,17 @@ void rtls__tls_msg_cb(int write_p, int version, int content_type, const void *bu
 		      SSL *ssl, void *arg);
 void rtls__tls_close_clean(struct rtls_conn *c, struct tconn *t, const char *why);
 
+/* stats.c: the counters of struct rtls_stats this layer keeps. done: a
+ * handshake completed (after rtls__tls_decide); fallback: the wanted
+ * directions among tx, rx stay in userspace; fail: a failed handshake
+ * (OpenSSL's last error e), before its phase changes; unfinished: at
+ * destroy, a handshake that neither completed nor failed. */
+void rtls__tls_count_done(struct rtls_conn *c, const struct tconn *t);
+void rtls__tls_count_fallback(struct rtls_conn *c, const struct tconn *t, bool tx, bool rx,
+			      enum rtls_stats_ktls_fallback why);
+void rtls__tls_count_fail(struct rtls_conn *c, const struct tconn *t, unsigned long e);
+void rtls__tls_count_unfinished(struct rtls_conn *c, const struct tconn *t);
+
 /* handover.c */
 void rtls__tls_sink_account(struct tconn *t, const unsigned char *p, size_t n);
 void rtls__tls_in_account(struct rtls_conn *c, struct tconn *t, const unsigned char *p, size_t n);

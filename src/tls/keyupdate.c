@@ -128,6 +128,7 @@ void rtls__ku_seg_sent(struct rtls_conn *c)
 
 	if (!t || t->tx != RTLS__TLS_KERNEL_UPDATING)
 		return;
+	RTLS__COUNT(c->r, key_updates_sent);
 	rtls__tls_set_tx(t, RTLS__TLS_KERNEL_NEXT);
 	/* Sends are serialized per connection: our KeyUpdate has left under
 	 * the old key and nothing else has, so the new key starts exactly
@@ -178,6 +179,7 @@ void rtls__ku_kernel_rx(struct rtls_conn *c, struct tconn *t, bool update_reques
 {
 	int ret;
 
+	RTLS__COUNT(c->r, key_updates_received);
 	if (!rate_ok((struct rtls_tls_ctx *)(void *)c->r->srv->cfg.tls, t)) {
 		flood_close(c, t);
 		return;
@@ -243,16 +245,27 @@ void rtls__tls_msg_cb(int write_p, int version, int content_type, const void *bu
 		      SSL *ssl, void *arg)
 {
 	const unsigned char *m = buf;
+	struct rtls__stats *st;
 	struct tconn *t;
 
 	(void)version;
 	(void)arg;
 	/* OpenSSL calls this for every record header and inner content type
 	 * too: rule those out before the ex_data lookup. */
-	if (write_p || content_type != SSL3_RT_HANDSHAKE || len < 5 || m[0] != KEY_UPDATE)
+	if (content_type != SSL3_RT_HANDSHAKE || len < 5 || m[0] != KEY_UPDATE)
 		return;
 	t = SSL_get_app_data(ssl);
 	if (!t || !rtls__tls_established(t))
+		return;
+	/* Ours, when OpenSSL makes our records (the kernel's are counted as
+	 * they leave, rtls__ku_seg_sent); the peer's read in userspace. */
+	st = rtls__stats_mine();
+	if (st && !(write_p && rtls__tls_tx_kernel(t)))
+		rtls__stat_add(st,
+			       write_p ? RTLS__STAT(key_updates_sent)
+				       : RTLS__STAT(key_updates_received),
+			       1);
+	if (write_p)
 		return;
 	rate_ok(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)), t);
 	if (m[4] == 1)

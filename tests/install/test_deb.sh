@@ -118,6 +118,12 @@ pcv=$(PKG_CONFIG_PATH="$LIB/pkgconfig" pkg-config --modversion ringtls)
 
 ex=$R/usr/share/doc/ringtls/examples/ringtls.yaml
 [ -f "$ex" ] || [ -f "$ex.gz" ] || fail "no usr/share/doc/ringtls/examples/ringtls.yaml in ringtls"
+# The systemd unit, naming the packaged program (dist/systemd).
+unit=$R/lib/systemd/system/ringtls.service
+[ -f "$unit" ] || fail "no lib/systemd/system/ringtls.service in ringtls"
+grep -q '^ExecStart=/usr/bin/ringtls serve ' "$unit" || fail "ringtls.service: $(grep '^ExecStart=' "$unit")"
+[ -f "$R/usr/share/doc/ringtls/examples/ringtls.socket" ] ||
+  fail "no usr/share/doc/ringtls/examples/ringtls.socket in ringtls"
 
 for m in man1/ringtls.1 man7/librtls.7 man3/rtls_server_create.3; do
   [ -f "$R/usr/share/man/$m.gz" ] || fail "no usr/share/man/$m.gz"

@@ -85,7 +85,7 @@ int main(int argc, char **argv)
 	static const struct rtls_handler h = { .conn_data_size = sizeof(struct hold_conn),
 		.on_data = on_data, .on_eof = on_eof, .on_timeout = on_timeout,
 		.on_close = on_close };
-	struct rtls_listen l = { "127.0.0.1:0", 0 };
+	struct rtls_listen l = { .addr = "127.0.0.1:0" };
 	struct rtls_config cfg = { .listeners = &l, .nlisteners = 1, .handler = &h,
 				   .threads = 1, .buf_count = 8, .buf_size = 4096 };
 	struct sockaddr_storage ss;

@@ -913,9 +913,35 @@ def mode_paths(mode, version, no_rekey=False):
     return tx, rx
 
 
+def offload_metrics(srv, mode, tx, rx, conns):
+    """/metrics of the admin listener agrees with tls_stat: each direction
+    of each handshake that --ktls MODE asks for is offloaded or counted as
+    a fallback (ringtls_ktls_offloaded_total, ringtls_ktls_fallbacks_total)."""
+    m = re.search(r"listening on 127\.0\.0\.1:(\d+) \(admin\)", srv.log())
+    expect(m, "no admin listener in the log")
+    data = b""
+    with socket.create_connection(("127.0.0.1", int(m.group(1))), timeout=IO_TIMEOUT) as s:
+        s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    text, got, want = data.decode("utf-8", "replace"), {}, {}
+    for d, n in (("tx", tx), ("rx", rx)):
+        off = re.search(r'^ringtls_ktls_offloaded_total\{direction="%s"\} (\d+)$' % d, text, re.M)
+        fb = re.findall(r'^ringtls_ktls_fallbacks_total\{direction="%s",reason="\w+"\} (\d+)$' % d,
+                        text, re.M)
+        got[d] = (int(off.group(1)) if off else None, sum(int(v) for v in fb))
+        asked = mode in ("auto", "on", d)
+        want[d] = (n, conns - n if asked else 0)
+    expect_eq(got, want, "/metrics (offloaded, fallbacks) per direction")
+
+
 def c_mode(mode):
-    """--ktls MODE (default policy otherwise): counters, page cells, log."""
-    srv = Server("--ktls", mode, name="ringtls-ktls-" + mode)
+    """--ktls MODE (default policy otherwise): counters, page cells, log,
+    and the admin listener's offload counters."""
+    srv = Server("--ktls", mode, "--admin-listen", "127.0.0.1:0", name="ringtls-ktls-" + mode)
     try:
         ctr = Counters()
         want_tx = want_rx = 0
@@ -932,6 +958,7 @@ def c_mode(mode):
                       "page cells over TLS %s" % version)
             check_tls_lines(srv, mark, 1, "TLSv" + version, cipher, tx=tx, rx=rx)
         c = ctr.check(2, tx=want_tx, rx=want_rx)
+        offload_metrics(srv, mode, want_tx, want_rx, 2)
         if mode == "on" and not HOST:
             warns = [l for l in srv.log().splitlines() if " warn " in l]
             expect(not warns, "--ktls on logged fallbacks: %s" % warns)

@@ -15,7 +15,7 @@
 #include "proxyproto.h"
 
 static struct rtls__listener lis[1];
-static const struct rtls_listen cfg_lis[1] = { { "127.0.0.1:0", 0 } };
+static const struct rtls_listen cfg_lis[1] = { { .addr = "127.0.0.1:0" } };
 static struct rtls__cidr cidr;
 static int lfd = -1, client = -1;
 static uint16_t next_bid;

@@ -89,7 +89,7 @@ int main(void)
 	static const struct rtls_handler h = { .conn_data_size = 64, .on_data = on_data };
 	/* Server creation takes only conn_size from the TLS layer's hooks. */
 	static const struct rtls__tls_hooks fake_tls = { .attach = NULL, .conn_size = 128 };
-	struct rtls_listen ls[2] = { { "127.0.0.1:0", 0 }, { "127.0.0.1:0", 0 } };
+	struct rtls_listen ls[2] = { { .addr = "127.0.0.1:0" }, { .addr = "127.0.0.1:0" } };
 	struct rtls_config cfg = { .listeners = ls, .nlisteners = 2, .handler = &h, .threads = 3,
 				   .max_conns = 64, .buf_count = 8,
 				   .tls = (struct rtls_tls_ctx *)(uintptr_t)&fake_tls };

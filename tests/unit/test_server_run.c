@@ -24,7 +24,7 @@ static const struct rtls_handler handler = { 0 };
 
 static int make(rtls_server **s)
 {
-	static const struct rtls_listen l = { "127.0.0.1:0", 0 };
+	static const struct rtls_listen l = { .addr = "127.0.0.1:0" };
 	struct rtls_config cfg = { .listeners = &l,
 				   .nlisteners = 1,
 				   .handler = &handler,

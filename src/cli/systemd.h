@@ -1,0 +1,40 @@
+/* `ringtls serve` under systemd: readiness notification (sd_notify) and
+ * socket activation (sd_listen_fds). Without NOTIFY_SOCKET and LISTEN_FDS
+ * in the environment each of these does nothing. The program's, not
+ * librtls's: the library takes over no process-wide state. */
+#ifndef RTLS_CLI_SYSTEMD_H
+#define RTLS_CLI_SYSTEMD_H
+
+#include <stddef.h>
+
+#include "http/accesslog.h"
+#include "options.h"
+
+/* Socket activation: gives each listener of o (--listen, --tls-listen)
+ * the passed socket whose address is the listener's (family, address
+ * and port; port 0 never matches), in o->listen[i].fd. A listener that
+ * no passed socket matches is bound as usual; TLS or plain is the
+ * option's. Returns the number of sockets taken (0 without LISTEN_FDS
+ * for this process), or -1 after writing one line into why[0..n): a
+ * passed socket that is not a listening TCP socket, or matches no
+ * listener. The passed descriptors stay open: the server's reactors
+ * accept on duplicates of them. */
+int cli_listen_fds(struct cli_opts *o, char *why, size_t n);
+
+/* READY=1: every listener is bound and the reactors run. Also after a
+ * reload, following cli_notify_reloading(). */
+void cli_notify_ready(void);
+
+/* RELOADING=1, for a SIGHUP reload (ExecReload=kill -HUP $MAINPID):
+ * cli_notify_ready() follows when the new settings are in force. Nothing
+ * calls it yet: ringtls has no reload. */
+void cli_notify_reloading(void);
+
+/* Runs s until SIGINT or SIGTERM, as rtls_server_run_until_signal() does,
+ * and tells systemd: READY=1 once the reactors run, STOPPING=1 when a
+ * signal starts the graceful stop, ERRNO= when a reactor failed. SIGUSR1
+ * reopens alog (--access-log, for logrotate; NULL: none). Returns as
+ * rtls_server_wait(). */
+int cli_serve_until_signal(rtls_server *s, struct rtls_alog *alog);
+
+#endif
