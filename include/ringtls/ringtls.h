@@ -212,6 +212,20 @@ RTLS_API void rtls_config_defaults(struct rtls_config *cfg);
 RTLS_API int rtls_server_create(const struct rtls_config *cfg, rtls_server **out, char *why,
 				size_t whylen);
 
+/* A reload: creates a server as rtls_server_create() does, but each
+ * listener of cfg (without rtls_listen.fd) whose address is one that the
+ * running server prev listens on, by the same text or the same bound
+ * address, takes over prev's sockets instead of binding new ones. The
+ * sockets never stop listening, so no connection is refused or reset in
+ * the switch: start *out, then stop prev, which finishes what it has in
+ * flight and no longer empties those sockets' accept queues. Listeners
+ * only prev has are closed by its stop; new ones are bound. prev must
+ * stay alive until *out has been started or destroyed (a server that is
+ * destroyed without having run gives the sockets back).
+ * Callbacks: none. */
+RTLS_API int rtls_server_create_from(const struct rtls_config *cfg, rtls_server *prev,
+				     rtls_server **out, char *why, size_t whylen);
+
 /* Actual bound address of listener i (useful with port 0). -EINVAL if i is
  * out of range.
  * Callbacks: none. */

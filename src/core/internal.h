@@ -323,6 +323,10 @@ struct rtls__listener {
 	bool tls;
 	bool armed;
 	bool adopted; /* fd is a duplicate of rtls_listen.fd: never shut down */
+	/* A successor server took this socket over (rtls_server_create_from):
+	 * at stop it is closed, neither drained nor shut down. Under the
+	 * server's ls_lock, with fd. */
+	bool handed;
 };
 
 struct rtls__bufring {
@@ -406,6 +410,15 @@ struct rtls_server {
 	struct rtls__cidr *pp_from;
 	unsigned npp_from;
 	int (*pp_begin)(struct rtls_conn *c);
+	/* Guards every reactor's ls[].fd and .handed against a successor
+	 * taking the sockets over while a reactor stops: taken by
+	 * begin_stop() and rtls_server_create_from() only. */
+	pthread_mutex_t ls_lock;
+	/* Created from prev and not run yet: the listeners it took over
+	 * (pairs: ours, prev's), given back if it is destroyed unrun. */
+	struct rtls_server *prev;
+	unsigned *taken;
+	unsigned ntaken;
 };
 
 /* reactor.c */

@@ -165,7 +165,12 @@ static void begin_stop(struct rtls__reactor *r)
 	r->stopping = true;
 	r->stop_deadline_ms = r->now_ms + r->srv->cfg.shutdown_ms;
 	r->stop_grace_ms = r->now_ms + RTLS__STOP_GRACE_MS;
+	/* A successor may be taking these sockets over right now. */
+	pthread_mutex_lock(&r->srv->ls_lock);
 	for (unsigned i = 0; i < r->srv->nlisteners; i++) {
+		/* Handed over: another server accepts from it from now on, and
+		 * whatever waits in its queue is that server's. */
+		bool ours = !r->ls[i].adopted && !r->ls[i].handed;
 		struct io_uring_sqe *sqe;
 		int fl;
 
@@ -174,8 +179,7 @@ static void begin_stop(struct rtls__reactor *r)
 			io_uring_prep_cancel64(sqe, rtls__ud(RTLS__OP_ACCEPT, i, 0), 0);
 			io_uring_sqe_set_data64(sqe, rtls__ud(RTLS__OP_IGNORE, 0, 0));
 		}
-		if (r->ls[i].fd >= 0 && !r->ls[i].adopted &&
-		    (fl = fcntl(r->ls[i].fd, F_GETFL)) >= 0 &&
+		if (r->ls[i].fd >= 0 && ours && (fl = fcntl(r->ls[i].fd, F_GETFL)) >= 0 &&
 		    fcntl(r->ls[i].fd, F_SETFL, fl | O_NONBLOCK) == 0) {
 			/* Closing a listener resets the connections still in
 			 * its accept queue (unless net.ipv4.tcp_migrate_req
@@ -203,12 +207,13 @@ static void begin_stop(struct rtls__reactor *r)
 			 * and the other reactors too, and with socket
 			 * activation clients should queue there for the next
 			 * instance. */
-			if (!r->ls[i].adopted)
+			if (ours)
 				shutdown(r->ls[i].fd, SHUT_RDWR);
 			close(r->ls[i].fd);
 			r->ls[i].fd = -1;
 		}
 	}
+	pthread_mutex_unlock(&r->srv->ls_lock);
 	for (unsigned i = 0; i < r->srv->cfg.max_conns; i++)
 		if (r->conns[i].state != RTLS__CONN_FREE)
 			rtls__conn_shutdown(&r->conns[i]);
@@ -368,6 +373,18 @@ static void drain(struct rtls__reactor *r)
 			 r->id, r->nreap);
 }
 
+/* Whether an accept is still armed. At stop its cancel is on the way,
+ * and the reactor waits for it: on a socket that goes on listening (handed
+ * over to a successor, or the caller's) an accept left armed in a ring
+ * nobody reads would take connections that nobody then serves. */
+static bool accepting(const struct rtls__reactor *r)
+{
+	for (unsigned i = 0; i < r->srv->nlisteners; i++)
+		if (r->ls[i].armed)
+			return true;
+	return false;
+}
+
 static int reactor_loop(struct rtls__reactor *r)
 {
 	for (;;) {
@@ -376,7 +393,8 @@ static int reactor_loop(struct rtls__reactor *r)
 		rtls__bufring_publish(r);
 		if (r->nstarved)
 			rtls__rearm_starved(r);
-		if (r->stopping && (r->nlive == 0 || r->now_ms >= r->stop_deadline_ms)) {
+		if (r->stopping &&
+		    ((r->nlive == 0 && !accepting(r)) || r->now_ms >= r->stop_deadline_ms)) {
 			stop_now(r);
 			drain(r);
 			io_uring_submit(&r->ring); /* the cancels begin_stop() queued */

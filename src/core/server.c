@@ -8,6 +8,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <netinet/in.h>
+
 #include "internal.h"
 #include "proxyproto.h"
 
@@ -272,7 +274,130 @@ static int bind_listener(struct rtls_server *s, unsigned i)
 	return 0;
 }
 
-int rtls_server_create(const struct rtls_config *cfg, rtls_server **out, char *why, size_t whylen)
+/* Whether a listener configured as addr (parsed: ss) names prev's
+ * listener j: the same text (so "127.0.0.1:0" keeps its ephemeral port
+ * across a reload), or the same family, address and a port that is not 0. */
+static bool same_listener(const struct rtls_server *prev, unsigned j, const char *addr,
+			  const struct sockaddr_storage *ss)
+{
+	const struct sockaddr_storage *b = &prev->bound[j];
+	const char *was = prev->cfg.listeners[j].addr;
+
+	if (was && addr && strcmp(was, addr) == 0)
+		return true;
+	if (ss->ss_family != b->ss_family)
+		return false;
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *x = (const void *)ss, *y = (const void *)b;
+
+		return x->sin_port && x->sin_port == y->sin_port &&
+		       x->sin_addr.s_addr == y->sin_addr.s_addr;
+	}
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *x = (const void *)ss, *y = (const void *)b;
+
+		return x->sin6_port && x->sin6_port == y->sin6_port &&
+		       memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+	}
+	return false;
+}
+
+/* Listener i to be taken over from prev (recorded in s->taken), or bound. */
+static int plan_listener(struct rtls_server *s, unsigned i, struct rtls_server *prev)
+{
+	const struct rtls_listen *l = &s->cfg.listeners[i];
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	if (!prev || l->fd || rtls__parse_addr(l->addr, &ss, &len) < 0)
+		return bind_listener(s, i);
+	for (unsigned j = 0; j < prev->nlisteners; j++) {
+		bool used = false;
+
+		for (unsigned t = 0; t < s->ntaken; t++)
+			used |= s->taken[2 * t + 1] == j;
+		if (used || !prev->bound_len[j] || !same_listener(prev, j, l->addr, &ss))
+			continue;
+		s->taken[2 * s->ntaken] = i;
+		s->taken[2 * s->ntaken + 1] = j;
+		s->ntaken++;
+		s->bound[i] = prev->bound[j];
+		s->bound_len[i] = prev->bound_len[j];
+		return 0;
+	}
+	return bind_listener(s, i);
+}
+
+/* Reactor k's socket for listener i, from prev's listener j: a duplicate
+ * of prev's reactor k socket, or of its one socket where it was handed one
+ * (rtls_listen.fd); a new socket in the SO_REUSEPORT group where prev has
+ * fewer reactors, or where prev's reactor k has stopped already. Under
+ * prev->ls_lock. */
+static int take_socket(struct rtls_server *s, unsigned k, unsigned i, struct rtls_server *prev,
+		       unsigned j)
+{
+	struct rtls__listener *from = NULL;
+	int fd;
+
+	if (k < prev->nreactors && prev->rs[k].ls[j].fd >= 0)
+		from = &prev->rs[k].ls[j];
+	else if (prev->rs[0].ls[j].adopted && prev->rs[0].ls[j].fd >= 0)
+		from = &prev->rs[0].ls[j];
+	if (from) {
+		fd = fcntl(from->fd, F_DUPFD_CLOEXEC, 3);
+		if (fd < 0)
+			return -errno;
+		s->rs[k].ls[i].adopted = from->adopted;
+	} else {
+		fd = rtls__listen_socket(&s->bound[i], s->bound_len[i]);
+		if (fd < 0)
+			return fd;
+	}
+	s->rs[k].ls[i].fd = fd;
+	s->rs[k].ls[i].tls = s->cfg.listeners[i].tls != 0;
+	return 0;
+}
+
+/* The commit of rtls_server_create_from(): every socket is taken, then
+ * prev learns which are handed over, all under its lock, so that none of
+ * its reactors shuts one down in between. Nothing changes in prev unless
+ * all succeed. */
+static int take_listeners(struct rtls_server *s, struct rtls_server *prev)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&prev->ls_lock);
+	for (unsigned t = 0; t < s->ntaken && ret == 0; t++)
+		for (unsigned k = 0; k < s->nreactors && ret == 0; k++)
+			ret = take_socket(s, k, s->taken[2 * t], prev, s->taken[2 * t + 1]);
+	for (unsigned t = 0; t < s->ntaken && ret == 0; t++)
+		for (unsigned k = 0; k < prev->nreactors; k++)
+			if (prev->rs[k].ls[s->taken[2 * t + 1]].fd >= 0)
+				prev->rs[k].ls[s->taken[2 * t + 1]].handed = true;
+	pthread_mutex_unlock(&prev->ls_lock);
+	if (ret == 0)
+		s->prev = prev;
+	return ret;
+}
+
+/* Destroyed without having run: prev empties and shuts down its sockets
+ * at its stop again, as nobody else listens on them. */
+static void give_back(struct rtls_server *s)
+{
+	struct rtls_server *prev = s->prev;
+
+	if (!prev)
+		return;
+	pthread_mutex_lock(&prev->ls_lock);
+	for (unsigned t = 0; t < s->ntaken; t++)
+		for (unsigned k = 0; k < prev->nreactors; k++)
+			prev->rs[k].ls[s->taken[2 * t + 1]].handed = false;
+	pthread_mutex_unlock(&prev->ls_lock);
+	s->prev = NULL;
+}
+
+static int create(const struct rtls_config *cfg, struct rtls_server *prev, rtls_server **out,
+		  char *why, size_t whylen)
 {
 	struct server_box *b;
 	struct rtls_server *s;
@@ -285,6 +410,7 @@ int rtls_server_create(const struct rtls_config *cfg, rtls_server **out, char *w
 		return -ENOMEM;
 	}
 	s = &b->s;
+	pthread_mutex_init(&s->ls_lock, NULL);
 	s->cfg = *cfg;
 	rtls_config_defaults(&s->cfg);
 	ret = validate(&s->cfg);
@@ -310,7 +436,8 @@ int rtls_server_create(const struct rtls_config *cfg, rtls_server **out, char *w
 		reactor_init(s, &s->rs[k], k);
 	s->bound = calloc(s->nlisteners, sizeof(*s->bound));
 	s->bound_len = calloc(s->nlisteners, sizeof(*s->bound_len));
-	if (!s->rs || !s->bound || !s->bound_len) {
+	s->taken = calloc(2 * (size_t)s->nlisteners + 2, sizeof(*s->taken));
+	if (!s->rs || !s->bound || !s->bound_len || !s->taken) {
 		ret = -ENOMEM;
 		goto err;
 	}
@@ -322,7 +449,7 @@ int rtls_server_create(const struct rtls_config *cfg, rtls_server **out, char *w
 	for (unsigned i = 0; i < s->nlisteners; i++) {
 		const struct rtls_listen *l = &s->cfg.listeners[i];
 
-		ret = bind_listener(s, i);
+		ret = plan_listener(s, i, prev);
 		if (ret < 0 && l->fd)
 			snprintf(why, whylen, "listen fd %d (%s): %s", l->fd,
 				 l->addr ? l->addr : "-",
@@ -332,6 +459,11 @@ int rtls_server_create(const struct rtls_config *cfg, rtls_server **out, char *w
 				 ret == -EINVAL ? "not an ADDR:PORT" : strerror(-ret));
 		if (ret < 0)
 			goto err_described;
+	}
+	if (s->ntaken) {
+		ret = take_listeners(s, prev);
+		if (ret < 0)
+			goto err;
 	}
 	*out = s;
 	return 0;
@@ -350,6 +482,22 @@ err_described:
 	rtls_server_destroy(s);
 	*out = NULL;
 	return ret;
+}
+
+int rtls_server_create(const struct rtls_config *cfg, rtls_server **out, char *why, size_t whylen)
+{
+	return create(cfg, NULL, out, why, whylen);
+}
+
+int rtls_server_create_from(const struct rtls_config *cfg, rtls_server *prev, rtls_server **out,
+			    char *why, size_t whylen)
+{
+	if (!prev) {
+		*out = NULL;
+		snprintf(why, whylen, "%s", strerror(EINVAL));
+		return -EINVAL;
+	}
+	return create(cfg, prev, out, why, whylen);
 }
 
 int rtls_server_listen_addr(const rtls_server *s, unsigned i,
@@ -450,6 +598,8 @@ int rtls_server_start(rtls_server *s)
 	if (atomic_load(&s->stop))
 		rtls_server_stop(s);
 	ret = spawn(s);
+	if (ret == 0)
+		s->prev = NULL; /* running: the sockets it took are its own */
 out:
 	/* Once per server, also when it failed: wait() reports the failure. */
 	b->run = ret < 0 ? RUN_JOINED : RUN_STARTED;
@@ -522,9 +672,12 @@ void rtls_server_destroy(rtls_server *s)
 		rtls_server_stop(s);
 		rtls_server_wait(s);
 	}
+	give_back(s);
 	if (s->rs)
 		for (unsigned k = 0; k < s->nreactors; k++)
 			reactor_free(s, &s->rs[k]);
+	pthread_mutex_destroy(&s->ls_lock);
+	free(s->taken);
 	free(s->rs);
 	free(s->bound);
 	free(s->bound_len);

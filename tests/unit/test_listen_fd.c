@@ -104,8 +104,11 @@ static ssize_t fetch(const struct sockaddr_in *a, char *buf, size_t n)
 		close(fd);
 		return -errno;
 	}
-	while ((size_t)got < n && (r = read(fd, buf + got, n - (size_t)got)) > 0)
-		got += r;
+	/* EINTR: a read with SO_RCVTIMEO is not restarted, and io_uring's
+	 * task work for this thread (its rings' files closing) interrupts it. */
+	while ((size_t)got < n &&
+	       ((r = read(fd, buf + got, n - (size_t)got)) > 0 || (r < 0 && errno == EINTR)))
+		got += r > 0 ? r : 0;
 	close(fd);
 	return got;
 }
