@@ -257,6 +257,82 @@ HANDSHAKE_REGRESSIONS = {
 }
 
 
+# --- config: the YAML file's bytes (src/cli/config.c) ------------------------
+CONFIG_SEEDS = {
+    "flags": b"no-tls12: true\nno-tickets: yes\nktls-zerocopy: off\nfollow-symlinks: On\n"
+             b"ktls-rx-no-rekey: FALSE\nktls-keyless: maybe\n",
+    "values": b"threads: 4\nmax-conns: 1000\nring-entries: 256\nmax-header-bytes: 16384\n"
+              b"max-uri-bytes: 4096\nmax-headers: 50\nmax-body-bytes: 0\n"
+              b"header-timeout: 500ms\nidle-timeout: 2m\nshutdown-timeout: 1.5\n"
+              b"handshake-timeout: 10s\nlog-level: debug\nclient-auth: optional\nktls: rx\n"
+              b"key-update-max-rate: 10\nkey-update-after-records: 18446744073709551615\n"
+              b"proxy-keepalive: 0\nupstream-proxy-protocol: v2\naccess-log: '-'\n"
+              b"access-log-format: json\nadmin-listen: 127.0.0.1:9100\n"
+              b"tls-ciphers: ECDHE-ECDSA-AES128-GCM-SHA256\n"
+              b"tls13-ciphersuites: TLS_AES_128_GCM_SHA256\n",
+    "bad_values": b"threads: 0\nring-entries: 100\nidle-timeout: 0ms\nlog-level: loud\n"
+                  b"max-body-bytes: -1\nheader-timeout: 1h\nmax-headers: 257\nktls: maybe\n",
+    "lists": b"listen:\n  - :80\n  - \"[::1]:8080\"\n  - localhost:81\ntls-listen: 0.0.0.0:443\n"
+             b"proxy:\n  - /api=http://127.0.0.1:8081,http://[::1]:8082/\n"
+             b"  - /sock=unix:/run/app.sock\nproxy-protocol-from: [10.0.0.0/8, \"::1\"]\n",
+    "bad_lists": b"listen: [\":99999\", \"[::1\", {a: b}, [nested]]\ntls-listen: {a: b}\n"
+                 b"proxy: [api=http://x:1, /x=https://a:1, /y=http://name.invalid:80]\n"
+                 b"proxy-protocol-from: [10.0.0.0/33]\n",
+    "certificates": b"certificates:\n  - cert: /etc/a.pem\n    key: /etc/a.key\n"
+                    b"  - {cert: b.pem, key: b.key}\n",
+    "bad_certificates": b"certificates:\n  - cert: a.pem\n  - {cert: a, key: b, cert: c}\n"
+                        b"  - {cert: [x], key: y}\n  - {pem: x}\n  - one\ncert: x.pem\n",
+    "anchor": b"root: &r /srv\nstate-dir: *r\n",
+    "merge": b"base: &b {threads: 2}\n<<: *b\n",
+    "deep": b"listen: " + b"[" * 20 + b"]" * 20 + b"\n",
+    "huge_scalar": b"root: " + b"a" * 3000 + b"\n",
+    "nul": b"root: \"/srv\\0/x\"\n\"ke\\0y\": 1\nadmin-listen: \"\\0\"\n",
+    "nul_raw": b"state-dir: a\x00b\n",
+    "tabs": b"listen:\n\t- :80\nthreads:\t2\n",
+    "documents": b"---\nthreads: 2\n...\n---\nthreads: 3\n",
+    "not_a_mapping": b"- threads: 2\n",
+    "keys": b"threads: 1\nthreads: 2\nunknown: 1\n{a: 1}: 2\n[x]: y\nkey: k.pem\n? |\n  block\n: 1\n",
+    "flow_crlf_bom": b"\xef\xbb\xbf{listen: [\":80\"], threads: 4,\r\n root: 'it''s'}\r\n",
+    "scalars": b"root: >-\n  folded\n  text\nstate-dir: |\n  lit\naccess-log: \"\\u00e9\\x41\"\n"
+               b"client-ca: !!str 12\nthreads: ~\nmax-conns:\n",
+}
+CONFIG_SEEDS_FILES = {"example": "examples/ringtls.yaml"}
+
+
+def nested(n):
+    """A document n levels deep, the top mapping counted."""
+    return b"listen: " + b"[" * (n - 1) + b"]" * (n - 1) + b"\n"
+
+
+CONFIG_REGRESSIONS = {
+    # CLI_CONFIG_MAX_DEPTH (16): the top mapping is the first level.
+    "depth_16": nested(16),
+    "depth_17": nested(17),
+    # The lists' bounds (options.h): one at the limit, one past it.
+    "listen_32": b"listen:\n" + b"".join(b"  - :%d\n" % (8000 + i) for i in range(32)),
+    "listen_33": b"listen:\n" + b"".join(b"  - :%d\n" % (8000 + i) for i in range(33)),
+    "certs_16": b"certificates:\n" + b"".join(b"  - {cert: c%d, key: k%d}\n" % (i, i)
+                                              for i in range(16)),
+    "certs_17": b"certificates:\n" + b"".join(b"  - {cert: c%d, key: k%d}\n" % (i, i)
+                                              for i in range(17)),
+    "pp_from_64": b"proxy-protocol-from:\n" + b"".join(b"  - 10.0.0.%d\n" % i for i in range(64)),
+    "pp_from_65": b"proxy-protocol-from:\n" + b"".join(b"  - 10.0.0.%d\n" % i for i in range(65)),
+    # CLI_CONFIG_MAX_PROBLEMS (100): the 101st stops the reading.
+    "problems_100": b"".join(b"x%d: 1\n" % i for i in range(100)),
+    "problems_101": b"".join(b"x%d: 1\n" % i for i in range(101)),
+    # A key of 63 and 64 bytes: the name buffer's edge.
+    "key_63": b"a" * 63 + b": 1\n",
+    "key_64": b"a" * 64 + b": 1\n",
+    # NULs written as escapes: in a key, in a value, in a certificate.
+    "nul_escaped": b"\"threads\\0\": 1\nroot: \"a\\0\"\ncertificates: [{cert: \"\\0\", key: k}]\n",
+    # The second document is refused, an empty first one too.
+    "second_document": b"threads: 1\n---\nthreads: 2\n",
+    "empty_then_document": b"---\n---\nthreads: 2\n",
+    # strtod reads "nan": a duration must refuse it (options.c).
+    "duration_nan": b"idle-timeout: nan\nheader-timeout: NaNms\n",
+}
+
+
 def main():
     for name, data in PARSER_REGRESSIONS.items():
         write("regressions", "parser", name, data)
@@ -278,6 +354,13 @@ def main():
         write("corpus", "tls_handshake", name, data)
     for name, data in HANDSHAKE_REGRESSIONS.items():
         write("regressions", "tls_handshake", name, data)
+    for name, data in CONFIG_SEEDS.items():
+        write("corpus", "config", name, data)
+    for name, path in CONFIG_SEEDS_FILES.items():
+        with open(os.path.join(HERE, "..", path), "rb") as f:
+            write("corpus", "config", name, f.read())
+    for name, data in CONFIG_REGRESSIONS.items():
+        write("regressions", "config", name, data)
     if "--capture" in sys.argv:
         for name, args in HANDSHAKE_CLIENTS.items():
             hello = capture(args)

@@ -40,20 +40,73 @@ static struct cli_at at_of(yaml_mark_t m)
 	return (struct cli_at){ (unsigned)m.line + 1, (unsigned)m.column + 1 };
 }
 
+/* A reload (SIGHUP) says one line whatever went wrong: while capturing,
+ * the first problem is kept and the others only counted. Only the thread
+ * that parses (the main thread at start, the signal thread later) says
+ * anything here. */
+static struct {
+	char *buf;
+	size_t n;
+	unsigned count;
+} capture;
+
+void cli_say_capture(char *buf, size_t n)
+{
+	capture.buf = buf;
+	capture.n = n;
+	capture.count = 0;
+	if (buf && n)
+		buf[0] = '\0';
+}
+
+unsigned cli_say_captured(void)
+{
+	unsigned n = capture.count;
+
+	capture.buf = NULL;
+	capture.n = 0;
+	capture.count = 0;
+	return n;
+}
+
+/* Appends s to out[0..n) with control characters as '?'. */
+static size_t put_clean(char *out, size_t n, size_t at, const char *s)
+{
+	for (; *s && at + 1 < n; s++)
+		out[at++] = (unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s;
+	if (n)
+		out[at < n ? at : n - 1] = '\0';
+	return at;
+}
+
 /* One line, whatever bytes the file put into the message. */
 void cli_config_say(const char *file, struct cli_at at, const char *msg)
 {
-	char prefix[4200];
+	char prefix[4200], line[8400];
 
 	if (at.line)
 		snprintf(prefix, sizeof(prefix), "%s:%u:%u: ", file, at.line, at.col);
 	else
-		snprintf(prefix, sizeof(prefix), "ringtls: ");
-	for (const char *p = prefix; *p; p++)
-		fputc((unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p, stderr);
-	for (const char *p = msg; *p; p++)
-		fputc((unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p, stderr);
-	fputc('\n', stderr);
+		snprintf(prefix, sizeof(prefix), "%s", capture.buf ? "" : "ringtls: ");
+	if (capture.buf) {
+		if (capture.count++ == 0)
+			put_clean(capture.buf, capture.n,
+				  put_clean(capture.buf, capture.n, 0, prefix), msg);
+		return;
+	}
+	put_clean(line, sizeof(line), put_clean(line, sizeof(line), 0, prefix), msg);
+	fprintf(stderr, "%s\n", line);
+}
+
+void cli_say(const char *fmt, ...)
+{
+	char msg[4400];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	cli_config_say(NULL, (struct cli_at){ 0, 0 }, msg);
 }
 
 static void problem(struct loader *l, yaml_mark_t m, const char *fmt, ...)
@@ -64,8 +117,9 @@ static void problem(struct loader *l, yaml_mark_t m, const char *fmt, ...)
 	if (l->stop)
 		return;
 	if (l->o->problems == CLI_CONFIG_MAX_PROBLEMS) {
-		fprintf(stderr, "%s: more than %d problems; the rest are not listed\n", l->file,
-			CLI_CONFIG_MAX_PROBLEMS);
+		if (!capture.buf)
+			fprintf(stderr, "%s: more than %d problems; the rest are not listed\n",
+				l->file, CLI_CONFIG_MAX_PROBLEMS);
 		l->stop = true;
 		return;
 	}
@@ -228,6 +282,10 @@ static void flag(struct loader *l, int opt, const char *name)
 		return;
 	}
 	v = (const char *)l->ev.data.scalar.value;
+	if (memchr(v, '\0', l->ev.data.scalar.length)) { /* "yes\0x" is not yes */
+		problem(l, l->ev.start_mark, "%s: a NUL byte in the value", name);
+		return;
+	}
 	for (unsigned i = 0; i < 3; i++) {
 		if (strcasecmp(v, yes[i]) == 0) {
 			apply(l, opt, NULL, l->ev.start_mark);
@@ -358,7 +416,13 @@ static void pair(struct loader *l)
 	}
 	if (!files[0] || !files[1])
 		return;
-	apply(l, cli_opt_find("cert", &kind), files[0], marks[0]);
+	{
+		unsigned before = l->o->ncert_files;
+
+		apply(l, cli_opt_find("cert", &kind), files[0], marks[0]);
+		if (l->o->ncert_files == before) /* refused: one too many */
+			return;
+	}
 	apply(l, cli_opt_find("key", &kind), files[1], marks[1]);
 	if (l->o->ncert_files == l->o->nkey_files && l->o->ncert_files > 0) {
 		l->o->cert_at[l->o->ncert_files - 1] = at_of(marks[0]);
@@ -496,7 +560,7 @@ static int read_config(const char *path, char **out, size_t *len)
 	if (fd >= 0)
 		close(fd);
 	if (err || bad) {
-		fprintf(stderr, "ringtls: --config %s: %s\n", path, bad ? bad : strerror(err));
+		cli_say("--config %s: %s", path, bad ? bad : strerror(err));
 		free(buf);
 		return -1;
 	}
@@ -535,7 +599,7 @@ static int pass(struct loader *l, const char *buf, size_t len, bool first)
 	bool ok = true;
 
 	if (!yaml_parser_initialize(&l->p)) {
-		fprintf(stderr, "ringtls: --config %s: out of memory\n", l->file);
+		cli_say("--config %s: out of memory", l->file);
 		l->o->problems++;
 		return -1;
 	}
@@ -553,21 +617,36 @@ static int pass(struct loader *l, const char *buf, size_t len, bool first)
 
 int cli_config_load(const char *path, struct cli_opts *o)
 {
-	struct loader l;
-	unsigned before = o->problems;
 	size_t len = 0;
 	char *buf = NULL;
 	int ret;
 
-	memset(&l, 0, sizeof(l));
-	l.file = path;
-	l.o = o;
 	if (read_config(path, &buf, &len) < 0) {
 		o->problems++;
 		return -2;
 	}
-	ret = pass(&l, buf, len, true) < 0 ? -2 : pass(&l, buf, len, false);
+	ret = cli_config_load_mem(path, buf, len, o);
 	free(buf);
+	return ret;
+}
+
+int cli_config_load_mem(const char *name, const char *buf, size_t len, struct cli_opts *o)
+{
+	struct loader l;
+	unsigned before = o->problems;
+	int ret;
+
+	/* read_config() never gives more; a caller with a buffer of its own
+	 * gets the same limit. */
+	if (len > CLI_CONFIG_MAX_BYTES) {
+		cli_say("--config %s: larger than 1 MiB", name);
+		o->problems++;
+		return -2;
+	}
+	memset(&l, 0, sizeof(l));
+	l.file = name;
+	l.o = o;
+	ret = pass(&l, buf, len, true) < 0 ? -2 : pass(&l, buf, len, false);
 	if (ret == 0 && o->problems > before)
 		ret = -1;
 	return ret;

@@ -7,27 +7,9 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "http/accesslog.h"
-#include "options.h"
+#include "gen.h"
 #include "probe.h"
-#include "systemd.h"
-
-static void log_listeners(rtls_server *s, const struct cli_opts *o)
-{
-	for (unsigned i = 0; i < o->nlisten; i++) {
-		struct sockaddr_storage ss;
-		socklen_t len;
-		char addr[80];
-		const char *kind = o->listen[i].tls ? "https" : "http";
-
-		if (rtls_server_listen_addr(s, i, &ss, &len) < 0)
-			continue;
-		rtls_format_addr(&ss, addr, sizeof(addr));
-		if ((int)i == o->http.admin_listener)
-			kind = "admin";
-		rtls_log(RTLS_LOG_INFO, "listening on %s (%s)", addr, kind);
-	}
-}
+#include "serve.h"
 
 /* Every connection is a descriptor, and the usual soft limit (1024) is far
  * below --max-conns: raise it to the hard limit, as nginx's
@@ -64,124 +46,34 @@ static void tune_malloc(void)
 		rtls_log(RTLS_LOG_DEBUG, "mallopt refused: arena trimming left as it is");
 }
 
-static bool needs_tls(const struct cli_opts *o)
+static int serve(int argc, char **argv)
 {
-	for (unsigned i = 0; i < o->nlisten; i++)
-		if (o->listen[i].tls)
-			return true;
-	return false;
-}
-
-/* --access-log: opened before the server runs, so that a path that
- * cannot be written stops the start with one line. */
-static int open_access_log(struct cli_opts *o)
-{
-	enum cli_kind kind;
-	struct cli_at at;
-	char msg[4400];
+	struct cli_gen *g;
 	int ret;
 
-	if (!o->access_log)
-		return 0;
-	ret = rtls_http_alog_open(o->access_log,
-				  o->access_log_json ? RTLS_ALOG_JSON : RTLS_ALOG_COMBINED,
-				  &o->http.alog);
-	if (ret == 0)
-		return 0;
-	at = o->at[cli_opt_find("access-log", &kind) - CLI_OPT_BASE];
-	snprintf(msg, sizeof(msg), "%s %s: %s", at.line ? "access-log" : "--access-log",
-		 o->access_log, strerror(-ret));
-	cli_config_say(o->config, at, msg);
-	return -1;
-}
-
-/* --admin-listen: one more plaintext listener of the same server, whose
- * requests the HTTP layer answers itself (src/http/admin.c), and the HTTP
- * layer's counters for its /metrics (freed by cli_opts_free). */
-static int add_admin(struct cli_opts *o)
-{
-	if (!o->admin_listen)
-		return 0;
-	if (o->nlisten == CLI_MAX_LISTEN) {
-		fprintf(stderr, "ringtls: --admin-listen: at most %d listeners in all\n",
-			CLI_MAX_LISTEN);
-		return -1;
-	}
-	if (rtls_http_stats_init(&o->http) < 0) {
-		fprintf(stderr, "ringtls: --admin-listen: %s\n", strerror(ENOMEM));
-		return -1;
-	}
-	o->listen[o->nlisten] = (struct rtls_listen){ .addr = o->admin_listen };
-	o->http.admin_listener = (int)o->nlisten++;
-	o->cfg.nlisteners = o->nlisten;
-	return 0;
-}
-
-static int run(struct cli_opts *o)
-{
-	rtls_server *s = NULL;
-	struct rtls_tls_ctx *tls = NULL;
-	char why[512];
-	int ret;
-
-	rtls_log_set_level(o->log_level);
+	/* The first generation: its lines go to stderr as they come, and a
+	 * configuration that does not parse exits 2, one that cannot be set
+	 * up 1. The log level is set first, so that building logs at it. */
+	ret = cli_gen_new(argc, argv, NULL, 1, &g);
+	if (ret)
+		return ret == 1 ? 0 : ret == -2 ? 2 : 1;
+	rtls_log_set_level(g->o.log_level);
 	raise_nofile();
 	tune_malloc();
-	ret = rtls_http_config_open(&o->http);
-	if (ret < 0) {
-		enum cli_kind kind;
-		struct cli_at at = o->at[cli_opt_find("root", &kind) - CLI_OPT_BASE];
-		char msg[4400];
-
-		snprintf(msg, sizeof(msg), "%s %s: %s", at.line ? "root" : "--root", o->http.root,
-			 strerror(-ret));
-		cli_config_say(o->config, at, msg);
-		return 1;
-	}
-	o->cfg.handler = &rtls_http_handler;
-	o->cfg.handler_ctx = &o->http;
-	if (add_admin(o) < 0)
-		return 1;
-	if (cli_listen_fds(o, why, sizeof(why)) < 0) { /* systemd socket activation */
-		fprintf(stderr, "ringtls: %s\n", why);
-		return 1;
-	}
-	if (open_access_log(o) < 0)
-		return 1;
-	if (needs_tls(o)) {
-		ret = rtls_tls_ctx_new(&o->tls, &tls, why, sizeof(why));
-		if (ret < 0) {
-			fprintf(stderr, "ringtls: %s\n", why);
-			rtls_http_alog_close(o->http.alog);
-			return 1;
-		}
-		o->cfg.tls = tls;
-		o->http.live_tls = rtls_tls_live_ssl;
-	}
-	ret = rtls_server_create(&o->cfg, &s, why, sizeof(why));
-	if (ret < 0) {
-		fprintf(stderr, "ringtls: %s\n", why);
-		rtls_tls_ctx_free(tls);
-		rtls_http_alog_close(o->http.alog);
-		return 1;
-	}
-	o->http.server = s; /* for /metrics */
 	/* Only once the listeners are bound: a start that fails says one line. */
-	if (tls && rtls_tls_ctx_selfsigned_path(tls))
-		rtls_log(RTLS_LOG_INFO, "TLS uses the self-signed certificate %s; trust it with "
-			 "curl --cacert %s, or copy it to /usr/local/share/ca-certificates/ringtls.crt "
-			 "and run update-ca-certificates", rtls_tls_ctx_selfsigned_path(tls),
-			 rtls_tls_ctx_selfsigned_path(tls));
-	log_listeners(s, o);
+	if (g->tls && rtls_tls_ctx_selfsigned_path(g->tls))
+		rtls_log(
+			RTLS_LOG_INFO,
+			"TLS uses the self-signed certificate %s; trust it with "
+			"curl --cacert %s, or copy it to /usr/local/share/ca-certificates/ringtls.crt "
+			"and run update-ca-certificates",
+			rtls_tls_ctx_selfsigned_path(g->tls), rtls_tls_ctx_selfsigned_path(g->tls));
+	cli_gen_log_listeners(g);
 	rtls_log(RTLS_LOG_INFO, "ringtls %s: %u reactor(s), serving %s", RTLS_VERSION_STRING,
-		 o->cfg.threads ? o->cfg.threads : (unsigned)sysconf(_SC_NPROCESSORS_ONLN),
-		 o->http.root ? o->http.root : "the built-in page");
-	ret = cli_serve_until_signal(s, o->http.alog); /* SIGINT/SIGTERM: graceful stop, exit 0 */
-	rtls_server_destroy(s);
-	rtls_http_alog_close(o->http.alog); /* after the reactors: every line is in */
-	rtls_tls_ctx_free(tls);
-	if (o->http.root_fd >= 0)
-		close(o->http.root_fd);
+		 g->o.cfg.threads ? g->o.cfg.threads : (unsigned)sysconf(_SC_NPROCESSORS_ONLN),
+		 g->o.http.root ? g->o.http.root : "the built-in page");
+	ret = cli_serve(&g, argc, argv); /* SIGINT/SIGTERM: graceful stop, exit 0 */
+	cli_gen_free(g);
 	if (ret < 0) {
 		fprintf(stderr, "ringtls: %s\n", strerror(-ret));
 		return 1;
@@ -189,20 +81,6 @@ static int run(struct cli_opts *o)
 	rtls_log(RTLS_LOG_INFO, "stopped");
 	return 0;
 }
-
-static int serve(int argc, char **argv)
-{
-	struct cli_opts o;
-	int ret = cli_parse_serve(argc, argv, &o, false);
-
-	if (ret == 0)
-		ret = run(&o);
-	else
-		ret = ret > 0 ? 0 : 2;
-	cli_opts_free(&o);
-	return ret;
-}
-
 int main(int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "serve") == 0)

@@ -131,7 +131,9 @@ static int parse_uint(const struct bad *e, const char *s, unsigned long long min
 
 	errno = 0;
 	v = strtoull(s, &end, 10);
-	if (errno || end == s || *end || *s == '-' || v < min || v > max) {
+	/* strtoull() skips leading space and takes a sign ("-1" is 2^64-1):
+	 * only digits are a number here. */
+	if (errno || end == s || *end || *s < '0' || *s > '9' || v < min || v > max) {
 		snprintf(e->buf, e->n, "%s: not a number in %llu..%llu: '%s'", e->flag, min, max,
 			 s);
 		return -1;
@@ -154,7 +156,9 @@ static int parse_duration(const struct bad *e, const char *s, unsigned *ms)
 		mul = 60000;
 	else if (*end && strcmp(end, "s") != 0)
 		end = (char *)s;
-	if (errno || end == s || v <= 0 || v * mul > 86400000.0 || v * mul < 1) {
+	/* !(v > 0): also NaN ("nan"), which every comparison calls false and
+	 * which no unsigned can hold. */
+	if (errno || end == s || !(v > 0) || v * mul > 86400000.0 || v * mul < 1) {
 		snprintf(e->buf, e->n, "%s: not a duration like 500ms, 10s or 2m: '%s'", e->flag,
 			 s);
 		return -1;
@@ -576,16 +580,16 @@ static int check_conflicts(const struct cli_opts *o)
 	for (unsigned i = 0; i < o->nlisten; i++)
 		tls |= o->listen[i].tls != 0;
 	if (o->tls_opt && o->nlisten && !tls) {
-		fprintf(stderr, "ringtls: --%s is a TLS option, but no --tls-listen was given\n",
+		cli_say("--%s is a TLS option, but no --tls-listen was given",
 			cli_opt_name(o->tls_opt));
 		return -1;
 	}
 	if (o->tls.no_tickets && o->tls.ticket_key_file) {
-		fprintf(stderr, "ringtls: --no-tickets conflicts with --ticket-key-file: give one\n");
+		cli_say("--no-tickets conflicts with --ticket-key-file: give one");
 		return -1;
 	}
 	if (o->tls.ktls == RTLS_KTLS_OFF && (o->tls.ktls_zerocopy || o->tls.ktls_rx_no_rekey)) {
-		fprintf(stderr, "ringtls: --%s needs kernel TLS, but --ktls off was given\n",
+		cli_say("--%s needs kernel TLS, but --ktls off was given",
 			o->tls.ktls_zerocopy ? "ktls-zerocopy" : "ktls-rx-no-rekey");
 		return -1;
 	}
@@ -610,14 +614,14 @@ static int scan(int argc, char **argv, struct cli_opts *o, unsigned *lists)
 			printf("ringtls %s\n", RTLS_VERSION_STRING);
 			return 1;
 		case '?':
-			fprintf(stderr, "ringtls: unknown option '%s' (see ringtls --help)\n", argv[optind - 1]);
+			cli_say("unknown option '%s' (see ringtls --help)", argv[optind - 1]);
 			return -1;
 		case ':':
-			fprintf(stderr, "ringtls: option '%s' needs a value\n", argv[optind - 1]);
+			cli_say("option '%s' needs a value", argv[optind - 1]);
 			return -1;
 		case O_CONFIG:
 			if (o->config) {
-				fprintf(stderr, "ringtls: --config given twice\n");
+				cli_say("--config given twice");
 				return -1;
 			}
 			o->config = optarg;
@@ -643,7 +647,7 @@ static int scan(int argc, char **argv, struct cli_opts *o, unsigned *lists)
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "ringtls: unexpected argument '%s' (see ringtls --help)\n", argv[optind]);
+		cli_say("unexpected argument '%s' (see ringtls --help)", argv[optind]);
 		return -1;
 	}
 	return 0;
@@ -684,7 +688,7 @@ static int apply_argv(int argc, char **argv, struct cli_opts *o)
 		if (opt == O_CONFIG)
 			continue;
 		if (opt < O_LISTEN || cli_opt_apply(o, opt, optarg, true, err, sizeof(err)) < 0) {
-			fprintf(stderr, "ringtls: %s\n", opt < O_LISTEN ? "bad option" : err);
+			cli_say("%s", opt < O_LISTEN ? "bad option" : err);
 			return -1;
 		}
 	}
@@ -709,8 +713,8 @@ int cli_parse_serve(int argc, char **argv, struct cli_opts *o, bool keep_going)
 	if (apply_argv(argc, argv, o) < 0)
 		return -1;
 	if (o->ncert_files != o->nkey_files) {
-		fprintf(stderr, "ringtls: --cert and --key come in pairs (%u --cert, %u --key)\n",
-			o->ncert_files, o->nkey_files);
+		cli_say("--cert and --key come in pairs (%u --cert, %u --key)", o->ncert_files,
+			o->nkey_files);
 		return -1;
 	}
 	if (check_conflicts(o) < 0)

@@ -49,11 +49,17 @@ static int match(struct cli_opts *o, int fd, char *addr, size_t n)
 
 int cli_listen_fds(struct cli_opts *o, char *why, size_t n)
 {
-	/* unset_environment: the variables name this process, not a child. */
-	int nfds = sd_listen_fds(1);
+	/* Asked once: the sockets stay this process's for its life, and a
+	 * reload matches the new configuration against them again.
+	 * unset_environment: the variables name this process, not a child. */
+	static int nfds = -1;
+	static bool said;
 
+	if (nfds < 0)
+		nfds = sd_listen_fds(1);
 	if (nfds < 0) {
 		snprintf(why, n, "socket activation: LISTEN_FDS: %s", strerror(-nfds));
+		nfds = -1;
 		return -1;
 	}
 	for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + nfds; fd++) {
@@ -74,18 +80,20 @@ int cli_listen_fds(struct cli_opts *o, char *why, size_t n)
 			return -1;
 		}
 		o->listen[i].fd = fd;
-		rtls_log(RTLS_LOG_INFO, "socket activation: fd %d is %s (%s)", fd, addr,
-			 o->listen[i].tls ? "https" : "http");
+		if (!said)
+			rtls_log(RTLS_LOG_INFO, "socket activation: fd %d is %s (%s)", fd, addr,
+				 o->listen[i].tls ? "https" : "http");
 	}
+	said = true;
 	return nfds;
 }
 
 /* Each of these is one datagram to $NOTIFY_SOCKET; sd_notify() does
  * nothing without it, and a manager that went away is no reason to stop
  * serving, so their results are not looked at. */
-void cli_notify_ready(void)
+void cli_notify_ready(const char *status)
 {
-	(void)sd_notify(0, "READY=1\nSTATUS=Serving");
+	(void)sd_notifyf(0, "READY=1\nSTATUS=%s", status ? status : "Serving");
 }
 
 /* MONOTONIC_USEC: Type=notify-reload (systemd 253) needs it to tell this
@@ -100,80 +108,12 @@ void cli_notify_reloading(void)
 				 (unsigned long long)ts.tv_nsec / 1000);
 }
 
-struct sigwaiter {
-	rtls_server *s;
-	struct rtls_alog *alog;
-	sigset_t set;
-	atomic_bool done; /* the server has stopped: a signal now only wakes us */
-};
-
-/* SIGINT and SIGTERM, on a thread of their own, so that the main thread
- * can wait for the reactors in rtls_server_wait() and still hear at once
- * of one that failed. Every thread blocks them: sigwait() here is the
- * only place they are taken. SIGHUP too, which would otherwise end the
- * process: `systemctl reload` (ExecReload=kill -HUP) must not stop a
- * server that has no reload yet. */
-static void *wait_signal(void *arg)
+void cli_notify_stopping(const char *why)
 {
-	struct sigwaiter *w = arg;
-	int sig = 0;
-
-	for (;;) {
-		if (sigwait(&w->set, &sig) != 0 || atomic_load(&w->done))
-			return NULL;
-		if (sig == SIGUSR1) { /* logrotate's postrotate */
-			if (w->alog)
-				rtls_http_alog_reopen(w->alog);
-			else
-				rtls_log(RTLS_LOG_INFO, "SIGUSR1: no --access-log to reopen");
-			continue;
-		}
-		if (sig != SIGHUP)
-			break;
-		rtls_log(RTLS_LOG_WARN, "SIGHUP: ringtls cannot reload its settings yet; "
-					"restart it to apply new ones");
-	}
-	rtls_log(RTLS_LOG_INFO, "%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
-	(void)sd_notifyf(0, "STOPPING=1\nSTATUS=%s: shutting down",
-			 sig == SIGINT ? "SIGINT" : "SIGTERM");
-	rtls_server_stop(w->s);
-	return NULL;
+	(void)sd_notifyf(0, "STOPPING=1\nSTATUS=%s", why);
 }
 
-int cli_serve_until_signal(rtls_server *s, struct rtls_alog *alog)
+void cli_notify_failed(int err)
 {
-	struct sigwaiter w = { .s = s, .alog = alog };
-	pthread_t t;
-	int ret;
-
-	/* As rtls_server_run_until_signal(): the program's own writes (its
-	 * log into a closed pipe) must not kill it. */
-	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&w.set);
-	sigaddset(&w.set, SIGINT);
-	sigaddset(&w.set, SIGTERM);
-	sigaddset(&w.set, SIGHUP);
-	sigaddset(&w.set, SIGUSR1);
-	pthread_sigmask(SIG_BLOCK, &w.set, NULL);
-	ret = rtls_server_start(s);
-	if (ret < 0)
-		return ret;
-	ret = -pthread_create(&t, NULL, wait_signal, &w);
-	if (ret < 0) {
-		rtls_server_stop(s);
-		rtls_server_wait(s);
-		return ret;
-	}
-	/* The listeners were bound (or adopted) by rtls_server_create() and
-	 * queue connections from then on; each reactor accepts as soon as its
-	 * ring is up. */
-	cli_notify_ready();
-	ret = rtls_server_wait(s);
-	atomic_store(&w.done, true);
-	/* Not a kill: every thread blocks SIGTERM, so it only wakes sigwait(). */
-	pthread_kill(t, SIGTERM); /* NOLINT(bugprone-bad-signal-to-kill-thread) */
-	pthread_join(t, NULL);
-	if (ret < 0)
-		(void)sd_notifyf(0, "STATUS=Failed: %s\nERRNO=%d", strerror(-ret), -ret);
-	return ret;
+	(void)sd_notifyf(0, "STATUS=Failed: %s\nERRNO=%d", strerror(-err), -err);
 }

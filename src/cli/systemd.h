@@ -21,20 +21,19 @@
  * accept on duplicates of them. */
 int cli_listen_fds(struct cli_opts *o, char *why, size_t n);
 
-/* READY=1: every listener is bound and the reactors run. Also after a
- * reload, following cli_notify_reloading(). */
-void cli_notify_ready(void);
+/* READY=1: every listener is bound and the reactors run; also after a
+ * reload, following cli_notify_reloading(), with STATUS=status (NULL:
+ * "Serving"). */
+void cli_notify_ready(const char *status);
 
 /* RELOADING=1, for a SIGHUP reload (ExecReload=kill -HUP $MAINPID):
- * cli_notify_ready() follows when the new settings are in force. Nothing
- * calls it yet: ringtls has no reload. */
+ * cli_notify_ready() follows when it has succeeded or failed. */
 void cli_notify_reloading(void);
 
-/* Runs s until SIGINT or SIGTERM, as rtls_server_run_until_signal() does,
- * and tells systemd: READY=1 once the reactors run, STOPPING=1 when a
- * signal starts the graceful stop, ERRNO= when a reactor failed. SIGUSR1
- * reopens alog (--access-log, for logrotate; NULL: none). Returns as
- * rtls_server_wait(). */
-int cli_serve_until_signal(rtls_server *s, struct rtls_alog *alog);
+/* STOPPING=1 with STATUS=why. */
+void cli_notify_stopping(const char *why);
+
+/* STATUS= and ERRNO= for a server that failed (err: a negated errno). */
+void cli_notify_failed(int err);
 
 #endif

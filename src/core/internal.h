@@ -327,7 +327,24 @@ struct rtls__listener {
 	 * at stop it is closed, neither drained nor shut down. Under the
 	 * server's ls_lock, with fd. */
 	bool handed;
+	bool inherited; /* taken over from a predecessor: watched (reactor.c) */
 };
+
+/* A handover of listening sockets (rtls_server_create_from), shared by
+ * the two servers. While both wait on one socket, the kernel wakes one
+ * waiter per connection; the predecessor's accept, cancelled at its
+ * stop, may have taken a wake-up for a connection it never accepted, and
+ * the successor would not hear of that connection until the next one
+ * came. So until every predecessor reactor has seen its accepts on the
+ * handed sockets end (pending reaches 0), the successor's reactors look
+ * at those sockets every RTLS__WATCH_MS and re-arm an accept that sleeps
+ * beside a waiting connection. */
+struct rtls__handover {
+	atomic_uint pending; /* predecessor reactors still accepting there */
+	atomic_uint refs;    /* those, and the successor */
+};
+
+#define RTLS__WATCH_MS 20
 
 struct rtls__bufring {
 	struct io_uring_buf_ring *br;
@@ -371,6 +388,9 @@ struct rtls__reactor {
 	uint32_t *reap;             /* slots to free once their ops complete */
 	unsigned nreap;
 	uint64_t accept_retry_ms;   /* re-arm accepts after EMFILE, or 0 */
+	uint64_t watch_ms;          /* next look at inherited listeners, or 0 */
+	struct rtls__handover *ho_out; /* handed sockets: ours to release
+					* (under srv->ls_lock) */
 	uint64_t accept_paused_ms;  /* when accepts began failing, or 0 */
 	uint64_t accept_failed_ms;  /* the last failure */
 	uint64_t accept_logged_ms;  /* last line about it */
@@ -419,10 +439,16 @@ struct rtls_server {
 	struct rtls_server *prev;
 	unsigned *taken;
 	unsigned ntaken;
+	struct rtls__handover *ho_in; /* the handover we take, or NULL */
 };
 
 /* reactor.c */
 void *rtls__reactor_main(void *arg);
+/* Drops one reference; frees it with the last. */
+void rtls__handover_put(struct rtls__handover *h);
+/* A predecessor reactor's accepts on handed sockets have ended (or it
+ * goes away): the successor need not watch for it any more. Idempotent. */
+void rtls__handover_release(struct rtls__reactor *r);
 /* Hands one completion to its listener, timer or connection; one for a
  * connection that has closed (its generation is not the slot's) is
  * dropped, and a receive buffer it carries goes back to the ring. */

@@ -1,6 +1,7 @@
 /* The reactor: one thread, one ring, one loop. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -9,6 +10,8 @@
 #include "internal.h"
 
 #define BUF_GROUP 0
+
+static bool accepting(const struct rtls__reactor *r);
 
 static void accept_arm(struct rtls__reactor *r, unsigned i)
 {
@@ -75,12 +78,63 @@ static void accept_ok(struct rtls__reactor *r)
 
 static struct rtls_conn *adopt(struct rtls__reactor *r, unsigned li, int fd);
 
+void rtls__handover_put(struct rtls__handover *h)
+{
+	if (atomic_fetch_sub(&h->refs, 1) == 1)
+		free(h);
+}
+
+void rtls__handover_release(struct rtls__reactor *r)
+{
+	struct rtls__handover *h;
+
+	pthread_mutex_lock(&r->srv->ls_lock);
+	h = r->ho_out;
+	r->ho_out = NULL;
+	pthread_mutex_unlock(&r->srv->ls_lock);
+	if (!h)
+		return;
+	atomic_fetch_sub(&h->pending, 1);
+	rtls__handover_put(h);
+}
+
+/* The successor's side of struct rtls__handover: an inherited socket
+ * with a connection waiting while our accept sleeps on it lost its
+ * wake-up to the predecessor. Cancel the accept; on_accept() re-arms it,
+ * and a new accept takes what is queued at once. A connection that just
+ * came and is being accepted looks the same: re-arming costs it nothing. */
+static void watch(struct rtls__reactor *r)
+{
+	bool last = atomic_load(&r->srv->ho_in->pending) == 0;
+
+	for (unsigned i = 0; i < r->srv->nlisteners && !r->stopping; i++) {
+		struct pollfd p = { .fd = r->ls[i].fd, .events = POLLIN };
+		struct io_uring_sqe *sqe;
+
+		if (!r->ls[i].inherited || !r->ls[i].armed || r->ls[i].fd < 0 ||
+		    poll(&p, 1, 0) != 1)
+			continue;
+		sqe = rtls__sqe(r);
+		io_uring_prep_cancel64(sqe, rtls__ud(RTLS__OP_ACCEPT, i, 0), 0);
+		io_uring_sqe_set_data64(sqe, rtls__ud(RTLS__OP_IGNORE, 0, 0));
+	}
+	/* Once the predecessor can hold no wake-up, one last look. */
+	r->watch_ms = last || r->stopping ? 0 : r->now_ms + RTLS__WATCH_MS;
+}
+
 static void on_accept(struct rtls__reactor *r, unsigned li, struct io_uring_cqe *cqe)
 {
 	struct rtls_conn *c;
 
 	if (!(cqe->flags & IORING_CQE_F_MORE))
 		r->ls[li].armed = false;
+	/* Our predecessor's side: its accepts here have all ended. */
+	if (r->stopping && !accepting(r))
+		rtls__handover_release(r);
+	if (cqe->res == -ECANCELED && !r->stopping) { /* watch() */
+		accept_arm(r, li);
+		return;
+	}
 	if (cqe->res < 0) {
 		if (cqe->res == -EMFILE || cqe->res == -ENFILE || cqe->res == -ENOMEM) {
 			accept_backoff(r, cqe->res);
@@ -232,6 +286,8 @@ static void on_tick(struct rtls__reactor *r)
 			if (r->conns[i].stop_wait)
 				rtls__conn_shutdown(&r->conns[i]);
 	}
+	if (r->watch_ms && r->now_ms >= r->watch_ms)
+		watch(r);
 	if (r->accept_retry_ms && r->now_ms >= r->accept_retry_ms) {
 		r->accept_retry_ms = 0;
 		for (unsigned i = 0; i < r->srv->nlisteners && !r->stopping; i++)
@@ -318,6 +374,10 @@ static int reactor_setup(struct rtls__reactor *r)
 	wake_arm(r);
 	for (unsigned i = 0; i < r->srv->nlisteners; i++)
 		accept_arm(r, i);
+	if (r->srv->ho_in) {
+		r->watch_ms = r->now_ms + RTLS__WATCH_MS;
+		rtls__tick_arm(r);
+	}
 	return 0;
 }
 
@@ -395,6 +455,7 @@ static int reactor_loop(struct rtls__reactor *r)
 			rtls__rearm_starved(r);
 		if (r->stopping &&
 		    ((r->nlive == 0 && !accepting(r)) || r->now_ms >= r->stop_deadline_ms)) {
+			rtls__handover_release(r);
 			stop_now(r);
 			drain(r);
 			io_uring_submit(&r->ring); /* the cancels begin_stop() queued */

@@ -355,6 +355,7 @@ static int take_socket(struct rtls_server *s, unsigned k, unsigned i, struct rtl
 	}
 	s->rs[k].ls[i].fd = fd;
 	s->rs[k].ls[i].tls = s->cfg.listeners[i].tls != 0;
+	s->rs[k].ls[i].inherited = from != NULL;
 	return 0;
 }
 
@@ -364,20 +365,41 @@ static int take_socket(struct rtls_server *s, unsigned k, unsigned i, struct rtl
  * all succeed. */
 static int take_listeners(struct rtls_server *s, struct rtls_server *prev)
 {
-	int ret = 0;
+	struct rtls__handover *h = calloc(1, sizeof(*h));
+	int ret = h ? 0 : -ENOMEM;
 
+	if (h)
+		atomic_init(&h->refs, 1); /* ours */
 	pthread_mutex_lock(&prev->ls_lock);
 	for (unsigned t = 0; t < s->ntaken && ret == 0; t++)
 		for (unsigned k = 0; k < s->nreactors && ret == 0; k++)
 			ret = take_socket(s, k, s->taken[2 * t], prev, s->taken[2 * t + 1]);
-	for (unsigned t = 0; t < s->ntaken && ret == 0; t++)
-		for (unsigned k = 0; k < prev->nreactors; k++)
-			if (prev->rs[k].ls[s->taken[2 * t + 1]].fd >= 0)
-				prev->rs[k].ls[s->taken[2 * t + 1]].handed = true;
+	for (unsigned k = 0; k < prev->nreactors && ret == 0; k++) {
+		struct rtls__reactor *pr = &prev->rs[k];
+		bool any = false;
+
+		for (unsigned t = 0; t < s->ntaken; t++) {
+			struct rtls__listener *l = &pr->ls[s->taken[2 * t + 1]];
+
+			if (l->fd >= 0)
+				any = l->handed = true;
+		}
+		/* One handover at a time: a successor destroyed unrun gave its
+		 * own back (give_back()). */
+		if (any && !pr->ho_out) {
+			pr->ho_out = h;
+			atomic_fetch_add(&h->pending, 1);
+			atomic_fetch_add(&h->refs, 1);
+		}
+	}
 	pthread_mutex_unlock(&prev->ls_lock);
-	if (ret == 0)
-		s->prev = prev;
-	return ret;
+	if (ret < 0) {
+		free(h);
+		return ret;
+	}
+	s->prev = prev;
+	s->ho_in = h;
+	return 0;
 }
 
 /* Destroyed without having run: prev empties and shuts down its sockets
@@ -389,9 +411,15 @@ static void give_back(struct rtls_server *s)
 	if (!prev)
 		return;
 	pthread_mutex_lock(&prev->ls_lock);
-	for (unsigned t = 0; t < s->ntaken; t++)
-		for (unsigned k = 0; k < prev->nreactors; k++)
+	for (unsigned k = 0; k < prev->nreactors; k++) {
+		for (unsigned t = 0; t < s->ntaken; t++)
 			prev->rs[k].ls[s->taken[2 * t + 1]].handed = false;
+		if (s->ho_in && prev->rs[k].ho_out == s->ho_in) {
+			prev->rs[k].ho_out = NULL;
+			atomic_fetch_sub(&s->ho_in->pending, 1);
+			rtls__handover_put(s->ho_in);
+		}
+	}
 	pthread_mutex_unlock(&prev->ls_lock);
 	s->prev = NULL;
 }
@@ -674,8 +702,12 @@ void rtls_server_destroy(rtls_server *s)
 	}
 	give_back(s);
 	if (s->rs)
-		for (unsigned k = 0; k < s->nreactors; k++)
+		for (unsigned k = 0; k < s->nreactors; k++) {
+			rtls__handover_release(&s->rs[k]);
 			reactor_free(s, &s->rs[k]);
+		}
+	if (s->ho_in)
+		rtls__handover_put(s->ho_in);
 	pthread_mutex_destroy(&s->ls_lock);
 	free(s->taken);
 	free(s->rs);

@@ -81,6 +81,8 @@ void rtls__tick_arm(struct rtls__reactor *r)
 	 * would wait for some connection's timer, or forever. */
 	if (r->accept_retry_ms && (!earliest || r->accept_retry_ms < earliest))
 		earliest = r->accept_retry_ms;
+	if (r->watch_ms && (!earliest || r->watch_ms < earliest))
+		earliest = r->watch_ms;
 	if (!earliest || (r->tick_deadline_ms && r->tick_deadline_ms <= earliest))
 		return;
 	/* A later tick may still be pending; it will only cause a scan,

@@ -255,7 +255,7 @@ static void fail(rtls_conn *c, struct hconn *h, int status, const char *what)
 	char why[320];
 	bool head = x->head_req;
 
-	rtls__http_count_upstream(c, status, x->st);
+	rtls__http_count_upstream(c, status, (int)x->st);
 	if (x->srv)
 		snprintf(why, sizeof(why), "upstream %s: %s", x->srv->name, what);
 	else

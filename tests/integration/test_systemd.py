@@ -3,7 +3,10 @@
 
 1. sd_notify: on a NOTIFY_SOCKET the test binds (AF_UNIX, SOCK_DGRAM,
    SO_PASSCRED), READY=1 comes from ringtls's own pid (NotifyAccess=main),
-   and the port answers then; SIGHUP is logged and changes nothing;
+   and the port answers then; SIGHUP (ExecReload) sends RELOADING=1 with
+   MONOTONIC_USEC= (Type=notify-reload), then READY=1 once `SIGHUP:
+   reloaded` is logged, the port still answering; a reload that fails (a
+   bad --config) sends READY=1 too, with STATUS=Reload failed: ...;
    STOPPING=1 follows SIGTERM, in that order, and the exit status is 0.
 2. Socket activation with Debian's systemd-socket-activate: a plain and a
    TLS socket passed in (matched to --listen and --tls-listen by address)
@@ -107,11 +110,48 @@ def answered(body):
     return body.startswith(b"HTTP/1.1 200 ") and body.endswith(b"Hello, World!")
 
 
+def monotonic_usec():
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+
+
+def notify_reload(t, p, n, port, what, ok):
+    """SIGHUP: RELOADING=1 stamped with CLOCK_MONOTONIC between the
+    signal and its receipt, then READY=1 and the outcome line; the port
+    answers after."""
+    mark = len(p.log_lines())
+    t0 = monotonic_usec()
+    p.send_signal(signal.SIGHUP)
+    msg = n.recv(10)
+    t1 = monotonic_usec()
+    f = msg[1] if msg else {}
+    t.eq(f.get("RELOADING"), "1", "%s: RELOADING=1 first (%s)" % (what, msg))
+    usec = f.get("MONOTONIC_USEC", "")
+    t.check(usec.isdigit() and t0 <= int(usec) <= t1,
+            "%s: MONOTONIC_USEC=%r is CLOCK_MONOTONIC at the reload (%d..%d)" % (what, usec, t0, t1))
+    t.check(msg is not None and msg[0] == p.pid, "%s: RELOADING=1 from the main pid" % what)
+    msg = n.recv(15)
+    f = msg[1] if msg else {}
+    t.eq(f.get("READY"), "1", "%s: READY=1 after the reload (%s)" % (what, msg))
+    status = f.get("STATUS", "")
+    if ok:
+        t.check(not status.startswith("Reload failed"), "%s: STATUS=%r" % (what, status))
+        want = r"^\S+ info SIGHUP: reloaded \(generation \d+\)$"
+    else:
+        t.check(status.startswith("Reload failed: "), "%s: STATUS=Reload failed: ...: %r"
+                % (what, status))
+        want = r"^\S+ error SIGHUP: reload failed, still serving generation \d+: "
+    lines = p.log_lines()[mark:]
+    t.check(any(re.search(want, l) for l in lines), "%s: logged %r before READY=1: %r"
+            % (what, want, lines))
+    t.check(answered(hello(port)), "%s: the port answers after" % what)
+
+
 def test_notify(t):
     tmp = rt.temp_dir()
     n = Notify(os.path.join(tmp, "notify"))
     env = dict(os.environ, NOTIFY_SOCKET=n.path)
-    p = rt.Process([BIN, "serve", "--listen", "127.0.0.1:0", "--threads", str(THREADS)],
+    cfg = rt.write_file(os.path.join(tmp, "ringtls.yaml"), "listen: 127.0.0.1:0\n")
+    p = rt.Process([BIN, "serve", "--config", cfg, "--threads", str(THREADS)],
                    name="ringtls", env=env)
     try:
         msg = n.recv(rt.START_TIMEOUT)
@@ -128,13 +168,14 @@ def test_notify(t):
         if m:
             body = hello(int(m.group(1)))
             t.check(answered(body), "notify: the port answers once READY=1 came: %r" % body[-60:])
-        # SIGHUP (ExecReload): no reload yet, so a line and no change.
-        p.send_signal(signal.SIGHUP)
-        t.check(p.wait_log(r"SIGHUP: ", 5) is not None, "notify: SIGHUP logged")
-        t.check(p.alive(), "notify: alive after SIGHUP")
+        # SIGHUP (ExecReload=kill -HUP $MAINPID): a reload, then one that
+        # fails on a bad file; the listener 127.0.0.1:0 keeps its port.
         if m:
-            t.check(answered(hello(int(m.group(1)))), "notify: serves after SIGHUP")
-        t.eq(n.recv(0.2), None, "notify: nothing sent on SIGHUP")
+            notify_reload(t, p, n, int(m.group(1)), "notify: reload", ok=True)
+            rt.write_file(cfg, "listen: 127.0.0.1:0\nno-such-key: 1\n")
+            notify_reload(t, p, n, int(m.group(1)), "notify: failed reload", ok=False)
+        t.check(p.alive(), "notify: alive after SIGHUP")
+        t.eq(n.recv(0.2), None, "notify: nothing more after READY=1")
         p.send_signal(signal.SIGTERM)
         msg = n.recv(rt.STOP_TIMEOUT)
         t.check(msg is not None and msg[1].get("STOPPING") == "1",
@@ -432,7 +473,10 @@ def test_syscalls(t):
             t.check(answered(hello_tls(ports["https"])), "strace: TLS request")
         if pid:  # to ringtls: strace would not pass them on
             os.kill(pid, signal.SIGHUP)
-            t.check(p.wait_log(r"SIGHUP: ", 5), "strace: SIGHUP logged")
+            # Every call of a whole reload is in the trace before SIGTERM.
+            t.check(p.wait_log(r"SIGHUP: reloaded \(generation 2\)", 10), "strace: SIGHUP reloaded")
+            t.check(answered(hello_tls(ports["https"])) if "https" in ports else True,
+                    "strace: TLS request after the reload")
             os.kill(pid, signal.SIGTERM)
         t.eq(p.wait(rt.STOP_TIMEOUT), 0, "strace: exit status")
     finally:
