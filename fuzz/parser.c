@@ -85,7 +85,7 @@ static void fuzz_head(const uint8_t *data, size_t len,
 
 static void fuzz_chunked(const uint8_t *data, size_t len)
 {
-	struct rtls_http_chunked c = { 0, 0 }, c1 = { 0, 0 };
+	struct rtls_http_chunked c = { 0, 0, 0 }, c1 = { 0, 0, 0 };
 	size_t used = 0, used1, total1 = 0, i;
 	uint64_t bytes = 0, bytes1, sum1 = 0;
 	int rc, rc1 = 0;

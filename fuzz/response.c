@@ -146,7 +146,7 @@ static void fuzz_framing(const struct rtls_http_response *resp, bool head_reques
 /* The body after the head: whole, then split at split, must agree. */
 static void fuzz_chunked(const uint8_t *data, size_t len, size_t split)
 {
-	struct rtls_http_chunked c = { 0, 0 }, c2 = { 0, 0 };
+	struct rtls_http_chunked c = { 0, 0, 0 }, c2 = { 0, 0, 0 };
 	size_t used = 0, used1 = 0, used2 = 0;
 	uint64_t bytes = 0, bytes1 = 0, bytes2 = 0;
 	int rc, rc2;

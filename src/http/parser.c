@@ -755,8 +755,11 @@ static int step_size_line(struct rtls_http_chunked *c, unsigned char ch)
 	case CH_SIZE_LF:
 		if (ch != '\n')
 			return RTLS_HTTP_PARSE_BAD;
-		/* A zero size is the last-chunk: trailers follow. */
+		/* A zero size is the last-chunk: trailers follow, and its
+		 * line counts with them. */
 		c->state = c->remaining ? CH_DATA : CH_TRAILER_START;
+		if (c->remaining)
+			c->line = 0;
 		return 0;
 	default:
 		return step_ext(c, ch);
@@ -843,7 +846,12 @@ int rtls__http_chunked_feed(struct rtls_http_chunked *c, const char *buf,
 			data += n;
 			continue;
 		}
-		if (c->state < CH_DATA)
+		if (c->state == CH_SIZE_FIRST)
+			c->line = 0; /* a new chunk-size line */
+		if (++c->line >
+		    (c->state < CH_DATA ? RTLS_HTTP_CHUNK_LINE_MAX : RTLS_HTTP_TRAILERS_MAX))
+			rc = RTLS_HTTP_PARSE_BAD;
+		else if (c->state < CH_DATA)
 			rc = step_size_line(c, (unsigned char)buf[i]);
 		else
 			rc = step_after_data(c, (unsigned char)buf[i]);

@@ -116,7 +116,17 @@ bool rtls__http_list_has(struct rtls_http_str v, struct rtls_http_str tok);
 struct rtls_http_chunked {
 	uint64_t remaining; /* bytes left in the current chunk's data */
 	int state;          /* private */
+	uint32_t line;      /* private: bytes of this chunk-size line, or of
+			     * the last-chunk line and trailer section */
 };
+
+/* Caps on what is not chunk-data, which --max-body-bytes does not count:
+ * a chunk-size line with its extensions (Go's net/http allows 4096 too),
+ * and the last-chunk line with the whole trailer section. Past them the
+ * body is malformed: endless zeros, extensions or trailers are refused,
+ * not streamed. */
+#define RTLS_HTTP_CHUNK_LINE_MAX 4096
+#define RTLS_HTTP_TRAILERS_MAX 16384
 
 /* Consumes bytes of a chunked body from buf[0..len). Sets *consumed to the
  * bytes used and *data_bytes to how many of them were chunk data (may be

@@ -708,7 +708,7 @@ static int response_head(rtls_conn *c, struct hconn *h, const struct rtls_http_r
 		/* What came with the head is judged before the head goes out:
 		 * a bad chunk found now can still be a 502 (as request.c does
 		 * for the chunks that come with a request head). */
-		struct rtls_http_chunked ch = { 0, 0 };
+		struct rtls_http_chunked ch = { 0, 0, 0 };
 		size_t used;
 
 		if (rtls__http_chunked_feed(&ch, p, n, &used, NULL) == RTLS_HTTP_PARSE_BAD) {

@@ -219,7 +219,7 @@ static bool known_method(struct rtls_http_str m)
 static int check_buffered_chunks(const struct rtls_http_config *hc, const char *p, size_t n,
 				 const char **why)
 {
-	struct rtls_http_chunked ch = { 0, 0 };
+	struct rtls_http_chunked ch = { 0, 0, 0 };
 	uint64_t data = 0;
 	size_t used;
 

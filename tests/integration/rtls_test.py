@@ -8,6 +8,7 @@ process it started by its PID. Nothing here may block without a bound: all
 sockets have timeouts, every subprocess call has a timeout, and a watchdog
 alarm ends a test that somehow runs away.
 """
+import contextlib
 import hashlib
 import os
 import re
@@ -48,6 +49,25 @@ UNDER_VALGRIND = os.environ.get("RTLS_UNDER_VALGRIND") == "1"
 def scaled(seconds):
     """A bound on a wait for something that must happen, in this run's time."""
     return seconds * TIME_SCALE
+
+
+# An ASan build (scripts/sanitize.sh sets ASAN_OPTIONS for the suite).
+ASAN = "ASAN_OPTIONS" in os.environ
+
+
+@contextlib.contextmanager
+def asan_quarantine(mb):
+    """Processes started inside keep at most `mb` MiB of freed memory in
+    ASan's quarantine (256 MiB by default), so that an RSS bound measures
+    the program rather than the sanitizer. Nothing without ASan."""
+    old = os.environ.get("ASAN_OPTIONS")
+    if old is not None:
+        os.environ["ASAN_OPTIONS"] = "%s:quarantine_size_mb=%d" % (old, mb)
+    try:
+        yield
+    finally:
+        if old is not None:
+            os.environ["ASAN_OPTIONS"] = old
 
 
 SKIP = 77
@@ -375,6 +395,28 @@ class ConnClosed(Exception):
     pass
 
 
+STATUS_LINE_RE = re.compile(r"^(HTTP/\d\.\d) (\d{3}) (.*)$")
+
+
+def parse_head(raw):
+    """A Response (no body yet) from a response head, raw: its bytes up to
+    and including the empty line. RFC 9112 §4: status-line = HTTP-version
+    SP status-code SP [ reason-phrase ]: the reason may be empty (.reason
+    is then ""), the SP before it may not be missing (a server MUST send
+    it). Raises AssertionError on a malformed status or field line."""
+    lines = raw[:-4].decode("latin-1").split("\r\n")
+    m = STATUS_LINE_RE.fullmatch(lines[0])
+    if not m:
+        raise AssertionError("bad status line %r" % lines[0])
+    headers = []
+    for l in lines[1:]:
+        k, sep, v = l.partition(":")
+        if not sep:
+            raise AssertionError("bad header line %r" % l)
+        headers.append((k, v.strip()))
+    return Response(m.group(1), int(m.group(2)), m.group(3), headers, b"", raw)
+
+
 class SockOwner:
     """close() and `with` for a class whose connection is self.sock."""
 
@@ -433,18 +475,7 @@ class Conn(SockOwner):
 
     def read_response(self, head=False):
         """Reads one response; head=True for a response to HEAD (no body)."""
-        raw = self.read_until(b"\r\n\r\n")
-        lines = raw[:-4].decode("latin-1").split("\r\n")
-        m = re.match(r"^(HTTP/\d\.\d) (\d{3}) (.*)$", lines[0])
-        if not m:
-            raise AssertionError("bad status line %r" % lines[0])
-        headers = []
-        for l in lines[1:]:
-            k, sep, v = l.partition(":")
-            if not sep:
-                raise AssertionError("bad header line %r" % l)
-            headers.append((k, v.strip()))
-        r = Response(m.group(1), int(m.group(2)), m.group(3), headers, b"", raw)
+        r = parse_head(self.read_until(b"\r\n\r\n"))
         if head or r.status in (204, 304) or 100 <= r.status < 200:
             return r
         te = r.header("Transfer-Encoding")

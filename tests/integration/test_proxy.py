@@ -36,7 +36,8 @@ failures (Content-Length, chunked, close-delimited, stalled) leave the
 client an incomplete response and a closed connection; passive health
 (a refusing or a black-holed server among two); the retry of a GET or
 DELETE that fails on a reused upstream connection, and no replay of a
-POST or PUT body.
+POST or PUT body; an upstream's empty reason phrase is passed on, with
+the SP before it (RFC 9112 section 4).
 Server C: --proxy-keepalive 0, and a "/" route takes /hello too.
 Server F: --proxy-keepalive 1 keeps one idle upstream connection.
 Servers D/E: --upstream-proxy-protocol v1/v2, each client connection's
@@ -171,18 +172,10 @@ class Client(rt.SockOwner):
         return self._recv(min(n, 1 << 20))
 
     def read_head(self):
-        raw = self.read_until(b"\r\n\r\n")
-        lines = raw[:-4].decode("latin-1").split("\r\n")
-        m = re.match(r"^HTTP/1\.[01] (\d{3}) ?(.*)$", lines[0])
-        if not m:
-            raise AssertionError("bad status line %r" % lines[0])
-        headers = []
-        for l in lines[1:]:
-            k, sep, v = l.partition(":")
-            if not sep:
-                raise AssertionError("bad header line %r" % l)
-            headers.append((k, v.strip()))
-        return Resp(int(m.group(1)), m.group(2), headers, raw)
+        h = rt.parse_head(self.read_until(b"\r\n\r\n"))
+        if h.version not in ("HTTP/1.0", "HTTP/1.1"):
+            raise AssertionError("bad status line version %r" % h.version)
+        return Resp(h.status, h.reason, h.headers, h.raw_head)
 
     def read_body(self, r, method="GET", keep=True, on_progress=None):
         """Reads r's body by its framing; r.complete tells whether the
@@ -524,10 +517,7 @@ def start_servers(e):
     # A connection the proxy fails to let go of must not turn into a
     # failed stop as well: the shutdown deadline (3 s) comes before
     # rt.STOP_TIMEOUT.
-    args = extra + ["--shutdown-timeout", "3s"]
-    for r in routes:
-        args += ["--proxy", r]
-    e.a = au.DualServer(*args)
+    e.a = au.DualServer(*extra, "--shutdown-timeout", "3s", *up.proxy_args(routes))
     e.a_v6 = e.a.wait_ports(V6_RE, timeout=rt.START_TIMEOUT)[0] if e.v6 else None
 
     from test_connect import full_listener
@@ -538,11 +528,10 @@ def start_servers(e):
     if e.blackhole:
         bh = "http://127.0.0.1:%d" % e.blackhole[0].getsockname()[1]
         routes += ["/blackhole/=" + bh, "/half2/=%s,%s" % (bh, e.b1.url)]
-    args = ["--proxy-timeout", "%gms" % (PT * 1000), "--proxy-connect-timeout", "%gms" % (CT * 1000),
-            "--idle-timeout", "%gms" % (IDLE * 1000), "--shutdown-timeout", "3s"]
-    for r in routes:
-        args += ["--proxy", r]
-    e.b = au.DualServer(*args)
+    e.b = au.DualServer("--proxy-timeout", "%gms" % (PT * 1000),
+                        "--proxy-connect-timeout", "%gms" % (CT * 1000),
+                        "--idle-timeout", "%gms" % (IDLE * 1000), "--shutdown-timeout", "3s",
+                        *up.proxy_args(routes))
     e.c = au.DualServer("--proxy-keepalive", "0", "--proxy", "/=" + e.b1.url)
     e.f = au.DualServer("--proxy-keepalive", "1", "--proxy", "/p/=" + e.b1.url)
     e.pp_evil = up.Evil()
@@ -1005,6 +994,10 @@ def part_failures(t, e):
         t.eq(r.status, 200, "a response head in time")
     guard(t, "slow head", fail_case, t, s, "/slow/slow-head/%g" % (PT + 2), 504,
           "a slow response head", timeout=PT + 5, took=(PT - 0.1, PT + 1.5))
+    with Client(s.port) as c:
+        r = c.request("GET", "/evil/no-reason")
+        t.eq((r.status, r.reason, r.raw[:15], r.body), (200, "", b"HTTP/1.1 200 \r\n", b"ok"),
+             "an empty reason phrase (RFC 9112 section 4) is passed on, with the SP before it")
     with Client(s.port) as c:
         r = c.request("GET", "/evil/ok")
         t.eq((r.status, r.body), (200, b"ok"), "the evil upstream's ok after the failures")

@@ -24,10 +24,13 @@ Evil      a raw-socket upstream for failure modes, chosen by the last
           path segment: reset-head, close-head, reset-body (a
           Content-Length body), reset-chunked, reset-close (a body
           delimited by the close, cut by a RST), stall,
-          stall-body, two-cl, te-cl, bad-chunk, bad-status, ok (each
+          stall-body, two-cl, te-cl, bad-chunk, bad-status, no-reason
+          (a 200 with an empty reason phrase), ok (each
           closes the connection after), pp (the connection's PROXY header
           as JSON), pp-ka (the same, kept alive). flaky=True: answers the
           first request of each connection, closes on the next.
+Flood     a raw upstream whose answer never ends (a prefix, then a filler
+          forever), for the abuse tests (test_abuse_upstream.py).
 Nginx     Debian's nginx in its own temporary prefix, one process, on a
           port picked by binding a socket first: /nginx/FILE serves files,
           /nginx/upload answers `return 200`.
@@ -39,6 +42,7 @@ import http.server
 import json
 import os
 import re
+import select
 import shutil
 import socket
 import socketserver
@@ -88,6 +92,23 @@ def pattern_sha(n, seed=0):
             h.update(c)
         _sha_cache[key] = h.hexdigest()
     return _sha_cache[key]
+
+
+def proxy_args(routes):
+    """`ringtls serve` arguments for routes, a list of "PREFIX=URL[,URL...]"."""
+    return [a for r in routes for a in ("--proxy", r)]
+
+
+def shutdown_all(lock, socks):
+    """Ends every accepted connection in socks (a list guarded by lock), so
+    that the threads serving them return and the proxy sees them close."""
+    with lock:
+        socks = list(socks)
+    for so in socks:
+        try:
+            so.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def set_rst(sock):
@@ -319,13 +340,7 @@ class Backend:
     def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
-        with self.lock:
-            socks = list(self.socks)
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        shutdown_all(self.lock, self.socks)
 
 
 # --------------------------------------------------------------------------
@@ -510,6 +525,8 @@ class Evil:
             c.sendall(HEAD_200 + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n")
         elif mode == "bad-status":
             c.sendall(b"HTTP/1.1 2x0 OK\r\nContent-Length: 2\r\n\r\nok")
+        elif mode == "no-reason":
+            c.sendall(b"HTTP/1.1 200 \r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
         elif mode in ("pp", "pp-ka"):
             body = json.dumps(pp).encode()
             c.sendall(HEAD_200 + b"Content-Type: application/json\r\n"
@@ -527,13 +544,111 @@ class Evil:
     def close(self):
         self._closed.set()
         self.sock.close()
-        with self.lock:
-            socks = list(self._socks)
-        for s in socks:
+        shutdown_all(self.lock, self._socks)
+
+
+# --------------------------------------------------------------------------
+# Flood: an answer that never ends
+
+
+class Flood:
+    """A raw upstream on 127.0.0.1:0 whose answer never ends: on each
+    connection it reads a request head, sends `prefix`, then `filler`
+    again and again, as fast as the peer takes it, until the connection
+    fails or `limit` s pass. ends: one dict per connection that ended:
+    sent (bytes), how it ended ("eof": a FIN, "reset": a RST or EPIPE,
+    "limit": still open after `limit` s), after (s from the prefix to
+    that end) and at (time.monotonic() then). conns: connections
+    accepted; sent: bytes sent so far, by every connection."""
+
+    def __init__(self, prefix, filler, limit=20.0):
+        self.prefix, self.filler, self.limit = prefix, filler, limit
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(256)
+        self.port = self.sock.getsockname()[1]
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.lock = threading.Lock()
+        self.conns = self.sent = 0
+        self.ends = []
+        self._socks = []
+        self._closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
             try:
-                s.shutdown(socket.SHUT_RDWR)
+                c, _ = self.sock.accept()
             except OSError:
-                pass
+                return
+            with self.lock:
+                self.conns += 1
+                self._socks.append(c)
+            threading.Thread(target=self._conn, args=(c,), daemon=True).start()
+
+    def _conn(self, c):
+        try:
+            c.settimeout(self.limit)
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                d = c.recv(65536)
+                if not d:
+                    return
+                buf += d
+            end = self._flood(c)
+            with self.lock:
+                self.ends.append(end)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def _flood(self, c):
+        c.setblocking(False)
+        t0 = time.monotonic()
+        out = memoryview(self.prefix)
+        sent = 0
+        while True:
+            left = t0 + self.limit - time.monotonic()
+            if left <= 0 or self._closed.is_set():
+                how = "limit"
+                break
+            r, w, _ = select.select([c], [c], [], min(left, 0.2))
+            try:
+                if r and not c.recv(65536):
+                    how = "eof"
+                    break
+                if w:
+                    if not len(out):
+                        out = memoryview(self.filler)
+                    k = c.send(out)
+                    sent += k
+                    out = out[k:]
+                    with self.lock:
+                        self.sent += k
+            except (BlockingIOError, InterruptedError):
+                continue
+            except (ConnectionResetError, BrokenPipeError):
+                how = "reset"
+                break
+        now = time.monotonic()
+        return {"sent": sent, "how": how, "after": now - t0, "at": now}
+
+    def wait_ends(self, n, timeout):
+        """The ends, once n connections have ended or timeout s passed."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self.lock:
+                if len(self.ends) >= n:
+                    break
+            time.sleep(0.05)
+        with self.lock:
+            return list(self.ends)
+
+    def close(self):
+        self._closed.set()
+        self.sock.close()
+        shutdown_all(self.lock, self._socks)
 
 
 # --------------------------------------------------------------------------

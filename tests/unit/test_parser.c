@@ -359,7 +359,7 @@ static void test_chunked_whole(void)
 				 "Other:\r\n"
 				 "\r\n"
 				 "GET";
-	struct rtls_http_chunked c = { 0, 0 };
+	struct rtls_http_chunked c = { 0, 0, 0 };
 	size_t used = 99;
 	uint64_t data = 99;
 	const char *g = guarded(in, sizeof(in) - 1);
@@ -380,10 +380,57 @@ static void test_chunked_whole(void)
 	CHECK_EQ_INT(data, 0);
 }
 
+/* Feeds n bytes made by fill(i) in 1000-byte pieces after prefix; the
+ * first non-zero result and how many bytes were taken in all. */
+static int chunked_stream(const char *prefix, char fill, size_t n, size_t *taken)
+{
+	struct rtls_http_chunked c = { 0, 0, 0 };
+	char piece[1000];
+	size_t used, plen = strlen(prefix);
+	int rc = rtls__http_chunked_feed(&c, prefix, plen, &used, NULL);
+
+	*taken = used;
+	memset(piece, fill, sizeof(piece));
+	for (size_t done = 0; rc == 0 && done < n; done += sizeof(piece)) {
+		rc = rtls__http_chunked_feed(&c, piece, sizeof(piece), &used, NULL);
+		*taken += used;
+	}
+	return rc;
+}
+
+/* What is not chunk-data has caps: a chunk-size line of endless zeros or
+ * extension bytes, and an endless trailer section, are malformed once
+ * past them; right up to them they are fine. */
+static void test_chunked_caps(void)
+{
+	struct rtls_http_chunked c = { 0, 0, 0 };
+	static char big[RTLS_HTTP_TRAILERS_MAX + 64];
+	size_t taken, used, n;
+
+	CHECK_EQ_INT(chunked_stream("", '0', 1 << 20, &taken), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(taken, RTLS_HTTP_CHUNK_LINE_MAX);
+	CHECK_EQ_INT(chunked_stream("1;a=", 'b', 1 << 20, &taken), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(taken, RTLS_HTTP_CHUNK_LINE_MAX);
+	CHECK_EQ_INT(chunked_stream("0\r\nX-T: ", 'v', 1 << 20, &taken), RTLS_HTTP_PARSE_BAD);
+	CHECK_EQ_INT(taken, RTLS_HTTP_TRAILERS_MAX);
+	/* A size line of exactly the cap: "1" and zeros before it, CRLF. */
+	n = RTLS_HTTP_CHUNK_LINE_MAX;
+	memset(big, '0', n - 3);
+	memcpy(big + n - 3, "1\r\n", 3);
+	memcpy(big + n, "x\r\n0\r\n\r\n", 8);
+	CHECK_EQ_INT(rtls__http_chunked_feed(&c, big, n + 8, &used, NULL), 1);
+	CHECK_EQ_INT(used, n + 8);
+	/* Many chunks: each line has its own cap. */
+	memset(&c, 0, sizeof(c));
+	for (unsigned k = 0; k < 10000; k++)
+		CHECK_EQ_INT(rtls__http_chunked_feed(&c, "1;e=v\r\nx\r\n", 10, &used, NULL), 0);
+	CHECK_EQ_INT(rtls__http_chunked_feed(&c, "0\r\n\r\n", 5, &used, NULL), 1);
+}
+
 static void test_chunked_bytewise(void)
 {
 	const size_t n = sizeof(chunked_body) - 1;
-	struct rtls_http_chunked c = { 0, 0 };
+	struct rtls_http_chunked c = { 0, 0, 0 };
 	const char *g = guarded(chunked_body, n);
 	uint64_t total = 0, data;
 	size_t i, used;
@@ -425,7 +472,7 @@ static void test_chunked_bytewise(void)
 /* Feeds s whole and byte by byte; both must fail, at the same offset. */
 static void chunked_bad(const char *s, size_t n, size_t bad_at, int line)
 {
-	struct rtls_http_chunked c = { 0, 0 };
+	struct rtls_http_chunked c = { 0, 0, 0 };
 	size_t used = 0, i;
 	int rc;
 
@@ -512,7 +559,7 @@ static void test_chunked_size_and_ext_errors(void)
 /* Fed whole and byte by byte, s must be one complete chunked body. */
 static void chunked_good(const char *s, size_t n, int line)
 {
-	struct rtls_http_chunked c = { 0, 0 };
+	struct rtls_http_chunked c = { 0, 0, 0 };
 	size_t used = 0, i;
 	int rc;
 
@@ -546,7 +593,7 @@ static void test_chunked_ext_good(void)
 static void test_chunked_max_size(void)
 {
 	static const char s[] = "0007fffffffffffffff;x\r\nab";
-	struct rtls_http_chunked c = { 0, 0 };
+	struct rtls_http_chunked c = { 0, 0, 0 };
 	size_t used;
 	uint64_t data;
 
@@ -1025,6 +1072,7 @@ int main(void)
 	test_chunked_size_and_ext_errors();
 	test_chunked_ext_good();
 	test_chunked_max_size();
+	test_chunked_caps();
 	test_resp_simple();
 	test_resp_bad_status_line();
 	test_resp_version();
