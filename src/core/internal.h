@@ -435,7 +435,8 @@ struct rtls_server {
 	 * begin_stop() and rtls_server_create_from() only. */
 	pthread_mutex_t ls_lock;
 	/* Created from prev and not run yet: the listeners it took over
-	 * (pairs: ours, prev's), given back if it is destroyed unrun. */
+	 * (triples: ours, prev's, 1 if both adopted one socket), given back
+	 * if it is destroyed unrun. */
 	struct rtls_server *prev;
 	unsigned *taken;
 	unsigned ntaken;

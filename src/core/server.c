@@ -302,6 +302,16 @@ static bool same_listener(const struct rtls_server *prev, unsigned j, const char
 	return false;
 }
 
+/* Records that our listener i takes over prev's listener j (adopted: both
+ * were handed the same socket). */
+static void take(struct rtls_server *s, unsigned i, unsigned j, bool adopted)
+{
+	s->taken[3 * s->ntaken] = i;
+	s->taken[3 * s->ntaken + 1] = j;
+	s->taken[3 * s->ntaken + 2] = adopted;
+	s->ntaken++;
+}
+
 /* Listener i to be taken over from prev (recorded in s->taken), or bound. */
 static int plan_listener(struct rtls_server *s, unsigned i, struct rtls_server *prev)
 {
@@ -309,18 +319,29 @@ static int plan_listener(struct rtls_server *s, unsigned i, struct rtls_server *
 	struct sockaddr_storage ss;
 	socklen_t len;
 
-	if (!prev || l->fd || rtls__parse_addr(l->addr, &ss, &len) < 0)
+	if (prev && l->fd) {
+		/* A socket handed to both (socket activation): each adopts it,
+		 * but the two wait on it side by side all the same, so it is
+		 * watched as one taken over (struct rtls__handover). */
+		int ret = bind_listener(s, i);
+
+		for (unsigned j = 0; ret == 0 && j < prev->nlisteners; j++)
+			if (prev->cfg.listeners[j].fd == l->fd) {
+				take(s, i, j, true);
+				break;
+			}
+		return ret;
+	}
+	if (!prev || rtls__parse_addr(l->addr, &ss, &len) < 0)
 		return bind_listener(s, i);
 	for (unsigned j = 0; j < prev->nlisteners; j++) {
 		bool used = false;
 
 		for (unsigned t = 0; t < s->ntaken; t++)
-			used |= s->taken[2 * t + 1] == j;
+			used |= s->taken[3 * t + 1] == j;
 		if (used || !prev->bound_len[j] || !same_listener(prev, j, l->addr, &ss))
 			continue;
-		s->taken[2 * s->ntaken] = i;
-		s->taken[2 * s->ntaken + 1] = j;
-		s->ntaken++;
+		take(s, i, j, false);
 		s->bound[i] = prev->bound[j];
 		s->bound_len[i] = prev->bound_len[j];
 		return 0;
@@ -372,17 +393,29 @@ static int take_listeners(struct rtls_server *s, struct rtls_server *prev)
 		atomic_init(&h->refs, 1); /* ours */
 	pthread_mutex_lock(&prev->ls_lock);
 	for (unsigned t = 0; t < s->ntaken && ret == 0; t++)
-		for (unsigned k = 0; k < s->nreactors && ret == 0; k++)
-			ret = take_socket(s, k, s->taken[2 * t], prev, s->taken[2 * t + 1]);
+		for (unsigned k = 0; k < s->nreactors && ret == 0; k++) {
+			const unsigned *p = &s->taken[3 * t];
+
+			if (p[2]) /* adopted already */
+				s->rs[k].ls[p[0]].inherited = true;
+			else
+				ret = take_socket(s, k, p[0], prev, p[1]);
+		}
 	for (unsigned k = 0; k < prev->nreactors && ret == 0; k++) {
 		struct rtls__reactor *pr = &prev->rs[k];
 		bool any = false;
 
 		for (unsigned t = 0; t < s->ntaken; t++) {
-			struct rtls__listener *l = &pr->ls[s->taken[2 * t + 1]];
+			const unsigned *p = &s->taken[3 * t];
+			struct rtls__listener *l = &pr->ls[p[1]];
 
-			if (l->fd >= 0)
-				any = l->handed = true;
+			/* Only what we share: where we have fewer reactors,
+			 * prev's others are left its own to empty and close. */
+			if (l->fd < 0 || !(p[2] || l->adopted || k < s->nreactors))
+				continue;
+			any = true;
+			if (!p[2])
+				l->handed = true;
 		}
 		/* One handover at a time: a successor destroyed unrun gave its
 		 * own back (give_back()). */
@@ -413,7 +446,7 @@ static void give_back(struct rtls_server *s)
 	pthread_mutex_lock(&prev->ls_lock);
 	for (unsigned k = 0; k < prev->nreactors; k++) {
 		for (unsigned t = 0; t < s->ntaken; t++)
-			prev->rs[k].ls[s->taken[2 * t + 1]].handed = false;
+			prev->rs[k].ls[s->taken[3 * t + 1]].handed = false;
 		if (s->ho_in && prev->rs[k].ho_out == s->ho_in) {
 			prev->rs[k].ho_out = NULL;
 			atomic_fetch_sub(&s->ho_in->pending, 1);
@@ -464,7 +497,7 @@ static int create(const struct rtls_config *cfg, struct rtls_server *prev, rtls_
 		reactor_init(s, &s->rs[k], k);
 	s->bound = calloc(s->nlisteners, sizeof(*s->bound));
 	s->bound_len = calloc(s->nlisteners, sizeof(*s->bound_len));
-	s->taken = calloc(2 * (size_t)s->nlisteners + 2, sizeof(*s->taken));
+	s->taken = calloc(3 * (size_t)s->nlisteners + 3, sizeof(*s->taken));
 	if (!s->rs || !s->bound || !s->bound_len || !s->taken) {
 		ret = -ENOMEM;
 		goto err;

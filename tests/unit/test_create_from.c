@@ -8,7 +8,9 @@
  * - the successor may run more reactors than prev (a new socket joins the
  *   SO_REUSEPORT group) and every connection is answered;
  * - a successor destroyed without having run gives the sockets back:
- *   prev's stop then shuts them down again (refused after).
+ *   prev's stop then shuts them down again (refused after);
+ * - a listener named by prev's bound address is taken over too, by a
+ *   successor with fewer reactors than prev: every connection answered.
  * A hang is a failure: SIGALRM ends the test. 77 without io_uring. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -138,6 +140,9 @@ int main(void)
 	struct sockaddr_in a0, a1, b0;
 	rtls_server *a, *b, *c;
 	int queued[8];
+	char port[32];
+	const struct rtls_listen ld[] = { { .addr = port } };
+	struct rtls_config cd;
 
 	alarm(60);
 	a = make(&ca, NULL);
@@ -178,6 +183,26 @@ int main(void)
 	CHECK_EQ_INT(rtls_server_wait(b), 0);
 	CHECK_EQ_INT(dial(&a0), -ECONNREFUSED);
 	rtls_server_destroy(b);
+
+	/* Fewer reactors: the successor shares one of prev's three sockets;
+	 * prev empties and closes the other two at its stop. */
+	b = make(&cb, NULL);
+	b0 = addr_of(b, 0);
+	CHECK_EQ_INT(rtls_server_start(b), 0);
+	cd = config(lb, 1, 1, &handler_a);
+	cd.listeners = ld;
+	snprintf(port, sizeof(port), "127.0.0.1:%u", ntohs(b0.sin_port));
+	c = make(&cd, b); /* by the bound address this time */
+	CHECK_EQ_INT(rtls_server_start(c), 0);
+	rtls_server_stop(b);
+	CHECK_EQ_INT(rtls_server_wait(b), 0);
+	for (unsigned i = 0; i < 64; i++)
+		CHECK_EQ_INT(fetch(&b0), 'A');
+	rtls_server_destroy(b);
+	rtls_server_stop(c);
+	CHECK_EQ_INT(rtls_server_wait(c), 0);
+	CHECK_EQ_INT(dial(&b0), -ECONNREFUSED);
+	rtls_server_destroy(c);
 
 	{
 		rtls_server *x;
