@@ -33,15 +33,23 @@
  * in. The X-Forwarded- pair we set ourselves. */
 static bool hop_by_hop(struct rtls_http_str n)
 {
-	static const char *const names[] = { "connection",       "keep-alive",
-					     "proxy-connection", "te",
-					     "upgrade",          "x-forwarded-proto",
-					     "x-forwarded-host" };
-
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (rtls__http_str_ieq(n, names[i]))
-			return true;
-	return false;
+	/* By length first: it runs for every field of every request and
+	 * response, and most fields are turned away without a comparison. */
+	switch (n.n) {
+	case 2:
+		return rtls__http_str_ieq(n, "te");
+	case 7:
+		return rtls__http_str_ieq(n, "upgrade");
+	case 10:
+		return rtls__http_str_ieq(n, "connection") || rtls__http_str_ieq(n, "keep-alive");
+	case 16:
+		return rtls__http_str_ieq(n, "proxy-connection") ||
+		       rtls__http_str_ieq(n, "x-forwarded-host");
+	case 17:
+		return rtls__http_str_ieq(n, "x-forwarded-proto");
+	default:
+		return false;
+	}
 }
 
 /* Fields the body's framing and the origin depend on: a Connection
