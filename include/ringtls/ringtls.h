@@ -372,6 +372,16 @@ RTLS_API int rtls_server_run_until_signal(rtls_server *s);
  * reactor threads. */
 RTLS_API void rtls_server_stop(rtls_server *s);
 
+/* rtls_server_stop(), then waits until no reactor accepts any more: each
+ * has seen its accepts end and has closed the listeners that were only
+ * this server's (those taken over by a successor go on listening there).
+ * Connections still open go on closing after it returns. For a reload:
+ * from then on every new connection is the successor's. Not from a
+ * callback of s. Returns 0, or -ETIMEDOUT after timeout_ms (a reactor
+ * stuck in a callback).
+ * Callbacks: as rtls_server_stop(). */
+RTLS_API int rtls_server_stop_accepting(rtls_server *s, unsigned timeout_ms);
+
 /* Frees the server: closes the listeners and every descriptor it holds.
  * A server started and not yet waited for is stopped and waited for
  * first. NULL is a no-op. s is invalid afterwards; the TLS context and

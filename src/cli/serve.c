@@ -29,7 +29,7 @@ struct ctl {
 	int argc;
 	char **argv;
 	sigset_t set;
-	pthread_mutex_t lock; /* cur, stopped, done */
+	pthread_mutex_t lock;    /* cur, stopped, done */
 	struct cli_gen *cur;     /* serving */
 	struct cli_gen *stopped; /* stopped, not yet waited for; oldest first */
 	bool done;               /* the main thread is ending the program */
@@ -108,8 +108,11 @@ static void reload(struct ctl *t)
 	}
 	pthread_mutex_unlock(&t->lock);
 	/* The new generation runs and listens on every socket the old one
-	 * gave it: from here on, the old one only finishes its work. */
-	rtls_server_stop(old->s);
+	 * gave it. Once the old one accepts no more (its accepts cancelled,
+	 * the listeners only it had closed), every new connection is the new
+	 * one's: only then is the reload done. The old one finishes its work. */
+	if (rtls_server_stop_accepting(old->s, 5000) < 0)
+		rtls_log(RTLS_LOG_WARN, "generation %u: still accepting after 5 s", old->id);
 	rtls_log_set_level(g->o.log_level);
 	cli_gen_log_listeners(g);
 	rtls_log(RTLS_LOG_INFO, "SIGHUP: reloaded (generation %u)", g->id);

@@ -391,6 +391,7 @@ struct rtls__reactor {
 	uint64_t watch_ms;          /* next look at inherited listeners, or 0 */
 	struct rtls__handover *ho_out; /* handed sockets: ours to release
 					* (under srv->ls_lock) */
+	bool quiet;                    /* counted in srv->quiet */
 	uint64_t accept_paused_ms;  /* when accepts began failing, or 0 */
 	uint64_t accept_failed_ms;  /* the last failure */
 	uint64_t accept_logged_ms;  /* last line about it */
@@ -441,6 +442,10 @@ struct rtls_server {
 	unsigned *taken;
 	unsigned ntaken;
 	struct rtls__handover *ho_in; /* the handover we take, or NULL */
+	/* Reactors that no longer accept (rtls_server_stop_accepting). */
+	pthread_mutex_t quiet_lock;
+	pthread_cond_t quiet_cond;
+	unsigned quiet;
 };
 
 /* reactor.c */

@@ -12,6 +12,7 @@
 #define BUF_GROUP 0
 
 static bool accepting(const struct rtls__reactor *r);
+static void quiet_check(struct rtls__reactor *r);
 
 static void accept_arm(struct rtls__reactor *r, unsigned i)
 {
@@ -98,6 +99,20 @@ void rtls__handover_release(struct rtls__reactor *r)
 	rtls__handover_put(h);
 }
 
+/* Stopping, and accepting no more: our predecessor's side of a
+ * handover is done, and rtls_server_stop_accepting() may return. Once. */
+static void quiet_check(struct rtls__reactor *r)
+{
+	if (r->quiet || !r->stopping || accepting(r))
+		return;
+	rtls__handover_release(r);
+	r->quiet = true;
+	pthread_mutex_lock(&r->srv->quiet_lock);
+	r->srv->quiet++;
+	pthread_cond_broadcast(&r->srv->quiet_cond);
+	pthread_mutex_unlock(&r->srv->quiet_lock);
+}
+
 /* The successor's side of struct rtls__handover: an inherited socket
  * with a connection waiting while our accept sleeps on it lost its
  * wake-up to the predecessor. Cancel the accept; on_accept() re-arms it,
@@ -128,9 +143,7 @@ static void on_accept(struct rtls__reactor *r, unsigned li, struct io_uring_cqe 
 
 	if (!(cqe->flags & IORING_CQE_F_MORE))
 		r->ls[li].armed = false;
-	/* Our predecessor's side: its accepts here have all ended. */
-	if (r->stopping && !accepting(r))
-		rtls__handover_release(r);
+	quiet_check(r);
 	if (cqe->res == -ECANCELED && !r->stopping) { /* watch() */
 		accept_arm(r, li);
 		return;
@@ -271,6 +284,7 @@ static void begin_stop(struct rtls__reactor *r)
 	for (unsigned i = 0; i < r->srv->cfg.max_conns; i++)
 		if (r->conns[i].state != RTLS__CONN_FREE)
 			rtls__conn_shutdown(&r->conns[i]);
+	quiet_check(r); /* no accept was armed */
 	rtls__tick_arm(r);
 }
 
@@ -455,7 +469,6 @@ static int reactor_loop(struct rtls__reactor *r)
 			rtls__rearm_starved(r);
 		if (r->stopping &&
 		    ((r->nlive == 0 && !accepting(r)) || r->now_ms >= r->stop_deadline_ms)) {
-			rtls__handover_release(r);
 			stop_now(r);
 			drain(r);
 			io_uring_submit(&r->ring); /* the cancels begin_stop() queued */
@@ -483,6 +496,12 @@ void *rtls__reactor_main(void *arg)
 		r->err = ret;
 		atomic_store(&r->srv->stop, true);
 	}
+	/* Gone: it accepts nothing more, whatever it left armed (the ring
+	 * goes with the server). */
+	r->stopping = true;
+	for (unsigned i = 0; i < r->srv->nlisteners; i++)
+		r->ls[i].armed = false;
+	quiet_check(r);
 	atomic_fetch_sub(&r->srv->running, 1);
 	return NULL;
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <netinet/in.h>
@@ -472,6 +473,15 @@ static int create(const struct rtls_config *cfg, struct rtls_server *prev, rtls_
 	}
 	s = &b->s;
 	pthread_mutex_init(&s->ls_lock, NULL);
+	pthread_mutex_init(&s->quiet_lock, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&s->quiet_cond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	s->cfg = *cfg;
 	rtls_config_defaults(&s->cfg);
 	ret = validate(&s->cfg);
@@ -591,6 +601,28 @@ void rtls_server_stop(rtls_server *s)
  * others: stop them, so that rtls_server_wait(), joining in order, does
  * not wait forever on a healthy reactor. rtls__reactor_main() has logged
  * the error and kept it in r->err. */
+int rtls_server_stop_accepting(rtls_server *s, unsigned timeout_ms)
+{
+	struct timespec until;
+	int ret = 0;
+
+	rtls_server_stop(s);
+	if (box_of(s)->run != RUN_STARTED)
+		return 0;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&s->quiet_lock);
+	while (s->quiet < s->nreactors && ret == 0)
+		ret = -pthread_cond_timedwait(&s->quiet_cond, &s->quiet_lock, &until);
+	pthread_mutex_unlock(&s->quiet_lock);
+	return ret;
+}
+
 static void *reactor_thread(void *arg)
 {
 	struct rtls__reactor *r = arg;
@@ -742,6 +774,8 @@ void rtls_server_destroy(rtls_server *s)
 	if (s->ho_in)
 		rtls__handover_put(s->ho_in);
 	pthread_mutex_destroy(&s->ls_lock);
+	pthread_mutex_destroy(&s->quiet_lock);
+	pthread_cond_destroy(&s->quiet_cond);
 	free(s->taken);
 	free(s->rs);
 	free(s->bound);

@@ -4,7 +4,8 @@
  *   shuts them down nor empties their queues: a client that connects
  *   after prev stopped and before the successor runs is queued, not
  *   refused, and the successor answers it;
- * - a listener only prev had is closed by prev's stop (refused after);
+ * - a listener only prev had is closed by prev's stop (refused once
+ *   rtls_server_stop_accepting() has returned);
  * - the successor may run more reactors than prev (a new socket joins the
  *   SO_REUSEPORT group) and every connection is answered;
  * - a successor destroyed without having run gives the sockets back:
@@ -156,15 +157,16 @@ int main(void)
 	b0 = addr_of(b, 0);
 	CHECK(b0.sin_port == a0.sin_port && b0.sin_addr.s_addr == a0.sin_addr.s_addr);
 
-	rtls_server_stop(a);
-	CHECK_EQ_INT(rtls_server_wait(a), 0);
-	/* Nobody accepts now, yet the handed-over socket still listens:
-	 * these wait in its queue. The listener only a had is gone. */
+	/* Once it returns, a accepts nothing: the listener only a had is
+	 * gone, and the handed-over socket still listens with nobody
+	 * accepting, so these wait in its queue. */
+	CHECK_EQ_INT(rtls_server_stop_accepting(a, 5000), 0);
+	CHECK_EQ_INT(dial(&a1), -ECONNREFUSED);
 	for (unsigned i = 0; i < 8; i++) {
 		queued[i] = dial(&a0);
 		CHECK(queued[i] >= 0);
 	}
-	CHECK_EQ_INT(dial(&a1), -ECONNREFUSED);
+	CHECK_EQ_INT(rtls_server_wait(a), 0);
 	CHECK_EQ_INT(rtls_server_start(b), 0);
 	for (unsigned i = 0; i < 8; i++)
 		if (queued[i] >= 0)
