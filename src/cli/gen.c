@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
 #include "config.h"
 #include "gen.h"
 #include "http/accesslog.h"
@@ -135,6 +137,21 @@ static int build(struct cli_gen *g, const struct cli_gen *prev)
 	return 0;
 }
 
+/* An empty --config file means the defaults at start; at a reload it is
+ * far more likely a file caught half written (truncated, not yet filled):
+ * serving the defaults would close every configured port. */
+static bool empty_config(const struct cli_opts *o)
+{
+	struct stat st;
+
+	if (!o->config || stat(o->config, &st) < 0 || st.st_size > 0)
+		return false;
+	cli_say("--config %s: empty; a reload keeps the running configuration (write the new "
+		"file whole, then rename it into place)",
+		o->config);
+	return true;
+}
+
 int cli_gen_new(int argc, char **argv, const struct cli_gen *prev, unsigned id,
 		struct cli_gen **out)
 {
@@ -148,6 +165,12 @@ int cli_gen_new(int argc, char **argv, const struct cli_gen *prev, unsigned id,
 	}
 	g->id = id;
 	ret = cli_parse_serve(argc, argv, &g->o, false);
+	if (ret == 0 && prev && empty_config(&g->o))
+		ret = -1;
+	/* At start, building logs at the level asked for (a reload keeps
+	 * the running level until it is done). */
+	if (ret == 0 && !prev)
+		rtls_log_set_level(g->o.log_level);
 	if (ret == 0 && build(g, prev) < 0)
 		ret = -1;
 	else if (ret < 0)

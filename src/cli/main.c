@@ -53,13 +53,12 @@ static int serve(int argc, char **argv)
 
 	/* The first generation: its lines go to stderr as they come, and a
 	 * configuration that does not parse exits 2, one that cannot be set
-	 * up 1. The log level is set first, so that building logs at it. */
+	 * up 1. cli_gen_new() sets the log level before it builds. */
+	raise_nofile(); /* before the listeners and rings take descriptors */
+	tune_malloc();
 	ret = cli_gen_new(argc, argv, NULL, 1, &g);
 	if (ret)
 		return ret == 1 ? 0 : ret == -2 ? 2 : 1;
-	rtls_log_set_level(g->o.log_level);
-	raise_nofile();
-	tune_malloc();
 	/* Only once the listeners are bound: a start that fails says one line. */
 	if (g->tls && rtls_tls_ctx_selfsigned_path(g->tls))
 		rtls_log(

@@ -29,10 +29,14 @@ struct ctl {
 	int argc;
 	char **argv;
 	sigset_t set;
-	pthread_mutex_t lock;    /* cur, stopped, done */
+	pthread_mutex_t lock;    /* cur, stopped, done, busy */
 	struct cli_gen *cur;     /* serving */
 	struct cli_gen *stopped; /* stopped, not yet waited for; oldest first */
 	bool done;               /* the main thread is ending the program */
+	/* The generation a reload is still stopping: the main thread, which
+	 * may see it end first, frees it only once it is not (idle). */
+	struct cli_gen *busy;
+	pthread_cond_t idle;
 	unsigned ids;
 };
 
@@ -106,6 +110,7 @@ static void reload(struct ctl *t)
 			p = &(*p)->next;
 		*p = old;
 	}
+	t->busy = old;
 	pthread_mutex_unlock(&t->lock);
 	/* The new generation runs and listens on every socket the old one
 	 * gave it. Once the old one accepts no more (its accepts cancelled,
@@ -113,6 +118,10 @@ static void reload(struct ctl *t)
 	 * one's: only then is the reload done. The old one finishes its work. */
 	if (rtls_server_stop_accepting(old->s, 5000) < 0)
 		rtls_log(RTLS_LOG_WARN, "generation %u: still accepting after 5 s", old->id);
+	pthread_mutex_lock(&t->lock);
+	t->busy = NULL;
+	pthread_cond_broadcast(&t->idle);
+	pthread_mutex_unlock(&t->lock);
 	rtls_log_set_level(g->o.log_level);
 	cli_gen_log_listeners(g);
 	rtls_log(RTLS_LOG_INFO, "SIGHUP: reloaded (generation %u)", g->id);
@@ -168,6 +177,8 @@ static int wait_all(struct ctl *t)
 			return ret;
 		}
 		t->stopped = g->next;
+		while (t->busy == g)
+			pthread_cond_wait(&t->idle, &t->lock);
 		pthread_mutex_unlock(&t->lock);
 		if (ret < 0)
 			rtls_log(RTLS_LOG_WARN, "generation %u: %s", g->id, strerror(-ret));
@@ -195,6 +206,7 @@ int cli_serve(struct cli_gen **gp, int argc, char **argv)
 	 * sigwait() in the signal thread takes these. */
 	pthread_sigmask(SIG_BLOCK, &t.set, NULL);
 	pthread_mutex_init(&t.lock, NULL);
+	pthread_cond_init(&t.idle, NULL);
 	ret = rtls_server_start(g->s);
 	if (ret < 0)
 		goto out;
@@ -226,6 +238,7 @@ int cli_serve(struct cli_gen **gp, int argc, char **argv)
 		cli_notify_failed(ret);
 out:
 	pthread_mutex_destroy(&t.lock);
+	pthread_cond_destroy(&t.idle);
 	*gp = t.cur; /* the caller frees the last one */
 	return ret;
 }

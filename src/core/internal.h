@@ -442,10 +442,18 @@ struct rtls_server {
 	unsigned *taken;
 	unsigned ntaken;
 	struct rtls__handover *ho_in; /* the handover we take, or NULL */
-	/* Reactors that no longer accept (rtls_server_stop_accepting). */
+	/* Reactors that no longer accept (rtls_server_stop_accepting), and
+	 * reactors whose setup is done, with the first error
+	 * (rtls_server_start waits for them). */
 	pthread_mutex_t quiet_lock;
 	pthread_cond_t quiet_cond;
 	unsigned quiet;
+	unsigned set_up;
+	int setup_err;
+	/* Started: the sockets taken from prev are ours to empty and shut
+	 * down at our stop. Before (a start that failed half way), they
+	 * are still prev's, which serves on them. */
+	atomic_bool own_taken;
 };
 
 /* reactor.c */

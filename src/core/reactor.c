@@ -237,7 +237,8 @@ static void begin_stop(struct rtls__reactor *r)
 	for (unsigned i = 0; i < r->srv->nlisteners; i++) {
 		/* Handed over: another server accepts from it from now on, and
 		 * whatever waits in its queue is that server's. */
-		bool ours = !r->ls[i].adopted && !r->ls[i].handed;
+		bool ours = !r->ls[i].adopted && !r->ls[i].handed &&
+			    (!r->ls[i].inherited || atomic_load(&r->srv->own_taken));
 		struct io_uring_sqe *sqe;
 		int fl;
 
@@ -489,6 +490,12 @@ void *rtls__reactor_main(void *arg)
 	rtls__small_cache_bind(&r->small);
 	rtls__stats_bind(&r->stats);
 	ret = reactor_setup(r);
+	pthread_mutex_lock(&r->srv->quiet_lock);
+	r->srv->set_up++;
+	if (ret < 0 && !r->srv->setup_err)
+		r->srv->setup_err = ret;
+	pthread_cond_broadcast(&r->srv->quiet_cond);
+	pthread_mutex_unlock(&r->srv->quiet_lock);
 	if (ret == 0)
 		ret = reactor_loop(r);
 	if (ret < 0) {

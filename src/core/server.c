@@ -335,18 +335,22 @@ static int plan_listener(struct rtls_server *s, unsigned i, struct rtls_server *
 	}
 	if (!prev || rtls__parse_addr(l->addr, &ss, &len) < 0)
 		return bind_listener(s, i);
-	for (unsigned j = 0; j < prev->nlisteners; j++) {
-		bool used = false;
+	/* A listener of the same kind (TLS or not) first: "127.0.0.1:0"
+	 * given for both keeps each its own port. */
+	for (unsigned pass = 0; pass < 2; pass++)
+		for (unsigned j = 0; j < prev->nlisteners; j++) {
+			bool used = false;
 
-		for (unsigned t = 0; t < s->ntaken; t++)
-			used |= s->taken[3 * t + 1] == j;
-		if (used || !prev->bound_len[j] || !same_listener(prev, j, l->addr, &ss))
-			continue;
-		take(s, i, j, false);
-		s->bound[i] = prev->bound[j];
-		s->bound_len[i] = prev->bound_len[j];
-		return 0;
-	}
+			for (unsigned t = 0; t < s->ntaken; t++)
+				used |= s->taken[3 * t + 1] == j;
+			if (used || !prev->bound_len[j] || !same_listener(prev, j, l->addr, &ss) ||
+			    (pass == 0 && !prev->cfg.listeners[j].tls != !l->tls))
+				continue;
+			take(s, i, j, false);
+			s->bound[i] = prev->bound[j];
+			s->bound_len[i] = prev->bound_len[j];
+			return 0;
+		}
 	return bind_listener(s, i);
 }
 
@@ -402,6 +406,12 @@ static int take_listeners(struct rtls_server *s, struct rtls_server *prev)
 			else
 				ret = take_socket(s, k, p[0], prev, p[1]);
 		}
+	/* Taken over already by a server that still may run: one successor
+	 * at a time (give_back() would undo the other's). */
+	for (unsigned k = 0; k < prev->nreactors && ret == 0; k++)
+		for (unsigned t = 0; t < s->ntaken && ret == 0; t++)
+			if (prev->rs[k].ls[s->taken[3 * t + 1]].handed)
+				ret = -EBUSY;
 	for (unsigned k = 0; k < prev->nreactors && ret == 0; k++) {
 		struct rtls__reactor *pr = &prev->rs[k];
 		bool any = false;
@@ -533,6 +543,11 @@ static int create(const struct rtls_config *cfg, struct rtls_server *prev, rtls_
 	}
 	if (s->ntaken) {
 		ret = take_listeners(s, prev);
+		if (ret == -EBUSY) {
+			snprintf(why, whylen,
+				 "the listeners are taken over by another server already");
+			goto err_described;
+		}
 		if (ret < 0)
 			goto err;
 	}
@@ -691,8 +706,24 @@ int rtls_server_start(rtls_server *s)
 	if (atomic_load(&s->stop))
 		rtls_server_stop(s);
 	ret = spawn(s);
-	if (ret == 0)
+	if (ret == 0) {
+		/* Every ring and buffer ring is set up, or start fails: a
+		 * reload must not stop the old server for a new one that
+		 * cannot run (no memory, no descriptor). */
+		pthread_mutex_lock(&s->quiet_lock);
+		while (s->set_up < s->nreactors)
+			pthread_cond_wait(&s->quiet_cond, &s->quiet_lock);
+		ret = s->setup_err;
+		pthread_mutex_unlock(&s->quiet_lock);
+		if (ret < 0) {
+			rtls_server_stop(s);
+			b->run = RUN_STARTED; /* threads to join: wait() or destroy() */
+			b->result = ret;
+			return ret;
+		}
+		atomic_store(&s->own_taken, true);
 		s->prev = NULL; /* running: the sockets it took are its own */
+	}
 out:
 	/* Once per server, also when it failed: wait() reports the failure. */
 	b->run = ret < 0 ? RUN_JOINED : RUN_STARTED;
