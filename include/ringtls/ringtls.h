@@ -323,7 +323,10 @@ struct rtls_stats {
  * Callbacks: none. */
 RTLS_API int rtls_server_stats(const rtls_server *s, struct rtls_stats *out, size_t size);
 
-/* Starts the reactor threads and returns at once. They run with every
+/* Starts the reactor threads and returns once each has set up its ring
+ * (a reactor that could not, for want of memory or descriptors, makes it
+ * return that error after asking the others to stop; rtls_server_wait()
+ * or rtls_server_destroy() joins them). They run with every
  * signal blocked (the caller's mask is restored before this returns), so
  * no signal of the application's is taken over, and SIGPIPE needs no
  * SIG_IGN: one raised by a splice to a reset socket stays pending, blocked,
