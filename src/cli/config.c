@@ -72,8 +72,13 @@ unsigned cli_say_captured(void)
 /* Appends s to out[0..n) with control characters as '?'. */
 static size_t put_clean(char *out, size_t n, size_t at, const char *s)
 {
-	for (; *s && at + 1 < n; s++)
-		out[at++] = (unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s;
+	for (; *s && at + 1 < n; s++) {
+		char c = *s;
+
+		if ((unsigned char)c < 0x20 || c == 0x7f)
+			c = '?';
+		out[at++] = c;
+	}
 	if (n)
 		out[at < n ? at : n - 1] = '\0';
 	return at;

@@ -435,11 +435,13 @@ struct rtls_server {
 	 * taking the sockets over while a reactor stops: taken by
 	 * begin_stop() and rtls_server_create_from() only. */
 	pthread_mutex_t ls_lock;
-	/* Created from prev and not run yet: the listeners it took over
-	 * (triples: ours, prev's, 1 if both adopted one socket), given back
-	 * if it is destroyed unrun. */
+	/* Created from prev and not run yet: the listeners it took over,
+	 * given back if it is destroyed unrun. */
 	struct rtls_server *prev;
-	unsigned *taken;
+	struct rtls__taken {
+		unsigned ours, prev; /* listener indexes */
+		bool adopted;        /* both were handed the same socket */
+	} * taken;
 	unsigned ntaken;
 	struct rtls__handover *ho_in; /* the handover we take, or NULL */
 	/* Reactors that no longer accept (rtls_server_stop_accepting), and

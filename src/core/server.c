@@ -307,10 +307,7 @@ static bool same_listener(const struct rtls_server *prev, unsigned j, const char
  * were handed the same socket). */
 static void take(struct rtls_server *s, unsigned i, unsigned j, bool adopted)
 {
-	s->taken[3 * s->ntaken] = i;
-	s->taken[3 * s->ntaken + 1] = j;
-	s->taken[3 * s->ntaken + 2] = adopted;
-	s->ntaken++;
+	s->taken[s->ntaken++] = (struct rtls__taken){ .ours = i, .prev = j, .adopted = adopted };
 }
 
 /* Listener i to be taken over from prev (recorded in s->taken), or bound. */
@@ -342,7 +339,7 @@ static int plan_listener(struct rtls_server *s, unsigned i, struct rtls_server *
 			bool used = false;
 
 			for (unsigned t = 0; t < s->ntaken; t++)
-				used |= s->taken[3 * t + 1] == j;
+				used |= s->taken[t].prev == j;
 			if (used || !prev->bound_len[j] || !same_listener(prev, j, l->addr, &ss) ||
 			    (pass == 0 && !prev->cfg.listeners[j].tls != !l->tls))
 				continue;
@@ -399,33 +396,33 @@ static int take_listeners(struct rtls_server *s, struct rtls_server *prev)
 	pthread_mutex_lock(&prev->ls_lock);
 	for (unsigned t = 0; t < s->ntaken && ret == 0; t++)
 		for (unsigned k = 0; k < s->nreactors && ret == 0; k++) {
-			const unsigned *p = &s->taken[3 * t];
+			const struct rtls__taken *p = &s->taken[t];
 
-			if (p[2]) /* adopted already */
-				s->rs[k].ls[p[0]].inherited = true;
+			if (p->adopted) /* adopted already */
+				s->rs[k].ls[p->ours].inherited = true;
 			else
-				ret = take_socket(s, k, p[0], prev, p[1]);
+				ret = take_socket(s, k, p->ours, prev, p->prev);
 		}
 	/* Taken over already by a server that still may run: one successor
 	 * at a time (give_back() would undo the other's). */
 	for (unsigned k = 0; k < prev->nreactors && ret == 0; k++)
 		for (unsigned t = 0; t < s->ntaken && ret == 0; t++)
-			if (prev->rs[k].ls[s->taken[3 * t + 1]].handed)
+			if (prev->rs[k].ls[s->taken[t].prev].handed)
 				ret = -EBUSY;
 	for (unsigned k = 0; k < prev->nreactors && ret == 0; k++) {
 		struct rtls__reactor *pr = &prev->rs[k];
 		bool any = false;
 
 		for (unsigned t = 0; t < s->ntaken; t++) {
-			const unsigned *p = &s->taken[3 * t];
-			struct rtls__listener *l = &pr->ls[p[1]];
+			const struct rtls__taken *p = &s->taken[t];
+			struct rtls__listener *l = &pr->ls[p->prev];
 
 			/* Only what we share: where we have fewer reactors,
 			 * prev's others are left its own to empty and close. */
-			if (l->fd < 0 || !(p[2] || l->adopted || k < s->nreactors))
+			if (l->fd < 0 || !(p->adopted || l->adopted || k < s->nreactors))
 				continue;
 			any = true;
-			if (!p[2])
+			if (!p->adopted)
 				l->handed = true;
 		}
 		/* One handover at a time: a successor destroyed unrun gave its
@@ -457,7 +454,7 @@ static void give_back(struct rtls_server *s)
 	pthread_mutex_lock(&prev->ls_lock);
 	for (unsigned k = 0; k < prev->nreactors; k++) {
 		for (unsigned t = 0; t < s->ntaken; t++)
-			prev->rs[k].ls[s->taken[3 * t + 1]].handed = false;
+			prev->rs[k].ls[s->taken[t].prev].handed = false;
 		if (s->ho_in && prev->rs[k].ho_out == s->ho_in) {
 			prev->rs[k].ho_out = NULL;
 			atomic_fetch_sub(&s->ho_in->pending, 1);
@@ -517,7 +514,7 @@ static int create(const struct rtls_config *cfg, struct rtls_server *prev, rtls_
 		reactor_init(s, &s->rs[k], k);
 	s->bound = calloc(s->nlisteners, sizeof(*s->bound));
 	s->bound_len = calloc(s->nlisteners, sizeof(*s->bound_len));
-	s->taken = calloc(3 * (size_t)s->nlisteners + 3, sizeof(*s->taken));
+	s->taken = calloc((size_t)s->nlisteners + 1, sizeof(*s->taken));
 	if (!s->rs || !s->bound || !s->bound_len || !s->taken) {
 		ret = -ENOMEM;
 		goto err;
