@@ -181,19 +181,6 @@ static void puts_(struct out *o, const char *s)
 	put(o, s, strlen(s));
 }
 
-static void put_u64(struct out *o, uint64_t v)
-{
-	char tmp[20];
-	size_t n = 0;
-
-	do {
-		tmp[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	while (n)
-		*o->p++ = tmp[--n];
-}
-
 static void put_hex(struct out *o, const char *pre, unsigned char ch)
 {
 	puts_(o, pre);
@@ -376,17 +363,17 @@ static void line_combined(struct out *o, const struct fields *f)
 	puts_(o, "] ");
 	clf_quoted(o, f->q->line);
 	*o->p++ = ' ';
-	put_u64(o, (uint64_t)f->status);
+	o->p = rtls__http_put_u64(o->p, (uint64_t)f->status);
 	*o->p++ = ' ';
-	put_u64(o, f->bytes);
+	o->p = rtls__http_put_u64(o->p, f->bytes);
 	*o->p++ = ' ';
 	clf_quoted(o, f->q->referer);
 	*o->p++ = ' ';
 	clf_quoted(o, f->q->ua);
 	puts_(o, " remote_port=");
-	put_u64(o, k->port);
+	o->p = rtls__http_put_u64(o->p, k->port);
 	puts_(o, " request_time_us=");
-	put_u64(o, f->us);
+	o->p = rtls__http_put_u64(o->p, f->us);
 	clf_kv(o, "tls_version", k->tls_version);
 	clf_kv(o, "tls_cipher", k->tls_cipher);
 	clf_kv(o, "sni", k->sni);
@@ -416,7 +403,7 @@ static void json_num(struct out *o, const char *key, uint64_t v)
 	*o->p++ = '"';
 	puts_(o, key);
 	puts_(o, "\":");
-	put_u64(o, v);
+	o->p = rtls__http_put_u64(o->p, v);
 }
 
 static void line_json(struct out *o, const struct fields *f)

@@ -61,7 +61,7 @@ static char *put(char *p, const char *s, size_t n)
 
 #define PUT_LIT(p, lit) put((p), (lit), sizeof(lit) - 1)
 
-static char *put_u64(char *p, uint64_t v)
+char *rtls__http_put_u64(char *p, uint64_t v)
 {
 	char tmp[20];
 	size_t n = 0;
@@ -91,7 +91,7 @@ int rtls__http_head(rtls_conn *c, int status, int keep_alive, const char *extra,
 		return -ENOMEM;
 	conn = conn_hdr[keep_alive >= CONN_CLOSE && keep_alive <= CONN_KEEP_ALIVE ? keep_alive : 0];
 	p = PUT_LIT(p, "HTTP/1.1 ");
-	p = put_u64(p, (uint64_t)status);
+	p = rtls__http_put_u64(p, (uint64_t)status);
 	*p++ = ' ';
 	p = put(p, reason, strlen(reason));
 	p = PUT_LIT(p, "\r\nServer: ringtls\r\nDate: ");
@@ -103,7 +103,7 @@ int rtls__http_head(rtls_conn *c, int status, int keep_alive, const char *extra,
 	 * §8.6): it sends none. */
 	if (content_length != NO_CONTENT_LENGTH) {
 		p = PUT_LIT(p, "Content-Length: ");
-		p = put_u64(p, content_length);
+		p = rtls__http_put_u64(p, content_length);
 		p = PUT_LIT(p, "\r\n");
 	}
 	p = PUT_LIT(p, "\r\n");

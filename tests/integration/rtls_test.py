@@ -317,6 +317,17 @@ def free_port():
         s.close()
 
 
+def listen_inodes(port):
+    """Inodes of the sockets listening on 127.0.0.1:port (/proc/net/tcp), sorted."""
+    out = []
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            c = line.split()
+            if c[3] == "0A" and c[1] == "0100007F:%04X" % port:
+                out.append(int(c[9]))
+    return sorted(out)
+
+
 # --------------------------------------------------------------------------
 # Files
 

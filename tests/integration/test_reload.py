@@ -233,17 +233,6 @@ def refused(port):
         return True
 
 
-def listen_inodes(port):
-    """Inodes of the sockets listening on 127.0.0.1:port (/proc/net/tcp)."""
-    out = []
-    with open("/proc/net/tcp") as f:
-        for line in f.readlines()[1:]:
-            c = line.split()
-            if c[3] == "0A" and c[1] == "0100007F:%04X" % port:
-                out.append(int(c[9]))
-    return sorted(out)
-
-
 class Download:
     """GET path with a small receive buffer, read only when told: the
     response stays in flight on the server until finish()."""
@@ -603,7 +592,7 @@ def case_listeners(t, pki, mid_root, mid_digest):
     s = Srv(["--config", cfg], nlisten=5)
     admin = s.port("admin")
     # One listening socket per port, or one per reactor (SO_REUSEPORT).
-    inodes = {p: listen_inodes(p) for p in (p1, t1)}
+    inodes = {p: rt.listen_inodes(p) for p in (p1, t1)}
     t.check(all(inodes.values()), "%s: listening sockets on the kept ports: %r" % (what, inodes))
 
     dl_plain = Download(p2, "/mid.bin")
@@ -628,10 +617,10 @@ def case_listeners(t, pki, mid_root, mid_digest):
         t.eq(sorted(s.listeners(r.mark, r.at)), want,
              "%s: the new generation's listening lines (the admin port 0 kept)" % what)
     for p in (p1, t1):
-        t.eq(listen_inodes(p), inodes[p], "%s: port %d: the same listening socket(s), handed "
+        t.eq(rt.listen_inodes(p), inodes[p], "%s: port %d: the same listening socket(s), handed "
              "over, and no other" % (what, p))
     for p in (p3, t3):
-        t.eq(len(listen_inodes(p)), len(inodes[p1]), "%s: added port %d: as many listening "
+        t.eq(len(rt.listen_inodes(p)), len(inodes[p1]), "%s: added port %d: as many listening "
              "sockets as a kept one" % (what, p))
     # /metrics answers from the new generation; its counters restarted at
     # zero, so they are not compared with the old ones.

@@ -191,17 +191,6 @@ def test_notify(t):
 # Socket activation
 
 
-def listen_inodes(port):
-    """Inodes of the sockets listening on 127.0.0.1:port (/proc/net/tcp)."""
-    out = []
-    with open("/proc/net/tcp") as f:
-        for line in f.readlines()[1:]:
-            c = line.split()
-            if c[3] == "0A" and c[1] == "0100007F:%04X" % port:
-                out.append(int(c[9]))
-    return out
-
-
 def fd_inodes(pid):
     """{fd: socket inode} of the process."""
     out = {}
@@ -256,7 +245,7 @@ def test_activation(t):
             t.check(answered(hello(own[0])), "activation: ... and serves")
         fds = fd_inodes(p.pid)
         for port, fd in ((plain, 3), (tls, 4)):
-            ino = listen_inodes(port)
+            ino = rt.listen_inodes(port)
             t.eq(ino, [fds.get(fd)], "activation: port %d: one listening socket, fd %d's" % (port, fd))
             t.eq(sum(1 for i in fds.values() if ino and i == ino[0]), 1 + THREADS,
                  "activation: fd %d held by each reactor and the original" % fd)

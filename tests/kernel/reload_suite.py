@@ -23,7 +23,6 @@ Exit status: 0 pass, 1 fail, 77 skip (no /proc/net/tls_stat: no kTLS
 here; never a pass without it). One line per check, then "N passed, N
 failed[, N skipped]". Nothing is timed: the guest is ~100x slower.
 """
-import argparse
 import hashlib
 import os
 import re
@@ -31,18 +30,14 @@ import shutil
 import signal
 import socket
 import ssl
-import subprocess
 import sys
-import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 import suite_common  # noqa: E402
-from suite_common import (HELLO, PROC_TIMEOUT, RINGTLS_BIN, SKIP_RC, STAT_PATH, WORK, Fail,  # noqa: E402
-                          Server, make_workdir, print_summary, read_stat, remove_workdir,
-                          stop_all)
+from suite_common import (HELLO, RINGTLS_BIN, WORK, Fail, Server, check, expect,  # noqa: E402
+                          expect_eq, offload_deltas, run_suite, stop_server)
 import tls_util as tu  # noqa: E402
 
 SIZE = 8 << 20
@@ -50,19 +45,6 @@ IO_TIMEOUT = 60.0        # one socket wait in the slow guest
 RELOAD_TIMEOUT = 120.0   # SIGHUP -> `reloaded`: a new TLS context and reactor, in the guest
 WATCHDOG = 800           # the whole suite (run-kernel.sh allows 900 s)
 VERSIONS = (("1.3", None), ("1.2", "ECDHE-ECDSA-AES256-GCM-SHA384"))
-
-FULL = []                # server flags for full offload on this kernel
-results = []
-
-
-def expect(cond, msg):
-    if not cond:
-        raise Fail(msg)
-
-
-def expect_eq(got, want, what):
-    if got != want:
-        raise Fail("%s: got %s, want %s" % (what, repr(got)[:300], repr(want)[:300]))
 
 
 def client_ctx(pki, version, cipher):
@@ -109,22 +91,9 @@ def read_head(s):
 
 def offloaded(srv, mark, port):
     """The server's debug line for the connection from `port`: kernel both ways."""
-    end = time.monotonic() + 30
-    lines = []
-    while time.monotonic() < end:
-        lines = [l for l in srv.tls_lines(mark) if int(l["port"]) == port]
-        if lines:
-            break
-        time.sleep(0.1)
+    lines = srv.conn_tls_lines(mark, port, 30)
     expect_eq([(l["ktx"], l["krx"]) for l in lines], [("yes", "yes")],
               "the server's debug line for the connection from %d: kernel-tx, kernel-rx" % port)
-
-
-def deltas(ctr):
-    d = ctr.delta()
-    if d is None:
-        raise Fail("%s is missing" % STAT_PATH)
-    return d.get("TlsTxSw", 0), d.get("TlsRxSw", 0), d.get("TlsDecryptError", 0)
 
 
 def put(src, dst):
@@ -152,7 +121,8 @@ def c_reload(srv, pki, files, digest, version, cipher, old, new, gen):
             h.update(d)
             got += len(d)
         offloaded(srv, mark, port)
-        expect_eq(deltas(ctr_all)[:2], (1, 1), "tls_stat TlsTxSw/TlsRxSw: the download offloaded")
+        expect_eq(offload_deltas(ctr_all)[:2], (1, 1),
+                  "tls_stat TlsTxSw/TlsRxSw: the download offloaded")
 
         put(new[0], files[0])
         put(new[1], files[1])
@@ -165,7 +135,7 @@ def c_reload(srv, pki, files, digest, version, cipher, old, new, gen):
         # The reload itself offloads nothing but for one probe: the new TLS
         # context asks whether the kernel can rekey (src/tls/ctx.c,
         # rtls__ktls_probe) by setting TLS_TX on a socket of its own.
-        tx, rx, dec = deltas(ctr_reload)
+        tx, rx, dec = offload_deltas(ctr_reload)
         expect(tx in (0, 1) and (rx, dec) == (0, 0),
                "tls_stat TlsTxSw/TlsRxSw/TlsDecryptError during the reload: %s, want "
                "(0 or 1 for the rekey probe, 0, 0)" % ((tx, rx, dec),))
@@ -186,7 +156,7 @@ def c_reload(srv, pki, files, digest, version, cipher, old, new, gen):
         finally:
             s2.close()
         offloaded(srv, mark2, port2)
-        expect_eq(deltas(ctr_new), (1, 1, 0),
+        expect_eq(offload_deltas(ctr_new), (1, 1, 0),
                   "tls_stat TlsTxSw/TlsRxSw/TlsDecryptError for the new connection")
         ctr_rest = suite_common.Counters()
 
@@ -199,9 +169,9 @@ def c_reload(srv, pki, files, digest, version, cipher, old, new, gen):
         expect_eq(h.hexdigest(), digest, "download: sha256")
     finally:
         s.close()
-    expect_eq(deltas(ctr_rest), (0, 0, 0), "tls_stat TlsTxSw/TlsRxSw/TlsDecryptError for the "
-              "rest of the download (still the old generation's kernel keys)")
-    expect_eq(deltas(ctr_all)[2], 0, "tls_stat TlsDecryptError over the whole check")
+    expect_eq(offload_deltas(ctr_rest), (0, 0, 0), "tls_stat TlsTxSw/TlsRxSw/TlsDecryptError for "
+              "the rest of the download (still the old generation's kernel keys)")
+    expect_eq(offload_deltas(ctr_all)[2], 0, "tls_stat TlsDecryptError over the whole check")
     line = srv.wait_line(mark2, r" info generation %d stopped$" % (gen - 1), RELOAD_TIMEOUT)
     expect(line, "`generation %d stopped` once the download is done" % (gen - 1))
     warns = [l for l in srv.lines_since(mark) if re.search(r" (warn|error) ", l)]
@@ -210,55 +180,10 @@ def c_reload(srv, pki, files, digest, version, cipher, old, new, gen):
         "TlsTxSw+1 TlsRxSw+1, TlsDecryptError+0" % tx
 
 
-def check(only, name, fn, *args):
-    if only and not only.search(name):
-        return
-    t0 = time.monotonic()
-    try:
-        detail = fn(*args)
-        status = "PASS"
-    except Fail as e:
-        status, detail = "FAIL", str(e)
-    except Exception as e:  # noqa: BLE001 - a crashed check failed
-        status, detail = "FAIL", "%s: %s\n%s" % (type(e).__name__, e, traceback.format_exc())
-    if os.environ.get("KTLS_SUITE_TIMES"):
-        detail = "%s [%.1f s]" % (detail or "", time.monotonic() - t0)
-    results.append(status)
-    print("%s %s%s" % (status, name, ("  (%s)" if status == "PASS" else ": %s") % detail
-                       if detail else ""), flush=True)
-
-
 def main():
-    global FULL
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--only", help="run only the checks whose name matches this regex")
-    a = ap.parse_args()
-    only = re.compile(a.only) if a.only else None
+    only, full = suite_common.start_suite(__doc__, WATCHDOG)
 
-    stat = read_stat()
-    if stat is None:
-        print("SKIP all: %s is missing: no kernel TLS here (run me through "
-              "tests/kernel/run-kernel.sh)" % STAT_PATH)
-        print_summary(0, 0, 1)
-        return SKIP_RC
-    if not os.access(RINGTLS_BIN, os.X_OK):
-        print("SKIP all: no ringtls binary at %s (set RINGTLS_BIN)" % RINGTLS_BIN)
-        print_summary(0, 0, 1)
-        return SKIP_RC
-    probe = subprocess.run([RINGTLS_BIN, "probe"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           timeout=PROC_TIMEOUT).stdout.decode("utf-8", "replace")
-    if not re.search(r"^tls ULP:\s+yes", probe, re.M):
-        print("FAIL setup: %s exists but ringtls probe finds no tls ULP:\n%s" % (STAT_PATH, probe))
-        print_summary(0, 1)
-        return 1
-    FULL = [] if "TlsRxRekeyOk" in stat else ["--ktls-rx-no-rekey"]
-
-    def on_alarm(signum, frame):
-        raise SystemExit("the suite ran past %d s" % WATCHDOG)
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(WATCHDOG)
-    make_workdir("reload-suite-")
-    try:
+    def body():
         pki = tu.Pki(os.path.join(WORK.tmp, "pki"))
         root = os.path.join(WORK.tmp, "root")
         os.makedirs(root)
@@ -271,8 +196,8 @@ def main():
         put(pki.a[0], files[0])
         put(pki.a[1], files[1])
         print("reload suite: %s, kernel %s, server flags %s" % (
-            RINGTLS_BIN, os.uname().release, FULL or "-"), flush=True)
-        srv = Server("--ktls", "on", *FULL, "--cert", files[0], "--key", files[1],
+            RINGTLS_BIN, os.uname().release, full or "-"), flush=True)
+        srv = Server("--ktls", "on", *full, "--cert", files[0], "--key", files[1],
                      "--shutdown-timeout", "300s", root=root, name="ringtls-reload")
         pairs = (pki.a, pki.b)
         for i, (version, cipher) in enumerate(VERSIONS):
@@ -281,30 +206,9 @@ def main():
                   "both offloaded" % (SIZE >> 20, what),
                   c_reload, srv, pki, files, digest, version, cipher, pairs[i % 2],
                   pairs[(i + 1) % 2], i + 2)
-        alive = srv.alive()
-        rc = srv.stop()
-        if not (alive and rc == 0):
-            results.append("FAIL")
-            print("FAIL server: alive %s, exit status %s after SIGTERM; log tail:\n%s"
-                  % (alive, rc, "\n".join(srv.log().splitlines()[-15:])), flush=True)
-    except SystemExit as e:
-        results.append("FAIL")
-        print("FAIL watchdog: %s" % e, flush=True)
-    except Fail as e:
-        results.append("FAIL")
-        print("FAIL setup: %s" % e, flush=True)
-    except Exception as e:  # noqa: BLE001
-        results.append("FAIL")
-        print("FAIL suite: %s: %s\n%s" % (type(e).__name__, e, traceback.format_exc()), flush=True)
-    finally:
-        signal.alarm(0)
-        stop_all()
-        remove_workdir()
-    passed, failed = results.count("PASS"), results.count("FAIL")
-    print_summary(passed, failed)
-    if failed:
-        return 1
-    return 0 if passed else SKIP_RC
+        stop_server(srv)
+
+    return run_suite("reload-suite-", body)
 
 
 if __name__ == "__main__":

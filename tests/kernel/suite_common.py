@@ -1,15 +1,21 @@
-"""What both kernel suites (ktls_suite.py, keyupdate_suite.py) share: the
-binary under test, the skip code, the failure types and request builder
-their checks use, the suite's work directory, /proc/net/tls_stat snapshots,
-the ringtls server they start, a Python TLS client context, the built-in
-page's cells and the summary line."""
+"""What the kernel suites (ktls_suite.py, keyupdate_suite.py,
+proxy_suite.py, reload_suite.py) share: the binary under test, the skip
+code, the failure types and request builder their checks use, the suite's
+work directory, /proc/net/tls_stat snapshots, the ringtls server they
+start, a Python TLS client context, the built-in page's cells and the
+summary line; and for proxy_suite.py and reload_suite.py, the frame of
+their main() and the check runner."""
+import argparse
 import os
 import re
 import shutil
+import signal
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
+import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RINGTLS_BIN = os.environ.get("RINGTLS_BIN") or os.path.normpath(
@@ -189,6 +195,18 @@ class Server:
         dict: port, version, cipher, alpn, sni, resumed, client, ktx, krx."""
         return [m.groupdict() for m in (TLS_LINE_RE.search(l) for l in self.lines_since(mark)) if m]
 
+    def conn_tls_lines(self, mark, port, timeout):
+        """tls_lines(mark) of the connection from client port `port`,
+        waiting up to `timeout` seconds for its line; [] if none came."""
+        end = time.monotonic() + timeout
+        lines = []
+        while time.monotonic() < end:
+            lines = [l for l in self.tls_lines(mark) if int(l["port"]) == port]
+            if lines:
+                break
+            time.sleep(0.1)
+        return lines
+
     def wait_line(self, mark, pattern, timeout=LOG_WAIT):
         """The first line since `mark` that matches; None after `timeout`."""
         rx = re.compile(pattern)
@@ -255,3 +273,126 @@ def client_ctx(version="1.3", cipher=None, cert=None):
 def page_cells(page):
     """The built-in page's <td id=NAME>VALUE</td> cells: {NAME: VALUE}."""
     return dict(re.findall(r"<td id=(\w+)>([^<]*)</td>", page))
+
+
+# --------------------------------------------------------------------------
+# The frame of proxy_suite.py and reload_suite.py: --only, the skips, the
+# watchdog, one line a check, and the summary with the exit status.
+
+RESULTS = []             # "PASS" or "FAIL", a check (or a failure outside one)
+
+
+def expect(cond, msg):
+    if not cond:
+        raise Fail(msg)
+
+
+def expect_eq(got, want, what):
+    if got != want:
+        raise Fail("%s: got %s, want %s" % (what, repr(got)[:300], repr(want)[:300]))
+
+
+def offload_deltas(ctr):
+    """(TlsTxSw, TlsRxSw, TlsDecryptError) risen since the Counters
+    snapshot `ctr`; Fail where tls_stat is missing."""
+    d = ctr.delta()
+    if d is None:
+        raise Fail("%s is missing" % STAT_PATH)
+    return d.get("TlsTxSw", 0), d.get("TlsRxSw", 0), d.get("TlsDecryptError", 0)
+
+
+def start_suite(doc, watchdog):
+    """The start of main(): parses --only REGEX, ends the process (exit 77)
+    where there is no kernel TLS or no binary, or (exit 1) where ringtls
+    probe finds no tls ULP, then arms a `watchdog`-second alarm that
+    raises SystemExit. Returns (only, full): the compiled --only or None,
+    and the server flags for full offload on this kernel."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--only", help="run only the checks whose name matches this regex")
+    a = ap.parse_args()
+    only = re.compile(a.only) if a.only else None
+
+    stat = read_stat()
+    if stat is None:
+        print("SKIP all: %s is missing: no kernel TLS here (run me through "
+              "tests/kernel/run-kernel.sh)" % STAT_PATH)
+        print_summary(0, 0, 1)
+        sys.exit(SKIP_RC)
+    if not os.access(RINGTLS_BIN, os.X_OK):
+        print("SKIP all: no ringtls binary at %s (set RINGTLS_BIN)" % RINGTLS_BIN)
+        print_summary(0, 0, 1)
+        sys.exit(SKIP_RC)
+    probe = subprocess.run([RINGTLS_BIN, "probe"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=PROC_TIMEOUT).stdout.decode("utf-8", "replace")
+    if not re.search(r"^tls ULP:\s+yes", probe, re.M):
+        print("FAIL setup: %s exists but ringtls probe finds no tls ULP:\n%s" % (STAT_PATH, probe))
+        print_summary(0, 1)
+        sys.exit(1)
+    full = [] if "TlsRxRekeyOk" in stat else ["--ktls-rx-no-rekey"]
+
+    def on_alarm(signum, frame):
+        raise SystemExit("the suite ran past %d s" % watchdog)
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(watchdog)
+    return only, full
+
+
+def check(only, name, fn, *args):
+    """fn(*args) unless --only leaves `name` out: PASS with what it
+    returned, or FAIL with the Fail's message or the crash's trace."""
+    if only and not only.search(name):
+        return
+    t0 = time.monotonic()
+    try:
+        detail = fn(*args)
+        status = "PASS"
+    except Fail as e:
+        status, detail = "FAIL", str(e)
+    except Exception as e:  # noqa: BLE001 - a crashed check failed
+        status, detail = "FAIL", "%s: %s\n%s" % (type(e).__name__, e, traceback.format_exc())
+    if os.environ.get("KTLS_SUITE_TIMES"):
+        detail = "%s [%.1f s]" % (detail or "", time.monotonic() - t0)
+    RESULTS.append(status)
+    print("%s %s%s" % (status, name, ("  (%s)" if status == "PASS" else ": %s") % detail
+                       if detail else ""), flush=True)
+
+
+def stop_server(srv):
+    """SIGTERM to the suite's server: a FAIL unless it was alive and exits 0."""
+    alive = srv.alive()
+    rc = srv.stop()
+    if not (alive and rc == 0):
+        RESULTS.append("FAIL")
+        print("FAIL server: alive %s, exit status %s after SIGTERM; log tail:\n%s"
+              % (alive, rc, "\n".join(srv.log().splitlines()[-15:])), flush=True)
+
+
+def run_suite(prefix, body, cleanup=None):
+    """make_workdir(prefix), then body(): the watchdog, a Fail or a crash
+    escaping it is one FAIL line. Then the alarm is disarmed, every server
+    stopped, cleanup() called and the work directory removed. Prints the
+    summary; returns the exit status: 1 on a failure, 0 when something
+    passed, else 77."""
+    make_workdir(prefix)
+    try:
+        body()
+    except SystemExit as e:
+        RESULTS.append("FAIL")
+        print("FAIL watchdog: %s" % e, flush=True)
+    except Fail as e:
+        RESULTS.append("FAIL")
+        print("FAIL setup: %s" % e, flush=True)
+    except Exception as e:  # noqa: BLE001
+        RESULTS.append("FAIL")
+        print("FAIL suite: %s: %s\n%s" % (type(e).__name__, e, traceback.format_exc()), flush=True)
+    finally:
+        signal.alarm(0)
+        stop_all()
+        if cleanup:
+            cleanup()
+        remove_workdir()
+    passed, failed = RESULTS.count("PASS"), RESULTS.count("FAIL")
+    print_summary(passed, failed)
+    if failed:
+        return 1
+    return 0 if passed else SKIP_RC
