@@ -13,6 +13,8 @@
 
 struct side {
 	rtls_conn *other; /* each side's data area: its partner, NULL once gone */
+	int eof;          /* its peer has finished sending */
+	int shut;         /* we have finished sending to it */
 };
 static const char *upstream;
 
@@ -23,6 +25,12 @@ static int on_open(rtls_conn *c, void *data)
 
 	if (rtls_conn_arg(c)) { /* an upstream (arg: its client): the connect completed */
 		rtls_conn_resume_read(s->other);
+		/* Both ways by splice from now on, never through this process;
+		 * where the engine cannot (-EOPNOTSUPP, -EBUSY), on_data copies. */
+		if (s->other) {
+			(void)rtls_conn_forward(s->other, c);
+			(void)rtls_conn_forward(c, s->other);
+		}
 		return 0;
 	}
 	ret = rtls_conn_connect(c, upstream, NULL, c, &s->other); /* NULL: this same handler */
@@ -52,6 +60,26 @@ static void on_drained(rtls_conn *c, void *data) /* c's output left: read its pa
 		rtls_conn_resume_read(((struct side *)data)->other);
 }
 
+/* c's peer has finished: so does the partner's stream (a half-close is
+ * carried through); a side closes once both of its directions are done. */
+static void on_eof(rtls_conn *c, void *data)
+{
+	struct side *s = data;
+
+	s->eof = 1;
+	if (s->other) {
+		struct side *o = rtls_conn_data(s->other);
+
+		o->shut = 1;
+		if (o->eof)
+			rtls_conn_close(s->other);
+		else
+			rtls_conn_shutdown_write(s->other); /* what it has queued, then FIN */
+	}
+	if (!s->other || s->shut)
+		rtls_conn_close(c);
+}
+
 static void on_close(rtls_conn *c, void *data, int err)
 {
 	struct side *s = data;
@@ -59,6 +87,10 @@ static void on_close(rtls_conn *c, void *data, int err)
 
 	if (err && rtls_conn_arg(c)) /* an upstream that failed or broke */
 		rtls_log(RTLS_LOG_INFO, "upstream %s: %s", upstream, strerror(-err));
+	if (rtls_conn_forwarded(c))
+		rtls_log(RTLS_LOG_INFO, "%s: %llu bytes spliced",
+			 rtls_conn_arg(c) ? "upstream" : "client",
+			 (unsigned long long)rtls_conn_forwarded(c));
 	s->other = NULL;
 	if (o) { /* unpair first: closing o may run its on_close now */
 		((struct side *)rtls_conn_data(o))->other = NULL;
@@ -68,10 +100,10 @@ static void on_close(rtls_conn *c, void *data, int err)
 
 int main(int argc, char **argv)
 {
-	/* No on_eof: the engine closes a side on EOF, and its on_close the other. */
 	static const struct rtls_handler h = { .conn_data_size = sizeof(struct side),
 					       .on_open = on_open,
 					       .on_data = on_data,
+					       .on_eof = on_eof,
 					       .on_drained = on_drained,
 					       .on_close = on_close };
 	struct rtls_listen l = { .addr = argc > 1 ? argv[1] : "" };

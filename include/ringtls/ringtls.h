@@ -498,6 +498,62 @@ RTLS_API void rtls_conn_resume_read(rtls_conn *c);
  * connect, and on_close(-ECANCELED) runs before it returns. */
 RTLS_API void rtls_conn_close(rtls_conn *c);
 
+/* Half-close: ends our direction gracefully and keeps reading. What is
+ * queued is sent, then the stream's end (TLS close_notify, then TCP FIN);
+ * on_drained follows once the FIN is out. on_data and on_eof go on as
+ * before. From now on writes fail with -EPIPE (a flush of nothing is
+ * still allowed). rtls_conn_close() later sends no second close_notify.
+ * 0, or -EPIPE if the connection is not open.
+ * Callbacks: as rtls_conn_flush(). */
+RTLS_API int rtls_conn_shutdown_write(rtls_conn *c);
+
+/* How the peer's direction ended (rtls_conn_eof()). */
+enum rtls_eof {
+	RTLS_EOF_NONE = 0,      /* it has not ended (or on_eof is still to come) */
+	RTLS_EOF_CLEAN = 1,     /* TCP FIN; on TLS, close_notify came first */
+	RTLS_EOF_TRUNCATED = 2, /* TLS: a FIN without close_notify (a cut, or an
+				 * attacker: the data so far may be incomplete) */
+};
+
+/* enum rtls_eof for c: from on_eof on, whether the peer's end was clean.
+ * Callbacks: none. */
+RTLS_API int rtls_conn_eof(const rtls_conn *c);
+
+/* Gives c another handler from now on, sharing its data area (not
+ * cleared: the caller sets it up for h). Typically from the server
+ * handler's on_open, to serve a listener with another protocol (a TCP
+ * proxy, an ALPN choice). h is borrowed until its on_close returns; its
+ * conn_data_size may not exceed the server handler's. -EINVAL for a NULL
+ * h or a larger data size, -EPIPE if c is closing or closed.
+ * Callbacks: none (the callback running now is the old handler's; every
+ * later one is h's, on_close included). */
+RTLS_API int rtls_conn_set_handler(rtls_conn *c, const struct rtls_handler *h);
+
+/* Forwards src's input to dst inside the kernel from now on: splice
+ * moves it from src's socket through a pipe into dst's socket, without
+ * entering this process. on_data is no longer called for src; on_eof is,
+ * once everything before the end has been queued on dst, in order with
+ * what was written to dst before (so a handler that answers on_eof with
+ * rtls_conn_shutdown_write(dst) ends dst's stream after the last byte).
+ * The pace is dst's: src reads the next chunk (64 KiB at most) once the
+ * last has left. Only where no userspace record layer is involved: src
+ * plain or TLS with kernel RX, dst plain or TLS with kernel TX; else
+ * -EOPNOTSUPP, and the handler goes on copying. Under kernel RX, control
+ * records (close_notify, alerts, KeyUpdate) are still handled as before.
+ * Both on the same reactor (rtls_conn_connect() from src or dst).
+ * If dst ends, src's forwarding stops (its next chunk ends src with
+ * -EPIPE); the handler closes or aborts src from dst's on_close.
+ * 0; -EINVAL (same connection, other reactor), -EPIPE (either is not
+ * open, dst shut for writing, src at its end), -EALREADY, -EOPNOTSUPP,
+ * -EBUSY (src is paused or holds input kept while paused: resume first),
+ * or -errno from pipe2(2).
+ * Callbacks: none (splicing starts on the loop). */
+RTLS_API int rtls_conn_forward(rtls_conn *src, rtls_conn *dst);
+
+/* Bytes of c's input moved by rtls_conn_forward(), never seen here.
+ * Callbacks: none. */
+RTLS_API uint64_t rtls_conn_forwarded(const rtls_conn *c);
+
 /* Closes at once, discarding queued output; err (0: -ECONNABORTED) is
  * passed to on_close. With -ECONNRESET the peer gets a TCP reset
  * (SO_LINGER 0) rather than a FIN, so it can tell that what it received

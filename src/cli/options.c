@@ -100,6 +100,11 @@ void cli_usage(FILE *f)
 	      "  --access-log FILE|-      one line per request, to FILE or standard output;\n"
 	      "                           SIGUSR1 reopens it (logrotate)\n"
 	      "  --access-log-format F    combined (default) or json\n"
+	      "  --tcp-proxy LISTEN=UPSTREAM[,UPSTREAM...]\n"
+	      "                           a TLS listener on LISTEN whose plaintext goes to\n"
+	      "                           UPSTREAM (HOST:PORT, [IPv6]:PORT or unix:/path) as\n"
+	      "                           it is, both ways, half-closes included; round\n"
+	      "                           robin; --idle-timeout applies; repeatable\n"
 	      "  --admin-listen ADDR:PORT serve /metrics (Prometheus), /healthz and\n"
 	      "                           /status.json there (off by default; keep it on\n"
 	      "                           loopback)\n"
@@ -220,8 +225,9 @@ enum {
 	O_ACCESSLOG,
 	O_ACCESSFMT,
 	O_ADMIN,
+	O_TCPPROXY,
 };
-enum { O_CONFIG = O_ADMIN + 1 }; /* not a setting of the file */
+enum { O_CONFIG = O_TCPPROXY + 1 }; /* not a setting of the file */
 _Static_assert(O_LISTEN == CLI_OPT_BASE && O_CONFIG < CLI_OPT_BASE + CLI_NOPTS,
 	       "options.h's CLI_OPT_BASE and CLI_NOPTS cover every option");
 
@@ -267,6 +273,7 @@ static const struct option longopts[] = {
 	{ "access-log", required_argument, NULL, O_ACCESSLOG },
 	{ "access-log-format", required_argument, NULL, O_ACCESSFMT },
 	{ "admin-listen", required_argument, NULL, O_ADMIN },
+	{ "tcp-proxy", required_argument, NULL, O_TCPPROXY },
 	{ "config", required_argument, NULL, O_CONFIG },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
@@ -456,6 +463,12 @@ static int apply_proxy(struct cli_opts *o, int opt, const char *arg, const struc
 	case O_ADMIN:
 		o->admin_listen = arg;
 		return 0;
+	case O_TCPPROXY:
+		if (rtls_http_tcp_add(&o->http, arg, why, sizeof(why)) < 0) {
+			snprintf(e->buf, e->n, "%s %s: %s", e->flag, arg, why);
+			return -1;
+		}
+		return 0;
 	case O_PPFROM:
 		if (o->npp_from == CLI_MAX_PP_FROM) {
 			snprintf(e->buf, e->n, "at most %d %s", CLI_MAX_PP_FROM, e->flag);
@@ -516,7 +529,7 @@ int cli_opt_find(const char *name, enum cli_kind *kind)
 		if (l->val < O_LISTEN || l->val == O_CONFIG || strcmp(l->name, name) != 0)
 			continue;
 		if (l->val == O_LISTEN || l->val == O_TLSLISTEN || l->val == O_PROXY ||
-		    l->val == O_PPFROM)
+		    l->val == O_PPFROM || l->val == O_TCPPROXY)
 			*kind = CLI_LIST;
 		else if (l->val == O_CERT || l->val == O_KEY)
 			*kind = CLI_PAIR;
@@ -563,6 +576,7 @@ const char *cli_opts_strdup(struct cli_opts *o, const char *s, size_t len)
 void cli_opts_free(struct cli_opts *o)
 {
 	rtls_http_proxy_clear(&o->http);
+	rtls_http_tcp_clear(&o->http);
 	rtls_http_stats_free(&o->http);
 	while (o->strs) {
 		struct cli_str *c = o->strs;
@@ -598,7 +612,8 @@ static int check_conflicts(const struct cli_opts *o)
 
 /* The first pass: --help, --version, unknown options and missing values,
  * --config, and which lists the command line gives (bit 1: --listen,
- * 2: --tls-listen, 4: --cert/--key, 8: --proxy, 16: --proxy-protocol-from). */
+ * 2: --tls-listen, 4: --cert/--key, 8: --proxy, 16: --proxy-protocol-from,
+ * 32: --tcp-proxy). */
 static int scan(int argc, char **argv, struct cli_opts *o, unsigned *lists)
 {
 	int opt;
@@ -642,6 +657,9 @@ static int scan(int argc, char **argv, struct cli_opts *o, unsigned *lists)
 		case O_PPFROM:
 			*lists |= 16;
 			break;
+		case O_TCPPROXY:
+			*lists |= 32;
+			break;
 		default:
 			break;
 		}
@@ -675,6 +693,24 @@ static void drop_file_lists(struct cli_opts *o, unsigned lists)
 		rtls_http_proxy_clear(&o->http);
 	if (lists & 16)
 		o->npp_from = 0;
+	if (lists & 32)
+		rtls_http_tcp_clear(&o->http);
+}
+
+/* Each --tcp-proxy is a TLS listener of its own, after the others. */
+static int add_tcp_listeners(struct cli_opts *o)
+{
+	char err[256];
+	struct bad e = { "--tcp-proxy", err, sizeof(err) };
+
+	for (unsigned i = 0; i < o->http.ntcp; i++) {
+		if (add_listen(o, rtls_http_tcp_listen(&o->http, i), 1, &e) < 0) {
+			cli_say("%s", err);
+			return -1;
+		}
+		rtls_http_tcp_bind(&o->http, i, o->nlisten - 1);
+	}
+	return 0;
 }
 
 /* The second pass: every option on top of what the file set. */
@@ -717,7 +753,7 @@ int cli_parse_serve(int argc, char **argv, struct cli_opts *o, bool keep_going)
 			o->nkey_files);
 		return -1;
 	}
-	if (check_conflicts(o) < 0)
+	if (add_tcp_listeners(o) < 0 || check_conflicts(o) < 0)
 		return -1;
 	if (o->tls.client_ca && o->tls.client_auth == RTLS_CLIENT_AUTH_NONE)
 		o->tls.client_auth = RTLS_CLIENT_AUTH_OPTIONAL;

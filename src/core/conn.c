@@ -79,6 +79,7 @@ static struct rtls_conn *conn_alloc(struct rtls__reactor *r, int fd, unsigned li
 	c->h = h;
 	rtls__conn_set_state(c, state);
 	c->pipe[0] = c->pipe[1] = -1;
+	c->fwd_pipe[0] = c->fwd_pipe[1] = -1;
 	c->tlink.prev = c->tlink.next = &c->tlink;
 	c->data = dsize ? r->conn_data + (size_t)slot * dsize : NULL;
 	c->tp_area = r->tp_data ? r->tp_data + (size_t)slot * r->srv->tls_conn_size : NULL;
@@ -150,6 +151,10 @@ void rtls__conn_recv_arm(struct rtls_conn *c)
 	if (c->recv_armed || c->state == RTLS__CONN_DEAD || c->peer_eof ||
 	    c->rx_mode == RTLS__RX_OFF)
 		return;
+	if (c->fwd_on && !c->fwd_ctl) {
+		rtls__fwd_arm(c); /* input goes by splice (fwd.c) */
+		return;
+	}
 	sqe = rtls__sqe(c->r);
 	switch (c->rx_mode) {
 	case RTLS__RX_EXACT:
@@ -337,6 +342,7 @@ void rtls__on_recv(struct rtls_conn *c, struct io_uring_cqe *cqe, enum rtls__op 
 	if (!more) {
 		c->recv_armed = false;
 		c->recv_cancelling = false;
+		c->fwd_ctl = false; /* the control record is in: splice again */
 	}
 	if (cqe->flags & IORING_CQE_F_BUFFER) {
 		rtls__bufring_took(c->r);
@@ -468,6 +474,7 @@ void rtls_conn_close(rtls_conn *c)
 	if (c->state != RTLS__CONN_OPEN)
 		return;
 	rtls__conn_set_state(c, RTLS__CONN_CLOSING);
+	c->fwd_on = false; /* nothing more is delivered, nor forwarded */
 	/* A peer that never reads must not hold a closing connection. */
 	if (c->timer == RTLS_TIMER_NONE)
 		rtls__timer_arm(c, RTLS_TIMER_IDLE);
@@ -476,6 +483,40 @@ void rtls_conn_close(rtls_conn *c)
 	c->flush_wanted = true;
 	if (!rtls__send_busy(c))
 		rtls__send_start(c);
+}
+
+int rtls_conn_shutdown_write(rtls_conn *c)
+{
+	if (c->state != RTLS__CONN_OPEN)
+		return -EPIPE;
+	if (c->wr_shut)
+		return 0;
+	c->wr_shut = true;
+	/* close_notify after what is queued (the transport keeps it to
+	 * one), then the FIN once it has all gone (drained(), send.c). */
+	if (c->tp && c->tp->shutdown)
+		c->tp->shutdown(c);
+	c->flush_wanted = true;
+	if (!rtls__send_busy(c))
+		rtls__send_start(c);
+	return 0;
+}
+
+int rtls_conn_eof(const rtls_conn *c)
+{
+	if (!c->peer_eof)
+		return RTLS_EOF_NONE;
+	return c->eof_truncated ? RTLS_EOF_TRUNCATED : RTLS_EOF_CLEAN;
+}
+
+int rtls_conn_set_handler(rtls_conn *c, const struct rtls_handler *h)
+{
+	if (!h || h->conn_data_size > c->r->srv->handler.conn_data_size)
+		return -EINVAL;
+	if (c->state != RTLS__CONN_OPEN && c->state != RTLS__CONN_CONNECTING)
+		return -EPIPE;
+	c->h = h;
+	return 0;
 }
 
 void rtls_conn_abort(rtls_conn *c, int err)
@@ -578,6 +619,10 @@ static void conn_free(struct rtls_conn *c)
 	if (c->pipe[0] >= 0) {
 		close(c->pipe[0]);
 		close(c->pipe[1]);
+	}
+	if (c->fwd_pipe[0] >= 0) {
+		close(c->fwd_pipe[0]);
+		close(c->fwd_pipe[1]);
 	}
 	close(c->fd);
 	c->fd = -1;

@@ -29,6 +29,9 @@ enum rtls__op {
 	RTLS__OP_TICK,       /* reactor timer tick */
 	RTLS__OP_WAKE,       /* eventfd read: stop requested */
 	RTLS__OP_CONNECT,    /* rtls_conn_connect(): the address is c->peer */
+	RTLS__OP_FWD_POLL,   /* rtls_conn_forward(): wait for the source's input */
+	RTLS__OP_FWD_IN,     /* rtls_conn_forward(): source socket -> its pipe */
+	RTLS__OP_FWD_OUT,    /* a forwarded pipe segment -> socket */
 };
 
 static inline uint64_t rtls__ud(enum rtls__op op, uint32_t slot, uint32_t gen)
@@ -69,6 +72,11 @@ struct rtls__seg {
 	int fd;         /* -1: no file part */
 	off_t off;
 	size_t flen;
+	bool fwd; /* fd is a forward's pipe (a duplicate of its read
+			 * end, owned), not a file: spliced out as it is,
+			 * then the source connection (fwd_slot, fwd_gen)
+			 * may read on (fwd.c) */
+	uint32_t fwd_slot, fwd_gen;
 };
 
 /* A side keeps its memory between rounds up to this much (wbuf.c). */
@@ -280,6 +288,11 @@ struct rtls_conn {
 	void *tp_area;          /* this slot's share of the transport area */
 	bool read_paused;
 	bool peer_eof;
+	bool eof_truncated;     /* TLS: the peer's FIN came without
+				 * close_notify (rtls_conn_eof()) */
+	bool wr_shut;           /* rtls_conn_shutdown_write(): no more
+				 * writes; FIN once the output has gone */
+	bool fin_sent;          /* that FIN is out (shutdown(SHUT_WR)) */
 	bool handler_open;      /* on_open ran, or an outbound connect was
 				 * issued: on_close owed */
 	bool connect_armed;     /* the connect is outstanding (the slot
@@ -306,6 +319,15 @@ struct rtls_conn {
 	size_t file_sent;        /* current segment's file bytes sent */
 	size_t pipe_bytes;       /* bytes sitting in the pipe */
 	int pipe[2];             /* for splice; -1 when none */
+	/* rtls_conn_forward() (fwd.c): this connection's input goes to the
+	 * connection (fwd_slot, fwd_gen) by splice through fwd_pipe. */
+	bool fwd_on;
+	bool fwd_ctl;  /* kTLS RX: a control record is next (one
+				  * RECVMSG before splicing again) */
+	bool fwd_wait; /* a chunk is queued on the destination */
+	uint32_t fwd_slot, fwd_gen;
+	int fwd_pipe[2];
+	uint64_t fwd_bytes; /* bytes moved by splice */
 	const struct rtls__transport *tp;
 	void *tp_state;
 	unsigned nheld;          /* buffers handed out and not yet released */
@@ -549,6 +571,12 @@ void rtls__kick(struct rtls_conn *c);
 /* Sends one small control record before anything not yet sent, even in
  * the middle of a body; tp->on_seg_sent follows when it has left. */
 int rtls__send_urgent(struct rtls_conn *c, uint8_t type, const void *p, size_t n);
+/* rtls_conn_forward() (fwd.c): arms the source's wait for input; the
+ * source's splice completions; a destination has sent a chunk. */
+void rtls__fwd_arm(struct rtls_conn *c);
+void rtls__fwd_on_poll(struct rtls_conn *c, int res);
+void rtls__fwd_on_in(struct rtls_conn *c, int res);
+void rtls__fwd_sent(struct rtls__reactor *r, uint32_t slot, uint32_t gen);
 void rtls__pipes_free(struct rtls__reactor *r);
 /* Delivery of plaintext to the handler; transports call these. */
 void rtls__deliver(struct rtls_conn *c, struct rtls_buf *b);
@@ -571,6 +599,9 @@ int rtls__wbuf_append(struct rtls__wbuf *w, const void *p, size_t n);
 char *rtls__wbuf_reserve(struct rtls__wbuf *w, size_t n);
 int rtls__wbuf_commit(struct rtls__wbuf *w, size_t n);
 int rtls__wbuf_add_file(struct rtls__wbuf *w, int fd, off_t off, size_t len);
+/* A forward's chunk: len bytes in the pipe fd (owned), from the source
+ * connection (slot, gen), told when they have gone. */
+int rtls__wbuf_add_pipe(struct rtls__wbuf *w, int fd, size_t len, uint32_t slot, uint32_t gen);
 /* Appends one control record (kTLS TX): a segment of its own. */
 int rtls__wbuf_add_record(struct rtls__wbuf *w, uint8_t type, const void *p, size_t n);
 void rtls__wbuf_reset(struct rtls__wbuf *w);

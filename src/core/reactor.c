@@ -338,6 +338,9 @@ void rtls__dispatch(struct rtls__reactor *r, struct io_uring_cqe *cqe)
 	case RTLS__OP_SPLICE_IN:
 	case RTLS__OP_SPLICE_OUT:
 	case RTLS__OP_CONNECT:
+	case RTLS__OP_FWD_POLL:
+	case RTLS__OP_FWD_IN:
+	case RTLS__OP_FWD_OUT:
 		break;
 	case RTLS__OP_IGNORE:
 	default:
@@ -366,6 +369,12 @@ void rtls__dispatch(struct rtls__reactor *r, struct io_uring_cqe *cqe)
 		break;
 	case RTLS__OP_CONNECT:
 		rtls__on_connect(c, cqe->res);
+		break;
+	case RTLS__OP_FWD_POLL:
+		rtls__fwd_on_poll(c, cqe->res);
+		break;
+	case RTLS__OP_FWD_IN:
+		rtls__fwd_on_in(c, cqe->res);
 		break;
 	default:
 		rtls__on_splice(c, op, cqe->res);

@@ -245,6 +245,17 @@ static void submit_splice(struct rtls_conn *c, enum rtls__op op, const struct rt
 	send_set(c, RTLS__SEND_SIDE);
 }
 
+/* A forward's chunk, straight from the source's pipe (fwd.c). */
+static void submit_fwd_out(struct rtls_conn *c, const struct rtls__seg *s)
+{
+	struct io_uring_sqe *sqe = rtls__sqe(c->r);
+
+	io_uring_prep_splice(sqe, s->fd, -1, c->fd, -1, (unsigned)(s->flen - c->file_sent),
+			     SPLICE_F_MOVE);
+	io_uring_sqe_set_data64(sqe, rtls__ud(RTLS__OP_FWD_OUT, c->slot, c->gen));
+	send_set(c, RTLS__SEND_SIDE);
+}
+
 static void drained(struct rtls_conn *c)
 {
 	const struct rtls_handler *h = c->h;
@@ -271,6 +282,12 @@ static void drained(struct rtls_conn *c)
 		c->read_paused = false;
 		rtls__conn_recv_arm(c);
 		return;
+	}
+	if (c->state == RTLS__CONN_OPEN && c->wr_shut && !c->fin_sent) {
+		/* Half-close: our direction ends here (close_notify, if TLS,
+		 * was the last record); the peer's goes on. */
+		shutdown(c->fd, SHUT_WR);
+		c->fin_sent = true;
 	}
 	if (c->state == RTLS__CONN_OPEN && c->handler_open && h->on_drained)
 		h->on_drained(c, c->data);
@@ -299,6 +316,10 @@ static void send_next(struct rtls_conn *c)
 					    s->fd >= 0 && s->flen > 0);
 			return;
 		}
+		if (s->fd >= 0 && c->file_sent < s->flen && s->fwd) {
+			submit_fwd_out(c, s);
+			return;
+		}
 		if (s->fd >= 0 && c->file_sent < s->flen) {
 			int ret = pipe_get(c);
 
@@ -315,7 +336,10 @@ static void send_next(struct rtls_conn *c)
 		if (s->fd >= 0) {
 			close(s->fd);
 			s->fd = -1;
-			pipe_put(c);
+			if (s->fwd)
+				rtls__fwd_sent(c->r, s->fwd_slot, s->fwd_gen);
+			else
+				pipe_put(c);
 		}
 		c->seg_done++;
 		c->file_sent = 0;
@@ -482,7 +506,8 @@ void rtls__on_splice(struct rtls_conn *c, enum rtls__op op, int res)
 	if (op == RTLS__OP_SPLICE_IN) {
 		c->pipe_bytes = (size_t)res;
 	} else {
-		c->pipe_bytes -= (size_t)res;
+		if (op == RTLS__OP_SPLICE_OUT)
+			c->pipe_bytes -= (size_t)res;
 		c->file_sent += (size_t)res;
 		count_sent(c, res);
 	}
@@ -491,14 +516,14 @@ void rtls__on_splice(struct rtls_conn *c, enum rtls__op op, int res)
 
 int rtls_conn_write(rtls_conn *c, const void *p, size_t n)
 {
-	if (c->state != RTLS__CONN_OPEN)
+	if (c->state != RTLS__CONN_OPEN || c->wr_shut)
 		return -EPIPE;
 	return rtls__wbuf_append(&c->w[c->wi], p, n);
 }
 
 char *rtls_conn_reserve(rtls_conn *c, size_t n)
 {
-	if (c->state != RTLS__CONN_OPEN)
+	if (c->state != RTLS__CONN_OPEN || c->wr_shut)
 		return NULL;
 	return rtls__wbuf_reserve(&c->w[c->wi], n);
 }
@@ -513,7 +538,7 @@ int rtls_conn_write_file(rtls_conn *c, int fd, off_t off, size_t len)
 {
 	int ret;
 
-	if (c->state != RTLS__CONN_OPEN) {
+	if (c->state != RTLS__CONN_OPEN || c->wr_shut) {
 		close(fd);
 		return -EPIPE;
 	}

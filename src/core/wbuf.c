@@ -81,6 +81,7 @@ static struct rtls__seg *new_seg(struct rtls__wbuf *w)
 	s->fd = -1;
 	s->off = 0;
 	s->flen = 0;
+	s->fwd = false;
 	return s;
 }
 
@@ -148,6 +149,20 @@ int rtls__wbuf_add_file(struct rtls__wbuf *w, int fd, off_t off, size_t len)
 	s->fd = fd;
 	s->off = off;
 	s->flen = len;
+	return 0;
+}
+
+int rtls__wbuf_add_pipe(struct rtls__wbuf *w, int fd, size_t len, uint32_t slot, uint32_t gen)
+{
+	struct rtls__seg *s = tail_seg(w);
+
+	if (!s)
+		return -ENOMEM;
+	s->fd = fd;
+	s->flen = len;
+	s->fwd = true;
+	s->fwd_slot = slot;
+	s->fwd_gen = gen;
 	return 0;
 }
 

@@ -21,6 +21,10 @@ struct rtls_http_config {
 	 * rtls_http_proxy_clear(). */
 	struct rtls_http_route *routes;
 	unsigned nroutes;
+	/* --tcp-proxy (tcpproxy.c): listeners whose bytes go to upstreams
+	 * as they are, owned, freed by rtls_http_tcp_clear(). */
+	struct rtls_http_tcp *tcp;
+	unsigned ntcp;
 	unsigned proxy_keepalive;    /* idle upstream conns per upstream and thread */
 	int upstream_proxy_protocol; /* 0: none, 1: v1, 2: v2 */
 	/* --access-log (accesslog.h), or NULL: none, and no cost. Borrowed. */
@@ -45,6 +49,16 @@ int rtls_http_config_open(struct rtls_http_config *hc);
 int rtls_http_proxy_add(struct rtls_http_config *hc, const char *spec, char *why, size_t n);
 /* Frees every route. */
 void rtls_http_proxy_clear(struct rtls_http_config *hc);
+
+/* A --tcp-proxy: "LISTEN=UPSTREAM[,UPSTREAM...]", each upstream
+ * "HOST:PORT", "[IPv6]:PORT" or "unix:/path" (names resolved now). -1
+ * with one line in why[0..n) if it is not one. The caller adds a TLS
+ * listener on rtls_http_tcp_listen(hc, i) and tells its index with
+ * rtls_http_tcp_bind() before the server starts. */
+int rtls_http_tcp_add(struct rtls_http_config *hc, const char *spec, char *why, size_t n);
+const char *rtls_http_tcp_listen(const struct rtls_http_config *hc, unsigned i);
+void rtls_http_tcp_bind(struct rtls_http_config *hc, unsigned i, unsigned listener);
+void rtls_http_tcp_clear(struct rtls_http_config *hc);
 
 /* Turns on the HTTP layer's counters (requests by status class, the
  * proxy's upstream errors), kept per reactor thread for /metrics: 0 or

@@ -47,6 +47,58 @@ struct rtls_http_route {
 	_Atomic unsigned rr; /* round robin */
 };
 
+/* A --tcp-proxy listener (proxy.c parses it, tcpproxy.c serves it). */
+struct rtls_http_tcp {
+	char *listen;              /* LISTEN, owned */
+	int listener;              /* its index in rtls_config.listeners, or -1 */
+	struct rtls_http_route rt; /* its upstreams (no prefix) */
+};
+
+/* How one side of a --tcp-proxy session ended (tcpproxy.c). */
+enum tend {
+	TEND_NONE = 0,     /* still open */
+	TEND_CLOSE_NOTIFY, /* the client: close_notify, then FIN */
+	TEND_FIN,          /* the upstream: FIN */
+	TEND_TRUNCATED,    /* the client: FIN without close_notify */
+	TEND_CLOSED,       /* we closed it, both directions done */
+	TEND_TIMEOUT,      /* the idle deadline */
+	TEND_REFUSED,      /* the upstream: the connect failed */
+	TEND_RESET,        /* we reset it: the other side ended abnormally */
+	TEND_ERROR,        /* an error ended it (err says which) */
+};
+
+/* A --tcp-proxy session's record, for its one log line: kept by the
+ * client's side, handed to the upstream's if the client goes first. */
+struct tsess {
+	char client[64];
+	const struct rtls_http_upstream *up;
+	uint64_t t0_ms;
+	uint64_t to_up, to_client;                 /* plaintext bytes copied each way */
+	uint64_t to_up_spliced, to_client_spliced; /* moved by splice */
+	uint8_t client_end, up_end;                /* enum tend */
+	int client_err, up_err;
+};
+
+/* Either side's data area in a --tcp-proxy session (tcpproxy.c). */
+struct tside {
+	rtls_conn *self;
+	rtls_conn *other;                  /* the partner; NULL once it has gone */
+	const struct rtls_http_tcp *route; /* the client's */
+	struct rtls_http_upstream *srv;    /* the upstream's server */
+	struct tsess s;                    /* valid while logs */
+	uint8_t tries;                     /* the client's connects so far */
+	bool upstream;                     /* this side is the upstream connection */
+	bool opened;                       /* the upstream: its connect completed */
+	bool logs;                         /* this side holds the record and logs it */
+	bool eof_in;                       /* its peer ended its direction */
+	bool wr_shut;                      /* we ended our direction to its peer */
+};
+
+/* The HTTP handler's on_open hands a --tcp-proxy listener's connection
+ * over to the TCP proxy: 1 if c is one (*ret: its on_open result), 0 if
+ * it is not. */
+int rtls__tcp_open(rtls_conn *c, int *ret);
+
 /* An upstream connection's data area (proxy_exch.c). */
 struct uconn {
 	struct uconn *next, *prev; /* in its thread's idle pool */
@@ -135,9 +187,6 @@ const char *rtls__http_date_now(void);
 /* Writes v in decimal (at most 20 digits, no terminator) at p; returns
  * the end of what it wrote. */
 char *rtls__http_put_u64(char *p, uint64_t v);
-/* response.c */
-const char *rtls__http_reason(int status);
-const char *rtls__http_date_now(void);
 /* Writes a status line and the common headers (Server, Date, Connection)
  * plus `extra` (already CRLF-terminated lines, may be ""), then
  * Content-Length unless NO_CONTENT_LENGTH, then the blank line. */

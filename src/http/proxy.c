@@ -25,9 +25,11 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* "http://HOST:PORT[/]" or "unix:/path" into u. Host names are resolved
- * now, once: the first address getaddrinfo() gives. */
-static int parse_url(const char *s, size_t n, struct rtls_http_upstream *u, char *why, size_t wn)
+/* "http://HOST:PORT[/]" or "unix:/path" into u; for a TCP proxy (tcp),
+ * "HOST:PORT" or "unix:/path". Host names are resolved now, once: the
+ * first address getaddrinfo() gives. */
+static int parse_url(const char *s, size_t n, bool tcp, struct rtls_http_upstream *u, char *why,
+		     size_t wn)
 {
 	char host[256], port[16];
 	const char *h, *end = s + n, *colon;
@@ -46,14 +48,18 @@ static int parse_url(const char *s, size_t n, struct rtls_http_upstream *u, char
 		snprintf(u->addr, sizeof(u->addr), "%s", u->name);
 		return 0;
 	}
-	if (n >= 8 && memcmp(s, "https://", 8) == 0)
+	if ((n >= 8 && memcmp(s, "https://", 8) == 0) || (n >= 6 && memcmp(s, "tls://", 6) == 0))
 		return snprintf(why, wn, "'%s': TLS to upstreams is not supported yet", u->name),
 		       -1;
-	if (n < 7 || memcmp(s, "http://", 7) != 0)
+	if (tcp) {
+		h = s;
+	} else if (n < 7 || memcmp(s, "http://", 7) != 0) {
 		return snprintf(why, wn, "'%s': expected http://HOST:PORT or unix:/path", u->name),
 		       -1;
-	h = s + 7;
-	if (end > h && end[-1] == '/')
+	} else {
+		h = s + 7;
+	}
+	if (!tcp && end > h && end[-1] == '/')
 		end--;
 	if (memchr(h, '/', (size_t)(end - h)) || memchr(h, '@', (size_t)(end - h)))
 		return snprintf(why, wn, "'%s': a path or user in an upstream URL is not supported",
@@ -99,9 +105,33 @@ static void route_free(struct rtls_http_route *rt)
 	free(rt->ups);
 }
 
+/* "URL[,URL...]" into rt->ups. */
+static int parse_ups(const char *list, bool tcp, struct rtls_http_route *rt, char *why, size_t n)
+{
+	rt->ups = calloc(MAX_UPSTREAMS, sizeof(*rt->ups));
+	if (!rt->ups)
+		return snprintf(why, n, "out of memory"), -1;
+	for (const char *p = list;; p++) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+
+		if (rt->nups == MAX_UPSTREAMS)
+			return snprintf(why, n, "at most %d upstreams per route", MAX_UPSTREAMS),
+			       -1;
+		if (!len)
+			return snprintf(why, n, "an empty upstream address"), -1;
+		if (parse_url(p, len, tcp, &rt->ups[rt->nups], why, n) < 0)
+			return -1;
+		rt->nups++;
+		if (!comma)
+			return 0;
+		p = comma;
+	}
+}
+
 int rtls_http_proxy_add(struct rtls_http_config *hc, const char *spec, char *why, size_t n)
 {
-	const char *eq = strchr(spec, '='), *p;
+	const char *eq = strchr(spec, '=');
 	struct rtls_http_route rt, *grown;
 
 	memset(&rt, 0, sizeof(rt));
@@ -114,39 +144,75 @@ int rtls_http_proxy_add(struct rtls_http_config *hc, const char *spec, char *why
 			return snprintf(why, n, "prefix given twice"), -1;
 	rt.prefix_len = (size_t)(eq - spec);
 	rt.prefix = strndup(spec, rt.prefix_len);
-	rt.ups = calloc(MAX_UPSTREAMS, sizeof(*rt.ups));
-	if (!rt.prefix || !rt.ups)
-		goto nomem;
-	for (p = eq + 1;; p++) {
-		const char *comma = strchr(p, ',');
-		size_t len = comma ? (size_t)(comma - p) : strlen(p);
-
-		if (rt.nups == MAX_UPSTREAMS) {
-			snprintf(why, n, "at most %d upstreams per route", MAX_UPSTREAMS);
-			goto fail;
-		}
-		if (!len) {
-			snprintf(why, n, "an empty upstream URL");
-			goto fail;
-		}
-		if (parse_url(p, len, &rt.ups[rt.nups], why, n) < 0)
-			goto fail;
-		rt.nups++;
-		if (!comma)
-			break;
-		p = comma;
+	if (!rt.prefix) {
+		snprintf(why, n, "out of memory");
+		goto fail;
 	}
+	if (parse_ups(eq + 1, false, &rt, why, n) < 0)
+		goto fail;
 	grown = realloc(hc->routes, (hc->nroutes + 1) * sizeof(*grown));
-	if (!grown)
-		goto nomem;
+	if (!grown) {
+		snprintf(why, n, "out of memory");
+		goto fail;
+	}
 	hc->routes = grown;
 	hc->routes[hc->nroutes++] = rt;
 	return 0;
-nomem:
-	snprintf(why, n, "out of memory");
 fail:
 	route_free(&rt);
 	return -1;
+}
+
+int rtls_http_tcp_add(struct rtls_http_config *hc, const char *spec, char *why, size_t n)
+{
+	const char *eq = strchr(spec, '=');
+	struct rtls_http_tcp t, *grown;
+
+	memset(&t, 0, sizeof(t));
+	t.listener = -1;
+	if (!eq || eq == spec || !eq[1])
+		return snprintf(why, n, "expected LISTEN=UPSTREAM[,UPSTREAM...]"), -1;
+	t.listen = strndup(spec, (size_t)(eq - spec));
+	if (!t.listen) {
+		snprintf(why, n, "out of memory");
+		goto fail;
+	}
+	if (parse_ups(eq + 1, true, &t.rt, why, n) < 0)
+		goto fail;
+	grown = realloc(hc->tcp, (hc->ntcp + 1) * sizeof(*grown));
+	if (!grown) {
+		snprintf(why, n, "out of memory");
+		goto fail;
+	}
+	hc->tcp = grown;
+	hc->tcp[hc->ntcp++] = t;
+	return 0;
+fail:
+	free(t.listen);
+	route_free(&t.rt);
+	return -1;
+}
+
+const char *rtls_http_tcp_listen(const struct rtls_http_config *hc, unsigned i)
+{
+	return i < hc->ntcp ? hc->tcp[i].listen : NULL;
+}
+
+void rtls_http_tcp_bind(struct rtls_http_config *hc, unsigned i, unsigned listener)
+{
+	if (i < hc->ntcp)
+		hc->tcp[i].listener = (int)listener;
+}
+
+void rtls_http_tcp_clear(struct rtls_http_config *hc)
+{
+	for (unsigned i = 0; i < hc->ntcp; i++) {
+		free(hc->tcp[i].listen);
+		route_free(&hc->tcp[i].rt);
+	}
+	free(hc->tcp);
+	hc->tcp = NULL;
+	hc->ntcp = 0;
 }
 
 void rtls_http_proxy_clear(struct rtls_http_config *hc)

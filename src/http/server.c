@@ -354,6 +354,10 @@ static int on_shutdown(rtls_conn *c, void *data)
 
 static int on_open(rtls_conn *c, void *data)
 {
+	int ret;
+
+	if (rtls__tcp_open(c, &ret)) /* a --tcp-proxy listener's */
+		return ret;
 	((struct hconn *)data)->admin = rtls__http_is_admin(c);
 	rtls_conn_set_timer(c, RTLS_TIMER_IDLE);
 	return 0;
@@ -376,6 +380,8 @@ static void on_close(rtls_conn *c, void *data, int err)
  * areas, from the same server. */
 #define DATA_SIZE \
 	(sizeof(struct hconn) > sizeof(struct uconn) ? sizeof(struct hconn) : sizeof(struct uconn))
+/* So do the TCP proxy's, whose accepted connections are handed over. */
+_Static_assert(sizeof(struct tside) <= DATA_SIZE, "a TCP proxy side fits the data area");
 
 const struct rtls_handler rtls_http_handler = {
 	.conn_data_size = DATA_SIZE,

@@ -413,6 +413,7 @@ static void tls_on_recv_eof(struct rtls_conn *c)
 		 * attacker or a crash; say so, unlike a clean close. */
 		rtls_conn_peer(c, peer, sizeof(peer));
 		rtls_log(RTLS_LOG_INFO, "tls %s: connection truncated (TCP FIN without close_notify)", peer);
+		c->eof_truncated = true;
 	}
 	rtls__deliver_eof(c);
 }
@@ -511,6 +512,9 @@ static void tls_shutdown(struct rtls_conn *c)
 {
 	struct tconn *t = tc(c);
 
+	/* Once: a close after rtls_conn_shutdown_write() has queued it. */
+	if (t->close != RTLS__TLS_CLOSE_NONE)
+		return;
 	/* Queue close_notify (RFC 8446 §6.1); it leaves with the last data. */
 	if (rtls__tls_tx_kernel(t)) {
 		rtls__tls_ktx_shutdown(c);

@@ -1,0 +1,214 @@
+/* rtls_conn_forward(): one connection's input becomes another's output
+ * inside the kernel, by splice through a pipe, without entering this
+ * process. The source is plain TCP or TLS whose records the kernel opens
+ * (kTLS RX); the destination is plain TCP or TLS whose records the
+ * kernel makes (kTLS TX).
+ *
+ * The source's receive is replaced by a loop of three requests:
+ *   POLL_ADD (input waiting) -> SPLICE socket -> pipe (non-blocking)
+ *   -> the chunk is queued on the destination as a pipe segment, which
+ *   its send path splices out in order with everything else it sends
+ *   (its close_notify, a KeyUpdate); once it has gone, the next POLL_ADD.
+ * One chunk at a time: the destination's pace is the source's, as with
+ * the copying path's backpressure.
+ *
+ * The poll comes first so that no io-wq worker ever blocks on an idle
+ * socket: io_uring runs a splice in a worker, and a blocking splice from
+ * a quiet connection would hold one per connection.
+ *
+ * Under kTLS RX the splice fails with EINVAL when the next record is not
+ * application data (net/tls/tls_sw.c, tls_sw_splice_read(): control
+ * records stay queued). That record is then read by one RECVMSG with its
+ * content type, through the transport as before (close_notify, an alert,
+ * a KeyUpdate), and splicing resumes.
+ *
+ * Each chunk the destination queues is a duplicate of the pipe's read
+ * end, owned by the segment: if the source goes first, the bytes it
+ * already took still leave, and no descriptor number is shared with a
+ * connection that may be freed meanwhile. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* The pipe's default capacity: 16 pages. */
+#define FWD_CHUNK (64u * 1024u)
+
+static struct rtls_conn *fwd_dst(struct rtls_conn *c)
+{
+	struct rtls_conn *d;
+
+	if (c->fwd_slot >= c->r->srv->cfg.max_conns)
+		return NULL;
+	d = &c->r->conns[c->fwd_slot];
+	if (d->gen != c->fwd_gen || d->state != RTLS__CONN_OPEN || d->wr_shut)
+		return NULL;
+	return d;
+}
+
+int rtls_conn_forward(rtls_conn *src, rtls_conn *dst)
+{
+	struct io_uring_sqe *sqe;
+
+	if (src == dst || src->r != dst->r)
+		return -EINVAL;
+	if (src->state != RTLS__CONN_OPEN || dst->state != RTLS__CONN_OPEN || dst->wr_shut ||
+	    src->peer_eof)
+		return -EPIPE;
+	if (src->fwd_on)
+		return -EALREADY;
+	/* Only where the kernel opens the source's records and makes the
+	 * destination's: OpenSSL's records would have to pass through here. */
+	if ((src->tp && src->rx_mode != RTLS__RX_MSG) || (dst->tp && dst->tp->seal))
+		return -EOPNOTSUPP;
+	if (src->read_paused || src->npaused)
+		return -EBUSY;
+	if (pipe2(src->fwd_pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+		src->fwd_pipe[0] = src->fwd_pipe[1] = -1;
+		return -errno;
+	}
+	src->fwd_on = true;
+	src->fwd_slot = dst->slot;
+	src->fwd_gen = dst->gen;
+	if (!src->recv_armed) {
+		rtls__conn_recv_arm(src);
+		return 0;
+	}
+	/* The receive ends first; its last completion re-arms as a forward.
+	 * Whatever it still brings goes to the handler, in order, before the
+	 * first splice. */
+	if (!src->recv_cancelling) {
+		sqe = rtls__sqe(src->r);
+		io_uring_prep_cancel64(
+			sqe, rtls__ud((enum rtls__op)src->recv_op, src->slot, src->gen), 0);
+		io_uring_sqe_set_data64(sqe, rtls__ud(RTLS__OP_IGNORE, 0, 0));
+		src->recv_cancelling = true;
+	}
+	return 0;
+}
+
+uint64_t rtls_conn_forwarded(const rtls_conn *c)
+{
+	return c->fwd_bytes;
+}
+
+void rtls__fwd_arm(struct rtls_conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->fwd_wait || c->read_paused || c->recv_armed)
+		return;
+	sqe = rtls__sqe(c->r);
+	io_uring_prep_poll_add(sqe, c->fd, POLLIN | POLLRDHUP);
+	io_uring_sqe_set_data64(sqe, rtls__ud(RTLS__OP_FWD_POLL, c->slot, c->gen));
+	c->recv_armed = true;
+	c->recv_op = RTLS__OP_FWD_POLL;
+}
+
+void rtls__fwd_on_poll(struct rtls_conn *c, int res)
+{
+	struct io_uring_sqe *sqe;
+
+	c->recv_armed = false;
+	c->recv_cancelling = false;
+	if (c->state != RTLS__CONN_OPEN || !c->fwd_on) {
+		rtls__conn_recv_arm(c); /* lingering: an ordinary receive now */
+		return;
+	}
+	if (res < 0 && res != -ECANCELED) {
+		rtls__conn_kill(c, res);
+		return;
+	}
+	if (res < 0 || c->read_paused) {
+		rtls__conn_recv_arm(c); /* a no-op while paused: resume arms */
+		return;
+	}
+	sqe = rtls__sqe(c->r);
+	io_uring_prep_splice(sqe, c->fd, -1, c->fwd_pipe[1], -1, FWD_CHUNK,
+			     SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+	io_uring_sqe_set_data64(sqe, rtls__ud(RTLS__OP_FWD_IN, c->slot, c->gen));
+	c->recv_armed = true;
+	c->recv_op = RTLS__OP_FWD_IN;
+}
+
+/* res bytes are in the pipe: the destination sends them next. */
+static void fwd_chunk(struct rtls_conn *c, size_t n)
+{
+	struct rtls_conn *d = fwd_dst(c);
+	int fd;
+
+	rtls__stat_add(&c->r->stats, RTLS__STAT(bytes_in), n);
+	c->fwd_bytes += n;
+	c->rx_seen = true;
+	if (c->timer == RTLS_TIMER_IDLE)
+		rtls__timer_arm(c, RTLS_TIMER_IDLE);
+	if (!d) {
+		rtls__conn_kill(c, -EPIPE); /* nowhere for them to go */
+		return;
+	}
+	fd = fcntl(c->fwd_pipe[0], F_DUPFD_CLOEXEC, 0);
+	if (fd < 0) {
+		rtls__conn_kill(c, -errno);
+		return;
+	}
+	if (rtls__wbuf_add_pipe(&d->w[d->wi], fd, n, c->slot, c->gen) < 0) {
+		close(fd);
+		rtls__conn_kill(c, -ENOMEM);
+		return;
+	}
+	c->fwd_wait = true;
+	rtls_conn_flush(d);
+}
+
+void rtls__fwd_on_in(struct rtls_conn *c, int res)
+{
+	c->recv_armed = false;
+	c->recv_cancelling = false;
+	if (c->state != RTLS__CONN_OPEN || !c->fwd_on) {
+		/* Closing: what the pipe holds is dropped with it. */
+		rtls__conn_recv_arm(c);
+		return;
+	}
+	if (res > 0) {
+		fwd_chunk(c, (size_t)res);
+		return;
+	}
+	if (res == 0) { /* the peer's FIN (a TLS transport judges it) */
+		if (c->tp && c->tp->on_recv_eof)
+			c->tp->on_recv_eof(c);
+		else
+			rtls__deliver_eof(c);
+		return;
+	}
+	if (res == -EAGAIN || res == -EINTR) {
+		rtls__conn_recv_arm(c);
+		return;
+	}
+	if (res == -EINVAL && c->tp) {
+		/* kTLS: the next record is not data. */
+		c->fwd_ctl = true;
+		rtls__conn_recv_arm(c);
+		return;
+	}
+	if (c->tp && c->tp->on_recv_error && c->tp->on_recv_error(c, res))
+		return;
+	rtls__conn_kill(c, res);
+}
+
+void rtls__fwd_sent(struct rtls__reactor *r, uint32_t slot, uint32_t gen)
+{
+	struct rtls_conn *c;
+
+	if (slot >= r->srv->cfg.max_conns)
+		return;
+	c = &r->conns[slot];
+	if (c->gen != gen || c->state != RTLS__CONN_OPEN)
+		return;
+	c->fwd_wait = false;
+	/* The source waited on a slow reader: that is progress too. */
+	if (c->timer == RTLS_TIMER_IDLE)
+		rtls__timer_arm(c, RTLS_TIMER_IDLE);
+	rtls__conn_recv_arm(c);
+}
