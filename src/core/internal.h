@@ -32,6 +32,7 @@ enum rtls__op {
 	RTLS__OP_FWD_POLL,   /* rtls_conn_forward(): wait for the source's input */
 	RTLS__OP_FWD_IN,     /* rtls_conn_forward(): source socket -> its pipe */
 	RTLS__OP_FWD_OUT,    /* a forwarded pipe segment -> socket */
+	RTLS__OP_FWD_WPOLL,  /* that socket was full: wait until it is writable */
 };
 
 static inline uint64_t rtls__ud(enum rtls__op op, uint32_t slot, uint32_t gen)
@@ -577,6 +578,7 @@ void rtls__fwd_arm(struct rtls_conn *c);
 void rtls__fwd_on_poll(struct rtls_conn *c, int res);
 void rtls__fwd_on_in(struct rtls_conn *c, int res);
 void rtls__fwd_sent(struct rtls__reactor *r, uint32_t slot, uint32_t gen);
+void rtls__on_fwd_writable(struct rtls_conn *c, int res); /* send.c */
 void rtls__pipes_free(struct rtls__reactor *r);
 /* Delivery of plaintext to the handler; transports call these. */
 void rtls__deliver(struct rtls_conn *c, struct rtls_buf *b);

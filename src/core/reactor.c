@@ -341,6 +341,7 @@ void rtls__dispatch(struct rtls__reactor *r, struct io_uring_cqe *cqe)
 	case RTLS__OP_FWD_POLL:
 	case RTLS__OP_FWD_IN:
 	case RTLS__OP_FWD_OUT:
+	case RTLS__OP_FWD_WPOLL:
 		break;
 	case RTLS__OP_IGNORE:
 	default:
@@ -375,6 +376,9 @@ void rtls__dispatch(struct rtls__reactor *r, struct io_uring_cqe *cqe)
 		break;
 	case RTLS__OP_FWD_IN:
 		rtls__fwd_on_in(c, cqe->res);
+		break;
+	case RTLS__OP_FWD_WPOLL:
+		rtls__on_fwd_writable(c, cqe->res);
 		break;
 	default:
 		rtls__on_splice(c, op, cqe->res);

@@ -4,8 +4,9 @@
  * bodies never enter userspace. Writes made meanwhile collect on the other
  * side and leave with the next flush. */
 #include <errno.h>
-#include <stdint.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -256,6 +257,33 @@ static void submit_fwd_out(struct rtls_conn *c, const struct rtls__seg *s)
 	send_set(c, RTLS__SEND_SIDE);
 }
 
+static void send_next(struct rtls_conn *c);
+
+/* A forward's splice found the socket full. The sockets of
+ * rtls_conn_connect() are non-blocking, and io_uring runs a splice in
+ * io-wq without polling for it: EAGAIN comes straight back, and sending
+ * again at once would spin. Wait until the socket takes more. */
+static void fwd_wait_writable(struct rtls_conn *c)
+{
+	struct io_uring_sqe *sqe = rtls__sqe(c->r);
+
+	io_uring_prep_poll_add(sqe, c->fd, POLLOUT);
+	io_uring_sqe_set_data64(sqe, rtls__ud(RTLS__OP_FWD_WPOLL, c->slot, c->gen));
+	send_set(c, RTLS__SEND_SIDE);
+}
+
+void rtls__on_fwd_writable(struct rtls_conn *c, int res)
+{
+	send_complete(c);
+	if (c->state == RTLS__CONN_DEAD)
+		return;
+	if (res < 0) {
+		rtls__conn_kill(c, res);
+		return;
+	}
+	send_next(c); /* the urgent record first, if one came meanwhile */
+}
+
 static void drained(struct rtls_conn *c)
 {
 	const struct rtls_handler *h = c->h;
@@ -499,6 +527,12 @@ void rtls__on_send(struct rtls_conn *c, int res)
 
 void rtls__on_splice(struct rtls_conn *c, enum rtls__op op, int res)
 {
+	if (op == RTLS__OP_FWD_OUT && res == -EAGAIN) {
+		send_complete(c);
+		if (c->state != RTLS__CONN_DEAD)
+			fwd_wait_writable(c);
+		return;
+	}
 	/* 0 from the file side means it shrank under us: the promised
 	 * Content-Length cannot be met, so the connection must end. */
 	if (!send_done(c, res, RTLS_LOG_WARN, "file send", "file truncated while sending", -EIO))

@@ -11,6 +11,10 @@ part 1) end to end.
   nothing alarming is logged;
 - a client that never reads while the upstream floods: the upstream stalls
   (backpressure), the forwarder's memory stays bounded, others are served;
+- an upstream that does not read while a client floods: no busy loop,
+  nothing lost;
+- a half-close: the client's FIN reaches the upstream, whose answer still
+  comes back; both directions by splice (rtls_conn_forward);
 - 50 clients at once, each forwarded correctly."""
 import os
 import re
@@ -243,6 +247,83 @@ def test_nonreader(t):
     up.close()
 
 
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_stalled_upstream(t):
+    """A client floods an upstream that does not read: the splice into
+    the upstream's (non-blocking) socket finds it full and must wait for
+    it, not retry at once (EAGAIN from io-wq is a busy loop); nothing is
+    lost once it reads."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(4)
+    p, port = start_forward("127.0.0.1:%d" % ls.getsockname()[1])
+    n = (8 if rt.UNDER_VALGRIND else 50) << 20
+    data = os.urandom(n)
+    c = socket.create_connection(("127.0.0.1", port))
+    u, _ = ls.accept()
+    th = threading.Thread(target=lambda: c.sendall(data), daemon=True)
+    th.start()
+    time.sleep(rt.scaled(1.0))
+    cpu0 = cpu_seconds(p.proc.pid)
+    time.sleep(2.0)
+    spent = cpu_seconds(p.proc.pid) - cpu0
+    if not rt.UNDER_VALGRIND:
+        t.check(spent < 0.3, "stalled upstream: forward used %.2f s CPU in 2 s" % spent)
+    got = []
+    u.settimeout(rt.scaled(20))
+    while sum(map(len, got)) < n:
+        d = u.recv(1 << 20)
+        if not d:
+            break
+        got.append(d)
+    t.eq(rt.sha256(b"".join(got)), rt.sha256(data), "stalled upstream: sha256 once it reads")
+    th.join(rt.scaled(10))
+    c.close()
+    u.close()
+    ls.close()
+    t.eq(p.stop(), 0, "stalled upstream: forward exit status")
+
+
+def test_half_close(t):
+    """The client's FIN reaches the upstream as a FIN while the upstream's
+    answer still flows back (the echo upstream answers until it sees EOF);
+    both directions went by splice (the log line counts the bytes)."""
+    up = Upstream().serve()
+    p, port = start_forward(up.addr)
+    data = os.urandom(4 << 20)
+    c = socket.create_connection(("127.0.0.1", port))
+    c.settimeout(rt.scaled(20))
+    got = []
+
+    def reader():
+        while True:
+            try:
+                d = c.recv(1 << 20)
+            except OSError:
+                return
+            if not d:
+                return
+            got.append(d)
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+    c.sendall(data)
+    c.shutdown(socket.SHUT_WR)
+    th.join(rt.scaled(20))
+    t.eq(rt.sha256(b"".join(got)), rt.sha256(data), "half-close: all of the echo after our FIN")
+    c.close()
+    t.check(p.wait_log(r"client: %d bytes spliced" % len(data), 3) is not None,
+            "half-close: the client's bytes went by splice")
+    t.check(p.wait_log(r"upstream: %d bytes spliced" % len(data), 3) is not None,
+            "half-close: the upstream's bytes went by splice")
+    t.eq(p.stop(), 0, "half-close: forward exit status")
+    up.close()
+
+
 def test_many(t):
     up = Upstream().serve()
     p, port = start_forward(up.addr)
@@ -268,6 +349,8 @@ def test(t):
     test_refused(t)
     test_timeout(t)
     test_nonreader(t)
+    test_stalled_upstream(t)
+    test_half_close(t)
     test_many(t)
 
 
