@@ -424,10 +424,68 @@ static void recv_stop(struct rtls_conn *c)
 	c->recv_cancelling = true;
 }
 
+static void err_watch_cancel(struct rtls_conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!c->err_watch || c->err_cancel)
+		return;
+	sqe = rtls__sqe(c->r);
+	io_uring_prep_cancel64(sqe, rtls__ud(RTLS__OP_ERR_WATCH, c->slot, c->gen), 0);
+	io_uring_sqe_set_data64(sqe, rtls__ud(RTLS__OP_IGNORE, 0, 0));
+	c->err_cancel = true;
+}
+
+/* Events 0: only POLLERR and POLLHUP wake it. A reset sets the socket's
+ * error; a FIN alone wakes nothing (its data may still wait unread). */
+void rtls__err_watch(struct rtls_conn *c, bool on)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->state != RTLS__CONN_OPEN)
+		return;
+	c->err_want = on;
+	if (!on) {
+		err_watch_cancel(c);
+		return;
+	}
+	if (c->err_watch)
+		return; /* one outstanding; re-armed if it was being cancelled */
+	sqe = rtls__sqe(c->r);
+	io_uring_prep_poll_add(sqe, c->fd, 0);
+	io_uring_sqe_set_data64(sqe, rtls__ud(RTLS__OP_ERR_WATCH, c->slot, c->gen));
+	c->err_watch = true;
+}
+
+void rtls__on_err_watch(struct rtls_conn *c, int res)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	c->err_watch = false;
+	c->err_cancel = false;
+	if (c->state != RTLS__CONN_OPEN)
+		return;
+	if (res < 0) { /* cancelled; wanted again meanwhile: arm anew */
+		if (c->err_want)
+			rtls__err_watch(c, true);
+		return;
+	}
+	c->err_want = false;
+	/* POLLHUP alone is both directions shut, ours included: the peer's
+	 * data is still to be read, and the next receive sees the end. */
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || !err)
+		return;
+	rtls_log(RTLS_LOG_DEBUG, "conn %u: %s while not reading", c->slot, strerror(err));
+	rtls__conn_kill(c, -err);
+}
+
 void rtls_conn_pause_read(rtls_conn *c)
 {
 	c->read_paused = true;
 	recv_stop(c);
+	if (c->state == RTLS__CONN_OPEN)
+		rtls__err_watch(c, true);
 }
 
 void rtls_conn_resume_read(rtls_conn *c)
@@ -437,6 +495,7 @@ void rtls_conn_resume_read(rtls_conn *c)
 	if (!c->read_paused)
 		return;
 	c->read_paused = false;
+	rtls__err_watch(c, false);
 	/* Hand over what arrived meanwhile, in order, unless the handler
 	 * pauses again or the connection ends on the way. paused_next
 	 * counts what was handed over, so a teardown inside on_data (which
@@ -576,6 +635,7 @@ void rtls__conn_kill(struct rtls_conn *c, int err)
 		io_uring_prep_cancel64(sqe, rtls__ud((enum rtls__op)c->recv_op, c->slot, c->gen), 0);
 		io_uring_sqe_set_data64(sqe, rtls__ud(RTLS__OP_IGNORE, 0, 0));
 	}
+	err_watch_cancel(c);
 	if (c->connect_armed) {
 		struct io_uring_sqe *sqe = rtls__sqe(r);
 
@@ -640,7 +700,7 @@ void rtls__reap(struct rtls__reactor *r)
 	for (unsigned i = 0; i < r->nreap; i++) {
 		struct rtls_conn *c = &r->conns[r->reap[i]];
 
-		if (c->recv_armed || c->connect_armed || rtls__send_busy(c)) {
+		if (c->recv_armed || c->connect_armed || c->err_watch || rtls__send_busy(c)) {
 			r->reap[keep++] = c->slot;
 			continue;
 		}

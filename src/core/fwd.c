@@ -22,6 +22,9 @@
  * content type, through the transport as before (close_notify, an alert,
  * a KeyUpdate), and splicing resumes.
  *
+ * Both ends' sockets are non-blocking while forwarding, so no io-wq
+ * worker ever waits on a peer (see rtls_conn_forward()).
+ *
  * Each chunk the destination queues is a duplicate of the pipe's read
  * end, owned by the segment: if the source goes first, the bytes it
  * already took still leave, and no descriptor number is shared with a
@@ -51,6 +54,7 @@ static struct rtls_conn *fwd_dst(struct rtls_conn *c)
 int rtls_conn_forward(rtls_conn *src, rtls_conn *dst)
 {
 	struct io_uring_sqe *sqe;
+	int flags;
 
 	if (src == dst || src->r != dst->r)
 		return -EINVAL;
@@ -68,6 +72,21 @@ int rtls_conn_forward(rtls_conn *src, rtls_conn *dst)
 	if (pipe2(src->fwd_pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
 		src->fwd_pipe[0] = src->fwd_pipe[1] = -1;
 		return -errno;
+	}
+	/* A splice into a blocking socket that is full blocks an io-wq
+	 * worker until the peer reads: one kernel thread per stalled
+	 * reader. Non-blocking, it says EAGAIN, and the send path polls
+	 * (send.c). Accepted sockets are blocking; the flag is this
+	 * socket's own (an accepted socket is a file of its own). */
+	flags = fcntl(dst->fd, F_GETFL);
+	if (flags < 0 ||
+	    (!(flags & O_NONBLOCK) && fcntl(dst->fd, F_SETFL, flags | O_NONBLOCK) < 0)) {
+		int err = -errno;
+
+		close(src->fwd_pipe[0]);
+		close(src->fwd_pipe[1]);
+		src->fwd_pipe[0] = src->fwd_pipe[1] = -1;
+		return err;
 	}
 	src->fwd_on = true;
 	src->fwd_slot = dst->slot;
@@ -159,6 +178,7 @@ static void fwd_chunk(struct rtls_conn *c, size_t n)
 		return;
 	}
 	c->fwd_wait = true;
+	rtls__err_watch(c, true); /* nothing armed until d has sent it */
 	rtls_conn_flush(d);
 }
 
@@ -207,6 +227,7 @@ void rtls__fwd_sent(struct rtls__reactor *r, uint32_t slot, uint32_t gen)
 	if (c->gen != gen || c->state != RTLS__CONN_OPEN)
 		return;
 	c->fwd_wait = false;
+	rtls__err_watch(c, false);
 	/* The source waited on a slow reader: that is progress too. */
 	if (c->timer == RTLS_TIMER_IDLE)
 		rtls__timer_arm(c, RTLS_TIMER_IDLE);

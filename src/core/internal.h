@@ -33,6 +33,7 @@ enum rtls__op {
 	RTLS__OP_FWD_IN,     /* rtls_conn_forward(): source socket -> its pipe */
 	RTLS__OP_FWD_OUT,    /* a forwarded pipe segment -> socket */
 	RTLS__OP_FWD_WPOLL,  /* that socket was full: wait until it is writable */
+	RTLS__OP_ERR_WATCH,  /* no receive armed: a reset still ends it (conn.c) */
 };
 
 static inline uint64_t rtls__ud(enum rtls__op op, uint32_t slot, uint32_t gen)
@@ -322,6 +323,9 @@ struct rtls_conn {
 	int pipe[2];             /* for splice; -1 when none */
 	/* rtls_conn_forward() (fwd.c): this connection's input goes to the
 	 * connection (fwd_slot, fwd_gen) by splice through fwd_pipe. */
+	bool err_watch;  /* an RTLS__OP_ERR_WATCH poll is outstanding */
+	bool err_want;   /* ... and wanted (cleared: being cancelled) */
+	bool err_cancel; /* its cancel is queued */
 	bool fwd_on;
 	bool fwd_ctl;  /* kTLS RX: a control record is next (one
 				  * RECVMSG before splicing again) */
@@ -579,6 +583,11 @@ void rtls__fwd_on_poll(struct rtls_conn *c, int res);
 void rtls__fwd_on_in(struct rtls_conn *c, int res);
 void rtls__fwd_sent(struct rtls__reactor *r, uint32_t slot, uint32_t gen);
 void rtls__on_fwd_writable(struct rtls_conn *c, int res); /* send.c */
+/* While no receive is armed (reading paused, a forward waiting for its
+ * destination), a poll that only errors wake: the peer's reset ends the
+ * connection now, not at its idle deadline (conn.c). */
+void rtls__err_watch(struct rtls_conn *c, bool on);
+void rtls__on_err_watch(struct rtls_conn *c, int res);
 void rtls__pipes_free(struct rtls__reactor *r);
 /* Delivery of plaintext to the handler; transports call these. */
 void rtls__deliver(struct rtls_conn *c, struct rtls_buf *b);

@@ -342,6 +342,7 @@ void rtls__dispatch(struct rtls__reactor *r, struct io_uring_cqe *cqe)
 	case RTLS__OP_FWD_IN:
 	case RTLS__OP_FWD_OUT:
 	case RTLS__OP_FWD_WPOLL:
+	case RTLS__OP_ERR_WATCH:
 		break;
 	case RTLS__OP_IGNORE:
 	default:
@@ -379,6 +380,9 @@ void rtls__dispatch(struct rtls__reactor *r, struct io_uring_cqe *cqe)
 		break;
 	case RTLS__OP_FWD_WPOLL:
 		rtls__on_fwd_writable(c, cqe->res);
+		break;
+	case RTLS__OP_ERR_WATCH:
+		rtls__on_err_watch(c, cqe->res);
 		break;
 	default:
 		rtls__on_splice(c, op, cqe->res);

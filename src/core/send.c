@@ -259,8 +259,7 @@ static void submit_fwd_out(struct rtls_conn *c, const struct rtls__seg *s)
 
 static void send_next(struct rtls_conn *c);
 
-/* A forward's splice found the socket full. The sockets of
- * rtls_conn_connect() are non-blocking, and io_uring runs a splice in
+/* A splice found a non-blocking socket full. io_uring runs a splice in
  * io-wq without polling for it: EAGAIN comes straight back, and sending
  * again at once would spin. Wait until the socket takes more. */
 static void fwd_wait_writable(struct rtls_conn *c)
@@ -527,7 +526,9 @@ void rtls__on_send(struct rtls_conn *c, int res)
 
 void rtls__on_splice(struct rtls_conn *c, enum rtls__op op, int res)
 {
-	if (op == RTLS__OP_FWD_OUT && res == -EAGAIN) {
+	/* Only a non-blocking socket says EAGAIN (one of rtls_conn_connect(),
+	 * or a forward's destination): wait for room. */
+	if ((op == RTLS__OP_FWD_OUT || op == RTLS__OP_SPLICE_OUT) && res == -EAGAIN) {
 		send_complete(c);
 		if (c->state != RTLS__CONN_DEAD)
 			fwd_wait_writable(c);
@@ -535,8 +536,13 @@ void rtls__on_splice(struct rtls_conn *c, enum rtls__op op, int res)
 	}
 	/* 0 from the file side means it shrank under us: the promised
 	 * Content-Length cannot be met, so the connection must end. */
-	if (!send_done(c, res, RTLS_LOG_WARN, "file send", "file truncated while sending", -EIO))
+	if (op == RTLS__OP_FWD_OUT) {
+		if (!send_done(c, res, RTLS_LOG_DEBUG, "forward", "nothing forwarded", -EPIPE))
+			return;
+	} else if (!send_done(c, res, RTLS_LOG_WARN, "file send", "file truncated while sending",
+			      -EIO)) {
 		return;
+	}
 	if (op == RTLS__OP_SPLICE_IN) {
 		c->pipe_bytes = (size_t)res;
 	} else {

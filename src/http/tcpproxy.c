@@ -11,9 +11,11 @@
  * such), shut the upstream's write side while the upstream's data keeps
  * coming back; the upstream's FIN becomes our close_notify and FIN while
  * the client can still send. A side closes once both of its directions
- * are done. An abnormal end of either side (a reset, an error, the idle
- * deadline with output stuck) is carried to the other as a reset, never
- * as a clean end that would make a cut stream look complete.
+ * are done. A client's FIN without close_notify (truncation) is passed
+ * on as a FIN too, as the issue asks, and the log line says it was one.
+ * An abnormal end of either side (a reset, an error, the idle deadline)
+ * is carried to both as a reset, never as a clean end that would make a
+ * cut stream look complete.
  *
  * One log line per connection, at the end of the later side. */
 #include <errno.h>
@@ -299,8 +301,9 @@ static void on_timeout(rtls_conn *c, void *data, enum rtls_timer which)
 	struct tside *t = data;
 
 	(void)which;
-	set_end(t, TEND_TIMEOUT, -ETIMEDOUT);
-	rtls_conn_abort(c, -ETIMEDOUT);
+	set_end(t, TEND_TIMEOUT, 0);
+	/* Both peers see a reset: an idle stream cut short is not a clean end. */
+	rtls_conn_abort(c, -ECONNRESET);
 }
 
 /* Server shutdown: a stream has no request boundary to stop at. It goes

@@ -13,6 +13,7 @@ part 1) end to end.
   (backpressure), the forwarder's memory stays bounded, others are served;
 - an upstream that does not read while a client floods: no busy loop,
   nothing lost;
+- 20 clients that never read: no io-wq worker parked per client;
 - a half-close: the client's FIN reaches the upstream, whose answer still
   comes back; both directions by splice (rtls_conn_forward);
 - 50 clients at once, each forwarded correctly."""
@@ -289,6 +290,53 @@ def test_stalled_upstream(t):
     t.eq(p.stop(), 0, "stalled upstream: forward exit status")
 
 
+def iowq_workers(pid):
+    n = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                n += f.read().startswith("iou-wrk")
+        except OSError:
+            pass
+    return n
+
+
+def test_stalled_readers(t):
+    """20 clients that never read while their upstreams send: a splice into
+    a full blocking socket would park one io-wq worker (a kernel thread of
+    this process) per client for as long as it stalls; the forward makes
+    the destination non-blocking and polls, so the workers idle out."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(32)
+    p, port = start_forward("127.0.0.1:%d" % ls.getsockname()[1])
+    n = 20
+    cs, us = [], []
+    for _ in range(n):
+        c = socket.socket()
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        c.connect(("127.0.0.1", port))
+        cs.append(c)
+        u, _ = ls.accept()
+        u.setblocking(False)
+        us.append(u)
+    chunk = b"s" * 65536
+    end = time.monotonic() + 2.0
+    while time.monotonic() < end:
+        for u in us:
+            try:
+                u.send(chunk)
+            except BlockingIOError:
+                pass
+        time.sleep(0.01)
+    time.sleep(6.5)  # io-wq lets an idle worker go after 5 s
+    w = iowq_workers(p.proc.pid)
+    t.check(w < n // 2, "stalled readers: %d io-wq workers left for %d stalled clients" % (w, n))
+    for s_ in cs + us + [ls]:
+        s_.close()
+    t.eq(p.stop(), 0, "stalled readers: forward exit status")
+
+
 def test_half_close(t):
     """The client's FIN reaches the upstream as a FIN while the upstream's
     answer still flows back (the echo upstream answers until it sees EOF);
@@ -350,6 +398,7 @@ def test(t):
     test_timeout(t)
     test_nonreader(t)
     test_stalled_upstream(t)
+    test_stalled_readers(t)
     test_half_close(t)
     test_many(t)
 

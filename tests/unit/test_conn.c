@@ -7,6 +7,7 @@
  * connect's SQE, its completion (on_open, or on_close without it), the
  * deadline, and a kill while it is outstanding. */
 #include <limits.h>
+#include <poll.h>
 #include <stdint.h>
 
 #include "unit/fake_ring.h"
@@ -34,6 +35,14 @@ static void check_cancel_sqe(const struct io_uring_sqe *sqe, uint64_t target)
 	CHECK_EQ_INT(sqe->opcode, IORING_OP_ASYNC_CANCEL);
 	CHECK_EQ_INT(sqe->addr, target);
 	CHECK_EQ_INT(sqe->user_data, rtls__ud(RTLS__OP_IGNORE, 0, 0));
+}
+
+/* While reading is paused: a poll that only an error or hangup wakes. */
+static void check_watch_sqe(const struct io_uring_sqe *sqe, const struct rtls_conn *c)
+{
+	CHECK_SQE(sqe, IORING_OP_POLL_ADD, c->fd, 0, ud(c, RTLS__OP_ERR_WATCH));
+	if (sqe)
+		CHECK_EQ_INT(sqe->poll32_events, 0);
 }
 
 /* What the peer reads now: 0 is EOF (our side shut down). */
@@ -210,6 +219,8 @@ static struct rtls_conn *paused_conn(uint64_t *recv_ud)
 	*recv_ud = ud(c, RTLS__OP_RECV);
 	rtls_conn_pause_read(c);
 	check_cancel_sqe(fake_next(), *recv_ud);
+	check_watch_sqe(fake_next(), c);
+	CHECK(c->err_watch);
 	return c;
 }
 
@@ -235,6 +246,7 @@ static void test_pause_parks(void)
 	rtls_conn_resume_read(c);
 	CHECK(F.got_len == 3 && memcmp(F.got, "abc", 3) == 0);
 	CHECK_EQ_INT(c->nheld, 0);
+	check_cancel_sqe(fake_next(), ud(c, RTLS__OP_ERR_WATCH));
 	check_recv_sqe(fake_next(), c);
 	fake_teardown();
 }
@@ -281,6 +293,7 @@ static void test_resume_before_cancel(void)
 
 	c = paused_conn(&recv_ud);
 	rtls_conn_resume_read(c);
+	check_cancel_sqe(fake_next(), ud(c, RTLS__OP_ERR_WATCH));
 	CHECK(fake_next() == NULL); /* still armed until the cancel lands */
 	rtls_conn_pause_read(c);
 	CHECK(fake_next() == NULL); /* one cancel is enough */
@@ -304,6 +317,7 @@ static void test_starved_while_paused(void)
 	rtls__conn_recv_arm(c);
 	CHECK(fake_next() != NULL);
 	rtls_conn_pause_read(c);
+	check_watch_sqe(fake_next(), c);
 	CHECK(fake_next() == NULL);
 	fake_complete(ud(c, RTLS__OP_RECV), -ENOBUFS);
 	CHECK_EQ_INT(F.r.nstarved, 1);
@@ -312,7 +326,36 @@ static void test_starved_while_paused(void)
 	CHECK_EQ_INT(F.r.nstarved, 0);
 	CHECK(!c->recv_starved && !c->recv_armed);
 	rtls_conn_resume_read(c);
+	check_cancel_sqe(fake_next(), ud(c, RTLS__OP_ERR_WATCH));
 	CHECK(fake_next() != NULL && c->recv_armed);
+	fake_teardown();
+}
+
+/* The watch of a paused connection: a hangup without a socket error (both
+ * directions shut, the peer's data still unread) ends nothing and is not
+ * re-armed (it would wake at once again); a watch cancelled by a resume
+ * and wanted again by a pause before its completion is armed anew. */
+static void test_err_watch(void)
+{
+	struct rtls_conn *c;
+	uint64_t recv_ud;
+
+	c = paused_conn(&recv_ud);
+	fake_complete(recv_ud, -ECANCELED);
+	fake_complete(ud(c, RTLS__OP_ERR_WATCH), POLLHUP);
+	CHECK(c->state == RTLS__CONN_OPEN && !c->err_watch);
+	CHECK(fake_next() == NULL);
+	rtls_conn_resume_read(c);
+	check_recv_sqe(fake_next(), c); /* nothing to cancel */
+	rtls_conn_pause_read(c);
+	check_cancel_sqe(fake_next(), recv_ud);
+	check_watch_sqe(fake_next(), c);
+	rtls_conn_resume_read(c);
+	check_cancel_sqe(fake_next(), ud(c, RTLS__OP_ERR_WATCH));
+	rtls_conn_pause_read(c);
+	CHECK(fake_next() == NULL); /* the one outstanding serves */
+	fake_complete(ud(c, RTLS__OP_ERR_WATCH), -ECANCELED);
+	check_watch_sqe(fake_next(), c); /* wanted again: armed anew */
 	fake_teardown();
 }
 
@@ -501,6 +544,7 @@ int main(void)
 	test_resume_before_cancel();
 	test_abort_while_resuming();
 	test_starved_while_paused();
+	test_err_watch();
 	test_connect_ok();
 	test_connect_refused();
 	test_connect_kill();
