@@ -509,13 +509,16 @@ RTLS_API int rtls_conn_shutdown_write(rtls_conn *c);
 
 /* How the peer's direction ended (rtls_conn_eof()). */
 enum rtls_eof {
-	RTLS_EOF_NONE = 0,      /* it has not ended (or on_eof is still to come) */
+	RTLS_EOF_NONE = 0,      /* the peer's end has not arrived */
 	RTLS_EOF_CLEAN = 1,     /* TCP FIN; on TLS, close_notify came first */
 	RTLS_EOF_TRUNCATED = 2, /* TLS: a FIN without close_notify (a cut, or an
 				 * attacker: the data so far may be incomplete) */
 };
 
-/* enum rtls_eof for c: from on_eof on, whether the peer's end was clean.
+/* enum rtls_eof for c: whether the peer's end was clean, from the moment
+ * it arrives (so in on_eof; while reading is paused, already before the
+ * on_eof that resume will bring). Judged while the connection is open:
+ * an end that arrives while it is closing reads as clean.
  * Callbacks: none. */
 RTLS_API int rtls_conn_eof(const rtls_conn *c);
 

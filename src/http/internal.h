@@ -92,6 +92,8 @@ struct tside {
 	bool logs;                         /* this side holds the record and logs it */
 	bool eof_in;                       /* its peer ended its direction */
 	bool wr_shut;                      /* we ended our direction to its peer */
+	bool fwd_retry;                    /* its forward found it paused: again
+					    * once the other side has drained */
 };
 
 /* The HTTP handler's on_open hands a --tcp-proxy listener's connection

@@ -213,7 +213,9 @@ static int on_open(rtls_conn *c, void *data)
 	/* From here on, each direction whose records the kernel handles
 	 * (kTLS) is spliced; the others go on through on_data. */
 	if (t->other == cl) {
-		(void)rtls_conn_forward(cl, c);
+		/* -EBUSY: the client's early bytes filled c past the high
+		 * water and paused it; on_drained tries again. */
+		side(cl)->fwd_retry = rtls_conn_forward(cl, c) == -EBUSY;
 		(void)rtls_conn_forward(c, cl);
 	}
 	return 0;
@@ -254,9 +256,11 @@ static void on_drained(rtls_conn *c, void *data)
 {
 	struct tside *t = data;
 
-	(void)c;
-	if (t->other)
-		rtls_conn_resume_read(t->other);
+	if (!t->other)
+		return;
+	rtls_conn_resume_read(t->other);
+	if (t->other && side(t->other)->fwd_retry)
+		side(t->other)->fwd_retry = rtls_conn_forward(t->other, c) == -EBUSY;
 }
 
 /* c has nothing more to read from and nothing more to write to. */
