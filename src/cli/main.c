@@ -30,16 +30,20 @@ static void raise_nofile(void)
 			 (unsigned long long)was, (unsigned long long)rl.rlim_max);
 }
 
-/* Every response allocates and frees output and OpenSSL record buffers
- * (SSL_MODE_RELEASE_BUFFERS keeps idle connections small). glibc trims a
- * thread arena's top with madvise as soon as more than 128 KiB is free
- * there, and the next response faults every page back in: with 64
- * connections a 16 KiB TLS response cost 74 us of server CPU instead of
- * 32, a fifth of it in page faults (issue 20; bench/README). Setting the
- * trim threshold also turns off glibc's moving mmap threshold, so buffers
- * up to 4 MiB (a 1 MiB response's) stay in the arena too. The process
- * then keeps up to 32 MiB free per arena top instead of returning it. A
- * program's choice, not the library's: malloc settings are process-wide. */
+/* glibc trims a thread arena's top with madvise as soon as more than 128
+ * KiB is free there, and the next allocation faults every page back in.
+ * The engine's own output blocks no longer go through malloc for every
+ * response (the reactor's block caches, wbuf.c; with 64 connections a 16
+ * KiB TLS response took 2.6-3.8 faults and 70-110 us of server CPU before
+ * them instead of about 30, issue 20), but what those bounded caches do
+ * not hold still does: OpenSSL's record buffers (SSL_MODE_RELEASE_BUFFERS
+ * keeps idle connections small), and a busy reactor's output beyond the
+ * cache's 8 MiB (64 connections of 1 MiB TLS responses have 32 MiB in
+ * flight: 0.1 to 12 faults per response without these settings). Setting
+ * the trim threshold also turns off glibc's moving mmap threshold, so
+ * buffers up to 4 MiB stay in the arena too. The process then keeps up to
+ * 32 MiB free per arena top instead of returning it. A program's choice,
+ * not the library's: malloc settings are process-wide. */
 static void tune_malloc(void)
 {
 	if (!mallopt(M_MMAP_THRESHOLD, 4 << 20) || !mallopt(M_TRIM_THRESHOLD, 32 << 20))

@@ -669,8 +669,8 @@ static void conn_free(struct rtls_conn *c)
 {
 	struct rtls__reactor *r = c->r;
 
-	rtls__side_release(r, &c->w[0]);
-	rtls__side_release(r, &c->w[1]);
+	rtls__wbuf_free(&c->w[0]);
+	rtls__wbuf_free(&c->w[1]);
 	if (!c->ctl_borrowed)
 		free(c->ctl);
 	c->ctl = NULL;

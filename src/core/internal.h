@@ -83,10 +83,6 @@ struct rtls__seg {
 
 /* A side keeps its memory between rounds up to this much (wbuf.c). */
 #define RTLS__WBUF_KEEP_MAX ((size_t)1024 * 1024)
-/* Output buffers of at least RTLS__SPARE_MIN bytes that a connection
- * lets go are kept for the next big response, up to this many a reactor. */
-#define RTLS__SPARE_SIDES 8u
-#define RTLS__SPARE_MIN ((size_t)64 * 1024)
 
 /* A reactor's cache of the smallest output blocks (wbuf.c): a side's
  * first data block and its first segment array. Every keep-alive
@@ -99,6 +95,28 @@ enum { RTLS__SMALL_KIND_DATA, RTLS__SMALL_KIND_SEGS, RTLS__SMALL_KINDS };
 struct rtls__small_cache {
 	void *blk[RTLS__SMALL_KINDS][RTLS__SMALL_KEEP];
 	unsigned n[RTLS__SMALL_KINDS];
+};
+
+/* A reactor's cache of the bigger output data blocks (wbuf.c). A side's
+ * block is always 1 KiB times a power of two (grow() doubles), so there
+ * is one LIFO list per size, 2 KiB to RTLS__WBUF_KEEP_MAX. A connection
+ * that goes idle gives its blocks here and the next response takes them,
+ * already faulted in: with dozens of userspace-TLS responses in flight,
+ * malloc and free of their 32 KiB sealed sides made glibc trim the arena
+ * and fault it back in (issue 20). Bounded twice: RTLS__BIG_KEEP_BYTES in
+ * all, and each RTLS__BIG_TRIM_MS the reactor frees the blocks no side
+ * took in the interval before (`low`), so an idle reactor holds none. */
+#define RTLS__BIG_CLASSES 10u /* 2 KiB .. 1 MiB */
+#define RTLS__BIG_KEEP_BYTES ((size_t)8 << 20)
+#define RTLS__BIG_TRIM_MS 1000u
+struct rtls__big_blk {
+	struct rtls__big_blk *next;
+};
+struct rtls__big_cache {
+	struct rtls__big_blk *head[RTLS__BIG_CLASSES];
+	unsigned n[RTLS__BIG_CLASSES];
+	unsigned low[RTLS__BIG_CLASSES]; /* fewest in the list since the last trim */
+	size_t bytes;
 };
 
 struct rtls__wbuf {
@@ -428,9 +446,9 @@ struct rtls__reactor {
 	char *tp_data;              /* max_conns * tls conn_size */
 	int *pipe_pool;             /* spare pipes, pairs */
 	unsigned npipes, pipecap;
-	struct rtls__wbuf spare[RTLS__SPARE_SIDES]; /* big idle output buffers */
-	unsigned nspare;
 	struct rtls__small_cache small; /* small idle output blocks */
+	struct rtls__big_cache big;     /* bigger idle output blocks */
+	uint64_t big_trim_ms;           /* next trim of `big`, or 0 */
 	struct rtls__stats stats;       /* this reactor's counters (stats.c) */
 	int err;
 	uint64_t now_ms;
@@ -616,18 +634,17 @@ int rtls__wbuf_add_pipe(struct rtls__wbuf *w, int fd, size_t len, uint32_t slot,
 /* Appends one control record (kTLS TX): a segment of its own. */
 int rtls__wbuf_add_record(struct rtls__wbuf *w, uint8_t type, const void *p, size_t n);
 void rtls__wbuf_reset(struct rtls__wbuf *w);
-/* The reactor's spare big buffers (send.c). side_release frees a side,
- * keeping its memory as a spare when big; side_reserve makes room for
- * `need` more bytes, from a spare when an empty side needs a big one. */
-void rtls__side_release(struct rtls__reactor *r, struct rtls__wbuf *w);
-char *rtls__side_reserve(struct rtls__reactor *r, struct rtls__wbuf *w, size_t need);
-void rtls__spares_free(struct rtls__reactor *r);
 void rtls__wbuf_free(struct rtls__wbuf *w);
 /* The calling thread's wbufs take and return small blocks through `c`
  * (NULL: plain malloc/free). A reactor binds its own cache at start;
  * rtls__small_cache_free empties one, from any thread. */
 void rtls__small_cache_bind(struct rtls__small_cache *c);
 void rtls__small_cache_free(struct rtls__small_cache *c);
+/* The same for bigger blocks. rtls__big_cache_trim frees the blocks that
+ * stayed in `c` since the last trim; rtls__big_cache_free all of them. */
+void rtls__big_cache_bind(struct rtls__big_cache *c);
+void rtls__big_cache_trim(struct rtls__big_cache *c);
+void rtls__big_cache_free(struct rtls__big_cache *c);
 size_t rtls__wbuf_bytes(const struct rtls__wbuf *w);
 /* Drops the first `segs` whole segments, plus `mem` bytes and `file`
  * file bytes of the next one (what a transport consumed). */

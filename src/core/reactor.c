@@ -308,6 +308,10 @@ static void on_tick(struct rtls__reactor *r)
 		for (unsigned i = 0; i < r->srv->nlisteners && !r->stopping; i++)
 			accept_arm(r, i);
 	}
+	if (r->big_trim_ms && r->now_ms >= r->big_trim_ms) {
+		r->big_trim_ms = 0; /* big_trim_arm() arms the next while it holds any */
+		rtls__big_cache_trim(&r->big);
+	}
 	rtls__tick_arm(r);
 }
 
@@ -477,12 +481,23 @@ static bool accepting(const struct rtls__reactor *r)
 	return false;
 }
 
+/* A trim of the big-block cache (wbuf.c) each RTLS__BIG_TRIM_MS while it
+ * holds blocks: on a tick, so that an idle reactor lets them go too. */
+static void big_trim_arm(struct rtls__reactor *r)
+{
+	if (r->big.bytes && !r->big_trim_ms) {
+		r->big_trim_ms = r->now_ms + RTLS__BIG_TRIM_MS;
+		rtls__tick_arm(r);
+	}
+}
+
 static int reactor_loop(struct rtls__reactor *r)
 {
 	for (;;) {
 		int ret;
 
 		rtls__bufring_publish(r);
+		big_trim_arm(r);
 		if (r->nstarved)
 			rtls__rearm_starved(r);
 		if (r->stopping &&
@@ -505,6 +520,7 @@ void *rtls__reactor_main(void *arg)
 	int ret;
 
 	rtls__small_cache_bind(&r->small);
+	rtls__big_cache_bind(&r->big);
 	rtls__stats_bind(&r->stats);
 	ret = reactor_setup(r);
 	pthread_mutex_lock(&r->srv->quiet_lock);

@@ -134,48 +134,6 @@ void rtls__pipes_free(struct rtls__reactor *r)
 	r->npipes = 0;
 }
 
-/* A userspace-TLS file body is sealed into a side of about 260 KiB a
- * round. Freed when the connection went idle and allocated again for the
- * next response, that memory was mapped, faulted in (57 faults per 1 MiB
- * response) and unmapped every time: a fifth of the response's CPU. A few
- * such buffers stay with the reactor instead. */
-void rtls__side_release(struct rtls__reactor *r, struct rtls__wbuf *w)
-{
-	if (w->cap >= RTLS__SPARE_MIN && w->cap <= RTLS__WBUF_KEEP_MAX &&
-	    r->nspare < RTLS__SPARE_SIDES) {
-		struct rtls__wbuf *s = &r->spare[r->nspare++];
-
-		s->data = w->data;
-		s->cap = w->cap;
-		w->data = NULL;
-		w->cap = 0;
-	}
-	rtls__wbuf_free(w);
-}
-
-char *rtls__side_reserve(struct rtls__reactor *r, struct rtls__wbuf *w, size_t need)
-{
-	if (w->len == 0 && w->cap < need && need >= RTLS__SPARE_MIN && r->nspare) {
-		struct rtls__wbuf *s = &r->spare[r->nspare - 1];
-
-		if (s->cap >= need) {
-			free(w->data);
-			w->data = s->data;
-			w->cap = s->cap;
-			s->data = NULL;
-			s->cap = 0;
-			r->nspare--;
-		}
-	}
-	return rtls__wbuf_reserve(w, need);
-}
-
-void rtls__spares_free(struct rtls__reactor *r)
-{
-	while (r->nspare)
-		free(r->spare[--r->nspare].data);
-}
-
 static void submit_send(struct rtls_conn *c, const char *p, size_t n, bool more)
 {
 	struct io_uring_sqe *sqe = rtls__sqe(c->r);
@@ -376,8 +334,8 @@ static void send_next(struct rtls_conn *c)
 	if (!c->w[c->wi].nsegs) {
 		/* Nothing else queued: an idle connection keeps no output
 		 * memory (a few hundred bytes per connection add up). */
-		rtls__side_release(c->r, &c->w[0]);
-		rtls__side_release(c->r, &c->w[1]);
+		rtls__wbuf_free(&c->w[0]);
+		rtls__wbuf_free(&c->w[1]);
 	}
 	if (c->flush_wanted && (rtls__wbuf_bytes(&c->w[c->wi]) || (c->tp && c->tp->seal))) {
 		/* More was flushed meanwhile, or the transport may have more

@@ -189,8 +189,8 @@ static void reactor_free(struct rtls_server *s, struct rtls__reactor *r)
 			if (r->ls[i].fd >= 0)
 				close(r->ls[i].fd);
 	rtls__pipes_free(r);
-	rtls__spares_free(r);
 	rtls__small_cache_free(&r->small);
+	rtls__big_cache_free(&r->big);
 	if (r->conns)
 		for (unsigned i = 0; i < s->cfg.max_conns; i++) {
 			if (r->conns[i].state == RTLS__CONN_FREE)

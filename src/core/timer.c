@@ -83,6 +83,8 @@ void rtls__tick_arm(struct rtls__reactor *r)
 		earliest = r->accept_retry_ms;
 	if (r->watch_ms && (!earliest || r->watch_ms < earliest))
 		earliest = r->watch_ms;
+	if (r->big_trim_ms && (!earliest || r->big_trim_ms < earliest))
+		earliest = r->big_trim_ms;
 	if (!earliest || (r->tick_deadline_ms && r->tick_deadline_ms <= earliest))
 		return;
 	/* A later tick may still be pending; it will only cause a scan,

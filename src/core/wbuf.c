@@ -43,6 +43,97 @@ static void small_give(unsigned kind, void *p, size_t size)
 		free(p);
 }
 
+/* Bigger data blocks go through the reactor's big-block cache, bound the
+ * same way. */
+static _Thread_local struct rtls__big_cache *big;
+
+void rtls__big_cache_bind(struct rtls__big_cache *c)
+{
+	big = c;
+}
+
+/* The cache list for a block of `size` bytes, or -1 for a size it does not
+ * keep (grow() makes every block 1 KiB times a power of two). */
+static int big_class(size_t size)
+{
+	if (size <= RTLS__SMALL_DATA || size > RTLS__WBUF_KEEP_MAX || (size & (size - 1)))
+		return -1;
+	return __builtin_ctzl(size) - __builtin_ctzl(RTLS__SMALL_DATA) - 1;
+}
+
+static size_t big_size(unsigned k)
+{
+	return (size_t)RTLS__SMALL_DATA << (k + 1);
+}
+
+static struct rtls__big_blk *big_pop(struct rtls__big_cache *c, unsigned k)
+{
+	struct rtls__big_blk *b = c->head[k];
+
+	c->head[k] = b->next;
+	c->n[k]--;
+	c->bytes -= big_size(k);
+	return b;
+}
+
+/* A cached block of `size` bytes, or NULL. */
+static void *big_take(size_t size)
+{
+	int k = big_class(size);
+	struct rtls__big_blk *b;
+
+	if (!big || k < 0 || !big->head[k])
+		return NULL;
+	b = big_pop(big, (unsigned)k);
+	if (big->n[k] < big->low[k])
+		big->low[k] = big->n[k];
+	return b;
+}
+
+/* Keeps a block of `size` bytes if it is one the cache holds and there is
+ * room; false: the caller frees it. */
+static bool big_give(void *p, size_t size)
+{
+	int k = big_class(size);
+	struct rtls__big_blk *b = p;
+
+	if (!p || !big || k < 0 || big->bytes + size > RTLS__BIG_KEEP_BYTES)
+		return false;
+	b->next = big->head[k];
+	big->head[k] = b;
+	big->n[k]++;
+	big->bytes += size;
+	return true;
+}
+
+/* What the list never went below since the last trim, no side needed:
+ * free that many, so a steady load keeps what it cycles through and an
+ * idle reactor keeps nothing after two trims. */
+void rtls__big_cache_trim(struct rtls__big_cache *c)
+{
+	for (unsigned k = 0; k < RTLS__BIG_CLASSES; k++) {
+		for (; c->low[k] && c->head[k]; c->low[k]--)
+			free(big_pop(c, k));
+		c->low[k] = c->n[k];
+	}
+}
+
+void rtls__big_cache_free(struct rtls__big_cache *c)
+{
+	for (unsigned k = 0; k < RTLS__BIG_CLASSES; k++) {
+		while (c->head[k])
+			free(big_pop(c, k));
+		c->low[k] = 0;
+	}
+}
+
+/* A data block goes back to whichever cache keeps its size, else to free(). */
+static void data_give(void *p, size_t size)
+{
+	if (!big_give(p, size))
+		small_give(RTLS__SMALL_KIND_DATA, p, size);
+}
+
 static int grow(struct rtls__wbuf *w, size_t need)
 {
 	/* 1 KiB first: a typical response fits, and it comes from the
@@ -53,7 +144,16 @@ static int grow(struct rtls__wbuf *w, size_t need)
 
 	while (cap < need)
 		cap *= 2;
-	p = w->cap ? realloc(w->data, cap) : small_take(RTLS__SMALL_KIND_DATA, cap);
+	p = big_take(cap);
+	if (p) {
+		/* A cached block instead of realloc: its pages are already
+		 * faulted in. */
+		if (w->len)
+			memcpy(p, w->data, w->len);
+		data_give(w->data, w->cap);
+	} else {
+		p = w->cap ? realloc(w->data, cap) : small_take(RTLS__SMALL_KIND_DATA, cap);
+	}
 	if (!p)
 		return -ENOMEM;
 	w->data = p;
@@ -212,7 +312,7 @@ void rtls__wbuf_reset(struct rtls__wbuf *w)
 void rtls__wbuf_free(struct rtls__wbuf *w)
 {
 	rtls__wbuf_reset(w);
-	small_give(RTLS__SMALL_KIND_DATA, w->data, w->cap);
+	data_give(w->data, w->cap);
 	small_give(RTLS__SMALL_KIND_SEGS, w->segs, w->segcap * sizeof(*w->segs));
 	memset(w, 0, sizeof(*w));
 }

@@ -178,8 +178,8 @@ static void fake_setup(void)
 static void fake_teardown(void)
 {
 	rtls__pipes_free(&F.r);
-	rtls__spares_free(&F.r);
 	rtls__small_cache_free(&F.r.small);
+	rtls__big_cache_free(&F.r.big);
 	for (unsigned i = 0; i < FAKE_CONNS; i++) {
 		struct rtls_conn *c = &F.conns[i];
 

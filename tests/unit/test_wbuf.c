@@ -5,41 +5,67 @@
 #include "internal.h"
 #include "unit/check.h"
 
-/* Big sides a connection lets go are kept by the reactor, bounded, and
- * given to the next empty side that needs that much. */
-static void spares(void)
+/* With a big-block cache bound, a freed side's bigger block waits there
+ * (bounded in bytes) for the next side that needs one of its size, empty
+ * or growing; a trim frees what no side took since the last one. */
+static void big_blocks(void)
 {
-	static struct rtls__reactor r;
-	struct rtls__wbuf a = { 0 }, b = { 0 };
-	char *big;
+	static struct rtls__big_cache cache;
+	const size_t n1m = RTLS__BIG_KEEP_BYTES / RTLS__WBUF_KEEP_MAX;
+	struct rtls__wbuf a = { 0 }, b = { 0 }, t[RTLS__BIG_KEEP_BYTES / RTLS__WBUF_KEEP_MAX + 2];
+	char *blk;
 
+	rtls__big_cache_bind(&cache);
 	CHECK(rtls__wbuf_append(&a, "small", 5) == 0);
-	rtls__side_release(&r, &a);
-	CHECK_EQ_INT(r.nspare, 0); /* small buffers are simply freed */
-	CHECK(rtls__side_reserve(&r, &a, 200000) != NULL);
-	big = a.data;
-	rtls__side_release(&r, &a);
-	CHECK_EQ_INT(r.nspare, 1);
+	rtls__wbuf_free(&a);
+	CHECK_EQ_INT(cache.bytes, 0); /* the small block is not for this cache */
+	CHECK(rtls__wbuf_reserve(&a, 200000) != NULL);
+	CHECK_EQ_INT(a.cap, 256 * 1024);
+	blk = a.data;
+	rtls__wbuf_free(&a);
+	CHECK_EQ_INT(cache.bytes, 256 * 1024);
 	CHECK(a.data == NULL && a.cap == 0);
-	CHECK(rtls__side_reserve(&r, &b, 1000) != NULL); /* small need: no spare */
-	CHECK_EQ_INT(r.nspare, 1);
-	CHECK(b.data != big);
-	CHECK(rtls__wbuf_commit(&b, 3) == 0);
-	CHECK(rtls__side_reserve(&r, &b, 100000) != NULL); /* not empty: no spare */
-	CHECK_EQ_INT(r.nspare, 1);
+	CHECK(rtls__wbuf_reserve(&b, 1000) != NULL); /* another size: not it */
+	CHECK(b.data != blk);
+	CHECK(rtls__wbuf_append(&b, "abc", 3) == 0);
+	CHECK(rtls__wbuf_reserve(&b, 140000) == blk + 3); /* grown into it */
+	CHECK_MEM(b.data, b.len, "abc");
+	CHECK_EQ_INT(cache.bytes, 0);
 	rtls__wbuf_free(&b);
-	CHECK(rtls__side_reserve(&r, &b, 100000) == big);
-	CHECK_EQ_INT(r.nspare, 0);
-	struct rtls__wbuf t[RTLS__SPARE_SIDES + 2] = { { 0 } };
-
-	for (unsigned i = 0; i < RTLS__SPARE_SIDES + 2; i++)
-		CHECK(rtls__side_reserve(&r, &t[i], RTLS__SPARE_MIN) != NULL);
-	for (unsigned i = 0; i < RTLS__SPARE_SIDES + 2; i++)
-		rtls__side_release(&r, &t[i]);
-	CHECK_EQ_INT(r.nspare, RTLS__SPARE_SIDES); /* bounded */
-	rtls__side_release(&r, &b);
-	rtls__spares_free(&r);
-	CHECK_EQ_INT(r.nspare, 0);
+	CHECK_EQ_INT(cache.n[7], 1); /* 2 KiB << 7 */
+	/* Bounded: what does not fit is freed. */
+	memset(t, 0, sizeof(t));
+	for (size_t i = 0; i < n1m + 2; i++)
+		CHECK(rtls__wbuf_reserve(&t[i], RTLS__WBUF_KEEP_MAX) != NULL);
+	for (size_t i = 0; i < n1m + 2; i++)
+		rtls__wbuf_free(&t[i]);
+	CHECK(cache.bytes <= RTLS__BIG_KEEP_BYTES);
+	CHECK_EQ_INT(cache.n[9], n1m - 1); /* the 256 KiB block holds the rest */
+	/* A trim frees what stayed unused since the last one: first the
+	 * blocks that were there before it (low was 0), ... */
+	rtls__big_cache_trim(&cache);
+	CHECK_EQ_INT(cache.n[9], n1m - 1);
+	CHECK(rtls__wbuf_reserve(&a, RTLS__WBUF_KEEP_MAX) != NULL);
+	CHECK(rtls__wbuf_reserve(&b, RTLS__WBUF_KEEP_MAX) != NULL);
+	rtls__wbuf_free(&a);
+	/* ...then what the lists never went below: all the 1 MiB blocks but
+	 * the one taken and given back. */
+	rtls__big_cache_trim(&cache);
+	CHECK_EQ_INT(cache.n[9], 1);
+	CHECK_EQ_INT(cache.n[7], 0);
+	rtls__big_cache_trim(&cache);
+	CHECK_EQ_INT(cache.bytes, 0); /* idle: nothing kept */
+	rtls__big_cache_bind(NULL);
+	rtls__wbuf_free(&b); /* no cache: free() */
+	CHECK_EQ_INT(cache.bytes, 0);
+	rtls__big_cache_bind(&cache);
+	CHECK(rtls__wbuf_reserve(&a, 5000) != NULL);
+	rtls__wbuf_free(&a);
+	CHECK_EQ_INT(cache.n[2], 1);
+	rtls__big_cache_free(&cache);
+	CHECK_EQ_INT(cache.bytes, 0);
+	CHECK(cache.head[2] == NULL);
+	rtls__big_cache_bind(NULL);
 }
 
 /* With a cache bound, a freed side's first data block and segment array
@@ -128,7 +154,7 @@ int main(void)
 	CHECK_EQ_INT(w.nsegs, 0);
 	CHECK(rtls__wbuf_reserve(&w, 0) != NULL);
 	rtls__wbuf_free(&w);
-	spares();
+	big_blocks();
 	small_blocks();
 	CHECK_DONE();
 }
