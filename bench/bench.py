@@ -26,6 +26,11 @@ Phases, in order (each server on SERVER_CPU, wrk on CLIENT_CPUS):
 The reverse-proxy workloads (WORKLOADS=proxy; issue 14) run in the check
 and timed phases only, against ringtls --proxy, HAProxy and an nginx
 proxy, all in front of one nginx backend on the client CPUs.
+
+The TCP-mode workload (WORKLOADS=tcp; issue 15) too, against ringtls
+--tcp-proxy, HAProxy (mode tcp) and nginx (stream), all in front of one
+echo upstream (bench/echo_upstream.c) on the client CPUs; its client is
+bench/tls_echo.c, not wrk.
 """
 import json
 import os
@@ -54,7 +59,7 @@ CLIENT_BOUND_PCT = C.CLIENT_BOUND_PCT
 class Workload:
     key: str
     title: str
-    listener: str        # plain | tls | full | proxy (see servers.py)
+    listener: str        # plain | tls | full | proxy | tcp (see servers.py)
     path: str
     conns: int
     body: int            # response body bytes
@@ -73,6 +78,18 @@ class Workload:
         """Through a reverse proxy to the backend: the proxy peers (ringtls,
         HAProxy, nginx), judged by CPU per request against each."""
         return self.listener == "proxy"
+
+    @property
+    def tcp(self):
+        """TLS echo through TCP mode (bench/tls_echo.c, not wrk): the proxy
+        peers, judged by server CPU per MB against each."""
+        return self.listener == "tcp"
+
+    @property
+    def static(self):
+        """Served by the static servers (ringtls, nginx, h2o): the phases
+        after the timed one (perf, callgrind, memory, kernel) are theirs."""
+        return not (self.proxy or self.tcp)
 
 
 WORKLOADS = [
@@ -112,10 +129,16 @@ WORKLOADS = [
              1 << 20, 1.2),
     Workload("proxy-upload", "TLS POST 1 MiB through the proxy", "proxy", "/upload", 8,
              len(b"uploaded"), 1.2, script="upload.lua", upload=1 << 20),
+    # TCP mode (issue 15, section 5): TLS in front, the plaintext passed as
+    # it is to an echo upstream; each of 8 connections sends 1 MiB and
+    # reads it back, again and again. Target: server CPU per MB, against
+    # HAProxy and against nginx. body: bytes per echo.
+    Workload("tcp-echo-1m", "TLS echo of 1 MiB through TCP mode", "tcp", "", 8, 1 << 20, 1.2),
 ]
 # Names that WORKLOADS may use for a whole set.
-GROUPS = {"static": [w.key for w in WORKLOADS if not w.proxy],
-          "proxy": [w.key for w in WORKLOADS if w.proxy]}
+GROUPS = {"static": [w.key for w in WORKLOADS if w.static],
+          "proxy": [w.key for w in WORKLOADS if w.proxy],
+          "tcp": [w.key for w in WORKLOADS if w.tcp]}
 # Inside the 6.1 kernel: the TLS workloads, kTLS on.
 KERNEL_WORKLOADS = ["tls-hello", "tls-16k", "tls-1m", "hs-full"]
 
@@ -170,14 +193,21 @@ class Config:
         self.proxy_keepalive = int(env.get("PROXY_KEEPALIVE", 64))
         self.backend = None        # servers.Backend, where proxy workloads run
         self.backend_port = None   # set when the backend starts
+        self.upstream = None       # servers.EchoUpstream, where TCP workloads run
+        self.upstream_port = None  # set when it starts
+        self.tls_echo = self.echo_upstream = None   # built by setup()
         self.workloads = select_workloads(env.get("WORKLOADS", ""))
-        self.static_wls = [w for w in self.workloads if not w.proxy]
+        self.static_wls = [w for w in self.workloads if w.static]
         self.proxy_wls = [w for w in self.workloads if w.proxy]
+        self.tcp_wls = [w for w in self.workloads if w.tcp]
         # which processes Server.start() starts by default
         self.groups = tuple(g for g, wls in (("static", self.static_wls),
-                                             ("proxy", self.proxy_wls)) if wls)
+                                             ("proxy", self.proxy_wls),
+                                             ("tcp", self.tcp_wls)) if wls)
         if not self.report_name and self.workloads and not self.static_wls:
-            self.report_name = time.strftime("%Y-%m-%d", time.gmtime()) + "-proxy"
+            # never the day's full report: <date>-proxy, -tcp or -proxy-tcp
+            self.report_name = "-".join([time.strftime("%Y-%m-%d", time.gmtime())]
+                                        + [g for g in self.groups])
         self.ringtls_ktls_args = []
         self.tmp = self.cert = self.key = self.shim = self.h2o_openssl_conf = None
         self.ktls = False
@@ -194,7 +224,7 @@ class Config:
         names = ["ringtls", "nginx"]
         if self.h2o != "off" and self.static_wls:
             names.append("h2o")
-        if self.proxy_wls:
+        if self.proxy_wls or self.tcp_wls:
             names.append("haproxy")
         return names
 
@@ -274,14 +304,21 @@ def run_wrks(cfg, url, conns, secs, k, close=False, script=None):
     over CLIENT_CPUS), the connections split between them. Each is waited
     for by its own thread (wait4 on its PID), so each process's CPU % is
     over its own wall time."""
+    return run_split(cfg, conns, k, lambda i, c, cpu: run_wrk(
+        cfg, url, c, secs, close=close, script=script, cpu=cpu, tag=f"-{i}"))
+
+
+def run_split(cfg, conns, k, run_one):
+    """run_one(i, conns_i, cpu) for k client processes at once, each in a
+    thread of its own, the connections split between them, each pinned to
+    its client CPU (round-robin over CLIENT_CPUS); their results in order."""
     cpus = C.cpus_for(cfg.client_cpus, k)
     results = [None] * k
     errors = []
 
     def one(i, c, cpu):
         try:
-            results[i] = run_wrk(cfg, url, c, secs, close=close, script=script, cpu=cpu,
-                                 tag=f"-{i}")
+            results[i] = run_one(i, c, cpu)
         except Exception as e:   # re-raised below, in the caller's thread
             errors.append(e)
     threads = [threading.Thread(target=one, args=(i, c, cpu))
@@ -293,6 +330,101 @@ def run_wrks(cfg, url, conns, secs, k, close=False, script=None):
     if errors:
         raise errors[0]
     return results
+
+
+class EchoResult:
+    """One bench/tls_echo.c run: its JSON line, exit code, wall and CPU
+    time (rusage, as for wrk)."""
+
+    def __init__(self, argv, text, rc, wall, cpu):
+        self.argv, self.text, self.rc, self.wall, self.cpu = argv, text, rc, wall, cpu
+        self.out = {}
+        for line in reversed(text.splitlines()):
+            if line.startswith("{"):
+                try:
+                    self.out = json.loads(line)
+                except ValueError:
+                    pass
+                break
+        self.bytes = self.out.get("bytes", 0)
+        self.echoes = self.out.get("echoes", 0)
+
+    def error(self):
+        """Why this run does not count, or None."""
+        if self.out.get("error"):
+            return f"tls_echo: {self.out['error']}"
+        if self.rc != 0 or not self.out:
+            return f"tls_echo exit {self.rc}: {self.text.strip()[-200:]}"
+        if not self.bytes:
+            return "tls_echo: no byte echoed"
+        if self.bytes != self.out.get("sent"):
+            return f"tls_echo: sent {self.out.get('sent')} bytes, {self.bytes} came back"
+        return None
+
+
+def run_echo(cfg, port, conns, secs=None, echoes=None, cpu="first", tag=""):
+    """One bench/tls_echo.c run against 127.0.0.1:port: for secs seconds
+    (timed), or `echoes` echoes per connection with SHA-256 of both
+    directions compared (--verify). Pinned to `cpu` like run_wrk."""
+    if cpu == "first":
+        cpu = cfg.client_cpu
+    argv = [cfg.tls_echo, "-p", str(port), "-c", str(conns), "--ca", cfg.cert]
+    argv += ["-d", str(secs)] if secs else ["-n", str(echoes), "--verify"]
+    if cpu is not None:
+        argv = ["taskset", "-c", str(cpu)] + argv
+    out_path = f"{cfg.tmp}/tls_echo{tag}.out"
+    with open(out_path, "w") as out:
+        t0 = time.monotonic()
+        p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        guard = threading.Timer((secs or 60) + 60, p.kill)
+        guard.start()
+        _, status, ru = os.wait4(p.pid, 0)
+        guard.cancel()
+        wall = time.monotonic() - t0
+    with open(out_path) as f:
+        text = f.read()
+    return EchoResult(argv, text, os.waitstatus_to_exitcode(status), wall,
+                      ru.ru_utime + ru.ru_stime)
+
+
+def echo_run(cfg, srv, wl, secs, k=1):
+    """timed_run for the TCP-mode workload: k tls_echo processes against
+    one server's tcp listener. A "request" is one echo of wl.body bytes;
+    the measure is server CPU per MB echoed (each byte counted once,
+    although it crossed the server twice, in and back out). The client
+    sends nothing more at the deadline and reads back what is on its way
+    before it closes, so every byte the server forwarded in the window is
+    counted."""
+    proc = srv.procs[wl.listener]
+    up0 = cfg.upstream.cpu_ticks()
+    c0 = S.cpu_ticks(proc.cpu_pid)
+    t0 = time.monotonic()
+    rs = run_split(cfg, wl.conns, k, lambda i, c, cpu: run_echo(
+        cfg, srv.ports[wl.listener], c, secs=secs, cpu=cpu, tag=f"-{i}"))
+    wall = time.monotonic() - t0
+    c1 = S.cpu_ticks(proc.cpu_pid)
+    up1 = cfg.upstream.cpu_ticks()
+    cpu_s = (c1 - c0) / CLK_TCK
+    nbytes = sum(r.bytes for r in rs)
+    echoes = sum(r.echoes for r in rs)
+    pcts = [round(100 * r.cpu / r.wall, 1) for r in rs]
+    errs = [(i, r.error()) for i, r in enumerate(rs) if r.error()]
+    error = None
+    if errs:
+        error = errs[0][1] if k == 1 else f"tls_echo process {errs[0][0] + 1} of {k}: {errs[0][1]}"
+    mb = nbytes / 1e6
+    return {
+        "rps": round(echoes / wall, 2), "requests": echoes, "bytes": nbytes,
+        "wall_s": round(wall, 3), "mbps": round(mb / wall, 1) if mb else None,
+        "server_cpu_s": round(cpu_s, 3),
+        "server_cpu_pct": round(100 * cpu_s / wall, 1),
+        "cpu_us_per_req": round(1e6 * cpu_s / (nbytes / wl.body), 2) if nbytes else None,
+        "cpu_ms_per_mb": round(1e3 * cpu_s / mb, 4) if mb else None,
+        "client_cpu_pct": max(pcts), "client_cpu_pcts": pcts, "client_procs": k,
+        "client_cpu_s": round(sum(r.cpu for r in rs), 3),
+        "upstream_cpu_pct": round(100 * (up1 - up0) / CLK_TCK / wall, 1),
+        "error": error, "wrk": " & ".join(shlex.join(r.argv) for r in rs),
+    }
 
 
 def wrk_error(r, wl):
@@ -350,6 +482,17 @@ def setup(cfg):
     cfg.shim = f"{cfg.tmp}/openat2_shim.so"
     subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", cfg.shim,
                     f"{HERE}/openat2_shim.c", "-ldl"], check=True)
+    if cfg.tcp_wls:
+        # The TCP-mode workload's client and upstream (no standard tool
+        # does a TLS echo load)
+        cfg.tls_echo, cfg.echo_upstream = f"{cfg.tmp}/tls_echo", f"{cfg.tmp}/echo_upstream"
+        for out, src, libs in ((cfg.tls_echo, "tls_echo.c", ["-lssl", "-lcrypto"]),
+                               (cfg.echo_upstream, "echo_upstream.c", [])):
+            r = subprocess.run(["cc", "-O2", "-Wall", "-o", out, f"{HERE}/{src}"] + libs,
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                raise SystemExit(f"bench: cannot build bench/{src} (OpenSSL's headers: "
+                                 f"apt-get install libssl-dev):\n{r.stderr}")
     probe = subprocess.run([cfg.ringtls, "probe"], capture_output=True, text=True).stdout
     cfg.ktls = bool(re.search(r"^tls ULP:\s+yes", probe, re.M))
     cfg.probe = probe.strip()
@@ -494,10 +637,37 @@ def check_proxy(cfg, srv):
     return {"tls": tls_params(port)}
 
 
+CHECK_ECHO_CONNS, CHECK_ECHOES = 2, 4
+
+
+def check_tcp(cfg, srv):
+    """The TCP-mode listener, before any timing: tls_echo --verify (2
+    connections x 4 echoes of 1 MiB of fresh data each, SHA-256 of what
+    each sent and of what came back equal) and the TLS parameters.
+    Returns {"tls": ..., "verified": ...} or {"error": why}."""
+    wl = cfg.tcp_wls[0]
+    if not srv.serves(wl):
+        return {"error": f"did not start: {srv.tcp_error}"}
+    port = srv.ports["tcp"]
+    r = run_echo(cfg, port, CHECK_ECHO_CONNS, echoes=CHECK_ECHOES)
+    if r.error():
+        return {"error": r.error()}
+    want = CHECK_ECHO_CONNS * CHECK_ECHOES * wl.body
+    if r.out.get("verified") != CHECK_ECHO_CONNS or r.bytes != want:
+        return {"error": f"verified {r.out.get('verified')} of {CHECK_ECHO_CONNS} connections, "
+                f"{r.bytes} of {want} bytes echoed"}
+    if (r.out.get("protocol"), r.out.get("cipher")) != ("TLSv1.3", S.CIPHER):
+        return {"error": f"tls_echo negotiated {r.out.get('protocol')} {r.out.get('cipher')}"}
+    return {"tls": tls_params(port),
+            "verified": f"{CHECK_ECHO_CONNS} connections x {CHECK_ECHOES} echoes of "
+                        f"{wl.body} bytes: SHA-256 of the bytes read back equal to that of the "
+                        f"bytes sent ({shlex.join(r.argv)})"}
+
+
 def check_phase(cfg, srvs, res):
     """Untimed: content, TLS parameters, and what wrk's Connection: close
     runs do on each server (one handshake per request; resumed or not);
-    the proxies' answers (check_proxy)."""
+    the proxies' answers (check_proxy); the TCP-mode echo (check_tcp)."""
     for srv in srvs.values():
         srv.start("check")
         try:
@@ -505,6 +675,10 @@ def check_phase(cfg, srvs, res):
                 c = res["checks_proxy"][srv.name] = check_proxy(cfg, srv)
                 log(f"check {srv.name} proxy: " + (f"ERROR {c['error']}" if "error" in c
                                                    else c["tls"]))
+            if cfg.tcp_wls and srv.tcp:
+                c = res["checks_tcp"][srv.name] = check_tcp(cfg, srv)
+                log(f"check {srv.name} tcp: " + (f"ERROR {c['error']}" if "error" in c
+                                                 else f"{c['tls']}; echo verified"))
             if "tls" not in srv.procs:
                 continue
             check_bodies(cfg, srv)
@@ -533,6 +707,8 @@ def timed_run(cfg, srv, wl, secs, k=1):
     """k wrk processes against one server: requests, bytes and wrk CPU
     summed over them, each process's CPU % kept (the busiest one is
     client_cpu_pct: that is the core that saturates first)."""
+    if wl.tcp:
+        return echo_run(cfg, srv, wl, secs, k)
     proc = srv.procs[wl.listener]
     backend = cfg.backend if wl.proxy else None
     if backend:
@@ -579,21 +755,29 @@ def not_timed(why):
             "client_cpu_pct": None, "client_cpu_pcts": [], "error": why, "wrk": ""}
 
 
+def group_checks(wl, res):
+    """The check phase's results for wl's kind of workload, by server."""
+    return res["checks_tcp"] if wl.tcp else res["checks_proxy"] if wl.proxy else {}
+
+
 def serving(srvs, wl, res):
     """The servers that run wl: those with its listener up and, for a proxy
-    workload, whose proxy passed the check phase."""
+    or TCP-mode workload, whose process passed the check phase."""
+    checks = group_checks(wl, res)
     return {n: s for n, s in srvs.items()
-            if s.serves(wl) and "error" not in res["checks_proxy"].get(n, {})}
+            if s.serves(wl) and "error" not in checks.get(n, {})}
 
 
 def why_not(srv, wl, res):
     """Why srv does not run wl, or None where it is not one of its peers."""
-    if not (srv.proxies if wl.proxy else srv.static):
+    if not (srv.proxies if wl.proxy else srv.tcp if wl.tcp else srv.static):
         return None
-    if srv.proxy_error and wl.proxy:
-        return f"did not start: {srv.proxy_error}"
-    if "error" in res["checks_proxy"].get(srv.name, {}):
-        return "check failed: " + res["checks_proxy"][srv.name]["error"]
+    err = srv.proxy_error if wl.proxy else srv.tcp_error if wl.tcp else None
+    if err:
+        return f"did not start: {err}"
+    checks = group_checks(wl, res)
+    if "error" in checks.get(srv.name, {}):
+        return "check failed: " + checks[srv.name]["error"]
     return "not started"
 
 
@@ -612,8 +796,10 @@ def choose_clients(cfg, srvs, wl):   # srvs: those that serve wl
         for name, srv in srvs.items():
             m = timed_run(cfg, srv, wl, secs, k)
             out[name] = m["client_cpu_pcts"]
-            log(f"warm-up {wl.key:<10} {name:<7} {k} wrk: {m['rps']:>10.0f} req/s  "
-                f"wrk CPU {'/'.join(f'{p:.0f}' for p in m['client_cpu_pcts'])}%"
+            log(f"warm-up {wl.key:<10} {name:<7} {k} {'tls_echo' if wl.tcp else 'wrk'}: "
+                f"{m['rps']:>10.0f} {'echoes' if wl.tcp else 'req'}/s  "
+                f"{'tls_echo' if wl.tcp else 'wrk'} CPU "
+                f"{'/'.join(f'{p:.0f}' for p in m['client_cpu_pcts'])}%"
                 + (f"  ERROR {m['error']}" if m["error"] else ""))
         return out
     if cfg.client_procs:
@@ -649,6 +835,24 @@ def clients_after(cfg, rec, per_server):
                     "no_cpu_left": why == C.NO_CPU}
 
 
+def round_text(m, wl):
+    """One timed run, for the log."""
+    if m["rps"] is None:
+        return f"ERROR {m['error']}"
+    pcts = "/".join(f"{p:.0f}" for p in m["client_cpu_pcts"])
+    if wl.tcp:
+        text = (f"{m['mbps'] or 0:>8.1f} MB/s  server CPU {m['server_cpu_pct']:5.1f}% "
+                f"({m['cpu_ms_per_mb'] or 0:.3f} ms/MB)  tls_echo CPU {pcts}%  upstream CPU "
+                f"{m['upstream_cpu_pct']:.0f}%")
+    else:
+        text = (f"{m['rps']:>10.0f} req/s  server CPU {m['server_cpu_pct']:5.1f}%  "
+                f"wrk CPU {pcts}%")
+        if "upstream_conns" in m:
+            text += (f"  backend CPU {m['backend_cpu_pct']:.0f}%, "
+                     f"{m['upstream_conns']} upstream conns")
+    return text + (f"  ERROR {m['error']}" if m["error"] else "")
+
+
 def timed_phase(cfg, srvs, res):
     """Interleaved rounds; each round starts with the next server in turn,
     so that no server always runs right after the same neighbour."""
@@ -673,13 +877,8 @@ def timed_phase(cfg, srvs, res):
                 else:
                     continue
                 res["timed"].setdefault(wl.key, {}).setdefault(name, []).append(m)
-                log(f"round {rnd + 1}/{cfg.rounds}  {wl.key:<10} {name:<7} " + (
-                    f"ERROR {m['error']}" if m["rps"] is None else
-                    f"{m['rps']:>10.0f} req/s  server CPU {m['server_cpu_pct']:5.1f}%  "
-                    f"wrk CPU {'/'.join(f'{p:.0f}' for p in m['client_cpu_pcts'])}%"
-                    + (f"  backend CPU {m['backend_cpu_pct']:.0f}%, "
-                       f"{m['upstream_conns']} upstream conns" if "upstream_conns" in m else "")
-                    + (f"  ERROR {m['error']}" if m["error"] else "")))
+                log(f"round {rnd + 1}/{cfg.rounds}  {wl.key:<10} {name:<7} "
+                    + round_text(m, wl))
     for wl in cfg.workloads:
         clients_after(cfg, res["clients"][wl.key], res["timed"].get(wl.key, {}))
     bad = stop_all(srvs)
@@ -917,7 +1116,7 @@ def cg_measure(cfg, srv, wl):
 
 def callgrind_phase(cfg, srvs, workloads, res_cg, commands):
     """Static workloads and servers only (the proxy ones have no counts)."""
-    workloads = [w for w in workloads if not w.proxy]
+    workloads = [w for w in workloads if w.static]
     for srv in srvs.values():
         if not srv.static or not workloads:
             continue
@@ -1085,7 +1284,7 @@ def versions(cfg):
          "gnuplot": first(["gnuplot", "--version"]), "python": sys.version.split()[0]}
     if cfg.h2o != "off" and cfg.static_wls:
         v["h2o"] = first([cfg.h2o, "--version"])
-    if cfg.proxy_wls:
+    if cfg.proxy_wls or cfg.tcp_wls:
         v["haproxy"] = first([cfg.haproxy, "-v"])
     return v
 
@@ -1129,10 +1328,11 @@ def count_errors(res):
 def run_phases(cfg, srvs, res):
     phases = [("check", lambda: check_phase(cfg, srvs, res)),
               ("timed", lambda: timed_phase(cfg, srvs, res))]
-    # The phases after these measure the static servers: a run of proxy
-    # workloads alone (WORKLOADS=proxy) has none of them.
+    # The phases after these measure the static servers: a run of proxy or
+    # TCP-mode workloads alone (WORKLOADS=proxy, tcp) has none of them.
     if not cfg.static_wls:
-        log("proxy workloads only: no perf, callgrind, memory or kernel phase")
+        log(f"{' and '.join(cfg.groups)} workloads only: no perf, callgrind, memory or "
+            "kernel phase")
     elif cfg.perf:
         phases.append(("perf", lambda: perf_phase(cfg, srvs, res)))
     if cfg.callgrind and cfg.static_wls:
@@ -1157,8 +1357,9 @@ def main():
     import signal
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     cfg = Config(os.environ)
-    if cfg.proxy_wls and not cfg.haproxy:
-        raise SystemExit("bench: the proxy workloads need haproxy (apt-get install haproxy)")
+    if (cfg.proxy_wls or cfg.tcp_wls) and not cfg.haproxy:
+        raise SystemExit("bench: the proxy and TCP-mode workloads need haproxy "
+                         "(apt-get install haproxy)")
     raise_nofile(4 * cfg.idle_conns + 4096)
     t0 = time.time()
     setup(cfg)
@@ -1170,17 +1371,22 @@ def main():
                         "client_procs_max", "client_procs", "client_bound_pct", "perf_secs",
                         "idle_conns",
                         "cg_scale", "ktls_conns")}},
-           "checks": {}, "checks_proxy": {}, "clients": {}, "timed": {}, "perf": {},
+           "checks": {}, "checks_proxy": {}, "checks_tcp": {}, "clients": {}, "timed": {},
+           "perf": {},
            "callgrind": {}, "memory": {}, "kernel": {},
            "commands": {}, "cg_commands": {}, "errors": []}
     res["meta"]["settings"]["proxy_keepalive"] = cfg.proxy_keepalive
     cfg.report_name = cfg.report_name or res["meta"]["date"][:10]
     srvs = make_servers(cfg, dict(os.environ))
     cfg.backend = S.Backend(cfg, dict(os.environ)) if cfg.proxy_wls else None
+    cfg.upstream = S.EchoUpstream(cfg, dict(os.environ)) if cfg.tcp_wls else None
     try:
         if cfg.backend:
             cfg.backend.start()
             res["meta"]["backend"] = cfg.backend.started[0].display
+        if cfg.upstream:
+            cfg.upstream.start()
+            res["meta"]["echo_upstream"] = cfg.upstream.started[0].display
         run_phases(cfg, srvs, res)
         res["meta"]["total_s"] = round(time.time() - t0)
         import report
@@ -1189,6 +1395,8 @@ def main():
         stop_all(srvs)
         if cfg.backend:
             cfg.backend.stop()
+        if cfg.upstream:
+            cfg.upstream.stop()
         with open(f"{cfg.tmp}/results.json", "w") as f:
             json.dump(res, f, indent=1)
         if cfg.keep_tmp:

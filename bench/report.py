@@ -9,6 +9,8 @@ req/s then measures the client.
 The reverse-proxy workloads (ProxyRow) are judged by server CPU time per
 request only, peer / ringtls, against HAProxy and against nginx: their
 backend shares the client CPUs with wrk, so req/s is the client side's.
+The TCP-mode workload (TcpRow) the same way, by server CPU time per MB
+echoed.
 """
 import json
 import math
@@ -197,6 +199,44 @@ class ProxyRow:
                 f"({100 * (1 - need / rt):.0f}% less)")
 
 
+class TcpRow(ProxyRow):
+    """The TCP-mode workload (tcp-echo-1m): per proxy the median and range
+    over the rounds of MB/s and of server CPU ms per MB echoed; against
+    each peer the ratio of the medians of CPU per MB (peer / ringtls), the
+    per-round pairs, and the verdict."""
+
+    def __init__(self, wl, res):
+        self.wl = wl
+        timed = res["timed"].get(wl.key, {})
+        self.cells = {n: Cell(timed.get(n)) for n in PROXY_ORDER}
+        self.clients = res.get("clients", {}).get(wl.key) or {"k": 1}
+
+        def stats(n, key):   # (median, low, high) over the rounds, or None
+            c = self.cells[n]
+            vals = [m[key] for m in c.rounds if not m["error"] and m.get(key) is not None]
+            return (statistics.median(vals), min(vals), max(vals)) if vals and not c.error \
+                else None
+        self.mbps = {n: stats(n, "mbps") for n in PROXY_ORDER}
+        self.cpu = {n: stats(n, "cpu_ms_per_mb") for n in PROXY_ORDER}
+        self.server = {n: stats(n, "server_cpu_pct") for n in PROXY_ORDER}
+        self.client = {n: stats(n, "client_cpu_pct") for n in PROXY_ORDER}
+        self.upstream = {n: stats(n, "upstream_cpu_pct") for n in PROXY_ORDER}
+        rt = self.cpu["ringtls"]
+        self.ratios = {p: ratio(self.cpu[p] and self.cpu[p][0], rt and rt[0])
+                       for p in PROXY_PEERS}
+        self.paired = {p: paired_ratios(self.cells["ringtls"].rounds, self.cells[p].rounds,
+                                        "cpu_ms_per_mb", invert=True) for p in PROXY_PEERS}
+        self.verdicts = {p: self.judge(p) for p in PROXY_PEERS}
+
+    def shortfall(self, peer):
+        t, v = self.wl.target, self.ratios[peer]
+        if t is None or v is None or v >= t:
+            return None
+        rt, need = self.cpu["ringtls"][0], self.cpu[peer][0] / t
+        return (f"ringtls would need {need:.3f} ms of CPU per MB instead of {rt:.3f} "
+                f"({100 * (1 - need / rt):.0f}% less)")
+
+
 def mbps(wl, rps):
     size = max(wl.body, wl.upload)
     return rps * size / 1e6 if rps and size >= 16384 else None
@@ -261,21 +301,26 @@ def table_memory(res, names):
     return out
 
 
+def round_cell(m, wl):
+    """One timed run, for "Every round"."""
+    if m["error"]:
+        return f"ERROR {m['error']}"
+    pcts = "/".join(f"{p:.0f}" for p in m.get("client_cpu_pcts", [m["client_cpu_pct"]]))
+    if wl.tcp:
+        return (f"{m['mbps']:,.0f} MB/s, server {m['server_cpu_pct']:.0f}% "
+                f"({m['cpu_ms_per_mb']:.3f} ms/MB), tls_echo {pcts}%, upstream "
+                f"{m['upstream_cpu_pct']:.0f}%")
+    return (f"{m['rps']:,.0f} req/s, server {m['server_cpu_pct']:.0f}% "
+            f"({m['cpu_us_per_req']:,.1f} µs/req), wrk {pcts}%")
+
+
 def rounds_list(rows, names):
     out = []
     for r in rows:
-        for n in (PROXY_ORDER if r.wl.proxy else names):
+        for n in (PROXY_ORDER if r.wl.proxy or r.wl.tcp else names):
             ms = r.cells[n].rounds
-            if not ms:
-                continue
-            vals = "; ".join(
-                (f"ERROR {m['error']}" if m["error"] else
-                 f"{m['rps']:,.0f} req/s, server {m['server_cpu_pct']:.0f}% "
-                 f"({m['cpu_us_per_req']:,.1f} µs/req), wrk "
-                 + "/".join(f"{p:.0f}" for p in m.get("client_cpu_pcts",
-                                                      [m["client_cpu_pct"]])) + "%")
-                for m in ms)
-            out.append(f"- {r.wl.key}, {n}: {vals}")
+            if ms:
+                out.append(f"- {r.wl.key}, {n}: " + "; ".join(round_cell(m, r.wl) for m in ms))
     return out
 
 
@@ -339,21 +384,26 @@ def kernel_section(res, names):
 def commands(res, cfg, rows):
     out = ["```", f"{res['meta']['command']}   # the whole run", "",
            "# timed servers (nginx: bench/nginx.conf.in; h2o: bench/h2o.conf.in; proxies: "
-           "bench/nginx-proxy.conf.in, bench/haproxy.cfg.in; filled in by bench/servers.py)"]
+           "bench/nginx-proxy.conf.in, bench/haproxy.cfg.in; TCP mode: bench/nginx-tcp.conf.in, "
+           "bench/haproxy-tcp.cfg.in; filled in by bench/servers.py)"]
     for n, argvs in res["commands"].items():
         out += argvs
     if res["meta"].get("backend"):
         out += ["", "# the proxies' backend (bench/nginx-backend.conf.in), on the client CPUs; "
                 "its /bench-status (stub_status) read before and after each proxy run",
                 res["meta"]["backend"]]
-    out += ["", "# timed clients: per workload, its wrk processes at once ('&'), each pinned; "
-            "server CPU from /proc/PID/stat (utime+stime) before and after, wrk CPU from each "
-            "process's rusage"]
+    if res["meta"].get("echo_upstream"):
+        out += ["", "# the TCP-mode upstream (bench/echo_upstream.c, built into the temp dir), "
+                "on the client CPUs", res["meta"]["echo_upstream"]]
+    out += ["", "# timed clients: per workload, its wrk processes (TCP mode: tls_echo, built "
+            "from bench/tls_echo.c) at once ('&'), each pinned; server CPU from /proc/PID/stat "
+            "(utime+stime) before and after, the client's CPU from each process's rusage"]
     seen = set()
     for r in rows:
         for n, c in r.cells.items():
             if c.rounds and c.rounds[-1]["wrk"]:
                 cmd = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", c.rounds[-1]["wrk"])
+                cmd = re.sub(r"tls_echo -p \d+", "tls_echo -p PORT", cmd)
                 if cmd not in seen:
                     seen.add(cmd)
                     out.append(cmd)
@@ -801,6 +851,89 @@ def table_proxy(prows):
     return out
 
 
+def tcp_summary_lines(trows):
+    """The TCP-mode target: against HAProxy and against nginx, each."""
+    out = []
+    for r in trows:
+        out.append(f"- {r.wl.title}: " + "; ".join(
+            f"against {p} {r.verdicts[p]}" + (f" ({x(r.ratios[p])})" if r.ratios[p] else "")
+            for p in PROXY_PEERS)
+            + f" (target {r.wl.target}x: the peer's server CPU time per MB / ringtls's)")
+        for p in PROXY_PEERS:
+            if r.paired[p] and r.ratios[p] is not None:
+                out.append(f"  - {p}: {paired_text(r.paired[p])}")
+            if r.shortfall(p):
+                out.append(f"  - missed against {p} by: {r.shortfall(p)}")
+    return out
+
+
+def span(st, spec):
+    """'median (low-high)' of a TcpRow statistic."""
+    if st is None:
+        return "-"
+    return f"{format(st[0], spec)} ({format(st[1], spec)}-{format(st[2], spec)})"
+
+
+def table_tcp(trows):
+    hdr = ["workload", "server", "MB/s", "server CPU ms/MB", "peer/ringtls CPU per MB",
+           "per-round ratio", "server CPU %", "busiest tls_echo CPU %", "upstream CPU %",
+           "tls_echo processes", "target", "result"]
+    out = ["| " + " | ".join(hdr) + " |", "|---|---" + "|---:" * 9 + "|---|"]
+    for r in trows:
+        for n in PROXY_ORDER:
+            c = r.cells[n]
+            if c.error:
+                out.append(f"| {r.wl.key} | {n} | error: {c.error[:200]} |" + " |" * 9)
+                continue
+            peer = n in PROXY_PEERS
+            p = r.paired.get(n) if peer else None
+            out.append("| " + " | ".join([
+                f"{r.wl.title}, {r.wl.conns} connections", n, span(r.mbps[n], ",.0f"),
+                span(r.cpu[n], ".3f"), x(r.ratios[n]) if peer else "",
+                (f"{p['median']:.2f}x ({min(p['ratios']):.2f}-{max(p['ratios']):.2f})"
+                 if p else "-") if peer else "",
+                span(r.server[n], ".0f"), span(r.client[n], ".0f"), span(r.upstream[n], ".0f"),
+                str(r.clients["k"]), f"{r.wl.target}x" if peer else "",
+                r.verdicts[n] if peer else ""]) + " |")
+    return out
+
+
+def tcp_section(res, trows):
+    s = res["meta"]["settings"]
+    wl = trows[0].wl
+    out = table_tcp(trows) + [""]
+    out += [f"Median (and range) of {s['rounds']} interleaved round(s) of {s['duration']} s "
+            f"after {s['warmup']} s of warm-up, as above. Each server: one worker or thread "
+            "pinned to the server CPU, TLS as above (same certificate, TLS 1.3, "
+            "TLS_AES_128_GCM_SHA256, tickets), the plaintext passed as it is over TCP to one "
+            "echo upstream (bench/echo_upstream.c, epoll, pinned to the client CPUs beside the "
+            "client): ringtls `--tcp-proxy`, HAProxy `mode tcp` with `bind ... ssl crt` "
+            "(bench/haproxy-tcp.cfg.in), nginx's stream module with `listen ... ssl` and "
+            "`proxy_pass`, ssl_preread off (bench/nginx-tcp.conf.in). No kTLS on this host: "
+            "every server does its TLS in userspace.",
+            "",
+            f"The client is bench/tls_echo.c (OpenSSL, one thread, epoll): {wl.conns} "
+            f"persistent TLS connections, each sending {wl.body >> 20} MiB and reading it back "
+            "(while it sends), again and again; at the end of the run it sends nothing more and "
+            "reads back what is on its way, then closes with close_notify, so every byte the "
+            "server forwarded is counted. MB/s = bytes echoed / wall time / 10^6, each byte "
+            "counted once although it crossed the server both ways. Server CPU per MB = "
+            "utime+stime of the server's process (/proc/PID/stat, before and after the "
+            "client ran) / MB echoed. Judged by that alone, the peer's over ringtls's, as "
+            "the proxy workloads are: MB/s depends as much on the client (which does as much "
+            "TLS as the server) and the upstream, which share the client CPU, and on "
+            "whatever else runs on the machine; CPU per MB much less. The per-round ratio "
+            "pairs round i of ringtls with round i of the peer (run seconds apart); median "
+            "and range over the rounds."]
+    return out
+
+
+def check_lines_tcp(res):
+    return [f"- {n} TCP mode: " + (f"ERROR {c['error']}" if "error" in c else
+                                   f"negotiated `{c['tls']}`; {c['verified']}")
+            for n, c in res.get("checks_tcp", {}).items()]
+
+
 def proxy_section(res, prows):
     ka = res["meta"]["settings"].get("proxy_keepalive", 32)
     s = res["meta"]["settings"]
@@ -832,11 +965,11 @@ def check_lines_proxy(res):
             for n, c in res.get("checks_proxy", {}).items()]
 
 
-def render(cfg, res, rows, names, pngs, bound, prows=()):
+def render(cfg, res, rows, names, pngs, bound, prows=(), trows=()):
     meta = res["meta"]
     m = meta["machine"]
     peers = names[1:] if rows else []
-    if prows:
+    if prows or trows:
         peers = peers + [n for n in PROXY_PEERS if n not in peers]
     who = " and ".join(peers) if len(peers) <= 2 else ", ".join(peers[:-1]) + " and " + peers[-1]
     md = [f"# ringtls vs {who}, {meta['date']}", "",
@@ -854,23 +987,31 @@ def render(cfg, res, rows, names, pngs, bound, prows=()):
                + ("kTLS numbers are in the \"Inside Linux 6.1\" section, counted there and "
                   "**not a timing**." if res["kernel"] else
                   "This run did not measure inside Linux 6.1 (KERNEL=0): it has no kTLS "
-                  "numbers."), ""]
+                  "numbers." if rows else
+                  "The Linux 6.1 (kTLS) phase measures the static workloads only; this run "
+                  "had none."), ""]
     md += ["## Against the targets", ""]
     if rows:
         md += summary_lines(rows, bound, res, names) + [""]
     if prows:
         md += ["Reverse proxy (issue 14):", ""] + proxy_summary_lines(prows) + [""]
+    if trows:
+        md += ["TCP mode (issue 15):", ""] + tcp_summary_lines(trows) + [""]
     if rows:
         md += static_sections(res, rows, names, pngs, bound)
     if prows:
         md += ["## Reverse proxy", ""] + proxy_section(res, prows) + [""]
-    md += ["## Checks", ""] + check_lines(res, names) + check_lines_proxy(res)
-    md += ["", "## Every round", ""] + rounds_list(list(rows) + list(prows), names)
+    if trows:
+        md += ["## TCP mode", ""] + tcp_section(res, trows) + [""]
+    md += (["## Checks", ""] + check_lines(res, names) + check_lines_proxy(res)
+           + check_lines_tcp(res))
+    md += ["", "## Every round", ""] + rounds_list(list(rows) + list(prows) + list(trows),
+                                                   names)
     md += ["", "## Machine and versions", "",
            f"- CPUs: {m['cpus']} ({m['cpu_model']}); kernel {m['kernel']}; load average "
            f"before the run {m['load_before']} (other work shares this machine)"]
     md += [f"- {k}: {v}" for k, v in meta["versions"].items()]
-    md += ["", "## Commands", ""] + commands(res, cfg, list(rows) + list(prows))
+    md += ["", "## Commands", ""] + commands(res, cfg, list(rows) + list(prows) + list(trows))
     if res["errors"]:
         md += ["", "## Errors", ""] + [f"- {e}" for e in res["errors"]]
     return "\n".join(md) + "\n"
@@ -911,8 +1052,9 @@ def static_sections(res, rows, names, pngs, bound):
 
 def write(cfg, res, workloads, bound):
     names = [n for n in SERVER_ORDER if n in res["commands"] or n in res["checks"]]
-    rows = [Row(wl, res, names, bound) for wl in cfg.workloads if not wl.proxy]
+    rows = [Row(wl, res, names, bound) for wl in cfg.workloads if wl.static]
     prows = [ProxyRow(wl, res) for wl in cfg.workloads if wl.proxy]
+    trows = [TcpRow(wl, res) for wl in cfg.workloads if wl.tcp]
     date = res["meta"]["date"][:10]
     name = cfg.report_name
     outdir = f"{cfg.bench_dir}/results" if not cfg.no_report else cfg.tmp
@@ -932,7 +1074,7 @@ def write(cfg, res, workloads, bound):
     except (RuntimeError, OSError) as e:
         res["errors"].append(f"plots: {e}")
         pngs = {k: v for k, v in pngs.items() if os.path.exists(v)}
-    text = render(cfg, res, rows, names, pngs, bound, prows)
+    text = render(cfg, res, rows, names, pngs, bound, prows, trows)
     print(text)
     if cfg.no_report:
         log(f"no report file (NO_REPORT=1); plots in {outdir}")

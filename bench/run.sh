@@ -24,6 +24,11 @@ Reverse proxy (issue 14; WORKLOADS=proxy runs only these): TLS GET /hello
 (-c64), GET 1 MiB (-c8) and POST 1 MiB (-c8) through ringtls --proxy,
 HAProxy (nbthread 1) and nginx (proxy_pass, one worker) to one nginx
 backend on the client CPUs; judged by server CPU per request.
+TCP mode (issue 15; WORKLOADS=tcp runs only this): 8 TLS connections each
+echoing 1 MiB again and again (bench/tls_echo.c) through ringtls
+--tcp-proxy, HAProxy (mode tcp) and nginx (stream module, TLS termination)
+to one echo upstream (bench/echo_upstream.c) on the client CPUs; judged by
+server CPU per MB.
 Measures req/s and MB/s (median of interleaved rounds), server CPU per
 request, wrk's CPU (more wrk processes where one saturates its core and a
 client CPU is free), where the servers' time goes (perf, cpu-clock),
@@ -37,7 +42,7 @@ Writes bench/results/<YYYY-MM-DD>.md, .json and three PNG plots.
                  file unless NO_REPORT=0 is set
   -h, --help     this text
 
-Environment (defaults for a full run, 15-19 minutes):
+Environment (defaults for a full run, 16-20 minutes):
   DURATION=3       seconds per timed wrk run
   ROUNDS=5         interleaved rounds; the median is reported
   WARMUP=1         seconds of unrecorded load per server and workload first
@@ -53,9 +58,10 @@ Environment (defaults for a full run, 15-19 minutes):
   WORKLOADS=...    comma-separated subset of plain-hello,tls-hello,plain-16k,
                    tls-16k,plain-1m,tls-1m,tls-16k-c64,tls-16k-c256,
                    tls-1m-c64,tls-1m-c256,hs-full,hs-resumed,proxy-hello,
-                   proxy-1m,proxy-upload, or the groups static (all but
-                   the proxy ones) and proxy; proxy workloads alone: check
-                   and timed phases only, report <date>-proxy by default
+                   proxy-1m,proxy-upload,tcp-echo-1m, or the groups static
+                   (all but the proxy and tcp ones), proxy and tcp; proxy
+                   or tcp workloads alone: check and timed phases only,
+                   report <date>-proxy (-tcp, -proxy-tcp) by default
   PROXY_KEEPALIVE=64  idle upstream connections each proxy keeps (ringtls
                    --proxy-keepalive, nginx keepalive, HAProxy pool-max-conn)
   PERF=1           0: skip the perf phase (skipped anyway without a working
@@ -156,8 +162,10 @@ check_tools() {
 	if [[ ${KERNEL:-auto} != 0 ]] && can_apt; then
 		kernel_tools="depmod:kmod modprobe:kmod patchelf:patchelf ip:iproute2"
 	fi
-	# The proxy workloads (all by default, or named in WORKLOADS) need HAProxy.
-	if [[ -z ${WORKLOADS:-} || ${WORKLOADS} == *proxy* ]] && [[ -z ${HAPROXY:-} ]]; then
+	# The proxy and TCP-mode workloads (all by default, or named in
+	# WORKLOADS) need HAProxy.
+	if [[ -z ${WORKLOADS:-} || ${WORKLOADS} == *proxy* || ${WORKLOADS} == *tcp* ]] &&
+		[[ -z ${HAPROXY:-} ]]; then
 		proxy_tools="haproxy:haproxy"
 	fi
 	# tool:package, Debian names
@@ -190,6 +198,33 @@ offered() {
 	[[ $policy =~ Candidate:\ [0-9] ]]
 }
 
+# The TCP-mode workload (all by default, or tcp in WORKLOADS) builds its
+# client with OpenSSL's headers, and needs nginx's stream module, which
+# Debian ships as a module of its own (libnginx-mod-stream).
+check_tcp() {
+	[[ -z ${WORKLOADS:-} || ${WORKLOADS} == *tcp* ]] || return 0
+	local need=() v ngx modules
+	if ! printf '#include <openssl/ssl.h>\n' | cc -E -x c - >/dev/null 2>&1; then
+		need+=(libssl-dev)
+	fi
+	ngx=${NGINX:-$(find_tool nginx)}
+	# captured, not piped into grep -q (see offered())
+	v=$("$ngx" -V 2>&1) || true
+	if [[ $v == *--with-stream=dynamic* ]]; then
+		modules=/usr/lib/nginx/modules
+		[[ $v =~ --modules-path=([^ ]+) ]] && modules=${BASH_REMATCH[1]}
+		[[ -e $modules/ngx_stream_module.so ]] || need+=(libnginx-mod-stream)
+	fi
+	((${#need[@]} > 0)) || return 0
+	if ! can_apt; then
+		echo "run.sh: the TCP-mode workload needs: ${need[*]}; install them with:" >&2
+		echo "  sudo apt-get install -y --no-install-recommends ${need[*]}" >&2
+		exit 1
+	fi
+	echo "installing ${need[*]} with apt-get" >&2
+	apt_install "${need[@]}"
+}
+
 # h2o is a peer only where Debian ships it: one apt-get install, no build.
 check_h2o() {
 	[[ ${H2O:-} != off ]] || return 0
@@ -216,6 +251,7 @@ check_perf() {
 }
 
 check_tools
+check_tcp
 check_h2o
 check_perf
 RINGTLS=${RINGTLS:-$REPO_DIR/build/ringtls}

@@ -16,6 +16,12 @@ this one):
 A server whose proxy does not start keeps its static listeners: the error
 is recorded (proxy_error) and the run goes on without it.
 
+The TCP-mode workload (issue 15) has a fifth, also a process of its own
+(ringtls --tcp-proxy, nginx's stream module, HAProxy in mode tcp):
+  tcp     TLS, the plaintext passed as it is to the EchoUpstream (a small C
+          echo server, bench/echo_upstream.c, pinned to the client CPUs)
+Its errors are recorded the same way (tcp_error).
+
 Modes: "time" (pinned, as configured), "callgrind" (under valgrind, one
 process), "check" (logs whether each handshake resumed; never timed).
 """
@@ -148,6 +154,7 @@ class Server:
     name = ""
     static = True     # serves the plain, tls and full listeners
     proxies = False   # serves the proxy listener (start_proxy)
+    tcp = False       # serves the tcp listener (start_tcp)
     # h2o and nginx get the same files; ringtls answers /hello itself.
 
     def __init__(self, cfg, env):
@@ -156,24 +163,33 @@ class Server:
         self.ports = {}     # listener kind -> port
         self.started = []
         self.proxy_error = None   # why the proxy process did not start
+        self.tcp_error = None     # why the TCP-mode process did not start
 
     def start(self, mode, groups=None):
-        """Starts the processes of `groups` ("static", "proxy"; default:
-        those of the selected workloads, cfg.groups). A proxy that fails to
-        start is recorded in proxy_error, not raised."""
+        """Starts the processes of `groups` ("static", "proxy", "tcp";
+        default: those of the selected workloads, cfg.groups). A proxy or
+        TCP-mode process that fails to start is recorded in proxy_error or
+        tcp_error, not raised."""
         groups = self.cfg.groups if groups is None else groups
-        self.ports, self.procs, self.proxy_error = {}, {}, None
+        self.ports, self.procs, self.proxy_error, self.tcp_error = {}, {}, None, None
         if "static" in groups and self.static:
             self.start_static(mode)
         if "proxy" in groups and self.proxies:
-            n = len(self.started)
-            try:
-                self.start_proxy(mode)
-            except ServerError as e:
-                self.proxy_error = " ".join(str(e).split())[-400:]
-                for proc in self.started[n:]:   # its exit code is in the error
-                    proc.stop()
-                del self.started[n:]
+            self.proxy_error = self.start_optional(self.start_proxy, mode)
+        if "tcp" in groups and self.tcp:
+            self.tcp_error = self.start_optional(self.start_tcp, mode)
+
+    def start_optional(self, start, mode):
+        """start(mode); None, or why it failed (its processes stopped)."""
+        n = len(self.started)
+        try:
+            start(mode)
+        except ServerError as e:
+            for proc in self.started[n:]:   # its exit code is in the error
+                proc.stop()
+            del self.started[n:]
+            return " ".join(str(e).split())[-400:]
+        return None
 
     def serves(self, wl):
         return wl.listener in self.procs
@@ -210,6 +226,7 @@ class Server:
 class Ringtls(Server):
     name = "ringtls"
     proxies = True
+    tcp = True
 
     def version(self):
         return run_text([self.cfg.ringtls, "--version"])
@@ -239,6 +256,16 @@ class Ringtls(Server):
         self.start_proc(f"ringtls-proxy-{mode}", self.wrap(argv, mode, "ringtls-proxy"),
                         ["proxy"], mode)
 
+    def start_tcp(self, mode):
+        """One more process: TCP mode (--tcp-proxy) to the echo upstream."""
+        cfg = self.cfg
+        port, = free_ports(1)
+        self.ports["tcp"] = port
+        argv = self.base_args(mode) + [
+            "--tcp-proxy", f"127.0.0.1:{port}=127.0.0.1:{cfg.upstream_port}"]
+        self.start_proc(f"ringtls-tcp-{mode}", self.wrap(argv, mode, "ringtls-tcp"), ["tcp"],
+                        mode)
+
     def start_static(self, mode):
         cfg = self.cfg
         plain, tls, full = free_ports(3)
@@ -259,6 +286,7 @@ class Ringtls(Server):
 class Nginx(Server):
     name = "nginx"
     proxies = True
+    tcp = True
     workers = 1   # worker_processes; the one worker is the measured process
 
     def version(self):
@@ -282,6 +310,12 @@ class Nginx(Server):
         self.ports["proxy"] = port
         self.start_nginx(f"nginx-proxy-{mode}", "nginx-proxy.conf.in",
                          proxy_subst(self.cfg, port), ["proxy"], mode)
+
+    def start_tcp(self, mode):
+        port, = free_ports(1)
+        self.ports["tcp"] = port
+        self.start_nginx(f"nginx-tcp-{mode}", "nginx-tcp.conf.in", tcp_subst(self.cfg, port),
+                         ["tcp"], mode)
 
     def start_nginx(self, name, template, subst, kinds, mode, err_log=None, cg_name=None):
         """Fills the template into TMP/NAME.conf, has nginx -t check it,
@@ -353,12 +387,40 @@ class Backend(Nginx):
         return int(m.group(1)), int(m.group(3))
 
 
+class EchoUpstream(Server):
+    """The upstream of the TCP-mode workload: bench/echo_upstream.c (built
+    into the temp dir by bench.py), one process pinned to the client CPUs,
+    beside the client. Not a peer: started once per run, its CPU reported
+    but counted for nobody."""
+    name = "echo-upstream"
+    static = False
+
+    def __init__(self, cfg, env):
+        super().__init__(cfg, env)
+        self.cpus = sorted({c for c in cfg.client_cpus if c is not None})
+
+    def wrap(self, argv, mode, out_name):
+        return (["taskset", "-c", ",".join(map(str, self.cpus))] if self.cpus else []) + argv
+
+    def start(self, mode="time", groups=None):
+        port, = free_ports(1)
+        self.ports = {"upstream": port}
+        self.start_proc("echo-upstream", self.wrap([self.cfg.echo_upstream, str(port)], mode,
+                                                   "echo-upstream"), ["upstream"], mode)
+        self.cfg.upstream_port = port
+
+    def cpu_ticks(self):
+        return cpu_ticks(self.procs["upstream"].pid)
+
+
 class Haproxy(Server):
-    """HAProxy as a reverse-proxy peer (bench/haproxy.cfg.in): one thread
-    (nbthread 1), pinned like the others, in the foreground (-db)."""
+    """HAProxy as a reverse-proxy and TCP-mode peer (bench/haproxy.cfg.in,
+    bench/haproxy-tcp.cfg.in): one thread (nbthread 1), pinned like the
+    others, in the foreground (-db)."""
     name = "haproxy"
     static = False
     proxies = True
+    tcp = True
 
     def version(self):
         return run_text([self.cfg.haproxy, "-v"]).splitlines()[0]
@@ -372,6 +434,16 @@ class Haproxy(Server):
         proc = self.start_proc(f"haproxy-{mode}", self.wrap(argv, mode, "haproxy"), ["proxy"],
                                mode)
         proc.stop_signal = signal.SIGUSR1   # soft stop, exit 0; SIGTERM kills it
+
+    def start_tcp(self, mode):
+        cfg = self.cfg
+        port, = free_ports(1)
+        self.ports["tcp"] = port
+        argv = haproxy_conf(cfg, f"{cfg.tmp}/haproxy-tcp-{mode}.cfg", port,
+                            template="haproxy-tcp.cfg.in")
+        proc = self.start_proc(f"haproxy-tcp-{mode}", self.wrap(argv, mode, "haproxy-tcp"),
+                               ["tcp"], mode)
+        proc.stop_signal = signal.SIGUSR1
 
 
 # The proxy workloads' request bodies are 1 MiB; every proxy accepts 2 MiB.
@@ -396,6 +468,28 @@ def proxy_subst(cfg, port):
             "@KEEPALIVE@": str(cfg.proxy_keepalive), "@MAX_BODY@": str(PROXY_MAX_BODY)}
 
 
+def nginx_stream_module(nginx):
+    """The directive that gives nginx its stream module: a load_module line
+    where it is built as a dynamic module (Debian: libnginx-mod-stream), a
+    comment where it is built in. ServerError where it has none."""
+    text = run_text([nginx, "-V"])
+    if "--with-stream=dynamic" in text:
+        m = re.search(r"--modules-path=(\S+)", text)
+        path = f"{m.group(1) if m else '/usr/lib/nginx/modules'}/ngx_stream_module.so"
+        if not os.path.exists(path):
+            raise ServerError(f"nginx's stream module is not installed ({path}; Debian: "
+                              "apt-get install libnginx-mod-stream)")
+        return f"load_module {path};"
+    if re.search(r"--with-stream(\s|$)", text):
+        return "# the stream module is built in"
+    raise ServerError(f"{nginx} has no stream module (nginx -V: no --with-stream)")
+
+
+def tcp_subst(cfg, port):
+    return {"@PORT@": str(port), "@UPSTREAM_PORT@": str(cfg.upstream_port),
+            "@LOAD_STREAM@": nginx_stream_module(cfg.nginx)}
+
+
 def backend_subst(cfg, port, workers):
     return {"@PORT@": str(port), "@ROOT@": f"{cfg.tmp}/www", "@WORKERS@": str(workers),
             "@MAX_BODY@": str(PROXY_MAX_BODY)}
@@ -413,21 +507,26 @@ def nginx_conf(cfg, template, conf, mode, subst, name, err_log):
     return argv
 
 
-def haproxy_conf(cfg, conf, port):
-    """Writes HAProxy's config (bench/haproxy.cfg.in) and its certificate
+def haproxy_conf(cfg, conf, port, template="haproxy.cfg.in"):
+    """Writes HAProxy's config (bench/TEMPLATE: haproxy.cfg.in for the
+    proxy workloads, haproxy-tcp.cfg.in for TCP mode) and its certificate
     file (certificate and key in one PEM) and checks them with haproxy -c;
     returns the command line that runs it."""
     pem = f"{cfg.tmp}/haproxy.pem"
     with open(cfg.cert) as c, open(cfg.key) as k, open(pem, "w") as out:
         out.write(c.read() + k.read())
     os.chmod(pem, 0o600)
-    fill_template(f"{cfg.bench_dir}/haproxy.cfg.in", conf, {
-        "@PORT@": str(port), "@PEM@": pem, "@BACKEND_PORT@": str(cfg.backend_port),
-        "@KEEPALIVE@": str(cfg.proxy_keepalive), "@CIPHER@": CIPHER})
+    subst = {"@PORT@": str(port), "@PEM@": pem, "@CIPHER@": CIPHER}
+    if template == "haproxy.cfg.in":
+        subst.update({"@BACKEND_PORT@": str(cfg.backend_port),
+                      "@KEEPALIVE@": str(cfg.proxy_keepalive)})
+    else:
+        subst["@UPSTREAM_PORT@"] = str(cfg.upstream_port)
+    fill_template(f"{cfg.bench_dir}/{template}", conf, subst)
     argv = [cfg.haproxy, "-db", "-f", conf]
     r = subprocess.run([cfg.haproxy, "-c", "-q", "-f", conf], capture_output=True, text=True)
     if r.returncode != 0:
-        raise ServerError(f"haproxy rejected {conf} (from bench/haproxy.cfg.in):\n"
+        raise ServerError(f"haproxy rejected {conf} (from bench/{template}):\n"
                           f"{r.stdout}{r.stderr}")
     return argv
 

@@ -1,15 +1,21 @@
 #!/usr/bin/env python3
 """bench/test_clients.py: the client-process rule of bench/clients.py with
 made-up measurements (no wrk, no servers); the workload selection
-(WORKLOADS, its groups) and the proxy verdicts of bench/report.py; and
-that the generated proxy configs (nginx proxy and backend, HAProxy) pass
-`nginx -t` and `haproxy -c` (skipped where a tool is missing). Not part of
-ctest: run it with `python3 bench/test_clients.py` after changing bench/."""
+(WORKLOADS, its groups) and the proxy and TCP-mode verdicts of
+bench/report.py; that the generated proxy and TCP-mode configs (nginx
+proxy, stream and backend, HAProxy http and tcp) pass `nginx -t` and
+`haproxy -c`; and that bench/tls_echo.c and bench/echo_upstream.c build
+and echo through HAProxy with SHA-256 equal (each skipped where a tool is
+missing). Not part of ctest: run it with `python3 bench/test_clients.py`
+after changing bench/."""
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import types
 import unittest
 
@@ -138,9 +144,12 @@ class Selection(unittest.TestCase):
     def test_groups(self):
         proxy = ["proxy-hello", "proxy-1m", "proxy-upload"]
         self.assertEqual(self.keys("proxy"), proxy)
+        self.assertEqual(self.keys("tcp"), ["tcp-echo-1m"])
         self.assertEqual(self.keys(""), [w.key for w in B.WORKLOADS])
-        self.assertEqual(self.keys("static") + proxy, self.keys(""))
+        self.assertEqual(self.keys("static") + proxy + ["tcp-echo-1m"], self.keys(""))
         self.assertEqual(self.keys("proxy,tls-hello"), ["tls-hello"] + proxy)
+        self.assertTrue(all(w.static for w in B.select_workloads("static")))
+        self.assertFalse(any(w.static for w in B.select_workloads("proxy,tcp")))
 
     def test_unknown_is_refused(self):
         with self.assertRaises(SystemExit):
@@ -155,6 +164,16 @@ class Selection(unittest.TestCase):
         cfg = B.Config({"WORKLOADS": "tls-hello,proxy-1m", "CLIENT_CPUS": "1",
                         "HAPROXY": "haproxy", "H2O": "off"}, pin=False)
         self.assertEqual((cfg.groups, cfg.report_name), (("static", "proxy"), ""))
+
+    def test_tcp_only_config(self):
+        cfg = B.Config({"WORKLOADS": "tcp-echo-1m", "CLIENT_CPUS": "1", "HAPROXY": "haproxy"},
+                       pin=False)
+        self.assertEqual((cfg.groups, [w.key for w in cfg.tcp_wls]), (("tcp",), ["tcp-echo-1m"]))
+        self.assertEqual(cfg.peers(), ["ringtls", "nginx", "haproxy"])
+        self.assertTrue(cfg.report_name.endswith("-tcp"))
+        cfg = B.Config({"WORKLOADS": "proxy,tcp", "CLIENT_CPUS": "1", "HAPROXY": "haproxy"},
+                       pin=False)
+        self.assertTrue(cfg.report_name.endswith("-proxy-tcp"))
 
 
 def rounds(cpu_us, n=3):
@@ -188,6 +207,43 @@ class ProxyVerdicts(unittest.TestCase):
         self.assertIn("did not start", text)
 
 
+def tcp_rounds(ms_per_mb, mbps=300.0):
+    return [{"rps": mbps / 1.048576, "requests": 900, "bytes": int(mbps * 3e6),
+             "mbps": mbps, "cpu_ms_per_mb": v, "cpu_us_per_req": v * 1048.576,
+             "server_cpu_pct": 80.0, "client_cpu_pct": 60.0, "client_cpu_pcts": [60.0],
+             "upstream_cpu_pct": 15.0, "error": None, "wrk": "tls_echo -p 1"}
+            for v in ms_per_mb]
+
+
+class TcpVerdicts(unittest.TestCase):
+    def row(self, timed):
+        wl = next(w for w in B.WORKLOADS if w.key == "tcp-echo-1m")
+        return R.TcpRow(wl, {"timed": {wl.key: timed}, "clients": {}})
+
+    def test_met_and_missed(self):
+        r = self.row({"ringtls": tcp_rounds([2.0, 2.2, 1.9]),
+                      "haproxy": tcp_rounds([3.0, 2.4, 3.3]),
+                      "nginx": tcp_rounds([2.2, 2.1, 2.5])})
+        self.assertEqual(r.cpu["ringtls"], (2.0, 1.9, 2.2))
+        self.assertAlmostEqual(r.ratios["haproxy"], 1.5)
+        self.assertEqual(r.verdicts["haproxy"], "MET")
+        self.assertAlmostEqual(r.ratios["nginx"], 1.1)
+        self.assertEqual(r.verdicts["nginx"], "MISSED, 8% short")
+        self.assertIn("1.833 ms of CPU per MB instead of 2.000", r.shortfall("nginx"))
+        # per round: 2.2/2.0, 2.1/2.2, 2.5/1.9
+        self.assertAlmostEqual(r.paired["nginx"]["median"], 1.1)
+        text = "\n".join(R.table_tcp([r]) + R.rounds_list([r], []) + R.tcp_summary_lines([r]))
+        self.assertIn("2.000 (1.900-2.200)", text)
+        self.assertIn("300 MB/s, server 80% (2.200 ms/MB)", text)
+
+    def test_a_server_that_did_not_start(self):
+        bad = [B.not_timed("did not start: --tcp-proxy: unknown option")] * 3
+        r = self.row({"ringtls": bad, "haproxy": tcp_rounds([3.0] * 3),
+                      "nginx": tcp_rounds([2.0] * 3)})
+        self.assertEqual(r.verdicts["nginx"], "NOT MEASURED (ringtls failed)")
+        self.assertIn("unknown option", "\n".join(R.table_tcp([r])))
+
+
 def fake_cfg(tmp):
     """What servers.py's config writers read, for a run in tmp."""
     cert, key = f"{tmp}/cert.pem", f"{tmp}/key.pem"
@@ -199,7 +255,7 @@ def fake_cfg(tmp):
         f.write(S.HELLO)
     return types.SimpleNamespace(
         tmp=tmp, cert=cert, key=key, bench_dir=os.path.dirname(os.path.abspath(__file__)),
-        idle_conns=0, ktls=False, proxy_keepalive=32, backend_port=1,
+        idle_conns=0, ktls=False, proxy_keepalive=32, backend_port=1, upstream_port=4,
         nginx=S.find_tool("nginx"), haproxy=S.find_tool("haproxy"))
 
 
@@ -237,11 +293,98 @@ class ProxyConfigs(unittest.TestCase):
                      "ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256"):
             self.assertIn(want, text)
 
+    @unittest.skipUnless(S.find_tool("nginx"), "no nginx")
+    def test_nginx_tcp(self):
+        try:
+            subst = S.tcp_subst(self.cfg, 2)
+        except S.ServerError as e:   # no stream module here
+            self.skipTest(str(e))
+        S.nginx_conf(self.cfg, "nginx-tcp.conf.in", f"{self.tmp}/t.conf", "time", subst,
+                     name="t", err_log="t.log")
+        with open(f"{self.tmp}/t.conf") as f:
+            text = f.read()
+        for want in ("stream {", "listen 127.0.0.1:2 ssl;", "server 127.0.0.1:4;",
+                     "proxy_pass echo;", "ssl_protocols TLSv1.3;"):
+            self.assertIn(want, text)
+        self.assertNotIn("ssl_preread on", text)
+
+    @unittest.skipUnless(S.find_tool("haproxy"), "no haproxy")
+    def test_haproxy_tcp(self):
+        argv = S.haproxy_conf(self.cfg, f"{self.tmp}/ht.cfg", 2, template="haproxy-tcp.cfg.in")
+        self.assertEqual(argv[1:], ["-db", "-f", f"{self.tmp}/ht.cfg"])
+        with open(f"{self.tmp}/ht.cfg") as f:
+            text = f.read()
+        for want in ("mode tcp", "nbthread 1", "bind 127.0.0.1:2 ssl crt",
+                     "server echo 127.0.0.1:4"):
+            self.assertIn(want, text)
+
     @unittest.skipUnless(S.find_tool("haproxy"), "no haproxy")
     def test_a_refused_config_raises(self):
         self.cfg.backend_port = "not-a-port"
         with self.assertRaises(S.ServerError):
             S.haproxy_conf(self.cfg, f"{self.tmp}/bad.cfg", 2)
+
+
+def build(tmp, src, libs=()):
+    out = f"{tmp}/{src[:-2]}"
+    r = subprocess.run(["cc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", out,
+                        f"{os.path.dirname(os.path.abspath(__file__))}/{src}", *libs],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise AssertionError(f"cc {src}: {r.stderr}")
+    return out
+
+
+@unittest.skipUnless(shutil.which("cc") and shutil.which("openssl") and S.find_tool("haproxy"),
+                     "no cc, openssl or haproxy")
+class TcpEcho(unittest.TestCase):
+    """bench/tls_echo.c against bench/echo_upstream.c behind HAProxy (mode
+    tcp, bench/haproxy-tcp.cfg.in): the whole TCP-mode path but ringtls."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="bench-test.")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.cfg = fake_cfg(self.tmp)
+
+    def start(self, argv, port):
+        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(p.wait)
+        self.addCleanup(p.send_signal, signal.SIGUSR1 if "haproxy" in argv[0] else
+                        signal.SIGTERM)
+        proc = types.SimpleNamespace(alive=lambda: p.poll() is None, name=argv[0], log="-")
+        S.wait_listening(proc, [port], 10)
+        return p
+
+    def test_verify_and_timed(self):
+        echo = build(self.tmp, "echo_upstream.c")
+        try:
+            client = build(self.tmp, "tls_echo.c", ["-lssl", "-lcrypto"])
+        except AssertionError as e:
+            if "openssl/ssl.h" in str(e):
+                self.skipTest("no OpenSSL headers (libssl-dev)")
+            raise
+        up, front = S.free_ports(2)
+        self.cfg.upstream_port = up
+        self.start([echo, str(up)], up)
+        self.start(S.haproxy_conf(self.cfg, f"{self.tmp}/h.cfg", front,
+                                  template="haproxy-tcp.cfg.in"), front)
+
+        def run(*args):
+            r = subprocess.run([client, "-p", str(front), "--ca", self.cfg.cert, *args],
+                               capture_output=True, text=True, timeout=60)
+            return r.returncode, json.loads(r.stdout.splitlines()[-1])
+        rc, out = run("-c", "2", "-n", "3", "--verify", "-s", "100000")
+        self.assertEqual((rc, out["error"], out["verified"], out["bytes"], out["echoes"]),
+                         (0, None, 2, 600000, 6))
+        self.assertEqual((out["protocol"], out["cipher"]), ("TLSv1.3", S.CIPHER))
+        t0 = time.monotonic()
+        rc, out = run("-c", "3", "-d", "1")
+        self.assertEqual((rc, out["error"]), (0, None))
+        self.assertGreater(out["bytes"], 0)
+        self.assertLess(time.monotonic() - t0, 8)
+        # drained before the close: every byte sent came back
+        self.assertEqual(out["bytes"], out["sent"])
+        self.assertGreaterEqual(out["bytes"], out["echoes"] * (1 << 20))
 
 
 if __name__ == "__main__":
