@@ -683,6 +683,27 @@ static bool has_te(const struct rtls_http_response *r)
 /* A complete response head, with the body bytes that came after it in
  * the same read, p[0..n): judge it, pass it on. Returns 0, or -1 when the
  * exchange ended. */
+/* A tunnel (after a 101) is bytes both ways: where the kernel handles a
+ * direction's records (plaintext, kTLS), the engine splices it from now
+ * on, and those bytes never pass through here (rtls_conn_forward()). What
+ * either side sent before keeps its order: it is already queued. A
+ * direction the engine cannot splice (userspace TLS, client input still
+ * waiting in h->in) goes on through on_data. */
+static void tunnel_forward(rtls_conn *c, struct hconn *h)
+{
+	rtls_conn *u = h->x.up;
+	int down, up = -EBUSY;
+
+	if (h->x.st != PX_TUNNEL || !u || h->gone)
+		return;
+	down = rtls_conn_forward(u, c);
+	if (!h->in_len && h->x.up == u && !h->gone)
+		up = rtls_conn_forward(c, u);
+	rtls_log(RTLS_LOG_DEBUG,
+		 "proxy: tunnel spliced upstream to client: %s, client to upstream: %s",
+		 down ? strerror(-down) : "yes", up ? strerror(-up) : "yes");
+}
+
 static int response_head(rtls_conn *c, struct hconn *h, const struct rtls_http_response *r,
 			 const char *p, size_t n)
 {
@@ -755,6 +776,7 @@ static int response_head(rtls_conn *c, struct hconn *h, const struct rtls_http_r
 	if (x->st == PX_TUNNEL) {
 		rtls__alog_done(c, h, 101, 0); /* the response is its head */
 		rtls__http_resume(c, h);       /* what the client sent before the 101 */
+		tunnel_forward(c, h);
 	}
 	return x->st == PX_NONE ? -1 : 0;
 }
