@@ -172,7 +172,10 @@ void rtls__conn_recv_arm(struct rtls_conn *c)
 		break;
 	case RTLS__RX_MULTISHOT:
 	default:
-		io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+		if (c->fwd_on) /* one receive between splices (fwd.c) */
+			io_uring_prep_recv(sqe, c->fd, NULL, c->r->bufs.size, 0);
+		else
+			io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
 		break;
 	}
 	sqe->flags |= IOSQE_BUFFER_SELECT;
@@ -436,11 +439,13 @@ static void err_watch_cancel(struct rtls_conn *c)
 	c->err_cancel = true;
 }
 
-/* Events 0: only POLLERR and POLLHUP wake it. A reset sets the socket's
- * error; a FIN alone wakes nothing (its data may still wait unread). */
-void rtls__err_watch(struct rtls_conn *c, bool on)
+/* Events 0: only what io_uring always reports wakes it (POLLERR,
+ * POLLHUP, and POLLRDHUP: a FIN too). Wanted while nothing else reads
+ * the socket: reading paused, or a forward waiting for its destination. */
+void rtls__err_watch_sync(struct rtls_conn *c)
 {
 	struct io_uring_sqe *sqe;
+	bool on = c->read_paused || (c->fwd_on && c->fwd_wait);
 
 	if (c->state != RTLS__CONN_OPEN)
 		return;
@@ -467,13 +472,14 @@ void rtls__on_err_watch(struct rtls_conn *c, int res)
 	if (c->state != RTLS__CONN_OPEN)
 		return;
 	if (res < 0) { /* cancelled; wanted again meanwhile: arm anew */
-		if (c->err_want)
-			rtls__err_watch(c, true);
+		rtls__err_watch_sync(c);
 		return;
 	}
 	c->err_want = false;
-	/* POLLHUP alone is both directions shut, ours included: the peer's
-	 * data is still to be read, and the next receive sees the end. */
+	/* No error: a FIN (POLLRDHUP), or both directions shut (POLLHUP).
+	 * The peer's data is still to be read, and the next receive sees
+	 * the end. Not re-armed: it would wake again at once. A reset after
+	 * that FIN is seen at the next receive, or the idle deadline. */
 	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || !err)
 		return;
 	rtls_log(RTLS_LOG_DEBUG, "conn %u: %s while not reading", c->slot, strerror(err));
@@ -484,8 +490,7 @@ void rtls_conn_pause_read(rtls_conn *c)
 {
 	c->read_paused = true;
 	recv_stop(c);
-	if (c->state == RTLS__CONN_OPEN)
-		rtls__err_watch(c, true);
+	rtls__err_watch_sync(c);
 }
 
 void rtls_conn_resume_read(rtls_conn *c)
@@ -495,7 +500,7 @@ void rtls_conn_resume_read(rtls_conn *c)
 	if (!c->read_paused)
 		return;
 	c->read_paused = false;
-	rtls__err_watch(c, false);
+	rtls__err_watch_sync(c);
 	/* Hand over what arrived meanwhile, in order, unless the handler
 	 * pauses again or the connection ends on the way. paused_next
 	 * counts what was handed over, so a teardown inside on_data (which
@@ -622,6 +627,7 @@ void rtls__conn_orphan(struct rtls_conn *c)
 void rtls__conn_kill(struct rtls_conn *c, int err)
 {
 	struct rtls__reactor *r = c->r;
+	bool reset_sent = false;
 
 	if (c->state == RTLS__CONN_DEAD || c->state == RTLS__CONN_FREE)
 		return;
@@ -653,10 +659,20 @@ void rtls__conn_kill(struct rtls_conn *c, int err)
 		 * A FIN that shutdown() below queues behind unsent data never
 		 * leaves: the close discards both. */
 		struct linger lg = { 1, 0 };
+		struct sockaddr sa = { .sa_family = AF_UNSPEC };
 
 		(void)setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		/* The reset now, not at the close: shutdown() below would send
+		 * a FIN first whenever the send queue is already empty (a
+		 * send completes in the kernel before its completion is
+		 * read), and the peer would read a clean end. A TCP
+		 * disconnect (connect to AF_UNSPEC) sends the RST at once,
+		 * wakes every request with an error, and keeps the number.
+		 * kTLS sockets refuse it (EOPNOTSUPP on newer kernels): they
+		 * get the RST at the close, as before. */
+		reset_sent = connect(c->fd, &sa, sizeof(sa)) == 0;
 	}
-	if (rtls__send_busy(c))
+	if (rtls__send_busy(c) && !reset_sent)
 		shutdown(c->fd, SHUT_RDWR);
 	conn_teardown(c, err);
 	if (!c->reaping) {

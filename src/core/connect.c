@@ -90,8 +90,12 @@ void rtls__on_connect(struct rtls_conn *c, int res)
 	}
 	rtls__timer_arm(c, RTLS_TIMER_NONE);
 	rtls__conn_set_state(c, RTLS__CONN_OPEN);
-	/* The handler may have paused reading before the connect completed. */
-	if (!c->read_paused)
-		rtls__conn_recv_arm(c);
+	/* on_open first: it may pause reading, or forward the input
+	 * (rtls_conn_forward()), and a receive armed before it would take
+	 * the peer's first bytes the ordinary way (an upstream that speaks
+	 * first had its banner copied, not spliced). Then the receive, if
+	 * nothing else arms one and the connection is still there. */
 	rtls__handler_open(c);
+	if (c->state == RTLS__CONN_OPEN && !c->read_paused)
+		rtls__conn_recv_arm(c);
 }

@@ -22,8 +22,8 @@
  * content type, through the transport as before (close_notify, an alert,
  * a KeyUpdate), and splicing resumes.
  *
- * Both ends' sockets are non-blocking while forwarding, so no io-wq
- * worker ever waits on a peer (see rtls_conn_forward()).
+ * A plain destination socket is made non-blocking, so no io-wq worker
+ * waits on a peer that does not read (see rtls_conn_forward()).
  *
  * Each chunk the destination queues is a duplicate of the pipe's read
  * end, owned by the segment: if the source goes first, the bytes it
@@ -76,11 +76,15 @@ int rtls_conn_forward(rtls_conn *src, rtls_conn *dst)
 	/* A splice into a blocking socket that is full blocks an io-wq
 	 * worker until the peer reads: one kernel thread per stalled
 	 * reader. Non-blocking, it says EAGAIN, and the send path polls
-	 * (send.c). Accepted sockets are blocking; the flag is this
-	 * socket's own (an accepted socket is a file of its own). */
-	flags = fcntl(dst->fd, F_GETFL);
-	if (flags < 0 ||
-	    (!(flags & O_NONBLOCK) && fcntl(dst->fd, F_SETFL, flags | O_NONBLOCK) < 0)) {
+	 * (send.c). Plain TCP only (the flag is this socket's own: an
+	 * accepted socket is a file of its own). Not a kTLS socket: there
+	 * io_uring's own requests can then end in EAGAIN instead of
+	 * waiting (a RECVMSG while a partial record that came before
+	 * TLS_RX makes 6.1 say readable: a busy loop), so a kTLS reader
+	 * that stalls holds one worker, as a file download does. */
+	flags = dst->tp ? 0 : fcntl(dst->fd, F_GETFL);
+	if (flags < 0 || (!dst->tp && !(flags & O_NONBLOCK) &&
+			  fcntl(dst->fd, F_SETFL, flags | O_NONBLOCK) < 0)) {
 		int err = -errno;
 
 		close(src->fwd_pipe[0]);
@@ -144,6 +148,7 @@ void rtls__fwd_on_poll(struct rtls_conn *c, int res)
 		rtls__conn_recv_arm(c); /* a no-op while paused: resume arms */
 		return;
 	}
+	c->fwd_hup = (res & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 	sqe = rtls__sqe(c->r);
 	io_uring_prep_splice(sqe, c->fd, -1, c->fwd_pipe[1], -1, FWD_CHUNK,
 			     SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
@@ -159,14 +164,15 @@ static void fwd_chunk(struct rtls_conn *c, size_t n)
 	int fd;
 
 	rtls__stat_add(&c->r->stats, RTLS__STAT(bytes_in), n);
-	c->fwd_bytes += n;
 	c->rx_seen = true;
-	if (c->timer == RTLS_TIMER_IDLE)
-		rtls__timer_arm(c, RTLS_TIMER_IDLE);
 	if (!d) {
-		rtls__conn_kill(c, -EPIPE); /* nowhere for them to go */
+		/* Nowhere for them to go: the stream is cut, and its peer
+		 * must not read a clean end. */
+		rtls__conn_kill(c, -ECONNRESET);
 		return;
 	}
+	if (c->timer == RTLS_TIMER_IDLE)
+		rtls__timer_arm(c, RTLS_TIMER_IDLE);
 	fd = fcntl(c->fwd_pipe[0], F_DUPFD_CLOEXEC, 0);
 	if (fd < 0) {
 		rtls__conn_kill(c, -errno);
@@ -177,8 +183,9 @@ static void fwd_chunk(struct rtls_conn *c, size_t n)
 		rtls__conn_kill(c, -ENOMEM);
 		return;
 	}
+	c->fwd_bytes += n; /* queued on d; counted as forwarded from here */
 	c->fwd_wait = true;
-	rtls__err_watch(c, true); /* nothing armed until d has sent it */
+	rtls__err_watch_sync(c); /* nothing armed until d has sent it */
 	rtls_conn_flush(d);
 }
 
@@ -195,6 +202,15 @@ void rtls__fwd_on_in(struct rtls_conn *c, int res)
 		fwd_chunk(c, (size_t)res);
 		return;
 	}
+	if (!c->tp && (res == -EAGAIN || (res == 0 && !c->fwd_hup))) {
+		/* Plain TCP said readable, but the splice took nothing: urgent
+		 * data (MSG_OOB). A splice stops at its mark and never moves
+		 * past it (waiting again would spin, and 0 is no end); an
+		 * ordinary receive does, and hands its bytes to the handler. */
+		c->fwd_ctl = true;
+		rtls__conn_recv_arm(c);
+		return;
+	}
 	if (res == 0) { /* the peer's FIN (a TLS transport judges it) */
 		if (c->tp && c->tp->on_recv_eof)
 			c->tp->on_recv_eof(c);
@@ -202,7 +218,17 @@ void rtls__fwd_on_in(struct rtls_conn *c, int res)
 			rtls__deliver_eof(c);
 		return;
 	}
-	if (res == -EAGAIN || res == -EINTR) {
+	if (res == -EINTR) {
+		rtls__conn_recv_arm(c);
+		return;
+	}
+	if (res == -EAGAIN) {
+		/* kTLS: readable, but no whole record yet. Polling again can
+		 * spin: on 6.1 a partial record that arrived before TLS_RX was
+		 * set makes the socket readable until the record is whole.
+		 * One RECVMSG waits for the record the kernel's way (and the
+		 * handler gets that record's bytes); splicing then resumes. */
+		c->fwd_ctl = true;
 		rtls__conn_recv_arm(c);
 		return;
 	}
@@ -227,7 +253,7 @@ void rtls__fwd_sent(struct rtls__reactor *r, uint32_t slot, uint32_t gen)
 	if (c->gen != gen || c->state != RTLS__CONN_OPEN)
 		return;
 	c->fwd_wait = false;
-	rtls__err_watch(c, false);
+	rtls__err_watch_sync(c);
 	/* The source waited on a slow reader: that is progress too. */
 	if (c->timer == RTLS_TIMER_IDLE)
 		rtls__timer_arm(c, RTLS_TIMER_IDLE);

@@ -345,8 +345,11 @@ struct rtls_conn {
 	bool err_want;   /* ... and wanted (cleared: being cancelled) */
 	bool err_cancel; /* its cancel is queued */
 	bool fwd_on;
-	bool fwd_ctl;  /* kTLS RX: a control record is next (one
-				  * RECVMSG before splicing again) */
+	bool fwd_ctl;  /* one ordinary receive before splicing again:
+			* kTLS RX, a control record is next (one RECVMSG);
+			* plain TCP, urgent data stopped the splice (one
+			* single-shot RECV) */
+	bool fwd_hup;  /* the last poll saw the peer's end (or an error) */
 	bool fwd_wait; /* a chunk is queued on the destination */
 	uint32_t fwd_slot, fwd_gen;
 	int fwd_pipe[2];
@@ -604,7 +607,7 @@ void rtls__on_fwd_writable(struct rtls_conn *c, int res); /* send.c */
 /* While no receive is armed (reading paused, a forward waiting for its
  * destination), a poll that only errors wake: the peer's reset ends the
  * connection now, not at its idle deadline (conn.c). */
-void rtls__err_watch(struct rtls_conn *c, bool on);
+void rtls__err_watch_sync(struct rtls_conn *c);
 void rtls__on_err_watch(struct rtls_conn *c, int res);
 void rtls__pipes_free(struct rtls__reactor *r);
 /* Delivery of plaintext to the handler; transports call these. */

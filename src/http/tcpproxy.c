@@ -102,9 +102,9 @@ static void log_session(const struct tsess *s)
 		 "copied %llu), upstream to client %llu bytes (spliced %llu, copied %llu), "
 		 "client end: %s%s, upstream end: %s%s",
 		 s->client, s->up ? s->up->name : "-", (double)(now_ms() - s->t0_ms) / 1000.0,
-		 (unsigned long long)(s->to_up + s->to_up_spliced),
+		 (unsigned long long)s->to_up + s->to_up_spliced,
 		 (unsigned long long)s->to_up_spliced, (unsigned long long)s->to_up,
-		 (unsigned long long)(s->to_client + s->to_client_spliced),
+		 (unsigned long long)s->to_client + s->to_client_spliced,
 		 (unsigned long long)s->to_client_spliced, (unsigned long long)s->to_client,
 		 end_name((enum tend)s->client_end), cerr, end_name((enum tend)s->up_end), uerr);
 }
@@ -351,6 +351,7 @@ static void on_close(rtls_conn *c, void *data, int err)
 {
 	struct tside *t = data;
 	rtls_conn *o = t->other;
+	bool clean;
 
 	if (t->upstream)
 		sess(t)->to_client_spliced += rtls_conn_forwarded(c);
@@ -361,10 +362,16 @@ static void on_close(rtls_conn *c, void *data, int err)
 		connect_failed(t, o, err);
 		return;
 	}
-	if (err == 0)
+	/* Clean only once both of its directions were done (or its partner
+	 * had gone): the engine also ends a connection with 0 on its own
+	 * (a TLS failure after its alert, a key it cannot renew), and that
+	 * is no clean end of the stream. */
+	clean = err == 0 && ((t->eof_in && t->wr_shut) || !o);
+	if (clean)
 		set_end(t, TEND_CLOSED, 0);
 	else
-		set_end(t, t->upstream && !t->opened ? TEND_REFUSED : TEND_ERROR, err);
+		set_end(t, t->upstream && !t->opened ? TEND_REFUSED : TEND_ERROR,
+			err ? err : -EPROTO);
 	t->other = NULL;
 	if (o) {
 		struct tside *ot = side(o);
@@ -375,7 +382,7 @@ static void on_close(rtls_conn *c, void *data, int err)
 			ot->logs = true;
 			t->logs = false;
 		}
-		if (err == 0) {
+		if (clean) {
 			rtls_conn_close(o); /* what it has queued, then its end */
 		} else {
 			/* A cut on one side must not look like a clean end on

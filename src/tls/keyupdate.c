@@ -100,7 +100,11 @@ static void queue_tx_update(struct rtls_conn *c, struct tconn *t)
 {
 	static const uint8_t msg[5] = { KEY_UPDATE, 0, 0, 1, 0 }; /* update_not_requested */
 
-	if (t->tx == RTLS__TLS_KERNEL_UPDATING)
+	/* Our direction has ended (close_notify queued or sent): nothing
+	 * more is encrypted under this key, and a KeyUpdate after
+	 * close_notify would break the stream's end (RFC 8446 §4.6.3 asks
+	 * for the reply before our next application data: there is none). */
+	if (t->tx == RTLS__TLS_KERNEL_UPDATING || c->wr_shut || t->close != RTLS__TLS_CLOSE_NONE)
 		return;
 	if (!rtls__tls_tx_kernel(t)) {
 		/* Userspace TX: OpenSSL sends it and switches keys itself. */
