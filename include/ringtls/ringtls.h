@@ -534,22 +534,26 @@ RTLS_API int rtls_conn_set_handler(rtls_conn *c, const struct rtls_handler *h);
 
 /* Forwards src's input to dst inside the kernel from now on: splice
  * moves it from src's socket through a pipe into dst's socket, without
- * entering this process. on_data is no longer called for src; on_eof is,
- * once everything before the end has been queued on dst, in order with
- * what was written to dst before (so a handler that answers on_eof with
- * rtls_conn_shutdown_write(dst) ends dst's stream after the last byte).
- * The pace is dst's: src reads the next chunk (64 KiB at most) once the
- * last has left. Only where no userspace record layer is involved: src
- * plain or TLS with kernel RX, dst plain or TLS with kernel TX; else
- * -EOPNOTSUPP, and the handler goes on copying. Under kernel RX, control
- * records (close_notify, alerts, KeyUpdate) are still handled as before.
- * Both on the same reactor (rtls_conn_connect() from src or dst).
- * If dst ends, src's forwarding stops (its next chunk ends src with
- * -EPIPE); the handler closes or aborts src from dst's on_close.
+ * entering this process. on_eof comes once everything before the end has
+ * been queued on dst, in order with what was written to dst before (so a
+ * handler that answers on_eof with rtls_conn_shutdown_write(dst) ends
+ * dst's stream after the last byte). on_data still comes for what the
+ * engine must read the ordinary way: bytes the receive being cancelled
+ * still brings, a kTLS record read by RECVMSG (a control record, or one
+ * the kernel had not completed when asked), data after TCP urgent data;
+ * the handler writes those to dst as before. The pace is dst's: src reads
+ * the next chunk (64 KiB at most) once the last has left. Only where no
+ * userspace record layer is involved: src plain or TLS with kernel RX,
+ * dst plain or TLS with kernel TX; else -EOPNOTSUPP, and the handler goes
+ * on copying. A plain dst socket is made non-blocking (O_NONBLOCK), so a
+ * reader that stalls holds no io-wq worker. Both on the same reactor
+ * (rtls_conn_connect() from src or dst). If dst ends, src's forwarding
+ * stops (its next chunk, or the chunk queued on dst, is dropped, and src
+ * waits): the handler closes or aborts src from dst's on_close.
  * 0; -EINVAL (same connection, other reactor), -EPIPE (either is not
  * open, dst shut for writing, src at its end), -EALREADY, -EOPNOTSUPP,
  * -EBUSY (src is paused or holds input kept while paused: resume first),
- * or -errno from pipe2(2).
+ * or -errno from pipe2(2) or fcntl(2).
  * Callbacks: none (splicing starts on the loop). */
 RTLS_API int rtls_conn_forward(rtls_conn *src, rtls_conn *dst);
 

@@ -792,6 +792,27 @@ def case_upstream_reset(t, s, port, up, what, how="copied", ctx=None):
     return cport, c.peer_end
 
 
+def case_client_reset(t, s, port, up, what, how="copied", ctx=None):
+    """m: the client resets (SO_LINGER 0) after sending some bytes: the
+    upstream must read a reset, never a clean end that would make the cut
+    stream look complete (a FIN used to go first when the socket's send
+    queue was empty)."""
+    up.drain()
+    with TlsPipe(port, ctx=ctx) as c:
+        c.run(b"warm", read=False)
+        time.sleep(0.05)
+        # Many small records, the last ones still being written to the
+        # upstream when the reset comes (a send in flight).
+        for _ in range(200):
+            c.run(b"y" * 2000, read=False)
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.sock.close()
+    rec = up.next_done()
+    if t.check(rec is not None, "%s: the upstream connection ended" % what):
+        t.eq(rec.get("end"), "reset",
+             "%s: after %s bytes, the upstream reads a reset (not EOF)" % (what, rec.get("n")))
+
+
 # --------------------------------------------------------------------------
 # Parts
 
@@ -1079,9 +1100,15 @@ def part_l(t, e):
     tu.stop_ok(t, s, "l. server from --config")
 
 
+def part_m(t, e):
+    for i in range(10):
+        case_client_reset(t, e.a, e.port["record"], e.record,
+                          "m. client reset mid-stream, run %d" % (i + 1))
+
+
 PARTS = [("a", part_a), ("b", part_b), ("c", part_c), ("d", part_d), ("e", part_e),
          ("f", part_f), ("g", part_g), ("h", part_h), ("i", part_i), ("j", part_j),
-         ("k", part_k), ("l", part_l)]
+         ("k", part_k), ("l", part_l), ("m", part_m)]
 
 
 def start(e):
