@@ -364,8 +364,12 @@ def test_half_close(t):
     th.join(rt.scaled(20))
     t.eq(rt.sha256(b"".join(got)), rt.sha256(data), "half-close: all of the echo after our FIN")
     c.close()
-    t.check(p.wait_log(r"client: %d bytes spliced" % len(data), 3) is not None,
-            "half-close: the client's bytes went by splice")
+    # What the client sent before the upstream's connect completed was
+    # parked and is copied; the rest is spliced (under valgrind the
+    # connect is slow and the share copied larger).
+    m = p.wait_log(r"client: (\d+) bytes spliced", 3)
+    t.check(m is not None and int(m.group(1)) > 0,
+            "half-close: the client's bytes went by splice (%s)" % (m and m.group(0)))
     t.check(p.wait_log(r"upstream: %d bytes spliced" % len(data), 3) is not None,
             "half-close: the upstream's bytes went by splice")
     t.eq(p.stop(), 0, "half-close: forward exit status")
