@@ -148,7 +148,8 @@ struct rtls_handler {
 	/* The server is shutting down. Return 1 if the connection is idle and
 	 * may close now; 0 if the handler will close it when its response is
 	 * done. If NULL, the connection closes once its output has drained.
-	 * Connections still open at shutdown_ms are aborted. */
+	 * Connections still open at shutdown_ms are reset
+	 * (on_close with -ECONNRESET). */
 	int (*on_shutdown)(rtls_conn *c, void *data);
 	/* The connection is gone; err is 0 or the negated errno that ended it.
 	 * Release everything tied to data, including any rtls_buf still

@@ -425,7 +425,9 @@ static void stop_now(struct rtls__reactor *r)
 		if (r->conns[i].state == RTLS__CONN_FREE || r->conns[i].state == RTLS__CONN_DEAD)
 			continue;
 		left++;
-		rtls__conn_kill(&r->conns[i], -ETIMEDOUT);
+		/* A reset: whatever it was carrying is cut, and a peer that
+		 * reads a FIN could take a tunnel's stream for complete. */
+		rtls__conn_kill(&r->conns[i], -ECONNRESET);
 	}
 	if (left)
 		rtls_log(RTLS_LOG_WARN, "reactor %u: shutdown deadline passed: %u connection(s) cut",
