@@ -122,15 +122,9 @@ void rtls__http_count_upstream(rtls_conn *c, int status, int st)
 	bump(&b->upstream[i][why]);
 }
 
-bool rtls__http_is_admin(rtls_conn *c)
+bool rtls__http_is_admin(const struct rtls_http_config *hc, unsigned listener)
 {
-	const struct rtls_http_config *hc = rtls_conn_ctx(c);
-	struct rtls_conn_info ci;
-
-	if (hc->admin_listener < 0)
-		return false;
-	rtls_conn_query(c, &ci);
-	return ci.listener == (unsigned)hc->admin_listener;
+	return hc->admin_listener >= 0 && listener == (unsigned)hc->admin_listener;
 }
 
 /* ---- /metrics ------------------------------------------------------------ */

@@ -64,14 +64,6 @@ static const char *name_of(const struct rtls_alog *lg)
 	return lg->path ? lg->path : "(standard output)";
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void wake(struct rtls_alog *lg)
 {
 	uint64_t one = 1;
@@ -288,7 +280,8 @@ static bool pending(struct rtls_alog *lg)
  * the count when it has been quiet for DROP_QUIET_MS (or at the end). */
 static void note_drops(struct rtls_alog *lg, bool last)
 {
-	uint64_t total = atomic_load_explicit(&lg->nomem, memory_order_relaxed), now = now_ms();
+	uint64_t total = atomic_load_explicit(&lg->nomem, memory_order_relaxed),
+		 now = rtls__http_now_ms();
 
 	for (struct ring *r = atomic_load(&lg->rings); r; r = r->next)
 		total += atomic_load_explicit(&r->dropped, memory_order_relaxed);

@@ -99,7 +99,7 @@ struct tside {
 /* The HTTP handler's on_open hands a --tcp-proxy listener's connection
  * over to the TCP proxy: 1 if c is one (*ret: its on_open result), 0 if
  * it is not. */
-int rtls__tcp_open(rtls_conn *c, int *ret);
+int rtls__tcp_open(rtls_conn *c, unsigned listener, int *ret);
 
 /* An upstream connection's data area (proxy_exch.c). */
 struct uconn {
@@ -249,7 +249,9 @@ int rtls__http_builtin_page(rtls_conn *c, const struct hreq *q);
 /* admin.c: whether c came in on the admin listener (asked once, at
  * on_open); a request there (as static.c answers); and the counters:
  * a response's status, an exchange that failed with status in state st. */
-bool rtls__http_is_admin(rtls_conn *c);
+bool rtls__http_is_admin(const struct rtls_http_config *hc, unsigned listener);
+/* CLOCK_MONOTONIC in milliseconds (proxy.c). */
+uint64_t rtls__http_now_ms(void);
 int rtls__http_admin(rtls_conn *c, const struct rtls_http_config *hc, const struct hreq *q);
 void rtls__http_count_status(rtls_conn *c, int status);
 void rtls__http_count_upstream(rtls_conn *c, int status, int st);

@@ -17,7 +17,7 @@
 #define DOWN_MS 10000
 #define MAX_UPSTREAMS 64
 
-static uint64_t now_ms(void)
+uint64_t rtls__http_now_ms(void)
 {
 	struct timespec ts;
 
@@ -254,7 +254,7 @@ struct rtls_http_upstream *rtls__proxy_pick(const struct rtls_http_route *rt,
 			continue;
 		if (down) {
 			if (!now)
-				now = now_ms();
+				now = rtls__http_now_ms();
 			if (now < down)
 				continue;
 		}
@@ -265,7 +265,7 @@ struct rtls_http_upstream *rtls__proxy_pick(const struct rtls_http_route *rt,
 
 bool rtls__proxy_mark_down(struct rtls_http_upstream *srv)
 {
-	uint64_t now = now_ms();
+	uint64_t now = rtls__http_now_ms();
 	uint64_t was =
 		atomic_exchange_explicit(&srv->down_until_ms, now + DOWN_MS, memory_order_relaxed);
 

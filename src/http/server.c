@@ -354,11 +354,18 @@ static int on_shutdown(rtls_conn *c, void *data)
 
 static int on_open(rtls_conn *c, void *data)
 {
+	const struct rtls_http_config *hc = rtls_conn_ctx(c);
+	struct rtls_conn_info ci;
 	int ret;
 
-	if (rtls__tcp_open(c, &ret)) /* a --tcp-proxy listener's */
-		return ret;
-	((struct hconn *)data)->admin = rtls__http_is_admin(c);
+	/* Which listener, asked once and only where it matters: the query
+	 * costs two system calls (getpeername, getsockname). */
+	if (hc->ntcp || hc->admin_listener >= 0) {
+		rtls_conn_query(c, &ci);
+		if (rtls__tcp_open(c, ci.listener, &ret)) /* a --tcp-proxy listener's */
+			return ret;
+		((struct hconn *)data)->admin = rtls__http_is_admin(hc, ci.listener);
+	}
 	rtls_conn_set_timer(c, RTLS_TIMER_IDLE);
 	return 0;
 }

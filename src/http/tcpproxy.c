@@ -21,7 +21,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/proxyproto.h"
 #include "internal.h"
@@ -30,22 +29,10 @@
  * reverse proxy does). */
 #define HIGH_WATER ((size_t)256 * 1024)
 
-static uint64_t now_ms(void)
+static const struct rtls_http_tcp *route_of(const struct rtls_http_config *hc, unsigned listener)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static const struct rtls_http_tcp *route_of(rtls_conn *c, const struct rtls_http_config *hc)
-{
-	struct rtls_conn_info ci;
-
-	if (!hc->ntcp || rtls_conn_query(c, &ci) < 0)
-		return NULL;
 	for (unsigned i = 0; i < hc->ntcp; i++)
-		if (hc->tcp[i].listener >= 0 && (unsigned)hc->tcp[i].listener == ci.listener)
+		if (hc->tcp[i].listener >= 0 && (unsigned)hc->tcp[i].listener == listener)
 			return &hc->tcp[i];
 	return NULL;
 }
@@ -101,7 +88,8 @@ static void log_session(const struct tsess *s)
 		 "tcp-proxy %s -> %s: %.3f s, client to upstream %llu bytes (spliced %llu, "
 		 "copied %llu), upstream to client %llu bytes (spliced %llu, copied %llu), "
 		 "client end: %s%s, upstream end: %s%s",
-		 s->client, s->up ? s->up->name : "-", (double)(now_ms() - s->t0_ms) / 1000.0,
+		 s->client, s->up ? s->up->name : "-",
+		 (double)(rtls__http_now_ms() - s->t0_ms) / 1000.0,
 		 (unsigned long long)s->to_up + s->to_up_spliced,
 		 (unsigned long long)s->to_up_spliced, (unsigned long long)s->to_up,
 		 (unsigned long long)s->to_client + s->to_client_spliced,
@@ -155,10 +143,10 @@ static int connect_next(rtls_conn *c, struct tside *t, const struct rtls_http_up
 
 /* The HTTP handler's on_open hands a --tcp-proxy listener's connection
  * over here. 1: it is one (and ret says how it went), 0: it is not. */
-int rtls__tcp_open(rtls_conn *c, int *ret)
+int rtls__tcp_open(rtls_conn *c, unsigned listener, int *ret)
 {
 	const struct rtls_http_config *hc = rtls_conn_ctx(c);
-	const struct rtls_http_tcp *rt = route_of(c, hc);
+	const struct rtls_http_tcp *rt = route_of(hc, listener);
 	struct tside *t = side(c);
 
 	if (!rt)
@@ -170,7 +158,7 @@ int rtls__tcp_open(rtls_conn *c, int *ret)
 	t->self = c;
 	t->route = rt;
 	t->logs = true;
-	t->s.t0_ms = now_ms();
+	t->s.t0_ms = rtls__http_now_ms();
 	rtls_conn_peer(c, t->s.client, sizeof(t->s.client));
 	/* Nowhere to write to until the upstream is open. */
 	rtls_conn_pause_read(c);
