@@ -11,13 +11,14 @@ want=(gcc make cmake pkg-config liburing-dev libssl-dev libyaml-dev libsystemd-d
 case "${1:-build}" in
   build) ;;
   test) want+=(curl python3 clang libclang-rt-14-dev gnutls-bin nodejs procps kmod patchelf iproute2 valgrind strace
-              python3-websockets nginx-light # tests/integration/test_proxy*.py upstreams
+              python3-websockets nginx-light libnginx-mod-stream # test_proxy*.py, test_upstream_tls.py upstreams
               logrotate util-linux # test_access_log.py: logrotate, prlimit, setpriv
               prometheus # promtool check metrics: tests/integration/test_metrics.py
               systemd # test_systemd.py: systemd-socket-activate, systemd-analyze
               git cppcheck clang-tidy clang-format pyflakes3 # these five: scripts/lint.sh
               debhelper dpkg-dev lintian) ;; # tests/install/test_deb.sh (no fakeroot: Rules-Requires-Root: no)
-  bench) want+=(curl python3 nginx-light haproxy wrk procps gnuplot-nox) ;;
+  bench) want+=(curl python3 nginx-light haproxy wrk procps gnuplot-nox
+               valgrind kmod patchelf iproute2) ;; # bench/ktls_count.sh: callgrind inside Linux 6.1
   *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
 

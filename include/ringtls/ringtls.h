@@ -163,6 +163,8 @@ struct rtls_handler {
 struct rtls_listen {
 	const char *addr; /* "IP:PORT", "[IPv6]:PORT" or ":PORT"; port 0 = ephemeral */
 	int tls;          /* 1 for a TLS listener (needs the TLS layer) */
+	int no_alpn;      /* TLS: answer no ALPN offer (a listener whose bytes
+			   * go on as they are, not HTTP); 0: http/1.1 */
 	/* An already bound, listening TCP socket to serve (socket
 	 * activation), or 0 to bind addr; descriptors handed over this way
 	 * start at 3. Borrowed: every reactor accepts on a duplicate of its

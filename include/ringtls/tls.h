@@ -75,6 +75,45 @@ RTLS_API const char *rtls_tls_ctx_selfsigned_path(const struct rtls_tls_ctx *ctx
 /* Frees ctx (NULL is a no-op), once no server uses it. */
 RTLS_API void rtls_tls_ctx_free(struct rtls_tls_ctx *ctx);
 
+/* The client side: TLS to servers this process connects to (a proxy's
+ * upstreams), with the same hand-off to kernel TLS as the server side. */
+struct rtls_tls_client_opts {
+	const char *ca_file;   /* PEM bundle the servers' certificates
+				      * are verified against; NULL: the
+				      * system's default store. Verification
+				      * is always on. */
+	const char *cert_file; /* a client certificate chain, PEM, and */
+	const char *key_file;  /* its key; both or neither */
+	bool no_resumption;    /* keep no sessions to resume */
+	enum rtls_ktls_mode ktls;
+	bool ktls_rx_no_rekey; /* as in struct rtls_tls_opts */
+	bool ktls_keyless;
+	unsigned key_update_max_rate;
+};
+
+/* Builds a client context: loads the CA bundle (or the default store) and
+ * the client certificate, checking them as rtls_tls_ctx_new() does. One
+ * context serves every reactor; it keeps the last session of each
+ * (address, name) for resumption. 0, or a negated errno with a reason in
+ * why. Free it with rtls_tls_ctx_free() once no connection uses it. */
+RTLS_API int rtls_tls_client_ctx_new(const struct rtls_tls_client_opts *o,
+				     struct rtls_tls_ctx **out, char *why, size_t whylen);
+
+/* rtls_conn_connect() with TLS: the connection's on_open comes once the
+ * handshake is done and the server's certificate has been verified for
+ * server_name (a DNS name, also sent as SNI; or an IP address, checked
+ * against the certificate's IP addresses and not sent; NULL: addr's IP).
+ * A failed handshake logs one warning line ("tls upstream ADDR ...: the
+ * reason") and closes: on_close, with on_open never called. After the
+ * handshake the directions go to the kernel as configured in client;
+ * handlers read and write plaintext either way. client must come from
+ * rtls_tls_client_ctx_new(). Errors as rtls_conn_connect(), and -EINVAL
+ * for a server context.
+ * Callbacks: none (the connect and handshake run on the loop). */
+RTLS_API int rtls_conn_connect_tls(rtls_conn *near, const char *addr, struct rtls_tls_ctx *client,
+				   const char *server_name, const struct rtls_handler *h, void *arg,
+				   rtls_conn **out);
+
 /* OpenSSL SSL objects alive in this process, counted by OpenSSL's own
  * allocation hooks. A connection whose records are all in the kernel has
  * none: its SSL object (and the keys in it) is freed at the hand-off. */

@@ -127,6 +127,19 @@ static int build(struct cli_gen *g, const struct cli_gen *prev)
 		o->cfg.tls = g->tls;
 		o->http.live_tls = rtls_tls_live_ssl;
 	}
+	if (rtls_http_upstream_tls(&o->http)) {
+		/* The client side follows the server side's kTLS settings. */
+		o->up_tls.ktls = o->tls.ktls;
+		o->up_tls.ktls_rx_no_rekey = o->tls.ktls_rx_no_rekey;
+		o->up_tls.ktls_keyless = o->tls.ktls_keyless;
+		o->up_tls.key_update_max_rate = o->tls.key_update_max_rate;
+		ret = rtls_tls_client_ctx_new(&o->up_tls, &g->up_tls, why, sizeof(why));
+		if (ret < 0) {
+			cli_say("%s", why);
+			return -1;
+		}
+		o->http.upstream_tls = g->up_tls;
+	}
 	ret = prev ? rtls_server_create_from(&o->cfg, prev->s, &g->s, why, sizeof(why))
 		   : rtls_server_create(&o->cfg, &g->s, why, sizeof(why));
 	if (ret < 0) {
@@ -190,6 +203,7 @@ void cli_gen_free(struct cli_gen *g)
 	rtls_server_destroy(g->s);
 	rtls_http_alog_close(g->o.http.alog); /* after the reactors: every line is in */
 	rtls_tls_ctx_free(g->tls);
+	rtls_tls_ctx_free(g->up_tls);
 	if (g->o.http.root_fd >= 0)
 		close(g->o.http.root_fd);
 	cli_opts_free(&g->o);

@@ -11,7 +11,8 @@
 
 struct cli_gen {
 	struct cli_opts o;
-	struct rtls_tls_ctx *tls; /* NULL without a TLS listener */
+	struct rtls_tls_ctx *tls;    /* NULL without a TLS listener */
+	struct rtls_tls_ctx *up_tls; /* NULL without a TLS upstream */
 	rtls_server *s;
 	unsigned id;          /* 1 for the first, then one more per reload */
 	struct cli_gen *next; /* serve.c's list of stopped generations */

@@ -80,14 +80,20 @@ void cli_usage(FILE *f)
 	      "                           reverse proxy: requests whose path starts with\n"
 	      "                           PREFIX go to these upstreams (http://IP:PORT,\n"
 	      "                           http://[IPv6]:PORT, http://NAME:PORT resolved at\n"
-	      "                           start, unix:/path), round robin; the longest\n"
-	      "                           prefix wins; repeatable\n"
+	      "                           start, unix:/path; https:// for TLS), round\n"
+	      "                           robin; the longest prefix wins; repeatable\n"
 	      "  --proxy-connect-timeout T\n"
 	      "                           upstream connect deadline (default 5s)\n"
 	      "  --proxy-timeout T        upstream response head deadline, from the end of\n"
 	      "                           the request (default 60s)\n"
 	      "  --proxy-keepalive N      idle upstream connections kept per upstream and\n"
 	      "                           thread, 0..1024 (default 64; 0: none)\n"
+	      "  --upstream-ca FILE       CA bundle that TLS upstreams (https://, tls://)\n"
+	      "                           are verified against (default: the system's)\n"
+	      "  --upstream-sni NAME      the name sent to TLS upstreams and checked in\n"
+	      "                           their certificates (default: each URL's host)\n"
+	      "  --upstream-cert FILE     client certificate for TLS upstreams, with\n"
+	      "  --upstream-key FILE      its key\n"
 	      "  --upstream-proxy-protocol v1|v2\n"
 	      "                           send a PROXY protocol header to upstreams\n"
 	      "  --proxy-protocol-from CIDR\n"
@@ -102,7 +108,8 @@ void cli_usage(FILE *f)
 	      "  --access-log-format F    combined (default) or json\n"
 	      "  --tcp-proxy LISTEN=UPSTREAM[,UPSTREAM...]\n"
 	      "                           a TLS listener on LISTEN whose plaintext goes to\n"
-	      "                           UPSTREAM (HOST:PORT, [IPv6]:PORT or unix:/path) as\n"
+	      "                           UPSTREAM (HOST:PORT, [IPv6]:PORT, unix:/path;\n"
+	      "                           tls://HOST:PORT for TLS to the upstream) as\n"
 	      "                           it is, both ways, half-closes included; round\n"
 	      "                           robin; --idle-timeout applies; repeatable\n"
 	      "  --admin-listen ADDR:PORT serve /metrics (Prometheus), /healthz and\n"
@@ -226,8 +233,12 @@ enum {
 	O_ACCESSFMT,
 	O_ADMIN,
 	O_TCPPROXY,
+	O_UPCA,
+	O_UPSNI,
+	O_UPCERT,
+	O_UPKEY,
 };
-enum { O_CONFIG = O_TCPPROXY + 1 }; /* not a setting of the file */
+enum { O_CONFIG = O_UPKEY + 1 }; /* not a setting of the file */
 _Static_assert(O_LISTEN == CLI_OPT_BASE && O_CONFIG < CLI_OPT_BASE + CLI_NOPTS,
 	       "options.h's CLI_OPT_BASE and CLI_NOPTS cover every option");
 
@@ -274,6 +285,10 @@ static const struct option longopts[] = {
 	{ "access-log-format", required_argument, NULL, O_ACCESSFMT },
 	{ "admin-listen", required_argument, NULL, O_ADMIN },
 	{ "tcp-proxy", required_argument, NULL, O_TCPPROXY },
+	{ "upstream-ca", required_argument, NULL, O_UPCA },
+	{ "upstream-sni", required_argument, NULL, O_UPSNI },
+	{ "upstream-cert", required_argument, NULL, O_UPCERT },
+	{ "upstream-key", required_argument, NULL, O_UPKEY },
 	{ "config", required_argument, NULL, O_CONFIG },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
@@ -451,6 +466,18 @@ static int apply_proxy(struct cli_opts *o, int opt, const char *arg, const struc
 		if ((i = parse_word(e, arg, versions, 2, "v1 or v2")) < 0)
 			return -1;
 		o->http.upstream_proxy_protocol = i + 1;
+		return 0;
+	case O_UPCA:
+		o->up_tls.ca_file = arg;
+		return 0;
+	case O_UPSNI:
+		o->http.upstream_sni = arg;
+		return 0;
+	case O_UPCERT:
+		o->up_tls.cert_file = arg;
+		return 0;
+	case O_UPKEY:
+		o->up_tls.key_file = arg;
 		return 0;
 	case O_ACCESSLOG:
 		o->access_log = arg;
@@ -708,6 +735,9 @@ static int add_tcp_listeners(struct cli_opts *o)
 			cli_say("%s", err);
 			return -1;
 		}
+		/* Not HTTP: whatever protocol the client offers is the
+		 * upstream's business, as with HAProxy in TCP mode. */
+		o->listen[o->nlisten - 1].no_alpn = 1;
 		rtls_http_tcp_bind(&o->http, i, o->nlisten - 1);
 	}
 	return 0;

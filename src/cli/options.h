@@ -15,7 +15,7 @@
 #define CLI_MAX_CERTS 16
 #define CLI_MAX_PP_FROM 64
 #define CLI_OPT_BASE 256 /* option ids are CLI_OPT_BASE .. + CLI_NOPTS - 1 */
-#define CLI_NOPTS 48
+#define CLI_NOPTS 52
 
 /* Where a setting was given: line and column (from 1) in the --config
  * file; line 0 for the command line or a default. */
@@ -41,9 +41,10 @@ struct cli_opts {
 	unsigned ncert_files, nkey_files;
 	const char *pp_from[CLI_MAX_PP_FROM]; /* --proxy-protocol-from CIDRs */
 	unsigned npp_from;
-	const char *access_log;   /* --access-log FILE, "-", or NULL */
-	bool access_log_json;     /* --access-log-format json */
-	const char *admin_listen; /* --admin-listen ADDR:PORT, or NULL */
+	const char *access_log;             /* --access-log FILE, "-", or NULL */
+	bool access_log_json;               /* --access-log-format json */
+	const char *admin_listen;           /* --admin-listen ADDR:PORT, or NULL */
+	struct rtls_tls_client_opts up_tls; /* --upstream-ca, -cert, -key */
 	char state_dir[4096];
 	const char *config;          /* --config FILE, or NULL (borrowed from argv) */
 	unsigned problems;           /* lines printed about the config file */

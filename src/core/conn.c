@@ -82,9 +82,22 @@ static struct rtls_conn *conn_alloc(struct rtls__reactor *r, int fd, unsigned li
 	c->fwd_pipe[0] = c->fwd_pipe[1] = -1;
 	c->tlink.prev = c->tlink.next = &c->tlink;
 	c->data = dsize ? r->conn_data + (size_t)slot * dsize : NULL;
-	c->tp_area = r->tp_data ? r->tp_data + (size_t)slot * r->srv->tls_conn_size : NULL;
+	c->tp_area = r->tp_data ? r->tp_data + (size_t)slot * r->tp_size : NULL;
 	r->nlive++;
 	return c;
+}
+
+/* The per-slot TLS area of a reactor with no TLS listener, made by its
+ * first rtls_conn_connect_tls(); freed with the reactor. */
+int rtls__reactor_tls_area(struct rtls__reactor *r, size_t size)
+{
+	if (r->tp_data)
+		return r->tp_size == size ? 0 : -EINVAL;
+	r->tp_data = calloc(r->srv->cfg.max_conns, size);
+	if (!r->tp_data)
+		return -ENOMEM;
+	r->tp_size = size;
+	return 0;
 }
 
 struct rtls_conn *rtls__conn_new(struct rtls__reactor *r, int fd, unsigned listener)
@@ -195,6 +208,7 @@ int rtls__handler_open(struct rtls_conn *c)
 	if (c->data && !c->handler_open)
 		memset(c->data, 0, h->conn_data_size);
 	c->handler_open = true;
+	c->open_called = true;
 	if (h->on_open)
 		ret = h->on_open(c, c->data);
 	if (ret < 0)
@@ -631,6 +645,8 @@ void rtls__conn_kill(struct rtls_conn *c, int err)
 
 	if (c->state == RTLS__CONN_DEAD || c->state == RTLS__CONN_FREE)
 		return;
+	if (err == 0 && c->fail_err)
+		err = c->fail_err;
 	rtls__stats_closed(c, err);
 	rtls__conn_set_state(c, RTLS__CONN_DEAD);
 	c->close_err = err;
@@ -830,6 +846,11 @@ int rtls_conn_peer(const rtls_conn *c, char *out, size_t n)
 
 	if (c->pp) { /* the client a PROXY header named */
 		rtls_format_addr(&c->pp->src, out, n);
+		return 0;
+	}
+	if (c->listener == RTLS__LISTENER_NONE && c->peer_len) {
+		/* Outbound: where it connected to, also once the peer is gone. */
+		rtls_format_addr(&c->peer, out, n);
 		return 0;
 	}
 	if (c->fd < 0 || getpeername(c->fd, (struct sockaddr *)&ss, &len) < 0) {

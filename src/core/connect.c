@@ -13,10 +13,13 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "internal.h"
+#include "ringtls/tls.h"
 
 /* Non-blocking, so the kernel polls for the handshake rather than
  * parking an io-wq worker on it for as long as it takes. */
@@ -33,15 +36,15 @@ static int connect_socket(const struct sockaddr_storage *ss)
 	return fd;
 }
 
-int rtls_conn_connect(rtls_conn *near, const char *addr, const struct rtls_handler *h, void *arg,
-		      rtls_conn **out)
+static int connect_start(rtls_conn *near, const char *addr, const struct rtls_handler *h, void *arg,
+			 const struct rtls__tls_hooks *tls, const char *name, rtls_conn **out)
 {
 	struct rtls__reactor *r = near->r;
 	struct sockaddr_storage ss;
 	struct io_uring_sqe *sqe;
 	struct rtls_conn *c;
 	socklen_t len;
-	int fd;
+	int fd, ret;
 
 	*out = NULL;
 	if (!h)
@@ -53,6 +56,8 @@ int rtls_conn_connect(rtls_conn *near, const char *addr, const struct rtls_handl
 		return -ESHUTDOWN;
 	if (!r->nfree)
 		return -ENOBUFS;
+	if (tls && (ret = rtls__reactor_tls_area(r, tls->conn_size)) < 0)
+		return ret;
 	fd = connect_socket(&ss);
 	if (fd < 0)
 		return fd;
@@ -68,6 +73,11 @@ int rtls_conn_connect(rtls_conn *near, const char *addr, const struct rtls_handl
 	c->peer_len = len;
 	if (c->data)
 		memset(c->data, 0, r->srv->handler.conn_data_size);
+	if (tls && (ret = tls->attach_client(c, (void *)(uintptr_t)tls, name)) < 0) {
+		/* Nothing was issued: the slot goes back as if never taken. */
+		rtls__conn_kill(c, ret);
+		return ret;
+	}
 	c->handler_open = true;
 	sqe = rtls__sqe(r);
 	io_uring_prep_connect(sqe, fd, (struct sockaddr *)&c->peer, c->peer_len);
@@ -76,6 +86,24 @@ int rtls_conn_connect(rtls_conn *near, const char *addr, const struct rtls_handl
 	rtls__timer_arm(c, RTLS_TIMER_CONNECT);
 	*out = c;
 	return 0;
+}
+
+int rtls_conn_connect(rtls_conn *near, const char *addr, const struct rtls_handler *h, void *arg,
+		      rtls_conn **out)
+{
+	return connect_start(near, addr, h, arg, NULL, NULL, out);
+}
+
+int rtls_conn_connect_tls(rtls_conn *near, const char *addr, struct rtls_tls_ctx *client,
+			  const char *server_name, const struct rtls_handler *h, void *arg,
+			  rtls_conn **out)
+{
+	const struct rtls__tls_hooks *tls = (const void *)client;
+
+	*out = NULL;
+	if (!client || !tls->attach_client)
+		return -EINVAL; /* no context, or a server's */
+	return connect_start(near, addr, h, arg, tls, server_name, out);
 }
 
 void rtls__on_connect(struct rtls_conn *c, int res)
@@ -90,6 +118,13 @@ void rtls__on_connect(struct rtls_conn *c, int res)
 	}
 	rtls__timer_arm(c, RTLS_TIMER_NONE);
 	rtls__conn_set_state(c, RTLS__CONN_OPEN);
+	if (c->tp && c->tp->on_connected) {
+		/* TLS: the handshake first; it opens the handler when done. */
+		c->tp->on_connected(c);
+		if (c->state == RTLS__CONN_OPEN && !c->read_paused)
+			rtls__conn_recv_arm(c);
+		return;
+	}
 	/* on_open first: it may pause reading, or forward the input
 	 * (rtls_conn_forward()), and a receive armed before it would take
 	 * the peer's first bytes the ordinary way (an upstream that speaks

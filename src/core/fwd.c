@@ -61,14 +61,23 @@ int rtls_conn_forward(rtls_conn *src, rtls_conn *dst)
 	if (src->state != RTLS__CONN_OPEN || dst->state != RTLS__CONN_OPEN || dst->wr_shut ||
 	    src->peer_eof)
 		return -EPIPE;
-	if (src->fwd_on)
+	if (src->fwd_on || src->fwd_later)
 		return -EALREADY;
 	/* Only where the kernel opens the source's records and makes the
 	 * destination's: OpenSSL's records would have to pass through here. */
-	if ((src->tp && src->rx_mode != RTLS__RX_MSG) || (dst->tp && dst->tp->seal))
+	if ((src->tp && src->rx_mode != RTLS__RX_MSG && !src->rx_kernel_later) ||
+	    (dst->tp && dst->tp->seal))
 		return -EOPNOTSUPP;
 	if (src->read_paused || src->npaused)
 		return -EBUSY;
+	if (src->tp && src->rx_mode != RTLS__RX_MSG) {
+		/* Not yet: the handler copies what comes until the kernel
+		 * has RX (rtls__fwd_later). */
+		src->fwd_later = true;
+		src->fwd_slot = dst->slot;
+		src->fwd_gen = dst->gen;
+		return 0;
+	}
 	if (pipe2(src->fwd_pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
 		src->fwd_pipe[0] = src->fwd_pipe[1] = -1;
 		return -errno;
@@ -110,6 +119,21 @@ int rtls_conn_forward(rtls_conn *src, rtls_conn *dst)
 		src->recv_cancelling = true;
 	}
 	return 0;
+}
+
+void rtls__fwd_later(struct rtls_conn *c)
+{
+	struct rtls_conn *d;
+
+	c->rx_kernel_later = false;
+	if (!c->fwd_later)
+		return;
+	c->fwd_later = false;
+	d = fwd_dst(c);
+	/* -EOPNOTSUPP if RX stayed in userspace, -EBUSY if paused: the
+	 * handler goes on copying, as it does with what came meanwhile. */
+	if (d)
+		(void)rtls_conn_forward(c, d);
 }
 
 uint64_t rtls_conn_forwarded(const rtls_conn *c)

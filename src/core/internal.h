@@ -160,6 +160,9 @@ struct rtls__transport {
 	void (*on_seg_sent)(rtls_conn *c);
 	/* Bytes reached the socket (after every send or splice). */
 	void (*on_sent)(rtls_conn *c);
+	/* Outbound: the TCP connect completed; the transport starts its
+	 * handshake, and calls rtls__handler_open() when it is done. */
+	void (*on_connected)(rtls_conn *c);
 };
 
 /* How a connection receives. Changed only while no receive is armed. */
@@ -192,6 +195,9 @@ struct rtls__ctl {
  * TLS connections to the TLS layer without depending on it. */
 struct rtls__tls_hooks {
 	int (*attach)(struct rtls_conn *c);
+	/* The client side (a client context, rtls_conn_connect_tls()):
+	 * name is the server's name to send and check, or NULL. */
+	int (*attach_client)(struct rtls_conn *c, void *ctx, const char *name);
 	/* Bytes of per-connection state the TLS layer wants in a slot-indexed
 	 * array (c->tp_area), so long-lived state never sits on the heap
 	 * between the handshake's short-lived allocations. */
@@ -315,6 +321,9 @@ struct rtls_conn {
 	bool fin_sent;          /* that FIN is out (shutdown(SHUT_WR)) */
 	bool handler_open;      /* on_open ran, or an outbound connect was
 				 * issued: on_close owed */
+	bool open_called;       /* on_open ran: the handler hears of output
+				 * draining only from then (a TLS client's
+				 * handshake flights are the transport's) */
 	bool connect_armed;     /* the connect is outstanding (the slot
 				 * cannot be freed) */
 	bool flush_wanted;      /* the handler or transport asked for output
@@ -330,6 +339,9 @@ struct rtls_conn {
 	bool stop_wait;         /* graceful stop: given until the reactor's
 				 * stop_grace_ms for its first input */
 	int close_err;
+	/* The transport's reason for a graceful close it started (a TLS
+	 * client's failed handshake), given to on_close instead of 0. */
+	int fail_err;
 	uint64_t deadline_ms;
 	struct rtls__link tlink; /* timer list of `timer` */
 	struct rtls__wbuf w[2];  /* w[wi] takes writes; the other may be in flight */
@@ -351,6 +363,11 @@ struct rtls_conn {
 			* single-shot RECV) */
 	bool fwd_hup;  /* the last poll saw the peer's end (or an error) */
 	bool fwd_wait; /* a chunk is queued on the destination */
+	/* The transport moves RX to the kernel after more records (a TLS
+	 * 1.3 client: after the server's first record); a forward asked for
+	 * meanwhile waits for that (fwd_later) and then starts. */
+	bool rx_kernel_later;
+	bool fwd_later;
 	uint32_t fwd_slot, fwd_gen;
 	int fwd_pipe[2];
 	uint64_t fwd_bytes; /* bytes moved by splice */
@@ -446,7 +463,10 @@ struct rtls__reactor {
 	unsigned accept_fails;      /* failed accepts since that line */
 	uint64_t full_logged_ms;
 	char *conn_data;            /* max_conns * handler.conn_data_size */
-	char *tp_data;              /* max_conns * tls conn_size */
+	char *tp_data;              /* max_conns * tp_size; allocated at start
+				     * for TLS listeners, else by the first
+				     * rtls_conn_connect_tls() */
+	size_t tp_size;
 	int *pipe_pool;             /* spare pipes, pairs */
 	unsigned npipes, pipecap;
 	struct rtls__small_cache small; /* small idle output blocks */
@@ -599,7 +619,11 @@ void rtls__kick(struct rtls_conn *c);
 int rtls__send_urgent(struct rtls_conn *c, uint8_t type, const void *p, size_t n);
 /* rtls_conn_forward() (fwd.c): arms the source's wait for input; the
  * source's splice completions; a destination has sent a chunk. */
+int rtls__reactor_tls_area(struct rtls__reactor *r, size_t size);
 void rtls__fwd_arm(struct rtls_conn *c);
+/* The transport has decided where RX stays: a forward that waited for it
+ * (rtls_conn_forward() with rx_kernel_later) starts now, or never. */
+void rtls__fwd_later(struct rtls_conn *c);
 void rtls__fwd_on_poll(struct rtls_conn *c, int res);
 void rtls__fwd_on_in(struct rtls_conn *c, int res);
 void rtls__fwd_sent(struct rtls__reactor *r, uint32_t slot, uint32_t gen);

@@ -268,13 +268,15 @@ static void drained(struct rtls_conn *c)
 		rtls__conn_recv_arm(c);
 		return;
 	}
-	if (c->state == RTLS__CONN_OPEN && c->wr_shut && !c->fin_sent) {
+	/* Not before on_open: a TLS client's handshake flights drain too,
+	 * and its close_notify (and so the FIN) follows the handshake. */
+	if (c->state == RTLS__CONN_OPEN && c->wr_shut && !c->fin_sent && c->open_called) {
 		/* Half-close: our direction ends here (close_notify, if TLS,
 		 * was the last record); the peer's goes on. */
 		shutdown(c->fd, SHUT_WR);
 		c->fin_sent = true;
 	}
-	if (c->state == RTLS__CONN_OPEN && c->handler_open && h->on_drained)
+	if (c->state == RTLS__CONN_OPEN && c->open_called && h->on_drained)
 		h->on_drained(c, c->data);
 }
 

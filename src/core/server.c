@@ -147,8 +147,10 @@ static int reactor_alloc(struct rtls_server *s, struct rtls__reactor *r)
 	r->pipe_pool = calloc((size_t)2 * r->pipecap, sizeof(int));
 	if (s->handler.conn_data_size)
 		r->conn_data = calloc(cfg->max_conns, s->handler.conn_data_size);
-	if (s->tls_conn_size)
+	if (s->tls_conn_size) {
 		r->tp_data = calloc(cfg->max_conns, s->tls_conn_size);
+		r->tp_size = s->tls_conn_size;
+	}
 	if (!r->conns || !r->free_slots || !r->starved || !r->reap || !r->pipe_pool ||
 	    (s->handler.conn_data_size && !r->conn_data) || (s->tls_conn_size && !r->tp_data))
 		return -ENOMEM;

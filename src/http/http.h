@@ -25,7 +25,13 @@ struct rtls_http_config {
 	 * as they are, owned, freed by rtls_http_tcp_clear(). */
 	struct rtls_http_tcp *tcp;
 	unsigned ntcp;
-	unsigned proxy_keepalive;    /* idle upstream conns per upstream and thread */
+	unsigned proxy_keepalive; /* idle upstream conns per upstream and thread */
+	/* https:// and tls:// upstreams: the client context (borrowed; set
+	 * when rtls_http_upstream_tls() says one is needed), and the name
+	 * every TLS upstream is verified for instead of its URL's host, or
+	 * NULL (--upstream-sni). */
+	struct rtls_tls_ctx *upstream_tls;
+	const char *upstream_sni;
 	int upstream_proxy_protocol; /* 0: none, 1: v1, 2: v2 */
 	/* --access-log (accesslog.h), or NULL: none, and no cost. Borrowed. */
 	struct rtls_alog *alog;
@@ -47,6 +53,8 @@ int rtls_http_config_open(struct rtls_http_config *hc);
 /* Adds a --proxy route, "PREFIX=URL[,URL...]" (resolving host names
  * now). -1 with one line in why[0..n) if it is not one. */
 int rtls_http_proxy_add(struct rtls_http_config *hc, const char *spec, char *why, size_t n);
+/* Whether any route or TCP proxy has a TLS upstream. */
+bool rtls_http_upstream_tls(const struct rtls_http_config *hc);
 /* Frees every route. */
 void rtls_http_proxy_clear(struct rtls_http_config *hc);
 

@@ -35,6 +35,9 @@ enum { CONN_CLOSE = 0, CONN_DEFAULT = 1, CONN_KEEP_ALIVE = 2 /* HTTP/1.0 */ };
 struct rtls_http_upstream {
 	char addr[128];                 /* for rtls_conn_connect(): "IP:PORT", "unix:/path" */
 	char name[128];                 /* as the URL gave it, for log lines */
+	char host[128];                 /* https://, tls://: the URL's host, the
+					 * name verified (and sent as SNI) */
+	bool tls;                       /* https:// or tls:// */
 	_Atomic uint64_t down_until_ms; /* passive health: skipped until then */
 };
 
@@ -57,8 +60,8 @@ struct rtls_http_tcp {
 /* How one side of a --tcp-proxy session ended (tcpproxy.c). */
 enum tend {
 	TEND_NONE = 0,     /* still open */
-	TEND_CLOSE_NOTIFY, /* the client: close_notify, then FIN */
-	TEND_FIN,          /* the upstream: FIN */
+	TEND_CLOSE_NOTIFY, /* a TLS peer: close_notify, then FIN */
+	TEND_FIN,          /* a plain upstream: FIN */
 	TEND_TRUNCATED,    /* the client: FIN without close_notify */
 	TEND_CLOSED,       /* we closed it, both directions done */
 	TEND_TIMEOUT,      /* the idle deadline */
@@ -252,6 +255,10 @@ int rtls__http_builtin_page(rtls_conn *c, const struct hreq *q);
 bool rtls__http_is_admin(const struct rtls_http_config *hc, unsigned listener);
 /* CLOCK_MONOTONIC in milliseconds (proxy.c). */
 uint64_t rtls__http_now_ms(void);
+/* rtls_conn_connect() to u, with TLS for an https:// or tls:// upstream. */
+int rtls__upstream_connect(rtls_conn *near, const struct rtls_http_config *hc,
+			   const struct rtls_http_upstream *u, const struct rtls_handler *h,
+			   void *arg, rtls_conn **out);
 int rtls__http_admin(rtls_conn *c, const struct rtls_http_config *hc, const struct hreq *q);
 void rtls__http_count_status(rtls_conn *c, int status);
 void rtls__http_count_upstream(rtls_conn *c, int status, int st);

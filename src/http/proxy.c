@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "internal.h"
+#include "ringtls/tls.h"
 
 /* How long a server that refused or timed out is skipped (nginx's
  * fail_timeout default). */
@@ -25,13 +26,14 @@ uint64_t rtls__http_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* "http://HOST:PORT[/]" or "unix:/path" into u; for a TCP proxy (tcp),
- * "HOST:PORT" or "unix:/path". Host names are resolved now, once: the
- * first address getaddrinfo() gives. */
+/* "http://HOST:PORT[/]", "https://HOST:PORT[/]" or "unix:/path" into u;
+ * for a TCP proxy (tcp), "HOST:PORT", "tls://HOST:PORT" or "unix:/path".
+ * Host names are resolved now, once: the first address getaddrinfo()
+ * gives. A TLS upstream keeps its host for SNI and verification. */
 static int parse_url(const char *s, size_t n, bool tcp, struct rtls_http_upstream *u, char *why,
 		     size_t wn)
 {
-	char host[256], port[16];
+	char host[128], port[16];
 	const char *h, *end = s + n, *colon;
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
 	struct sockaddr_storage ss;
@@ -48,13 +50,18 @@ static int parse_url(const char *s, size_t n, bool tcp, struct rtls_http_upstrea
 		snprintf(u->addr, sizeof(u->addr), "%s", u->name);
 		return 0;
 	}
-	if ((n >= 8 && memcmp(s, "https://", 8) == 0) || (n >= 6 && memcmp(s, "tls://", 6) == 0))
-		return snprintf(why, wn, "'%s': TLS to upstreams is not supported yet", u->name),
-		       -1;
-	if (tcp) {
+	if (tcp && n > 6 && memcmp(s, "tls://", 6) == 0) {
+		u->tls = true;
+		h = s + 6;
+	} else if (tcp) {
 		h = s;
+	} else if (n > 8 && memcmp(s, "https://", 8) == 0) {
+		u->tls = true;
+		h = s + 8;
 	} else if (n < 7 || memcmp(s, "http://", 7) != 0) {
-		return snprintf(why, wn, "'%s': expected http://HOST:PORT or unix:/path", u->name),
+		return snprintf(why, wn,
+				"'%s': expected http://HOST:PORT, https://HOST:PORT or unix:/path",
+				u->name),
 		       -1;
 	} else {
 		h = s + 7;
@@ -84,6 +91,7 @@ static int parse_url(const char *s, size_t n, bool tcp, struct rtls_http_upstrea
 		return snprintf(why, wn, "'%s': bad host or port", u->name), -1;
 	memcpy(host, h, hl);
 	host[hl] = '\0';
+	snprintf(u->host, sizeof(u->host), "%s", host);
 	memcpy(port, colon + 1, (size_t)(end - colon - 1));
 	port[end - colon - 1] = '\0';
 	for (const char *p = port; *p; p++)
@@ -97,6 +105,29 @@ static int parse_url(const char *s, size_t n, bool tcp, struct rtls_http_upstrea
 	freeaddrinfo(ai);
 	rtls_format_addr(&ss, u->addr, sizeof(u->addr));
 	return 0;
+}
+
+int rtls__upstream_connect(rtls_conn *near, const struct rtls_http_config *hc,
+			   const struct rtls_http_upstream *u, const struct rtls_handler *h,
+			   void *arg, rtls_conn **out)
+{
+	if (!u->tls)
+		return rtls_conn_connect(near, u->addr, h, arg, out);
+	return rtls_conn_connect_tls(near, u->addr, hc->upstream_tls,
+				     hc->upstream_sni ? hc->upstream_sni : u->host, h, arg, out);
+}
+
+bool rtls_http_upstream_tls(const struct rtls_http_config *hc)
+{
+	for (unsigned i = 0; i < hc->nroutes; i++)
+		for (unsigned j = 0; j < hc->routes[i].nups; j++)
+			if (hc->routes[i].ups[j].tls)
+				return true;
+	for (unsigned i = 0; i < hc->ntcp; i++)
+		for (unsigned j = 0; j < hc->tcp[i].rt.nups; j++)
+			if (hc->tcp[i].rt.ups[j].tls)
+				return true;
+	return false;
 }
 
 static void route_free(struct rtls_http_route *rt)

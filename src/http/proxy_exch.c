@@ -338,7 +338,7 @@ static int connect_next(rtls_conn *c, struct hconn *h, struct rtls_http_upstream
 		send_head(c, h);
 		return 0;
 	}
-	ret = rtls_conn_connect(c, x->srv->addr, &rtls__upstream_handler, NULL, &u);
+	ret = rtls__upstream_connect(c, hc, x->srv, &rtls__upstream_handler, NULL, &u);
 	if (ret < 0) {
 		/* No slot, or the server is stopping: not the upstream's fault. */
 		fail(c, h, ret == -ENOBUFS || ret == -ESHUTDOWN ? 503 : 502,
@@ -997,7 +997,12 @@ static void up_close(rtls_conn *u, void *data, int err)
 			connect_next(c, h, h->x.srv);
 			return;
 		}
-		snprintf(what, sizeof(what), "connect: %s", strerror(err ? -err : ECONNABORTED));
+		if (err == -EKEYREJECTED || err == -EPROTO) /* rtls_conn_connect_tls() */
+			snprintf(what, sizeof(what), "TLS handshake failed%s",
+				 err == -EKEYREJECTED ? ": certificate not accepted" : "");
+		else
+			snprintf(what, sizeof(what), "connect: %s",
+				 strerror(err ? -err : ECONNABORTED));
 		fail(c, h, err == -ETIMEDOUT ? 504 : 502, what);
 		return;
 	}

@@ -122,7 +122,7 @@ static int connect_next(rtls_conn *c, struct tside *t, const struct rtls_http_up
 	while ((srv = rtls__proxy_pick(&t->route->rt, skip)) != NULL) {
 		t->tries++;
 		t->s.up = srv;
-		ret = rtls_conn_connect(c, srv->addr, &rtls__tcp_handler, c, &up);
+		ret = rtls__upstream_connect(c, rtls_conn_ctx(c), srv, &rtls__tcp_handler, c, &up);
 		if (ret == 0) {
 			u = side(up);
 			u->self = up;
@@ -266,7 +266,9 @@ static void on_eof(rtls_conn *c, void *data)
 	rtls_conn *o = t->other;
 
 	t->eof_in = true;
-	if (!t->upstream)
+	/* A TLS peer's end (the client; a tls:// upstream): close_notify
+	 * or a truncation. */
+	if (!t->upstream || t->srv->tls)
 		set_end(t,
 			rtls_conn_eof(c) == RTLS_EOF_TRUNCATED ? TEND_TRUNCATED : TEND_CLOSE_NOTIFY,
 			0);

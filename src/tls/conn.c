@@ -166,21 +166,43 @@ static void plain_http_answer(struct tconn *t)
 	rtls__wbuf_append(&t->stage, msg, sizeof(msg) - 1);
 }
 
+/* The peer for log lines: "ADDR", or "upstream ADDR" on the client side. */
+void rtls__tls_peer(const struct rtls_conn *c, char *out, size_t n)
+{
+	const struct tconn *t = c->tp_state;
+	int k = 0;
+
+	if (t && t->role == RTLS__TLS_CLIENT)
+		k = snprintf(out, n, "upstream ");
+	if (k >= 0 && (size_t)k < n)
+		rtls_conn_peer(c, out + k, n - (size_t)k);
+}
+
 /* Logs a fatal TLS error once and closes; OpenSSL has already queued its
  * alert in `stage`, which the close sends. */
 void rtls__tls_fail(struct rtls_conn *c, struct tconn *t, const char *when)
 {
-	struct rtls_tls_ctx *x = (struct rtls_tls_ctx *)(void *)c->r->srv->cfg.tls;
+	struct rtls_tls_ctx *x = t->ctx;
 	unsigned long e = ERR_peek_last_error();
 	const char *reason = e ? ERR_reason_error_string(e) : NULL;
-	char peer[64];
+	char peer[80], verify[128];
 
-	rtls_conn_peer(c, peer, sizeof(peer));
+	rtls__tls_peer(c, peer, sizeof(peer));
 	rtls__tls_count_fail(c, t, e);
-	if (e && ERR_GET_REASON(e) == SSL_R_HTTP_REQUEST)
+	if (e && ERR_GET_REASON(e) == SSL_R_HTTP_REQUEST && t->role == RTLS__TLS_SERVER)
 		plain_http_answer(t);
-	rtls_log(rtls__tls_established(t) ? RTLS_LOG_INFO : x->fail_level, "tls %s: %s failed: %s",
-		 peer, when, reason ? reason : "connection error");
+	rtls__tls_verify_why(t, verify, sizeof(verify));
+	if (t->role == RTLS__TLS_CLIENT && !rtls__tls_established(t))
+		c->fail_err = verify[0] ? -EKEYREJECTED : -EPROTO; /* for on_close */
+	/* A client's failures are the operator's business at any phase: a
+	 * TLS 1.3 server refuses our certificate only after our handshake
+	 * is done, on our first read. */
+	if (t->role == RTLS__TLS_CLIENT)
+		rtls_log(x->fail_level, "tls %s (%s): %s failed: %s%s", peer, t->sni, when,
+			 reason ? reason : "connection error", verify);
+	else
+		rtls_log(rtls__tls_established(t) ? RTLS_LOG_INFO : x->fail_level,
+			 "tls %s: %s failed: %s", peer, when, reason ? reason : "connection error");
 	ERR_clear_error();
 	rtls__tls_set_phase(t, rtls__tls_established(t) ? RTLS__TLS_FAILED
 						       : RTLS__TLS_HANDSHAKE_FAILED);
@@ -215,6 +237,11 @@ static void on_established(struct rtls_conn *c, struct tconn *t)
 			t->subject = X509_NAME_oneline(X509_get_subject_name(peer), NULL, 0);
 		X509_free(peer);
 	}
+	/* A client's application epoch starts after its Finished, which
+	 * the handshake has just written (TLS 1.2: at its ChangeCipherSpec,
+	 * found by the output parser). */
+	if (t->role == RTLS__TLS_CLIENT && t->is13)
+		rtls__rec_tx_mark(&t->out);
 	rtls__timer_arm(c, RTLS_TIMER_NONE);
 	rtls__tls_decide(c, t);
 	rtls__tls_count_done(c, t);
@@ -228,20 +255,25 @@ static void on_established(struct rtls_conn *c, struct tconn *t)
 	if (c->rx_mode == RTLS__RX_EXACT)
 		c->rx_mode = RTLS__RX_MULTISHOT;
 	rtls__tls_log_open(c, t);
-	rtls__handler_open(c);
+	if (rtls__handler_open(c) == 0 && c->state == RTLS__CONN_OPEN &&
+	    (rtls_conn_pending(c) || c->wr_shut))
+		rtls__kick(c); /* a client's bytes (and end) from during the handshake */
 }
 
 void rtls__tls_log_open(struct rtls_conn *c, struct tconn *t)
 {
-	char ps[64];
+	char ps[80];
 
 	if (!rtls_log_enabled(RTLS_LOG_DEBUG))
 		return;
-	rtls_conn_peer(c, ps, sizeof(ps));
-	rtls_log(RTLS_LOG_DEBUG, "tls %s: %s %s alpn=%s sni=%s resumed=%s client=%s kernel-tx=%s kernel-rx=%s",
-		 ps, t->version, t->cipher, t->alpn[0] ? t->alpn : "-", t->sni[0] ? t->sni : "-",
-		 t->resumed ? "yes" : "no", t->subject ? t->subject : "-",
-		 rtls__tls_tx_kernel(t) ? "yes" : "no", rtls__tls_rx_kernel(t) ? "yes" : "no");
+	rtls__tls_peer(c, ps, sizeof(ps));
+	rtls_log(RTLS_LOG_DEBUG,
+		 "tls %s: %s %s alpn=%s sni=%s resumed=%s %s=%s kernel-tx=%s kernel-rx=%s%s", ps,
+		 t->version, t->cipher, t->alpn[0] ? t->alpn : "-", t->sni[0] ? t->sni : "-",
+		 t->resumed ? "yes" : "no", t->role == RTLS__TLS_CLIENT ? "server" : "client",
+		 t->subject ? t->subject : "-", rtls__tls_tx_kernel(t) ? "yes" : "no",
+		 rtls__tls_rx_kernel(t) ? "yes" : "no",
+		 t->rx == RTLS__TLS_WANT_KERNEL ? " (rx after the first record)" : "");
 }
 
 /* Returns 1 when established, 0 when more input is needed, -1 on failure. */
@@ -383,6 +415,8 @@ static void tls_on_recv(struct rtls_conn *c, struct rtls_buf *raw)
 	rtls__tls_read_records(c, t, raw);
 	if (c->tp)
 		rtls__ku_after_read(c, tc(c));
+	if (c->tp && tc(c)->rx_deferred)
+		rtls__tls_switch_rx_late(c, tc(c));
 	/* After a read OpenSSL may have made bytes of its own: the flight
 	 * after a client Finished (session tickets), a KeyUpdate reply, an
 	 * alert. They go now, even if the handler wrote nothing. */
@@ -398,11 +432,11 @@ static void tls_on_record_user(struct rtls_conn *c, struct rtls_buf *raw, int ty
 static void tls_on_recv_eof(struct rtls_conn *c)
 {
 	struct tconn *t = tc(c);
-	char peer[64];
+	char peer[80];
 
 	if (!rtls__tls_established(t)) {
 		if (!rtls__tls_failed(t)) {
-			rtls_conn_peer(c, peer, sizeof(peer));
+			rtls__tls_peer(c, peer, sizeof(peer));
 			rtls_log(RTLS_LOG_DEBUG, "tls %s: peer closed during the handshake", peer);
 		}
 		rtls__conn_kill(c, rtls__tls_failed(t) ? 0 : -ECONNRESET);
@@ -410,9 +444,11 @@ static void tls_on_recv_eof(struct rtls_conn *c)
 	}
 	if (!t->close_notify_in && c->state == RTLS__CONN_OPEN) {
 		/* No close_notify: the stream may have been cut short by an
-		 * attacker or a crash; say so, unlike a clean close. */
-		rtls_conn_peer(c, peer, sizeof(peer));
-		rtls_log(RTLS_LOG_INFO, "tls %s: connection truncated (TCP FIN without close_notify)", peer);
+		 * attacker or a crash; say so, unlike a clean close. An
+		 * upstream's is the proxy's to log (rtls_conn_eof()). */
+		rtls__tls_peer(c, peer, sizeof(peer));
+		rtls_log(t->role == RTLS__TLS_CLIENT ? RTLS_LOG_DEBUG : RTLS_LOG_INFO,
+			 "tls %s: connection truncated (TCP FIN without close_notify)", peer);
 		c->eof_truncated = true;
 	}
 	rtls__deliver_eof(c);
@@ -551,9 +587,9 @@ static void tls_destroy(struct rtls_conn *c)
 		return;
 	rtls__tls_count_unfinished(c, t);
 	if (!rtls__tls_established(t) && c->close_err == -ETIMEDOUT) {
-		char peer[64];
+		char peer[80];
 
-		rtls_conn_peer(c, peer, sizeof(peer));
+		rtls__tls_peer(c, peer, sizeof(peer));
 		rtls_log(RTLS_LOG_DEBUG, "tls %s: handshake timed out", peer);
 	}
 	SSL_free(t->ssl); /* frees both BIOs */
@@ -565,6 +601,16 @@ static void tls_destroy(struct rtls_conn *c)
 	c->tp_state = NULL;
 	c->ctl = NULL;
 	c->ctl_borrowed = false;
+}
+
+/* Outbound: the TCP connection is up; the ClientHello goes out. */
+static void tls_on_connected(struct rtls_conn *c)
+{
+	struct tconn *t = tc(c);
+
+	rtls__timer_arm(c, RTLS_TIMER_HANDSHAKE);
+	if (handshake(c, t) == 0)
+		rtls__kick(c);
 }
 
 static void tls_on_drained(struct rtls_conn *c)
@@ -591,6 +637,7 @@ const struct rtls__transport rtls__tls_user = {
 	.on_record = tls_on_record_user,
 	.on_drained = tls_on_drained,
 	.on_recv_error = rtls__tls_on_recv_error,
+	.on_connected = tls_on_connected,
 };
 
 /* The kernel makes our records: plaintext goes straight to the socket
@@ -609,7 +656,7 @@ const struct rtls__transport rtls__tls_ktx = {
 	.on_sent = ktx_on_sent,
 };
 
-int rtls__tls_conn_attach(struct rtls_conn *c, struct rtls_tls_ctx *x)
+int rtls__tls_conn_attach(struct rtls_conn *c, struct rtls_tls_ctx *x, enum rtls__tls_role role)
 {
 	struct tconn *t;
 	BIO *wbio;
@@ -621,7 +668,9 @@ int rtls__tls_conn_attach(struct rtls_conn *c, struct rtls_tls_ctx *x)
 	if (!t)
 		return -ENOMEM;
 	t->sink = &t->stage;
-	t->role = RTLS__TLS_SERVER; /* phase, tx, rx, close: zero, their first states */
+	t->ctx = x;
+	t->conn = c;
+	t->role = role; /* phase, tx, rx, close: zero, their first states */
 	c->ctl = &t->ctl;
 	c->ctl_borrowed = true;
 	t->ssl = SSL_new(x->ssl[0]);
@@ -637,7 +686,10 @@ int rtls__tls_conn_attach(struct rtls_conn *c, struct rtls_tls_ctx *x)
 	BIO_set_data(t->rbio, t);
 	BIO_set_data(wbio, t);
 	SSL_set_bio(t->ssl, t->rbio, wbio);
-	SSL_set_accept_state(t->ssl);
+	if (role == RTLS__TLS_CLIENT)
+		SSL_set_connect_state(t->ssl);
+	else
+		SSL_set_accept_state(t->ssl);
 	SSL_set_app_data(t->ssl, t);
 	t->out.mark = UINT64_MAX;
 	c->tp = &rtls__tls_user;
@@ -649,6 +701,9 @@ int rtls__tls_conn_attach(struct rtls_conn *c, struct rtls_tls_ctx *x)
 		c->rx_mode = RTLS__RX_EXACT;
 		c->rx_limit = 5;
 	}
-	rtls__timer_arm(c, RTLS_TIMER_HANDSHAKE);
+	/* A client's deadline starts when the TCP connect is done
+	 * (tls_on_connected). */
+	if (role == RTLS__TLS_SERVER)
+		rtls__timer_arm(c, RTLS_TIMER_HANDSHAKE);
 	return 0;
 }

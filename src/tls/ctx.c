@@ -26,7 +26,7 @@
 static const unsigned char sid_ctx[] = "ringtls";
 
 /* The last OpenSSL error as text, and the queue cleared. */
-static const char *ossl_err(char *buf, size_t n)
+const char *rtls__ossl_err(char *buf, size_t n)
 {
 	unsigned long e = ERR_peek_last_error();
 
@@ -39,15 +39,20 @@ static const char *ossl_err(char *buf, size_t n)
 }
 
 /* ALPN: we speak http/1.1 (and, like nginx, accept http/1.0). A client
- * that offers neither gets no_application_protocol (RFC 7301 §3.2). */
+ * that offers neither gets no_application_protocol (RFC 7301 §3.2). A
+ * listener that is not HTTP (TCP mode) selects nothing and lets the
+ * handshake go on, as a server without ALPN would. */
 static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 		   const unsigned char *in, unsigned inlen, void *arg)
 {
 	static const unsigned char ours[] = "\x08http/1.1\x08http/1.0";
+	const struct tconn *t = SSL_get_app_data(ssl);
 	unsigned char *sel;
 
-	(void)ssl;
 	(void)arg;
+	if (t && t->conn && t->conn->listener < t->conn->r->srv->cfg.nlisteners &&
+	    t->conn->r->srv->cfg.listeners[t->conn->listener].no_alpn)
+		return SSL_TLSEXT_ERR_NOACK;
 	if (SSL_select_next_proto(&sel, outlen, ours, sizeof(ours) - 1, in, inlen) !=
 	    OPENSSL_NPN_NEGOTIATED)
 		return SSL_TLSEXT_ERR_ALERT_FATAL;
@@ -172,7 +177,7 @@ static const char *load_err(const char *none, char *buf, size_t n)
 	return buf;
 }
 
-static int load_pair(SSL_CTX *s, const char *cert, const char *key, char *why, size_t n)
+int rtls__ctx_load_pair(SSL_CTX *s, const char *cert, const char *key, char *why, size_t n)
 {
 	char e[256];
 	int ret;
@@ -217,7 +222,7 @@ static int client_auth(SSL_CTX *s, const struct rtls_tls_opts *o, char *why, siz
 	mode = SSL_VERIFY_PEER;
 	if (SSL_CTX_load_verify_locations(s, o->client_ca, NULL) != 1 ||
 	    !(names = SSL_load_client_CA_file(o->client_ca))) {
-		snprintf(why, n, "client CA %s: %s", o->client_ca, ossl_err(e, sizeof(e)));
+		snprintf(why, n, "client CA %s: %s", o->client_ca, rtls__ossl_err(e, sizeof(e)));
 		return -EINVAL;
 	}
 	SSL_CTX_set_client_CA_list(s, names);
@@ -227,36 +232,51 @@ static int client_auth(SSL_CTX *s, const struct rtls_tls_opts *o, char *why, siz
 	return 0;
 }
 
-/* One SSL_CTX with every setting but the certificate. */
-static int ctx_common(struct rtls_tls_ctx *t, SSL_CTX *s, const struct rtls_tls_opts *o,
-		      char *why, size_t n)
+/* What both sides' SSL_CTX share: versions, AEAD-only ciphers, no
+ * renegotiation or compression, and the callbacks the hand-off needs. */
+int rtls__ctx_base(struct rtls_tls_ctx *t, SSL_CTX *s, bool no_tls12, const char *ciphers12,
+		   const char *suites13, char *why, size_t n)
 {
 	char e[256];
-	int ret;
 
-	SSL_CTX_set_min_proto_version(s, o->no_tls12 ? TLS1_3_VERSION : TLS1_2_VERSION);
+	SSL_CTX_set_min_proto_version(s, no_tls12 ? TLS1_3_VERSION : TLS1_2_VERSION);
 	SSL_CTX_set_max_proto_version(s, TLS1_3_VERSION);
-	/* Renegotiation and compression off; no 0-RTT (max_early_data 0).
-	 * RELEASE_BUFFERS frees OpenSSL's record buffers between records, so
+	/* RELEASE_BUFFERS frees OpenSSL's record buffers between records, so
 	 * an idle connection holds less memory. */
-	SSL_CTX_set_options(s, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-				       SSL_OP_CIPHER_SERVER_PREFERENCE);
+	SSL_CTX_set_options(s, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
 	SSL_CTX_set_mode(s, SSL_MODE_RELEASE_BUFFERS);
-	SSL_CTX_set_max_early_data(s, 0);
-	if (SSL_CTX_set_ciphersuites(s, o->ciphersuites13 ? o->ciphersuites13 : DEFAULT_SUITES13) != 1) {
-		snprintf(why, n, "TLS 1.3 cipher suites '%s': %s", o->ciphersuites13, ossl_err(e, sizeof(e)));
+	if (SSL_CTX_set_ciphersuites(s, suites13 ? suites13 : DEFAULT_SUITES13) != 1) {
+		snprintf(why, n, "TLS 1.3 cipher suites '%s': %s", suites13,
+			 rtls__ossl_err(e, sizeof(e)));
 		return -EINVAL;
 	}
-	if (SSL_CTX_set_cipher_list(s, o->ciphers12 ? o->ciphers12 : DEFAULT_CIPHERS12) != 1) {
-		snprintf(why, n, "TLS 1.2 ciphers '%s': %s", o->ciphers12, ossl_err(e, sizeof(e)));
+	if (SSL_CTX_set_cipher_list(s, ciphers12 ? ciphers12 : DEFAULT_CIPHERS12) != 1) {
+		snprintf(why, n, "TLS 1.2 ciphers '%s': %s", ciphers12,
+			 rtls__ossl_err(e, sizeof(e)));
 		return -EINVAL;
 	}
-	SSL_CTX_set_alpn_select_cb(s, alpn_cb, NULL);
 	SSL_CTX_set_info_callback(s, rtls__tls_info_cb);
 	SSL_CTX_set_msg_callback(s, rtls__tls_msg_cb);
 	SSL_CTX_set_app_data(s, t);
 	if (t->ktls_usable)
 		SSL_CTX_set_keylog_callback(s, rtls__tls_keylog_cb);
+	return 0;
+}
+
+/* One SSL_CTX with every setting but the certificate. */
+static int ctx_common(struct rtls_tls_ctx *t, SSL_CTX *s, const struct rtls_tls_opts *o, char *why,
+		      size_t n)
+{
+	char e[256];
+	int ret;
+
+	ret = rtls__ctx_base(t, s, o->no_tls12, o->ciphers12, o->ciphersuites13, why, n);
+	if (ret < 0)
+		return ret;
+	/* No 0-RTT (max_early_data 0). */
+	SSL_CTX_set_options(s, SSL_OP_CIPHER_SERVER_PREFERENCE);
+	SSL_CTX_set_max_early_data(s, 0);
+	SSL_CTX_set_alpn_select_cb(s, alpn_cb, NULL);
 	SSL_CTX_set_tlsext_servername_callback(s, sni_cb);
 	SSL_CTX_set_tlsext_servername_arg(s, t);
 	/* Stateless resumption: tickets only, no server-side cache. */
@@ -266,7 +286,7 @@ static int ctx_common(struct rtls_tls_ctx *t, SSL_CTX *s, const struct rtls_tls_
 		SSL_CTX_set_options(s, SSL_OP_NO_TICKET);
 		SSL_CTX_set_num_tickets(s, 0);
 	} else if ((ret = rtls__tickets_install(t, s)) < 0) {
-		snprintf(why, n, "session tickets: %s", ossl_err(e, sizeof(e)));
+		snprintf(why, n, "session tickets: %s", rtls__ossl_err(e, sizeof(e)));
 		return ret;
 	}
 	return client_auth(s, o, why, n);
@@ -291,7 +311,7 @@ static int add_cert(struct rtls_tls_ctx *t, const struct rtls_tls_opts *o, const
 	ret = ctx_common(t, s, o, why, n);
 	if (ret < 0)
 		return ret;
-	return load_pair(s, cert, key, why, n);
+	return rtls__ctx_load_pair(s, cert, key, why, n);
 }
 
 /* Live SSL objects, counted by OpenSSL's own allocation hooks for SSL
@@ -321,6 +341,26 @@ long rtls_tls_live_ssl(void)
 	return atomic_load(&live_ssl);
 }
 
+/* What a context of either side starts with: its kTLS settings. */
+void rtls__ctx_init(struct rtls_tls_ctx *t, enum rtls_ktls_mode ktls, bool rx_no_rekey,
+		    bool keyless, unsigned key_update_max_rate)
+{
+	pthread_once(&live_once, live_init);
+	t->hooks.conn_size = sizeof(struct tconn);
+	t->ktls = ktls;
+	t->ktls_usable = ktls != RTLS_KTLS_OFF && rtls__ktls_available() == 0;
+	if (t->ktls_usable) {
+		int rekey = -EOPNOTSUPP;
+
+		t->ktls_rekey = rtls__ktls_probe(TLS_1_3_VERSION, TLS_CIPHER_AES_GCM_128, TLS_TX,
+						 &rekey) == 0 &&
+				rekey == 0;
+	}
+	t->ktls_rx_no_rekey = rx_no_rekey;
+	t->keyless = keyless;
+	t->key_update_max_rate = key_update_max_rate ? key_update_max_rate : 100;
+}
+
 int rtls_tls_ctx_new(const struct rtls_tls_opts *o, struct rtls_tls_ctx **out, char *why,
 		     size_t whylen)
 {
@@ -333,22 +373,10 @@ int rtls_tls_ctx_new(const struct rtls_tls_opts *o, struct rtls_tls_ctx **out, c
 		snprintf(why, whylen, "out of memory");
 		return -ENOMEM;
 	}
-	pthread_once(&live_once, live_init);
 	t->hooks.attach = rtls__tls_attach;
-	t->hooks.conn_size = sizeof(struct tconn);
-	t->ktls = o->ktls;
+	rtls__ctx_init(t, o->ktls, o->ktls_rx_no_rekey, o->ktls_keyless, o->key_update_max_rate);
 	t->ktls_zerocopy = o->ktls_zerocopy;
-	t->ktls_usable = o->ktls != RTLS_KTLS_OFF && rtls__ktls_available() == 0;
-	if (t->ktls_usable) {
-		int rekey = -EOPNOTSUPP;
-
-		t->ktls_rekey = rtls__ktls_probe(TLS_1_3_VERSION, TLS_CIPHER_AES_GCM_128, TLS_TX, &rekey) == 0 &&
-				rekey == 0;
-	}
-	t->ktls_rx_no_rekey = o->ktls_rx_no_rekey;
-	t->keyless = o->ktls_keyless;
 	t->key_update_records = o->key_update_records;
-	t->key_update_max_rate = o->key_update_max_rate ? o->key_update_max_rate : 100;
 	t->fail_level = o->handshake_log_level ? (enum rtls_log_level)o->handshake_log_level
 					       : RTLS_LOG_DEBUG;
 	if (!o->no_tickets) {
@@ -390,6 +418,7 @@ void rtls_tls_ctx_free(struct rtls_tls_ctx *t)
 		return;
 	for (unsigned i = 0; i < t->nssl; i++)
 		SSL_CTX_free(t->ssl[i]);
+	rtls__sessions_free(t->sessions);
 	OPENSSL_cleanse(t->keys, sizeof(t->keys));
 	free(t->selfsigned_path);
 	free(t);
@@ -397,7 +426,8 @@ void rtls_tls_ctx_free(struct rtls_tls_ctx *t)
 
 int rtls__tls_attach(struct rtls_conn *c)
 {
-	return rtls__tls_conn_attach(c, (struct rtls_tls_ctx *)(void *)c->r->srv->cfg.tls);
+	return rtls__tls_conn_attach(c, (struct rtls_tls_ctx *)(void *)c->r->srv->cfg.tls,
+				     RTLS__TLS_SERVER);
 }
 
 int rtls_tls_kernel_available(void)

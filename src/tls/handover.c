@@ -36,8 +36,11 @@ void rtls__tls_in_account(struct rtls_conn *c, struct tconn *t, const unsigned c
 	bool hdr_done;
 	size_t take;
 
-	for (; n; p += take, n -= take)
+	for (; n; p += take, n -= take) {
 		take = rtls__rec_step(&t->in, p, n, &hdr_done);
+		if (hdr_done && t->rx_deferred)
+			t->rx_records++; /* under the server's traffic key */
+	}
 	/* A length OpenSSL will reject still needs a bounded read. */
 	c->rx_limit = rtls__rec_want(&t->in);
 }
@@ -68,10 +71,12 @@ static int unhex(const char *s, unsigned char *out, size_t max)
 
 /* OpenSSL's key-log callback: the documented way to learn the TLS 1.3
  * traffic secrets. Only the two application secrets are kept, only until
- * the hand-off; OpenSSL wipes `line` itself. */
+ * the hand-off; OpenSSL wipes `line` itself. The server's secret is ours
+ * on the server side, the peer's on the client side. */
 void rtls__tls_keylog_cb(const SSL *ssl, const char *line)
 {
 	struct tconn *t = SSL_get_app_data(ssl);
+	bool server_secret;
 	const char *sp;
 	unsigned char *dst;
 	bool *have;
@@ -79,16 +84,24 @@ void rtls__tls_keylog_cb(const SSL *ssl, const char *line)
 
 	if (!t)
 		return;
-	if (strncmp(line, "SERVER_TRAFFIC_SECRET_0 ", 24) == 0) {
-		dst = t->srv_secret;
-		have = &t->have_srv_secret;
-		/* Our Finished has been written: later records use this key. */
-		rtls__rec_tx_mark(&t->out);
-	} else if (strncmp(line, "CLIENT_TRAFFIC_SECRET_0 ", 24) == 0) {
-		dst = t->cli_secret;
-		have = &t->have_cli_secret;
-	} else {
+	if (strncmp(line, "SERVER_TRAFFIC_SECRET_0 ", 24) == 0)
+		server_secret = true;
+	else if (strncmp(line, "CLIENT_TRAFFIC_SECRET_0 ", 24) == 0)
+		server_secret = false;
+	else
 		return;
+	if (server_secret == (t->role == RTLS__TLS_SERVER)) {
+		dst = t->tx_secret;
+		have = &t->have_tx_secret;
+		/* Server: our Finished has been written, later records use
+		 * this key. A client learns both secrets on reading the
+		 * server's Finished, before writing its own: its mark is
+		 * set when the handshake returns (on_established). */
+		if (t->role == RTLS__TLS_SERVER)
+			rtls__rec_tx_mark(&t->out);
+	} else {
+		dst = t->rx_secret;
+		have = &t->have_rx_secret;
 	}
 	sp = strchr(line + 24, ' ');
 	if (!sp)
@@ -101,7 +114,7 @@ void rtls__tls_keylog_cb(const SSL *ssl, const char *line)
  * go to RTLS__TLS_WANT_KERNEL. */
 void rtls__tls_decide(struct rtls_conn *c, struct tconn *t)
 {
-	struct rtls_tls_ctx *x = (struct rtls_tls_ctx *)(void *)c->r->srv->cfg.tls;
+	struct rtls_tls_ctx *x = t->ctx;
 	struct rtls__ktls_suite s;
 	bool tx, rx;
 
@@ -120,6 +133,12 @@ void rtls__tls_decide(struct rtls_conn *c, struct tconn *t)
 		rtls__tls_set_tx(t, RTLS__TLS_WANT_KERNEL);
 	if (rx)
 		rtls__tls_set_rx(t, RTLS__TLS_WANT_KERNEL);
+	/* A TLS 1.3 server sends its NewSessionTickets after our Finished,
+	 * under its traffic key: the kernel would deliver them as records
+	 * that only OpenSSL can turn into a session. RX stays here until
+	 * the first such record has been read (rtls__tls_switch_rx_late). */
+	t->rx_deferred = rx && t->role == RTLS__TLS_CLIENT && s.version == TLS1_3_VERSION &&
+			 t->ctx->sessions;
 }
 
 /* A direction that was wanted stays in userspace (no key, no ULP). */
@@ -144,36 +163,50 @@ static void derive(struct rtls_conn *c, struct tconn *t, struct rtls__ktls_info 
 		return;
 	}
 	if (s.version == TLS1_2_VERSION) {
-		/* The client's Finished was its record 0 under these keys. */
+		/* The peer's Finished was its record 0 under these keys. */
 		if (t->out.mark == UINT64_MAX ||
-		    rtls__ktls_info_tls12(t->ssl, &s, t->out.records, 1, tx, rx) < 0)
+		    rtls__ktls_info_tls12(t->ssl, &s, t->role == RTLS__TLS_SERVER, t->out.records,
+					  1, tx, rx) < 0)
 			stay_user(c, t, true, true, RTLS_STATS_KTLS_KEY);
 		return;
 	}
 	if (t->tx == RTLS__TLS_WANT_KERNEL &&
-	    (!t->have_srv_secret || t->out.mark == UINT64_MAX ||
-	     rtls__ktls_info_tls13(&s, t->srv_secret, t->out.records, tx) < 0))
+	    (!t->have_tx_secret || t->out.mark == UINT64_MAX ||
+	     rtls__ktls_info_tls13(&s, t->tx_secret, t->out.records, tx) < 0))
 		stay_user(c, t, true, false, RTLS_STATS_KTLS_KEY);
-	if (t->rx == RTLS__TLS_WANT_KERNEL &&
-	    (!t->have_cli_secret || rtls__ktls_info_tls13(&s, t->cli_secret, 0, rx) < 0))
+	if (t->rx == RTLS__TLS_WANT_KERNEL && !t->rx_deferred &&
+	    (!t->have_rx_secret || rtls__ktls_info_tls13(&s, t->rx_secret, 0, rx) < 0))
 		stay_user(c, t, false, true, RTLS_STATS_KTLS_KEY);
 }
 
 static void fallback(struct rtls_conn *c, const char *dir, int err)
 {
-	struct rtls_tls_ctx *x = (struct rtls_tls_ctx *)(void *)c->r->srv->cfg.tls;
-	char peer[64];
+	struct rtls_tls_ctx *x = ((struct tconn *)c->tp_state)->ctx;
+	char peer[80];
 
-	rtls_conn_peer(c, peer, sizeof(peer));
+	rtls__tls_peer(c, peer, sizeof(peer));
 	rtls_log(x->ktls == RTLS_KTLS_ON ? RTLS_LOG_WARN : RTLS_LOG_DEBUG,
 		 "tls %s: kernel %s not available (%s): staying in userspace", peer, dir, strerror(-err));
+}
+
+/* Both directions in the kernel: no key material may stay in this
+ * process, and OpenSSL's SSL object holds it. OpenSSL takes an SSL freed
+ * without a close_notify sent for a session cut short and makes it
+ * unresumable (ssl_clear_bad_session): this one is healthy, and a client
+ * keeps its session to resume. */
+static void free_ssl(struct tconn *t)
+{
+	SSL_set_shutdown(t->ssl, SSL_SENT_SHUTDOWN);
+	SSL_free(t->ssl);
+	t->ssl = NULL;
+	t->rbio = NULL;
 }
 
 /* Programs the socket. Runs when the handshake's last flight has been
  * sent, with no receive armed, so both stream positions are exact. */
 void rtls__tls_switch(struct rtls_conn *c, struct tconn *t)
 {
-	struct rtls_tls_ctx *x = (struct rtls_tls_ctx *)(void *)c->r->srv->cfg.tls;
+	struct rtls_tls_ctx *x = t->ctx;
 	struct rtls__ktls_info tx, rx;
 	int ret = 0;
 
@@ -204,7 +237,7 @@ void rtls__tls_switch(struct rtls_conn *c, struct tconn *t)
 			stay_user(c, t, true, false, RTLS_STATS_KTLS_REFUSED);
 		}
 	}
-	if (t->rx == RTLS__TLS_WANT_KERNEL) {
+	if (t->rx == RTLS__TLS_WANT_KERNEL && !t->rx_deferred) {
 		ret = rtls__ktls_set(c->fd, TLS_RX, &rx);
 		if (ret == 0) {
 			rtls__tls_set_rx(t, RTLS__TLS_KERNEL);
@@ -216,25 +249,75 @@ void rtls__tls_switch(struct rtls_conn *c, struct tconn *t)
 	}
 	OPENSSL_cleanse(&tx, sizeof(tx));
 	OPENSSL_cleanse(&rx, sizeof(rx));
-	rtls__ku_prepare(c, t, t->have_srv_secret ? t->srv_secret : NULL,
-			 t->have_cli_secret ? t->cli_secret : NULL);
-	OPENSSL_cleanse(t->srv_secret, sizeof(t->srv_secret));
-	OPENSSL_cleanse(t->cli_secret, sizeof(t->cli_secret));
-	t->have_srv_secret = t->have_cli_secret = false;
-	if (rtls__tls_tx_kernel(t) && rtls__tls_rx_kernel(t)) {
-		/* Both directions in the kernel: no key material may stay in
-		 * this process, and OpenSSL's SSL object holds it. */
-		SSL_free(t->ssl);
-		t->ssl = NULL;
-		t->rbio = NULL;
+	rtls__ku_prepare(c, t, t->have_tx_secret ? t->tx_secret : NULL,
+			 t->have_rx_secret ? t->rx_secret : NULL);
+	OPENSSL_cleanse(t->tx_secret, sizeof(t->tx_secret));
+	t->have_tx_secret = false;
+	if (t->rx != RTLS__TLS_WANT_KERNEL) {
+		OPENSSL_cleanse(t->rx_secret, sizeof(t->rx_secret));
+		t->have_rx_secret = false;
 	}
-	c->rx_mode = rtls__tls_rx_kernel(t) ? RTLS__RX_MSG : RTLS__RX_MULTISHOT;
+	if (rtls__tls_tx_kernel(t) && rtls__tls_rx_kernel(t))
+		free_ssl(t);
+	/* A deferred RX keeps reading record by record, so that nothing
+	 * after the record that lets it switch leaves the socket. */
+	c->rx_mode = rtls__tls_rx_kernel(t)           ? RTLS__RX_MSG
+		     : t->rx == RTLS__TLS_WANT_KERNEL ? RTLS__RX_EXACT
+						      : RTLS__RX_MULTISHOT;
+	c->rx_kernel_later = t->rx == RTLS__TLS_WANT_KERNEL;
 	rtls__tls_log_open(c, t);
 	if (rtls__handler_open(c) < 0 || c->state != RTLS__CONN_OPEN)
 		return;
+	/* A client's bytes, and its end, from during the handshake: a
+	 * close_notify wanted then is the kernel's to send now. */
+	if (t->close == RTLS__TLS_CLOSE_WANTED && rtls__tls_tx_kernel(t))
+		rtls__tls_ktx_shutdown(c);
+	if (rtls_conn_pending(c) || c->wr_shut)
+		rtls__kick(c);
 	if (!rtls__tls_rx_kernel(t))
 		rtls__tls_read_records(c, t, NULL); /* anything OpenSSL already holds */
-	rtls__conn_recv_arm(c);
+	if (c->state == RTLS__CONN_OPEN)
+		rtls__conn_recv_arm(c);
+}
+
+/* Client, TLS 1.3: RX to the kernel once a record under the server's
+ * traffic key has been read here and nothing is left inside OpenSSL or
+ * behind it (called after each userspace read while RX is deferred). The
+ * kernel's sequence number is the count of those records. If the server
+ * updated its key meanwhile, the secret kept is stale: RX stays here. */
+void rtls__tls_switch_rx_late(struct rtls_conn *c, struct tconn *t)
+{
+	struct rtls__ktls_info rx;
+	int ret;
+
+	if (t->rx != RTLS__TLS_WANT_KERNEL || !t->rx_records || c->state != RTLS__CONN_OPEN ||
+	    rtls__tls_failed(t) || !t->ssl)
+		return;
+	if (!rtls__rec_at_boundary(&t->in) || BIO_ctrl_pending(t->rbio) || SSL_has_pending(t->ssl))
+		return; /* the next read ends at a boundary */
+	if (!t->have_rx_secret || t->peer_updated ||
+	    rtls__ktls_info_tls13(&t->suite, t->rx_secret, t->rx_records, &rx) < 0) {
+		stay_user(c, t, false, true, RTLS_STATS_KTLS_KEY);
+	} else {
+		ret = rtls__ktls_set(c->fd, TLS_RX, &rx);
+		if (ret == 0) {
+			rtls__tls_set_rx(t, RTLS__TLS_KERNEL);
+			RTLS__COUNT_AT(c->r, ktls_offloaded, RTLS_STATS_RX);
+		} else {
+			fallback(c, "RX", ret);
+			stay_user(c, t, false, true, RTLS_STATS_KTLS_REFUSED);
+		}
+	}
+	OPENSSL_cleanse(&rx, sizeof(rx));
+	t->rx_deferred = false;
+	rtls__ku_prepare_rx(c, t, rtls__tls_rx_kernel(t) ? t->rx_secret : NULL);
+	OPENSSL_cleanse(t->rx_secret, sizeof(t->rx_secret));
+	t->have_rx_secret = false;
+	if (rtls__tls_tx_kernel(t) && rtls__tls_rx_kernel(t))
+		free_ssl(t);
+	c->rx_mode = rtls__tls_rx_kernel(t) ? RTLS__RX_MSG : RTLS__RX_MULTISHOT;
+	rtls__tls_log_open(c, t);
+	rtls__fwd_later(c);
 }
 
 /* Sends one alert through the kernel (TX offloaded), fatal level. */
@@ -260,9 +343,9 @@ void rtls__tls_ktx_shutdown(struct rtls_conn *c)
 /* Ends the connection after a protocol error seen on kernel RX. */
 static void rx_fail(struct rtls_conn *c, struct tconn *t, uint8_t alert, const char *what)
 {
-	char peer[64];
+	char peer[80];
 
-	rtls_conn_peer(c, peer, sizeof(peer));
+	rtls__tls_peer(c, peer, sizeof(peer));
 	rtls_log(RTLS_LOG_INFO, "tls %s: %s", peer, what);
 	rtls__tls_set_phase(t, RTLS__TLS_FAILED);
 	rtls__tls_alert(c, t, alert);
@@ -275,9 +358,9 @@ static void rx_fail(struct rtls_conn *c, struct tconn *t, uint8_t alert, const c
 /* The peer's alert other than close_notify: the stream ends. */
 static void on_alert(struct rtls_conn *c, struct tconn *t, const struct rtls__rec_verdict *v)
 {
-	char peer[64];
+	char peer[80];
 
-	rtls_conn_peer(c, peer, sizeof(peer));
+	rtls__tls_peer(c, peer, sizeof(peer));
 	rtls_log(RTLS_LOG_INFO, "tls %s: received %s alert: %s", peer, v->level == 1 ? "warning" : "fatal",
 		 SSL_alert_desc_string_long(v->desc));
 	rtls__tls_set_phase(t, RTLS__TLS_FAILED);
@@ -292,6 +375,13 @@ void rtls__tls_on_record(struct rtls_conn *c, struct rtls_buf *raw, int type)
 	struct tconn *t = c->tp_state;
 	struct rtls__rec_verdict v;
 
+	if (type == RTLS_CT_HANDSHAKE && t->role == RTLS__TLS_CLIENT && t->is13 &&
+	    rtls__rec_tickets_only((const unsigned char *)raw->data, raw->len)) {
+		/* More tickets after the one read in userspace: the session
+		 * kept already resumes; these are dropped. */
+		rtls_buf_release(c, raw);
+		return;
+	}
 	rtls__rec_classify(type, (const unsigned char *)raw->data, raw->len, t->is13, &v);
 	if (v.action == RTLS_REC_DATA) {
 		rtls__deliver(c, raw);

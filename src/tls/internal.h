@@ -36,21 +36,38 @@ struct rtls_tls_ctx {
 	bool keyless;                 /* keep no next secrets: KeyUpdate closes */
 	uint64_t key_update_records;  /* our KeyUpdate after this many records */
 	unsigned key_update_max_rate; /* peer KeyUpdates per second */
+	bool client;                  /* rtls_tls_client_ctx_new(): ssl[0] connects */
+	struct rtls__sessions *sessions; /* client: sessions to resume, or NULL */
 };
 
 /* ctx.c */
 int rtls__tls_attach(struct rtls_conn *c);
+void rtls__ctx_init(struct rtls_tls_ctx *t, enum rtls_ktls_mode ktls, bool rx_no_rekey,
+		    bool keyless, unsigned key_update_max_rate);
+int rtls__ctx_base(struct rtls_tls_ctx *t, SSL_CTX *s, bool no_tls12, const char *ciphers12,
+		   const char *suites13, char *why, size_t n);
+int rtls__ctx_load_pair(SSL_CTX *s, const char *cert, const char *key, char *why, size_t n);
+const char *rtls__ossl_err(char *buf, size_t n);
 
 /* tickets.c */
 int rtls__tickets_load(struct rtls_tls_ctx *t, const char *file, char *why, size_t n);
 int rtls__tickets_generate(struct rtls_tls_ctx *t);
 int rtls__tickets_install(struct rtls_tls_ctx *t, SSL_CTX *ssl);
 
+struct tconn;
+
+/* client.c: the client side's context, sessions and attach. */
+int rtls__tls_attach_client(struct rtls_conn *c, void *ctx, const char *name);
+void rtls__sessions_free(struct rtls__sessions *s);
+void rtls__tls_verify_why(const struct tconn *t, char *buf, size_t n);
+
 /* selfsigned.c */
 int rtls__selfsigned(const char *dir, char **cert_path, char **key_path, char *why, size_t n);
 
 /* Per-connection TLS state (the transport's c->tp_state). */
 struct tconn {
+	struct rtls_tls_ctx *ctx;  /* the listener's, or the client context */
+	struct rtls_conn *conn;    /* whose state this is */
 	SSL *ssl;                  /* NULL once both directions are in the kernel */
 	BIO *rbio;                 /* network → OpenSSL (the source BIO) */
 	/* The source BIO reads the received buffer in place: `src` points
@@ -73,12 +90,20 @@ struct tconn {
 	/* Fixed once, at the end of the handshake. */
 	bool resumed;
 	bool is13;                 /* TLS 1.3 negotiated */
-	/* Whether srv_secret/cli_secret hold a secret: OpenSSL's key-log
+	/* Whether tx_secret/rx_secret hold a secret: OpenSSL's key-log
 	 * callback may report either, in its own order, during the
-	 * handshake; they are wiped at the switch (or at destroy). */
-	bool have_srv_secret, have_cli_secret;
+	 * handshake; they are wiped at the switch (or at destroy). Ours is
+	 * SERVER_TRAFFIC_SECRET_0 on the server side, CLIENT_... on the
+	 * client side. */
+	bool have_tx_secret, have_rx_secret;
+	/* Client, TLS 1.3: RX goes to the kernel only after the server's
+	 * first record under its traffic key (its NewSessionTicket, kept
+	 * for resumption) has been read here; rx_records counts those. */
+	bool rx_deferred;
+	uint32_t rx_records;
+	uint64_t sess_hash;        /* client: the sessions key (address, name) */
 	uint16_t last_alert;       /* (level << 8) | description, last one sent */
-	unsigned char srv_secret[48], cli_secret[48]; /* TLS 1.3, wiped at switch */
+	unsigned char tx_secret[48], rx_secret[48]; /* TLS 1.3, wiped at switch */
 	/* our output stream, parsed to count records under the traffic key
 	 * (out.mark: where the application epoch starts; out.records: the
 	 * records sent under the traffic key) */
@@ -89,6 +114,7 @@ struct tconn {
 	 * reports from inside SSL_read, acted on once the read has returned
 	 * (rtls__ku_after_read): the phase must not change under OpenSSL. */
 	bool peer_asked_update;    /* userspace RX saw update_requested */
+	bool peer_updated;         /* userspace RX saw any KeyUpdate (stays set) */
 	bool flood;                /* KeyUpdate rate exceeded (stays set) */
 	unsigned char next_tx[48], next_rx[48]; /* next generation only: valid
 				    * in tx/rx RTLS__TLS_KERNEL_NEXT, _UPDATING */
@@ -100,7 +126,9 @@ struct tconn {
 	uint32_t pre_records;      /* records OpenSSL sent under this TX key */
 	const char *version, *cipher; /* static strings from OpenSSL */
 	char alpn[16];
-	char sni[64];              /* longer names are cut (query/log only) */
+	char sni[64];              /* longer names are cut (query/log only);
+				    * a client's: the name it checks */
+	bool no_sni;               /* a client checking an IP: none was sent */
 	struct rtls__ctl ctl;      /* RECVMSG/SENDMSG headers for kernel TLS */
 	char *subject;             /* verified client certificate subject */
 };
@@ -153,6 +181,7 @@ static inline bool rtls__tls_rx_kernel(const struct tconn *t)
 }
 
 /* conn.c */
+void rtls__tls_peer(const struct rtls_conn *c, char *out, size_t n);
 void rtls__tls_fail(struct rtls_conn *c, struct tconn *t, const char *when);
 void rtls__tls_read_records(struct rtls_conn *c, struct tconn *t, struct rtls_buf *raw);
 void rtls__tls_log_open(struct rtls_conn *c, struct tconn *t);
@@ -161,6 +190,7 @@ extern const struct rtls__transport rtls__tls_user, rtls__tls_ktx;
 /* keyupdate.c */
 void rtls__ku_prepare(struct rtls_conn *c, struct tconn *t, const unsigned char *tx_secret,
 		      const unsigned char *rx_secret);
+void rtls__ku_prepare_rx(struct rtls_conn *c, struct tconn *t, const unsigned char *rx_secret);
 void rtls__ku_kernel_rx(struct rtls_conn *c, struct tconn *t, bool update_requested);
 void rtls__ku_after_read(struct rtls_conn *c, struct tconn *t);
 void rtls__ku_seg_sent(struct rtls_conn *c);
@@ -185,12 +215,13 @@ void rtls__tls_sink_account(struct tconn *t, const unsigned char *p, size_t n);
 void rtls__tls_in_account(struct rtls_conn *c, struct tconn *t, const unsigned char *p, size_t n);
 void rtls__tls_decide(struct rtls_conn *c, struct tconn *t);
 void rtls__tls_switch(struct rtls_conn *c, struct tconn *t);
+void rtls__tls_switch_rx_late(struct rtls_conn *c, struct tconn *t);
 void rtls__tls_on_record(struct rtls_conn *c, struct rtls_buf *raw, int type);
 int rtls__tls_on_recv_error(struct rtls_conn *c, int err);
 void rtls__tls_ktx_shutdown(struct rtls_conn *c);
 void rtls__tls_alert(struct rtls_conn *c, struct tconn *t, uint8_t desc);
 void rtls__tls_info_cb(const SSL *ssl, int where, int ret);
 void rtls__tls_keylog_cb(const SSL *ssl, const char *line);
-int rtls__tls_conn_attach(struct rtls_conn *c, struct rtls_tls_ctx *t);
+int rtls__tls_conn_attach(struct rtls_conn *c, struct rtls_tls_ctx *t, enum rtls__tls_role role);
 
 #endif

@@ -29,33 +29,41 @@ static int next_secret(const struct rtls__ktls_suite *s, unsigned char *secret)
 	return ret;
 }
 
+/* Whether the kernel takes a second TLS_TX/TLS_RX (6.14+), and we may
+ * keep the secrets that need. */
+static bool can_rekey(const struct tconn *t)
+{
+	return t->ctx->ktls_rekey && !t->ctx->keyless && t->suite.version == TLS1_3_VERSION;
+}
+
 /* At the hand-off: keep the next generation of the secrets that went to
  * the kernel, if the kernel can ever use them. */
 void rtls__ku_prepare(struct rtls_conn *c, struct tconn *t, const unsigned char *tx_secret,
 		      const unsigned char *rx_secret)
 {
-	struct rtls_tls_ctx *x = (struct rtls_tls_ctx *)(void *)c->r->srv->cfg.tls;
-	/* The kernel takes a second TLS_TX/TLS_RX (6.14+), and we may keep
-	 * the secrets that need. */
-	bool can_rekey = x->ktls_rekey && !x->keyless && t->suite.version == TLS1_3_VERSION;
-
 	/* Usage of the current TX key so far: OpenSSL's records after the
 	 * epoch began (tickets), then whatever the kernel sends from here. */
 	t->tx_ops_base = c->tx_ops;
 	t->tx_bytes_base = c->tx_bytes;
 	t->pre_records = t->out.records;
-	if (!can_rekey)
+	if (!can_rekey(t))
 		return;
 	if (tx_secret && rtls__tls_tx_kernel(t)) {
 		memcpy(t->next_tx, tx_secret, t->suite.hash_len);
 		if (next_secret(&t->suite, t->next_tx) == 0)
 			rtls__tls_set_tx(t, RTLS__TLS_KERNEL_NEXT);
 	}
-	if (rx_secret && rtls__tls_rx_kernel(t)) {
-		memcpy(t->next_rx, rx_secret, t->suite.hash_len);
-		if (next_secret(&t->suite, t->next_rx) == 0)
-			rtls__tls_set_rx(t, RTLS__TLS_KERNEL_NEXT);
-	}
+	rtls__ku_prepare_rx(c, t, rx_secret);
+}
+
+void rtls__ku_prepare_rx(struct rtls_conn *c, struct tconn *t, const unsigned char *rx_secret)
+{
+	(void)c;
+	if (!rx_secret || !rtls__tls_rx_kernel(t) || !can_rekey(t))
+		return;
+	memcpy(t->next_rx, rx_secret, t->suite.hash_len);
+	if (next_secret(&t->suite, t->next_rx) == 0)
+		rtls__tls_set_rx(t, RTLS__TLS_KERNEL_NEXT);
 }
 
 /* Installs the next key for one direction and steps the secret on. */
@@ -86,9 +94,9 @@ static int install_next(struct rtls_conn *c, struct tconn *t, int dir)
  * rekey can still send correctly) and one log line. */
 void rtls__tls_close_clean(struct rtls_conn *c, struct tconn *t, const char *why)
 {
-	char peer[64];
+	char peer[80];
 
-	rtls_conn_peer(c, peer, sizeof(peer));
+	rtls__tls_peer(c, peer, sizeof(peer));
 	rtls_log(RTLS_LOG_INFO, "tls %s: %s: closing", peer, why);
 	(void)t;
 	rtls_conn_close(c); /* queues close_notify through the transport */
@@ -166,10 +174,10 @@ static bool rate_ok(const struct rtls_tls_ctx *x, struct tconn *t)
 
 static void flood_close(struct rtls_conn *c, struct tconn *t)
 {
-	struct rtls_tls_ctx *x = (struct rtls_tls_ctx *)(void *)c->r->srv->cfg.tls;
-	char peer[64];
+	struct rtls_tls_ctx *x = t->ctx;
+	char peer[80];
 
-	rtls_conn_peer(c, peer, sizeof(peer));
+	rtls__tls_peer(c, peer, sizeof(peer));
 	rtls_log(RTLS_LOG_INFO, "tls %s: more than %u KeyUpdates in a second: cut off", peer,
 		 x->key_update_max_rate);
 	rtls__tls_set_phase(t, RTLS__TLS_FAILED);
@@ -184,7 +192,7 @@ void rtls__ku_kernel_rx(struct rtls_conn *c, struct tconn *t, bool update_reques
 	int ret;
 
 	RTLS__COUNT(c->r, key_updates_received);
-	if (!rate_ok((struct rtls_tls_ctx *)(void *)c->r->srv->cfg.tls, t)) {
+	if (!rate_ok(t->ctx, t)) {
 		flood_close(c, t);
 		return;
 	}
@@ -220,12 +228,12 @@ void rtls__ku_after_read(struct rtls_conn *c, struct tconn *t)
 /* Our own KeyUpdate before the AEAD limit for the cipher (§5.5). */
 void rtls__ku_check_limits(struct rtls_conn *c, struct tconn *t)
 {
-	struct rtls_tls_ctx *x = (struct rtls_tls_ctx *)(void *)c->r->srv->cfg.tls;
-	uint64_t limit = x->key_update_records, used;
+	uint64_t limit, used;
 
 	if (!t || !rtls__tls_established(t) || rtls__tls_failed(t) ||
 	    t->tx == RTLS__TLS_KERNEL_UPDATING || c->state != RTLS__CONN_OPEN)
 		return;
+	limit = t->ctx->key_update_records;
 	if (!limit) {
 		if (t->suite.cipher == TLS_CIPHER_CHACHA20_POLY1305)
 			return; /* its limit is beyond any connection's life */
@@ -271,6 +279,7 @@ void rtls__tls_msg_cb(int write_p, int version, int content_type, const void *bu
 			       1);
 	if (write_p)
 		return;
+	t->peer_updated = true;
 	rate_ok(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)), t);
 	if (m[4] == 1)
 		t->peer_asked_update = true;

@@ -201,7 +201,7 @@ int rtls__ktls_info_tls13(const struct rtls__ktls_suite *s, const unsigned char 
 	return ret;
 }
 
-int rtls__ktls_info_tls12(SSL *ssl, const struct rtls__ktls_suite *s, uint64_t tx_seq,
+int rtls__ktls_info_tls12(SSL *ssl, const struct rtls__ktls_suite *s, bool server, uint64_t tx_seq,
 			  uint64_t rx_seq, struct rtls__ktls_info *tx, struct rtls__ktls_info *rx)
 {
 	unsigned char kb[2 * 32 + 2 * 12];
@@ -212,8 +212,8 @@ int rtls__ktls_info_tls12(SSL *ssl, const struct rtls__ktls_suite *s, uint64_t t
 		const unsigned char *ckey = kb, *skey = kb + s->key_len;
 		const unsigned char *civ = kb + (size_t)2 * s->key_len, *siv = civ + s->iv_len;
 
-		fill_info(s, skey, siv, tx_seq, tx); /* we are the server */
-		fill_info(s, ckey, civ, rx_seq, rx);
+		fill_info(s, server ? skey : ckey, server ? siv : civ, tx_seq, tx);
+		fill_info(s, server ? ckey : skey, server ? civ : siv, rx_seq, rx);
 	}
 	OPENSSL_cleanse(kb, sizeof(kb));
 	return ret;

@@ -4,6 +4,7 @@
 
 #include <linux/tls.h>
 #include <openssl/ssl.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 /* What the kernel needs to know about a negotiated suite. */
@@ -33,7 +34,8 @@ int rtls__hkdf_expand_label(const char *md, const unsigned char *secret, size_t 
 			    const char *label, unsigned char *out, size_t n);
 int rtls__ktls_info_tls13(const struct rtls__ktls_suite *s, const unsigned char *secret,
 			  uint64_t seq, struct rtls__ktls_info *out);
-int rtls__ktls_info_tls12(SSL *ssl, const struct rtls__ktls_suite *s, uint64_t tx_seq,
+/* server: our side's role (which half of the key block is ours). */
+int rtls__ktls_info_tls12(SSL *ssl, const struct rtls__ktls_suite *s, bool server, uint64_t tx_seq,
 			  uint64_t rx_seq, struct rtls__ktls_info *tx, struct rtls__ktls_info *rx);
 int rtls__ktls_ulp(int fd);
 /* dir: TLS_TX or TLS_RX. Irreversible on success. */

@@ -6,6 +6,7 @@
 
 #include "record.h"
 
+#define HS_NEW_SESSION_TICKET 4
 #define HS_KEY_UPDATE 24
 
 /* Alert descriptions we send (RFC 8446 §6.2). */
@@ -135,4 +136,22 @@ void rtls__rec_classify(int type, const unsigned char *p, size_t n, bool is13,
 		fail(v, AD_UNEXPECTED_MESSAGE, "unexpected record type");
 		break;
 	}
+}
+
+bool rtls__rec_tickets_only(const unsigned char *p, size_t n)
+{
+	if (n == 0)
+		return false;
+	while (n) {
+		size_t len;
+
+		if (n < 4 || p[0] != HS_NEW_SESSION_TICKET)
+			return false;
+		len = (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+		if (len > n - 4)
+			return false; /* cut: a message must not span records here */
+		p += 4 + len;
+		n -= 4 + len;
+	}
+	return true;
 }

@@ -86,4 +86,9 @@ struct rtls__rec_verdict {
 void rtls__rec_classify(int type, const unsigned char *p, size_t n, bool is13,
 			struct rtls__rec_verdict *v);
 
+/* Whether the handshake record p[0..n) holds only whole NewSessionTicket
+ * messages (RFC 8446 §4.6.1): what a TLS 1.3 client may ignore when the
+ * kernel reads its records (it keeps the session it already has). */
+bool rtls__rec_tickets_only(const unsigned char *p, size_t n);
+
 #endif

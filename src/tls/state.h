@@ -8,8 +8,10 @@
  *   close   our close_notify
  *
  * Every change goes through rtls__tls_set_*(), which checks the edge in
- * debug builds. The role (server; the client side comes later) is a field
- * of its own, so it does not double these states. DESIGN.md has the
+ * debug builds. The role (server, or client for rtls_conn_connect_tls())
+ * is a field of its own, so it does not double these states: the
+ * differences are which secret is ours, where our application epoch
+ * starts, and when a TLS 1.3 client's RX may go to the kernel. DESIGN.md has the
  * picture. */
 #ifndef RTLS_TLS_STATE_H
 #define RTLS_TLS_STATE_H
@@ -20,6 +22,7 @@
 
 enum rtls__tls_role {
 	RTLS__TLS_SERVER = 0,
+	RTLS__TLS_CLIENT, /* rtls_conn_connect_tls() */
 };
 
 enum rtls__tls_phase {

@@ -63,8 +63,7 @@ static enum rtls_stats_ktls_fallback not_tried(const struct rtls_tls_ctx *x, con
 
 void rtls__tls_count_done(struct rtls_conn *c, const struct tconn *t)
 {
-	const struct rtls_tls_ctx *x =
-		(const struct rtls_tls_ctx *)(const void *)c->r->srv->cfg.tls;
+	const struct rtls_tls_ctx *x = t->ctx;
 	enum rtls__tls_path path[2] = { t->tx, t->rx };
 
 	RTLS__COUNT_AT(c->r, tls_handshakes, (size_t)version_of(t) * 2 + (t->resumed ? 1 : 0));

@@ -944,7 +944,8 @@ def start_error(args):
 def part_j(t, e):
     cases = (
         ("127.0.0.1:0", r"expected LISTEN=UPSTREAM"),
-        ("127.0.0.1:0=tls://127.0.0.1:1", r"TLS to upstreams is not supported yet"),
+        # TCP mode's TLS upstream is tls://, not an HTTP URL.
+        ("127.0.0.1:0=https://127.0.0.1:1", r"a path or user in an upstream URL"),
         ("=127.0.0.1:1", r"expected LISTEN=UPSTREAM"),
         ("127.0.0.1:0=no-such-host.invalid:80", r"no-such-host\.invalid"),
         ("127.0.0.1:0=127.0.0.1", r"port"),

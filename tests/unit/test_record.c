@@ -42,6 +42,22 @@ static const struct ccase cases[] = {
 	{ "heartbeat", 24, false, "\x01", 1, RTLS_REC_FAIL, 10 },
 };
 
+/* A TLS 1.3 client's kernel RX drops NewSessionTickets, only whole ones
+ * and only when nothing else shares the record. */
+static void test_tickets_only(void)
+{
+	CHECK(rtls__rec_tickets_only((const unsigned char *)"\x04\x00\x00\x02\xaa\xbb", 6));
+	CHECK(rtls__rec_tickets_only((const unsigned char *)"\x04\x00\x00\x00\x04\x00\x00\x01\x01",
+				     9));
+	CHECK(!rtls__rec_tickets_only((const unsigned char *)"", 0));
+	CHECK(!rtls__rec_tickets_only((const unsigned char *)"\x04\x00\x00\x03\xaa", 5)); /* cut */
+	CHECK(!rtls__rec_tickets_only((const unsigned char *)"\x04\x00\x00", 3));
+	/* a ticket, then a KeyUpdate: the KeyUpdate must not be lost */
+	CHECK(!rtls__rec_tickets_only((const unsigned char *)"\x04\x00\x00\x00\x18\x00\x00\x01\x00",
+				      9));
+	CHECK(!rtls__rec_tickets_only((const unsigned char *)"\x18\x00\x00\x01\x00", 5));
+}
+
 static void test_classify(void)
 {
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -150,6 +166,7 @@ static void test_cmsg(void)
 int main(void)
 {
 	test_classify();
+	test_tickets_only();
 	test_tx_count();
 	test_want();
 	test_cmsg();
