@@ -294,11 +294,18 @@ static int handshake(struct rtls_conn *c, struct tconn *t)
 	}
 }
 
+/* Whether the unread input is exactly one whole record. */
+static bool one_record(const struct tconn *t)
+{
+	return t->src_len >= 5 && (size_t)5 + ((size_t)t->src[3] << 8 | t->src[4]) == t->src_len;
+}
+
 /* Decrypts everything buffered and hands it to the handler. The first
  * chunk reuses `raw` (its ciphertext is already in the BIO). */
 void rtls__tls_read_records(struct rtls_conn *c, struct tconn *t, struct rtls_buf *raw)
 {
 	size_t ring_cap = c->r->bufs.size;
+	struct rtls_buf *hold = NULL;
 
 	/* In place only when the record this read decrypts starts in `raw`:
 	 * then it takes more bytes from `raw` than its plaintext fills. A
@@ -307,16 +314,16 @@ void rtls__tls_read_records(struct rtls_conn *c, struct tconn *t, struct rtls_bu
 	 * plaintext would overwrite ciphertext not yet read. One partial
 	 * record SSL_has_pending() does not report is safe: a bare 5-byte
 	 * header, whose whole body is then in `raw` and longer than its
-	 * plaintext (AEAD tag, TLS 1.3 type byte). */
-	if (raw && (SSL_has_pending(t->ssl) || spilled(t))) {
-		int ret = source_done(t);
-
-		rtls_buf_release(c, raw);
+	 * plaintext (AEAD tag, TLS 1.3 type byte). Otherwise `raw` stays
+	 * OpenSSL's source (`hold`) while the records are read into chunks
+	 * of their own, and goes back at the end: in a bulk stream, where
+	 * records straddle buffers, that is most reads, and spilling the
+	 * rest of each buffer first copied nearly every byte received. So
+	 * does a buffer with more than one record: in place, the rest would
+	 * have to be spilled before the buffer goes to the handler. */
+	if (raw && (SSL_has_pending(t->ssl) || spilled(t) || !one_record(t))) {
+		hold = raw;
 		raw = NULL;
-		if (ret < 0) {
-			rtls_conn_abort(c, ret);
-			return;
-		}
 	}
 	while (c->state == RTLS__CONN_OPEN) {
 		struct rtls_buf b;
@@ -327,11 +334,11 @@ void rtls__tls_read_records(struct rtls_conn *c, struct tconn *t, struct rtls_bu
 		/* Most reads are one record: once it is out, do not allocate a
 		 * chunk only to hear WANT_READ. */
 		if (!raw && !SSL_has_pending(t->ssl) && !t->src_len && !spilled(t))
-			return;
+			break;
 		dst = raw ? (char *)(uintptr_t)raw->data : malloc(READ_CHUNK);
 		if (!dst) {
 			rtls_conn_abort(c, -ENOMEM);
-			return;
+			break;
 		}
 		n = SSL_read(t->ssl, dst, (int)cap);
 		if (n > 0) {
@@ -362,21 +369,21 @@ void rtls__tls_read_records(struct rtls_conn *c, struct tconn *t, struct rtls_bu
 			free(dst);
 		}
 		raw = NULL;
-		switch (err) {
-		case SSL_ERROR_WANT_READ:
-			return;
-		case SSL_ERROR_ZERO_RETURN:
+		if (err == SSL_ERROR_ZERO_RETURN) {
 			t->close_notify_in = true;
 			rtls__deliver_eof(c);
-			return;
-		default:
+		} else if (err != SSL_ERROR_WANT_READ) {
 			rtls__tls_fail(c, t, "read");
-			return;
 		}
+		break;
 	}
 	if (raw) {
 		(void)source_done(t); /* the connection is closing */
 		rtls_buf_release(c, raw);
+	}
+	if (hold) {
+		(void)source_done(t); /* a partial record's first bytes, if any */
+		rtls_buf_release(c, hold);
 	}
 }
 
