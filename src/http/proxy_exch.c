@@ -539,9 +539,18 @@ size_t rtls__proxy_input(rtls_conn *c, struct hconn *h, const char *p, size_t n)
 			return 0;
 		if (k == n && !x->req_done && x->req_left && !x->req_fwd &&
 		    rtls_conn_forward_n(c, u, x->req_left) == 0) {
-			/* The rest comes by splice: on_forwarded ends it. */
+			/* The rest comes by splice: on_forwarded ends it. The
+			 * client's idle deadline bounds it alone (each chunk
+			 * re-arms it once the upstream has taken it), as
+			 * while the copying path holds its input for a slow
+			 * upstream: the upstream's, re-armed by the same
+			 * sends just before, would expire first when the
+			 * client stalls, and a stalled upload is the
+			 * client's 408, not a 504. */
 			x->req_fwd = true;
 			x->req_fwd0 = rtls_conn_forwarded(c);
+			if (x->st == PX_HEAD)
+				rtls_conn_set_timer(u, RTLS_TIMER_NONE);
 		}
 		/* A client that stops mid-body is cut off after the idle time;
 		 * once the body is whole, the upstream's deadlines take over. */

@@ -24,7 +24,8 @@ the copying path were taken.
   the same;
 - an upstream that resets mid-body (and one that closes mid-body) after
   2 MB of 8 MB: the client reads fewer bytes and a closed connection;
-- an upstream that stalls mid-body: cut after --idle-timeout;
+- an upstream that stalls mid-body: cut after --idle-timeout; a client
+  that stalls mid-upload: 408 after --idle-timeout;
 - userspace TLS on the client side (the host kernel has no kTLS): the
   copying path, no "spliced" line, the bytes right."""
 import hashlib
@@ -332,6 +333,30 @@ def upstream_cut(t, s, path, total, what, timeout):
         return time.monotonic() - t0
 
 
+def client_stalls(t, s, b):
+    """A client that stops sending mid-body while it is spliced: the
+    client's idle deadline still runs (each spliced chunk re-arms it):
+    408 after --idle-timeout, and the upstream connection is dropped."""
+    _, reqs0 = b.counts()
+    with Client(s.port, timeout=rt.scaled(IDLE + 10)) as c:
+        c.sock.sendall(rt.request("POST", "/k/echo", headers=["Content-Length: %d" % BIG]))
+        for ch in up.pattern_chunks(2 * MB, seed=7):
+            c.sock.sendall(ch)
+        t0 = time.monotonic()
+        try:
+            r = c.head()
+            status = r.status
+        except (rt.ConnClosed, ConnectionResetError):
+            status = None
+        took = time.monotonic() - t0
+    t.eq(status, 408, "client stalls mid-upload: 408")
+    t.check(IDLE - 0.3 <= took <= IDLE + rt.scaled(5), "client stalls mid-upload: after "
+            "--idle-timeout (%.2f s, idle %.2f s)" % (took, IDLE))
+    time.sleep(0.3)
+    _, reqs1 = b.counts()
+    t.eq(reqs1, reqs0, "client stalls mid-upload: the upstream read no whole request")
+
+
 def tls_copies(t, s):
     n = 2 * MB
     with tu.TlsConn(s.tls_port) as c:
@@ -366,6 +391,7 @@ def test(t):
         pipelined(t, s, b)
         keepalive(t, s, k)
         client_leaves(t, s, k)
+        client_stalls(t, s, k)
         upstream_cut(t, s, "/reset/x", 8 * MB, "upstream reset mid-body", 10)
         upstream_cut(t, s, "/close/x", 8 * MB, "upstream closed mid-body", 10)
         took = upstream_cut(t, s, "/stall/x", 8 * MB, "upstream stalled mid-body", IDLE + 10)
