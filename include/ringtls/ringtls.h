@@ -158,6 +158,11 @@ struct rtls_handler {
 	 * of c. Inside it, writes fail with -EPIPE; rtls_conn_query() and
 	 * rtls_conn_peer() still work. */
 	void (*on_close)(rtls_conn *c, void *data, int err);
+	/* A bounded forward from c (rtls_conn_forward_n()) has moved its
+	 * last byte: all n are queued on its destination, in order. c
+	 * reads the ordinary way again, and on_data brings what follows
+	 * them. Optional. */
+	void (*on_forwarded)(rtls_conn *c, void *data);
 };
 
 struct rtls_listen {
@@ -560,7 +565,27 @@ RTLS_API int rtls_conn_set_handler(rtls_conn *c, const struct rtls_handler *h);
  * Callbacks: none (splicing starts on the loop). */
 RTLS_API int rtls_conn_forward(rtls_conn *src, rtls_conn *dst);
 
-/* Bytes of c's input moved by rtls_conn_forward(), never seen here.
+/* As rtls_conn_forward(), but for exactly n (> 0) bytes of src's input
+ * (an HTTP body of known length), and then src reads the ordinary way
+ * again. A splice never takes more than the bytes still owed from the
+ * socket (under kTLS RX too: of a longer record the rest stays queued),
+ * so what follows them (the next request) comes through on_data. Input
+ * the engine must read the ordinary way meanwhile (what the receive
+ * being cancelled still brings, a kTLS record read by RECVMSG) is not
+ * handed to on_data as long as it belongs to the n bytes: the engine
+ * writes that part to dst itself, and on_data gets only what follows.
+ * Bytes the handler already holds are its own to write to dst first;
+ * n counts only those still on the socket. Once the n-th byte is queued
+ * on dst, src's on_forwarded runs (the last chunk may still be leaving
+ * dst, in order with what the handler writes to dst next). An end
+ * before that comes as on_eof, as ever. Errors as rtls_conn_forward(),
+ * and -EINVAL for n == 0.
+ * Callbacks: none (splicing starts on the loop). */
+RTLS_API int rtls_conn_forward_n(rtls_conn *src, rtls_conn *dst, uint64_t n);
+
+/* Bytes of c's input moved by rtls_conn_forward() or
+ * rtls_conn_forward_n() by splice, never seen here (bytes the engine
+ * wrote for a bounded forward do not count).
  * Callbacks: none. */
 RTLS_API uint64_t rtls_conn_forwarded(const rtls_conn *c);
 

@@ -259,6 +259,12 @@ void rtls__deliver(struct rtls_conn *c, struct rtls_buf *b)
 		return;
 	}
 	c->rx_seen = true;
+	if (!c->read_paused && c->fwd_on && c->fwd_bounded) {
+		/* A bounded forward's bytes that came the ordinary way. */
+		if (rtls__fwd_take(c, b))
+			rtls__deliver(c, b); /* it has ended: the rest, afresh */
+		return;
+	}
 	if (c->read_paused) {
 		if (park(c, b) < 0) {
 			rtls_buf_release(c, b);
@@ -521,6 +527,12 @@ void rtls_conn_resume_read(rtls_conn *c)
 	 * releases the rest, drop_paused()) does not release those twice. */
 	while (c->paused_next < c->npaused && !c->read_paused && c->state == RTLS__CONN_OPEN) {
 		i = c->paused_next++;
+		if (c->fwd_on && c->fwd_bounded && !rtls__fwd_take(c, &c->paused_q[i]))
+			continue;
+		if (c->read_paused) { /* paused as the forward ended: kept */
+			c->paused_next--;
+			break;
+		}
 		c->h->on_data(c, c->data, &c->paused_q[i]);
 	}
 	if (c->paused_next && c->paused_next == c->npaused) {
@@ -538,6 +550,8 @@ void rtls_conn_resume_read(rtls_conn *c)
 		rtls__deliver_eof(c);
 		return;
 	}
+	if (c->fwd_later && !c->rx_kernel_later)
+		rtls__fwd_later(c); /* it came while paused */
 	rtls__conn_recv_arm(c);
 }
 

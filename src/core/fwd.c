@@ -32,6 +32,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdint.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -51,7 +53,8 @@ static struct rtls_conn *fwd_dst(struct rtls_conn *c)
 	return d;
 }
 
-int rtls_conn_forward(rtls_conn *src, rtls_conn *dst)
+/* bound: the bytes a bounded forward moves, or 0 for all until the end. */
+static int fwd_start(rtls_conn *src, rtls_conn *dst, uint64_t bound)
 {
 	struct io_uring_sqe *sqe;
 	int flags;
@@ -72,7 +75,10 @@ int rtls_conn_forward(rtls_conn *src, rtls_conn *dst)
 		return -EBUSY;
 	if (src->tp && src->rx_mode != RTLS__RX_MSG) {
 		/* Not yet: the handler copies what comes until the kernel
-		 * has RX (rtls__fwd_later). */
+		 * has RX (rtls__fwd_later). A bounded forward cannot wait:
+		 * its bytes would be read the ordinary way meanwhile. */
+		if (bound)
+			return -EOPNOTSUPP;
 		src->fwd_later = true;
 		src->fwd_slot = dst->slot;
 		src->fwd_gen = dst->gen;
@@ -102,6 +108,8 @@ int rtls_conn_forward(rtls_conn *src, rtls_conn *dst)
 		return err;
 	}
 	src->fwd_on = true;
+	src->fwd_bounded = bound != 0;
+	src->fwd_left = bound;
 	src->fwd_slot = dst->slot;
 	src->fwd_gen = dst->gen;
 	if (!src->recv_armed) {
@@ -121,6 +129,18 @@ int rtls_conn_forward(rtls_conn *src, rtls_conn *dst)
 	return 0;
 }
 
+int rtls_conn_forward(rtls_conn *src, rtls_conn *dst)
+{
+	return fwd_start(src, dst, 0);
+}
+
+int rtls_conn_forward_n(rtls_conn *src, rtls_conn *dst, uint64_t n)
+{
+	if (!n)
+		return -EINVAL;
+	return fwd_start(src, dst, n);
+}
+
 void rtls__fwd_later(struct rtls_conn *c)
 {
 	struct rtls_conn *d;
@@ -130,10 +150,11 @@ void rtls__fwd_later(struct rtls_conn *c)
 		return;
 	c->fwd_later = false;
 	d = fwd_dst(c);
-	/* -EOPNOTSUPP if RX stayed in userspace, -EBUSY if paused: the
-	 * handler goes on copying, as it does with what came meanwhile. */
-	if (d)
-		(void)rtls_conn_forward(c, d);
+	/* -EOPNOTSUPP if RX stayed in userspace: the handler goes on
+	 * copying, as it did with what came meanwhile. Paused: again at
+	 * the resume (rtls_conn_resume_read()). */
+	if (d && rtls_conn_forward(c, d) == -EBUSY)
+		c->fwd_later = true;
 }
 
 uint64_t rtls_conn_forwarded(const rtls_conn *c)
@@ -157,6 +178,7 @@ void rtls__fwd_arm(struct rtls_conn *c)
 void rtls__fwd_on_poll(struct rtls_conn *c, int res)
 {
 	struct io_uring_sqe *sqe;
+	unsigned len;
 
 	c->recv_armed = false;
 	c->recv_cancelling = false;
@@ -173,18 +195,49 @@ void rtls__fwd_on_poll(struct rtls_conn *c, int res)
 		return;
 	}
 	c->fwd_hup = (res & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+	/* A bounded forward never takes a byte past its end from the
+	 * socket: those are the handler's (the next request). Under kTLS
+	 * too: tls_sw_splice_read() splices at most one record, and of a
+	 * record longer than asked it moves what was asked and keeps the
+	 * rest queued for the next read (offset and length advanced). */
+	len = FWD_CHUNK;
+	if (c->fwd_bounded && c->fwd_left < len)
+		len = (unsigned)c->fwd_left;
 	sqe = rtls__sqe(c->r);
-	io_uring_prep_splice(sqe, c->fd, -1, c->fwd_pipe[1], -1, FWD_CHUNK,
+	io_uring_prep_splice(sqe, c->fd, -1, c->fwd_pipe[1], -1, len,
 			     SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
 	io_uring_sqe_set_data64(sqe, rtls__ud(RTLS__OP_FWD_IN, c->slot, c->gen));
 	c->recv_armed = true;
 	c->recv_op = RTLS__OP_FWD_IN;
 }
 
+/* A bounded forward has moved its last byte (queued on the destination,
+ * maybe not sent yet: that chunk's segment no longer names the source,
+ * which owes it nothing). The source reads the ordinary way again; its
+ * handler hears of it first. */
+static void fwd_done(struct rtls_conn *c)
+{
+	const struct rtls_handler *h = c->h;
+
+	c->fwd_on = false;
+	c->fwd_bounded = false;
+	c->fwd_ctl = false;
+	c->fwd_wait = false;
+	/* The chunk still queued holds a duplicate of the read end; a next
+	 * forward, maybe to another destination, gets a pipe of its own. */
+	close(c->fwd_pipe[0]);
+	close(c->fwd_pipe[1]);
+	c->fwd_pipe[0] = c->fwd_pipe[1] = -1;
+	rtls__err_watch_sync(c);
+	if (c->state == RTLS__CONN_OPEN && c->handler_open && h->on_forwarded)
+		h->on_forwarded(c, c->data);
+}
+
 /* res bytes are in the pipe: the destination sends them next. */
 static void fwd_chunk(struct rtls_conn *c, size_t n)
 {
 	struct rtls_conn *d = fwd_dst(c);
+	bool last = c->fwd_bounded && n >= c->fwd_left;
 	int fd;
 
 	rtls__stat_add(&c->r->stats, RTLS__STAT(bytes_in), n);
@@ -202,15 +255,59 @@ static void fwd_chunk(struct rtls_conn *c, size_t n)
 		rtls__conn_kill(c, -errno);
 		return;
 	}
-	if (rtls__wbuf_add_pipe(&d->w[d->wi], fd, n, c->slot, c->gen) < 0) {
+	/* The last chunk of a bounded forward names no source: its sending
+	 * must not wake a source that has moved on (UINT32_MAX is no slot). */
+	if (rtls__wbuf_add_pipe(&d->w[d->wi], fd, n, last ? UINT32_MAX : c->slot, c->gen) < 0) {
 		close(fd);
 		rtls__conn_kill(c, -ENOMEM);
 		return;
 	}
 	c->fwd_bytes += n; /* queued on d; counted as forwarded from here */
+	if (c->fwd_bounded)
+		c->fwd_left -= n < c->fwd_left ? n : c->fwd_left;
+	if (last) {
+		rtls_conn_flush(d);
+		fwd_done(c);
+		if (!c->read_paused)
+			rtls__conn_recv_arm(c);
+		return;
+	}
 	c->fwd_wait = true;
 	rtls__err_watch_sync(c); /* nothing armed until d has sent it */
 	rtls_conn_flush(d);
+}
+
+int rtls__fwd_take(struct rtls_conn *c, struct rtls_buf *b)
+{
+	struct rtls_conn *d = fwd_dst(c);
+	size_t k = b->len < c->fwd_left ? b->len : (size_t)c->fwd_left;
+
+	if (!d || rtls_conn_write(d, b->data, k) < 0) {
+		/* As for a spliced chunk: the stream is cut. */
+		rtls_buf_release(c, b);
+		rtls__conn_kill(c, -ECONNRESET);
+		return 0;
+	}
+	c->fwd_left -= k;
+	rtls_conn_flush(d);
+	if (c->fwd_left) {
+		rtls_buf_release(c, b);
+		return 0;
+	}
+	if (k < b->len) { /* the rest is the handler's: to the front */
+		memmove((char *)(uintptr_t)b->data, b->data + k, b->len - k);
+		b->len -= k;
+	} else {
+		rtls_buf_release(c, b);
+	}
+	fwd_done(c);
+	if (!b->data)
+		return 0;
+	if (c->state != RTLS__CONN_OPEN) {
+		rtls_buf_release(c, b);
+		return 0;
+	}
+	return 1;
 }
 
 void rtls__fwd_on_in(struct rtls_conn *c, int res)

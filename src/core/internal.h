@@ -357,20 +357,23 @@ struct rtls_conn {
 	bool err_want;   /* ... and wanted (cleared: being cancelled) */
 	bool err_cancel; /* its cancel is queued */
 	bool fwd_on;
-	bool fwd_ctl;  /* one ordinary receive before splicing again:
+	bool fwd_ctl;     /* one ordinary receive before splicing again:
 			* kTLS RX, a control record is next (one RECVMSG);
 			* plain TCP, urgent data stopped the splice (one
 			* single-shot RECV) */
-	bool fwd_hup;  /* the last poll saw the peer's end (or an error) */
-	bool fwd_wait; /* a chunk is queued on the destination */
+	bool fwd_hup;     /* the last poll saw the peer's end (or an error) */
+	bool fwd_wait;    /* a chunk is queued on the destination */
+	bool fwd_bounded; /* rtls_conn_forward_n(): ends after fwd_left bytes */
 	/* The transport moves RX to the kernel after more records (a TLS
 	 * 1.3 client: after the server's first record); a forward asked for
-	 * meanwhile waits for that (fwd_later) and then starts. */
+	 * meanwhile waits for that (fwd_later) and then starts; if the
+	 * source is paused then, at its resume. */
 	bool rx_kernel_later;
 	bool fwd_later;
 	uint32_t fwd_slot, fwd_gen;
 	int fwd_pipe[2];
 	uint64_t fwd_bytes; /* bytes moved by splice */
+	uint64_t fwd_left;  /* a bounded forward's bytes still to move */
 	const struct rtls__transport *tp;
 	void *tp_state;
 	unsigned nheld;          /* buffers handed out and not yet released */
@@ -627,6 +630,11 @@ void rtls__fwd_later(struct rtls_conn *c);
 void rtls__fwd_on_poll(struct rtls_conn *c, int res);
 void rtls__fwd_on_in(struct rtls_conn *c, int res);
 void rtls__fwd_sent(struct rtls__reactor *r, uint32_t slot, uint32_t gen);
+/* Input that reached c the ordinary way while a bounded forward runs:
+ * the part that belongs to it is written to its destination here. 1 if
+ * b still holds bytes for the handler (the forward has ended), 0 if it
+ * was used up (and released). */
+int rtls__fwd_take(struct rtls_conn *c, struct rtls_buf *b);
 void rtls__on_fwd_writable(struct rtls_conn *c, int res); /* send.c */
 /* While no receive is armed (reading paused, a forward waiting for its
  * destination), a poll that only errors wake: the peer's reset ends the

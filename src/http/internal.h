@@ -153,6 +153,12 @@ struct pexch {
 	bool wait_client_drain; /* upstream paused until the client drains */
 	int status;             /* the response's, for the access log */
 	uint64_t resp_bytes;    /* response body bytes queued for the client */
+	/* Bodies of known length moved by splice (rtls_conn_forward_n()):
+	 * the rest of the request body, client to upstream, and of the
+	 * response body, upstream to client. *_fwd0: the source's
+	 * rtls_conn_forwarded() when it began. */
+	bool req_fwd, resp_fwd;
+	uint64_t req_fwd0, resp_fwd0;
 };
 
 /* What the forwarding fields say of a client, found on its first
@@ -240,6 +246,8 @@ void rtls__proxy_client_drained(rtls_conn *c, struct hconn *h);
 void rtls__proxy_client_gone(rtls_conn *c, struct hconn *h);
 /* The client's timer expired while an exchange runs. */
 void rtls__proxy_client_timeout(rtls_conn *c, struct hconn *h);
+/* The client's on_forwarded: the request body has gone upstream. */
+void rtls__proxy_client_forwarded(rtls_conn *c, struct hconn *h);
 /* The upstream connections' handler. */
 extern const struct rtls_handler rtls__upstream_handler;
 

@@ -255,6 +255,38 @@ static void exch_clear(struct pexch *x)
 	memset(x, 0, sizeof(*x));
 }
 
+/* ---- bodies moved by splice ---------------------------------------------- */
+
+/* Where the engine can (plain TCP or kTLS on both sides: else
+ * -EOPNOTSUPP, and the copying goes on), the rest of a body of known
+ * length goes from one socket to the other by splice, never through
+ * here (rtls_conn_forward_n()); the source reads the ordinary way again
+ * once it has gone, and on_forwarded says so. Only once nothing of the
+ * body is held here: what came with the head, or in the same read, was
+ * written first. A source that is paused (-EBUSY) is tried again with
+ * its next input. */
+static void body_spliced_log(rtls_conn *c, const char *what, uint64_t total, uint64_t spliced)
+{
+	char peer[64];
+
+	if (!rtls_log_enabled(RTLS_LOG_DEBUG))
+		return;
+	rtls_conn_peer(c, peer, sizeof(peer));
+	rtls_log(RTLS_LOG_DEBUG, "http %s: proxy: %s body %llu bytes, spliced %llu", peer, what,
+		 (unsigned long long)total, (unsigned long long)spliced);
+}
+
+/* The response body bytes moved so far by a forward still running: for
+ * the access log of an exchange that ends before it did. */
+static void resp_fwd_fold(struct pexch *x)
+{
+	if (!x->resp_fwd)
+		return;
+	x->resp_fwd = false;
+	if (x->up)
+		x->resp_bytes += rtls_conn_forwarded(x->up) - x->resp_fwd0;
+}
+
 /* Answers status (the response head has not gone out) or resets the
  * client (it has). One log line either way. */
 static void fail(rtls_conn *c, struct hconn *h, int status, const char *what)
@@ -268,6 +300,7 @@ static void fail(rtls_conn *c, struct hconn *h, int status, const char *what)
 		snprintf(why, sizeof(why), "upstream %s: %s", x->srv->name, what);
 	else
 		snprintf(why, sizeof(why), "route %s: %s", x->route ? x->route->prefix : "-", what);
+	resp_fwd_fold(x);
 	release_up(h, rtls_conn_ctx(c), UP_ABORT);
 	if (x->st == PX_BODY || x->st == PX_TUNNEL) {
 		char peer[64];
@@ -504,6 +537,21 @@ size_t rtls__proxy_input(rtls_conn *c, struct hconn *h, const char *p, size_t n)
 		k = body_input(c, h, p, n);
 		if (x->st == PX_NONE)
 			return 0;
+		if (k == n && !x->req_done && x->req_left && !x->req_fwd &&
+		    rtls_conn_forward_n(c, u, x->req_left) == 0) {
+			/* The rest comes by splice: on_forwarded ends it. The
+			 * client's idle deadline bounds it alone (each chunk
+			 * re-arms it once the upstream has taken it), as
+			 * while the copying path holds its input for a slow
+			 * upstream: the upstream's, re-armed by the same
+			 * sends just before, would expire first when the
+			 * client stalls, and a stalled upload is the
+			 * client's 408, not a 504. */
+			x->req_fwd = true;
+			x->req_fwd0 = rtls_conn_forwarded(c);
+			if (x->st == PX_HEAD)
+				rtls_conn_set_timer(u, RTLS_TIMER_NONE);
+		}
 		/* A client that stops mid-body is cut off after the idle time;
 		 * once the body is whole, the upstream's deadlines take over. */
 		/* Once the response is flowing, the client's idle timer bounds
@@ -539,6 +587,7 @@ void rtls__proxy_client_gone(rtls_conn *c, struct hconn *h)
 	if (h->x.st == PX_NONE)
 		return;
 	/* 499, as nginx: the client left before its response head. */
+	resp_fwd_fold(&h->x);
 	rtls__alog_done(c, h, h->x.status ? h->x.status : 499, h->x.resp_bytes);
 	release_up(h, rtls_conn_ctx(c), h->x.st == PX_TUNNEL ? UP_CLOSE : UP_ABORT);
 	exch_clear(&h->x);
@@ -562,11 +611,33 @@ void rtls__proxy_client_timeout(rtls_conn *c, struct hconn *h)
 	rtls_conn_peer(c, peer, sizeof(peer));
 	rtls_log(RTLS_LOG_INFO, "http %s: peer idle for the idle time in a proxied %s: cut", peer,
 		 x->st == PX_TUNNEL ? "tunnel" : "response");
+	resp_fwd_fold(x);
 	rtls__alog_done(c, h, x->status, x->resp_bytes);
 	release_up(h, rtls_conn_ctx(c), x->st == PX_TUNNEL ? UP_CLOSE : UP_ABORT);
 	exch_clear(x);
 	h->closing = true;
 	rtls_conn_abort(c, -ETIMEDOUT);
+}
+
+void rtls__proxy_client_forwarded(rtls_conn *c, struct hconn *h)
+{
+	struct pexch *x = &h->x;
+	rtls_conn *u = x->up;
+
+	if (!x->req_fwd || !u)
+		return;
+	x->req_fwd = false;
+	body_spliced_log(c, "request", x->req_sent + x->req_left,
+			 rtls_conn_forwarded(c) - x->req_fwd0);
+	x->req_sent += x->req_left;
+	x->req_left = 0;
+	x->req_done = true;
+	/* As rtls__proxy_input() once a body is whole: the upstream's
+	 * response deadline, and the client's idle timer only while its
+	 * response flows. */
+	rtls_conn_set_timer(c, x->st == PX_BODY ? RTLS_TIMER_IDLE : RTLS_TIMER_NONE);
+	if (x->st == PX_HEAD)
+		rtls_conn_set_timer(u, RTLS_TIMER_RESPONSE);
 }
 
 /* ---- the response -------------------------------------------------------- */
@@ -881,6 +952,15 @@ static void up_data(rtls_conn *u, void *data, struct rtls_buf *b)
 			finish(c, h);
 		return;
 	}
+	if (h->x.st == PX_BODY && h->x.body == RTLS_HTTP_BODY_LENGTH && h->x.resp_left &&
+	    !h->x.resp_fwd && rtls_conn_forward_n(u, c, h->x.resp_left) == 0) {
+		/* All of this read was body (else resp_done): the rest
+		 * comes by splice, at the client's pace. */
+		h->x.resp_fwd = true;
+		h->x.resp_fwd0 = rtls_conn_forwarded(u);
+		rtls_conn_flush(c);
+		return;
+	}
 	rtls_conn_flush(c);
 	if (h->x.up == u && rtls_conn_pending(c) > PROXY_HIGH_WATER) {
 		h->x.wait_client_drain = true;
@@ -889,13 +969,35 @@ static void up_data(rtls_conn *u, void *data, struct rtls_buf *b)
 	}
 }
 
+static void up_forwarded(rtls_conn *u, void *data)
+{
+	struct uconn *ud = data;
+	rtls_conn *c = ud->client;
+	struct hconn *h;
+	struct pexch *x;
+
+	if (!c)
+		return;
+	h = rtls_conn_data(c);
+	x = &h->x;
+	if (!x->resp_fwd || x->up != u || x->st != PX_BODY)
+		return;
+	x->resp_fwd = false;
+	body_spliced_log(c, "response", x->resp_bytes + x->resp_left,
+			 rtls_conn_forwarded(u) - x->resp_fwd0);
+	x->resp_bytes += x->resp_left;
+	x->resp_left = 0;
+	x->resp_done = true;
+	finish(c, h); /* u reads the ordinary way again: it may be pooled */
+}
+
 /* May this request go again, on a new connection? Only if nothing of it
  * can have been acted on: not a byte of body sent, and either the
  * connect failed or a reused connection closed before answering an
  * idempotent request (RFC 9110 §9.2.2). */
 static bool retriable(const struct pexch *x)
 {
-	if (x->tries >= 2 || x->req_sent)
+	if (x->tries >= 2 || x->req_sent || x->req_fwd)
 		return false;
 	return x->st == PX_CONNECT ||
 	       (x->st == PX_HEAD && x->reused && x->idempotent && !x->rin_len);
@@ -984,6 +1086,7 @@ static void up_close(rtls_conn *u, void *data, int err)
 		return;
 	ud->client = NULL;
 	h = rtls_conn_data(c);
+	resp_fwd_fold(&h->x);
 	h->x.up = NULL;
 	if (h->x.st == PX_CONNECT) {
 		/* Passive health: a server that refuses or does not answer is
@@ -1043,4 +1146,5 @@ const struct rtls_handler rtls__upstream_handler = {
 	.on_timeout = up_timeout,
 	.on_shutdown = up_shutdown,
 	.on_close = up_close,
+	.on_forwarded = up_forwarded,
 };

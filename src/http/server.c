@@ -370,6 +370,11 @@ static int on_open(rtls_conn *c, void *data)
 	return 0;
 }
 
+static void on_forwarded(rtls_conn *c, void *data)
+{
+	rtls__proxy_client_forwarded(c, data);
+}
+
 static void on_close(rtls_conn *c, void *data, int err)
 {
 	struct hconn *h = data;
@@ -399,4 +404,5 @@ const struct rtls_handler rtls_http_handler = {
 	.on_timeout = on_timeout,
 	.on_shutdown = on_shutdown,
 	.on_close = on_close,
+	.on_forwarded = on_forwarded,
 };

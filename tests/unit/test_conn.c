@@ -5,7 +5,9 @@
  * rtls__dispatch); pausing parks input off the ring; a starved receive is
  * re-armed only when buffers are back; outbound connections: the
  * connect's SQE, its completion (on_open, or on_close without it), the
- * deadline, and a kill while it is outstanding. */
+ * deadline, and a kill while it is outstanding; a bounded forward
+ * (rtls_conn_forward_n()): input it must read the ordinary way split at
+ * the body's end, splices never asked for more than is owed, the end. */
 #include <limits.h>
 #include <poll.h>
 #include <stdint.h>
@@ -533,6 +535,130 @@ static void test_connect_errors(void)
 	fake_teardown();
 }
 
+/* rtls_conn_forward_n(): what the handler sees. */
+static unsigned fwd_done_calls;
+
+static void count_forwarded(rtls_conn *c, void *data)
+{
+	(void)c;
+	(void)data;
+	fwd_done_calls++;
+}
+
+static const struct rtls_handler fwd_handler = {
+	.on_data = fake_on_data,
+	.on_close = fake_on_close,
+	.on_forwarded = count_forwarded,
+};
+
+/* A bounded forward started while the multishot receive is armed: what
+ * that receive still brings is split at the body's end by the engine. The
+ * body's part is written to the destination (one SEND), on_forwarded
+ * runs, and only the bytes after it reach on_data; the pipe is closed and
+ * the source reads the ordinary way. */
+static void test_forward_n_split(void)
+{
+	struct rtls_conn *a, *b;
+	uint64_t recv_ud;
+
+	fake_setup();
+	fwd_done_calls = 0;
+	a = fake_conn();
+	b = fake_conn();
+	a->h = &fwd_handler;
+	rtls__conn_recv_arm(a);
+	check_recv_sqe(fake_next(), a);
+	recv_ud = ud(a, RTLS__OP_RECV);
+	CHECK_EQ_INT(rtls_conn_forward_n(a, b, 0), -EINVAL);
+	CHECK_EQ_INT(rtls_conn_forward_n(a, b, 10), 0);
+	CHECK_EQ_INT(rtls_conn_forward_n(a, b, 10), -EALREADY);
+	check_cancel_sqe(fake_next(), recv_ud);
+	fake_recv(recv_ud, 1, "0123", true); /* all body: to b, nothing for the handler */
+	CHECK_EQ_INT(F.got_len, 0);
+	CHECK_EQ_INT(fwd_done_calls, 0);
+	CHECK_EQ_INT(a->fwd_left, 6);
+	CHECK_SQE(fake_next(), IORING_OP_SEND, b->fd, 4, ud(b, RTLS__OP_SEND));
+	fake_recv(recv_ud, 2, "456789NEXT", true);
+	CHECK_EQ_INT(fwd_done_calls, 1);
+	CHECK(F.got_len == 4 && memcmp(F.got, "NEXT", 4) == 0);
+	CHECK(!a->fwd_on && !a->fwd_bounded && a->fwd_pipe[0] < 0);
+	CHECK_EQ_INT(rtls_conn_forwarded(a), 0);   /* copied by the engine, not spliced */
+	CHECK_EQ_INT(rtls_conn_pending(b), 6 + 4); /* behind the send in flight */
+	CHECK_EQ_INT(F.puts, 2);
+	/* The cancelled receive ends: an ordinary receive again. */
+	fake_complete(recv_ud, -ECANCELED);
+	check_recv_sqe(fake_next(), a);
+	fake_teardown();
+}
+
+/* The next SQE tagged ud issued since the last look (the others, an error
+ * watch or its cancel, are skipped); NULL if none. */
+static struct io_uring_sqe *next_tagged(uint64_t tag)
+{
+	struct io_uring_sqe *sqe;
+
+	while ((sqe = fake_next()))
+		if (sqe->user_data == tag)
+			return sqe;
+	return NULL;
+}
+
+/* Spliced: the splice never asks for more than the bytes still owed; the
+ * last chunk's segment names no source, and the source reads the ordinary
+ * way at once. */
+static void test_forward_n_splice(void)
+{
+	struct rtls_conn *a, *b;
+	struct io_uring_sqe *sqe;
+	uint64_t poll, in, out;
+
+	fake_setup();
+	fwd_done_calls = 0;
+	a = fake_conn();
+	b = fake_conn();
+	a->h = &fwd_handler;
+	poll = ud(a, RTLS__OP_FWD_POLL);
+	in = ud(a, RTLS__OP_FWD_IN);
+	out = ud(b, RTLS__OP_FWD_OUT);
+	CHECK_EQ_INT(rtls_conn_forward_n(a, b, 70000), 0);
+	CHECK(next_tagged(poll) != NULL);
+	fake_complete(poll, POLLIN);
+	sqe = next_tagged(in);
+	CHECK(sqe && sqe->len == 65536);
+	fake_complete(in, 65536);
+	CHECK_EQ_INT(a->fwd_left, 70000 - 65536);
+	CHECK(a->fwd_wait);
+	sqe = next_tagged(out); /* b splices the chunk out */
+	CHECK(sqe && sqe->len == 65536 && sqe->fd == b->fd);
+	fake_complete(out, 65536);
+	CHECK(!a->fwd_wait);
+	CHECK(next_tagged(poll) != NULL);
+	fake_complete(poll, POLLIN);
+	sqe = next_tagged(in);
+	CHECK(sqe && sqe->len == 70000 - 65536);
+	fake_complete(in, 1000); /* a short splice */
+	sqe = next_tagged(out);
+	CHECK(sqe && sqe->len == 1000);
+	fake_complete(out, 1000);
+	CHECK(next_tagged(poll) != NULL);
+	fake_complete(poll, POLLIN);
+	sqe = next_tagged(in);
+	CHECK(sqe && sqe->len == 70000 - 66536);
+	fake_complete(in, 70000 - 66536);
+	/* The last chunk: done once queued, an ordinary receive at once. */
+	CHECK_EQ_INT(fwd_done_calls, 1);
+	CHECK(!a->fwd_on && a->fwd_pipe[0] < 0 && !a->fwd_wait);
+	CHECK_EQ_INT(rtls_conn_forwarded(a), 70000);
+	CHECK(a->recv_armed && a->recv_op == RTLS__OP_RECV);
+	sqe = next_tagged(out);
+	CHECK(sqe && sqe->len == 70000 - 66536);
+	/* That chunk's leaving wakes no one (a is receiving already). */
+	fake_complete(out, 70000 - 66536);
+	CHECK(a->recv_armed && a->recv_op == RTLS__OP_RECV && !a->fwd_on);
+	CHECK(next_tagged(poll) == NULL);
+	fake_teardown();
+}
+
 int main(void)
 {
 	rtls_log_set_level(RTLS_LOG_ERROR);
@@ -550,5 +676,7 @@ int main(void)
 	test_connect_kill();
 	test_connect_deadline();
 	test_connect_errors();
+	test_forward_n_split();
+	test_forward_n_splice();
 	CHECK_DONE();
 }
