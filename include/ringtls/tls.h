@@ -114,6 +114,14 @@ RTLS_API int rtls_conn_connect_tls(rtls_conn *near, const char *addr, struct rtl
 				   const char *server_name, const struct rtls_handler *h, void *arg,
 				   rtls_conn **out);
 
+/* Bytes the server reads before the TLS handshake, sent as they are ahead
+ * of the ClientHello: a PROXY protocol header, for a server that takes one
+ * in front of TLS (nginx's "listen ... ssl proxy_protocol", HAProxy's
+ * accept-proxy). Only on a connection from rtls_conn_connect_tls() whose
+ * connect has not completed (call it right after); -EINVAL otherwise,
+ * -ENOMEM. Callbacks: none. */
+RTLS_API int rtls_conn_tls_preamble(rtls_conn *c, const void *p, size_t n);
+
 /* OpenSSL SSL objects alive in this process, counted by OpenSSL's own
  * allocation hooks. A connection whose records are all in the kernel has
  * none: its SSL object (and the keys in it) is freed at the hand-off. */

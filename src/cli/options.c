@@ -575,8 +575,14 @@ int cli_opt_apply(struct cli_opts *o, int opt, const char *arg, bool dash, char 
 	snprintf(flag, sizeof(flag), "%s%s", dash ? "--" : "", cli_opt_name(opt));
 	if (apply(o, opt, arg, &e) < 0)
 		return -1;
-	if (!o->tls_opt && opt > O_TLSLISTEN && opt <= O_KUAFTER)
+	if (opt == O_HSTO || opt == O_KTLS || opt == O_RXNOREKEY || opt == O_KEYLESS ||
+	    opt == O_KUMAX) {
+		/* Also the client side's, for TLS upstreams. */
+		if (!o->tls_both_opt)
+			o->tls_both_opt = opt;
+	} else if (!o->tls_opt && opt > O_TLSLISTEN && opt <= O_KUAFTER) {
 		o->tls_opt = opt;
+	}
 	if (opt >= O_LISTEN && opt < O_LISTEN + CLI_NOPTS)
 		o->at[opt - O_LISTEN] = (struct cli_at){ 0, 0 };
 	return 0;
@@ -623,6 +629,11 @@ static int check_conflicts(const struct cli_opts *o)
 	if (o->tls_opt && o->nlisten && !tls) {
 		cli_say("--%s is a TLS option, but no --tls-listen was given",
 			cli_opt_name(o->tls_opt));
+		return -1;
+	}
+	if (o->tls_both_opt && o->nlisten && !tls && !rtls_http_upstream_tls(&o->http)) {
+		cli_say("--%s is a TLS option, but no --tls-listen or TLS upstream was given",
+			cli_opt_name(o->tls_both_opt));
 		return -1;
 	}
 	if (o->tls.no_tickets && o->tls.ticket_key_file) {

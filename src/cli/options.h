@@ -48,7 +48,8 @@ struct cli_opts {
 	char state_dir[4096];
 	const char *config;          /* --config FILE, or NULL (borrowed from argv) */
 	unsigned problems;           /* lines printed about the config file */
-	int tls_opt;                 /* the first TLS-only option given, or 0 */
+	int tls_opt;                 /* the first server-TLS option given, or 0 */
+	int tls_both_opt;            /* ... of those TLS upstreams use too */
 	struct cli_at at[CLI_NOPTS]; /* each option's place in the file */
 	struct cli_at listen_at[CLI_MAX_LISTEN];
 	struct cli_at cert_at[CLI_MAX_CERTS], key_at[CLI_MAX_CERTS];

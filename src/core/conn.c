@@ -344,7 +344,7 @@ static void recv_error(struct rtls_conn *c, int res)
 }
 
 /* The content type kTLS put in the control message; data if none. */
-static int record_type(struct rtls_conn *c)
+int rtls__conn_record_type(struct rtls_conn *c)
 {
 	size_t len = c->ctl->rmsg.msg_controllen;
 	int type;
@@ -381,7 +381,7 @@ void rtls__on_recv(struct rtls_conn *c, struct io_uring_cqe *cqe, enum rtls__op 
 		if (cqe->res <= 0 || c->state == RTLS__CONN_DEAD || c->state == RTLS__CONN_LINGER)
 			rtls_buf_release(c, &b);
 		else if (op == RTLS__OP_RECVMSG)
-			c->tp->on_record(c, &b, record_type(c));
+			c->tp->on_record(c, &b, rtls__conn_record_type(c));
 		else if (c->tp)
 			c->tp->on_recv(c, &b);
 		else
@@ -764,7 +764,9 @@ void rtls__conn_timeout(struct rtls_conn *c, enum rtls_timer t)
 		rtls__conn_kill(c, 0);
 		return;
 	}
-	if (c->state != RTLS__CONN_OPEN || !c->handler_open || !h->on_timeout) {
+	/* Before on_open (a connect, a TLS client's handshake) the deadline
+	 * is the engine's: the connection ends, and on_close says why. */
+	if (c->state != RTLS__CONN_OPEN || !c->open_called || !h->on_timeout) {
 		rtls__conn_kill(c, -ETIMEDOUT);
 		return;
 	}
@@ -827,8 +829,8 @@ int rtls_conn_query(const rtls_conn *c, struct rtls_conn_info *info)
 {
 	memset(info, 0, sizeof(*info));
 	if (c->listener == RTLS__LISTENER_NONE) {
-		/* Outbound: plain TCP (or Unix) for now. */
-		info->transport = RTLS_TRANSPORT_PLAIN;
+		/* Outbound: TLS from rtls_conn_connect_tls(), else plain. */
+		info->transport = c->tp ? RTLS_TRANSPORT_TLS : RTLS_TRANSPORT_PLAIN;
 		info->listener = UINT_MAX;
 	} else {
 		info->transport = c->r->srv->cfg.listeners[c->listener].tls ? RTLS_TRANSPORT_TLS

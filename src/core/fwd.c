@@ -32,6 +32,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
@@ -310,6 +311,52 @@ int rtls__fwd_take(struct rtls_conn *c, struct rtls_buf *b)
 	return 1;
 }
 
+/* One byte of the next record, left in place: the completion comes once
+ * the kernel has the whole record, and tells its type. */
+static void fwd_peek(struct rtls_conn *c)
+{
+	struct rtls__ctl *m = rtls__conn_ctl(c);
+	struct io_uring_sqe *sqe;
+
+	if (!m) {
+		rtls__conn_kill(c, -ENOMEM);
+		return;
+	}
+	memset(&m->rmsg, 0, sizeof(m->rmsg));
+	memset(&m->rcbuf, 0, sizeof(m->rcbuf));
+	m->riov.iov_base = &m->peek;
+	m->riov.iov_len = 1;
+	m->rmsg.msg_iov = &m->riov;
+	m->rmsg.msg_iovlen = 1;
+	m->rmsg.msg_control = m->rcbuf.buf;
+	m->rmsg.msg_controllen = sizeof(m->rcbuf.buf);
+	sqe = rtls__sqe(c->r);
+	io_uring_prep_recvmsg(sqe, c->fd, &m->rmsg, MSG_PEEK);
+	io_uring_sqe_set_data64(sqe, rtls__ud(RTLS__OP_FWD_PEEK, c->slot, c->gen));
+	c->recv_armed = true;
+	c->recv_op = RTLS__OP_FWD_PEEK;
+}
+
+void rtls__fwd_on_peek(struct rtls_conn *c, int res)
+{
+	c->recv_armed = false;
+	c->recv_cancelling = false;
+	if (c->state != RTLS__CONN_OPEN || !c->fwd_on) {
+		rtls__conn_recv_arm(c);
+		return;
+	}
+	if (res == -EINTR) {
+		fwd_peek(c);
+		return;
+	}
+	/* A whole data record: splice it. Anything else (a control record,
+	 * the end, an error) is for one ordinary RECVMSG, which reads it
+	 * with its type, or reports the error, through the transport. */
+	if (res <= 0 || rtls__conn_record_type(c) != 23 /* application_data */)
+		c->fwd_ctl = true;
+	rtls__conn_recv_arm(c);
+}
+
 void rtls__fwd_on_in(struct rtls_conn *c, int res)
 {
 	c->recv_armed = false;
@@ -347,10 +394,10 @@ void rtls__fwd_on_in(struct rtls_conn *c, int res)
 		/* kTLS: readable, but no whole record yet. Polling again can
 		 * spin: on 6.1 a partial record that arrived before TLS_RX was
 		 * set makes the socket readable until the record is whole.
-		 * One RECVMSG waits for the record the kernel's way (and the
-		 * handler gets that record's bytes); splicing then resumes. */
-		c->fwd_ctl = true;
-		rtls__conn_recv_arm(c);
+		 * A RECVMSG waits for the record the kernel's way; with
+		 * MSG_PEEK it takes nothing, and a data record is then spliced
+		 * like the others instead of passing through here. */
+		fwd_peek(c);
 		return;
 	}
 	if (res == -EINVAL && c->tp) {

@@ -34,6 +34,7 @@ enum rtls__op {
 	RTLS__OP_FWD_OUT,    /* a forwarded pipe segment -> socket */
 	RTLS__OP_FWD_WPOLL,  /* that socket was full: wait until it is writable */
 	RTLS__OP_ERR_WATCH,  /* no receive armed: a reset still ends it (conn.c) */
+	RTLS__OP_FWD_PEEK,   /* kTLS source: wait for a whole record (fwd.c) */
 };
 
 static inline uint64_t rtls__ud(enum rtls__op op, uint32_t slot, uint32_t gen)
@@ -179,6 +180,7 @@ enum rtls__rx_mode {
 struct rtls__ctl {
 	struct msghdr rmsg;
 	struct iovec riov;
+	unsigned char peek; /* MSG_PEEK's one byte (fwd.c) */
 	union {
 		char buf[64];
 		struct cmsghdr align;
@@ -624,6 +626,8 @@ int rtls__send_urgent(struct rtls_conn *c, uint8_t type, const void *p, size_t n
  * source's splice completions; a destination has sent a chunk. */
 int rtls__reactor_tls_area(struct rtls__reactor *r, size_t size);
 void rtls__fwd_arm(struct rtls_conn *c);
+void rtls__fwd_on_peek(struct rtls_conn *c, int res);
+int rtls__conn_record_type(struct rtls_conn *c);
 /* The transport has decided where RX stays: a forward that waited for it
  * (rtls_conn_forward() with rx_kernel_later) starts now, or never. */
 void rtls__fwd_later(struct rtls_conn *c);

@@ -344,6 +344,7 @@ void rtls__dispatch(struct rtls__reactor *r, struct io_uring_cqe *cqe)
 	case RTLS__OP_CONNECT:
 	case RTLS__OP_FWD_POLL:
 	case RTLS__OP_FWD_IN:
+	case RTLS__OP_FWD_PEEK:
 	case RTLS__OP_FWD_OUT:
 	case RTLS__OP_FWD_WPOLL:
 	case RTLS__OP_ERR_WATCH:
@@ -381,6 +382,9 @@ void rtls__dispatch(struct rtls__reactor *r, struct io_uring_cqe *cqe)
 		break;
 	case RTLS__OP_FWD_IN:
 		rtls__fwd_on_in(c, cqe->res);
+		break;
+	case RTLS__OP_FWD_PEEK:
+		rtls__fwd_on_peek(c, cqe->res);
 		break;
 	case RTLS__OP_FWD_WPOLL:
 		rtls__on_fwd_writable(c, cqe->res);

@@ -10,6 +10,7 @@
 #include <sys/un.h>
 #include <time.h>
 
+#include "core/proxyproto.h"
 #include "internal.h"
 #include "ringtls/tls.h"
 
@@ -111,10 +112,32 @@ int rtls__upstream_connect(rtls_conn *near, const struct rtls_http_config *hc,
 			   const struct rtls_http_upstream *u, const struct rtls_handler *h,
 			   void *arg, rtls_conn **out)
 {
+	struct rtls_conn_info ci;
+	char pp[512];
+	int ret, n = 0;
+
 	if (!u->tls)
 		return rtls_conn_connect(near, u->addr, h, arg, out);
-	return rtls_conn_connect_tls(near, u->addr, hc->upstream_tls,
-				     hc->upstream_sni ? hc->upstream_sni : u->host, h, arg, out);
+	/* A TLS server that takes a PROXY header reads it before the
+	 * handshake: ahead of the ClientHello, not inside the stream. */
+	if (hc->upstream_proxy_protocol) {
+		n = -EINVAL;
+		if (rtls_conn_query(near, &ci) == 0)
+			n = rtls__proxy_header_build(pp, sizeof(pp), hc->upstream_proxy_protocol,
+						     &ci);
+		if (n < 0) {
+			rtls_log(RTLS_LOG_WARN,
+				 "upstream %s: cannot build the PROXY protocol header", u->name);
+			return n;
+		}
+	}
+	ret = rtls_conn_connect_tls(near, u->addr, hc->upstream_tls,
+				    hc->upstream_sni ? hc->upstream_sni : u->host, h, arg, out);
+	if (ret == 0 && n > 0 && (ret = rtls_conn_tls_preamble(*out, pp, (size_t)n)) < 0) {
+		rtls_conn_abort(*out, ret); /* on_close sees a connection never used */
+		*out = NULL;
+	}
+	return ret;
 }
 
 bool rtls_http_upstream_tls(const struct rtls_http_config *hc)

@@ -396,7 +396,7 @@ static void send_head(rtls_conn *c, struct hconn *h)
 	rtls_conn *u = x->up;
 
 	x->st = PX_HEAD;
-	if (hc->upstream_proxy_protocol && !x->reused) {
+	if (hc->upstream_proxy_protocol && !x->reused && !x->srv->tls) { /* TLS: at connect */
 		struct rtls_conn_info ci;
 		char pp[512];
 		int n = -EINVAL;

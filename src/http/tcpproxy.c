@@ -183,7 +183,7 @@ static int on_open(rtls_conn *c, void *data)
 	t->opened = true;
 	if (!cl)
 		return -ECANCELED;
-	if (hc->upstream_proxy_protocol) {
+	if (hc->upstream_proxy_protocol && !t->srv->tls) { /* TLS: sent at connect */
 		struct rtls_conn_info ci;
 		char pp[512];
 		int n = -EINVAL;

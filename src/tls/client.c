@@ -252,3 +252,15 @@ void rtls__tls_verify_why(const struct tconn *t, char *buf, size_t n)
 	if (t->role == RTLS__TLS_CLIENT && v != X509_V_OK)
 		snprintf(buf, n, " (%s)", X509_verify_cert_error_string(v));
 }
+
+int rtls_conn_tls_preamble(rtls_conn *c, const void *p, size_t n)
+{
+	struct tconn *t = c->tp_state;
+
+	/* Before the ClientHello: the handshake starts when the connect
+	 * completes (tls_on_connected) and appends it behind these. */
+	if (c->state != RTLS__CONN_CONNECTING || !t || t->role != RTLS__TLS_CLIENT ||
+	    t->phase != RTLS__TLS_HANDSHAKE)
+		return -EINVAL;
+	return rtls__wbuf_append(&t->stage, p, n) < 0 ? -ENOMEM : 0;
+}

@@ -255,6 +255,10 @@ static void on_established(struct rtls_conn *c, struct tconn *t)
 	if (c->rx_mode == RTLS__RX_EXACT)
 		c->rx_mode = RTLS__RX_MULTISHOT;
 	rtls__tls_log_open(c, t);
+	if (c->state != RTLS__CONN_OPEN) { /* a client closed meanwhile: no on_open */
+		rtls__kick(c);
+		return;
+	}
 	if (rtls__handler_open(c) == 0 && c->state == RTLS__CONN_OPEN &&
 	    (rtls_conn_pending(c) || c->wr_shut))
 		rtls__kick(c); /* a client's bytes (and end) from during the handshake */
@@ -597,8 +601,15 @@ static void tls_destroy(struct rtls_conn *c)
 		char peer[80];
 
 		rtls__tls_peer(c, peer, sizeof(peer));
-		rtls_log(RTLS_LOG_DEBUG, "tls %s: handshake timed out", peer);
+		/* An upstream that does not finish is the operator's news. */
+		rtls_log(t->role == RTLS__TLS_CLIENT ? t->ctx->fail_level : RTLS_LOG_DEBUG,
+			 "tls %s: handshake timed out", peer);
 	}
+	/* A client's healthy session stays resumable: OpenSSL spoils the
+	 * session of an SSL freed without our close_notify. */
+	if (t->ssl && t->role == RTLS__TLS_CLIENT && rtls__tls_established(t) &&
+	    !rtls__tls_failed(t))
+		SSL_set_shutdown(t->ssl, SSL_SENT_SHUTDOWN);
 	SSL_free(t->ssl); /* frees both BIOs */
 	BIO_free(t->spill);
 	rtls__wbuf_free(&t->stage);

@@ -266,12 +266,17 @@ void rtls__tls_switch(struct rtls_conn *c, struct tconn *t)
 						      : RTLS__RX_MULTISHOT;
 	c->rx_kernel_later = t->rx == RTLS__TLS_WANT_KERNEL;
 	rtls__tls_log_open(c, t);
-	if (rtls__handler_open(c) < 0 || c->state != RTLS__CONN_OPEN)
-		return;
 	/* A client's bytes, and its end, from during the handshake: a
 	 * close_notify wanted then is the kernel's to send now. */
 	if (t->close == RTLS__TLS_CLOSE_WANTED && rtls__tls_tx_kernel(t))
 		rtls__tls_ktx_shutdown(c);
+	/* A client closed by its handler meanwhile ends without on_open. */
+	if (c->state != RTLS__CONN_OPEN) {
+		rtls__kick(c);
+		return;
+	}
+	if (rtls__handler_open(c) < 0 || c->state != RTLS__CONN_OPEN)
+		return;
 	if (rtls_conn_pending(c) || c->wr_shut)
 		rtls__kick(c);
 	if (!rtls__tls_rx_kernel(t))
@@ -293,7 +298,11 @@ void rtls__tls_switch_rx_late(struct rtls_conn *c, struct tconn *t)
 	if (t->rx != RTLS__TLS_WANT_KERNEL || !t->rx_records || c->state != RTLS__CONN_OPEN ||
 	    rtls__tls_failed(t) || !t->ssl)
 		return;
-	if (!rtls__rec_at_boundary(&t->in) || BIO_ctrl_pending(t->rbio) || SSL_has_pending(t->ssl))
+	/* At a record boundary, and at a message boundary too: a ticket
+	 * fragmented over records is inside OpenSSL (SSL_in_init) until its
+	 * last fragment has been read. */
+	if (!rtls__rec_at_boundary(&t->in) || BIO_ctrl_pending(t->rbio) ||
+	    SSL_has_pending(t->ssl) || SSL_in_init(t->ssl))
 		return; /* the next read ends at a boundary */
 	if (!t->have_rx_secret || t->peer_updated ||
 	    rtls__ktls_info_tls13(&t->suite, t->rx_secret, t->rx_records, &rx) < 0) {
@@ -376,7 +385,7 @@ void rtls__tls_on_record(struct rtls_conn *c, struct rtls_buf *raw, int type)
 	struct rtls__rec_verdict v;
 
 	if (type == RTLS_CT_HANDSHAKE && t->role == RTLS__TLS_CLIENT && t->is13 &&
-	    rtls__rec_tickets_only((const unsigned char *)raw->data, raw->len)) {
+	    rtls__rec_skip_tickets(&t->tickets, (const unsigned char *)raw->data, raw->len)) {
 		/* More tickets after the one read in userspace: the session
 		 * kept already resumes; these are dropped. */
 		rtls_buf_release(c, raw);

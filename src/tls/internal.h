@@ -101,7 +101,8 @@ struct tconn {
 	 * for resumption) has been read here; rx_records counts those. */
 	bool rx_deferred;
 	uint32_t rx_records;
-	uint64_t sess_hash;        /* client: the sessions key (address, name) */
+	uint64_t sess_hash;           /* client: the sessions key (address, name) */
+	struct rtls__hs_skip tickets; /* client, kernel RX: tickets being skipped */
 	uint16_t last_alert;       /* (level << 8) | description, last one sent */
 	unsigned char tx_secret[48], rx_secret[48]; /* TLS 1.3, wiped at switch */
 	/* our output stream, parsed to count records under the traffic key

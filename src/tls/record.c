@@ -138,20 +138,30 @@ void rtls__rec_classify(int type, const unsigned char *p, size_t n, bool is13,
 	}
 }
 
-bool rtls__rec_tickets_only(const unsigned char *p, size_t n)
+bool rtls__rec_skip_tickets(struct rtls__hs_skip *k, const unsigned char *p, size_t n)
 {
 	if (n == 0)
 		return false;
 	while (n) {
-		size_t len;
+		size_t take;
 
-		if (n < 4 || p[0] != HS_NEW_SESSION_TICKET)
+		if (k->left) { /* the rest of a ticket begun earlier */
+			take = k->left < n ? k->left : n;
+			k->left -= (uint32_t)take;
+			p += take;
+			n -= take;
+			continue;
+		}
+		while (k->hdr_len < 4 && n) {
+			k->hdr[k->hdr_len++] = *p++;
+			n--;
+		}
+		if (k->hdr[0] != HS_NEW_SESSION_TICKET)
 			return false;
-		len = (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
-		if (len > n - 4)
-			return false; /* cut: a message must not span records here */
-		p += 4 + len;
-		n -= 4 + len;
+		if (k->hdr_len < 4)
+			break; /* the header goes on in the next record */
+		k->left = (uint32_t)k->hdr[1] << 16 | (uint32_t)k->hdr[2] << 8 | k->hdr[3];
+		k->hdr_len = 0;
 	}
 	return true;
 }

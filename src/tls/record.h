@@ -86,9 +86,19 @@ struct rtls__rec_verdict {
 void rtls__rec_classify(int type, const unsigned char *p, size_t n, bool is13,
 			struct rtls__rec_verdict *v);
 
-/* Whether the handshake record p[0..n) holds only whole NewSessionTicket
- * messages (RFC 8446 §4.6.1): what a TLS 1.3 client may ignore when the
- * kernel reads its records (it keeps the session it already has). */
-bool rtls__rec_tickets_only(const unsigned char *p, size_t n);
+/* NewSessionTickets on a TLS 1.3 client's kernel RX (RFC 8446 §4.6.1):
+ * the session kept already resumes, so they are skipped. A ticket may
+ * span records (handshake messages are fragmented freely, §5.1): `left`
+ * and the header bytes seen carry over from record to record. */
+struct rtls__hs_skip {
+	uint8_t hdr[4];
+	uint8_t hdr_len;
+	uint32_t left; /* bytes of the current ticket's body still to come */
+};
+
+/* Takes the handshake record p[0..n): true if it holds only (parts of)
+ * NewSessionTickets, which are then skipped; false if anything else is in
+ * it, or it is empty (*k is then meaningless: the connection fails). */
+bool rtls__rec_skip_tickets(struct rtls__hs_skip *k, const unsigned char *p, size_t n);
 
 #endif
