@@ -143,6 +143,35 @@ def test_serves_with_options(t):
     t.eq(s.stop(), 0, "IPv6 listener: exit status")
 
 
+def test_tls_option_scope(t):
+    """--handshake-timeout also applies to TLS upstreams: taken with a plain
+    listener and an https:// upstream, refused with neither; an option of
+    the TLS listener alone (--no-tls12) stays refused without one."""
+    L = ["--listen", "127.0.0.1:0"]
+    one_line_error(t, "--handshake-timeout, a plain listener only",
+                   ["serve", *L, "--handshake-timeout", "3s"],
+                   r"--handshake-timeout is a TLS option, but no --tls-listen or TLS upstream "
+                   r"was given", 2)
+    one_line_error(t, "--handshake-timeout, a plain listener and an http:// upstream",
+                   ["serve", *L, "--handshake-timeout", "3s", "--proxy", "/=http://127.0.0.1:1"],
+                   r"--handshake-timeout is a TLS option, but no --tls-listen or TLS upstream "
+                   r"was given", 2)
+    one_line_error(t, "--no-tls12, a plain listener and an https:// upstream",
+                   ["serve", *L, "--no-tls12", "--proxy", "/=https://127.0.0.1:1"],
+                   r"--no-tls12 is a TLS option, but no --tls-listen was given$", 2)
+    what = "--handshake-timeout, a plain listener and an https:// upstream"
+    try:
+        s = rt.Server("--handshake-timeout", "3s", "--proxy", "/=https://127.0.0.1:1", threads=1)
+    except RuntimeError as ex:
+        t.check(False, "%s: the server starts: %s" % (what, ex))
+        return
+    # Port 1 refuses: the proxy answers 502 (or 503 once it is marked down).
+    r = rt.get(s, "/x")
+    t.check(r.status in (502, 503), "%s: serves (the upstream refuses): status %d"
+            % (what, r.status))
+    t.eq(s.stop(), 0, "%s: exit status" % what)
+
+
 def have_ipv6_loopback():
     try:
         with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as so:
@@ -158,6 +187,7 @@ def test(t):
     test_errors(t)
     test_address_in_use(t)
     test_serves_with_options(t)
+    test_tls_option_scope(t)
     test_no_uring(t)
 
 

@@ -61,6 +61,26 @@ f. TCP mode: TCP_MID bytes both ways to a Python TLS echo (which ends
 g. an upstream that speaks plaintext HTTP (nginx) on an https:// route
    and a tls:// TCP route: 502 / a connection ended with no data,
    within FAIL_FAST s, one "tls upstream" line.
+h. --upstream-proxy-protocol v1 and v2 with TLS upstreams: the PROXY
+   header goes ahead of the ClientHello, in the clear. nginx with
+   `listen ... ssl proxy_protocol` (an http server that returns
+   $proxy_protocol_addr:$proxy_protocol_port, a stream server that
+   `return`s them) saw the client's address and port; a Python upstream
+   that reads the header raw gets exactly the v1 line / v2 block naming
+   client and listener, then a TLS record (0x16), then serves over TLS;
+   HTTP and TCP mode each. The fixture rejects what the old behaviour
+   sent: Python's TLS client straight to nginx without a header fails,
+   with a v1 header in front it works; ringtls without
+   --upstream-proxy-protocol gets a 502 / a connection ended with no data
+   and one "tls upstream" line.
+i. --handshake-timeout 1s and an upstream that accepts and never says a
+   word: https:// gets a 504 after about 1 s (not --proxy-timeout's 60 s),
+   one warning "tls upstream ...: handshake timed out", the upstream is
+   marked down and the next request is a prompt 503 that does not reach
+   it; a route with a silent and a good upstream answers 200, marks the
+   silent one down once and then only uses the good one; TCP mode: the
+   client's connection is reset after about 1 s, the session line says
+   "reset by us" / "connect failed (Connection timed out)".
 
 RTLS_UPTLS_PARTS=a,b runs only those parts. Without nginx the test
 SKIPs; without nginx's stream module (libnginx-mod-stream) the TCP-mode
@@ -71,6 +91,7 @@ import os
 import re
 import socket
 import ssl
+import struct
 import threading
 import time
 import traceback
@@ -90,11 +111,16 @@ SMALL = 64 << 10
 RESUME = 4                             # e: requests / sessions per upstream
 EARLY_RUNS = 5                         # f: sessions that end before the upstream handshake
 FAIL_FAST = 3.0                        # g: a handshake failure is answered within (scaled)
+HS_TIMEOUT = 3.0 if VG else 1.0        # i: --handshake-timeout (clients' handshakes too)
+HS_LATE = HS_TIMEOUT + 3.0             # i: a handshake timeout is answered within (scaled)
+PROMPT = 0.5                           # i: a request that skips a marked-down upstream (scaled)
 WAIT = rt.scaled(20.0)
 HOST = "example.test"
 SMALL_TXT = b"small file over tls\n"
 NO_CERT_400 = b"No required SSL certificate was sent"
 CLIENT_CN = "ringtls upstream client"
+PP2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+PP_OK = b"pp ok\n"
 
 TLS_LINE_RE = re.compile(r"^\S+ warn tls upstream ")
 ANY_TLS_LINE_RE = re.compile(r"\btls upstream ")
@@ -212,6 +238,10 @@ http {
         location / { return 200 "dn=$ssl_client_s_dn\\n"; }
     }
     server { listen 127.0.0.1:%(hplain)d; include %(p)s/files.conf; }
+    server {
+        listen 127.0.0.1:%(hpp)d ssl proxy_protocol;
+        location / { return 200 "pp=$proxy_protocol_addr:$proxy_protocol_port\n"; }
+    }
 }
 %(stream)s
 """
@@ -256,11 +286,15 @@ stream {
         ssl_client_certificate %(pki)s/ca.pem;
         proxy_pass %(echo)s;
     }
+    server {
+        listen 127.0.0.1:%(spp)d ssl proxy_protocol;
+        return "pp=$proxy_protocol_addr:$proxy_protocol_port\n";
+    }
 }
 """
 
-HTTP_PORTS = ("h13", "h12", "hdns", "hca2", "hm13", "hm12", "hplain")
-STREAM_PORTS = ("se13", "se12", "ssink", "sca2", "sm")
+HTTP_PORTS = ("h13", "h12", "hdns", "hca2", "hm13", "hm12", "hplain", "hpp")
+STREAM_PORTS = ("se13", "se12", "ssink", "sca2", "sm", "spp")
 
 
 class Nginx:
@@ -471,6 +505,75 @@ def h_tls_sink_then_send(ctx, size, seed):
             s.sendall(tp.data(size, seed))
             rec["sent"] = size
         _tls_close(s, rec)
+    return handler
+
+
+# --------------------------------------------------------------------------
+# A Python TLS upstream that reads a PROXY header raw, ahead of the TLS
+# handshake (h)
+
+
+def _recv_exact(conn, n):
+    buf = b""
+    while len(buf) < n:
+        d = conn.recv(n - len(buf))
+        if not d:
+            raise ConnectionError("closed after %d of %d bytes: %r" % (len(buf), n, buf))
+        buf += d
+    return buf
+
+
+def read_pp(conn):
+    """The PROXY header at the start of conn, read and nothing after it:
+    (version or None, (src, sport, dst, dport) or None, the raw bytes).
+    v2: PROXY command, TCP over IPv4 only (TLVs after the addresses are
+    read, not parsed)."""
+    raw = _recv_exact(conn, 1)
+    if raw == b"P":
+        while not raw.endswith(b"\r\n") and len(raw) < 108:
+            raw += _recv_exact(conn, 1)
+        f = raw[:-2].decode("ascii", "replace").split(" ")
+        if len(f) != 6 or f[:2] != ["PROXY", "TCP4"] or not raw.endswith(b"\r\n"):
+            return 1, None, raw
+        return 1, (f[2], int(f[4]), f[3], int(f[5])), raw
+    raw += _recv_exact(conn, 15)
+    if raw[:12] != PP2_SIG:
+        return None, None, raw
+    n = struct.unpack("!H", raw[14:16])[0]
+    body = _recv_exact(conn, n)
+    raw += body
+    if raw[12] != 0x21 or raw[13] != 0x11 or n < 12:
+        return 2, None, raw
+    sport, dport = struct.unpack("!HH", body[8:12])
+    return 2, (socket.inet_ntoa(body[0:4]), sport, socket.inet_ntoa(body[4:8]), dport), raw
+
+
+def h_pp_tls(ctx):
+    """The PROXY header (rec["pp"]), a peek at the byte after it
+    (rec["next"]: a TLS handshake record is 0x16), then TLS: an HTTP GET
+    gets 200 PP_OK and Connection: close; anything else its first piece
+    echoed. rec["end"] = "served"."""
+    def handler(conn, rec, upst):
+        conn.settimeout(WAIT)
+        rec["pp"] = read_pp(conn)
+        rec["next"] = conn.recv(1, socket.MSG_PEEK)
+        s = ctx.wrap_socket(conn, server_side=True)
+        buf = s.recv(65536)
+        if buf.startswith(b"GET "):
+            while b"\r\n\r\n" not in buf:
+                d = s.recv(65536)
+                if not d:
+                    break
+                buf += d
+            s.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"
+                      % len(PP_OK) + PP_OK)
+        else:
+            s.sendall(buf)
+        rec["end"] = "served"
+        try:
+            s.unwrap()
+        except (ssl.SSLError, OSError):
+            pass
     return handler
 
 
@@ -967,8 +1070,208 @@ def part_g(t, e):
              clean=True)
 
 
+def py_pp_fetch(ctx, port, header, http):
+    """Python's TLS client straight to nginx, `header` sent raw first: all
+    it got (an HTTP GET first if http), or "failed: ..."."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=rt.IO_TIMEOUT) as raw:
+            if header:
+                raw.sendall(header)
+            with ctx.wrap_socket(raw, server_hostname="localhost") as so:
+                if http:
+                    so.sendall(b"GET /x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                buf = b""
+                while True:
+                    d = so.recv(65536)
+                    if not d:
+                        return buf
+                    buf += d
+    except (ssl.SSLError, OSError) as ex:
+        return "failed: %r" % ex
+
+
+def selfcheck_pp(t, e):
+    """nginx's proxy_protocol listeners refuse a TLS client that sends no
+    header (which is what a header inside TLS looks like to them: a
+    ClientHello first) and serve one with a v1 header in front."""
+    ctx = py_ctx(e.pki)
+    for name, http in (("hpp", True), ("spp", False)):
+        if name == "spp" and not e.ng.stream:
+            continue
+        port = e.ng.port[name]
+        bare = py_pp_fetch(ctx, port, None, http)
+        t.check(isinstance(bare, str), "fixture: nginx %s refuses a TLS client without a PROXY "
+                "header: %r" % (name, bare))
+        got = py_pp_fetch(ctx, port, b"PROXY TCP4 127.0.0.1 127.0.0.1 11111 443\r\n", http)
+        t.check(isinstance(got, bytes) and got.endswith(b"pp=127.0.0.1:11111\n"),
+                "fixture: nginx %s with a v1 header first: %r" % (name, got))
+
+
+def check_pp_rec(t, rec, v, cport, lport, what):
+    """The Python upstream's record: the v1 line / v2 block naming client
+    127.0.0.1:cport and listener 127.0.0.1:lport, then a TLS record."""
+    if not t.check(rec is not None and "pp" in rec, "%s: the upstream's record: %r"
+                   % (what, rec)):
+        return
+    ver, addrs, raw = rec["pp"]
+    want = ("127.0.0.1", cport, "127.0.0.1", lport)
+    t.eq((ver, addrs), (int(v[1]), want), "%s: the PROXY header: version, (src, sport, dst, "
+         "dport) (raw %r)" % (what, raw))
+    if v == "v1":
+        t.eq(raw, b"PROXY TCP4 127.0.0.1 127.0.0.1 %d %d\r\n" % (cport, lport),
+             "%s: the v1 line" % what)
+    t.eq(rec.get("next"), b"\x16", "%s: after the header: a TLS handshake record" % what)
+    t.eq(rec.get("end"), "served", "%s: then served over TLS" % what)
+    print("%s: the upstream got %r, then %r" % (what, raw, rec.get("next")), flush=True)
+
+
+def part_h(t, e):
+    selfcheck_pp(t, e)
+    for v in ("v1", "v2"):
+        s = e.server("pp" + v[1])
+        what = "h. %s, https:// to nginx ssl proxy_protocol" % v
+        r, _, cport = get(s, "/ng/x?h" + v)
+        t.eq((r and r.status, r and r.body), (200, b"pp=127.0.0.1:%d\n" % cport),
+             "%s: status, the client address nginx saw" % what)
+        what = "h. %s, https:// to a Python upstream that reads the header raw" % v
+        e.ppy.drain()
+        r, _, cport = get(s, "/py/x")
+        t.eq((r and r.status, r and r.body), (200, PP_OK), "%s: status, body" % what)
+        check_pp_rec(t, e.ppy.next_done(), v, cport, s.port, what)
+        if e.ng.stream:
+            what = "h. %s, tls:// to nginx stream ssl proxy_protocol" % v
+            with tp.TlsPipe(s.tcp[0], keep=256) as c:
+                done = c.run(read=True, timeout=WAIT)
+                cport = c.local_port
+            t.check(done, "%s: nginx's answer and end came (got %d, end %r)"
+                    % (what, c.rx, c.peer_end))
+            t.eq(bytes(c.rx_data), b"pp=127.0.0.1:%d\n" % cport,
+                 "%s: the client address nginx saw" % what)
+            d = tp.session(s, cport)
+            print("%s: %s" % (what, d and d.get("line", d)), flush=True)
+        else:
+            t.skip("h. %s, TCP mode to nginx: no nginx stream module" % v)
+        what = "h. %s, tls:// to a Python upstream that reads the header raw" % v
+        e.ppy.drain()
+        with tp.TlsPipe(s.tcp[1], keep=64) as c:
+            done = (c.run(b"ping\n", until=lambda: c.rx >= 5 or c.peer_end, timeout=WAIT)
+                    and c.run(b"", end="close_notify", timeout=WAIT))
+            cport = c.local_port
+        t.check(done, "%s: the exchange ended (got %d, end %r)" % (what, c.rx, c.peer_end))
+        t.eq(bytes(c.rx_data), b"ping\n", "%s: echoed" % what)
+        check_pp_rec(t, e.ppy.next_done(), v, cport, s.tcp[1], what)
+    # Without the header (what nginx also sees from a header inside TLS):
+    # nginx reads the ClientHello as a broken header and drops the
+    # connection (a reset: unread data), so there is no TLS failure to log.
+    s = e.server("good")
+    what = "h. no --upstream-proxy-protocol, https:// to nginx ssl proxy_protocol"
+    n0 = nginx_broken_headers(e)
+    r, dt, _ = get(s, "/pp/x", timeout=FAIL_FAST + 5)
+    t.eq(r and r.status, 502, "%s: status" % what)
+    t.check(dt <= rt.scaled(FAIL_FAST), "%s: answered after %.2f s, want <= %g"
+            % (what, dt, rt.scaled(FAIL_FAST)))
+    t.check(wait_for(lambda: nginx_broken_headers(e) > n0),
+            "%s: nginx logged a broken PROXY header" % what)
+    if e.ng.stream:
+        what = "h. no --upstream-proxy-protocol, tls:// to nginx stream ssl proxy_protocol"
+        n0 = nginx_broken_headers(e)
+        tcp_closed_no_data(t, s, s.tcp[7], what)
+        t.check(wait_for(lambda: nginx_broken_headers(e) > n0),
+                "%s: nginx logged a broken PROXY header" % what)
+
+
+def nginx_broken_headers(e):
+    return e.ng.proc.log().count("broken header")
+
+
+def wait_for(cond, timeout=5.0):
+    end = time.monotonic() + rt.scaled(timeout)
+    while not cond():
+        if time.monotonic() >= end:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def marked_down_lines(s, mark, port):
+    rx = re.compile(r"upstream \S*:%d: .*marked down" % port)
+    return [l for l in s.since(mark) if rx.search(l)]
+
+
+def part_i(t, e):
+    s = e.server("hsto")
+    silent, two, tcp = e.silent
+    what = "i. https:// to an upstream that never speaks, --handshake-timeout %gs" % HS_TIMEOUT
+    mark = s.mark()
+    n0 = len(silent.accepted)
+    r, dt, _ = get(s, "/silent/x", timeout=HS_LATE + 10)
+    t.eq(r and r.status, 504, "%s: status" % what)
+    t.check(HS_TIMEOUT * 0.8 <= dt <= rt.scaled(HS_LATE), "%s: answered after %.2f s, want "
+            "%g..%g" % (what, dt, HS_TIMEOUT, rt.scaled(HS_LATE)))
+    check_tls_line(t, s, mark, what, "handshake timed out")
+    t.eq(len(marked_down_lines(s, mark, silent.port)), 1, "%s: 'marked down' lines: %r"
+         % (what, s.since(mark)))
+    t.eq(len(silent.accepted) - n0, 1, "%s: connections the upstream got" % what)
+    what = "i. the same route, its upstream marked down"
+    mark = s.mark()
+    r, dt, _ = get(s, "/silent/x", timeout=HS_LATE + 10)
+    t.eq(r and r.status, 503, "%s: status" % what)
+    t.check(dt <= rt.scaled(PROMPT), "%s: answered after %.2f s" % (what, dt))
+    t.eq(len(silent.accepted) - n0, 1, "%s: connections the upstream got, in all" % what)
+    t.check(not tls_lines(s, mark, settle=0, timeout=0.3), "%s: no 'tls upstream' line" % what)
+
+    what = "i. a route to a silent and a good upstream"
+    mark = s.mark()
+    n0 = len(two.accepted)
+    slow = []
+    for k in range(3):
+        r, dt, _ = get(s, "/two/small.txt?i%d" % k, timeout=HS_LATE + 10)
+        t.eq((r and r.status, r and r.body), (200, SMALL_TXT), "%s: request %d: status, body"
+             % (what, k + 1))
+        if dt >= HS_TIMEOUT * 0.8:
+            slow.append((k + 1, round(dt, 2)))
+        if marked_down_lines(s, mark, two.port):
+            break
+    t.eq(len(slow), 1, "%s: requests that waited for the handshake timeout: %r" % (what, slow))
+    check_tls_line(t, s, mark, what, "handshake timed out")
+    t.eq(len(marked_down_lines(s, mark, two.port)), 1, "%s: the silent one marked down: %r"
+         % (what, s.since(mark)))
+    for k in range(4):
+        r, dt, _ = get(s, "/two/small.txt?j%d" % k, timeout=HS_LATE + 10)
+        t.check(r is not None and (r.status, r.body) == (200, SMALL_TXT)
+                and dt <= rt.scaled(PROMPT), "%s: then request %d: 200 at once, got %r after "
+                "%.2f s" % (what, k + 1, r, dt))
+    t.eq(len(two.accepted) - n0, 1, "%s: connections the silent upstream got" % what)
+
+    what = "i. tls:// to an upstream that never speaks, --handshake-timeout %gs" % HS_TIMEOUT
+    mark = s.mark()
+    n0 = len(tcp.accepted)
+    t0 = time.monotonic()
+    try:
+        c = tp.TlsPipe(s.tcp[0])
+    except (OSError, rt.ConnClosed, ssl.SSLError) as ex:
+        t.check(False, "%s: the client's handshake did not complete: %r" % (what, ex))
+        return
+    with c:
+        done = c.run(read=True, timeout=rt.scaled(HS_LATE + 5))
+        dt = time.monotonic() - t0
+        cport = c.local_port
+    t.check(done, "%s: the connection ended" % what)
+    t.eq((c.rx, c.peer_end), (0, "reset"), "%s: bytes the client got, its end" % what)
+    t.check(HS_TIMEOUT * 0.8 <= dt <= rt.scaled(HS_LATE), "%s: ended after %.2f s, want "
+            "%g..%g" % (what, dt, HS_TIMEOUT, rt.scaled(HS_LATE)))
+    d = tp.check_session(t, s, cport, what, to_up=0, to_client=0, cend="reset by us",
+                         uend="connect failed (Connection timed out)", how=None)
+    if d:
+        print("%s: %s" % (what, d["line"]), flush=True)
+    check_tls_line(t, s, mark, what, "handshake timed out")
+    t.eq(len(marked_down_lines(s, mark, tcp.port)), 1, "%s: 'marked down' lines: %r"
+         % (what, s.since(mark)))
+    t.eq(len(tcp.accepted) - n0, 1, "%s: connections the upstream got" % what)
+
+
 PARTS = [("a", part_a), ("b", part_b), ("c", part_c), ("d", part_d), ("e", part_e),
-         ("f", part_f), ("g", part_g)]
+         ("f", part_f), ("g", part_g), ("h", part_h), ("i", part_i)]
 
 
 # --------------------------------------------------------------------------
@@ -1007,11 +1310,13 @@ class Env:
                       "/ca2/=https://localhost:%d" % p["hca2"],
                       "/dnsonly/=https://127.0.0.1:%d" % p["hdns"],
                       "/plain/=https://127.0.0.1:%d" % p["hplain"],
-                      "/http/=http://127.0.0.1:%d" % p["hplain"]]
+                      "/http/=http://127.0.0.1:%d" % p["hplain"],
+                      "/pp/=https://localhost:%d" % p["hpp"]]
             tcp = ["tls://127.0.0.1:%d" % p["se13"], "tls://localhost:%d" % p["se12"],
                    "tls://localhost:%d" % p["ssink"], "tls://127.0.0.1:%d" % p["hplain"],
                    "tls://localhost:%d" % self.strict12.port,
-                   "tls://127.0.0.1:%d" % self.techo.port, "tls://localhost:%d" % self.tsink.port]
+                   "tls://127.0.0.1:%d" % self.techo.port, "tls://localhost:%d" % self.tsink.port,
+                   "tls://localhost:%d" % p["spp"]]
         elif name == "ca2":
             extra = ["--upstream-ca", pki.pem("ca2")]
             routes = ["/bad/=https://localhost:%d" % p["h13"],
@@ -1037,6 +1342,17 @@ class Env:
             routes = ["/t13/=https://localhost:%d" % p["h13"],
                       "/t12/=https://localhost:%d" % p["h12"]]
             tcp = ["tls://localhost:%d" % p["se13"], "tls://localhost:%d" % p["se12"]]
+        elif name in ("pp1", "pp2"):
+            extra += ["--upstream-proxy-protocol", "v" + name[2]]
+            routes = ["/ng/=https://localhost:%d" % p["hpp"],
+                      "/py/=https://localhost:%d" % self.ppy.port]
+            tcp = ["tls://localhost:%d" % p["spp"], "tls://localhost:%d" % self.ppy.port]
+        elif name == "hsto":
+            silent, two, tcpsilent = self.silent
+            extra += ["--handshake-timeout", "%gs" % HS_TIMEOUT]
+            routes = ["/silent/=https://localhost:%d" % silent.port,
+                      "/two/=https://localhost:%d,https://localhost:%d" % (two.port, p["h13"])]
+            tcp = ["tls://localhost:%d" % tcpsilent.port]
         else:
             raise ValueError(name)
         # Without the stream module nginx's stream ports stay unused: the
@@ -1066,6 +1382,8 @@ def test(t):
         e.tsink = tp.Upstream("tsink", h_tls_sink_then_send(server_ctx(e.pki), tp.HALF_BACK, 3))
         e.strict12 = StrictTls(e.pki, ssl.TLSVersion.TLSv1_2)
         e.strict13 = StrictTls(e.pki, ssl.TLSVersion.TLSv1_3)
+        e.ppy = tp.Upstream("ppy", h_pp_tls(server_ctx(e.pki)))
+        e.silent = [tp.Upstream("silent%d" % i, tp.h_hold) for i in range(3)]
         e.ng = Nginx(e.pki, e.echo, e.sink)
         if not e.ng.stream:
             print("SKIP TCP-mode checks: %s missing (libnginx-mod-stream)" % STREAM_MOD)
@@ -1085,9 +1403,11 @@ def test(t):
             t.check(s.alive(), "ringtls-%s alive at the end" % name)
             tu.stop_ok(t, s, s.name)
     finally:
-        for x in ("echo", "sink", "techo", "tsink", "strict12", "strict13"):
+        for x in ("echo", "sink", "techo", "tsink", "strict12", "strict13", "ppy"):
             if getattr(e, x, None):
                 getattr(e, x).close()
+        for x in getattr(e, "silent", ()):
+            x.close()
 
 
 if __name__ == "__main__":
