@@ -125,6 +125,11 @@ struct rtls__wbuf {
 	size_t len, cap;
 	struct rtls__seg *segs;
 	unsigned nsegs, segcap;
+	/* The most this side held in its last round (peak: in this one).
+	 * A side given back between rounds starts the next at that size
+	 * (grow()), not at 1 KiB: a stream that queues 64 KiB a round
+	 * copied its bytes again at each doubling. */
+	size_t peak, hint;
 };
 
 /* --- transport hooks --------------------------------------------------

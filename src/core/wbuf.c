@@ -142,6 +142,10 @@ static int grow(struct rtls__wbuf *w, size_t need)
 	size_t cap = w->cap ? w->cap : RTLS__SMALL_DATA;
 	char *p;
 
+	/* A side's first block: as big as the last round needed. */
+	if (!w->cap)
+		while (cap < w->hint && cap < RTLS__WBUF_KEEP_MAX)
+			cap *= 2;
 	while (cap < need)
 		cap *= 2;
 	p = big_take(cap);
@@ -204,6 +208,8 @@ char *rtls__wbuf_reserve(struct rtls__wbuf *w, size_t n)
 	 * and an empty buffer has no data yet. */
 	size_t need = w->len + (n ? n : 1);
 
+	if (need > w->peak)
+		w->peak = need;
 	if (need > w->cap && grow(w, need) < 0)
 		return NULL;
 	return w->data + w->len;
@@ -311,10 +317,13 @@ void rtls__wbuf_reset(struct rtls__wbuf *w)
 
 void rtls__wbuf_free(struct rtls__wbuf *w)
 {
+	size_t hint = w->peak;
+
 	rtls__wbuf_reset(w);
 	data_give(w->data, w->cap);
 	small_give(RTLS__SMALL_KIND_SEGS, w->segs, w->segcap * sizeof(*w->segs));
 	memset(w, 0, sizeof(*w));
+	w->hint = hint; /* the next round's first block (grow()) */
 }
 
 void rtls__wbuf_consume(struct rtls__wbuf *w, unsigned segs, size_t mem, size_t file)

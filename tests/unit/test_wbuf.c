@@ -59,6 +59,7 @@ static void big_blocks(void)
 	rtls__wbuf_free(&b); /* no cache: free() */
 	CHECK_EQ_INT(cache.bytes, 0);
 	rtls__big_cache_bind(&cache);
+	memset(&a, 0, sizeof(a)); /* no hint from its 1 MiB rounds */
 	CHECK(rtls__wbuf_reserve(&a, 5000) != NULL);
 	rtls__wbuf_free(&a);
 	CHECK_EQ_INT(cache.n[2], 1);
@@ -66,6 +67,28 @@ static void big_blocks(void)
 	CHECK_EQ_INT(cache.bytes, 0);
 	CHECK(cache.head[2] == NULL);
 	rtls__big_cache_bind(NULL);
+}
+
+/* A side given back starts its next round at the size its last round
+ * reached (no copy per doubling while a stream refills it), and one
+ * small round later at the small size again. */
+static void growth_hint(void)
+{
+	struct rtls__wbuf a = { 0 };
+	char chunk[16384];
+
+	memset(chunk, 'x', sizeof(chunk));
+	for (int i = 0; i < 4; i++)
+		CHECK(rtls__wbuf_append(&a, chunk, sizeof(chunk)) == 0);
+	CHECK_EQ_INT(a.cap, 65536);
+	rtls__wbuf_free(&a);
+	CHECK(a.data == NULL && a.cap == 0);
+	CHECK(rtls__wbuf_append(&a, chunk, 10) == 0);
+	CHECK_EQ_INT(a.cap, 65536); /* one block, as big as last time */
+	rtls__wbuf_free(&a);
+	CHECK(rtls__wbuf_append(&a, chunk, 10) == 0);
+	CHECK_EQ_INT(a.cap, RTLS__SMALL_DATA); /* the last round was small */
+	rtls__wbuf_free(&a);
 }
 
 /* With a cache bound, a freed side's first data block and segment array
@@ -156,5 +179,6 @@ int main(void)
 	rtls__wbuf_free(&w);
 	big_blocks();
 	small_blocks();
+	growth_hint();
 	CHECK_DONE();
 }
