@@ -189,6 +189,20 @@ static void fallback(struct rtls_conn *c, const char *dir, int err)
 		 "tls %s: kernel %s not available (%s): staying in userspace", peer, dir, strerror(-err));
 }
 
+/* RX to the kernel, or (refused) stays in userspace. */
+static void install_rx(struct rtls_conn *c, struct tconn *t, const struct rtls__ktls_info *rx)
+{
+	int ret = rtls__ktls_set(c->fd, TLS_RX, rx);
+
+	if (ret == 0) {
+		rtls__tls_set_rx(t, RTLS__TLS_KERNEL);
+		RTLS__COUNT_AT(c->r, ktls_offloaded, RTLS_STATS_RX);
+	} else {
+		fallback(c, "RX", ret);
+		stay_user(c, t, false, true, RTLS_STATS_KTLS_REFUSED);
+	}
+}
+
 /* Both directions in the kernel: no key material may stay in this
  * process, and OpenSSL's SSL object holds it. OpenSSL takes an SSL freed
  * without a close_notify sent for a session cut short and makes it
@@ -237,16 +251,8 @@ void rtls__tls_switch(struct rtls_conn *c, struct tconn *t)
 			stay_user(c, t, true, false, RTLS_STATS_KTLS_REFUSED);
 		}
 	}
-	if (t->rx == RTLS__TLS_WANT_KERNEL && !t->rx_deferred) {
-		ret = rtls__ktls_set(c->fd, TLS_RX, &rx);
-		if (ret == 0) {
-			rtls__tls_set_rx(t, RTLS__TLS_KERNEL);
-			RTLS__COUNT_AT(c->r, ktls_offloaded, RTLS_STATS_RX);
-		} else {
-			fallback(c, "RX", ret);
-			stay_user(c, t, false, true, RTLS_STATS_KTLS_REFUSED);
-		}
-	}
+	if (t->rx == RTLS__TLS_WANT_KERNEL && !t->rx_deferred)
+		install_rx(c, t, &rx);
 	OPENSSL_cleanse(&tx, sizeof(tx));
 	OPENSSL_cleanse(&rx, sizeof(rx));
 	rtls__ku_prepare(c, t, t->have_tx_secret ? t->tx_secret : NULL,
@@ -293,7 +299,6 @@ void rtls__tls_switch(struct rtls_conn *c, struct tconn *t)
 void rtls__tls_switch_rx_late(struct rtls_conn *c, struct tconn *t)
 {
 	struct rtls__ktls_info rx;
-	int ret;
 
 	if (t->rx != RTLS__TLS_WANT_KERNEL || !t->rx_records || c->state != RTLS__CONN_OPEN ||
 	    rtls__tls_failed(t) || !t->ssl)
@@ -308,14 +313,7 @@ void rtls__tls_switch_rx_late(struct rtls_conn *c, struct tconn *t)
 	    rtls__ktls_info_tls13(&t->suite, t->rx_secret, t->rx_records, &rx) < 0) {
 		stay_user(c, t, false, true, RTLS_STATS_KTLS_KEY);
 	} else {
-		ret = rtls__ktls_set(c->fd, TLS_RX, &rx);
-		if (ret == 0) {
-			rtls__tls_set_rx(t, RTLS__TLS_KERNEL);
-			RTLS__COUNT_AT(c->r, ktls_offloaded, RTLS_STATS_RX);
-		} else {
-			fallback(c, "RX", ret);
-			stay_user(c, t, false, true, RTLS_STATS_KTLS_REFUSED);
-		}
+		install_rx(c, t, &rx);
 	}
 	OPENSSL_cleanse(&rx, sizeof(rx));
 	t->rx_deferred = false;
