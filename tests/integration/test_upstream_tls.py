@@ -297,6 +297,22 @@ HTTP_PORTS = ("h13", "h12", "hdns", "hca2", "hm13", "hm12", "hplain", "hpp")
 STREAM_PORTS = ("se13", "se12", "ssink", "sca2", "sm", "spp")
 
 
+def distinct_ports(n):
+    """n ports that were free a moment ago, all different: each socket
+    stays bound until the last is picked (rt.free_port() one after the
+    other can give the same port twice, and two nginx server blocks then
+    share it: a CI failure under the sanitizer suite)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
 class Nginx:
     """One nginx (one process) with every server above on ports from
     rt.free_port(); .port[NAME]; .stream: whether the stream servers are
@@ -321,7 +337,8 @@ class Nginx:
         rt.write_file(os.path.join(p, "www", "big.bin"), up.pattern(BIG, 5))
         rt.write_file(os.path.join(p, "www", "small.txt"), SMALL_TXT)
         rt.write_file(os.path.join(p, "files.conf"), FILES_CONF % {"p": p})
-        self.port = {n: rt.free_port() for n in HTTP_PORTS + STREAM_PORTS}
+        names = HTTP_PORTS + STREAM_PORTS
+        self.port = dict(zip(names, distinct_ports(len(names))))
         v = dict(self.port, p=p, pki=pki.d, echo=echo.spec, sink=sink.spec,
                  load_stream="load_module %s;" % STREAM_MOD if self.stream else "")
         v["stream"] = STREAM_CONF % v if self.stream else ""
