@@ -2,12 +2,12 @@
 # Makes sure everything ringtls needs to build and test is installed.
 # As root on Debian 12 it installs what is missing with apt-get; otherwise
 # it prints the one command to run and fails.
-#   scripts/deps.sh build   compiler, cmake, liburing, OpenSSL, libyaml, libsystemd
+#   scripts/deps.sh build   compiler, cmake, liburing, OpenSSL, libyaml, libsystemd, libnghttp2
 #   scripts/deps.sh test    the above + test clients, clang/libFuzzer, linters
 #   scripts/deps.sh bench   the above + nginx-light, wrk
 set -euo pipefail
 
-want=(gcc make cmake pkg-config liburing-dev libssl-dev libyaml-dev libsystemd-dev openssl ca-certificates)
+want=(gcc make cmake pkg-config liburing-dev libssl-dev libyaml-dev libsystemd-dev libnghttp2-dev openssl ca-certificates)
 case "${1:-build}" in
   build) ;;
   test) want+=(curl python3 clang libclang-rt-14-dev gnutls-bin nodejs procps kmod patchelf iproute2 valgrind strace
@@ -15,9 +15,10 @@ case "${1:-build}" in
               logrotate util-linux # test_access_log.py: logrotate, prlimit, setpriv
               prometheus # promtool check metrics: tests/integration/test_metrics.py
               systemd # test_systemd.py: systemd-socket-activate, systemd-analyze
+              nghttp2-client python3-h2 # test_h2*.py: nghttp, h2load; raw HTTP/2 frames
               git cppcheck clang-tidy clang-format pyflakes3 # these five: scripts/lint.sh
               debhelper dpkg-dev lintian) ;; # tests/install/test_deb.sh (no fakeroot: Rules-Requires-Root: no)
-  bench) want+=(curl python3 nginx-light haproxy wrk procps gnuplot-nox
+  bench) want+=(curl python3 nginx-light haproxy wrk procps gnuplot-nox nghttp2-client h2o
                valgrind kmod patchelf iproute2) ;; # bench/ktls_count.sh: callgrind inside Linux 6.1
   *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac

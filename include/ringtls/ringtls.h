@@ -165,11 +165,25 @@ struct rtls_handler {
 	void (*on_forwarded)(rtls_conn *c, void *data);
 };
 
+/* What a TLS listener's ALPN selects from the client's offer (RFC 7301);
+ * a client that offers protocols but none of these gets the
+ * no_application_protocol alert. */
+enum rtls_alpn {
+	RTLS_ALPN_HTTP1 = 0, /* http/1.1, else http/1.0 */
+	RTLS_ALPN_NONE = 1,  /* nothing, whatever is offered: a listener whose
+			      * bytes go on as they are, not HTTP */
+	RTLS_ALPN_H2 = 2,    /* h2, else as RTLS_ALPN_HTTP1 */
+};
+
 struct rtls_listen {
 	const char *addr; /* "IP:PORT", "[IPv6]:PORT" or ":PORT"; port 0 = ephemeral */
 	int tls;          /* 1 for a TLS listener (needs the TLS layer) */
-	int no_alpn;      /* TLS: answer no ALPN offer (a listener whose bytes
-			   * go on as they are, not HTTP); 0: http/1.1 */
+	/* TLS: what ALPN selects (enum rtls_alpn). no_alpn is its first
+	 * name, kept for source compatibility: 1 is RTLS_ALPN_NONE. */
+	union {
+		int alpn;
+		int no_alpn;
+	};
 	/* An already bound, listening TCP socket to serve (socket
 	 * activation), or 0 to bind addr; descriptors handed over this way
 	 * start at 3. Borrowed: every reactor accepts on a duplicate of its

@@ -76,6 +76,8 @@ void cli_usage(FILE *f)
 	      "  --max-uri-bytes N        request-target (default 8000)\n"
 	      "  --max-headers N          header fields per request, <= 256 (default 100)\n"
 	      "  --max-body-bytes N       request body accepted and discarded (default 1048576)\n"
+	      "  --no-http2               HTTP/1.1 only: no ALPN h2 on TLS listeners, no\n"
+	      "                           prior-knowledge HTTP/2 on plaintext ones\n"
 	      "  --proxy PREFIX=URL[,URL...]\n"
 	      "                           reverse proxy: requests whose path starts with\n"
 	      "                           PREFIX go to these upstreams (http://IP:PORT,\n"
@@ -237,8 +239,9 @@ enum {
 	O_UPSNI,
 	O_UPCERT,
 	O_UPKEY,
+	O_NOHTTP2,
 };
-enum { O_CONFIG = O_UPKEY + 1 }; /* not a setting of the file */
+enum { O_CONFIG = O_NOHTTP2 + 1 }; /* not a setting of the file */
 _Static_assert(O_LISTEN == CLI_OPT_BASE && O_CONFIG < CLI_OPT_BASE + CLI_NOPTS,
 	       "options.h's CLI_OPT_BASE and CLI_NOPTS cover every option");
 
@@ -289,6 +292,7 @@ static const struct option longopts[] = {
 	{ "upstream-sni", required_argument, NULL, O_UPSNI },
 	{ "upstream-cert", required_argument, NULL, O_UPCERT },
 	{ "upstream-key", required_argument, NULL, O_UPKEY },
+	{ "no-http2", no_argument, NULL, O_NOHTTP2 },
 	{ "config", required_argument, NULL, O_CONFIG },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
@@ -342,6 +346,9 @@ static int apply_tls(struct cli_opts *o, int opt, const char *arg, const struct 
 	case O_SUITES: o->tls.ciphersuites13 = arg; return 0;
 	case O_TICKETFILE: o->tls.ticket_key_file = arg; return 0;
 	case O_NOTICKETS: o->tls.no_tickets = true; return 0;
+	case O_NOHTTP2:
+		o->http.http2 = false;
+		return 0;
 	case O_CLIENTCA: o->tls.client_ca = arg; return 0;
 	case O_CLIENTAUTH:
 		if ((i = parse_word(e, arg, auth, 3, "none, optional or require")) < 0)
@@ -802,6 +809,13 @@ int cli_parse_serve(int argc, char **argv, struct cli_opts *o, bool keep_going)
 		o->listen[o->nlisten++] = (struct rtls_listen){ .addr = "0.0.0.0:8080" };
 		o->listen[o->nlisten++] = (struct rtls_listen){ .addr = "0.0.0.0:8443", .tls = 1 };
 	}
+	/* HTTP/2 on every HTTP listener, unless turned off; proxied routes
+	 * are HTTP/1.1 only for now, so any turns it off (serve.c says so). */
+	if (o->http.nroutes)
+		o->http.http2 = false;
+	for (unsigned i = 0; i < o->nlisten && o->http.http2; i++)
+		if (o->listen[i].tls && o->listen[i].alpn == RTLS_ALPN_HTTP1)
+			o->listen[i].alpn = RTLS_ALPN_H2;
 	default_state_dir(o);
 	o->tls.certs = o->certs;
 	o->tls.ncerts = o->ncert_files;

@@ -17,6 +17,10 @@ struct rtls_http_config {
 	unsigned max_headers;    /* header fields per request (<= 256) */
 	uint64_t max_body;       /* request body bytes we accept (and discard) */
 	long (*live_tls)(void);  /* for the built-in page: SSL objects alive, or NULL */
+	/* HTTP/2 (h2.c): a client that opens with its preface (after ALPN
+	 * "h2" on TLS, prior knowledge on plaintext) speaks it. The listeners'
+	 * ALPN offer is the caller's (rtls_listen.alpn). */
+	bool http2;
 	/* The reverse proxy (proxy.c): routes from --proxy, owned, freed by
 	 * rtls_http_proxy_clear(). */
 	struct rtls_http_route *routes;

@@ -24,6 +24,7 @@ struct hreq {
 	bool has_content_length;
 	bool chunked;
 	bool head;                   /* HEAD: no body in the response */
+	bool h2;                     /* came on an HTTP/2 stream (h2.c) */
 	int keep_alive;              /* CONN_* below */
 };
 
@@ -185,12 +186,25 @@ struct hconn {
 	bool again;              /* a resume was asked for while busy */
 	bool head;               /* the current request is HEAD */
 	bool admin;              /* on the admin listener (admin.c) */
+	bool h1;                 /* a request has been parsed as HTTP/1.x */
+	struct h2conn *h2;       /* HTTP/2 (h2.c): the session, or NULL */
 	uint64_t chunked_seen;   /* chunked body bytes so far */
 	struct pexch x;          /* a proxied request in flight (x.st != PX_NONE) */
 	struct hfwd fwd;
 	struct alog_req lreq; /* the access log's (accesslog.h) */
 	struct alog_conn lconn;
 };
+
+/* request.c: the part of answering a request that HTTP/1.1 and HTTP/2
+ * share, once its head is judged: the method, then the admin listener,
+ * /hello, a file or the built-in page. 0 when answered, 1 when answered
+ * with an error (on HTTP/1.1 the connection is then closing), < 0 on a
+ * failure to write. */
+int rtls__http_dispatch(rtls_conn *c, struct hconn *h, const struct rtls_http_config *hc,
+			struct hreq *q);
+/* Picks out the fields the server acts on (Host, Content-Length, ...):
+ * 0, or a status (400, 413, 501) with *why. */
+int rtls__http_scan_headers(struct hreq *q, const char **why);
 
 /* response.c */
 const char *rtls__http_reason(int status);
@@ -206,9 +220,37 @@ int rtls__http_head(rtls_conn *c, int status, int keep_alive, const char *extra,
 /* A complete small response with a text body. */
 int rtls__http_simple(rtls_conn *c, int status, int keep_alive, const char *ctype,
 		      const char *extra, const char *body, size_t body_len, bool head);
-/* An error response; always Connection: close; no body after HEAD. Logs
- * one line. */
+/* An error response; no body after HEAD. Logs one line. On HTTP/1.1
+ * always Connection: close, and the connection closes; on HTTP/2 only the
+ * stream ends. */
 void rtls__http_error(rtls_conn *c, int status, const char *why, bool head);
+/* A response body after rtls__http_head(): bytes (copied), or len bytes
+ * of file fd from off (fd owned from now on, as rtls_conn_write_file()).
+ * On HTTP/2 they become the stream's DATA frames. */
+int rtls__http_body(rtls_conn *c, const void *p, size_t n);
+int rtls__http_body_file(rtls_conn *c, int fd, off_t off, size_t len);
+
+/* h2.c: HTTP/2 on a connection (DESIGN.md "HTTP/2"). */
+#define H2_PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#define H2_PREFACE_LEN 24
+/* Whether p[0..n) begins the client preface: 1 whole, 0 not, -1 too
+ * short to tell. */
+int rtls__h2_preface(const char *p, size_t n);
+/* Turns c into an HTTP/2 connection and feeds it p[0..n) (the preface
+ * first). 0, or -ENOMEM (the caller closes). */
+int rtls__h2_start(rtls_conn *c, struct hconn *h, const char *p, size_t n);
+/* The handler's callbacks while h->h2 is set (server.c passes them on). */
+void rtls__h2_input(rtls_conn *c, struct hconn *h, const char *p, size_t n);
+void rtls__h2_drained(rtls_conn *c, struct hconn *h);
+void rtls__h2_eof(rtls_conn *c, struct hconn *h);
+void rtls__h2_timeout(rtls_conn *c, struct hconn *h);
+int rtls__h2_shutdown(rtls_conn *c, struct hconn *h);
+void rtls__h2_close(struct hconn *h);
+/* The response sink of the stream being answered (response.c). */
+int rtls__h2_head(rtls_conn *c, struct hconn *h, int status, const char *extra,
+		  uint64_t content_length);
+int rtls__h2_body(struct hconn *h, const void *p, size_t n);
+int rtls__h2_body_file(struct hconn *h, int fd, off_t off, size_t len);
 
 /* static.c and page.c: 0 when answered, 1 when answered with an error and
  * the connection is closing, < 0 on a failure to write. */

@@ -57,26 +57,31 @@ int rtls__http_builtin_page(rtls_conn *c, const struct hreq *q)
 	rtls_conn_query(c, &ci);
 	esc(sni, sizeof(sni), or_dash(ci.sni));
 	esc(subj, sizeof(subj), or_dash(ci.client_subject));
-	n = snprintf(body, sizeof(body),
-		     "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>ringtls</title></head>\n"
-		     "<body><h1>ringtls " RTLS_VERSION_STRING " is serving</h1>\n"
-		     "<p>This is the built-in page; start with <code>--root DIR</code> to serve files.</p>\n"
-		     "<table>\n"
-		     "<tr><th align=left>transport</th><td id=transport>%s</td></tr>\n"
-		     "<tr><th align=left>TLS version</th><td id=version>%s</td></tr>\n"
-		     "<tr><th align=left>cipher</th><td id=cipher>%s</td></tr>\n"
-		     "<tr><th align=left>ALPN</th><td id=alpn>%s</td></tr>\n"
-		     "<tr><th align=left>SNI</th><td id=sni>%s</td></tr>\n"
-		     "<tr><th align=left>session resumed</th><td id=resumed>%s</td></tr>\n"
-		     "<tr><th align=left>client certificate</th><td id=client>%s</td></tr>\n"
-		     "<tr><th align=left>records sent by</th><td id=tx>%s</td></tr>\n"
-		     "<tr><th align=left>records received by</th><td id=rx>%s</td></tr>\n"
-		     "<tr><th align=left>TLS sessions held in userspace (process)</th><td id=live_ssl>%ld</td></tr>\n"
-		     "</table>\n<p><a href=\"/hello\">/hello</a></p>\n</body></html>\n",
-		     ci.transport == RTLS_TRANSPORT_TLS ? "TLS" : "plaintext TCP",
-		     or_dash(ci.tls_version), or_dash(ci.tls_cipher), or_dash(ci.alpn), sni,
-		     ci.transport == RTLS_TRANSPORT_TLS ? (ci.resumed ? "yes" : "no") : "-", subj,
-		     path_name(ci.tx_path), path_name(ci.rx_path), hc->live_tls ? hc->live_tls() : 0L);
+	n = snprintf(
+		body, sizeof(body),
+		"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>ringtls</title></head>\n"
+		"<body><h1>ringtls " RTLS_VERSION_STRING " is serving</h1>\n"
+		"<p>This is the built-in page; start with <code>--root DIR</code> to serve files.</p>\n"
+		"<table>\n"
+		"<tr><th align=left>HTTP version</th><td id=http>%s</td></tr>\n"
+		"<tr><th align=left>transport</th><td id=transport>%s</td></tr>\n"
+		"<tr><th align=left>TLS version</th><td id=version>%s</td></tr>\n"
+		"<tr><th align=left>cipher</th><td id=cipher>%s</td></tr>\n"
+		"<tr><th align=left>ALPN</th><td id=alpn>%s</td></tr>\n"
+		"<tr><th align=left>SNI</th><td id=sni>%s</td></tr>\n"
+		"<tr><th align=left>session resumed</th><td id=resumed>%s</td></tr>\n"
+		"<tr><th align=left>client certificate</th><td id=client>%s</td></tr>\n"
+		"<tr><th align=left>records sent by</th><td id=tx>%s</td></tr>\n"
+		"<tr><th align=left>records received by</th><td id=rx>%s</td></tr>\n"
+		"<tr><th align=left>TLS sessions held in userspace (process)</th><td id=live_ssl>%ld</td></tr>\n"
+		"</table>\n<p><a href=\"/hello\">/hello</a></p>\n</body></html>\n",
+		q->h2                ? "HTTP/2"
+		: q->r.minor_version ? "HTTP/1.1"
+				     : "HTTP/1.0",
+		ci.transport == RTLS_TRANSPORT_TLS ? "TLS" : "plaintext TCP",
+		or_dash(ci.tls_version), or_dash(ci.tls_cipher), or_dash(ci.alpn), sni,
+		ci.transport == RTLS_TRANSPORT_TLS ? (ci.resumed ? "yes" : "no") : "-", subj,
+		path_name(ci.tx_path), path_name(ci.rx_path), hc->live_tls ? hc->live_tls() : 0L);
 	if (n < 0 || (size_t)n >= sizeof(body))
 		return -EOVERFLOW;
 	return rtls__http_simple(c, 200, q->keep_alive, "text/html; charset=utf-8", "", body,

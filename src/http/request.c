@@ -78,7 +78,7 @@ static bool host_ok(struct rtls_http_str h)
 }
 
 /* Picks out the headers we act on. Returns 0 or an error status. */
-static int scan_headers(struct hreq *q, const char **why)
+int rtls__http_scan_headers(struct hreq *q, const char **why)
 {
 	struct rtls_http_str conn = { 0 }, te = { 0 };
 	bool has_te = false;
@@ -253,6 +253,22 @@ static int parse_status(int ret, const char **why)
 	}
 }
 
+int rtls__http_dispatch(rtls_conn *c, struct hconn *h, const struct rtls_http_config *hc,
+			struct hreq *q)
+{
+	q->head = q->r.method.n == 4 && memcmp(q->r.method.p, "HEAD", 4) == 0;
+	if (!q->head && !(q->r.method.n == 3 && memcmp(q->r.method.p, "GET", 3) == 0)) {
+		/* RFC 9110 §9.1: a method we do not know at all is 501; a
+		 * known one other than GET and HEAD is 405 (with Allow). */
+		bool known = known_method(q->r.method);
+
+		rtls__http_error(c, known ? 405 : 501,
+				 known ? "method not allowed" : "method not implemented", q->head);
+		return 1;
+	}
+	return h->admin ? rtls__http_admin(c, hc, q) : route(c, hc, q);
+}
+
 /* Handles one request at p[0..n). Returns the bytes of its head, 0 if the
  * head is incomplete, or -1 after answering an error (connection closing). */
 int rtls__http_request(rtls_conn *c, struct hconn *h, const struct rtls_http_config *hc,
@@ -276,7 +292,7 @@ int rtls__http_request(rtls_conn *c, struct hconn *h, const struct rtls_http_con
 		st = parse_status(ret, &why);
 		goto fail;
 	}
-	st = scan_headers(&q, &why);
+	st = rtls__http_scan_headers(&q, &why);
 	if (st)
 		goto fail;
 	if (split_target(&q) < 0) {
@@ -303,14 +319,6 @@ int rtls__http_request(rtls_conn *c, struct hconn *h, const struct rtls_http_con
 		if (st)
 			goto fail;
 	}
-	q.head = q.r.method.n == 4 && memcmp(q.r.method.p, "HEAD", 4) == 0;
-	if (!q.head && !(q.r.method.n == 3 && memcmp(q.r.method.p, "GET", 3) == 0)) {
-		/* RFC 9110 §9.1: a method we do not know at all is 501; a
-		 * known one other than GET and HEAD is 405 (with Allow). */
-		st = known_method(q.r.method) ? 405 : 501;
-		why = st == 405 ? "method not allowed" : "method not implemented";
-		goto fail;
-	}
 	if (q.keep_alive == CONN_CLOSE || h->shutting) {
 		q.keep_alive = CONN_CLOSE;
 		h->closing = true;
@@ -321,7 +329,7 @@ int rtls__http_request(rtls_conn *c, struct hconn *h, const struct rtls_http_con
 		h->in_chunked = true;
 		h->chunked_seen = 0;
 	}
-	st = h->admin ? rtls__http_admin(c, hc, &q) : route(c, hc, &q);
+	st = rtls__http_dispatch(c, h, hc, &q);
 	if (st < 0)
 		rtls_conn_abort(c, st);
 	if (st != 0) {

@@ -75,6 +75,18 @@ char *rtls__http_put_u64(char *p, uint64_t v)
 	return p;
 }
 
+/* What every response does once its head is made: the status counters
+ * and the access log line. Every response but a proxied one has its head
+ * made here, and its body (if any) queued right after, in the same
+ * callback. */
+static void head_done(rtls_conn *c, struct hconn *h, int status, uint64_t content_length)
+{
+	rtls__http_count_status(c, status);
+	if (h->lreq.pending)
+		rtls__alog_done(c, h, status,
+				content_length == NO_CONTENT_LENGTH ? 0 : content_length);
+}
+
 int rtls__http_head(rtls_conn *c, int status, int keep_alive, const char *extra,
 		    uint64_t content_length)
 {
@@ -83,10 +95,19 @@ int rtls__http_head(rtls_conn *c, int status, int keep_alive, const char *extra,
 		[CONN_DEFAULT] = "",
 		[CONN_KEEP_ALIVE] = "Connection: keep-alive\r\n",
 	};
+	struct hconn *h = rtls_conn_data(c);
 	const char *reason = rtls__http_reason(status), *conn;
 	size_t elen = strlen(extra), cap = 160 + strlen(reason) + elen;
-	char *start = rtls_conn_reserve(c, cap), *p = start;
+	char *start, *p;
 
+	if (h->h2) {
+		int ret = rtls__h2_head(c, h, status, extra, content_length);
+
+		if (ret == 0)
+			head_done(c, h, status, content_length);
+		return ret;
+	}
+	start = p = rtls_conn_reserve(c, cap);
 	if (!p)
 		return -ENOMEM;
 	conn = conn_hdr[keep_alive >= CONN_CLOSE && keep_alive <= CONN_KEEP_ALIVE ? keep_alive : 0];
@@ -108,13 +129,22 @@ int rtls__http_head(rtls_conn *c, int status, int keep_alive, const char *extra,
 	}
 	p = PUT_LIT(p, "\r\n");
 	rtls_conn_commit(c, (size_t)(p - start));
-	rtls__http_count_status(c, status);
-	/* Every response but a proxied one has its head made here, and its
-	 * body (if any) queued right after, in the same callback. */
-	if (((struct hconn *)rtls_conn_data(c))->lreq.pending)
-		rtls__alog_done(c, rtls_conn_data(c), status,
-				content_length == NO_CONTENT_LENGTH ? 0 : content_length);
+	head_done(c, h, status, content_length);
 	return 0;
+}
+
+int rtls__http_body(rtls_conn *c, const void *p, size_t n)
+{
+	struct hconn *h = rtls_conn_data(c);
+
+	return h->h2 ? rtls__h2_body(h, p, n) : rtls_conn_write(c, p, n);
+}
+
+int rtls__http_body_file(rtls_conn *c, int fd, off_t off, size_t len)
+{
+	struct hconn *h = rtls_conn_data(c);
+
+	return h->h2 ? rtls__h2_body_file(h, fd, off, len) : rtls_conn_write_file(c, fd, off, len);
 }
 
 int rtls__http_simple(rtls_conn *c, int status, int keep_alive, const char *ctype,
@@ -129,7 +159,7 @@ int rtls__http_simple(rtls_conn *c, int status, int keep_alive, const char *ctyp
 	ret = rtls__http_head(c, status, keep_alive, hdr, body_len);
 	if (ret < 0 || head)
 		return ret;
-	return rtls_conn_write(c, body, body_len);
+	return rtls__http_body(c, body, body_len);
 }
 
 void rtls__http_error(rtls_conn *c, int status, const char *why, bool head)
@@ -142,5 +172,7 @@ void rtls__http_error(rtls_conn *c, int status, const char *why, bool head)
 	n = snprintf(body, sizeof(body), "%d %s\n", status, rtls__http_reason(status));
 	rtls__http_simple(c, status, CONN_CLOSE, "text/plain; charset=utf-8",
 			  status == 405 ? "Allow: GET, HEAD\r\n" : "", body, (size_t)n, head);
-	rtls_conn_close(c);
+	/* HTTP/2: the stream ends with its response; the others go on. */
+	if (!((struct hconn *)rtls_conn_data(c))->h2)
+		rtls_conn_close(c);
 }

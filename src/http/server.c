@@ -24,6 +24,7 @@ void rtls_http_config_defaults(struct rtls_http_config *hc)
 	hc->max_body = 1u << 20;
 	hc->proxy_keepalive = 64;
 	hc->admin_listener = -1;
+	hc->http2 = true;
 }
 
 int rtls_http_config_open(struct rtls_http_config *hc)
@@ -145,6 +146,8 @@ static size_t process(rtls_conn *c, struct hconn *h, const char *p, size_t n)
 			break;
 		}
 		int ret = rtls__http_request(c, h, hc, p + off, n - off, hdrs);
+		if (ret != 0)
+			h->h1 = true; /* no HTTP/2 preface from now on */
 		if (ret == 0) {
 			/* Incomplete head: one deadline for all of it. */
 			if (!h->head_timer) {
@@ -207,11 +210,71 @@ static void after_input(rtls_conn *c, struct hconn *h)
 		rtls_conn_close(c);
 }
 
+/* A connection's first bytes: HTTP/2's preface (ALPN "h2" on TLS, prior
+ * knowledge on plaintext), or HTTP/1.x. 1 if they made it HTTP/2 (b is
+ * then used up), 0 if HTTP/1.x goes on with b. */
+static int maybe_h2(rtls_conn *c, struct hconn *h, struct rtls_buf *b)
+{
+	const struct rtls_http_config *hc = rtls_conn_ctx(c);
+	int pre;
+
+	/* A proxied route is HTTP/1.1 only, so HTTP/2 is off with any. */
+	if (!hc->http2 || hc->nroutes || h->h1 || h->x.st != PX_NONE)
+		return 0;
+	if (!h->in_len) {
+		pre = rtls__h2_preface(b->data, b->len);
+		if (pre == 0)
+			return 0;
+		if (pre > 0 && rtls__h2_start(c, h, b->data, b->len) == 0)
+			return 1;
+	} else {
+		/* A preface that came in pieces was kept in h->in. */
+		if (in_append(h, b->data, b->len) < 0)
+			goto fail;
+		pre = rtls__h2_preface(h->in, h->in_len);
+		if (pre == 0) {
+			/* Not one after all: HTTP/1.x parses what was kept. */
+			run(c, h);
+			return -1;
+		}
+		if (pre > 0) {
+			int ret = rtls__h2_start(c, h, h->in, h->in_len);
+
+			free(h->in);
+			h->in = NULL;
+			h->in_len = h->in_cap = 0;
+			if (ret == 0)
+				return 1;
+			goto fail;
+		}
+		return 1; /* still too short to tell */
+	}
+	if (pre < 0 && in_append(h, b->data, b->len) == 0)
+		return 1;
+fail:
+	rtls_log(RTLS_LOG_WARN, "http2: out of memory starting a connection");
+	rtls_conn_abort(c, -ENOMEM);
+	return 1;
+}
+
 static void on_data(rtls_conn *c, void *data, struct rtls_buf *b)
 {
 	struct hconn *h = data;
+	int h2;
 
-	if (h->in_len == 0 && !h->wait_drain) {
+	if (h->h2) {
+		rtls__h2_input(c, h, b->data, b->len);
+		rtls_buf_release(c, b);
+		return;
+	}
+	h2 = maybe_h2(c, h, b);
+	if (h2 > 0) {
+		rtls_buf_release(c, b);
+		return;
+	}
+	if (h2 < 0) {
+		/* maybe_h2() appended b and ran HTTP/1.x over it. */
+	} else if (h->in_len == 0 && !h->wait_drain) {
 		/* Fast path: parse in the receive buffer, keep only a tail. */
 		size_t used = process(c, h, b->data, b->len);
 
@@ -261,6 +324,10 @@ static void on_drained(rtls_conn *c, void *data)
 {
 	struct hconn *h = data;
 
+	if (h->h2) {
+		rtls__h2_drained(c, h);
+		return;
+	}
 	if (h->x.st != PX_NONE) {
 		rtls__proxy_client_drained(c, h);
 		return;
@@ -289,6 +356,10 @@ static void on_eof(rtls_conn *c, void *data)
 	struct hconn *h = data;
 
 	h->eof = true;
+	if (h->h2) {
+		rtls__h2_eof(c, h);
+		return;
+	}
 	/* Complete requests were answered as they arrived; a partial head
 	 * left now can never complete. Finish sending, then close; a
 	 * proxied response still to come closes when it is done. */
@@ -319,6 +390,10 @@ static void on_timeout(rtls_conn *c, void *data, enum rtls_timer t)
 {
 	struct hconn *h = data;
 
+	if (h->h2) {
+		rtls__h2_timeout(c, h);
+		return;
+	}
 	if (h->x.st != PX_NONE) {
 		rtls__proxy_client_timeout(c, h);
 		return;
@@ -345,6 +420,8 @@ static int on_shutdown(rtls_conn *c, void *data)
 	struct hconn *h = data;
 
 	h->shutting = true;
+	if (h->h2)
+		return rtls__h2_shutdown(c, h);
 	if (h->x.st != PX_NONE) {
 		h->x.client_close = true;
 		return 0;
@@ -381,6 +458,7 @@ static void on_close(rtls_conn *c, void *data, int err)
 
 	(void)err;
 	h->gone = true;
+	rtls__h2_close(h);
 	rtls__proxy_client_gone(c, h);
 	rtls__alog_forget(h);
 	free(h->in);

@@ -2,7 +2,8 @@
  * openat2(RESOLVE_BENEATH) so that neither ".." nor a symlink can leave
  * the root, whatever the sanitizer missed (beneath.c; without openat2, a
  * walk that refuses every symlink). Bodies go out with
- * rtls_conn_write_file(): page cache to socket, no userspace copy. */
+ * rtls_conn_write_file() (HTTP/2: as DATA frames, the same way): page
+ * cache to socket, no userspace copy. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -147,7 +148,7 @@ static int send_file(rtls_conn *c, const struct hreq *q, int fd, const struct st
 		close(fd);
 		return ret;
 	}
-	return rtls_conn_write_file(c, fd, (off_t)first, (size_t)len);
+	return rtls__http_body_file(c, fd, (off_t)first, (size_t)len);
 }
 
 static bool is_index(const char *rel)

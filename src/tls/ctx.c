@@ -38,23 +38,31 @@ const char *rtls__ossl_err(char *buf, size_t n)
 	return buf;
 }
 
-/* ALPN: we speak http/1.1 (and, like nginx, accept http/1.0). A client
- * that offers neither gets no_application_protocol (RFC 7301 §3.2). A
- * listener that is not HTTP (TCP mode) selects nothing and lets the
- * handshake go on, as a server without ALPN would. */
+/* ALPN: the listener's choice (enum rtls_alpn). HTTP/1.1 listeners
+ * accept http/1.0 too, as nginx does; HTTP/2 ones prefer h2 whatever the
+ * client's order. A client that offers none of ours gets
+ * no_application_protocol (RFC 7301 §3.2). A listener that is not HTTP
+ * (TCP mode) selects nothing and lets the handshake go on, as a server
+ * without ALPN would. */
 static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 		   const unsigned char *in, unsigned inlen, void *arg)
 {
-	static const unsigned char ours[] = "\x08http/1.1\x08http/1.0";
+	static const unsigned char h1[] = "\x08http/1.1\x08http/1.0";
+	static const unsigned char h2[] = "\x02h2\x08http/1.1\x08http/1.0";
 	const struct tconn *t = SSL_get_app_data(ssl);
+	int alpn = RTLS_ALPN_HTTP1;
 	unsigned char *sel;
 
 	(void)arg;
-	if (t && t->conn && t->conn->listener < t->conn->r->srv->cfg.nlisteners &&
-	    t->conn->r->srv->cfg.listeners[t->conn->listener].no_alpn)
+	if (t && t->conn && t->conn->listener < t->conn->r->srv->cfg.nlisteners)
+		alpn = t->conn->r->srv->cfg.listeners[t->conn->listener].alpn;
+	if (alpn == RTLS_ALPN_NONE)
 		return SSL_TLSEXT_ERR_NOACK;
-	if (SSL_select_next_proto(&sel, outlen, ours, sizeof(ours) - 1, in, inlen) !=
-	    OPENSSL_NPN_NEGOTIATED)
+	/* SSL_select_next_proto() picks by the server's order. */
+	if (alpn == RTLS_ALPN_H2 ? SSL_select_next_proto(&sel, outlen, h2, sizeof(h2) - 1, in,
+							 inlen) != OPENSSL_NPN_NEGOTIATED
+				 : SSL_select_next_proto(&sel, outlen, h1, sizeof(h1) - 1, in,
+							 inlen) != OPENSSL_NPN_NEGOTIATED)
 		return SSL_TLSEXT_ERR_ALERT_FATAL;
 	*out = sel;
 	return SSL_TLSEXT_ERR_OK;
