@@ -46,6 +46,7 @@ struct h2s {
 	bool too_big;                       /* over max_head or max_headers */
 	bool remote_done;                   /* END_STREAM received */
 	bool answered;
+	bool in_head;     /* its header block is still coming (h2conn.heads) */
 	bool deferred;    /* its data waits for the output to drain */
 	bool reset;       /* we reset it: a request body too long */
 	uint64_t dropped; /* request body bytes dropped */
@@ -69,6 +70,8 @@ struct h2conn {
 	bool busy;       /* inside pump(): a nested drain waits */
 	bool paused;     /* reading paused: output over its high water */
 	bool goaway;     /* a GOAWAY has been submitted */
+	bool head_timer; /* the HEADER deadline is armed */
+	unsigned heads;  /* streams whose header block is not whole yet */
 	char why[96];    /* nghttp2's last error message, for the log line */
 };
 
@@ -107,6 +110,8 @@ static void stream_free(struct h2conn *x, struct h2s *st)
 {
 	if (x->cur == st)
 		x->cur = NULL;
+	if (st->in_head)
+		x->heads--;
 	if (st->prev)
 		st->prev->next = st->next;
 	else
@@ -166,6 +171,8 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *fr, void *a
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* the stream is reset */
 	st->id = fr->hd.stream_id;
 	st->fd = -1;
+	st->in_head = true;
+	x->heads++;
 	st->next = x->streams;
 	if (x->streams)
 		x->streams->prev = st;
@@ -313,6 +320,8 @@ static void answer(struct h2conn *x, struct h2s *st)
 	int st_code, ret;
 
 	st->answered = true;
+	st->in_head = false;
+	x->heads--;
 	memset(&q, 0, sizeof(q));
 	q.h2 = true;
 	q.r.headers = hdrs;
@@ -631,10 +640,19 @@ void rtls__h2_input(rtls_conn *c, struct hconn *h, const char *p, size_t n)
 	pump(x);
 	if (h->gone)
 		return;
-	/* The idle deadline runs from the last input, and the engine re-arms
-	 * it on every bit of progress sending: a client that stops reading,
-	 * or keeps a window at zero, is cut off after it. */
-	rtls_conn_set_timer(c, RTLS_TIMER_IDLE);
+	/* A header block that has begun must be whole within the HEADER
+	 * deadline, however slowly it trickles in (as an HTTP/1.1 head).
+	 * Otherwise the idle deadline runs from the last input, and the
+	 * engine re-arms it on every bit of progress sending: a client that
+	 * stops reading, or keeps a window at zero, is cut off after it. */
+	if (x->heads) {
+		if (!x->head_timer)
+			rtls_conn_set_timer(c, RTLS_TIMER_HEADER);
+		x->head_timer = true;
+	} else {
+		x->head_timer = false;
+		rtls_conn_set_timer(c, RTLS_TIMER_IDLE);
+	}
 	if (rtls_conn_pending(c) > H2_HIGH_WATER && !x->paused) {
 		/* A client that sends faster than it reads (PINGs, SETTINGS,
 		 * requests) waits for its answers to leave. */
@@ -674,10 +692,17 @@ void rtls__h2_eof(rtls_conn *c, struct hconn *h)
 	rtls_conn_close(c);
 }
 
-void rtls__h2_timeout(rtls_conn *c, struct hconn *h)
+void rtls__h2_timeout(rtls_conn *c, struct hconn *h, enum rtls_timer t)
 {
 	struct h2conn *x = h->h2;
 
+	if (t == RTLS_TIMER_HEADER && x->heads) {
+		log_peer(x, RTLS_LOG_INFO, "request head not received in time: GOAWAY");
+		nghttp2_session_terminate_session(x->s, NGHTTP2_NO_ERROR);
+		x->goaway = true;
+		pump(x);
+		return;
+	}
 	if (rtls_conn_pending(c) || x->streams) {
 		log_peer(x, RTLS_LOG_INFO,
 			 "client stopped reading (or kept a window shut) for the "

@@ -243,7 +243,7 @@ int rtls__h2_start(rtls_conn *c, struct hconn *h, const char *p, size_t n);
 void rtls__h2_input(rtls_conn *c, struct hconn *h, const char *p, size_t n);
 void rtls__h2_drained(rtls_conn *c, struct hconn *h);
 void rtls__h2_eof(rtls_conn *c, struct hconn *h);
-void rtls__h2_timeout(rtls_conn *c, struct hconn *h);
+void rtls__h2_timeout(rtls_conn *c, struct hconn *h, enum rtls_timer t);
 int rtls__h2_shutdown(rtls_conn *c, struct hconn *h);
 void rtls__h2_close(struct hconn *h);
 /* The response sink of the stream being answered (response.c). */

@@ -391,7 +391,7 @@ static void on_timeout(rtls_conn *c, void *data, enum rtls_timer t)
 	struct hconn *h = data;
 
 	if (h->h2) {
-		rtls__h2_timeout(c, h);
+		rtls__h2_timeout(c, h, t);
 		return;
 	}
 	if (h->x.st != PX_NONE) {
