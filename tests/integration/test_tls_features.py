@@ -39,17 +39,49 @@ def s_client_hello(port, *args, env=None):
 # --------------------------------------------------------------------------
 
 
+def alpn_refused(t, s, protos, what):
+    """A client offering only `protos` gets no_application_protocol (120,
+    RFC 7301 §3.2) in TLS 1.3 and 1.2, and the server logs it."""
+    for version, vname in VERSIONS:
+        mark = s.mark()
+        st, why, _ = attempt(s.port, tu.client_ctx(alpn=protos, min_version=version,
+                                                   max_version=version))
+        t.check(st == "error" and has_alert(why, "NO_APPLICATION_PROTOCOL"),
+                "%s %s: no_application_protocol alert: %s %r" % (what, vname, st, why))
+        t.check(s.wait_line(r"handshake failed: no application protocol", since=mark) is not None,
+                "%s %s: server log: %r" % (what, vname, s.lines_since(mark)))
+
+
+def selected(t, s, protos, want, what):
+    """The protocol the server picks from a client's list (Python's client)."""
+    with tu.TlsConn(s.port, tu.client_ctx(alpn=protos)) as c:
+        got = c.sock.selected_alpn_protocol()
+        t.eq(got, want, "%s: ALPN %s selected" % (what, ",".join(protos)))
+        if got == "http/1.1":
+            page = c.request("/")
+            t.eq(tu.page_cells(page.body).get("alpn"), "http/1.1", "%s: page alpn cell" % what)
+
+
+def s_client_alert(t, s, alpn, what):
+    r = tu.s_client(s.port, "-alpn", alpn, send=tu.req("/hello"), until=r"Hello, World!")
+    t.check(r.rc != 0 and "alert no application protocol" in r.out and "SSL alert number 120" in r.out
+            and "Hello, World!" not in r.out, "%s: s_client -alpn %s: alert 120: %r" % (what, alpn, r))
+
+
 def test_alpn(t, parts):
     s = tu.TlsServer()
     r = tu.s_client(s.port, "-alpn", "http/1.1", send=tu.req("/"), until=r"</html>")
     t.check("ALPN protocol: http/1.1" in r.out, "s_client -alpn http/1.1: ALPN shown: %r" % r)
     t.eq(tu.page_cells(r.out).get("alpn"), "http/1.1", "s_client -alpn http/1.1: page alpn cell")
-    # A client offering h2 first still gets http/1.1.
-    ctx = tu.client_ctx(alpn=("h2", "http/1.1"))
-    with tu.TlsConn(s.port, ctx) as c:
-        page = c.request("/")
-        t.eq(c.sock.selected_alpn_protocol(), "http/1.1", "ALPN h2,http/1.1 -> http/1.1")
-        t.eq(tu.page_cells(page.body).get("alpn"), "http/1.1", "ALPN h2,http/1.1: page alpn cell")
+    # HTTP/2 is preferred (test_h2.py speaks it): h2 whichever the
+    # client lists first, and h2 alone is taken.
+    selected(t, s, ("h2", "http/1.1"), "h2", "default")
+    selected(t, s, ("http/1.1", "h2"), "h2", "default")
+    selected(t, s, ("h2",), "h2", "default")
+    r = tu.s_client(s.port, "-alpn", "h2", send=b"", until=r"ALPN protocol")
+    t.check("ALPN protocol: h2" in r.out, "s_client -alpn h2: ALPN shown: %r" % r)
+    # An unknown protocol before a known one: the known one.
+    selected(t, s, ("spdy/3", "http/1.1"), "http/1.1", "default")
     # No ALPN at all is fine: the page says "-".
     with tu.TlsConn(s.port, tu.client_ctx(alpn=None)) as c:
         page = c.request("/")
@@ -64,24 +96,30 @@ def test_alpn(t, parts):
     st, why, _ = attempt(s.port, tu.client_ctx(alpn=("http/1.0",)), target="/hello")
     t.check(st != "error" or not has_alert(why, "NO_APPLICATION_PROTOCOL"),
             "ALPN http/1.0 only (curl --http1.0): handshake accepted: %s %r" % (st, why))
-    # Only h2: no_application_protocol (120), RFC 7301 §3.2.
-    for version, vname in VERSIONS:
-        mark = s.mark()
-        st, why, _ = attempt(s.port, tu.client_ctx(alpn=("h2",), min_version=version,
-                                                   max_version=version))
-        t.check(st == "error" and has_alert(why, "NO_APPLICATION_PROTOCOL"),
-                "%s ALPN h2 only: no_application_protocol alert: %s %r" % (vname, st, why))
-        t.check(s.wait_line(r"handshake failed: no application protocol", since=mark) is not None,
-                "%s ALPN h2 only: server log: %r" % (vname, s.lines_since(mark)))
-    r = tu.s_client(s.port, "-alpn", "h2", send=tu.req("/hello"), until=r"Hello, World!")
-    t.check(r.rc != 0 and "alert no application protocol" in r.out and "SSL alert number 120" in r.out
-            and "Hello, World!" not in r.out, "s_client -alpn h2: alert 120: %r" % r)
+    # Only protocols the server does not speak: no_application_protocol.
+    alpn_refused(t, s, ("spdy/3",), "default, ALPN spdy/3 only")
+    alpn_refused(t, s, ("foo", "h2c"), "default, ALPN foo,h2c")
+    s_client_alert(t, s, "spdy/3", "default")
     if parts.need("curl", "ALPN with curl --http2"):
         c = tu.curl_run("-k", "-v", "--http2", s.url("/hello"))
         err = c.stderr.decode("utf-8", "replace")
         t.check(c.returncode == 0 and c.stdout == tu.HELLO and
-                "ALPN: server accepted http/1.1" in err,
-                "curl --http2 falls back to http/1.1 by ALPN: rc=%d %r" % (c.returncode, err[-500:]))
+                "ALPN: server accepted h2" in err and "< HTTP/2 200" in err,
+                "curl --http2 gets HTTP/2 by ALPN: rc=%d %r" % (c.returncode, err[-500:]))
+    tu.stop_ok(t, s)
+
+    # --no-http2: http/1.1 only, as before HTTP/2 came.
+    s = tu.TlsServer("--no-http2")
+    selected(t, s, ("h2", "http/1.1"), "http/1.1", "--no-http2")
+    alpn_refused(t, s, ("h2",), "--no-http2, ALPN h2 only")
+    s_client_alert(t, s, "h2", "--no-http2")
+    if parts.need("curl", "ALPN with curl --http2 and --no-http2"):
+        c = tu.curl_run("-k", "-v", "--http2", s.url("/hello"))
+        err = c.stderr.decode("utf-8", "replace")
+        t.check(c.returncode == 0 and c.stdout == tu.HELLO and
+                "ALPN: server accepted http/1.1" in err and "< HTTP/1.1 200" in err,
+                "--no-http2: curl --http2 falls back to http/1.1 by ALPN: rc=%d %r"
+                % (c.returncode, err[-500:]))
     tu.stop_ok(t, s)
 
 
