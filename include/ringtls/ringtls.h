@@ -435,6 +435,12 @@ RTLS_API int rtls_format_addr(const struct sockaddr_storage *ss, char *out, size
 /* Fills *info; see struct rtls_conn_info for string lifetimes.
  * Callbacks: none. */
 RTLS_API int rtls_conn_query(const rtls_conn *c, struct rtls_conn_info *info);
+/* The protocol ALPN selected on a TLS connection ("h2", "http/1.1"),
+ * "" on a TLS connection without one (or before its handshake is done),
+ * NULL on a plaintext one. Unlike rtls_conn_query(), no system call: a
+ * handler can ask it on every on_open. Valid until on_close returns.
+ * Callbacks: none. */
+RTLS_API const char *rtls_conn_alpn(const rtls_conn *c);
 
 /* Gives a received buffer back to the engine. Exactly once per buffer, and
  * at the latest in on_close; a second release, or one of a buffer never

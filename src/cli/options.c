@@ -809,6 +809,7 @@ int cli_parse_serve(int argc, char **argv, struct cli_opts *o, bool keep_going)
 		o->listen[o->nlisten++] = (struct rtls_listen){ .addr = "0.0.0.0:8080" };
 		o->listen[o->nlisten++] = (struct rtls_listen){ .addr = "0.0.0.0:8443", .tls = 1 };
 	}
+	o->http.h2_stall_ms = o->cfg.timeout_ms[RTLS_TIMER_IDLE];
 	/* HTTP/2 on every HTTP listener, unless turned off; proxied routes
 	 * are HTTP/1.1 only for now, so any turns it off (serve.c says so). */
 	if (o->http.nroutes)

@@ -855,6 +855,21 @@ int rtls_conn_query(const rtls_conn *c, struct rtls_conn_info *info)
 	return 0;
 }
 
+const char *rtls_conn_alpn(const rtls_conn *c)
+{
+	struct rtls_conn_info ci;
+	bool tls = c->listener == RTLS__LISTENER_NONE ? c->tp != NULL
+						      : c->r->srv->cfg.listeners[c->listener].tls;
+
+	if (!tls)
+		return NULL;
+	/* The transport's part of rtls_conn_query(): no system call. */
+	memset(&ci, 0, sizeof(ci));
+	if (c->tp && c->tp->query)
+		c->tp->query(c, &ci);
+	return ci.alpn ? ci.alpn : "";
+}
+
 int rtls_conn_peer(const rtls_conn *c, char *out, size_t n)
 {
 	struct sockaddr_storage ss;

@@ -66,13 +66,15 @@ struct h2conn {
 	rtls_conn *c;
 	struct hconn *h;
 	struct h2s *streams;
-	struct h2s *cur; /* the stream being answered (the sink) */
-	bool busy;       /* inside pump(): a nested drain waits */
-	bool paused;     /* reading paused: output over its high water */
-	bool goaway;     /* a GOAWAY has been submitted */
-	bool head_timer; /* the HEADER deadline is armed */
-	unsigned heads;  /* streams whose header block is not whole yet */
-	char why[96];    /* nghttp2's last error message, for the log line */
+	struct h2s *cur;   /* the stream being answered (the sink) */
+	bool busy;         /* inside pump(): a nested drain waits */
+	bool paused;       /* reading paused: output over its high water */
+	bool goaway;       /* a GOAWAY has been submitted */
+	bool head_timer;   /* the HEADER deadline is armed */
+	bool logged;       /* the connection's error has had its log line */
+	uint64_t stall_ms; /* since when DATA waits on a shut window, or 0 */
+	unsigned heads;    /* streams whose header block is not whole yet */
+	char why[96];      /* nghttp2's last error message, for the log line */
 };
 
 int rtls__h2_preface(const char *p, size_t n)
@@ -195,10 +197,10 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *fr, const uint8_t 
 		return 0; /* trailers: nothing we act on */
 	st->seen += nl + vl + 32;
 	if (st->seen > (uint64_t)hc->max_head * H2_BOMB_FACTOR) {
-		/* Decoding goes on for as long as the frames do; stop it. */
-		log_peer(x, RTLS_LOG_INFO,
-			 "header list far over --max-header-bytes (HPACK bomb?): "
-			 "GOAWAY ENHANCE_YOUR_CALM");
+		/* Decoding goes on for as long as the frames do; stop it. The
+		 * GOAWAY's log line says why (on_frame_send). */
+		snprintf(x->why, sizeof(x->why),
+			 "header list far over --max-header-bytes (HPACK bomb?)");
 		nghttp2_session_terminate_session(s, NGHTTP2_ENHANCE_YOUR_CALM);
 		x->goaway = true;
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
@@ -426,6 +428,7 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *fr, void *arg)
 			 nghttp2_http2_strerror(fr->goaway.error_code), x->why[0] ? ": " : "",
 			 x->why);
 		log_peer(x, RTLS_LOG_INFO, line);
+		x->logged = true;
 	}
 	return 0;
 }
@@ -645,15 +648,68 @@ static void pump(struct h2conn *x)
 	rtls_conn_flush(c);
 }
 
+/* Whether a response's DATA waits on a flow-control window the client
+ * keeps at zero. */
+static bool stalled(struct h2conn *x)
+{
+	bool conn_shut = nghttp2_session_get_remote_window_size(x->s) <= 0;
+
+	for (struct h2s *st = x->streams; st; st = st->next) {
+		uint64_t left = st->fd >= 0 ? st->fleft : st->body_len - st->body_off;
+
+		if (st->has_body && left &&
+		    (conn_shut || nghttp2_session_get_stream_remote_window_size(x->s, st->id) <= 0))
+			return true;
+	}
+	return false;
+}
+
+/* A client that keeps a window shut but sends something now and then
+ * (PINGs, whose answers also count as progress for the idle deadline)
+ * would hold its streams, and their files, for ever: the window must
+ * open within h2_stall_ms, as nginx's send_timeout bounds a stalled
+ * send. 1 if it was cut. */
+static int stall_check(rtls_conn *c, struct h2conn *x)
+{
+	const struct rtls_http_config *hc = rtls_conn_ctx(c);
+	uint64_t now, limit = hc->h2_stall_ms ? hc->h2_stall_ms : 60000;
+
+	if (!x->streams || !stalled(x)) {
+		x->stall_ms = 0;
+		return 0;
+	}
+	now = rtls__http_now_ms();
+	if (!x->stall_ms) {
+		x->stall_ms = now;
+		return 0;
+	}
+	if (now - x->stall_ms < limit)
+		return 0;
+	log_peer(x, RTLS_LOG_INFO,
+		 "client kept a flow-control window shut for the idle time: "
+		 "connection cut");
+	rtls_conn_abort(c, -ETIMEDOUT);
+	return 1;
+}
+
 void rtls__h2_input(rtls_conn *c, struct hconn *h, const char *p, size_t n)
 {
 	struct h2conn *x = h->h2;
 	ssize_t k = nghttp2_session_mem_recv(x->s, (const uint8_t *)p, n);
 
 	if (k < 0) {
-		/* nghttp2 has queued a GOAWAY where the error allows one. */
-		log_peer(x, RTLS_LOG_INFO, nghttp2_strerror((int)k));
+		/* nghttp2 gives up on the connection; tell the client why with
+		 * a GOAWAY (it queues none itself for every error), then close.
+		 * One log line: the GOAWAY's (on_frame_send), or this one. */
+		bool calm = k == NGHTTP2_ERR_FLOODED || k == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS ||
+			    k == NGHTTP2_ERR_TOO_MANY_SETTINGS;
+
+		snprintf(x->why, sizeof(x->why), "%s", nghttp2_strerror((int)k));
+		nghttp2_session_terminate_session(x->s, calm ? NGHTTP2_ENHANCE_YOUR_CALM
+							     : NGHTTP2_PROTOCOL_ERROR);
 		nghttp2_session_send(x->s);
+		if (!x->logged)
+			log_peer(x, RTLS_LOG_INFO, x->why);
 		rtls_conn_close(c);
 		return;
 	}
@@ -667,6 +723,8 @@ void rtls__h2_input(rtls_conn *c, struct hconn *h, const char *p, size_t n)
 	 * Otherwise the idle deadline runs from the last input, and the
 	 * engine re-arms it on every bit of progress sending: a client that
 	 * stops reading, or keeps a window at zero, is cut off after it. */
+	if (stall_check(c, x))
+		return;
 	if (x->heads) {
 		if (!x->head_timer)
 			rtls_conn_set_timer(c, RTLS_TIMER_HEADER);
@@ -726,9 +784,13 @@ void rtls__h2_timeout(rtls_conn *c, struct hconn *h, enum rtls_timer t)
 		return;
 	}
 	if (rtls_conn_pending(c) || x->streams) {
-		log_peer(x, RTLS_LOG_INFO,
-			 "client stopped reading (or kept a window shut) for the "
-			 "idle time: connection cut");
+		const char *why = rtls_conn_pending(c) ? "client stopped reading"
+				  : stalled(x)         ? "client kept a flow-control window shut"
+						       : "client went quiet with streams open";
+		char line[96];
+
+		snprintf(line, sizeof(line), "%s for the idle time: connection cut", why);
+		log_peer(x, RTLS_LOG_INFO, line);
 		rtls_conn_abort(c, -ETIMEDOUT);
 		return;
 	}

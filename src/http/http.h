@@ -21,6 +21,10 @@ struct rtls_http_config {
 	 * "h2" on TLS, prior knowledge on plaintext) speaks it. The listeners'
 	 * ALPN offer is the caller's (rtls_listen.alpn). */
 	bool http2;
+	/* HTTP/2: how long a stream's DATA may wait on a window the client
+	 * keeps shut while the connection is otherwise busy (PINGs), in ms;
+	 * 0: 60000. The CLI sets it to the idle timeout. */
+	unsigned h2_stall_ms;
 	/* The reverse proxy (proxy.c): routes from --proxy, owned, freed by
 	 * rtls_http_proxy_clear(). */
 	struct rtls_http_route *routes;

@@ -28,6 +28,10 @@ struct hreq {
 	int keep_alive;              /* CONN_* below */
 };
 
+/* What a connection's ALPN says of HTTP/2 (hconn.tls_alpn): nothing
+ * (plaintext: the client's first bytes decide), or, on TLS, h2 or not. */
+enum { TLS_ALPN_NONE = 0, TLS_ALPN_H2 = 1, TLS_ALPN_H1 = 2 };
+
 /* What the Connection header of a response says. */
 enum { CONN_CLOSE = 0, CONN_DEFAULT = 1, CONN_KEEP_ALIVE = 2 /* HTTP/1.0 */ };
 #define NO_CONTENT_LENGTH UINT64_MAX
@@ -187,6 +191,7 @@ struct hconn {
 	bool head;               /* the current request is HEAD */
 	bool admin;              /* on the admin listener (admin.c) */
 	bool h1;                 /* a request has been parsed as HTTP/1.x */
+	uint8_t tls_alpn;        /* TLS_ALPN_*: what ALPN decided, on TLS */
 	struct h2conn *h2;       /* HTTP/2 (h2.c): the session, or NULL */
 	uint64_t chunked_seen;   /* chunked body bytes so far */
 	struct pexch x;          /* a proxied request in flight (x.st != PX_NONE) */

@@ -210,17 +210,25 @@ static void after_input(rtls_conn *c, struct hconn *h)
 		rtls_conn_close(c);
 }
 
-/* A connection's first bytes: HTTP/2's preface (ALPN "h2" on TLS, prior
- * knowledge on plaintext), or HTTP/1.x. 1 if they made it HTTP/2 (b is
- * then used up), 0 if HTTP/1.x goes on with b. */
+/* A connection's first bytes. On TLS, ALPN has decided (on_open): "h2"
+ * is HTTP/2 from the first byte (nghttp2 judges the preface), anything
+ * else HTTP/1.x. On plaintext, HTTP/2's preface makes it HTTP/2 (prior
+ * knowledge), anything else HTTP/1.x. 1 if they made it HTTP/2 (b is
+ * then used up), -1 if HTTP/1.x has run over b already, 0 if HTTP/1.x
+ * goes on with b. */
 static int maybe_h2(rtls_conn *c, struct hconn *h, struct rtls_buf *b)
 {
 	const struct rtls_http_config *hc = rtls_conn_ctx(c);
 	int pre;
 
 	/* A proxied route is HTTP/1.1 only, so HTTP/2 is off with any. */
-	if (!hc->http2 || hc->nroutes || h->h1 || h->x.st != PX_NONE)
+	if (!hc->http2 || hc->nroutes || h->h1 || h->x.st != PX_NONE || h->tls_alpn == TLS_ALPN_H1)
 		return 0;
+	if (h->tls_alpn == TLS_ALPN_H2) {
+		if (rtls__h2_start(c, h, b->data, b->len) == 0)
+			return 1;
+		goto fail;
+	}
 	if (!h->in_len) {
 		pre = rtls__h2_preface(b->data, b->len);
 		if (pre == 0)
@@ -442,6 +450,13 @@ static int on_open(rtls_conn *c, void *data)
 		if (rtls__tcp_open(c, ci.listener, &ret)) /* a --tcp-proxy listener's */
 			return ret;
 		((struct hconn *)data)->admin = rtls__http_is_admin(hc, ci.listener);
+	}
+	if (hc->http2) {
+		const char *alpn = rtls_conn_alpn(c);
+
+		if (alpn)
+			((struct hconn *)data)->tls_alpn =
+				strcmp(alpn, "h2") == 0 ? TLS_ALPN_H2 : TLS_ALPN_H1;
 	}
 	rtls_conn_set_timer(c, RTLS_TIMER_IDLE);
 	return 0;

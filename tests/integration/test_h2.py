@@ -42,12 +42,8 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 
 
 def _h2_modules():
-    try:
-        import hpack  # noqa: F401
-        import hyperframe  # noqa: F401
-        return True
-    except ImportError:
-        return False
+    import importlib.util
+    return all(importlib.util.find_spec(m) is not None for m in ("hpack", "hyperframe"))
 
 
 if (not _h2_modules() and not os.environ.get("RTLS_H2_REEXEC") and os.access(SYSTEM_PYTHON, os.X_OK)
