@@ -5,7 +5,14 @@
 # syscalls), so nothing there is timed; callgrind's instruction counts do
 # not depend on time.
 #
-# Usage: bash bench/ktls_count.sh [-h]
+# Usage: bash bench/ktls_count.sh [--h2] [-h]
+#
+# --h2: the HTTP/2 mode (issue 16, section 5) instead: userspace
+# instructions per 1 MiB HTTP/2 response (h2load, one connection of N1 and
+# one of N2 responses) for ringtls with kTLS (file frames spliced), ringtls
+# --ktls off, and nginx with `ssl_conf_command Options KTLS;` (whether it
+# really offloaded is read from /proc/net/tls_stat and printed); see
+# bench/ktls_h2_count.py. Same N1, N2, RINGTLS, KEEP_TMP.
 #
 # Run on the host. It boots Linux 6.1 (tests/kernel/run-kernel.sh) and
 # runs bench/ktls_count.py inside it, which puts each server under
@@ -37,11 +44,16 @@
 # Takes 3-6 minutes (valgrind in an emulated kernel; more on a busy host).
 set -euo pipefail
 
+H2MODE=0
+if [[ ${1:-} == --h2 ]]; then
+	H2MODE=1
+	shift
+fi
 if [[ ${1:-} == -h || ${1:-} == --help ]]; then
-	sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,44p' "$0" | sed 's/^# \{0,1\}//'
 	exit 0
 fi
-(($# == 0)) || { echo "usage: bash bench/ktls_count.sh [-h]" >&2; exit 2; }
+(($# == 0)) || { echo "usage: bash bench/ktls_count.sh [--h2] [-h]" >&2; exit 2; }
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(dirname "$BENCH_DIR")
@@ -66,6 +78,57 @@ if [[ ${KEEP_TMP:-0} == 1 ]]; then
 	echo "ktls_count: keeping $tmp"
 else
 	trap 'rm -rf "$tmp"' EXIT
+fi
+
+if ((H2MODE)); then
+	command -v h2load >/dev/null || die "h2load is missing (Debian: nghttp2-client; scripts/deps.sh bench)"
+	NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+	[[ -x $NGINX ]] || die "nginx is missing (scripts/deps.sh bench)"
+	cmd=(tests/kernel/run-kernel.sh --kernel 6.1 --mem 1G --timeout 900 --
+		env RINGTLS="$RINGTLS" python3 bench/ktls_h2_count.py --tmp "$tmp"
+		--out "$tmp/out.json" --n1 "$N1" --n2 "$N2")
+	echo "ktls_count: ${cmd[*]}"
+	set +e
+	"${cmd[@]}" 2>&1 | grep --line-buffered -E '^(ktls_count|SKIP|run-kernel|Traceback|  |[A-Za-z]*Error)'
+	rc=${PIPESTATUS[0]}
+	set -e
+	if [[ $rc == 77 ]]; then
+		echo "ktls_count: SKIP: Linux 6.1 could not be booted here (tests/kernel/run-kernel.sh)"
+		exit 77
+	fi
+	[[ -f $tmp/out.json ]] || die "the guest wrote no result (exit $rc)"
+	prc=0
+	python3 - "$tmp/out.json" "$RINGTLS" "$("$NGINX" -v 2>&1)" <<'EOF' || prc=$?
+import json, sys
+out, ringtls, nginx = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
+n1, n2, rows = out["n1"], out["n2"], out["servers"]
+print(f"\nInstruction counts, NOT timings: userspace instructions of the server process "
+      f"(callgrind Ir), inside Linux {out['kernel']} under User-Mode Linux; HTTP/2 over TLS 1.3 "
+      f"TLS_AES_128_GCM_SHA256, GET of a 1 MiB file, one h2load connection of {n1} and then "
+      f"{n2} responses. ringtls: {ringtls}. {nginx}.\n")
+print("| server | TLS records made by | instructions per 1 MiB response | of which in glibc mem* | "
+      "per response without mem* | instructions per connection | rchar per response | "
+      "x ringtls kTLS (per response) |")
+print("|---|---|---:|---:|---:|---:|---:|---:|")
+base = rows.get("ringtls-ktls", {}).get("per_response")
+for name, m in rows.items():
+    if "error" in m:
+        print(f"| {name} | FAILED: {m['error'][:300]} | | | | | | |")
+        continue
+    ratio = f"{m['per_response'] / base:.1f}x" if base else "-"
+    print(f"| {name} | {m['tls']} | {m['per_response']:,} | {m['mem_per_response']:,} | "
+          f"{m['per_response'] - m['mem_per_response']:,} | {m['per_conn']:,} | "
+          f"{m['rchar_per_response']:,} | {ratio} |")
+for name, m in rows.items():
+    for b in m.get("batches", []):
+        print(f"  {name}: {b['responses']} x 1 MiB: Ir {b['ir']:,} (mem* {b['ir_mem']:,}), "
+              f"tls_stat {b['tls_stat']}, rchar {b['rchar']:,}")
+    if "command" in m:
+        print(f"  {name}: {m['command']}")
+sys.exit(1 if any("error" in m for m in rows.values()) else 0)
+EOF
+	((rc == 0 && prc == 0)) || die "failed (guest exit $rc)"
+	exit 0
 fi
 
 servers='"ringtls-ktls", "ringtls-user"'

@@ -24,6 +24,10 @@ Reverse proxy (issue 14; WORKLOADS=proxy runs only these): TLS GET /hello
 (-c64), GET 1 MiB (-c8) and POST 1 MiB (-c8) through ringtls --proxy,
 HAProxy (nbthread 1) and nginx (proxy_pass, one worker) to one nginx
 backend on the client CPUs; judged by server CPU per request.
+HTTP/2 (issue 16; WORKLOADS=h2 runs only these, bench/h2bench.py): h2load
+-t1 over TLS (ALPN h2) against ringtls, nginx (listen ... ssl http2) and
+h2o: GET /hello (-c16 -m10), 16 KiB file (-c8 -m10), 1 MiB file (-c4
+-m10); judged by server CPU per request; report <date>-h2.md.
 TCP mode (issue 15; WORKLOADS=tcp runs only this): 8 TLS connections each
 echoing 1 MiB again and again (bench/tls_echo.c) through ringtls
 --tcp-proxy, HAProxy (mode tcp) and nginx (stream module, TLS termination)
@@ -58,10 +62,14 @@ Environment (defaults for a full run, 16-20 minutes):
   WORKLOADS=...    comma-separated subset of plain-hello,tls-hello,plain-16k,
                    tls-16k,plain-1m,tls-1m,tls-16k-c64,tls-16k-c256,
                    tls-1m-c64,tls-1m-c256,hs-full,hs-resumed,proxy-hello,
-                   proxy-1m,proxy-upload,tcp-echo-1m, or the groups static
-                   (all but the proxy and tcp ones), proxy and tcp; proxy
-                   or tcp workloads alone: check and timed phases only,
-                   report <date>-proxy (-tcp, -proxy-tcp) by default
+                   proxy-1m,proxy-upload,tcp-echo-1m,h2-hello,h2-16k,h2-1m,
+                   or the groups static (all but the proxy, tcp and h2
+                   ones), proxy, tcp and h2; proxy or tcp workloads alone:
+                   check and timed phases only, report <date>-proxy (-tcp,
+                   -proxy-tcp) by default. The h2 workloads run after the
+                   others, in bench/h2bench.py (check and timed phases
+                   only; their report is <date>-h2, or REPORT_NAME-h2)
+  H2=off           a full run (no WORKLOADS) without the h2 workloads
   PROXY_KEEPALIVE=64  idle upstream connections each proxy keeps (ringtls
                    --proxy-keepalive, nginx keepalive, HAProxy pool-max-conn)
   PERF=1           0: skip the perf phase (skipped anyway without a working
@@ -76,7 +84,7 @@ Environment (defaults for a full run, 16-20 minutes):
   KTLS_CONNS=2000  idle connections per server inside Linux 6.1 (the
                    10,000 result is bench/results/*-ktls-memory.md)
   RINGTLS=build/ringtls, NGINX=nginx, WRK=wrk, H2O=h2o (off: no h2o),
-  HAPROXY=haproxy
+  HAPROXY=haproxy, H2LOAD=h2load
   NO_REPORT=1      do not write bench/results/
   REPORT_NAME=N    bench/results/N.md, N.json, N-*.png (default: the date)
   KEEP_TMP=1       keep the temp dir (configs, logs, callgrind dumps)
@@ -94,7 +102,7 @@ invocation() {
 	for v in DURATION ROUNDS WARMUP SERVER_CPU CLIENT_CPU CLIENT_CPUS CLIENT_PROCS_MAX \
 		CLIENT_PROCS CLIENT_PROCS_TEST CLIENT_BOUND_PCT WORKLOADS PERF PERF_SECS \
 		PERF_WORKLOADS CALLGRIND CG_SCALE IDLE_CONNS KERNEL KTLS_CONNS RINGTLS NGINX WRK H2O \
-		HAPROXY PROXY_KEEPALIVE NO_REPORT REPORT_NAME; do
+		HAPROXY H2LOAD H2 PROXY_KEEPALIVE NO_REPORT REPORT_NAME; do
 		if [[ -n ${!v+x} ]]; then
 			cmd+="$v=$(printf '%q' "${!v}") "
 		fi
@@ -136,6 +144,29 @@ if [[ -n ${CLIENT_CPUS:-} && ! $CLIENT_CPUS =~ ^[0-9]+(,[0-9]+)*$ ]]; then
 	die "CLIENT_CPUS must be a comma-separated list of CPU numbers, not '$CLIENT_CPUS'"
 fi
 
+# The HTTP/2 workloads (h2, h2-*) run in bench/h2bench.py, after
+# bench/bench.py has run the others; a full run (no WORKLOADS) runs both
+# unless H2=off.
+H2_WORKLOADS="" REST_WORKLOADS=""
+if [[ -z ${WORKLOADS:-} ]]; then
+	[[ ${H2:-} == off ]] || H2_WORKLOADS=h2
+else
+	IFS=, read -ra _wls <<<"$WORKLOADS"
+	for w in "${_wls[@]}"; do
+		w=${w// /}
+		[[ -n $w ]] || continue
+		if [[ $w == h2 || $w == h2-* ]]; then
+			H2_WORKLOADS+=${H2_WORKLOADS:+,}$w
+		else
+			REST_WORKLOADS+=${REST_WORKLOADS:+,}$w
+		fi
+	done
+	[[ -n $H2_WORKLOADS$REST_WORKLOADS ]] || die "WORKLOADS selects nothing: '$WORKLOADS'"
+fi
+# bench.py runs unless WORKLOADS names h2 workloads only
+RUN_BENCH_PY=1
+[[ -n ${WORKLOADS:-} && -z $REST_WORKLOADS ]] && RUN_BENCH_PY=0
+
 # ---------------------------------------------------------------- tools
 
 # nginx lives in /usr/sbin, which a non-root PATH may lack.
@@ -167,6 +198,10 @@ check_tools() {
 	if [[ -z ${WORKLOADS:-} || ${WORKLOADS} == *proxy* || ${WORKLOADS} == *tcp* ]] &&
 		[[ -z ${HAPROXY:-} ]]; then
 		proxy_tools="haproxy:haproxy"
+	fi
+	# The HTTP/2 workloads need h2load.
+	if [[ -n $H2_WORKLOADS && -z ${H2LOAD:-} ]]; then
+		proxy_tools+=" h2load:nghttp2-client"
 	fi
 	# tool:package, Debian names
 	for tool in nginx:nginx-light wrk:wrk curl:curl python3:python3 taskset:util-linux \
@@ -265,4 +300,19 @@ done
 
 export RINGTLS QUICK BENCH_COMMAND
 cd "$REPO_DIR"
-exec python3 "$BENCH_DIR/bench.py"
+rc=0
+if ((RUN_BENCH_PY)); then
+	if [[ -z $H2_WORKLOADS ]]; then
+		exec python3 "$BENCH_DIR/bench.py"
+	fi
+	if [[ -n ${WORKLOADS:-} ]]; then
+		WORKLOADS=$REST_WORKLOADS python3 "$BENCH_DIR/bench.py" || rc=$?
+	else
+		python3 "$BENCH_DIR/bench.py" || rc=$?
+	fi
+fi
+h2rc=0
+h2name=${REPORT_NAME:+$REPORT_NAME-h2}
+WORKLOADS=$H2_WORKLOADS REPORT_NAME=$h2name python3 "$BENCH_DIR/h2bench.py" || h2rc=$?
+((rc != 0)) && exit "$rc"
+exit "$h2rc"
