@@ -465,20 +465,63 @@ static void tls_on_recv_eof(struct rtls_conn *c)
 	rtls__deliver_eof(c);
 }
 
-static int tls_seal_file(struct tconn *t, struct rtls__seg *s, size_t *done, size_t *budget)
-{
-	char buf[READ_CHUNK];
+/* A seal round packs what it seals into full records: a piece of the
+ * queue smaller than a record (a response head, an HTTP/2 frame head, the
+ * tail of a file range) goes into the same record as what follows it,
+ * not into a record of its own. File bytes are read straight into the
+ * pack; bytes in memory are copied in only up to the next record
+ * boundary, and whole records of them are sealed where they are. An
+ * HTTP/2 16 KiB file response was four records (HEADERS, DATA head, the
+ * payload, the last DATA head and payload), now two. */
+struct pack {
+	struct tconn *t;
+	size_t len;
+	char buf[READ_CHUNK]; /* one record's plaintext */
+};
 
+static int pack_flush(struct pack *k)
+{
+	if (k->len && SSL_write(k->t->ssl, k->buf, (int)k->len) != (int)k->len)
+		return -EIO;
+	k->len = 0;
+	return 0;
+}
+
+static int pack_mem(struct pack *k, const char *p, size_t n)
+{
+	while (n) {
+		size_t m;
+
+		if (!k->len && n >= sizeof(k->buf)) {
+			m = n - n % sizeof(k->buf); /* whole records, in place */
+			if (SSL_write(k->t->ssl, p, (int)m) != (int)m)
+				return -EIO;
+		} else {
+			m = sizeof(k->buf) - k->len < n ? sizeof(k->buf) - k->len : n;
+			memcpy(k->buf + k->len, p, m);
+			k->len += m;
+			if (k->len == sizeof(k->buf) && pack_flush(k) < 0)
+				return -EIO;
+		}
+		p += m;
+		n -= m;
+	}
+	return 0;
+}
+
+static int pack_file(struct pack *k, struct rtls__seg *s, size_t *done, size_t *budget)
+{
 	while (*done < s->flen && *budget) {
 		size_t want = s->flen - *done;
 		ssize_t n;
 
-		if (want > sizeof(buf))
-			want = sizeof(buf);
-		n = pread(s->fd, buf, want, s->off + (off_t)*done);
+		if (want > sizeof(k->buf) - k->len)
+			want = sizeof(k->buf) - k->len;
+		n = pread(s->fd, k->buf + k->len, want, s->off + (off_t)*done);
 		if (n <= 0)
 			return n < 0 ? -errno : -EIO; /* the file shrank under us */
-		if (SSL_write(t->ssl, buf, (int)n) != (int)n)
+		k->len += (size_t)n;
+		if (k->len == sizeof(k->buf) && pack_flush(k) < 0)
 			return -EIO;
 		*done += (size_t)n;
 		*budget = *budget > (size_t)n ? *budget - (size_t)n : 0;
@@ -501,6 +544,7 @@ static size_t seal_estimate(const struct rtls__wbuf *in, size_t budget)
 
 static int tls_seal(struct rtls_conn *c, struct rtls__wbuf *in, struct rtls__wbuf *out)
 {
+	struct pack pk, *k = &pk;
 	struct tconn *t = tc(c);
 	size_t budget = SEAL_FILE_BUDGET, pos = 0, file_done = 0;
 	unsigned i = 0;
@@ -523,18 +567,22 @@ static int tls_seal(struct rtls_conn *c, struct rtls__wbuf *in, struct rtls__wbu
 	if (!rtls__wbuf_reserve(out, seal_estimate(in, budget)))
 		return -ENOMEM;
 	t->sink = out;
+	k->t = t;
+	k->len = 0;
 	for (; i < in->nsegs && ret == 0; i++) {
 		struct rtls__seg *s = &in->segs[i];
 
-		if (s->mem_end > pos && SSL_write(t->ssl, in->data + pos, (int)(s->mem_end - pos)) <= 0)
-			ret = -EIO;
+		if (s->mem_end > pos)
+			ret = pack_mem(k, in->data + pos, s->mem_end - pos);
 		pos = s->mem_end;
 		file_done = 0;
 		if (ret == 0 && s->fd >= 0)
-			ret = tls_seal_file(t, s, &file_done, &budget);
+			ret = pack_file(k, s, &file_done, &budget);
 		if (ret == 0 && s->fd >= 0 && file_done < s->flen)
 			break; /* budget spent: the rest of this file next round */
 	}
+	if (ret == 0)
+		ret = pack_flush(k); /* the round's last, partial record */
 	t->sink = &t->stage;
 	if (ret < 0) {
 		ERR_clear_error();
