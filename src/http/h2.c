@@ -388,6 +388,9 @@ submit:
 		nghttp2_submit_rst_stream(x->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
 out:
 	x->cur = NULL;
+	/* A stream reset without a response has no access log line; its
+	 * views into hb must not outlive it (the next line would read them). */
+	x->h->lreq.pending = false;
 	/* The request head is no longer needed; the response keeps its own. */
 	free(st->hb);
 	free(st->f);
