@@ -450,14 +450,16 @@ def url_of(srv, wl):
 
 # --------------------------------------------------------------- setup
 
-def setup(cfg):
-    """Temp dir with the content, one ECDSA P-256 certificate for every
-    server, h2o's OpenSSL config, and the callgrind shim."""
+def prepare(cfg, tmp):
+    """Fills the temp dir tmp (made here when None): the content, one
+    ECDSA P-256 certificate for every server, h2o's OpenSSL config, the
+    openat2 shim for ringtls under callgrind, and ringtls copied in.
+    Shared with h2bench.py."""
     import tempfile
-    cfg.tmp = tempfile.mkdtemp(prefix="ringtls-bench.", dir=os.environ.get("TMPDIR", "/tmp"))
+    cfg.tmp = tmp or tempfile.mkdtemp(prefix="ringtls-bench.", dir=os.environ.get("TMPDIR", "/tmp"))
     os.chmod(cfg.tmp, 0o755)
-    os.makedirs(f"{cfg.tmp}/www")
-    os.makedirs(f"{cfg.tmp}/cg")
+    os.makedirs(f"{cfg.tmp}/www", exist_ok=True)
+    os.makedirs(f"{cfg.tmp}/cg", exist_ok=True)
     with open(f"{cfg.tmp}/www/hello.txt", "wb") as f:
         f.write(S.HELLO)
     for name, size in (("file-16k.bin", 16384), ("file-1m.bin", 1 << 20)):
@@ -482,6 +484,11 @@ def setup(cfg):
     cfg.shim = f"{cfg.tmp}/openat2_shim.so"
     subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", cfg.shim,
                     f"{HERE}/openat2_shim.c", "-ldl"], check=True)
+
+
+def setup(cfg):
+    """prepare(), then what the TCP-mode workload needs."""
+    prepare(cfg, None)
     if cfg.tcp_wls:
         # The TCP-mode workload's client and upstream (no standard tool
         # does a TLS echo load)

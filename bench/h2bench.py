@@ -29,7 +29,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -105,35 +104,10 @@ class Config:
 
 
 def setup(cfg, tmp=None):
-    """Temp dir: the files, the certificate, h2o's OpenSSL config, the
-    openat2 shim for ringtls under valgrind; ringtls copied in."""
-    cfg.tmp = tmp or tempfile.mkdtemp(prefix="ringtls-h2bench.",
-                                      dir=os.environ.get("TMPDIR", "/tmp"))
-    os.chmod(cfg.tmp, 0o755)
-    os.makedirs(f"{cfg.tmp}/www", exist_ok=True)
-    os.makedirs(f"{cfg.tmp}/cg", exist_ok=True)
-    with open(f"{cfg.tmp}/www/hello.txt", "wb") as f:
-        f.write(S.HELLO)
-    for name, size in (("file-16k.bin", 16384), ("file-1m.bin", 1 << 20)):
-        with open(f"{cfg.tmp}/www/{name}", "wb") as f:
-            f.write(os.urandom(size))
-    cfg.cert, cfg.key = f"{cfg.tmp}/cert.pem", f"{cfg.tmp}/key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", cfg.key, "-out", cfg.cert,
-                    "-days", "7", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-                   check=True, capture_output=True)
-    cfg.h2o_openssl_conf = f"{cfg.tmp}/h2o-openssl.cnf"
-    with open(cfg.h2o_openssl_conf, "w") as f:
-        f.write("openssl_conf = bench_init\n[bench_init]\nssl_conf = bench_ssl\n"
-                "[bench_ssl]\nsystem_default = bench_tls13\n[bench_tls13]\n"
-                f"MinProtocol = TLSv1.3\nCiphersuites = {S.CIPHER}\n")
-    cfg.ringtls_src = cfg.ringtls
-    cfg.ringtls = f"{cfg.tmp}/ringtls"
-    shutil.copy2(cfg.ringtls_src, cfg.ringtls)
-    cfg.shim = f"{cfg.tmp}/openat2_shim.so"
-    subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", cfg.shim,
-                    f"{HERE}/openat2_shim.c", "-ldl"], check=True)
+    """bench.py's temp dir: the files, the certificate, h2o's OpenSSL
+    config, the openat2 shim; ringtls copied in."""
+    import bench
+    bench.prepare(cfg, tmp)
 
 
 class H2Ringtls(S.Ringtls):
