@@ -49,6 +49,7 @@ struct h2s {
 	bool in_head;     /* its header block is still coming (h2conn.heads) */
 	bool deferred;    /* its data waits for the output to drain */
 	bool reset;       /* we reset it: a request body too long */
+	bool too_long;    /* its body went past --max-body-bytes */
 	uint64_t dropped; /* request body bytes dropped */
 	/* The response, as the sink received it. */
 	int status;
@@ -70,9 +71,11 @@ struct h2conn {
 	bool busy;         /* inside pump(): a nested drain waits */
 	bool paused;       /* reading paused: output over its high water */
 	bool goaway;       /* a GOAWAY has been submitted */
+	bool terminated;   /* the session is ending: no stream is answered */
 	bool head_timer;   /* the HEADER deadline is armed */
 	bool logged;       /* the connection's error has had its log line */
 	uint64_t stall_ms; /* since when DATA waits on a shut window, or 0 */
+	unsigned errors;   /* error responses on its streams so far */
 	unsigned heads;    /* streams whose header block is not whole yet */
 	char why[96];      /* nghttp2's last error message, for the log line */
 };
@@ -166,8 +169,17 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *fr, void *a
 	struct h2conn *x = arg;
 	struct h2s *st;
 
-	if (fr->hd.type != NGHTTP2_HEADERS || fr->headers.cat != NGHTTP2_HCAT_REQUEST)
+	if (fr->hd.type != NGHTTP2_HEADERS)
 		return 0;
+	if (fr->headers.cat != NGHTTP2_HCAT_REQUEST) {
+		/* Trailers: bounded by the HEADER deadline too. */
+		st = nghttp2_session_get_stream_user_data(s, fr->hd.stream_id);
+		if (st && !st->in_head) {
+			st->in_head = true;
+			x->heads++;
+		}
+		return 0;
+	}
 	st = calloc(1, sizeof(*st));
 	if (!st)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* the stream is reset */
@@ -202,10 +214,11 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *fr, const uint8_t 
 		snprintf(x->why, sizeof(x->why),
 			 "header list far over --max-header-bytes (HPACK bomb?)");
 		nghttp2_session_terminate_session(s, NGHTTP2_ENHANCE_YOUR_CALM);
-		x->goaway = true;
+		x->goaway = x->terminated = true;
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	}
-	if (st->too_big || st->seen > hc->max_head || st->nf >= hc->max_headers) {
+	if (st->too_big || st->seen > hc->max_head || st->nf >= hc->max_headers ||
+	    st->nf >= HTTP_MAX_HEADERS) {
 		st->too_big = true; /* answered with 431 at the end of the block */
 		return 0;
 	}
@@ -322,14 +335,12 @@ static void answer(struct h2conn *x, struct h2s *st)
 	int st_code, ret;
 
 	st->answered = true;
-	st->in_head = false;
-	x->heads--;
 	memset(&q, 0, sizeof(q));
 	q.h2 = true;
 	q.r.headers = hdrs;
 	q.r.minor_version = 1;
 	x->cur = st;
-	if (!st->too_big && st->method.vl && st->path.vl && request_line(st, &q.r) < 0) {
+	if (st->method.vl && st->path.vl && request_line(st, &q.r) < 0) {
 		nghttp2_submit_rst_stream(x->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
 		goto out;
 	}
@@ -367,6 +378,11 @@ static void answer(struct h2conn *x, struct h2s *st)
 	st_code = rtls__http_scan_headers(&q, &why);
 	if (st_code)
 		goto fail;
+	if (q.has_content_length && q.content_length > hc->max_body) {
+		st_code = 413;
+		why = "request body too large";
+		goto fail;
+	}
 	if (q.r.target.p[0] != '/') {
 		/* "*" (OPTIONS) is the only other form a server sees. */
 		st_code = 400;
@@ -412,17 +428,33 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *fr, void *arg)
 		return 0;
 	if (fr->hd.flags & NGHTTP2_FLAG_END_STREAM)
 		st->remote_done = true;
+	if (fr->hd.type == NGHTTP2_HEADERS && st->in_head) {
+		st->in_head = false; /* the block is whole */
+		x->heads--;
+	}
 	/* Answered at the end of its head, as HTTP/1.1 is: a body (which
-	 * only a proxied route would want) is read and dropped. */
+	 * only a proxied route would want) is read and dropped. A stream
+	 * the shutdown GOAWAY covers is still answered; none once the
+	 * session is being terminated. */
 	if (fr->hd.type == NGHTTP2_HEADERS && fr->headers.cat == NGHTTP2_HCAT_REQUEST &&
-	    !st->answered && !x->goaway)
+	    !st->answered && !x->terminated)
 		answer(x, st);
 	return 0;
 }
 
 static int on_frame_send(nghttp2_session *s, const nghttp2_frame *fr, void *arg)
 {
-	(void)s;
+	struct h2s *st;
+
+	/* A body past --max-body-bytes: its stream is reset once our
+	 * response has gone whole (on_data_chunk). */
+	if ((fr->hd.type == NGHTTP2_HEADERS || fr->hd.type == NGHTTP2_DATA) &&
+	    (fr->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
+	    (st = nghttp2_session_get_stream_user_data(s, fr->hd.stream_id)) && st->too_long &&
+	    !st->reset && !st->remote_done) {
+		st->reset = true;
+		nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+	}
 	if (fr->hd.type == NGHTTP2_GOAWAY && fr->goaway.error_code != NGHTTP2_NO_ERROR) {
 		struct h2conn *x = arg;
 		char line[160];
@@ -439,9 +471,11 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *fr, void *arg)
 /* A request body: only a proxied route would want one (and HTTP/2 has
  * none yet), so it is dropped, as HTTP/1.1 drops one after answering.
  * nghttp2 keeps the windows open meanwhile. Past --max-body-bytes the
- * stream is reset (NO_ERROR: its response has been made, RFC 9113 §8.1);
- * not sooner, since some clients (curl 7.88) discard a response whose
- * stream is reset before they have finished sending. */
+ * stream is reset (NO_ERROR: its response has been made, RFC 9113 §8.1)
+ * once the response has gone whole (on_frame_send), not sooner: a reset
+ * would overtake the queued response, and curl 7.88 discards a response
+ * whose stream is reset while it is still sending. Only a body that goes
+ * on far past that is reset at once. */
 static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *p, size_t n,
 			 void *arg)
 {
@@ -454,9 +488,14 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
 	if (!st || st->reset)
 		return 0;
 	st->dropped += n;
-	if (st->dropped > hc->max_body) {
+	if (st->dropped <= hc->max_body)
+		return 0;
+	st->too_long = true;
+	if (st->answered && !st->status) /* reset already, or no response */
+		return 0;
+	if (st->dropped > 2 * hc->max_body + H2_HIGH_WATER) {
 		st->reset = true;
-		nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, id, NGHTTP2_NO_ERROR);
+		nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
 	}
 	return 0;
 }
@@ -565,6 +604,13 @@ static int on_send_data(nghttp2_session *s, nghttp2_frame *fr, const uint8_t *he
 }
 
 /* --- the sink (response.c) --- */
+
+enum rtls_log_level rtls__h2_error_level(struct hconn *h)
+{
+	/* One info line per connection: a client can make a stream error
+	 * per frame, and each would otherwise be a line. */
+	return h->h2->errors++ ? RTLS_LOG_DEBUG : RTLS_LOG_INFO;
+}
 
 /* GCC 12's analyzer (scripts/lint.sh analyzer) loses track of the
  * stream behind h->h2->cur and calls the copies below leaked: a false
@@ -782,7 +828,7 @@ void rtls__h2_timeout(rtls_conn *c, struct hconn *h, enum rtls_timer t)
 	if (t == RTLS_TIMER_HEADER && x->heads) {
 		log_peer(x, RTLS_LOG_INFO, "request head not received in time: GOAWAY");
 		nghttp2_session_terminate_session(x->s, NGHTTP2_NO_ERROR);
-		x->goaway = true;
+		x->goaway = x->terminated = true;
 		pump(x);
 		return;
 	}
@@ -798,7 +844,7 @@ void rtls__h2_timeout(rtls_conn *c, struct hconn *h, enum rtls_timer t)
 		return;
 	}
 	nghttp2_session_terminate_session(x->s, NGHTTP2_NO_ERROR);
-	x->goaway = true;
+	x->goaway = x->terminated = true;
 	pump(x);
 }
 

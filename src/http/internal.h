@@ -256,6 +256,9 @@ int rtls__h2_head(rtls_conn *c, struct hconn *h, int status, const char *extra,
 		  uint64_t content_length);
 int rtls__h2_body(struct hconn *h, const void *p, size_t n);
 int rtls__h2_body_file(struct hconn *h, int fd, off_t off, size_t len);
+/* The level of an error response's log line: info for a connection's
+ * first, debug after. */
+enum rtls_log_level rtls__h2_error_level(struct hconn *h);
 
 /* static.c and page.c: 0 when answered, 1 when answered with an error and
  * the connection is closing, < 0 on a failure to write. */

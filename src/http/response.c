@@ -164,15 +164,19 @@ int rtls__http_simple(rtls_conn *c, int status, int keep_alive, const char *ctyp
 
 void rtls__http_error(rtls_conn *c, int status, const char *why, bool head)
 {
+	struct hconn *h = rtls_conn_data(c);
+	enum rtls_log_level lv = h->h2 ? rtls__h2_error_level(h) : RTLS_LOG_INFO;
 	char peer[64], body[96];
 	int n;
 
-	rtls_conn_peer(c, peer, sizeof(peer));
-	rtls_log(RTLS_LOG_INFO, "http %s: %d %s: %s", peer, status, rtls__http_reason(status), why);
+	if (rtls_log_enabled(lv)) {
+		rtls_conn_peer(c, peer, sizeof(peer));
+		rtls_log(lv, "http %s: %d %s: %s", peer, status, rtls__http_reason(status), why);
+	}
 	n = snprintf(body, sizeof(body), "%d %s\n", status, rtls__http_reason(status));
 	rtls__http_simple(c, status, CONN_CLOSE, "text/plain; charset=utf-8",
 			  status == 405 ? "Allow: GET, HEAD\r\n" : "", body, (size_t)n, head);
 	/* HTTP/2: the stream ends with its response; the others go on. */
-	if (!((struct hconn *)rtls_conn_data(c))->h2)
+	if (!h->h2)
 		rtls_conn_close(c);
 }

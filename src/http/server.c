@@ -226,7 +226,7 @@ static int maybe_h2(rtls_conn *c, struct hconn *h, struct rtls_buf *b)
 		return 0;
 	if (h->tls_alpn == TLS_ALPN_H2) {
 		if (rtls__h2_start(c, h, b->data, b->len) == 0)
-			return 1;
+			goto started;
 		goto fail;
 	}
 	if (!h->in_len) {
@@ -234,7 +234,7 @@ static int maybe_h2(rtls_conn *c, struct hconn *h, struct rtls_buf *b)
 		if (pre == 0)
 			return 0;
 		if (pre > 0 && rtls__h2_start(c, h, b->data, b->len) == 0)
-			return 1;
+			goto started;
 	} else {
 		/* A preface that came in pieces was kept in h->in. */
 		if (in_append(h, b->data, b->len) < 0)
@@ -252,13 +252,18 @@ static int maybe_h2(rtls_conn *c, struct hconn *h, struct rtls_buf *b)
 			h->in = NULL;
 			h->in_len = h->in_cap = 0;
 			if (ret == 0)
-				return 1;
+				goto started;
 			goto fail;
 		}
 		return 1; /* still too short to tell */
 	}
 	if (pre < 0 && in_append(h, b->data, b->len) == 0)
 		return 1;
+started:
+	/* A shutdown that came while the preface was still arriving. */
+	if (h->shutting && h->h2)
+		rtls__h2_shutdown(c, h);
+	return 1;
 fail:
 	rtls_log(RTLS_LOG_WARN, "http2: out of memory starting a connection");
 	rtls_conn_abort(c, -ENOMEM);
