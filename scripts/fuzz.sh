@@ -13,7 +13,7 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 dir=${1:?usage: fuzz.sh DIR [SECS] [TARGET...]}
 secs=${2:-60}
 shift $(($# < 2 ? $# : 2))
-all=(parser response proxy_header http_fields tls_records tls_control tls_handshake config)
+all=(parser response proxy_header http_fields tls_records tls_control tls_handshake config h2)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 
