@@ -23,6 +23,14 @@ preface gets an HTTP/1.1 505 and a close; the server goes on.
 Server D: SIGTERM in the middle of two slow downloads (curl --http2
 --limit-rate over TLS; a raw frame client over h2c that sees the GOAWAY
 itself): GOAWAY NO_ERROR naming the open stream, both files whole, exit 0.
+Servers E (--max-body-bytes 100, --log-level info) and F, raw frames:
+a POST with a Content-Length over the limit gets 413; one without, whose
+body goes past it, gets its 405 before the RST_STREAM NO_ERROR; h2load
+-n2000 -c1 -m100 of POSTs (all 405): at most 2 info log lines; SIGTERM
+between a stream's HEADERS and its CONTINUATION: the GOAWAY names it, it
+is answered, the connection closes at once (not at --header-timeout); a
+plaintext preface split across SIGTERM: its response, a GOAWAY and a
+close at once (not at --shutdown-timeout), exit 0.
 
 The raw client uses hpack and hyperframe from Debian's python3-h2
 (scripts/deps.sh); a python3 without them runs this file again under
@@ -538,6 +546,188 @@ def test_shutdown(t, parts, have_raw):
 
 
 # --------------------------------------------------------------------------
+# Servers E and F: the review's fixes (commit 4f2c9c3)
+
+
+class H2Frames:
+    """A prior-knowledge h2c connection on raw frames, read in the test's
+    own thread: for frames in an order no client library sends (a header
+    block split across a SIGTERM, a preface split across one)."""
+
+    def __init__(self, port):
+        from hpack import Decoder, Encoder
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=rt.scaled(5))
+        self.enc, self.dec = Encoder(), Decoder()
+        self.buf = b""
+
+    def block(self, path, method="GET", extra=()):
+        """A request's header block, encoded in the order it is sent."""
+        return self.enc.encode([(":method", method), (":scheme", "http"), (":authority", "localhost"),
+                                (":path", path)] + list(extra))
+
+    @staticmethod
+    def settings():
+        from hyperframe.frame import SettingsFrame
+        return SettingsFrame(0).serialize()
+
+    @staticmethod
+    def frame(kind, sid, data, *flags):
+        """A HEADERS, CONTINUATION or DATA frame (kind: its hyperframe class name)."""
+        import hyperframe.frame as hf
+        f = getattr(hf, kind)(sid)
+        f.data = data
+        for fl in flags:
+            f.flags.add(fl)
+        return f.serialize()
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def events(self, timeout, until=None):
+        """What comes, as short strings ("H1:405" for a HEADERS, "END1",
+        "RST1(0)", "GOAWAY(3,0)", then "EOF" or "TIMEOUT"), until one
+        matches `until`, the peer closes, or `timeout` seconds pass; and
+        the seconds that took."""
+        from hyperframe.frame import DataFrame, Frame, GoAwayFrame, HeadersFrame, RstStreamFrame
+        out, t0 = [], time.monotonic()
+        while True:
+            while len(self.buf) >= 9 and len(self.buf) >= 9 + int.from_bytes(self.buf[:3], "big"):
+                f, n = Frame.parse_frame_header(memoryview(self.buf[:9]))
+                f.parse_body(memoryview(self.buf[9:9 + n]))
+                self.buf = self.buf[9 + n:]
+                ev = None
+                if isinstance(f, HeadersFrame):
+                    ev = "H%d:%s" % (f.stream_id, dict(self.dec.decode(f.data)).get(":status"))
+                elif isinstance(f, RstStreamFrame):
+                    ev = "RST%d(%d)" % (f.stream_id, f.error_code)
+                elif isinstance(f, GoAwayFrame):
+                    ev = "GOAWAY(%d,%d)" % (f.last_stream_id, f.error_code)
+                if ev:
+                    out.append(ev)
+                if "END_STREAM" in f.flags and isinstance(f, (DataFrame, HeadersFrame)):
+                    out.append("END%d" % f.stream_id)
+                if until and out and re.fullmatch(until, out[-1]):
+                    return out, time.monotonic() - t0
+            left = t0 + timeout - time.monotonic()
+            if left <= 0:
+                return out + ["TIMEOUT"], time.monotonic() - t0
+            self.sock.settimeout(left)
+            try:
+                d = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except ConnectionResetError:
+                d = b""
+            if not d:
+                return out + ["EOF"], time.monotonic() - t0
+            self.buf += d
+
+    def close(self):
+        self.sock.close()
+
+
+def log_count(srv, pattern):
+    rx = re.compile(pattern)
+    return sum(1 for l in srv.log_lines() if rx.search(l))
+
+
+def test_review_fixes(t, parts, have_raw):
+    """Server E (--max-body-bytes 100, --log-level info): a Content-Length
+    over the limit is 413; a body past it is reset only after its response;
+    one info line per connection for its error responses; then SIGTERM
+    while a stream's header block waits for its CONTINUATION. Server F:
+    SIGTERM while a plaintext preface is half in."""
+    _, root = rt.make_root({"one.txt": b"one\n", "two.txt": b"two\n"})
+    # Both deadlines far over what "promptly" allows below: a connection
+    # they end was held, not finished.
+    slow = ["--header-timeout", "%ds" % rt.scaled(8), "--shutdown-timeout", "%ds" % rt.scaled(8)]
+    e = H2Server("--max-body-bytes", 100, "--log-level", "info", *slow, root=root)
+    f = H2Server(*slow, root=root) if have_raw else None
+    e.ready()
+    if f:
+        f.ready()
+    prompt = rt.scaled(3)
+
+    if have_raw:
+        # A Content-Length over --max-body-bytes: 413 (RFC 9110 §15.5.14),
+        # not a reset that leaves the client without an answer.
+        c = H2Frames(e.port)
+        c.send(PREFACE + c.settings()
+               + c.frame("HeadersFrame", 1, c.block("/one.txt", "POST", [("content-length", "5000")]), "END_HEADERS")
+               + c.frame("DataFrame", 1, b"x" * 5000, "END_STREAM"))
+        ev, _ = c.events(rt.scaled(3), until=r"END1|RST1\(\d+\)")
+        c.close()
+        t.eq(ev[:2], ["H1:413", "END1"], "[h2c] POST with Content-Length 5000 over --max-body-bytes 100: 413")
+        # No Content-Length, a body past the limit: the stream's response
+        # (405) first, its RST_STREAM NO_ERROR only after (the reset had
+        # overtaken the queued response).
+        c = H2Frames(e.port)
+        c.send(PREFACE + c.settings() + c.frame("HeadersFrame", 1, c.block("/one.txt", "POST"), "END_HEADERS")
+               + c.frame("DataFrame", 1, b"x" * 5000))
+        ev, _ = c.events(rt.scaled(3), until=r"RST1\(\d+\)")
+        c.close()
+        t.eq(ev, ["H1:405", "END1", "RST1(0)"],
+             "[h2c] POST body past --max-body-bytes: its 405, then RST_STREAM NO_ERROR")
+
+    if parts.need("h2load", "one log line for a connection's error responses (h2load)"):
+        body = scratch("post10")
+        rt.write_file(body, b"0123456789")
+        n = 200 if rt.UNDER_VALGRIND else 2000
+        before = log_count(e, r" info http 127\.0\.0\.1:\d+: 405 ")
+        p = rt.run_cmd(["h2load", "-n%d" % n, "-c1", "-m100", "-d", body, e.url("h2c", "/hello")], timeout=60)
+        out = p.stdout.decode("utf-8", "replace")
+        t.check(p.returncode == 0 and "%d done" % n in out and "status codes: 0 2xx, 0 3xx, %d 4xx" % n in out,
+                "[h2c] h2load -n%d -c1 -m100 -d: all 405: %r" % (n, out[-600:]))
+        got = log_count(e, r" info http 127\.0\.0\.1:\d+: 405 ") - before
+        t.check(1 <= got <= 2, "%d 405s on one connection: %d info log lines (at most 2; the rest debug)" % (n, got))
+
+    if have_raw:
+        # Stream 3's header block is cut by SIGTERM: its HEADERS came
+        # before the GOAWAY (which names it), its CONTINUATION after.
+        # It is answered, and the connection ends with it.
+        c = H2Frames(e.port)
+        c.send(PREFACE + c.settings() + c.frame("HeadersFrame", 1, c.block("/one.txt"), "END_HEADERS", "END_STREAM"))
+        blk = c.block("/two.txt")
+        c.send(c.frame("HeadersFrame", 3, blk[:len(blk) // 2], "END_STREAM"))
+        ev, _ = c.events(rt.scaled(5), until=r"END1")
+        t.eq(ev, ["H1:200", "END1"], "[h2c] stream 1 answered while stream 3's header block is open")
+        e.send_signal(signal.SIGTERM)
+        ev, _ = c.events(rt.scaled(5), until=r"GOAWAY.*")
+        t.eq(ev, ["GOAWAY(3,0)"], "[h2c] SIGTERM: GOAWAY NO_ERROR names stream 3")
+        c.send(c.frame("ContinuationFrame", 3, blk[len(blk) // 2:], "END_HEADERS"))
+        ev, secs = c.events(prompt)
+        c.close()
+        t.eq(ev, ["H3:200", "END3", "EOF"],
+             "[h2c] stream 3's header block, whole after the GOAWAY: answered, then the close (%.1f s)" % secs)
+    else:
+        e.send_signal(signal.SIGTERM)
+    rc = e.wait(3)
+    t.eq(rc, 0, "server E: SIGTERM: exit 0 within 3 s")
+    if rc is None:
+        e.stop()
+
+    if f:
+        # A plaintext preface split across SIGTERM: once it is whole, the
+        # connection is HTTP/2 and gets its GOAWAY (it had none: held to
+        # --shutdown-timeout).
+        c = H2Frames(f.port)
+        c.send(PREFACE[:10])
+        time.sleep(rt.scaled(0.3))
+        f.send_signal(signal.SIGTERM)
+        t.check(f.wait_log(r"SIGTERM", timeout=5), "server F: SIGTERM logged")
+        c.send(PREFACE[10:] + c.settings() + c.frame("HeadersFrame", 1, c.block("/one.txt"),
+                                                      "END_HEADERS", "END_STREAM"))
+        ev, secs = c.events(prompt)
+        c.close()
+        t.check(ev[-1] == "EOF" and {"H1:200", "END1", "GOAWAY(1,0)"} <= set(ev),
+                "[h2c] preface split across SIGTERM: 200, GOAWAY NO_ERROR, close in %.1f s: %r" % (secs, ev))
+        rc = f.wait(3)
+        t.eq(rc, 0, "server F: exit 0 within 3 s of that")
+        if rc is None:
+            f.stop()
+
+
+# --------------------------------------------------------------------------
 
 
 def test(t):
@@ -586,6 +776,7 @@ def test(t):
                 "server %s: no GOAWAY error logged: %r" % (what, s.wait_log(r"http2 .*GOAWAY", timeout=0)))
         tu.stop_ok(t, s, "server " + what)
     test_shutdown(t, parts, have_raw)
+    test_review_fixes(t, parts, have_raw)
     parts.finish()
 
 
