@@ -339,16 +339,11 @@ def versions(cfg, names):
 
 
 def machine():
-    model = "unknown"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/loadavg") as f:
-        load = " ".join(f.read().split()[:3])
-    return {"cpus": os.cpu_count(), "cpu_model": model, "load": load,
-            "kernel": " ".join(os.uname()[2:5:2])}
+    """bench.py's description of the machine, under this report's keys."""
+    import bench
+    m = bench.machine()
+    m["load"] = m.pop("load_before")
+    return m
 
 
 def run(cfg):
