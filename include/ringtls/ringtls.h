@@ -195,6 +195,20 @@ struct rtls_listen {
 
 enum rtls_log_level { RTLS_LOG_ERROR = 0, RTLS_LOG_WARN, RTLS_LOG_INFO, RTLS_LOG_DEBUG };
 
+/* What a reactor waits with (rtls_config.backend). */
+enum rtls_backend {
+	/* io_uring; epoll where io_uring_setup() or the probe of the
+	 * operations fails with EPERM, ENOSYS or EACCES (a seccomp filter,
+	 * kernel.io_uring_disabled, no io_uring in the kernel), with one
+	 * info line. The environment variable RINGTLS_BACKEND=io_uring or
+	 * =epoll chooses instead, as if it had been set here. */
+	RTLS_BACKEND_AUTO = 0,
+	RTLS_BACKEND_IO_URING,
+	/* readiness and non-blocking system calls: every feature, limit and
+	 * the kTLS handover work the same; costs more CPU per request */
+	RTLS_BACKEND_EPOLL,
+};
+
 struct rtls_config {
 	const struct rtls_listen *listeners; /* borrowed until rtls_server_destroy */
 	unsigned nlisteners;
@@ -218,6 +232,7 @@ struct rtls_config {
 	 * a malformed one, closes the connection with one log line. */
 	const char *const *proxy_protocol_from;
 	unsigned nproxy_protocol_from;
+	enum rtls_backend backend;
 };
 
 /* Fills the zero fields of *cfg with the defaults.
@@ -251,6 +266,11 @@ RTLS_API int rtls_server_create_from(const struct rtls_config *cfg, rtls_server 
 /* Actual bound address of listener i (useful with port 0). -EINVAL if i is
  * out of range.
  * Callbacks: none. */
+/* The backend the server's reactors use: RTLS_BACKEND_IO_URING or
+ * RTLS_BACKEND_EPOLL, never AUTO.
+ * Callbacks: none. */
+RTLS_API enum rtls_backend rtls_server_backend(const rtls_server *s);
+
 RTLS_API int rtls_server_listen_addr(const rtls_server *s, unsigned i, struct sockaddr_storage *ss,
 				     socklen_t *len);
 

@@ -72,9 +72,10 @@ static int serve(int argc, char **argv)
 			"and run update-ca-certificates",
 			rtls_tls_ctx_selfsigned_path(g->tls), rtls_tls_ctx_selfsigned_path(g->tls));
 	cli_gen_log_listeners(g);
-	rtls_log(RTLS_LOG_INFO, "ringtls %s: %u reactor(s), serving %s", RTLS_VERSION_STRING,
+	rtls_log(RTLS_LOG_INFO, "ringtls %s: %u reactor(s), serving %s on %s", RTLS_VERSION_STRING,
 		 g->o.cfg.threads ? g->o.cfg.threads : (unsigned)sysconf(_SC_NPROCESSORS_ONLN),
-		 g->o.http.root ? g->o.http.root : "the built-in page");
+		 g->o.http.root ? g->o.http.root : "the built-in page",
+		 rtls_server_backend(g->s) == RTLS_BACKEND_EPOLL ? "epoll" : "io_uring");
 	ret = cli_serve(&g, argc, argv); /* SIGINT/SIGTERM: graceful stop, exit 0 */
 	cli_gen_free(g);
 	if (ret < 0) {

@@ -72,6 +72,8 @@ void cli_usage(FILE *f)
 	      "  --max-conns N            connections per reactor (default 16384)\n"
 	      "  --ring-entries N         io_uring submission queue per reactor, a power\n"
 	      "                           of two 8..32768; completions 8x (default 1024)\n"
+	      "  --backend B              auto (default: io_uring, or epoll where io_uring\n"
+	      "                           is refused), io_uring or epoll\n"
 	      "  --max-header-bytes N     request line + headers (default 8192)\n"
 	      "  --max-uri-bytes N        request-target (default 8000)\n"
 	      "  --max-headers N          header fields per request, <= 256 (default 100)\n"
@@ -240,8 +242,9 @@ enum {
 	O_UPCERT,
 	O_UPKEY,
 	O_NOHTTP2,
+	O_BACKEND,
 };
-enum { O_CONFIG = O_NOHTTP2 + 1 }; /* not a setting of the file */
+enum { O_CONFIG = O_BACKEND + 1 }; /* not a setting of the file */
 _Static_assert(O_LISTEN == CLI_OPT_BASE && O_CONFIG < CLI_OPT_BASE + CLI_NOPTS,
 	       "options.h's CLI_OPT_BASE and CLI_NOPTS cover every option");
 
@@ -293,6 +296,7 @@ static const struct option longopts[] = {
 	{ "upstream-cert", required_argument, NULL, O_UPCERT },
 	{ "upstream-key", required_argument, NULL, O_UPKEY },
 	{ "no-http2", no_argument, NULL, O_NOHTTP2 },
+	{ "backend", required_argument, NULL, O_BACKEND },
 	{ "config", required_argument, NULL, O_CONFIG },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
@@ -522,11 +526,18 @@ static int apply_proxy(struct cli_opts *o, int opt, const char *arg, const struc
 static int apply(struct cli_opts *o, int opt, const char *arg, const struct bad *e)
 {
 	static const char *const levels[] = { "error", "warn", "info", "debug" };
+	static const char *const backends[] = { "auto", "io_uring", "epoll" };
 	int i;
 
 	switch (opt) {
 	case O_LISTEN:
 		return add_listen(o, arg, 0, e);
+	case O_BACKEND:
+		/* In enum rtls_backend's order. */
+		if ((i = parse_word(e, arg, backends, 3, "auto, io_uring or epoll")) < 0)
+			return -1;
+		o->cfg.backend = (enum rtls_backend)i;
+		return 0;
 	case O_ROOT:
 		o->http.root = arg;
 		return 0;

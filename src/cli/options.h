@@ -15,7 +15,7 @@
 #define CLI_MAX_CERTS 16
 #define CLI_MAX_PP_FROM 64
 #define CLI_OPT_BASE 256 /* option ids are CLI_OPT_BASE .. + CLI_NOPTS - 1 */
-#define CLI_NOPTS 53
+#define CLI_NOPTS 54
 
 /* Where a setting was given: line and column (from 1) in the --config
  * file; line 0 for the command line or a default. */

@@ -42,7 +42,8 @@ int rtls__bufring_init(struct rtls__reactor *r, unsigned count, unsigned size, u
 	reg.ring_addr = (unsigned long)b->br;
 	reg.ring_entries = count;
 	reg.bgid = bgid;
-	ret = io_uring_register_buf_ring(&r->ring, &reg, 0);
+	/* On epoll the ring is ours alone: epoll.c takes from it. */
+	ret = r->ep ? 0 : io_uring_register_buf_ring(&r->ring, &reg, 0);
 	if (ret < 0)
 		goto err_free;
 	io_uring_buf_ring_init(b->br);

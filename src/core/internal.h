@@ -443,6 +443,8 @@ struct rtls__reactor {
 	pthread_t thread;
 	struct io_uring ring;
 	bool ring_ok;
+	struct rtls__ep *ep;        /* the epoll backend's state, or NULL
+				     * on io_uring (epoll.c) */
 	bool wait_in_poll;          /* under valgrind: see rtls__ring_wait() */
 	struct rtls__bufring bufs;
 	struct rtls__listener *ls;  /* srv->nlisteners */
@@ -494,6 +496,7 @@ struct rtls_server {
 	struct rtls__reactor *rs;
 	unsigned nreactors;
 	unsigned ring_flags;        /* flags the probe found usable */
+	enum rtls_backend backend;  /* IO_URING or EPOLL, chosen at create */
 	atomic_bool stop;
 	atomic_uint running;
 	/* The TLS layer's entry point for a connection accepted on a TLS
@@ -548,12 +551,34 @@ void rtls__handover_release(struct rtls__reactor *r);
  * dropped, and a receive buffer it carries goes back to the ring. */
 void rtls__dispatch(struct rtls__reactor *r, struct io_uring_cqe *cqe);
 
-/* ring.c / probe.c */
+/* ring.c: the backend seam. Core writes requests as SQEs (rtls__sqe)
+ * and reads results as CQEs (rtls__dispatch) on either backend; these
+ * are the only calls that differ, and only ring.c looks at which one
+ * runs (r->ep). */
 int rtls__ring_init(struct rtls__reactor *r, unsigned flags, unsigned entries);
 int rtls__probe_ring_flags(unsigned *flags);
 struct io_uring_sqe *rtls__sqe(struct rtls__reactor *r);
+/* Issues what is queued and waits up to timeout_ms (-1: no limit) for a
+ * completion: 0, -ETIME when none came, -EINTR, or a fatal error. */
 int rtls__ring_wait(struct rtls__reactor *r, int timeout_ms);
+/* Issues what is queued, without waiting. */
+void rtls__ring_submit(struct rtls__reactor *r);
+/* Hands every completion that is in to rtls__dispatch(). */
+void rtls__ring_reap(struct rtls__reactor *r);
+/* Closes the ring or the epoll instance: requests still in flight are
+ * dropped without completions. */
+void rtls__ring_exit(struct rtls__reactor *r);
 int rtls__ring_describe(char *out, size_t n);
+
+/* epoll.c: the epoll backend behind the same calls. */
+struct rtls__ep;
+int rtls__ep_init(struct rtls__reactor *r, unsigned entries);
+void rtls__ep_exit(struct rtls__reactor *r);
+struct io_uring_sqe *rtls__ep_sqe(struct rtls__reactor *r);
+void rtls__ep_submit(struct rtls__reactor *r);
+int rtls__ep_wait(struct rtls__reactor *r, int timeout_ms);
+void rtls__ep_reap(struct rtls__reactor *r);
+int rtls__ep_describe(char *out, size_t n);
 
 /* bufring.c */
 int rtls__bufring_init(struct rtls__reactor *r, unsigned count, unsigned size, uint16_t bgid);

@@ -442,15 +442,8 @@ static void stop_now(struct rtls__reactor *r)
  * slots whose last request has completed. */
 static void reap_completions(struct rtls__reactor *r)
 {
-	struct io_uring_cqe *cqe;
-	unsigned head, n = 0;
-
 	r->now_ms = rtls__now_ms();
-	io_uring_for_each_cqe(&r->ring, head, cqe) {
-		rtls__dispatch(r, cqe);
-		n++;
-	}
-	io_uring_cq_advance(&r->ring, n);
+	rtls__ring_reap(r);
 	if (r->nreap)
 		rtls__reap(r);
 }
@@ -510,7 +503,7 @@ static int reactor_loop(struct rtls__reactor *r)
 		    ((r->nlive == 0 && !accepting(r)) || r->now_ms >= r->stop_deadline_ms)) {
 			stop_now(r);
 			drain(r);
-			io_uring_submit(&r->ring); /* the cancels begin_stop() queued */
+			rtls__ring_submit(r); /* the cancels begin_stop() queued */
 			return 0;
 		}
 		ret = rtls__ring_wait(r, -1);

@@ -91,6 +91,8 @@ int rtls__ring_init(struct rtls__reactor *r, unsigned flags, unsigned entries)
 	struct io_uring_params p;
 	int ret;
 
+	if (r->srv->backend == RTLS_BACKEND_EPOLL)
+		return rtls__ep_init(r, entries);
 	memset(&p, 0, sizeof(p));
 	p.flags = flags | IORING_SETUP_CQSIZE;
 	/* Multishot receive and accept post many CQEs per SQE: size the CQ
@@ -120,6 +122,8 @@ int rtls__ring_wait(struct rtls__reactor *r, int timeout_ms)
 	struct pollfd p = { .fd = r->ring.ring_fd, .events = POLLIN };
 	int ret;
 
+	if (r->ep)
+		return rtls__ep_wait(r, timeout_ms);
 	if (!r->wait_in_poll) {
 		struct __kernel_timespec ts = {
 			.tv_sec = timeout_ms / 1000,
@@ -145,13 +149,49 @@ int rtls__ring_wait(struct rtls__reactor *r, int timeout_ms)
 /* An SQE, submitting what is queued first if the SQ is full. */
 struct io_uring_sqe *rtls__sqe(struct rtls__reactor *r)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+	struct io_uring_sqe *sqe;
 
+	if (r->ep)
+		return rtls__ep_sqe(r);
+	sqe = io_uring_get_sqe(&r->ring);
 	while (!sqe) {
 		io_uring_submit(&r->ring);
 		sqe = io_uring_get_sqe(&r->ring);
 	}
 	return sqe;
+}
+
+void rtls__ring_submit(struct rtls__reactor *r)
+{
+	if (r->ep)
+		rtls__ep_submit(r);
+	else if (r->ring_ok)
+		io_uring_submit(&r->ring);
+}
+
+void rtls__ring_reap(struct rtls__reactor *r)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+
+	if (r->ep) {
+		rtls__ep_reap(r);
+		return;
+	}
+	io_uring_for_each_cqe(&r->ring, head, cqe) {
+		rtls__dispatch(r, cqe);
+		n++;
+	}
+	io_uring_cq_advance(&r->ring, n);
+}
+
+void rtls__ring_exit(struct rtls__reactor *r)
+{
+	rtls__ep_exit(r);
+	if (r->ring_ok) {
+		io_uring_queue_exit(&r->ring);
+		r->ring_ok = false; /* the buffer ring went with it */
+	}
 }
 
 /* One line for `ringtls probe`: setup flags and the opcodes we use. */

@@ -67,6 +67,55 @@ void rtls_config_defaults(struct rtls_config *cfg)
 		cfg->shutdown_ms = 10000;
 }
 
+/* cfg.backend, or RINGTLS_BACKEND's where that is AUTO (as libuv reads
+ * UV_USE_IO_URING): io_uring where it works, else epoll where io_uring is
+ * refused. Only a refusal falls back; a kernel whose io_uring lacks an
+ * operation we use is an error, as before. */
+static int choose_backend(struct rtls_server *s, char *why, size_t whylen)
+{
+	enum rtls_backend b = s->cfg.backend;
+	const char *env = secure_getenv("RINGTLS_BACKEND");
+	int ret;
+
+	if (b == RTLS_BACKEND_AUTO && env && *env && strcmp(env, "auto") != 0) {
+		if (strcmp(env, "epoll") == 0) {
+			b = RTLS_BACKEND_EPOLL;
+		} else if (strcmp(env, "io_uring") == 0) {
+			b = RTLS_BACKEND_IO_URING;
+		} else {
+			snprintf(why, whylen, "RINGTLS_BACKEND=%.32s: not auto, io_uring or epoll",
+				 env);
+			return -EINVAL;
+		}
+	}
+	if (b == RTLS_BACKEND_EPOLL) {
+		s->backend = b;
+		return 0;
+	}
+	if (b != RTLS_BACKEND_AUTO && b != RTLS_BACKEND_IO_URING) {
+		snprintf(why, whylen, "unknown backend %d", (int)b);
+		return -EINVAL;
+	}
+	ret = rtls__probe_ring_flags(&s->ring_flags);
+	if (ret == 0) {
+		s->backend = RTLS_BACKEND_IO_URING;
+		return 0;
+	}
+	if (b == RTLS_BACKEND_AUTO && (ret == -EPERM || ret == -ENOSYS || ret == -EACCES)) {
+		rtls_log(RTLS_LOG_INFO,
+			 "io_uring is not available (io_uring_setup: %s): using the epoll backend",
+			 strerror(-ret));
+		s->backend = RTLS_BACKEND_EPOLL;
+		return 0;
+	}
+	return ret;
+}
+
+enum rtls_backend rtls_server_backend(const rtls_server *s)
+{
+	return s->backend;
+}
+
 static int validate(const struct rtls_config *cfg)
 {
 	if (!cfg->handler || !cfg->nlisteners || cfg->nlisteners > 255)
@@ -182,10 +231,7 @@ static void reactor_free(struct rtls_server *s, struct rtls__reactor *r)
 		for (unsigned i = 0; i < s->cfg.max_conns; i++)
 			if (r->conns[i].state != RTLS__CONN_FREE)
 				rtls__conn_orphan(&r->conns[i]);
-	if (r->ring_ok) {
-		io_uring_queue_exit(&r->ring);
-		r->ring_ok = false; /* the buffer ring went with it */
-	}
+	rtls__ring_exit(r);
 	if (r->ls)
 		for (unsigned i = 0; i < s->nlisteners; i++)
 			if (r->ls[i].fd >= 0)
@@ -507,7 +553,9 @@ static int create(const struct rtls_config *cfg, struct rtls_server *prev, rtls_
 		s->tls_attach = h->attach;
 		s->tls_conn_size = h->conn_size;
 	}
-	ret = rtls__probe_ring_flags(&s->ring_flags);
+	ret = choose_backend(s, why, whylen);
+	if (ret == -EINVAL)
+		goto err_described;
 	if (ret < 0)
 		goto err;
 	s->nreactors = s->cfg.threads;

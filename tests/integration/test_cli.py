@@ -90,15 +90,38 @@ def test_address_in_use(t):
 
 
 def test_no_uring(t):
+    """io_uring_setup refused with EPERM, as a container's default seccomp
+    profile does: --backend auto (the default) serves on epoll, with one
+    info line saying why; --backend io_uring fails with one line."""
     rt.need_binary(rt.NO_URING_BIN, "no_uring launcher")
     # Does the launcher work here at all (seccomp may be unavailable)?
     p = rt.run_cmd([rt.NO_URING_BIN, "/bin/true"], timeout=10)
     if p.returncode == 77:
         raise rt.Skip("no_uring cannot install its seccomp filter: %s" % p.stderr.decode().strip())
-    p = one_line_error(t, "io_uring unavailable", ["serve", "--listen", "127.0.0.1:0"],
-                       r"io_uring", 1, launcher=[rt.NO_URING_BIN])
+    p = one_line_error(t, "io_uring unavailable, --backend io_uring",
+                       ["serve", "--listen", "127.0.0.1:0", "--backend", "io_uring"],
+                       r"io_uring is not available \(io_uring_setup: Operation not permitted\)", 1,
+                       launcher=[rt.NO_URING_BIN])
     if p.returncode == 77:
         raise rt.Skip("no_uring returned 77")
+    env = dict(os.environ)
+    env.pop("RINGTLS_BACKEND", None)  # auto's own choice, whichever pass this is
+    s = rt.Process([rt.NO_URING_BIN, BIN, "serve", "--listen", "127.0.0.1:0", "--threads", "1"],
+                   name="ringtls", env=env)
+    try:
+        port, = s.wait_ports(rt.LISTEN_RE, timeout=rt.START_TIMEOUT)
+        with rt.Conn(("127.0.0.1", port), rt.IO_TIMEOUT) as c:
+            c.send(rt.request("GET", "/hello"))
+            body = c.read_response().body
+        t.eq(body, b"Hello, World!", "io_uring refused, auto: served on epoll")
+        log = s.log()
+        t.eq(sum("io_uring is not available (io_uring_setup: Operation not permitted): "
+                 "using the epoll backend" in l for l in log.splitlines()), 1,
+             "io_uring refused, auto: one line says why epoll")
+        t.check(re.search(r"reactor\(s\), serving .* on epoll$", log, re.M) is not None,
+                "io_uring refused, auto: the start line names epoll")
+    finally:
+        t.eq(s.stop(), 0, "io_uring refused, auto: exit status")
 
 
 def test_serves_with_options(t):

@@ -31,8 +31,10 @@ def test(t):
     # LeakSanitizer cannot run under ptrace; ASan's other checks still do.
     env["ASAN_OPTIONS"] = ":".join(x for x in (env.get("ASAN_OPTIONS", ""), "detect_leaks=0") if x)
     state = tempfile.mkdtemp(prefix="rtls-ring-error-")
-    p = rt.Process(["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=io_uring_enter",
-                    "-e", "inject=io_uring_enter:error=EIO:when=%d+" % FAIL_AT,
+    # The backend's wait: io_uring_enter, or epoll_wait on the epoll pass.
+    call = "epoll_wait" if os.environ.get("RINGTLS_BACKEND") == "epoll" else "io_uring_enter"
+    p = rt.Process(["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=" + call,
+                    "-e", "inject=%s:error=EIO:when=%d+" % (call, FAIL_AT),
                     rt.RINGTLS_BIN, "serve", "--threads", "1", "--listen", "127.0.0.1:0",
                     "--tls-listen", "127.0.0.1:0", "--state-dir", state, "--log-level", "info"],
                    name="ringtls", env=env)

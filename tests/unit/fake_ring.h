@@ -72,6 +72,17 @@ int rtls__ring_wait(struct rtls__reactor *r, int timeout_ms)
 	return -ENOSYS;
 }
 
+/* The tests complete requests themselves (fake_complete): the loop's
+ * submit and reap are never reached. */
+void rtls__ring_submit(struct rtls__reactor *r)
+{
+	(void)r;
+}
+void rtls__ring_reap(struct rtls__reactor *r)
+{
+	(void)r;
+}
+
 int rtls__bufring_init(struct rtls__reactor *r, unsigned count, unsigned size, uint16_t bgid)
 {
 	(void)r;
