@@ -6,8 +6,8 @@
 # (killed), or when no log was written at all. Exits 77 without valgrind.
 #
 #   scripts/valgrind.sh BUILD_DIR [TEST...]
-#     BUILD_DIR   a built tree (ringtls, echo, tests/no_uring); the logs and
-#                 each test's output go to BUILD_DIR/valgrind/
+#     BUILD_DIR   a built tree (ringtls, echo, tests/no_uring, tests/seccomp_run);
+#                 the logs and each test's output go to BUILD_DIR/valgrind/
 #     TEST        test file names (test_http_basic); default: all
 #     VALGRIND_JOBS=N   tests run N at a time (default 2)
 #
@@ -25,7 +25,9 @@ if ! command -v valgrind >/dev/null; then
 fi
 dir=$(cd "$dir" && pwd)
 [ -x "$dir/ringtls" ] || { echo "valgrind: no $dir/ringtls: build first"; exit 1; }
-logs=$dir/valgrind
+# One directory per backend: the epoll pass (RINGTLS_BACKEND=epoll) keeps
+# its own logs and timings beside the default pass's.
+logs=$dir/valgrind${RINGTLS_BACKEND:+-$RINGTLS_BACKEND}
 prev=$(cat "$logs"/*.rc 2>/dev/null) # "NAME STATUS SECONDS" from the last run
 rm -rf "$logs"
 mkdir -p "$logs"
@@ -52,7 +54,7 @@ wrap=(valgrind --tool=memcheck --error-exitcode=99 --leak-check=full
 export RINGTLS_WRAP="${wrap[*]}"
 export RTLS_TIME_SCALE=${RTLS_TIME_SCALE:-10}
 export RTLS_UNDER_VALGRIND=1
-export RINGTLS_BIN=$dir/ringtls ECHO_BIN=$dir/echo NO_URING_BIN=$dir/tests/no_uring HOLD_BIN=$dir/tests/hold FORWARD_BIN=$dir/forward
+export RINGTLS_BIN=$dir/ringtls ECHO_BIN=$dir/echo NO_URING_BIN=$dir/tests/no_uring SECCOMP_RUN_BIN=$dir/tests/seccomp_run HOLD_BIN=$dir/tests/hold FORWARD_BIN=$dir/forward
 
 # One test file: its output to LOGS/NAME.out, "NAME STATUS SECONDS" to
 # LOGS/NAME.rc. Bounded like a ctest entry.

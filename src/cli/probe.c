@@ -60,6 +60,28 @@ static void print_ciphers(void)
 						: "no (KeyUpdate needs userspace RX; Linux >= 6.14 has it)");
 }
 
+/* What --backend auto comes to here, and why. */
+static void print_backend(void)
+{
+	const char *env = getenv("RINGTLS_BACKEND");
+	unsigned flags;
+	int refused, b = rtls__backend_pick(RTLS_BACKEND_AUTO, &flags, &refused);
+
+	printf("backend (auto): ");
+	if (b == -EINVAL)
+		printf("none: RINGTLS_BACKEND=%s is not auto, io_uring or epoll\n", env);
+	else if (b < 0)
+		printf("none: io_uring: %s\n", strerror(-b));
+	else if (env && *env && strcmp(env, "auto") != 0)
+		printf("%s (RINGTLS_BACKEND=%s)\n", b == RTLS_BACKEND_EPOLL ? "epoll" : "io_uring",
+		       env);
+	else if (refused)
+		printf("epoll (io_uring is not available: io_uring_setup: %s)\n",
+		       strerror(-refused));
+	else
+		printf("%s\n", b == RTLS_BACKEND_EPOLL ? "epoll" : "io_uring");
+}
+
 int rtls_cli_probe(void)
 {
 	struct utsname u;
@@ -76,5 +98,8 @@ int rtls_cli_probe(void)
 	}
 	rtls__ring_describe(ring, sizeof(ring));
 	printf("io_uring:       %s\n", ring);
+	rtls__ep_describe(ring, sizeof(ring));
+	printf("epoll:          %s\n", ring);
+	print_backend();
 	return 0;
 }

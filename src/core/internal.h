@@ -555,6 +555,13 @@ void rtls__dispatch(struct rtls__reactor *r, struct io_uring_cqe *cqe);
  * and reads results as CQEs (rtls__dispatch) on either backend; these
  * are the only calls that differ, and only ring.c looks at which one
  * runs (r->ep). */
+/* The backend `want` comes to here (AUTO: RINGTLS_BACKEND's, then
+ * io_uring where it works): RTLS_BACKEND_IO_URING (with *flags, the ring
+ * flags to use) or RTLS_BACKEND_EPOLL; *refused: why io_uring was not
+ * usable when AUTO fell back (else 0). -EINVAL: an unknown backend, here
+ * or in the environment; another negated errno: io_uring was asked for
+ * and cannot be had. */
+int rtls__backend_pick(enum rtls_backend want, unsigned *flags, int *refused);
 int rtls__ring_init(struct rtls__reactor *r, unsigned flags, unsigned entries);
 int rtls__probe_ring_flags(unsigned *flags);
 struct io_uring_sqe *rtls__sqe(struct rtls__reactor *r);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -83,6 +84,36 @@ int rtls__probe_ring_flags(unsigned *flags)
 	}
 	io_uring_free_probe(probe);
 	io_uring_queue_exit(&ring);
+	return ret;
+}
+
+int rtls__backend_pick(enum rtls_backend want, unsigned *flags, int *refused)
+{
+	const char *env = secure_getenv("RINGTLS_BACKEND");
+	int ret;
+
+	*refused = 0;
+	if (want == RTLS_BACKEND_AUTO && env && *env && strcmp(env, "auto") != 0) {
+		if (strcmp(env, "epoll") == 0)
+			want = RTLS_BACKEND_EPOLL;
+		else if (strcmp(env, "io_uring") == 0)
+			want = RTLS_BACKEND_IO_URING;
+		else
+			return -EINVAL;
+	}
+	if (want == RTLS_BACKEND_EPOLL)
+		return RTLS_BACKEND_EPOLL;
+	if (want != RTLS_BACKEND_AUTO && want != RTLS_BACKEND_IO_URING)
+		return -EINVAL;
+	ret = rtls__probe_ring_flags(flags);
+	if (ret == 0)
+		return RTLS_BACKEND_IO_URING;
+	/* Refused, not broken: a filter, a sysctl, a kernel without it. A
+	 * kernel whose io_uring lacks an operation we use stays an error. */
+	if (want == RTLS_BACKEND_AUTO && (ret == -EPERM || ret == -ENOSYS || ret == -EACCES)) {
+		*refused = ret;
+		return RTLS_BACKEND_EPOLL;
+	}
 	return ret;
 }
 

@@ -67,48 +67,28 @@ void rtls_config_defaults(struct rtls_config *cfg)
 		cfg->shutdown_ms = 10000;
 }
 
-/* cfg.backend, or RINGTLS_BACKEND's where that is AUTO (as libuv reads
- * UV_USE_IO_URING): io_uring where it works, else epoll where io_uring is
- * refused. Only a refusal falls back; a kernel whose io_uring lacks an
- * operation we use is an error, as before. */
 static int choose_backend(struct rtls_server *s, char *why, size_t whylen)
 {
-	enum rtls_backend b = s->cfg.backend;
-	const char *env = secure_getenv("RINGTLS_BACKEND");
-	int ret;
+	int refused, ret = rtls__backend_pick(s->cfg.backend, &s->ring_flags, &refused);
 
-	if (b == RTLS_BACKEND_AUTO && env && *env && strcmp(env, "auto") != 0) {
-		if (strcmp(env, "epoll") == 0) {
-			b = RTLS_BACKEND_EPOLL;
-		} else if (strcmp(env, "io_uring") == 0) {
-			b = RTLS_BACKEND_IO_URING;
-		} else {
+	if (ret == -EINVAL) {
+		const char *env = secure_getenv("RINGTLS_BACKEND");
+
+		if (s->cfg.backend == RTLS_BACKEND_AUTO && env)
 			snprintf(why, whylen, "RINGTLS_BACKEND=%.32s: not auto, io_uring or epoll",
 				 env);
-			return -EINVAL;
-		}
+		else
+			snprintf(why, whylen, "unknown backend %d", (int)s->cfg.backend);
+		return ret;
 	}
-	if (b == RTLS_BACKEND_EPOLL) {
-		s->backend = b;
-		return 0;
-	}
-	if (b != RTLS_BACKEND_AUTO && b != RTLS_BACKEND_IO_URING) {
-		snprintf(why, whylen, "unknown backend %d", (int)b);
-		return -EINVAL;
-	}
-	ret = rtls__probe_ring_flags(&s->ring_flags);
-	if (ret == 0) {
-		s->backend = RTLS_BACKEND_IO_URING;
-		return 0;
-	}
-	if (b == RTLS_BACKEND_AUTO && (ret == -EPERM || ret == -ENOSYS || ret == -EACCES)) {
+	if (ret < 0)
+		return ret;
+	if (refused)
 		rtls_log(RTLS_LOG_INFO,
 			 "io_uring is not available (io_uring_setup: %s): using the epoll backend",
-			 strerror(-ret));
-		s->backend = RTLS_BACKEND_EPOLL;
-		return 0;
-	}
-	return ret;
+			 strerror(-refused));
+	s->backend = (enum rtls_backend)ret;
+	return 0;
 }
 
 enum rtls_backend rtls_server_backend(const rtls_server *s)

@@ -247,6 +247,19 @@ class Process:
             _live.remove(self)
 
 
+def check_backend(proc):
+    """On a pass that names a backend (RINGTLS_BACKEND=epoll or io_uring),
+    the server's start line must name it too: a pass that silently ran on
+    the other backend would prove nothing."""
+    want = os.environ.get("RINGTLS_BACKEND", "auto")
+    if want not in ("epoll", "io_uring"):
+        return
+    m = proc.wait_log(r"reactor\(s\), serving .* on (io_uring|epoll)$", timeout=START_TIMEOUT)
+    if not m or m.group(1) != want:
+        raise RuntimeError("%s: RINGTLS_BACKEND=%s but it serves on %s"
+                           % (proc.name, want, m.group(1) if m else "(no start line)"))
+
+
 class Server(Process):
     """ringtls serve on 127.0.0.1:0; .port is parsed from the log."""
 
@@ -265,6 +278,7 @@ class Server(Process):
     def wait_listening(self, timeout=None):
         self.port, = self.wait_ports(
             LISTEN_RE, timeout=START_TIMEOUT if timeout is None else scaled(timeout))
+        check_backend(self)
         return self.port
 
     @property

@@ -82,6 +82,10 @@ fetch() {
   for p in "$@"; do dpkg-deb -x "$(ls -t "$state/archives/${p}"_*.deb | head -1)" "$dest"; done
 }
 
+# Suites run in parallel (ctest -j): one at a time fetches, unpacks and
+# prepares the cache; the others wait here, then find it ready.
+exec 8>"$cache/.prepare.lock"
+flock 8
 case "$kernel" in
   6.1)
     root="$cache/uml-6.1"
@@ -107,6 +111,8 @@ if [ ! -f "$mods/lib/modules/$kver/modules.dep" ]; then
   ln -sfn "$root/usr/lib/uml/modules/$kver" "$mods/lib/modules/$kver"
   depmod -b "$mods" "$kver"
 fi
+flock -u 8
+exec 8>&-
 
 run=$(mktemp -d /tmp/ringtls-kernel.XXXXXX)
 trap 'rm -rf "$run"' EXIT

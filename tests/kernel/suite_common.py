@@ -140,6 +140,10 @@ def stop_proc(p, timeout=10.0, name=None):
     return p.returncode
 
 
+# The start line, the last one: "ringtls V: N reactor(s), serving ROOT on BACKEND".
+SERVING_RE = re.compile(r"reactor\(s\), serving .* on (io_uring|epoll)$", re.M)
+
+
 class Server:
     """ringtls serve --tls-listen 127.0.0.1:0 (plain: and --listen
     127.0.0.1:0) with the shared --state-dir, its debug log in a file in
@@ -167,9 +171,15 @@ class Server:
             text = self.log()
             m = LISTEN_TLS_RE.search(text)
             m2 = LISTEN_TCP_RE.search(text)
-            if m and (m2 or not plain):
+            m3 = SERVING_RE.search(text)
+            if m and (m2 or not plain) and m3:
                 self.port = int(m.group(1))
                 self.plain_port = int(m2.group(1)) if m2 else None
+                # The epoll pass (RINGTLS_BACKEND=epoll) must run on epoll.
+                want = os.environ.get("RINGTLS_BACKEND", "auto")
+                if want in ("epoll", "io_uring") and m3.group(1) != want:
+                    self.stop()
+                    raise Fail("%s serves on %s, RINGTLS_BACKEND=%s" % (name, m3.group(1), want))
                 return
             if self.proc.poll() is not None:
                 break
