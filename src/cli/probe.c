@@ -1,6 +1,7 @@
 /* `ringtls probe`: what this machine offers ringtls. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
 
@@ -63,7 +64,7 @@ static void print_ciphers(void)
 /* What --backend auto comes to here, and why. */
 static void print_backend(void)
 {
-	const char *env = getenv("RINGTLS_BACKEND");
+	const char *env = secure_getenv("RINGTLS_BACKEND");
 	unsigned flags;
 	int refused, b = rtls__backend_pick(RTLS_BACKEND_AUTO, &flags, &refused);
 

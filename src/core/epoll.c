@@ -295,8 +295,8 @@ static int set_nonblock(int fd)
 enum { EP_DONE = 1, EP_WAIT = 0 };
 
 /* RECV and RECVMSG, single or multishot, into a given or a provided
- * buffer. */
-static int try_recv(struct rtls__reactor *r, struct ep_op *o)
+ * buffer. events: as for try_poll(). */
+static int try_recv(struct rtls__reactor *r, struct ep_op *o, uint32_t events)
 {
 	struct io_uring_sqe *s = &o->sqe;
 	bool multi = s->opcode == IORING_OP_RECV && (s->ioprio & IORING_RECV_MULTISHOT);
@@ -351,6 +351,13 @@ static int try_recv(struct rtls__reactor *r, struct ep_op *o)
 			return EP_DONE;
 		}
 		post(r, s->user_data, (int)got, flags | IORING_CQE_F_MORE);
+		/* Woken by an edge, a short read emptied the socket: more input
+		 * makes a new edge, so the read that would say EAGAIN is saved
+		 * (one system call per request). Not when the edge brought a
+		 * FIN or an error, which only a read of 0 or -1 reports, nor
+		 * on a first try, whose edge may have gone by unseen. */
+		if (events && !(events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && (size_t)got < len)
+			return EP_WAIT;
 	}
 }
 
@@ -463,7 +470,7 @@ static int try_op(struct rtls__reactor *r, struct ep_op *o, uint32_t events)
 	switch (s->opcode) {
 	case IORING_OP_RECV:
 	case IORING_OP_RECVMSG:
-		return try_recv(r, o);
+		return try_recv(r, o, events);
 	case IORING_OP_ACCEPT:
 		return try_accept(r, o);
 	case IORING_OP_CONNECT:
