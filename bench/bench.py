@@ -68,6 +68,7 @@ class Workload:
     cg: tuple = (0, 0, 0)  # callgrind: warm-up, then two batch sizes
     script: str = None   # wrk -s bench/SCRIPT
     upload: int = 0      # request body bytes (the script sends them)
+    epoll_target: float = None  # nginx/ringtls-epoll CPU per request (issue 18)
 
     @property
     def tls(self):
@@ -96,7 +97,7 @@ WORKLOADS = [
     Workload("plain-hello", "plaintext GET /hello, keep-alive", "plain", "/hello", 64, 13,
              1.3, cg=(500, 1000, 5000)),
     Workload("tls-hello", "TLS GET /hello, keep-alive", "tls", "/hello", 64, 13,
-             1.2, cg=(500, 1000, 3000)),
+             1.2, cg=(500, 1000, 3000), epoll_target=1.1),
     Workload("plain-16k", "plaintext GET 16 KiB file", "plain", "/file-16k.bin", 32, 16384,
              cg=(200, 500, 2500)),
     Workload("tls-16k", "TLS GET 16 KiB file", "tls", "/file-16k.bin", 32, 16384,
@@ -104,7 +105,7 @@ WORKLOADS = [
     Workload("plain-1m", "plaintext GET 1 MiB file", "plain", "/file-1m.bin", 8, 1 << 20,
              1.0, cg=(20, 50, 150)),
     Workload("tls-1m", "TLS GET 1 MiB file", "tls", "/file-1m.bin", 8, 1 << 20,
-             1.1, cg=(10, 20, 60)),
+             1.1, cg=(10, 20, 60), epoll_target=1.1),
     # The same bodies with many connections (issue 20): the cost per
     # request must not rise from 8 to 256 connections. glibc used to trim
     # the reactor's arena after each response and fault it back in.
@@ -191,6 +192,7 @@ class Config:
         self.h2o = env.get("H2O", S.find_tool("h2o") or "off")
         self.haproxy = env.get("HAPROXY") or S.find_tool("haproxy")
         self.proxy_keepalive = int(env.get("PROXY_KEEPALIVE", 64))
+        self.peers_spec = env.get("PEERS", "")
         self.backend = None        # servers.Backend, where proxy workloads run
         self.backend_port = None   # set when the backend starts
         self.upstream = None       # servers.EchoUpstream, where TCP workloads run
@@ -219,11 +221,21 @@ class Config:
         if not self.workloads:
             raise SystemExit("bench: WORKLOADS selects none of: "
                              + ",".join(list(GROUPS) + [w.key for w in WORKLOADS]))
+        self.peers()   # PEERS refused now, not after the setup
 
     def peers(self):
-        names = ["ringtls", "nginx"]
-        if self.h2o != "off" and self.static_wls:
-            names.append("h2o")
+        """The servers: PEERS (comma-separated static servers, ringtls and
+        nginx among them; ringtls-epoll is ringtls on its epoll backend) or,
+        by default, ringtls, nginx and h2o where there is one; haproxy
+        where proxy or TCP-mode workloads run."""
+        static = ["ringtls", "nginx"] + (["h2o"] if self.h2o != "off" else [])
+        if self.peers_spec.strip():
+            static = [n.strip() for n in self.peers_spec.split(",") if n.strip()]
+            known = ["ringtls", "ringtls-epoll", "nginx"] + (["h2o"] if self.h2o != "off" else [])
+            if set(static) - set(known) or not {"ringtls", "nginx"} <= set(static):
+                raise SystemExit(f"bench: PEERS must name ringtls and nginx, and only servers "
+                                 f"of: {', '.join(known)} (not '{self.peers_spec}')")
+        names = [n for n in static if n in ("ringtls", "nginx") or self.static_wls]
         if self.proxy_wls or self.tcp_wls:
             names.append("haproxy")
         return names
@@ -506,7 +518,11 @@ def setup(cfg):
 
 
 def make_servers(cfg, env):
-    return {name: S.SERVERS[name](cfg, env) for name in cfg.peers()}
+    srvs = {name: S.SERVERS[name](cfg, env) for name in cfg.peers()}
+    if "ringtls-epoll" in srvs:
+        # beside the epoll peer, io_uring for sure (auto could be either)
+        srvs["ringtls"].backend = "io_uring"
+    return srvs
 
 
 def stop_all(srvs):
@@ -572,31 +588,35 @@ def check_bodies(cfg, srv):
                              f"got status {st}, Connection: {hdrs.get('connection')}")
 
 
+def check_log(cfg, srv, listener):
+    """The check instance's log that shows the listener's handshakes."""
+    full = "full-" if listener == "full" else ""
+    if isinstance(srv, S.Ringtls):
+        return f"{cfg.tmp}/{srv.name}-{full}check.log"
+    if srv.name == "nginx":
+        return f"{cfg.tmp}/nginx-check-access.log"
+    return f"{cfg.tmp}/h2o-{full}check-access.log"
+
+
 def count_handshakes(cfg, srv, listener, before):
     """(handshakes, resumed) from the check instance's log since `before`
     lines: ringtls logs each handshake at debug level; nginx and h2o log
     each request, with whether its session was reused and its index on
     the connection (a first request is a new connection)."""
-    if srv.name == "ringtls":
-        path = f"{cfg.tmp}/ringtls-{'full-' if listener == 'full' else ''}check.log"
-        rows = [ln for ln in read_lines(path)[before:] if re.search(r" resumed=(yes|no) ", ln)]
+    lines = read_lines(check_log(cfg, srv, listener))[before:]
+    if isinstance(srv, S.Ringtls):
+        rows = [ln for ln in lines if re.search(r" resumed=(yes|no) ", ln)]
         return len(rows), sum(" resumed=yes " in ln for ln in rows)
+    rows = [ln.split() for ln in lines]
     if srv.name == "nginx":
-        rows = [ln.split() for ln in read_lines(f"{cfg.tmp}/nginx-check-access.log")[before:]]
         firsts = [r for r in rows if len(r) == 2 and r[1] == "1"]
         return len(firsts), sum(r[0] == "r" for r in firsts)
-    path = f"{cfg.tmp}/h2o-{'full-' if listener == 'full' else ''}check-access.log"
-    rows = [ln.split() for ln in read_lines(path)[before:]]
     firsts = [r for r in rows if len(r) == 2 and r[1] in ("0", "1")]
     return len(firsts), sum(r[0] == "1" for r in firsts)
 
 
 def log_lines_now(cfg, srv, listener):
-    if srv.name == "ringtls":
-        return len(read_lines(f"{cfg.tmp}/ringtls-{'full-' if listener == 'full' else ''}check.log"))
-    if srv.name == "nginx":
-        return len(read_lines(f"{cfg.tmp}/nginx-check-access.log"))
-    return len(read_lines(f"{cfg.tmp}/h2o-{'full-' if listener == 'full' else ''}check-access.log"))
+    return len(read_lines(check_log(cfg, srv, listener)))
 
 
 def read_lines(path):
@@ -924,7 +944,7 @@ def perf_run(cfg, srv, wl, k, outdir):
         return {"error": m["error"] or f"perf record exited {rc}"}
     script = subprocess.run(["perf", "script", "-i", data, "-F", "tid,period,ip,sym,dso"],
                             capture_output=True, text=True, timeout=600)
-    binary = os.path.basename(cfg.ringtls if srv.name == "ringtls" else cfg.nginx)
+    binary = os.path.basename(cfg.ringtls if isinstance(srv, S.Ringtls) else cfg.nginx)
     out = P.analyse(P.parse_script(script.stdout), m["requests"], binary)
     out.update(requests=m["requests"], rps=m["rps"], client_procs=k,
                cpu_us_per_req_proc=m["cpu_us_per_req"], wrk=m["wrk"],

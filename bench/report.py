@@ -10,7 +10,9 @@ The reverse-proxy workloads (ProxyRow) are judged by server CPU time per
 request only, peer / ringtls, against HAProxy and against nginx: their
 backend shares the client CPUs with wrk, so req/s is the client side's.
 The TCP-mode workload (TcpRow) the same way, by server CPU time per MB
-echoed.
+echoed. Where the run had ringtls-epoll (PEERS; issue 18), BackendRow
+judges it the same way against nginx, and gives its cost against ringtls
+on io_uring.
 """
 import json
 import math
@@ -20,7 +22,8 @@ import statistics
 import subprocess
 import sys
 
-SERVER_ORDER = ["ringtls", "nginx", "h2o"]
+EPOLL = "ringtls-epoll"   # ringtls on its epoll backend (issue 18)
+SERVER_ORDER = ["ringtls", EPOLL, "nginx", "h2o"]
 PROXY_ORDER = ["ringtls", "haproxy", "nginx"]   # the proxy workloads' servers
 PROXY_PEERS = PROXY_ORDER[1:]
 SATURATED = 85   # server CPU %, below which req/s did not use the whole core
@@ -159,6 +162,8 @@ class Row:
 class ProxyRow:
     """One proxy workload: each proxy's cells, and against each peer the
     ratio of server CPU per request (peer / ringtls) and its verdict."""
+    subject = "ringtls"   # the server judged against the peers
+    peers = PROXY_PEERS
 
     def __init__(self, wl, res):
         self.wl = wl
@@ -181,22 +186,25 @@ class ProxyRow:
                         for n in PROXY_ORDER}
         self.backend = {n: med(n, lambda m: m["backend_cpu_pct"]) for n in PROXY_ORDER}
 
+    def target(self, peer):
+        return self.wl.target
+
     def judge(self, peer):
-        t, v = self.wl.target, self.ratios[peer]
+        t, v = self.target(peer), self.ratios[peer]
         if t is None:
             return "-"
         if v is None:
-            who = [n for n in ("ringtls", peer) if self.cells[n].error]
+            who = [n for n in (self.subject, peer) if self.cells[n].error]
             return "NOT MEASURED (" + ", ".join(who) + " failed)"
         return "MET" if v >= t else f"MISSED, {100 * (1 - v / t):.0f}% short"
 
     def shortfall(self, peer):
-        t, v = self.wl.target, self.ratios[peer]
+        t, v = self.target(peer), self.ratios[peer]
         if t is None or v is None or v >= t:
             return None
-        rt, need = self.cells["ringtls"].cpu_us, self.cells[peer].cpu_us / t
-        return (f"ringtls would need {need:.2f} µs of CPU per request instead of {rt:.2f} "
-                f"({100 * (1 - need / rt):.0f}% less)")
+        rt, need = self.cells[self.subject].cpu_us, self.cells[peer].cpu_us / t
+        return (f"{self.subject} would need {need:.2f} µs of CPU per request instead of "
+                f"{rt:.2f} ({100 * (1 - need / rt):.0f}% less)")
 
 
 class TcpRow(ProxyRow):
@@ -229,12 +237,37 @@ class TcpRow(ProxyRow):
         self.verdicts = {p: self.judge(p) for p in PROXY_PEERS}
 
     def shortfall(self, peer):
-        t, v = self.wl.target, self.ratios[peer]
+        t, v = self.target(peer), self.ratios[peer]
         if t is None or v is None or v >= t:
             return None
         rt, need = self.cpu["ringtls"][0], self.cpu[peer][0] / t
         return (f"ringtls would need {need:.3f} ms of CPU per MB instead of {rt:.3f} "
                 f"({100 * (1 - need / rt):.0f}% less)")
+
+
+class BackendRow(ProxyRow):
+    """One static workload of a run with ringtls-epoll (issue 18): ringtls
+    on its epoll backend against nginx by server CPU per request (nginx /
+    ringtls-epoll, target wl.epoll_target), and the fallback's cost: its
+    CPU per request over ringtls's on io_uring (above 1: epoll costs more;
+    no target)."""
+    subject = EPOLL
+    peers = ("nginx",)
+
+    def __init__(self, wl, res):
+        self.wl = wl
+        timed = res["timed"].get(wl.key, {})
+        self.cells = {n: Cell(timed.get(n)) for n in ("ringtls", EPOLL, "nginx")}
+        ep, ng, rt = self.cells[EPOLL], self.cells["nginx"], self.cells["ringtls"]
+        self.ratios = {"nginx": ratio(ng.cpu_us, ep.cpu_us)}
+        self.paired = {"nginx": paired_ratios(ep.rounds, ng.rounds, "cpu_us_per_req",
+                                              invert=True)}
+        self.verdicts = {"nginx": self.judge("nginx")}
+        self.cost = ratio(ep.cpu_us, rt.cpu_us)
+        self.cost_paired = paired_ratios(rt.rounds, ep.rounds, "cpu_us_per_req", invert=True)
+
+    def target(self, peer):
+        return self.wl.epoll_target
 
 
 def mbps(wl, rps):
@@ -804,17 +837,19 @@ def summary_lines(rows, bound, res, names):
     return out
 
 
-def proxy_summary_lines(prows):
-    """The proxy targets: against HAProxy and against nginx, each."""
+def peer_summary_lines(prows, per="request"):
+    """The targets of ProxyRows (TcpRows, BackendRows): r.subject against
+    each of r.peers, by server CPU time per request (per MB)."""
     out = []
     for r in prows:
-        if r.wl.target is None:
+        t = r.target(r.peers[0])
+        if t is None:
             continue
         out.append(f"- {r.wl.title}: " + "; ".join(
             f"against {p} {r.verdicts[p]}" + (f" ({x(r.ratios[p])})" if r.ratios[p] else "")
-            for p in PROXY_PEERS)
-            + f" (target {r.wl.target}x: the peer's server CPU time per request / ringtls's)")
-        for p in PROXY_PEERS:
+            for p in r.peers)
+            + f" (target {t}x: the peer's server CPU time per {per} / {r.subject}'s)")
+        for p in r.peers:
             if r.paired[p] and r.ratios[p] is not None:
                 out.append(f"  - {p}: {paired_text(r.paired[p])}")
             if r.shortfall(p):
@@ -851,20 +886,38 @@ def table_proxy(prows):
     return out
 
 
-def tcp_summary_lines(trows):
-    """The TCP-mode target: against HAProxy and against nginx, each."""
-    out = []
-    for r in trows:
-        out.append(f"- {r.wl.title}: " + "; ".join(
-            f"against {p} {r.verdicts[p]}" + (f" ({x(r.ratios[p])})" if r.ratios[p] else "")
-            for p in PROXY_PEERS)
-            + f" (target {r.wl.target}x: the peer's server CPU time per MB / ringtls's)")
-        for p in PROXY_PEERS:
-            if r.paired[p] and r.ratios[p] is not None:
-                out.append(f"  - {p}: {paired_text(r.paired[p])}")
-            if r.shortfall(p):
-                out.append(f"  - missed against {p} by: {r.shortfall(p)}")
+def paired_cell(p):
+    """'median (min-max)' of per-round ratios, for a table."""
+    return f"{p['median']:.2f}x ({min(p['ratios']):.2f}-{max(p['ratios']):.2f})" if p else "-"
+
+
+def table_backends(brows):
+    hdr = ["workload", "ringtls (io_uring) CPU µs/req", f"{EPOLL} CPU µs/req",
+           "nginx CPU µs/req", f"nginx/{EPOLL} CPU per req", "per round", "target", "result",
+           "epoll/io_uring CPU per req (the fallback's cost)", "per round"]
+    out = ["| " + " | ".join(hdr) + " |", "|---" + "|---:" * 6 + "|---|---:|---:|"]
+    for r in brows:
+        cells = ["error" if r.cells[n].error else fmt(r.cells[n].cpu_us, ",.2f")
+                 for n in ("ringtls", EPOLL, "nginx")]
+        t = r.target("nginx")
+        out.append("| " + " | ".join(
+            [f"{r.wl.title}, -c{r.wl.conns}"] + cells
+            + [x(r.ratios["nginx"]), paired_cell(r.paired["nginx"]), f"{t}x" if t else "-",
+               r.verdicts["nginx"], x(r.cost), paired_cell(r.cost_paired)]) + " |")
     return out
+
+
+def backends_section(res, brows):
+    s = res["meta"]["settings"]
+    return table_backends(brows) + [
+        "", f"ringtls and {EPOLL} are the same binary with the same flags, `--backend "
+        f"io_uring` and `--backend epoll` (each one's start line checked to name its backend), "
+        f"timed in the same interleaved rounds as nginx: median of {s['rounds']} round(s) of "
+        f"{s['duration']} s. Server CPU per request as above (/proc/PID/stat utime+stime / "
+        f"responses). nginx/{EPOLL} above 1: the epoll backend is cheaper than nginx (target "
+        f"where given, issue 18). epoll/io_uring above 1: what falling back to epoll costs per "
+        "request against io_uring (its inverse is io_uring's advantage). \"per round\": the "
+        "ratio of round i's two runs, seconds apart; median (min-max)."]
 
 
 def span(st, spec):
@@ -890,8 +943,7 @@ def table_tcp(trows):
             out.append("| " + " | ".join([
                 f"{r.wl.title}, {r.wl.conns} connections", n, span(r.mbps[n], ",.0f"),
                 span(r.cpu[n], ".3f"), x(r.ratios[n]) if peer else "",
-                (f"{p['median']:.2f}x ({min(p['ratios']):.2f}-{max(p['ratios']):.2f})"
-                 if p else "-") if peer else "",
+                paired_cell(p) if peer else "",
                 span(r.server[n], ".0f"), span(r.client[n], ".0f"), span(r.upstream[n], ".0f"),
                 str(r.clients["k"]), f"{r.wl.target}x" if peer else "",
                 r.verdicts[n] if peer else ""]) + " |")
@@ -993,12 +1045,20 @@ def render(cfg, res, rows, names, pngs, bound, prows=(), trows=()):
     md += ["## Against the targets", ""]
     if rows:
         md += summary_lines(rows, bound, res, names) + [""]
+    brows = [BackendRow(r.wl, res) for r in rows] if EPOLL in names else []
+    if brows:
+        md += ([f"Backends (issue 18): ringtls on epoll ({EPOLL}) against nginx:", ""]
+               + peer_summary_lines(brows)
+               + [f"- the fallback's cost, {EPOLL} / ringtls (io_uring) CPU per request: "
+                  + "; ".join(f"{r.wl.key} {x(r.cost)}" for r in brows), ""])
     if prows:
-        md += ["Reverse proxy (issue 14):", ""] + proxy_summary_lines(prows) + [""]
+        md += ["Reverse proxy (issue 14):", ""] + peer_summary_lines(prows) + [""]
     if trows:
-        md += ["TCP mode (issue 15):", ""] + tcp_summary_lines(trows) + [""]
+        md += ["TCP mode (issue 15):", ""] + peer_summary_lines(trows, "MB") + [""]
     if rows:
         md += static_sections(res, rows, names, pngs, bound)
+    if brows:
+        md += ["## Backends (issue 18)", ""] + backends_section(res, brows) + [""]
     if prows:
         md += ["## Reverse proxy", ""] + proxy_section(res, prows) + [""]
     if trows:

@@ -70,6 +70,10 @@ Environment (defaults for a full run, 16-20 minutes):
                    others, in bench/h2bench.py (check and timed phases
                    only; their report is <date>-h2, or REPORT_NAME-h2)
   H2=off           a full run (no WORKLOADS) without the h2 workloads
+  PEERS=...        comma-separated servers for the static workloads, ringtls
+                   and nginx among them (default: ringtls,nginx,h2o where h2o
+                   is): ringtls-epoll adds ringtls on its epoll backend
+                   (issue 18; then ringtls runs with --backend io_uring)
   PROXY_KEEPALIVE=64  idle upstream connections each proxy keeps (ringtls
                    --proxy-keepalive, nginx keepalive, HAProxy pool-max-conn)
   PERF=1           0: skip the perf phase (skipped anyway without a working
@@ -102,7 +106,7 @@ invocation() {
 	for v in DURATION ROUNDS WARMUP SERVER_CPU CLIENT_CPU CLIENT_CPUS CLIENT_PROCS_MAX \
 		CLIENT_PROCS CLIENT_PROCS_TEST CLIENT_BOUND_PCT WORKLOADS PERF PERF_SECS \
 		PERF_WORKLOADS CALLGRIND CG_SCALE IDLE_CONNS KERNEL KTLS_CONNS RINGTLS NGINX WRK H2O \
-		HAPROXY H2LOAD H2 PROXY_KEEPALIVE NO_REPORT REPORT_NAME; do
+		HAPROXY H2LOAD H2 PROXY_KEEPALIVE PEERS NO_REPORT REPORT_NAME; do
 		if [[ -n ${!v+x} ]]; then
 			cmd+="$v=$(printf '%q' "${!v}") "
 		fi

@@ -227,6 +227,7 @@ class Ringtls(Server):
     name = "ringtls"
     proxies = True
     tcp = True
+    backend = None   # --backend (issue 18); None: the default, auto
 
     def version(self):
         return run_text([self.cfg.ringtls, "--version"])
@@ -238,9 +239,25 @@ class Ringtls(Server):
                 "--tls13-ciphersuites", CIPHER, "--idle-timeout", "10m",
                 "--max-conns", str(max(16384, cfg.idle_conns + 1000))]
         base += cfg.ringtls_ktls_args
+        if self.backend:
+            base += ["--backend", self.backend]
         if mode == "check":
             base += ["--log-level", "debug"]
         return base
+
+    def check_backend(self, proc, timeout):
+        """That the start line (`... serving ROOT on BACKEND`) names the
+        backend asked for: never time one backend under the other's name."""
+        end = time.time() + timeout
+        while True:
+            m = re.search(r" serving .* on (\S+)$", tail(proc.log, 50), re.M)
+            if m or time.time() > end or not proc.alive():
+                break
+            time.sleep(0.1)
+        if not m or m.group(1) != self.backend:
+            raise ServerError(f"{proc.name}: asked for --backend {self.backend}, its start "
+                              f"line says {m.group(1) if m else 'nothing'}; log: {proc.log}\n"
+                              + tail(proc.log))
 
     def start_proxy(self, mode):
         """One more process: --proxy / to the backend, upload limit and idle
@@ -276,11 +293,22 @@ class Ringtls(Server):
             # valgrind 3.19 fails openat2 with ENOSYS (see openat2_shim.c).
             env["LD_PRELOAD"] = cfg.shim
         main = base + ["--listen", f"127.0.0.1:{plain}", "--tls-listen", f"127.0.0.1:{tls}"]
-        self.start_proc(f"ringtls-{mode}", self.wrap(main, mode, "ringtls"),
-                        ["plain", "tls"], mode, env)
         nores = base + ["--tls-listen", f"127.0.0.1:{full}", "--no-tickets"]
-        self.start_proc(f"ringtls-full-{mode}", self.wrap(nores, mode, "ringtls-full"),
-                        ["full"], mode, env)
+        for name, argv, kinds in ((self.name, main, ["plain", "tls"]),
+                                  (f"{self.name}-full", nores, ["full"])):
+            proc = self.start_proc(f"{name}-{mode}", self.wrap(argv, mode, name), kinds, mode,
+                                   env)
+            if self.backend:
+                self.check_backend(proc, 60 if mode == "callgrind" else 10)
+
+
+class RingtlsEpoll(Ringtls):
+    """The same binary and settings on the epoll backend (issue 18: what
+    the fallback for a host without io_uring costs). Static workloads only."""
+    name = "ringtls-epoll"
+    proxies = False
+    tcp = False
+    backend = "epoll"
 
 
 class Nginx(Server):
@@ -583,7 +611,8 @@ def run_text(argv):
     return (r.stdout + r.stderr).strip()
 
 
-SERVERS = {"ringtls": Ringtls, "nginx": Nginx, "h2o": H2o, "haproxy": Haproxy}
+SERVERS = {"ringtls": Ringtls, "ringtls-epoll": RingtlsEpoll, "nginx": Nginx, "h2o": H2o,
+           "haproxy": Haproxy}
 
 
 def find_tool(name):

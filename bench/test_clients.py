@@ -175,6 +175,21 @@ class Selection(unittest.TestCase):
                        pin=False)
         self.assertTrue(cfg.report_name.endswith("-proxy-tcp"))
 
+    def test_peers(self):
+        env = {"CLIENT_CPUS": "1", "H2O": "off", "WORKLOADS": "tls-hello"}
+        cfg = B.Config(dict(env, PEERS="ringtls,ringtls-epoll,nginx"), pin=False)
+        self.assertEqual(cfg.peers(), ["ringtls", "ringtls-epoll", "nginx"])
+        srvs = B.make_servers(cfg, {})
+        self.assertEqual((srvs["ringtls"].backend, srvs["ringtls-epoll"].backend),
+                         ("io_uring", "epoll"))
+        self.assertIsNone(B.make_servers(B.Config(env, pin=False), {})["ringtls"].backend)
+        cfg = B.Config(dict(env, PEERS="ringtls,ringtls-epoll,nginx", WORKLOADS="proxy",
+                            HAPROXY="haproxy"), pin=False)
+        self.assertEqual(cfg.peers(), ["ringtls", "nginx", "haproxy"])   # epoll: static only
+        for bad in ("ringtls-epoll,nginx", "ringtls,nginx,h2o", "ringtls,nginx,apache"):
+            with self.assertRaises(SystemExit):
+                B.Config(dict(env, PEERS=bad), pin=False)
+
 
 def rounds(cpu_us, n=3):
     return [{"rps": 1000.0, "requests": 3000, "cpu_us_per_req": v, "server_cpu_pct": 90.0,
@@ -207,6 +222,29 @@ class ProxyVerdicts(unittest.TestCase):
         self.assertIn("did not start", text)
 
 
+class BackendVerdicts(unittest.TestCase):
+    def row(self, key, timed):
+        wl = next(w for w in B.WORKLOADS if w.key == key)
+        return R.BackendRow(wl, {"timed": {key: timed}, "clients": {}})
+
+    def test_met_missed_and_cost(self):
+        r = self.row("tls-hello", {"ringtls": rounds(8.0), "ringtls-epoll": rounds(10.0),
+                                   "nginx": rounds(12.0)})
+        self.assertEqual(r.verdicts["nginx"], "MET")
+        self.assertAlmostEqual(r.cost, 1.25)
+        self.assertAlmostEqual(r.cost_paired["median"], 1.25)
+        r = self.row("tls-1m", {"ringtls": rounds(8.0), "ringtls-epoll": rounds(10.0),
+                                "nginx": rounds(10.5)})
+        self.assertEqual(r.verdicts["nginx"], "MISSED, 5% short")
+        self.assertIn("ringtls-epoll would need 9.55 µs", r.shortfall("nginx"))
+        text = "\n".join(R.table_backends([r]) + R.peer_summary_lines([r]))
+        self.assertIn("| 8.00 | 10.00 | 10.50 | 1.05x | 1.05x (1.05-1.05) | 1.1x |", text)
+        self.assertIn("/ ringtls-epoll's", text)
+        r = self.row("plain-hello", {"ringtls": rounds(8.0), "ringtls-epoll": rounds(9.0),
+                                     "nginx": rounds(12.0)})
+        self.assertEqual((r.verdicts["nginx"], R.peer_summary_lines([r])), ("-", []))
+
+
 def tcp_rounds(ms_per_mb, mbps=300.0):
     return [{"rps": mbps / 1.048576, "requests": 900, "bytes": int(mbps * 3e6),
              "mbps": mbps, "cpu_ms_per_mb": v, "cpu_us_per_req": v * 1048.576,
@@ -232,7 +270,8 @@ class TcpVerdicts(unittest.TestCase):
         self.assertIn("1.833 ms of CPU per MB instead of 2.000", r.shortfall("nginx"))
         # per round: 2.2/2.0, 2.1/2.2, 2.5/1.9
         self.assertAlmostEqual(r.paired["nginx"]["median"], 1.1)
-        text = "\n".join(R.table_tcp([r]) + R.rounds_list([r], []) + R.tcp_summary_lines([r]))
+        text = "\n".join(R.table_tcp([r]) + R.rounds_list([r], [])
+                         + R.peer_summary_lines([r], "MB"))
         self.assertIn("2.000 (1.900-2.200)", text)
         self.assertIn("300 MB/s, server 80% (2.200 ms/MB)", text)
 

@@ -10,6 +10,7 @@ behind is a definitely lost block there, and fails it.
 Needs strace (a SKIP without it)."""
 import os
 import shutil
+import signal
 import socket
 import ssl
 import tempfile
@@ -41,6 +42,14 @@ def test(t):
     _, tls_port = p.wait_ports(rt.LISTEN_RE, tu.HTTPS_LISTEN_RE, timeout=rt.START_TIMEOUT)
     ctx = tu.client_ctx(verify=False)
     held, served = [], 0
+    # ringtls is strace's child: stopping strace (the test's cleanup) would
+    # leave it running, detached. Its PID, to stop it too.
+    traced = []
+    try:
+        with open("/proc/%d/task/%d/children" % (p.pid, p.pid)) as f:
+            traced = [int(x) for x in f.read().split()]
+    except OSError:
+        pass
     try:
         for _ in range(MAX_CONNS):
             try:
@@ -57,6 +66,13 @@ def test(t):
     finally:
         for c in held:
             c.close()
+        # Only while strace runs: it has not reaped ringtls, so the PID
+        # is still ringtls's, not reused.
+        for pid in traced if p.alive() else ():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     log = p.log()
     t.check(served >= 2, "TLS connections served and held open before the ring failed: %d" % served)
     t.eq(rc, 1, "exit status after the ring error")
