@@ -70,7 +70,7 @@ static void print_backend(void)
 
 	printf("backend (auto): ");
 	if (b == -EINVAL)
-		printf("none: RINGTLS_BACKEND=%s is not auto, io_uring or epoll\n", env);
+		printf("none: RINGTLS_BACKEND=%s is not auto, io_uring or epoll\n", env ? env : "");
 	else if (b < 0)
 		printf("none: io_uring: %s\n", strerror(-b));
 	else if (env && *env && strcmp(env, "auto") != 0)

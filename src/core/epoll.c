@@ -40,6 +40,7 @@
  * from disk blocks the reactor as sendfile(2) blocks nginx's worker. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +63,7 @@ struct ep_op {
 	int pfd;       /* the descriptor it is parked on */
 	uint32_t want; /* EPOLLIN or EPOLLOUT: the events that retry it */
 	bool started;  /* issued once: a connect's retry asks SO_ERROR */
+	bool retried;  /* one retry after EINTR */
 	/* The descriptor's waiters. No pointer into ep->fds: it moves. */
 	struct ep_op *next, *prev;
 	struct ep_op *hnext, **hpprev; /* by user_data, for cancels */
@@ -211,7 +213,7 @@ static int park(struct rtls__ep *ep, struct ep_op *o)
 		return -ENOMEM;
 	if (!f->reg) {
 		struct epoll_event e = {
-			.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+			.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET,
 			.data.u64 = (uint64_t)o->fd,
 		};
 
@@ -254,16 +256,21 @@ static void op_free(struct rtls__ep *ep, struct ep_op *o)
 	ep->free_ops = o;
 }
 
-static void again_add(struct rtls__ep *ep, int fd)
+/* false: no memory to remember it, and the caller must go on now (an
+ * edge may never come: the peer may be waiting for our answer). */
+static bool again_add(struct rtls__ep *ep, int fd)
 {
 	struct ep_fd *f = fd_slot(ep, fd);
 
-	if (!f || f->again)
-		return;
+	if (!f)
+		return false;
+	if (f->again)
+		return true;
 	if (grow((void **)&ep->again, &ep->againcap, ep->nagain + 1, sizeof(*ep->again)) < 0)
-		return; /* it waits for the next edge instead */
+		return false;
 	f->again = true;
 	ep->again[ep->nagain++] = fd;
+	return true;
 }
 
 /* The next provided buffer, not yet taken; NULL when the ring is empty. */
@@ -310,10 +317,8 @@ static int try_recv(struct rtls__reactor *r, struct ep_op *o, uint32_t events)
 		uint32_t flags = 0;
 		ssize_t got;
 
-		if (n == EP_BATCH) {
-			again_add(r->ep, o->fd);
+		if (n == EP_BATCH && again_add(r->ep, o->fd))
 			return EP_WAIT;
-		}
 		if (sel) {
 			p = buf_peek(r, &bid, &blen);
 			if (!p) {
@@ -355,8 +360,11 @@ static int try_recv(struct rtls__reactor *r, struct ep_op *o, uint32_t events)
 		 * makes a new edge, so the read that would say EAGAIN is saved
 		 * (one system call per request). Not when the edge brought a
 		 * FIN or an error, which only a read of 0 or -1 reports, nor
-		 * on a first try, whose edge may have gone by unseen. */
-		if (events && !(events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && (size_t)got < len)
+		 * urgent data (EPOLLPRI: a read stops short at its mark with
+		 * bytes behind it), nor on a first try, whose edge may have
+		 * gone by unseen. */
+		if (events && !(events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLPRI)) &&
+		    (size_t)got < len)
 			return EP_WAIT;
 	}
 }
@@ -380,10 +388,8 @@ static int try_accept(struct rtls__reactor *r, struct ep_op *o)
 	for (unsigned n = 0;; n++) {
 		int fd;
 
-		if (n == EP_BATCH) {
-			again_add(r->ep, o->fd);
+		if (n == EP_BATCH && again_add(r->ep, o->fd))
 			return EP_WAIT;
-		}
 		/* io_uring_prep_accept() puts the address length's pointer
 		 * in off. */
 		fd = accept4(s->fd, (struct sockaddr *)(uintptr_t)s->addr,
@@ -495,6 +501,14 @@ static int try_op(struct rtls__reactor *r, struct ep_op *o, uint32_t events)
 		 * other splice here writes a pipe into a socket. */
 		o->fd = fwd_in ? s->splice_fd_in : s->fd;
 		o->want = fwd_in ? EPOLLIN : EPOLLOUT;
+		/* A forward's read never waits here: FWD_POLL (or FWD_PEEK)
+		 * did, and EAGAIN after it means urgent data or, on kTLS, a
+		 * record not yet whole, which core handles (fwd.c). Parked,
+		 * it would stop at the urgent mark again at every edge. */
+		if (fwd_in && got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			post(r, s->user_data, -EAGAIN, 0);
+			return EP_DONE;
+		}
 		break;
 	}
 	case IORING_OP_READ:
@@ -508,6 +522,11 @@ static int try_op(struct rtls__reactor *r, struct ep_op *o, uint32_t events)
 		post(r, s->user_data, -EINVAL, 0);
 		return EP_DONE;
 	}
+	if (got < 0 && errno == EINTR && !o->retried) {
+		o->retried = true; /* reactors block signals: not to be met */
+		return try_op(r, o, events);
+	}
+	o->retried = false;
 	if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return EP_WAIT;
 	post(r, s->user_data, got < 0 ? -errno : (int)got, 0);
@@ -581,6 +600,7 @@ static void issue(struct rtls__reactor *r, const struct io_uring_sqe *s)
 	o->sqe = *s;
 	o->fd = s->fd;
 	o->started = false;
+	o->retried = false;
 	switch (s->opcode) {
 	case IORING_OP_SEND:
 	case IORING_OP_SENDMSG:
@@ -602,6 +622,11 @@ static void issue(struct rtls__reactor *r, const struct io_uring_sqe *s)
 	if (ret < 0) {
 		post(r, s->user_data, ret, 0);
 		op_free(ep, o);
+		/* Without its wake read nothing can stop the reactor (and
+		 * re-arming it would fail again at once): it ends, as on a
+		 * ring error. A connection's request fails alone. */
+		if (rtls__ud_op(s->user_data) == RTLS__OP_WAKE)
+			r->err = ret;
 	}
 }
 
@@ -662,6 +687,8 @@ static int next_timeout(const struct rtls__ep *ep, int timeout_ms)
 	for (unsigned i = 0; i < ep->ntimers; i++) {
 		uint64_t d = ep->timers[i].at_ms > now ? ep->timers[i].at_ms - now : 0;
 
+		if (d > INT_MAX)
+			d = INT_MAX;
 		if (timeout_ms < 0 || d < (uint64_t)timeout_ms)
 			timeout_ms = (int)d;
 	}
@@ -684,7 +711,8 @@ int rtls__ep_wait(struct rtls__reactor *r, int timeout_ms)
 		return -errno;
 	for (int i = 0; i < n; i++)
 		ready(r, (int)ep->ev[i].data.u64, ep->ev[i].events);
-	/* Those stopped at EP_BATCH last round; new ones wait for the next. */
+	/* Those stopped at EP_BATCH, before now or by the events above; any
+	 * stopped again here wait for the next round. */
 	nagain = ep->nagain;
 	for (unsigned i = 0; i < nagain; i++) {
 		int fd = ep->again[i];

@@ -570,6 +570,9 @@ struct io_uring_sqe *rtls__sqe(struct rtls__reactor *r);
 int rtls__ring_wait(struct rtls__reactor *r, int timeout_ms);
 /* Issues what is queued, without waiting. */
 void rtls__ring_submit(struct rtls__reactor *r);
+/* accept4() flags for a socket the reactor accepts itself (the drain at
+ * stop): SOCK_NONBLOCK on epoll, whose requests must never block. */
+int rtls__ring_sock_flags(const struct rtls__reactor *r);
 /* Hands every completion that is in to rtls__dispatch(). */
 void rtls__ring_reap(struct rtls__reactor *r);
 /* Closes the ring or the epoll instance: requests still in flight are

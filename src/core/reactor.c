@@ -246,6 +246,10 @@ static void begin_stop(struct rtls__reactor *r)
 			sqe = rtls__sqe(r);
 			io_uring_prep_cancel64(sqe, rtls__ud(RTLS__OP_ACCEPT, i, 0), 0);
 			io_uring_sqe_set_data64(sqe, rtls__ud(RTLS__OP_IGNORE, 0, 0));
+			/* Now, before the close below: on epoll the accept waits
+			 * in the epoll set under this number, and only the
+			 * cancel takes it out (epoll.c). */
+			rtls__ring_submit(r);
 		}
 		if (r->ls[i].fd >= 0 && ours && (fl = fcntl(r->ls[i].fd, F_GETFL)) >= 0 &&
 		    fcntl(r->ls[i].fd, F_SETFL, fl | O_NONBLOCK) == 0) {
@@ -259,7 +263,8 @@ static void begin_stop(struct rtls__reactor *r)
 				/* accept4(2) takes NULL for an address not wanted;
 				 * cppcheck 2.10's gnu model says otherwise. */
 				// cppcheck-suppress nullPointer
-				int fd = accept4(r->ls[i].fd, NULL, NULL, SOCK_CLOEXEC);
+				int fd = accept4(r->ls[i].fd, NULL, NULL,
+						 SOCK_CLOEXEC | rtls__ring_sock_flags(r));
 
 				if (fd < 0)
 					break;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "internal.h"
 
@@ -72,8 +73,10 @@ int rtls__probe_ring_flags(unsigned *flags)
 		return ret;
 	probe = io_uring_get_probe_ring(&ring);
 	if (!probe) {
+		/* io_uring_register refused while io_uring_setup was allowed:
+		 * a filter, most likely; a refusal all the same. */
 		io_uring_queue_exit(&ring);
-		return -EOPNOTSUPP;
+		return -EPERM;
 	}
 	for (size_t i = 0; i < sizeof(needed_ops) / sizeof(needed_ops[0]); i++) {
 		if (!io_uring_opcode_supported(probe, needed_ops[i].op)) {
@@ -108,6 +111,8 @@ int rtls__backend_pick(enum rtls_backend want, unsigned *flags, int *refused)
 	ret = rtls__probe_ring_flags(flags);
 	if (ret == 0)
 		return RTLS_BACKEND_IO_URING;
+	if (ret == -EINVAL) /* no flag set accepted; -EINVAL means a bad name here */
+		ret = -EOPNOTSUPP;
 	/* Refused, not broken: a filter, a sysctl, a kernel without it. A
 	 * kernel whose io_uring lacks an operation we use stays an error. */
 	if (want == RTLS_BACKEND_AUTO && (ret == -EPERM || ret == -ENOSYS || ret == -EACCES)) {
@@ -198,6 +203,11 @@ void rtls__ring_submit(struct rtls__reactor *r)
 		rtls__ep_submit(r);
 	else if (r->ring_ok)
 		io_uring_submit(&r->ring);
+}
+
+int rtls__ring_sock_flags(const struct rtls__reactor *r)
+{
+	return r->ep ? SOCK_NONBLOCK : 0;
 }
 
 void rtls__ring_reap(struct rtls__reactor *r)

@@ -82,6 +82,11 @@ void rtls__ring_reap(struct rtls__reactor *r)
 {
 	(void)r;
 }
+int rtls__ring_sock_flags(const struct rtls__reactor *r)
+{
+	(void)r;
+	return 0;
+}
 
 int rtls__bufring_init(struct rtls__reactor *r, unsigned count, unsigned size, uint16_t bgid)
 {
