@@ -17,13 +17,26 @@ container stopped by its ID:
   stops with 0;
 - Docker's own default profile, whatever this Docker's is: it serves and
   stops with 0, on epoll with that one line, or on io_uring without it.
-Exit 0 pass, 1 fail, 77 skip: no docker, no daemon, no debian:12 image
-(local or pulled), or no package mirror reachable from a container.
+Without a daemon (docker info fails), as root, it starts its own dockerd
+for the run: data-root in $RINGTLS_CONTAINER_CACHE/root (default
+/var/cache/ringtls-container: the base image and the build cache stay
+for the next run), exec-root and socket in a fresh directory under /tmp,
+DOCKER_HOST set for every docker call; stopped by its PID at the end.
+Without a debian:12 image that can be pulled, as root, it makes one:
+debootstrap --variant=minbase bookworm from this machine's apt mirror,
+then docker import.
+Exit 0 pass, 1 fail, 77 skip: no docker, no daemon (and not root, or
+dockerd cannot start here), no debian:12 image (local, pulled or made by
+debootstrap), or no package mirror reachable from a container.
 """
+import ctypes
+import fcntl
+import glob
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -39,6 +52,7 @@ IO_URING = ("io_uring_setup", "io_uring_enter", "io_uring_register")
 FALLBACK = ("io_uring is not available (io_uring_setup: Operation not permitted): "
             "using the epoll backend")
 START_RE = re.compile(r"reactor\(s\), serving .* on (\w+)$", re.M)
+CACHE = os.environ.get("RINGTLS_CONTAINER_CACHE") or "/var/cache/ringtls-container"
 
 
 def docker(*args, timeout=60, input=None):
@@ -52,16 +66,189 @@ def last_line(text):
     return lines[-1] if lines else "(nothing said)"
 
 
+def _die_with_parent():
+    """In the child before exec: SIGTERM when this test's process dies,
+    even by SIGKILL (PR_SET_PDEATHSIG), so no dockerd outlives it."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
+def _cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:
+        return []
+
+
+def _gone(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+class Dockerd:
+    """This test's own dockerd, where no daemon answers: data-root and
+    pidfile in CACHE (persistent), exec-root and the socket in a fresh
+    temp dir. One at a time per CACHE (a lock file)."""
+
+    def __init__(self):
+        self.root = os.path.join(CACHE, "root")
+        os.makedirs(self.root, exist_ok=True)
+        self.lock = open(os.path.join(CACHE, "lock"), "w")
+        end = time.monotonic() + rt.scaled(600)
+        while True:
+            try:
+                fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > end:
+                    self.lock.close()
+                    raise rt.Skip("%s is in use by another run for 600 s" % CACHE)
+                time.sleep(1)
+        self.pidfile = os.path.join(CACHE, "dockerd.pid")
+        self._stop_leftover()
+        run = rt.temp_dir("rtls-dockerd-")
+        self.host = "unix://" + os.path.join(run, "docker.sock")
+        self.log_path = os.path.join(CACHE, "dockerd.log")
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                ["dockerd", "--data-root", self.root, "--exec-root", os.path.join(run, "exec"),
+                 "--pidfile", self.pidfile, "-H", self.host, "--log-level", "warn"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                close_fds=True, preexec_fn=_die_with_parent)
+        os.environ["DOCKER_HOST"] = self.host
+        print("started dockerd (pid %d): DOCKER_HOST=%s, data-root %s"
+              % (self.proc.pid, self.host, self.root))
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self):
+        end = time.monotonic() + rt.scaled(30)
+        while docker("info", "--format", "{{.ServerVersion}}", timeout=30)[0] != 0:
+            if self.proc.poll() is not None:
+                raise rt.Skip("dockerd exited %d: %s" % (self.proc.returncode, self.log_tail()))
+            if time.monotonic() > end:
+                raise rt.Skip("dockerd did not answer in 30 s: %s" % self.log_tail())
+            time.sleep(0.5)
+
+    def _stop_leftover(self):
+        """A dockerd of an earlier run on this data-root that is still there
+        (its pidfile names it): stopped by that PID; a stale pidfile goes."""
+        try:
+            with open(self.pidfile) as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            pid = 0
+        cmd = _cmdline(pid) if pid > 0 else []
+        if cmd and os.path.basename(cmd[0]) == b"dockerd" and self.root.encode() in cmd:
+            print("stopping dockerd pid %d, left by an earlier run" % pid)
+            for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    break
+                end = time.monotonic() + rt.scaled(wait)
+                while not _gone(pid) and time.monotonic() < end:
+                    time.sleep(0.2)
+                if _gone(pid):
+                    break
+        try:
+            os.unlink(self.pidfile)
+        except FileNotFoundError:
+            pass
+
+    def log_tail(self, n=5):
+        with open(self.log_path, "rb") as f:
+            return " | ".join(f.read().decode("utf-8", "replace").strip().splitlines()[-n:])
+
+    def stop(self):
+        """SIGTERM, 30 s, then SIGKILL; by its PID."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=rt.scaled(30))
+            except subprocess.TimeoutExpired:
+                print("dockerd (pid %d) did not stop in 30 s: killing" % self.proc.pid)
+                self.proc.kill()
+                self.proc.wait(timeout=rt.scaled(10))
+        os.environ.pop("DOCKER_HOST", None)
+        self.lock.close()
+
+
 def need_docker():
+    """None where a daemon answers; else this test's own Dockerd (as root)."""
     if not shutil.which("docker"):
         raise rt.Skip("docker not installed")
     rc, _, err = docker("info", "--format", "{{.ServerVersion}}", timeout=30)
-    if rc != 0:
-        raise rt.Skip("no Docker daemon: %s" % last_line(err))
+    if rc == 0:
+        return None
+    if os.geteuid() != 0 or not shutil.which("dockerd"):
+        raise rt.Skip("no Docker daemon, and not root with dockerd to start one: %s"
+                      % last_line(err))
+    return Dockerd()
+
+
+def mirror():
+    """The Debian mirror of this machine's apt sources, found as
+    tests/kernel/run-kernel.sh's mirror() finds it; None if none."""
+    for path in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
+        with open(path) as f:
+            m = re.search(r"^URIs: *(\S*/debian)$", f.read(), re.M)
+        if m:
+            return m.group(1)
+    try:
+        with open("/etc/apt/sources.list") as f:
+            m = re.search(r"^deb (?:\[[^]]*\] )?(\S*/debian) ", f.read(), re.M)
+    except OSError:
+        return None
+    return m.group(1) if m else None
+
+
+def make_base_image(why):
+    """debian:12 from debootstrap --variant=minbase bookworm, imported."""
+    if os.geteuid() != 0 or not shutil.which("debootstrap"):
+        raise rt.Skip("no debian:12 image, it cannot be pulled (%s), and no debootstrap "
+                      "(as root) to make one" % why)
+    url = mirror()
+    if not url:
+        raise rt.Skip("no debian:12 image, it cannot be pulled (%s), and no Debian mirror "
+                      "in this machine's apt sources for debootstrap" % why)
+    rootfs = os.path.join(rt.temp_dir("rtls-debootstrap-"), "rootfs")
+    print("no debian:12 image (%s): debootstrap --variant=minbase bookworm from %s" % (why, url))
+    start = time.monotonic()
+    p = subprocess.run(["debootstrap", "--variant=minbase", "bookworm", rootfs, url],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=rt.scaled(900))
+    if p.returncode != 0:
+        raise rt.Skip("debootstrap bookworm %s: exit %d: %s"
+                      % (url, p.returncode, p.stdout.decode("utf-8", "replace")[-500:]))
+    tar = subprocess.Popen(["tar", "-C", rootfs, "--numeric-owner", "-cf", "-", "."],
+                           stdout=subprocess.PIPE)
+    try:
+        r = subprocess.run(["docker", "import", "--change", 'CMD ["bash"]', "--message",
+                            "debootstrap --variant=minbase bookworm " + url, "-", "debian:12"],
+                           stdin=tar.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=rt.scaled(300))
+    finally:
+        tar.stdout.close()
+        tar.wait(timeout=rt.scaled(60))
+    shutil.rmtree(rootfs, ignore_errors=True)
+    if r.returncode != 0 or tar.returncode != 0:
+        raise RuntimeError("tar | docker import: exit %d/%d: %s"
+                           % (tar.returncode, r.returncode, r.stderr.decode("utf-8", "replace")))
+    print("debian:12 made in %.0f s" % (time.monotonic() - start))
+
+
+def need_image():
     if docker("image", "inspect", "debian:12")[0] != 0:
         rc, _, err = docker("pull", "debian:12", timeout=300)
         if rc != 0:
-            raise rt.Skip("no debian:12 image, and it cannot be pulled: %s" % last_line(err))
+            make_base_image(last_line(err))
     rc, out, err = docker("run", "--rm", "debian:12", "apt-get", "update", timeout=180)
     if rc != 0 or re.search(r"^(Err|W: Failed)", out + err, re.M):
         raise rt.Skip("no Debian mirror reachable from a container: %s" % (out + err)[-300:])
@@ -155,13 +342,24 @@ def run_one(t, what, opts, want_backend):
 
 
 def test(t):
-    need_docker()
     if not shutil.which("curl"):
         raise rt.Skip("curl not installed")
+    daemon = need_docker()
+    try:
+        need_image()
+        build_and_run(t)
+    finally:
+        if daemon:
+            daemon.stop()
+
+
+def build_and_run(t):
+    start = time.monotonic()
     rc, out, err = docker("build", "-t", IMAGE, "-f", "dist/container/Dockerfile", "-",
                           input=context_tar(), timeout=1500)
     if not t.check(rc == 0, "docker build: exit %d: %s" % (rc, (out + err)[-3000:])):
         return
+    print("docker build: %.0f s" % (time.monotonic() - start))
     with open(PROFILE) as f:
         prof = json.load(f)
     for r in prof["syscalls"]:
@@ -176,4 +374,4 @@ def test(t):
 
 
 if __name__ == "__main__":
-    rt.main(test, watchdog=1800)
+    rt.main(test, watchdog=1700)
