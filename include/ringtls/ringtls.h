@@ -189,7 +189,10 @@ struct rtls_listen {
 	 * start at 3. Borrowed: every reactor accepts on a duplicate of its
 	 * own, and the caller's descriptor stays the caller's, still
 	 * listening after the server has stopped. addr then only names it
-	 * in messages (may be NULL). */
+	 * in messages (may be NULL). On the epoll backend the socket is
+	 * made non-blocking (O_NONBLOCK is the file's, shared with the
+	 * caller's descriptor): reactors share its wake-ups, and the one
+	 * that loses a race must not sleep in accept(). */
 	int fd;
 };
 

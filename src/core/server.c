@@ -67,6 +67,8 @@ void rtls_config_defaults(struct rtls_config *cfg)
 		cfg->shutdown_ms = 10000;
 }
 
+static atomic_bool fallback_said;
+
 static int choose_backend(struct rtls_server *s, char *why, size_t whylen)
 {
 	int refused, ret = rtls__backend_pick(s->cfg.backend, &s->ring_flags, &refused);
@@ -83,8 +85,10 @@ static int choose_backend(struct rtls_server *s, char *why, size_t whylen)
 	}
 	if (ret < 0)
 		return ret;
+	/* Once a process: each reload makes a new server, and the reason
+	 * has not changed (at debug level after the first). */
 	if (refused)
-		rtls_log(RTLS_LOG_INFO,
+		rtls_log(atomic_exchange(&fallback_said, true) ? RTLS_LOG_DEBUG : RTLS_LOG_INFO,
 			 "io_uring is not available (io_uring_setup: %s): using the epoll backend",
 			 strerror(-refused));
 	s->backend = (enum rtls_backend)ret;
