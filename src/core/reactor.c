@@ -149,7 +149,11 @@ static void on_accept(struct rtls__reactor *r, unsigned li, struct io_uring_cqe 
 		return;
 	}
 	if (cqe->res < 0) {
-		if (cqe->res == -EMFILE || cqe->res == -ENFILE || cqe->res == -ENOMEM) {
+		/* ENOSPC: the epoll backend could not watch the listener
+		 * (fs.epoll.max_user_watches); an episode like a full fd
+		 * table, logged as one, not once per retry. */
+		if (cqe->res == -EMFILE || cqe->res == -ENFILE || cqe->res == -ENOMEM ||
+		    cqe->res == -ENOSPC) {
 			accept_backoff(r, cqe->res);
 		} else if (!r->stopping) {
 			/* Stopping: begin_stop() shut the listener down, so the

@@ -23,7 +23,8 @@ other for 2 s, round robin over the three:
 - server CPU at most 5 ms a request (Debug: about 0.35 ms, a connect,
   32 KiB parsed, a 502; ASan: 0.8 ms, bound 15 ms); RSS growth at most
   8 MiB (+8 KiB seen; the 32 KiB head buffer kept a request would pass
-  it after 256 requests; each shape is asked for 150 times or more).
+  it after 256 requests; each shape is asked for 150 times or more:
+  the clients go on past 2 s, up to 30, until it has been).
 Part chunked: a 200 head, then a chunked body that never ends: a
 chunk-size line whose extension never ends, a chunk size of zeros that
 never ends, trailer lines forever. The parser caps what is not chunk-data
@@ -66,7 +67,8 @@ RSS_MAX_KIB = (40 if rt.ASAN or rt.UNDER_VALGRIND else 8) * 1024
 # (the waits for it are scaled in full).
 IDLE = 2.0 * min(rt.TIME_SCALE, 3.0)
 PT = 5.0                     # --proxy-timeout
-HEAD_SECONDS = 2.0           # the head part's clients ask for this long
+HEAD_SECONDS = 2.0           # the head part's clients ask for this long,
+HEAD_PER_SHAPE = 150         # and on until each shape has been asked for this often
 HEAD_CLIENTS = 4
 HEAD_ANSWER_MAX = 1.0        # s to a 502
 UP_END_MAX = 3.0             # s from an upstream's first byte, or the client's leaving, to its end
@@ -173,15 +175,27 @@ def part_head(t, s, fl):
     rss0, cpu0 = s.rss_kib(), s.cpu_seconds()
     results = []
     lock = threading.Lock()
-    until = time.monotonic() + HEAD_SECONDS
+    start = time.monotonic()
+    until = start + HEAD_SECONDS
+    # Not under valgrind: it never makes the 150, and is not held to it.
+    deadline = until if rt.UNDER_VALGRIND else start + rt.scaled(30)
+    asked = dict.fromkeys(HEADS, 0)
+
+    def more():
+        # On a busy machine 2 s may not make the 150 a shape that the RSS
+        # bound needs (seen: 112 under CPU contention): go on, up to 30 s.
+        now = time.monotonic()
+        with lock:
+            return now < until or (now < deadline and min(asked.values()) < HEAD_PER_SHAPE)
 
     def worker(k):
         i = k
-        while time.monotonic() < until:
+        while more():
             name = HEADS[i % len(HEADS)]
             st, dt, port = ask_head(s, name)
             with lock:
                 results.append((name, st, dt, port))
+                asked[name] += 1
             i += 1
 
     ws = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(HEAD_CLIENTS)]
@@ -200,9 +214,9 @@ def part_head(t, s, fl):
     rss_peak = max(rss_peak, s.rss_kib())
     cpu = s.cpu_seconds() - cpu0
     print("head: %d requests %r in %.1f s; server CPU %.3f s (%.2f ms each), RSS +%d KiB"
-          % (n, per, HEAD_SECONDS, cpu, 1000 * cpu / max(n, 1), rss_peak - rss0))
-    t.check(all(v >= 150 for v in per.values()) or rt.UNDER_VALGRIND,
-            "head: each shape asked for at least 150 times: %r" % per)
+          % (n, per, time.monotonic() - start, cpu, 1000 * cpu / max(n, 1), rss_peak - rss0))
+    t.check(all(v >= HEAD_PER_SHAPE for v in per.values()) or rt.UNDER_VALGRIND,
+            "head: each shape asked for at least %d times: %r" % (HEAD_PER_SHAPE, per))
     bad = [r for r in results if r[1] != 502 or r[2] > rt.scaled(HEAD_ANSWER_MAX)]
     t.check(not bad, "head: every answer a 502 within %g s; not: %r"
             % (rt.scaled(HEAD_ANSWER_MAX), bad[:5]))
