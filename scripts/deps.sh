@@ -19,6 +19,7 @@ case "${1:-build}" in
               chromium # test_h2_browser.py: headless Chromium loads the built-in page over h2
               git cppcheck clang-tidy clang-format pyflakes3 # these five: scripts/lint.sh
               libseccomp-dev # tests/integration/seccomp_run.c: test_seccomp.py's container-like filters
+              docker.io debootstrap # tests/install/test_container.py: its own dockerd, a debian:12 image
               debhelper dpkg-dev lintian) ;; # tests/install/test_deb.sh (no fakeroot: Rules-Requires-Root: no)
   bench) want+=(curl python3 nginx-light haproxy wrk procps gnuplot-nox nghttp2-client h2o
                valgrind kmod patchelf iproute2) ;; # bench/ktls_count.sh: callgrind inside Linux 6.1

@@ -6,8 +6,9 @@ seccomp filters (issue 18).
 
 Builds the image from this working tree (the files git knows, as a tar
 context; tag ringtls:ctest, kept as the next run's cache), then runs it
-three times, each on ephemeral loopback ports (-p 127.0.0.1::8080), each
-container stopped by its ID:
+three times, each with --network host and --listen 127.0.0.1:0
+--tls-listen 127.0.0.1:0 (ephemeral loopback ports, read from its
+"listening on" lines), each container stopped by its ID:
 - --security-opt seccomp=dist/container/seccomp-io_uring.json: serves on
   io_uring (the start line), plaintext and TLS (HTTP/2 by ALPN), survives
   docker kill -s HUP (a reload), and docker stop ends it with 0;
@@ -17,11 +18,19 @@ container stopped by its ID:
   stops with 0;
 - Docker's own default profile, whatever this Docker's is: it serves and
   stops with 0, on epoll with that one line, or on io_uring without it.
+The build and every container use the host's network, with any daemon.
 Without a daemon (docker info fails), as root, it starts its own dockerd
 for the run: data-root in $RINGTLS_CONTAINER_CACHE/root (default
 /var/cache/ringtls-container: the base image and the build cache stay
 for the next run), exec-root and socket in a fresh directory under /tmp,
 DOCKER_HOST set for every docker call; stopped by its PID at the end.
+That dockerd runs with --iptables=false --ip6tables=false
+--ip-forward=false --bridge=none: Docker's NAT rules would turn on
+connection tracking of loopback traffic, and the connection-heavy tests
+that run later would fill the conntrack table. After it stops, the
+host's nftables ruleset, iptables-save and ip6tables-save, interfaces,
+forwarding and br_netfilter must be as before its start, and loopback
+connections must not be tracked where they were not before: else FAIL.
 Without a debian:12 image that can be pulled, as root, it makes one:
 debootstrap --variant=minbase bookworm from this machine's apt mirror,
 then docker import.
@@ -30,6 +39,7 @@ dockerd cannot start here), no debian:12 image (local, pulled or made by
 debootstrap), or no package mirror reachable from a container.
 """
 import ctypes
+import difflib
 import fcntl
 import glob
 import json
@@ -37,6 +47,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -52,6 +63,7 @@ IO_URING = ("io_uring_setup", "io_uring_enter", "io_uring_register")
 FALLBACK = ("io_uring is not available (io_uring_setup: Operation not permitted): "
             "using the epoll backend")
 START_RE = re.compile(r"reactor\(s\), serving .* on (\w+)$", re.M)
+LISTEN_RE = r"listening on 127\.0\.0\.1:(\d+) \(%s\)$"
 CACHE = os.environ.get("RINGTLS_CONTAINER_CACHE") or "/var/cache/ringtls-container"
 
 
@@ -88,12 +100,79 @@ def _gone(pid):
         return True
 
 
+# Our dockerd changes nothing in the host's network: no iptables rules
+# (Docker's NAT rules turn on connection tracking of all traffic, loopback
+# included, and the connection-heavy tests that run later then fill the
+# conntrack table and lose their SYNs), no docker0 bridge, no ip_forward.
+# Every build and container uses --network host instead.
+DOCKERD_NET = ["--iptables=false", "--ip6tables=false", "--ip-forward=false", "--bridge=none"]
+CONNTRACK_COUNT = "/proc/sys/net/netfilter/nf_conntrack_count"
+
+
+def _output(argv):
+    try:
+        r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=rt.scaled(30))
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return ["(%s)" % e]
+    return r.stdout.decode("utf-8", "replace").splitlines() + ["(exit %d)" % r.returncode]
+
+
+def net_state():
+    """What a dockerd could leave in the host's network, as lines: the
+    nftables ruleset (stateless: no counters), iptables-save and
+    ip6tables-save (legacy or nft backend; comments, which carry a date,
+    and chain counters dropped), the interfaces, forwarding, and whether
+    br_netfilter is loaded."""
+    lines = []
+    if shutil.which("nft"):
+        lines += ["# nft -s list ruleset"] + _output(["nft", "-s", "list", "ruleset"])
+    for cmd in ("iptables-save", "ip6tables-save"):
+        if shutil.which(cmd):
+            lines += ["# " + cmd] + [re.sub(r"\[\d+:\d+\]", "", l) for l in _output([cmd])
+                                     if not l.startswith("#")]
+    lines.append("# interfaces: " + " ".join(sorted(os.listdir("/sys/class/net"))))
+    for path in ("/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"):
+        try:
+            with open(path) as f:
+                lines.append("# %s: %s" % (path, f.read().strip()))
+        except OSError:
+            pass
+    lines.append("# br_netfilter: %s" % os.path.exists("/proc/sys/net/bridge"))
+    return lines
+
+
+def loopback_tracked(n=200):
+    """Whether connection tracking sees loopback connections: the count
+    of tracked connections grows by at least half of n connections opened
+    and closed on 127.0.0.1 (a closed one stays tracked in TIME_WAIT)."""
+    def count():
+        try:
+            with open(CONNTRACK_COUNT) as f:
+                return int(f.read())
+        except (OSError, ValueError):
+            return 0
+    with socket.socket() as ls:
+        ls.settimeout(rt.IO_TIMEOUT)
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(n)
+        before = count()
+        for _ in range(n):
+            with socket.create_connection(ls.getsockname(), timeout=rt.IO_TIMEOUT):
+                pass
+            ls.accept()[0].close()
+        return count() - before >= n // 2
+
+
 class Dockerd:
     """This test's own dockerd, where no daemon answers: data-root and
     pidfile in CACHE (persistent), exec-root and the socket in a fresh
-    temp dir. One at a time per CACHE (a lock file)."""
+    temp dir, DOCKERD_NET. One at a time per CACHE (a lock file). Its
+    stop checks that the host's network is as it was before the start."""
 
-    def __init__(self):
+    def __init__(self, t):
+        self.t = t
+        self.proc = None
         self.root = os.path.join(CACHE, "root")
         os.makedirs(self.root, exist_ok=True)
         self.lock = open(os.path.join(CACHE, "lock"), "w")
@@ -109,18 +188,20 @@ class Dockerd:
                 time.sleep(1)
         self.pidfile = os.path.join(CACHE, "dockerd.pid")
         self._stop_leftover()
+        self.net_before = net_state()
+        self.tracked_before = loopback_tracked()
         run = rt.temp_dir("rtls-dockerd-")
         self.host = "unix://" + os.path.join(run, "docker.sock")
         self.log_path = os.path.join(CACHE, "dockerd.log")
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 ["dockerd", "--data-root", self.root, "--exec-root", os.path.join(run, "exec"),
-                 "--pidfile", self.pidfile, "-H", self.host, "--log-level", "warn"],
+                 "--pidfile", self.pidfile, "-H", self.host, "--log-level", "warn", *DOCKERD_NET],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 close_fds=True, preexec_fn=_die_with_parent)
         os.environ["DOCKER_HOST"] = self.host
-        print("started dockerd (pid %d): DOCKER_HOST=%s, data-root %s"
-              % (self.proc.pid, self.host, self.root))
+        print("started dockerd (pid %d): DOCKER_HOST=%s, data-root %s, %s"
+              % (self.proc.pid, self.host, self.root, " ".join(DOCKERD_NET)))
         try:
             self._wait_ready()
         except BaseException:
@@ -167,8 +248,9 @@ class Dockerd:
             return " | ".join(f.read().decode("utf-8", "replace").strip().splitlines()[-n:])
 
     def stop(self):
-        """SIGTERM, 30 s, then SIGKILL; by its PID."""
-        if self.proc.poll() is None:
+        """SIGTERM, 30 s, then SIGKILL; by its PID. Then the host's network
+        against the state before the start: a difference fails the test."""
+        if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=rt.scaled(30))
@@ -177,29 +259,32 @@ class Dockerd:
                 self.proc.kill()
                 self.proc.wait(timeout=rt.scaled(10))
         os.environ.pop("DOCKER_HOST", None)
+        if self.proc:
+            diff = list(difflib.unified_diff(self.net_before, net_state(), "before dockerd",
+                                             "after dockerd", lineterm="", n=1))
+            self.t.check(not diff, "dockerd left the host's network changed:\n" + "\n".join(diff))
+            tracked = loopback_tracked()
+            if self.tracked_before:
+                print("loopback connections were tracked by conntrack before dockerd started")
+            else:
+                self.t.check(not tracked, "loopback connections are tracked by conntrack after "
+                             "dockerd, not before (%s)" % CONNTRACK_COUNT)
+            print("host network after dockerd: %s, loopback tracked %s (before: %s)"
+                  % ("unchanged" if not diff else "CHANGED", tracked, self.tracked_before))
         self.lock.close()
 
 
-def need_docker():
+def need_docker(t):
     """None where a daemon answers; else this test's own Dockerd (as root)."""
     if not shutil.which("docker"):
         raise rt.Skip("docker not installed")
     rc, _, err = docker("info", "--format", "{{.ServerVersion}}", timeout=30)
     if rc == 0:
         return None
-    # Opt-in: a daemon started here adds Docker's iptables NAT rules, and
-    # with them connection tracking of loopback traffic for the rest of
-    # the machine's uptime; the connection-heavy tests that run after
-    # (test_abuse_churn opens 10,000 connections a round) then fill the
-    # conntrack table, and the kernel drops their SYNs. Seen in CI here.
-    if os.environ.get("RTLS_CONTAINER_DOCKERD") != "1":
-        raise rt.Skip("no Docker daemon (%s); RTLS_CONTAINER_DOCKERD=1 starts one for the "
-                      "test, which leaves Docker's iptables rules and conntrack behind"
-                      % last_line(err))
     if os.geteuid() != 0 or not shutil.which("dockerd"):
         raise rt.Skip("no Docker daemon, and not root with dockerd to start one: %s"
                       % last_line(err))
-    return Dockerd()
+    return Dockerd(t)
 
 
 def mirror():
@@ -258,7 +343,8 @@ def need_image():
         rc, _, err = docker("pull", "debian:12", timeout=300)
         if rc != 0:
             make_base_image(last_line(err))
-    rc, out, err = docker("run", "--rm", "debian:12", "apt-get", "update", timeout=180)
+    rc, out, err = docker("run", "--rm", "--network", "host", "debian:12", "apt-get", "update",
+                          timeout=180)
     if rc != 0 or re.search(r"^(Err|W: Failed)", out + err, re.M):
         raise rt.Skip("no Debian mirror reachable from a container: %s" % (out + err)[-300:])
 
@@ -275,22 +361,29 @@ def context_tar():
 
 
 class Container:
-    """docker run -d IMAGE with its two ports on ephemeral loopback ports."""
+    """docker run -d --network host IMAGE, listening on ephemeral loopback
+    ports (the host's: --listen and --tls-listen 127.0.0.1:0 after the
+    image's name), read from its log."""
 
     def __init__(self, *opts):
-        rc, out, err = docker("run", "-d", "-p", "127.0.0.1::8080", "-p", "127.0.0.1::8443",
-                              *opts, IMAGE, timeout=60)
+        rc, out, err = docker("run", "-d", "--network", "host", *opts, IMAGE,
+                              "--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0",
+                              timeout=60)
         if rc != 0:
             raise RuntimeError("docker run %s: %s" % (" ".join(opts), err))
         self.id = out.strip()
-        self.port = self._port("8080")
-        self.tls_port = self._port("8443")
+        try:
+            self.port = self._port("http")
+            self.tls_port = self._port("https")
+        except BaseException:
+            self.remove()
+            raise
 
-    def _port(self, p):
-        rc, out, err = docker("port", self.id, p)
-        m = re.search(r"127\.0\.0\.1:(\d+)", out)
+    def _port(self, kind):
+        m = self.wait_log(LISTEN_RE % kind)
         if not m:
-            raise RuntimeError("docker port %s %s: %r %r" % (self.id, p, out, err))
+            raise RuntimeError("container %s: no 'listening on 127.0.0.1:PORT (%s)' line: %r"
+                               % (self.id, kind, self.logs()[-1000:]))
         return int(m.group(1))
 
     def logs(self):
@@ -353,7 +446,7 @@ def run_one(t, what, opts, want_backend):
 def test(t):
     if not shutil.which("curl"):
         raise rt.Skip("curl not installed")
-    daemon = need_docker()
+    daemon = need_docker(t)
     try:
         need_image()
         build_and_run(t)
@@ -364,8 +457,8 @@ def test(t):
 
 def build_and_run(t):
     start = time.monotonic()
-    rc, out, err = docker("build", "-t", IMAGE, "-f", "dist/container/Dockerfile", "-",
-                          input=context_tar(), timeout=1500)
+    rc, out, err = docker("build", "--network", "host", "-t", IMAGE, "-f",
+                          "dist/container/Dockerfile", "-", input=context_tar(), timeout=1500)
     if not t.check(rc == 0, "docker build: exit %d: %s" % (rc, (out + err)[-3000:])):
         return
     print("docker build: %.0f s" % (time.monotonic() - start))
