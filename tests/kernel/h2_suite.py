@@ -23,6 +23,9 @@ N - RCHAR_SLACK spliced), with --ktls off by at least N.
   (ECDHE-ECDSA-AES256-GCM-SHA384): sha256, curl's http_version 2;
 - curl --http2 --parallel: both files and /hello as three streams of one
   connection (one debug line, one TlsTxSw): each sha256;
+- SIGTERM while curl --http2 --limit-rate downloads SIZE bytes over kTLS:
+  curl gets the whole file (sha256) and exits 0, the server exits 0 once
+  the stream is done, TlsTxSw/TlsRxSw +1, no warn/error line;
 - --ktls off: the same download, tls_stat deltas all zero, rchar >= SIZE,
   tx_path=userspace rx_path=userspace;
 - (rekey kernels only, 7.2; a SKIP line on 6.1, which cannot rekey)
@@ -45,6 +48,7 @@ failed[, N skipped]". Nothing is timed: the guest is ~100x slower.
 import hashlib
 import os
 import re
+import signal
 import struct
 import subprocess
 import sys
@@ -63,6 +67,8 @@ SIZE = 4 << 20           # the big file (a few MB: the guest is slow)
 SIZE2 = (1 << 20) + 3    # the second file, an odd size
 RCHAR_SLACK = 64 << 10   # what the server may read(2) into userspace during a spliced download
 REKEY_EVERY = 64         # --key-update-after-records for the rekeying download
+SIGTERM_RATE = "1M"      # curl --limit-rate of the download cut by SIGTERM,
+SIGTERM_AT = 256 << 10   # which comes once this much has arrived
 STEP_TIMEOUT = 30.0      # one response, one KeyUpdate, one log line
 WATCHDOG = 600           # the whole suite (run-kernel.sh allows 900 s)
 H2_WINDOW = 65535        # HTTP/2's initial stream window (RFC 9113 6.9.2)
@@ -289,6 +295,47 @@ def c_rekey_download(srv, alog, files):
            "server KeyUpdates during the body: TlsTxRekeyOk +%d (want >= %d: %d records at most "
            "%d per key), TlsTxRekeyError +%d" % (got[0], want, SIZE // 16384, REKEY_EVERY, got[1]))
     return note + ", TlsTxRekeyOk+%d" % got[0]
+
+
+def c_sigterm(srv, alog, files):
+    """SIGTERM in the middle of a kernel-offloaded HTTP/2 download (curl
+    --limit-rate keeps it going): the server sends GOAWAY, finishes the
+    stream and exits 0; curl gets the whole file and exits 0."""
+    w = Watch(srv, alog)
+    out = os.path.join(WORK.tmp, "term.bin")
+    argv = curl_argv(srv, "1.3", ["--limit-rate", SIGTERM_RATE, "-o", out,
+                                  srv.url("/big.bin")])
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        end = time.monotonic() + STEP_TIMEOUT
+        while time.monotonic() < end and p.poll() is None:
+            if os.path.exists(out) and os.path.getsize(out) >= SIGTERM_AT:
+                break
+            time.sleep(0.05)
+        got = os.path.getsize(out) if os.path.exists(out) else 0
+        expect(p.poll() is None and SIGTERM_AT <= got < SIZE,
+               "the download under way and not done at SIGTERM (%d of %d bytes, curl %s)"
+               % (got, SIZE, p.poll()))
+        srv.proc.send_signal(signal.SIGTERM)
+        out_b, err = p.communicate(timeout=PROC_TIMEOUT * 2)
+    finally:
+        stop_proc(p, 5)
+    expect_eq(p.returncode, 0, "curl exit status across the server's SIGTERM (stderr %s)"
+              % short(err))
+    lines = out_b.decode().split("\n")[:-1]
+    expect_eq(len(lines), 1, "curl -w lines")
+    proto, code, port, n = lines[0].split()
+    expect_eq((proto, code, int(n)), ("2", "200", SIZE), "curl: http_version, status, bytes")
+    expect_eq(sha_file(out), (SIZE, files["big.bin"]), "the download's (bytes, sha256)")
+    os.unlink(out)
+    try:
+        rc = srv.proc.wait(timeout=PROC_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise Fail("the server did not exit after its last stream ended")
+    expect_eq(rc, 0, "the server's exit status after SIGTERM")
+    note = expect_offload(w, int(port), True, [("/big.bin", 200, SIZE)])
+    expect_eq(w.warnings(), [], "warn/error lines")
+    return note + ", got %d bytes before SIGTERM" % got
 
 
 # --------------------------------------------------------------------------
@@ -542,6 +589,14 @@ def main():
         else:
             skip(only, name, "this kernel cannot rekey TLS 1.3 (on 6.1 the server closes at "
                  "the limit; keyupdate_suite.py checks that)")
+
+        alog_term = os.path.join(WORK.tmp, "access-term.log")
+        tsrv = Server("--ktls", "on", *full, "--shutdown-timeout", "120s", "--access-log",
+                      alog_term, root=root, name="ringtls-h2-term")
+        check(only, "h2 SIGTERM mid-download (curl --http2 --limit-rate %s, %s): the "
+              "stream finished, sha256, curl and server exit 0, kernel TX/RX" % (SIGTERM_RATE, mb),
+              c_sigterm, tsrv, alog_term, files)
+        tsrv.stop()
 
         usrv = Server("--ktls", "off", "--access-log", alog_user, root=root,
                       name="ringtls-h2-user")
