@@ -29,6 +29,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.normpath(os.path.join(HERE, "..", ".."))
@@ -225,9 +226,23 @@ def check_masks(t, p):
     the library's doing (fileserver blocks nothing itself)."""
     want = [signal.SIGHUP, signal.SIGINT, signal.SIGPIPE, signal.SIGTERM, signal.SIGUSR1]
     bits = sum(1 << (int(s) - 1) for s in want)
-    masks = sigmasks(p.pid)
-    reactors = {tid: m for tid, m in masks.items()
+
+    def reactors_of(masks):
+        return {tid: m for tid, m in masks.items()
                 if tid != p.pid and not m[0].startswith("iou-")}
+
+    # fileserver logs its port before rtls_server_start(), whose spawn()
+    # blocks every signal in the calling thread while it creates the
+    # reactors: read the masks once it is past that (seen in CI: the main
+    # thread caught with everything blocked), or at the deadline.
+    end = time.monotonic() + rt.scaled(5)
+    while True:
+        masks = sigmasks(p.pid)
+        reactors = reactors_of(masks)
+        settled = len(reactors) == 2 and masks.get(p.pid, ("", 0))[1] & bits == 0
+        if settled or time.monotonic() > end:
+            break
+        time.sleep(0.02)
     t.eq(len(reactors), 2, "fileserver: two reactor threads (%s)" % masks)
     for tid, (name, blk) in reactors.items():
         t.check(blk & bits == bits, "reactor thread %d blocks HUP INT PIPE TERM USR1: SigBlk %x"
