@@ -453,6 +453,7 @@ struct rtls__reactor {
 	unsigned nfree, nlive;
 	struct rtls__link timers[RTLS_TIMER__COUNT];
 	uint64_t tick_deadline_ms;  /* 0: no tick armed */
+	uint32_t tick_seq;          /* of the tick armed last (its CQE's gen) */
 	struct __kernel_timespec tick_ts;
 	int wake_fd;
 	uint64_t wake_val;

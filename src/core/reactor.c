@@ -298,9 +298,18 @@ static void begin_stop(struct rtls__reactor *r)
 	rtls__tick_arm(r);
 }
 
-static void on_tick(struct rtls__reactor *r)
+/* A tick fired. Only the one armed last stands for tick_deadline_ms: an
+ * earlier one (armed for a later deadline, before a nearer one replaced
+ * it) leaves it be. Not a comparison of the clock with the deadline: a
+ * CQE that the kernel posts while this reap is running (task work runs
+ * on any syscall's way out) is read with the clock of the reap's start,
+ * before the deadline, and the reactor then believed a tick was pending
+ * that had gone, and never armed another: none of its timers fired again
+ * (seen: a silent TLS client never cut at the handshake deadline). Such
+ * a tick expires nothing; the next, armed below, does. */
+static void on_tick(struct rtls__reactor *r, uint32_t seq)
 {
-	if (r->now_ms + 1 >= r->tick_deadline_ms)
+	if (seq == r->tick_seq)
 		r->tick_deadline_ms = 0;
 	rtls__timers_expire(r);
 	if (r->stop_grace_ms && r->now_ms >= r->stop_grace_ms) {
@@ -336,7 +345,7 @@ void rtls__dispatch(struct rtls__reactor *r, struct io_uring_cqe *cqe)
 		on_accept(r, slot, cqe);
 		return;
 	case RTLS__OP_TICK:
-		on_tick(r);
+		on_tick(r, rtls__ud_gen(ud));
 		return;
 	case RTLS__OP_WAKE:
 		if (atomic_load(&r->srv->stop))

@@ -95,7 +95,7 @@ void rtls__tick_arm(struct rtls__reactor *r)
 	r->tick_ts.tv_nsec = (long long)(delta % 1000u) * 1000000ll + 1000000ll;
 	sqe = rtls__sqe(r);
 	io_uring_prep_timeout(sqe, &r->tick_ts, 0, 0);
-	io_uring_sqe_set_data64(sqe, rtls__ud(RTLS__OP_TICK, 0, 0));
+	io_uring_sqe_set_data64(sqe, rtls__ud(RTLS__OP_TICK, 0, ++r->tick_seq));
 }
 
 void rtls__timers_expire(struct rtls__reactor *r)

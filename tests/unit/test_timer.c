@@ -1,6 +1,7 @@
 /* Timer lists and completion tags: deadlines expire in order per kind,
- * re-arming moves a connection, disarming removes it, and a tag keeps
- * slot and generation apart. */
+ * re-arming moves a connection, disarming removes it, a tag keeps slot
+ * and generation apart, and the reactor's tick is armed again whenever
+ * the last one armed has fired, whatever the clock read then. */
 #include <errno.h>
 #include <stdlib.h>
 
@@ -65,6 +66,42 @@ int main(void)
 	rtls__timers_expire(&r);
 	CHECK_EQ_INT(r.nreap, 3);
 	CHECK_EQ_INT(reap[2], 0);
+
+	/* The reactor tick: each tick carries its sequence number, and only
+	 * the one armed last clears tick_deadline_ms when it fires. */
+	{
+		struct io_uring_cqe cqe = { .res = -ETIME };
+		uint32_t seq;
+
+		/* conns[0] and [2] are gone: conns[3] at 7100 is the only timer. */
+		r.now_ms = 7000;
+		r.tick_deadline_ms = 0;
+		rtls__timer_arm(&conns[3], RTLS_TIMER_HEADER); /* 7100 */
+		CHECK_EQ_INT(r.tick_deadline_ms, 7100);
+		seq = r.tick_seq;
+		/* An older tick (armed for a later deadline) fires: the newer
+		 * one still stands, nothing new is armed. */
+		cqe.user_data = rtls__ud(RTLS__OP_TICK, 0, seq - 1);
+		rtls__dispatch(&r, &cqe);
+		CHECK_EQ_INT(r.tick_deadline_ms, 7100);
+		CHECK_EQ_INT(r.tick_seq, seq);
+		/* The last tick fires, read with a clock from before its deadline
+		 * (a CQE posted while a reap runs): nothing expires, and the
+		 * reactor arms the next tick rather than wait for one that has
+		 * gone. */
+		r.now_ms = 7095;
+		cqe.user_data = rtls__ud(RTLS__OP_TICK, 0, seq);
+		rtls__dispatch(&r, &cqe);
+		CHECK_EQ_INT(conns[3].state, RTLS__CONN_LINGER);
+		CHECK_EQ_INT(r.tick_seq, seq + 1);
+		CHECK_EQ_INT(r.tick_deadline_ms, 7100);
+		/* That one fires on time: conns[3] expires. */
+		r.now_ms = 7101;
+		cqe.user_data = rtls__ud(RTLS__OP_TICK, 0, seq + 1);
+		rtls__dispatch(&r, &cqe);
+		CHECK_EQ_INT(conns[3].state, RTLS__CONN_DEAD);
+		CHECK_EQ_INT(r.tick_deadline_ms, 0);
+	}
 	io_uring_queue_exit(&r.ring);
 	CHECK_DONE();
 }
