@@ -1020,7 +1020,15 @@ def check_stall(t, e, what, counter, rss0):
         return
     t.check(got <= INFLIGHT_MAX, "%s: %d MiB got out before it was held back (max %d)"
             % (what, got >> 20, INFLIGHT_MAX >> 20))
+    # Up to three one-second readings, the lowest counts: a server still
+    # working off what it had taken in before the stall (under valgrind
+    # on a busy machine that outlasts the settle time: 19% seen in CI)
+    # comes down; one that spins does not.
     cpu = stall_cpu(s)
+    for _ in range(2):
+        if cpu <= CPU_STALL_MAX:
+            break
+        cpu = min(cpu, stall_cpu(s))
     rss = s.rss_kib()
     print("%s: held back after %.1f MiB; server CPU %.1f%% of a core, RSS +%d KiB"
           % (what, got / MIB, cpu * 100, rss - rss0), flush=True)
