@@ -17,7 +17,7 @@ find "$dir" -path '*/Testing/Temporary/LastTest.log' -newer "$stamp" -print 2>/d
 	# The lines worth reading: our harnesses print "FAIL: ", sanitizers
 	# and Python their own markers.
 	function wanted(l) {
-		return l ~ /FAIL|Traceback|Error|ERROR|error:|AddressSanitizer|runtime error|Timeout|timed out|SKIP/
+		return l ~ /FAIL|check\(s\) failed|^  - |Traceback|[A-Za-z]Error: |AddressSanitizer|LeakSanitizer|runtime error:|ERROR SUMMARY: [1-9]|\*\*\*Timeout|Segmentation fault|Aborted/
 	}
 	function show(   i, k, from) {
 		printf "--- %s (%s)\n", name, file
