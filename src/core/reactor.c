@@ -55,8 +55,10 @@ static void accept_backoff(struct rtls__reactor *r, int err)
 	if (!r->accept_paused_ms) {
 		r->accept_paused_ms = r->accept_logged_ms = r->now_ms;
 		r->accept_fails = 0;
-		rtls_log(RTLS_LOG_WARN, "reactor %u: accept: %s: pausing accepts, retrying every 100 ms",
-			 r->id, strerror(-err));
+		rtls_log(RTLS_LOG_WARN,
+			 "reactor %u: accept: %s%s: pausing accepts, retrying every 100 ms", r->id,
+			 strerror(-err),
+			 err == -ENOSPC ? " (epoll: fs.epoll.max_user_watches reached)" : "");
 	} else if (r->now_ms - r->accept_logged_ms >= 10000) {
 		rtls_log(RTLS_LOG_WARN, "reactor %u: accept: still %s (%u failed accepts in %llu s)",
 			 r->id, strerror(-err), r->accept_fails,

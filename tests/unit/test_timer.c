@@ -79,8 +79,8 @@ int main(void)
 		rtls__timer_arm(&conns[3], RTLS_TIMER_HEADER); /* 7100 */
 		CHECK_EQ_INT(r.tick_deadline_ms, 7100);
 		seq = r.tick_seq;
-		/* An older tick (armed for a later deadline) fires: the newer
-		 * one still stands, nothing new is armed. */
+		/* An older tick fires: the one armed last still stands,
+		 * nothing new is armed. */
 		cqe.user_data = rtls__ud(RTLS__OP_TICK, 0, seq - 1);
 		rtls__dispatch(&r, &cqe);
 		CHECK_EQ_INT(r.tick_deadline_ms, 7100);
