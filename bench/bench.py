@@ -13,12 +13,13 @@ Phases, in order (each server on SERVER_CPU, wrk on CLIENT_CPUS):
              workload gets (bench/clients.py); then wrk, interleaved
              rounds: req/s, server CPU (/proc/PID/stat before and after),
              each wrk process's CPU (its rusage)
-  perf       where ringtls's and nginx's time goes (perf record -e
+  perf       where ringtls's, nginx's and h2o's time goes (perf record -e
              cpu-clock -g, bench/perfphase.py) and TCP segments per request,
              in a network namespace of its own where allowed
   callgrind  userspace instructions per request: each server under
              callgrind, a fixed number of requests, counters zeroed and
-             dumped with callgrind_control around each batch
+             dumped with callgrind_control around each batch; per function
+             from callgrind_annotate of the two batches' dumps
   memory     RSS growth per idle TLS connection (as bench/ktls_memory.py)
   kernel     where this kernel has no kTLS: memory and instructions inside
              Linux 6.1 with kTLS (tests/kernel/run-kernel.sh); not timings
@@ -944,7 +945,7 @@ def perf_run(cfg, srv, wl, k, outdir):
         return {"error": m["error"] or f"perf record exited {rc}"}
     script = subprocess.run(["perf", "script", "-i", data, "-F", "tid,period,ip,sym,dso"],
                             capture_output=True, text=True, timeout=600)
-    binary = os.path.basename(cfg.ringtls if isinstance(srv, S.Ringtls) else cfg.nginx)
+    binary = server_binary(cfg, srv)
     out = P.analyse(P.parse_script(script.stdout), m["requests"], binary)
     out.update(requests=m["requests"], rps=m["rps"], client_procs=k,
                cpu_us_per_req_proc=m["cpu_us_per_req"], wrk=m["wrk"],
@@ -962,6 +963,14 @@ def perf_run(cfg, srv, wl, k, outdir):
     out["file"] = os.path.relpath(path, cfg.repo)
     os.unlink(data)
     return out
+
+
+def server_binary(cfg, srv):
+    """The basename of the server's own executable, as perf and callgrind
+    name its DSO."""
+    if isinstance(srv, S.Ringtls):
+        return os.path.basename(cfg.ringtls)
+    return os.path.basename(cfg.h2o if isinstance(srv, S.H2o) else cfg.nginx)
 
 
 def perf_servers(cfg, srvs, wls, clients, outdir, errors):
@@ -1008,7 +1017,7 @@ def perf_main(spec_path, out_path):
     for k, v in spec["cfg"].items():
         setattr(cfg, k, v)
     wls = [w for w in WORKLOADS if w.key in spec["workloads"]]
-    srvs = {n: S.SERVERS[n](cfg, dict(os.environ)) for n in P.SERVERS}
+    srvs = {n: S.SERVERS[n](cfg, dict(os.environ)) for n in spec["servers"]}
     errors = []
     runs = perf_servers(cfg, srvs, wls, spec["clients"], spec["outdir"], errors)
     with open(out_path, "w") as f:
@@ -1017,8 +1026,8 @@ def perf_main(spec_path, out_path):
 
 
 def perf_phase(cfg, srvs, res):
-    """Where the time goes: ringtls and nginx under perf on the workloads
-    of PERF_WORKLOADS, with the wrk process counts of the timed rounds;
+    """Where the time goes: ringtls, nginx and h2o (where it is a peer)
+    under perf on the workloads of PERF_WORKLOADS, with the wrk process counts of the timed rounds;
     raw summaries in bench/results/<date>-perf/. Run in a network
     namespace of its own where that is allowed (TCP segment counts)."""
     pr = res["perf"]
@@ -1037,24 +1046,25 @@ def perf_phase(cfg, srvs, res):
     shutil.rmtree(outdir, ignore_errors=True)   # one run's files only
     pr["dir"] = os.path.relpath(outdir, cfg.repo)
     clients = {wl.key: res["clients"].get(wl.key, {}).get("k", 1) for wl in wls}
+    names = [n for n in P.SERVERS if n in srvs]
     pr["netns"] = own_netns_works()
     if not pr["netns"]:
         log("perf: no network namespace of its own (not root, or unshare -n refused): "
             "TCP segment counts include the rest of this host's traffic")
-        pr["runs"] = perf_servers(cfg, {n: srvs[n] for n in P.SERVERS}, wls, clients, outdir,
+        pr["runs"] = perf_servers(cfg, {n: srvs[n] for n in names}, wls, clients, outdir,
                                   res["errors"])
         return
     spec, out = f"{cfg.tmp}/perf-spec.json", f"{cfg.tmp}/perf-out.json"
     with open(spec, "w") as f:
         json.dump({"cfg": {k: getattr(cfg, k) for k in (
-            "tmp", "cert", "key", "shim", "h2o_openssl_conf", "ringtls", "nginx", "wrk",
+            "tmp", "cert", "key", "shim", "h2o_openssl_conf", "ringtls", "nginx", "h2o", "wrk",
             "ktls", "ringtls_ktls_args")}, "workloads": [w.key for w in wls],
-            "clients": clients, "outdir": outdir}, f)
+            "servers": names, "clients": clients, "outdir": outdir}, f)
     child = subprocess.Popen(["unshare", "-n", "--", "sh", "-c",
                               'ip link set lo up && exec "$0" "$@"', sys.executable,
                               os.path.abspath(__file__), "--perf-run", spec, out])
     try:
-        rc = child.wait(timeout=600 + 60 * len(wls))
+        rc = child.wait(timeout=600 + 60 * len(wls) * len(names))
     finally:
         if child.poll() is None:   # stopped early: let it stop its servers
             child.terminate()
@@ -1093,7 +1103,8 @@ def cg_control(pid, flag):
 
 
 def cg_dump(cfg, proc):
-    """Dumps the counters since the last zero; returns the Ir total."""
+    """Dumps the counters since the last zero; returns (the Ir total, the
+    dump's path)."""
     def dumps():
         return {f for f in os.listdir(f"{cfg.tmp}/cg") if f".{proc.pid}.out." in f}
     before = dumps()
@@ -1101,10 +1112,11 @@ def cg_dump(cfg, proc):
     new = sorted(dumps() - before, key=lambda f: int(f.rsplit(".", 1)[1]))
     if not new:
         raise RuntimeError(f"callgrind_control -d {proc.pid} wrote no dump")
-    with open(f"{cfg.tmp}/cg/{new[-1]}") as f:
+    path = f"{cfg.tmp}/cg/{new[-1]}"
+    with open(path) as f:
         for line in f:
             if line.startswith("summary:"):
-                return int(line.split()[1])
+                return int(line.split()[1]), path
     raise RuntimeError(f"no summary line in {new[-1]}")
 
 
@@ -1121,28 +1133,69 @@ def fixed_run(cfg, url, wl, n):
     return r
 
 
-def cg_measure(cfg, srv, wl):
+def cg_measure(cfg, srv, wl, outdir=None):
     """Instructions per request = (Ir(n2) - Ir(n1)) / (n2 - n1): the fixed
     costs of a batch (wrk's connection and its handshake, closing it) are
-    the same in both and cancel."""
+    the same in both and cancel. With outdir, the same function by function
+    (the self costs of both dumps) into OUTDIR/<workload>-<server>.txt."""
     proc = srv.procs[wl.listener]
     warm, n1, n2 = (max(2, round(n * cfg.cg_scale)) for n in wl.cg)
     if n2 <= n1:
         n2 = n1 + 2
     url = url_of(srv, wl)
     fixed_run(cfg, url, wl, warm)   # first-use costs (lazy init, caches) stay out
-    irs = []
+    irs, paths = [], []
     for n in (n1, n2):
         wait_idle(proc.pid)
         cg_control(proc.pid, "-z")
-        fixed_run(cfg, url, wl, n)
+        r = fixed_run(cfg, url, wl, n)
         wait_idle(proc.pid)
-        irs.append(cg_dump(cfg, proc))
-    return {"n": [n1, n2], "ir": irs, "per_req": round((irs[1] - irs[0]) / (n2 - n1))}
+        ir, path = cg_dump(cfg, proc)
+        irs.append(ir)
+        paths.append(path)
+    out = {"n": [n1, n2], "ir": irs, "per_req": round((irs[1] - irs[0]) / (n2 - n1))}
+    if outdir:
+        try:
+            out["functions"] = cg_functions(cfg, srv, wl, (n1, n2), irs, paths, r, outdir)
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+            out["functions"] = {"error": str(e)}   # the count stands without it
+    return out
 
 
-def callgrind_phase(cfg, srvs, workloads, res_cg, commands):
-    """Static workloads and servers only (the proxy ones have no counts)."""
+def cg_functions(cfg, srv, wl, ns, irs, paths, wrk_run, outdir):
+    """Instructions per request by function, object and bucket (see
+    perfphase.cg_per_request), written to OUTDIR/<workload>-<server>.txt
+    with callgrind_annotate's own list of the larger batch; the dumps
+    themselves stay in the temp dir."""
+    selfs = [P.cg_self(p) for p in paths]
+    for (fns, totals), p in zip(selfs, paths):
+        if sum(fns.values()) != totals:   # every cost line read, none twice
+            raise RuntimeError(f"{p}: self costs add up to {sum(fns.values()):,}, its "
+                               f"totals: line says {totals}")
+    summary = P.cg_per_request(selfs[0][0], selfs[1][0], *ns, server_binary(cfg, srv))
+    annotated = P.cg_annotate(paths[1], cfg.tmp)
+    os.makedirs(outdir, exist_ok=True)
+    path = f"{outdir}/{wl.key}-{srv.name}.txt"
+    cmd = next((p.display for p in srv.started if p is srv.procs[wl.listener]), "")
+    wrk = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", shlex.join(wrk_run.argv))
+    head = [f"# {srv.name}, {wl.title}: userspace instructions under callgrind",
+            f"# server (TMP: the run's temp dir): {cmd.replace(cfg.tmp, 'TMP')}",
+            f"# batches of {ns[0]} and {ns[1]} requests, each between callgrind_control -z "
+            f"and -d: BENCH_REQUESTS=n {wrk}",
+            f"# Ir (summary lines) {irs[0]:,} and {irs[1]:,}, (totals lines, the sums of the "
+            f"functions below) {selfs[0][1]:,} and {selfs[1][1]:,}; per request = "
+            f"difference / {ns[1] - ns[0]}"
+            + (" (one request = one full handshake: Connection: close)" if wl.close else ""),
+            "# " + " ".join(P.cg_annotate_argv("DUMP"))]
+    with open(path, "w") as f:
+        f.write(P.cg_report_text(head, summary, annotated))
+    summary["file"] = os.path.relpath(path, cfg.repo)
+    return summary
+
+
+def callgrind_phase(cfg, srvs, workloads, res_cg, commands, outdir=None):
+    """Static workloads and servers only (the proxy ones have no counts).
+    outdir: where the per-function summaries go (None: none made)."""
     workloads = [w for w in workloads if w.static]
     for srv in srvs.values():
         if not srv.static or not workloads:
@@ -1158,7 +1211,7 @@ def callgrind_phase(cfg, srvs, workloads, res_cg, commands):
         for wl in workloads:
             t0 = time.monotonic()
             try:
-                m = cg_measure(cfg, srv, wl)
+                m = cg_measure(cfg, srv, wl, outdir)
             except (RuntimeError, subprocess.TimeoutExpired) as e:
                 m = {"error": str(e)}
             res_cg.setdefault(wl.key, {})[srv.name] = m
@@ -1352,6 +1405,16 @@ def count_errors(res):
     return errs
 
 
+def cg_outdir(cfg, res):
+    """bench/results/<name>-callgrind/ (the temp dir's cg-functions/ with
+    NO_REPORT): one run's per-function summaries only."""
+    outdir = (f"{cfg.tmp}/cg-functions" if cfg.no_report
+              else f"{cfg.bench_dir}/results/{cfg.report_name}-callgrind")
+    shutil.rmtree(outdir, ignore_errors=True)
+    res["cg_dir"] = os.path.relpath(outdir, cfg.repo)
+    return outdir
+
+
 def run_phases(cfg, srvs, res):
     phases = [("check", lambda: check_phase(cfg, srvs, res)),
               ("timed", lambda: timed_phase(cfg, srvs, res))]
@@ -1364,7 +1427,8 @@ def run_phases(cfg, srvs, res):
         phases.append(("perf", lambda: perf_phase(cfg, srvs, res)))
     if cfg.callgrind and cfg.static_wls:
         phases.append(("callgrind", lambda: callgrind_phase(
-            cfg, srvs, cfg.workloads, res["callgrind"], res["cg_commands"])))
+            cfg, srvs, cfg.workloads, res["callgrind"], res["cg_commands"],
+            cg_outdir(cfg, res))))
     if cfg.idle_conns > 0 and cfg.static_wls:
         phases.append(("memory", lambda: memory_phase(cfg, srvs, res)))
     if not cfg.ktls and cfg.kernel != "0" and cfg.static_wls:

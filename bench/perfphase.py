@@ -5,6 +5,12 @@ where the hardware counters do not (virtual machines), and its period is
 CPU time in nanoseconds, so samples x period / requests is CPU time per
 request.
 
+The callgrind phase's per-function summary is here too (cg_self,
+cg_per_request, cg_report_text): the self cost of every function in the
+two batches' dumps, their difference divided by the difference in
+requests, so that each function's instructions per request are as exact
+as the total.
+
 Userspace call chains are not reliable (OpenSSL, libc and nginx are built
 without frame pointers), kernel ones are: the kernel buckets below are
 inclusive (a sample counts in every bucket any frame of its chain
@@ -15,10 +21,13 @@ import re
 import subprocess
 from collections import defaultdict
 
-WORKLOADS = ("plain-hello", "tls-hello", "tls-1m")
-SERVERS = ("ringtls", "nginx")
+# issue 20: TLS 16 KiB, TLS 1 MiB and full handshakes as well, and h2o
+# beside nginx (where it is a peer).
+WORKLOADS = ("plain-hello", "tls-hello", "tls-16k", "tls-1m", "hs-full")
+SERVERS = ("ringtls", "nginx", "h2o")
 FREQ = 2000
 TOP = 12
+CG_TOP = 25   # functions per request kept from callgrind
 
 # (label, where, regex). where: "stack" = any kernel frame of the chain,
 # inclusive; a DSO class = the sample's own (leaf) frame in that DSO.
@@ -47,6 +56,8 @@ BUCKETS = [
     ("kernel copies to/from user (self)", "kernel",
      r"^(rep_movs_alternative|_copy_to_user|_copy_from_user|copy_user_|__copy_user|"
      r"copy_page_to_iter|copy_page_from_iter|_copy_to_iter|_copy_from_iter)"),
+    # glibc's copies and fills (__memmove_avx_unaligned_erms and the like)
+    ("memcpy/memmove/memset (self, libc)", "libc", r"^_*mem(cpy|move|set)"),
     ("malloc/free (self, libc)", "libc",
      r"^(__libc_)?(malloc|free|calloc|realloc|cfree)$|^_int_(malloc|free|realloc)|"
      r"^malloc_consolidate$|^unlink_chunk|^tcache"),
@@ -179,3 +190,147 @@ def report_text(data, perf="perf", lines=60):
                                    or "Event count" in ln or "Overhead" in ln or "Children" in ln)]
         out += [f"## {title}", ""] + body[:lines] + [""]
     return "\n".join(out)
+
+
+# ----------------------------------------------------- callgrind per function
+
+def cg_annotate_argv(path):
+    """Self cost of every function (no threshold, no source), counts only."""
+    return ["callgrind_annotate", "--inclusive=no", "--threshold=100", "--auto=no",
+            "--show-percs=no", path]
+
+
+def cg_annotate(path, tmpdir):
+    """callgrind_annotate's list of a dump. A dump taken while calls are
+    still active (callgrind_control -d: the reactor loop, main, the thread
+    start) writes their cost so far as `calls=0` arcs; callgrind_annotate
+    3.19 reads a count of 0 as no call and books the whole callee cost as
+    the caller's self cost (clone, start_thread and reactor_thread then
+    show the batch's total). It reads a copy with those arcs as calls=1."""
+    fixed = os.path.join(tmpdir, os.path.basename(path) + ".annotate")
+    with open(path) as src, open(fixed, "w") as dst:
+        for line in src:
+            dst.write("calls=1 " + line[len("calls=0 "):] if line.startswith("calls=0 ")
+                      else line)
+    try:
+        r = subprocess.run(cg_annotate_argv(fixed), capture_output=True, text=True,
+                           timeout=300)
+    finally:
+        os.unlink(fixed)
+    if r.returncode != 0:
+        raise RuntimeError(f"callgrind_annotate {path}: exit {r.returncode}: {r.stderr[-300:]}")
+    return r.stdout
+
+
+CG_NAME = re.compile(r"^\((\d+)\)(?: (.*))?$")
+CG_KIND = {"ob": "ob", "cob": "ob", "fl": "fl", "fi": "fl", "fe": "fl", "cfi": "fl",
+           "cfl": "fl", "fn": "fn", "cfn": "fn"}
+
+
+def cg_self(path):
+    """Self cost (Ir) of every function of a callgrind dump, read from the
+    dump itself: {(function, object): Ir}, and the dump's `totals:` line
+    (the sum of its cost lines; `summary:`, what bench.py's counts use, can
+    differ from it by a few hundredths of a percent). Cost
+    lines after a `calls=` line are the callee's inclusive cost and are not
+    the caller's (whatever the call count, 0 included: see cg_annotate)."""
+    names = {"ob": {}, "fl": {}, "fn": {}}
+    out, totals = defaultdict(int), None
+    ob, fn, npos, after_call = "", None, 1, False
+
+    def name(kind, spec):
+        m = CG_NAME.match(spec)
+        if not m:
+            return spec
+        if m.group(2) is not None:
+            names[kind][m.group(1)] = m.group(2)
+        return names[kind].get(m.group(1), spec)
+    with open(path, errors="replace") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if not line:
+                continue
+            c = line[0]
+            if c.isdigit() or c in "+-*":
+                if after_call:
+                    after_call = False
+                    continue
+                parts = line.split()
+                if fn is not None and len(parts) > npos:
+                    out[(fn, ob)] += int(parts[npos])
+                continue
+            key, _, val = line.partition("=")
+            if key in CG_KIND and _:
+                v = name(CG_KIND[key], val)
+                if key == "ob":
+                    ob = v
+                elif key == "fn":
+                    fn = v
+            elif key == "calls" and _:
+                after_call = True
+            elif line.startswith("positions:"):
+                npos = len(line.split()[1:])
+            elif line.startswith("totals:"):
+                totals = int(line.split()[1])
+    return dict(out), totals
+
+
+def cg_per_request(f1, f2, n1, n2, server_bin):
+    """Function by function, (Ir in batch n2 - Ir in batch n1) / (n2 - n1):
+    instructions per request by DSO class, by the userspace buckets of
+    BUCKETS, and the top CG_TOP functions. A function whose difference is
+    within a few instructions is noise of the batches' timers, not a
+    per-request cost; the sums keep it so that they add up to the total."""
+    d = n2 - n1
+    per = defaultdict(float)
+    for key in set(f1) | set(f2):
+        per[key] = (f2.get(key, 0) - f1.get(key, 0)) / d
+    total = sum(per.values())
+    by_dso, by_bucket = defaultdict(float), defaultdict(float)
+    rx = [(label, where, re.compile(pat)) for label, where, pat in BUCKETS if where != "stack"
+          and where != "kernel"]
+    for (fn, obj), ir in per.items():
+        cls = dso_class(obj, server_bin)
+        by_dso[cls] += ir
+        for label, where, pat in rx:
+            # unnamed code (callgrind: 0x... addresses) reads as perf's [unknown]
+            sym = "[unknown]" if re.fullmatch(r"0x[0-9a-f]+", fn) else base_sym(fn)
+            if cls == where and pat.search(sym):
+                by_bucket[label] += ir
+    top = sorted(per.items(), key=lambda kv: -kv[1])[:CG_TOP]
+
+    def cell(ir):
+        return {"ir": round(ir), "share": round(100 * ir / total, 2) if total else None}
+    return {
+        "total": round(total),
+        "dso": {c: cell(by_dso.get(c, 0)) for c in DSO_CLASSES if c != "kernel"},
+        "buckets": {label: cell(by_bucket.get(label, 0)) for label, _, _ in rx},
+        "top": [dict(fn=fn, obj=os.path.basename(obj), **cell(ir)) for (fn, obj), ir in top],
+    }
+
+
+def cg_report_text(head, summary, annotate_text, lines=60):
+    """The per-request tables, then callgrind_annotate's own list of the
+    larger batch (its top `lines` functions; see cg_annotate)."""
+    out = list(head) + ["", f"## instructions per request: {summary['total']:,} "
+                        "(the batches' difference, function by function)", "",
+                        "### by object (self cost; no kernel: callgrind counts userspace only)",
+                        ""]
+    out += [f"{v['ir']:>14,}  {v['share'] or 0:6.2f}%  {c}" for c, v in summary["dso"].items()]
+    out += ["", "### buckets (self cost, as the perf phase's userspace ones)", ""]
+    out += [f"{v['ir']:>14,}  {v['share'] or 0:6.2f}%  {label}"
+            for label, v in summary["buckets"].items()]
+    out += ["", f"### top {len(summary['top'])} functions per request (self cost)", ""]
+    out += [f"{t['ir']:>14,}  {t['share'] or 0:6.2f}%  {t['fn']} [{t['obj']}]"
+            for t in summary["top"]]
+    body, started = [], False
+    for line in annotate_text.splitlines():
+        if "PROGRAM TOTALS" in line:
+            started = True
+        if started and line.strip() and not line.startswith("-"):
+            body.append(line.rstrip())
+    out += ["", "## callgrind_annotate --inclusive=no --auto=no --show-percs=no of the larger "
+            f"batch's dump (whole batch, not per request; first {lines} functions; active "
+            "calls at the dump read as calls, see perfphase.cg_annotate)", ""]
+    out += body[:lines + 2]
+    return "\n".join(out) + "\n"

@@ -490,10 +490,10 @@ def clients_line(rows, res, bound):
             "the processes. Per workload: " + "; ".join(parts) + ".")
 
 
-def perf_runs(res, key):
-    """ringtls's and nginx's perf results for a workload, or None."""
+def perf_runs(res, key, peer="nginx"):
+    """ringtls's and the peer's perf results for a workload, or None."""
     per = (res.get("perf") or {}).get("runs", {}).get(key, {})
-    rt, ng = per.get("ringtls"), per.get("nginx")
+    rt, ng = per.get("ringtls"), per.get(peer)
     if not rt or not ng or "error" in rt or "error" in ng:
         return None
     return rt, ng
@@ -548,28 +548,30 @@ def perf_tables(per, names):
     return out
 
 
-def perf_reading(rt, ng, target):
-    """The computed reading of one workload: totals, kernel against
-    userspace, segments per request, and the bound they set."""
+def perf_reading(rt, ng, target, peer="nginx"):
+    """The computed reading of one workload against one peer: totals,
+    kernel against userspace, segments per request, and the bound they
+    set."""
     k, k2 = kernel_us(rt), kernel_us(ng)
     u, u2 = rt["us_per_req"] - k, ng["us_per_req"] - k2
-    text = (f"Reading: ringtls {rt['us_per_req']:.2f} µs per request, nginx "
-            f"{ng['us_per_req']:.2f} (nginx/ringtls {ng['us_per_req'] / rt['us_per_req']:.2f}x). "
-            f"Kernel: ringtls {k:.2f} ({rt['dso']['kernel']['share']:.0f}%), nginx {k2:.2f} "
-            f"({ng['dso']['kernel']['share']:.0f}%); userspace: ringtls {u:.2f}, nginx {u2:.2f}. "
-            f"nginx - ringtls: {k2 - k:+.2f} µs in the kernel, {u2 - u:+.2f} µs in userspace.")
+    text = (f"Reading ({peer}): ringtls {rt['us_per_req']:.2f} µs per request, {peer} "
+            f"{ng['us_per_req']:.2f} ({peer}/ringtls {ng['us_per_req'] / rt['us_per_req']:.2f}x). "
+            f"Kernel: ringtls {k:.2f} ({rt['dso']['kernel']['share']:.0f}%), {peer} {k2:.2f} "
+            f"({ng['dso']['kernel']['share']:.0f}%); userspace: ringtls {u:.2f}, {peer} {u2:.2f}. "
+            f"{peer} - ringtls: {k2 - k:+.2f} µs in the kernel, {u2 - u:+.2f} µs in userspace.")
     si, so = (rt["segs_in_per_req"], ng["segs_in_per_req"]), (rt["segs_out_per_req"],
                                                               ng["segs_out_per_req"])
     if all(abs(a - b) <= 0.02 * max(a, b, 1e-9) for a, b in (si, so)):
         text += (f" Both cause {si[0]:.3f} TCP segments per request in and {so[0]:.3f} out "
-                 "(nginx: " + f"{si[1]:.3f} / {so[1]:.3f}): the kernel's TCP work per request "
+                 f"({peer}: " + f"{si[1]:.3f} / {so[1]:.3f}): the kernel's TCP work per request "
                  "is the same for both.")
     else:
         text += (f" TCP segments per request differ: ringtls {si[0]:.3f} in / {so[0]:.3f} out, "
-                 f"nginx {si[1]:.3f} / {so[1]:.3f}.")
+                 f"{peer} {si[1]:.3f} / {so[1]:.3f}.")
     if k:
         text += (f" With no userspace time at all, ringtls at this kernel cost would reach "
-                 f"{ng['us_per_req'] / k:.2f}x" + (f" (target {target}x)." if target else "."))
+                 f"{ng['us_per_req'] / k:.2f}x" + (f" (target {target}x)." if target and
+                                                   peer == "nginx" else "."))
     return text
 
 
@@ -602,22 +604,93 @@ def perf_section(res, rows):
     targets = {r.wl.key: r.wl.target for r in rows}
     titles = {r.wl.key: r.wl.title for r in rows}
     for key, per in p.get("runs", {}).items():
-        names = [n for n in ("ringtls", "nginx") if n in per and "error" not in per[n]]
+        names = [n for n in ("ringtls", "nginx", "h2o") if n in per and "error" not in per[n]]
         k = next((m.get("client_procs") for m in per.values() if "client_procs" in m), "?")
         out += [f"### {titles.get(key, key)} ({k} wrk process(es))", ""]
         out += [f"- {n}: ERROR {m['error']}" for n, m in per.items() if "error" in m]
         if not names:
             continue
         out += perf_tables(per, names) + [""]
-        pr = perf_runs(res, key)
-        if pr:
-            out += [perf_reading(pr[0], pr[1], targets.get(key)), ""]
+        for peer in ("nginx", "h2o"):
+            pr = perf_runs(res, key, peer)
+            if pr:
+                out += [perf_reading(pr[0], pr[1], targets.get(key), peer), ""]
     if p.get("dir"):
         files = sorted({m["file"] for per in p.get("runs", {}).values() for m in per.values()
                         if "file" in m})
         out += [f"perf's own summaries (`perf report --stdio`, self and inclusive) of each "
                 f"recording: `{p['dir']}/` (" + ", ".join(os.path.basename(f) for f in files)
                 + ")."]
+    return out
+
+
+PROFILE_DSOS = [("kernel", "kernel"), ("libcrypto", "libcrypto"), ("libssl", "libssl"),
+                ("libc", "libc"), ("server binary", "binary"), ("other", "other")]
+
+
+def profile_summary(res, rows, names):
+    """Issue 20's profile, per workload: perf's µs per request by DSO, the
+    instructions per request (callgrind) and each server's top 5 self-cost
+    symbols by perf and by callgrind. The long forms are in the sections
+    below and in bench/results/<name>-perf/ and -callgrind/."""
+    runs = (res.get("perf") or {}).get("runs", {})
+    out = []
+    for r in rows:
+        per, cg = runs.get(r.wl.key, {}), res["callgrind"].get(r.wl.key, {})
+        here = [n for n in names if ("error" not in per.get(n, {"error": 1}))
+                or "per_req" in cg.get(n, {})]
+        if not here:
+            continue
+        unit = "handshake" if r.wl.close else "request"
+        out += [f"### {r.wl.title}", "",
+                f"| server | µs/{unit} (perf) | " + " | ".join(c for _, c in PROFILE_DSOS)
+                + f" | instructions/{unit} (callgrind) |",
+                "|---" + "|---:" * (len(PROFILE_DSOS) + 2) + "|"]
+        for n in here:
+            m, c = per.get(n, {}), cg.get(n, {})
+            cells = ([f"{m['us_per_req']:.2f}"] + [f"{m['dso'][d]['us']:.2f}" for d, _ in
+                                                   PROFILE_DSOS] if "dso" in m else
+                     ["-"] * (len(PROFILE_DSOS) + 1))
+            out.append(f"| {n} | " + " | ".join(cells) + f" | {fmt(c.get('per_req'))} |")
+        out += ["", "| server | top 5 self-cost symbols, perf (% of its samples) | top 5 "
+                f"functions, callgrind (instructions/{unit}) |", "|---|---|---|"]
+        for n in here:
+            m, f = per.get(n, {}), cg.get(n, {}).get("functions", {})
+            ptop = "; ".join(f"`{t['sym']}` {t['dso']} {t['share']:.1f}%"
+                             for t in m.get("top", [])[:5]) or "-"
+            ctop = "; ".join(f"`{t['fn']}` {t['obj']} {t['ir']:,}"
+                             for t in f.get("top", [])[:5]) or f.get("error", "-")
+            out.append(f"| {n} | {ptop} | {ctop} |")
+        out.append("")
+    return out
+
+
+def cg_section(res, rows, names):
+    """Where the instructions go: callgrind per request by object and
+    bucket, from the two batches' difference function by function."""
+    out = []
+    for r in rows:
+        cg = res["callgrind"].get(r.wl.key, {})
+        here = [n for n in names if "total" in cg.get(n, {}).get("functions", {})]
+        if not here:
+            continue
+        f0 = cg[here[0]]["functions"]
+        dsos, buckets = list(f0["dso"]), list(f0["buckets"])
+        out += [f"### {r.wl.title}", "",
+                "| server | instructions/req | " + " | ".join(dsos + buckets) + " |",
+                "|---" + "|---:" * (len(dsos) + len(buckets) + 1) + "|"]
+        for n in here:
+            f = cg[n]["functions"]
+            out.append(f"| {n} | {f['total']:,} | " + " | ".join(
+                f"{f[k][c]['ir']:,} ({f[k][c]['share'] or 0:.0f}%)" for k, cs in
+                (("dso", dsos), ("buckets", buckets)) for c in cs) + " |")
+        out.append("")
+    if res.get("cg_dir"):
+        out += ["Per server and workload, the top functions per request (perfphase.CG_TOP) and "
+                f"callgrind_annotate's own list: `{res['cg_dir']}/` (<workload>-<server>.txt; "
+                "no callgrind.out files). Per request = (function's Ir in the n2 batch - in "
+                "the n1 batch) / (n2 - n1); glibc's mem* count `rep movsb` once per byte "
+                "(the CPU: once), so their share is mostly bytes copied."]
     return out
 
 
@@ -1106,7 +1179,16 @@ def static_sections(res, rows, names, pngs, bound):
     if pngs.get("memory"):
         md += [f"![memory per connection]({os.path.basename(pngs['memory'])})", ""]
     md += ["## Inside Linux 6.1 with kTLS (not a timing)", ""] + kernel_section(res, names)
+    summary = profile_summary(res, rows, names)
+    if summary:
+        md += ["## Where the time goes, per workload (issue 20)", "",
+               "perf (cpu-clock) µs per request by the DSO of the sample's own frame, "
+               "callgrind's userspace instructions per request, and the top self-cost "
+               "symbols of each; the sections below have the long forms.", ""] + summary
     md += ["", "## Where the time goes (perf)", ""] + perf_section(res, rows) + [""]
+    cgs = cg_section(res, rows, names)
+    if cgs:
+        md += ["## Where the instructions go (callgrind)", ""] + cgs + [""]
     return md
 
 

@@ -79,7 +79,7 @@ Environment (defaults for a full run, 16-20 minutes):
   PERF=1           0: skip the perf phase (skipped anyway without a working
                    `perf record -e cpu-clock`)
   PERF_SECS=3      seconds of wrk load recorded per server and workload
-  PERF_WORKLOADS=plain-hello,tls-hello,tls-1m  (those also in WORKLOADS)
+  PERF_WORKLOADS=plain-hello,tls-hello,tls-16k,tls-1m,hs-full  (those also in WORKLOADS)
   CALLGRIND=1      0: skip the instruction counts
   CG_SCALE=1       multiplies the request counts of the callgrind batches
   IDLE_CONNS=10000 idle TLS connections for memory per connection (0: skip)
