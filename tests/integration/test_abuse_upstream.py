@@ -208,7 +208,7 @@ def part_head(t, s, fl):
     for w in ws:
         w.join(rt.scaled(PT + 5))
     n = len(results)
-    per = {name: sum(1 for r in results if r[0] == name) for name in HEADS}
+    per = dict(asked)
     for name in HEADS:
         check_ends(t, fl[name], ends0[name] + per[name], "endless head, " + name)
     rss_peak = max(rss_peak, s.rss_kib())

@@ -230,16 +230,23 @@ def sha_file(path):
     return n, h.hexdigest()
 
 
-def c_download(srv, alog, files, version, kernel=True):
-    """curl --http2 fetches the big file on one connection."""
-    w = Watch(srv, alog)
-    out = os.path.join(WORK.tmp, "dl.bin")
-    lines, _ = curl(curl_argv(srv, version, ["-o", out, srv.url("/big.bin")]))
+def expect_big_download(lines, out, files):
+    """curl's -w line and file `out` are /big.bin, whole, over HTTP/2;
+    `out` is removed. Returns curl's local port."""
     expect_eq(len(lines), 1, "curl -w lines")
     proto, code, port, n = lines[0].split()
     expect_eq((proto, code, int(n)), ("2", "200", SIZE), "curl: http_version, status, bytes")
     expect_eq(sha_file(out), (SIZE, files["big.bin"]), "the download's (bytes, sha256)")
     os.unlink(out)
+    return port
+
+
+def c_download(srv, alog, files, version, kernel=True):
+    """curl --http2 fetches the big file on one connection."""
+    w = Watch(srv, alog)
+    out = os.path.join(WORK.tmp, "dl.bin")
+    lines, _ = curl(curl_argv(srv, version, ["-o", out, srv.url("/big.bin")]))
+    port = expect_big_download(lines, out, files)
     note = expect_offload(w, int(port), kernel, [("/big.bin", 200, SIZE)])
     r = w.read_since()
     if kernel:
@@ -322,12 +329,7 @@ def c_sigterm(srv, alog, files):
         stop_proc(p, 5)
     expect_eq(p.returncode, 0, "curl exit status across the server's SIGTERM (stderr %s)"
               % short(err))
-    lines = out_b.decode().split("\n")[:-1]
-    expect_eq(len(lines), 1, "curl -w lines")
-    proto, code, port, n = lines[0].split()
-    expect_eq((proto, code, int(n)), ("2", "200", SIZE), "curl: http_version, status, bytes")
-    expect_eq(sha_file(out), (SIZE, files["big.bin"]), "the download's (bytes, sha256)")
-    os.unlink(out)
+    port = expect_big_download(out_b.decode().split("\n")[:-1], out, files)
     try:
         rc = srv.proc.wait(timeout=PROC_TIMEOUT)
     except subprocess.TimeoutExpired:
