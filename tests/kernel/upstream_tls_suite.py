@@ -35,6 +35,14 @@ socket /proc/net/tls_stat counts is one of ringtls's:
      handshake, before the upstream is connected (and once with the FIN
      too): every byte reaches the upstream and comes back, both ends
      clean, the upstream's side offloaded;
+   - split records: an upstream (TLS 1.3) that sends each of SPLIT_N
+     16 KiB records in two TCP segments SPLIT_PAUSE apart (its first
+     SPLIT_HEAD bytes, then the rest), so that the upstream's socket
+     holds a partial record at each read: sha256, copied 0 upstream to
+     client, +2/+2. (An upstream socket left non-blocking made io_uring
+     end the splice, and then the peek that waits for the record, in
+     EAGAIN: the forward spun until the record was whole and read it
+     the ordinary way, copied; CI saw it on 7.2 under load.)
    - keyless: a TLS 1.3 and a TLS 1.2 session held open, idle, after
      bytes went both ways: the built-in page says live_ssl 0 (no SSL
      object, no key, in the process for the four sockets).
@@ -159,6 +167,9 @@ CLIENT_CN = "ringtls upstream client"  # 8, 10: ringtls's client certificate
 FRAG = 512               # 10: s_server -max_send_frag
 CONNECT_TIMEOUT = 30     # 9: --proxy-connect-timeout, seconds
 BANNER = b"220 upstream-tls-suite echo ready\r\n"
+SPLIT_N = 8              # 1, split records: records, 16 KiB each
+SPLIT_HEAD = 100         # the bytes of each record in its first segment
+SPLIT_PAUSE = 0.05       # seconds between a record's two segments
 
 ttp.WAIT = IO_TIMEOUT
 
@@ -418,6 +429,37 @@ def h_tls_refuse_hold(conn, rec, up, ctx):
         rec["after"] = "timeout"
     except (ConnectionResetError, BrokenPipeError):
         rec["after"] = "reset"
+
+
+def h_tls_split(conn, rec, up, ctx):
+    """SPLIT_N records of 16 KiB, each in two TCP segments SPLIT_PAUSE
+    apart, once the client's side has had time to take the tickets
+    (RX in the kernel); then close_notify + FIN, and it reads to the
+    client's end."""
+    try:
+        c = UpPipe(conn, ctx)
+    except (ssl.SSLError, OSError, ConnectionError) as e:
+        rec.update(end="handshake: %s" % e)
+        return
+    note_session(rec, c.obj)
+    src = ttp.data(SPLIT_N << 14, 12)
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn.settimeout(IO_TIMEOUT)
+    time.sleep(0.3)
+    try:
+        for i in range(SPLIT_N):
+            c.obj.write(src[i << 14:(i + 1) << 14])
+            raw = c.out.read()
+            conn.sendall(raw[:SPLIT_HEAD])
+            time.sleep(SPLIT_PAUSE)
+            conn.sendall(raw[SPLIT_HEAD:])
+        rec["sent"] = len(src)
+    except OSError as e:
+        rec["sent"] = "send: %s" % e
+    conn.setblocking(False)
+    c.run(end="close_notify", read=True)
+    rec["closed"] = "close_notify" if c.sent_close_notify and c.shut_wr else None
+    rec.update(n=c.rx, sha=c.rx_sha.hexdigest(), end=pipe_end(c))
 
 
 def h_tls_first(size, seed):
@@ -686,6 +728,39 @@ def fetch_page(port):
     finally:
         s.close()
     return data.decode("utf-8", "replace")
+
+
+def c_split(srv, port, up):
+    """The split upstream's records (h_tls_split) reach the client
+    whole and spliced: sha256, both ends clean, copied 0 upstream to
+    client, +2/+2, both sides offloaded."""
+    what = "split records"
+    src = ttp.data(SPLIT_N << 14, 12)
+    ctr = Counters()
+    mark = srv.mark()
+    n = len(up.accepted)
+    with ttp.TlsPipe(port, ctx=client_ctx("1.3")) as c:
+        done = c.run(read=True, timeout=IO_TIMEOUT + SPLIT_N * SPLIT_PAUSE)
+        expect(done, "%s: the upstream's end reached the client in time (got %d, end %r)"
+               % (what, c.rx, c.peer_end))
+        expect_eq((c.rx, c.rx_sha.hexdigest(), c.peer_end), (len(src), ttp.sha(src),
+                                                              "close_notify"),
+                  "%s: the client got: bytes, sha256, end" % what)
+        done = c.run(end="close_notify", read=False, timeout=IO_TIMEOUT)
+        expect(done and c.send_error is None, "%s: the client's close_notify went (error %r)"
+               % (what, c.send_error))
+        cport = c.local_port
+    rec = tps.upstream_rec(up, n)
+    expect(rec is not None, "%s: the upstream connection ended" % what)
+    expect_eq((rec.get("version"), rec.get("sent"), rec.get("closed"), rec.get("n"),
+               rec.get("end")), ("TLSv1.3", len(src), "close_notify", 0, "eof"),
+              "%s: the upstream: version, sent, its end, then got: bytes, end" % what)
+    d = session(srv, cport, what, 0, len(src))
+    note = tps.expect_zero_copy(d, what)
+    stat = expect_deltas(ctr, {"TlsTxSw": 2, "TlsRxSw": 2, "TlsDecryptError": 0}, what)
+    expect_front_offload(srv, mark, cport, what)
+    expect_up_offload(srv, mark, up.port, "1.3", what=what)
+    return "%s; %s" % (stat, note)
 
 
 def c_keyless(srv, targets):
@@ -1406,12 +1481,14 @@ def main():
         echo = {v: TlsUpstream("echo" + v, h_tls_echo, v) for v in VERSIONS}
         banner = {v: TlsUpstream("banner" + v, h_tls_echo, v, banner=True) for v in VERSIONS}
         resume = {v: TlsUpstream("resume" + v, h_tls_echo, v, banner=True) for v in VERSIONS}
+        split = TlsUpstream("split", h_tls_split, "1.3")
         first = TlsUpstream("first", h_tls_first(HALF_UP, 4), "1.3")
         sink = TlsUpstream("sink", h_tls_sink_then_send(HALF_BACK, 3), "1.3")
         bad = TlsUpstream("badca", h_tls_echo, "1.3")
         named = [("echo" + v, echo[v]) for v in VERSIONS] + \
             [("banner" + v, banner[v]) for v in VERSIONS] + \
-            [("resume" + v, resume[v]) for v in VERSIONS] + [("first", first), ("sink", sink)]
+            [("resume" + v, resume[v]) for v in VERSIONS] + [("first", first), ("sink", sink),
+                                                              ("split", split)]
         ups_.extend([u for _, u in named] + [bad])
         ttp.data(SIZE, 1)   # made once, outside the checks
         print("upstream-tls suite: %s, kernel %s, server flags %s" % (
@@ -1442,6 +1519,10 @@ def main():
                   "sha256, copied 0 both ways, tls_stat TX+2 RX+2, both debug lines kernel yes"
                   % (v, SIZE >> 20), with_log(srv, c_echo), srv, ports["banner" + v],
                   banner[v], v)
+        check(only, "1 tcp-proxy tls:// split records: %d records of 16 KB, each in two TCP "
+              "segments %d ms apart: sha256, copied 0 upstream to client, tls_stat TX+2 RX+2"
+              % (SPLIT_N, SPLIT_PAUSE * 1000), with_log(srv, c_split), srv, ports["split"],
+              split)
         check(only, "1 keyless: TLSv1.3 and TLSv1.2 sessions open, live_ssl 0",
               with_log(srv, c_keyless), srv, [(ports["banner" + v], banner[v], v)
                                               for v in VERSIONS])
