@@ -100,6 +100,15 @@ int rtls__reactor_tls_area(struct rtls__reactor *r, size_t size)
 	return 0;
 }
 
+/* The userspace TLS seal round's pack (tls/conn.c), made at first use:
+ * a reactor that never seals does not carry it. Freed with the reactor. */
+char *rtls__reactor_seal_buf(struct rtls__reactor *r)
+{
+	if (!r->seal_buf)
+		r->seal_buf = malloc(RTLS__SEAL_PACK);
+	return r->seal_buf;
+}
+
 struct rtls_conn *rtls__conn_new(struct rtls__reactor *r, int fd, unsigned listener)
 {
 	struct rtls_conn *c = conn_alloc(r, fd, listener, RTLS__CONN_OPEN, &r->srv->handler);

@@ -437,6 +437,10 @@ struct rtls_server;
  * yet may take to deliver its first request (rtls__conn_shutdown). */
 #define RTLS__STOP_GRACE_MS 1000
 
+/* A userspace TLS seal round reads files this much at a time: four
+ * 16 KiB records per pread (tls/conn.c). */
+#define RTLS__SEAL_PACK ((size_t)64 * 1024)
+
 struct rtls__reactor {
 	struct rtls_server *srv;
 	unsigned id;
@@ -480,6 +484,9 @@ struct rtls__reactor {
 				     * for TLS listeners, else by the first
 				     * rtls_conn_connect_tls() */
 	size_t tp_size;
+	char *seal_buf;             /* the TLS seal round's plaintext pack
+				     * (RTLS__SEAL_PACK bytes), made at first
+				     * use (tls/conn.c) */
 	int *pipe_pool;             /* spare pipes, pairs */
 	unsigned npipes, pipecap;
 	struct rtls__small_cache small; /* small idle output blocks */
@@ -663,9 +670,11 @@ void rtls__kick(struct rtls_conn *c);
 /* Sends one small control record before anything not yet sent, even in
  * the middle of a body; tp->on_seg_sent follows when it has left. */
 int rtls__send_urgent(struct rtls_conn *c, uint8_t type, const void *p, size_t n);
+/* A reactor's TLS areas, made at first use (conn.c). */
+int rtls__reactor_tls_area(struct rtls__reactor *r, size_t size);
+char *rtls__reactor_seal_buf(struct rtls__reactor *r);
 /* rtls_conn_forward() (fwd.c): arms the source's wait for input; the
  * source's splice completions; a destination has sent a chunk. */
-int rtls__reactor_tls_area(struct rtls__reactor *r, size_t size);
 void rtls__fwd_arm(struct rtls_conn *c);
 void rtls__fwd_on_peek(struct rtls_conn *c, int res);
 int rtls__conn_record_type(struct rtls_conn *c);

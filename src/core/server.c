@@ -251,6 +251,7 @@ static void reactor_free(struct rtls_server *s, struct rtls__reactor *r)
 	free(r->pipe_pool);
 	free(r->conn_data);
 	free(r->tp_data);
+	free(r->seal_buf);
 }
 
 /* Listener i is a socket handed over (rtls_listen.fd): each reactor

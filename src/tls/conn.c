@@ -469,14 +469,18 @@ static void tls_on_recv_eof(struct rtls_conn *c)
  * queue smaller than a record (a response head, an HTTP/2 frame head, the
  * tail of a file range) goes into the same record as what follows it,
  * not into a record of its own. File bytes are read straight into the
- * pack; bytes in memory are copied in only up to the next record
- * boundary, and whole records of them are sealed where they are. An
- * HTTP/2 16 KiB file response was four records (HEADERS, DATA head, the
- * payload, the last DATA head and payload), now two. */
+ * pack, up to four records per pread (a 1 MiB response was 64 preads of
+ * one record each; see bench/README, issue 20); bytes in memory are
+ * copied in only up to the next record boundary, and whole records of
+ * them are sealed where they are. An HTTP/2 16 KiB file response was
+ * four records (HEADERS, DATA head, the payload, the last DATA head and
+ * payload), now two. The pack is the reactor's (one seal at a time). */
+#define RECORD 16384u
+
 struct pack {
 	struct tconn *t;
 	size_t len;
-	char buf[READ_CHUNK]; /* one record's plaintext */
+	char *buf; /* RTLS__SEAL_PACK bytes: whole records' plaintext */
 };
 
 static int pack_flush(struct pack *k)
@@ -490,17 +494,20 @@ static int pack_flush(struct pack *k)
 static int pack_mem(struct pack *k, const char *p, size_t n)
 {
 	while (n) {
-		size_t m;
+		size_t m, part = k->len % RECORD;
 
-		if (!k->len && n >= sizeof(k->buf)) {
-			m = n - n % sizeof(k->buf); /* whole records, in place */
+		if (!part && n >= RECORD) {
+			/* What is packed is whole records: out first, in order. */
+			if (pack_flush(k) < 0)
+				return -EIO;
+			m = n - n % RECORD; /* whole records, in place */
 			if (SSL_write(k->t->ssl, p, (int)m) != (int)m)
 				return -EIO;
 		} else {
-			m = sizeof(k->buf) - k->len < n ? sizeof(k->buf) - k->len : n;
+			m = RECORD - part < n ? RECORD - part : n;
 			memcpy(k->buf + k->len, p, m);
 			k->len += m;
-			if (k->len == sizeof(k->buf) && pack_flush(k) < 0)
+			if (k->len == RTLS__SEAL_PACK && pack_flush(k) < 0)
 				return -EIO;
 		}
 		p += m;
@@ -515,13 +522,13 @@ static int pack_file(struct pack *k, struct rtls__seg *s, size_t *done, size_t *
 		size_t want = s->flen - *done;
 		ssize_t n;
 
-		if (want > sizeof(k->buf) - k->len)
-			want = sizeof(k->buf) - k->len;
+		if (want > RTLS__SEAL_PACK - k->len)
+			want = RTLS__SEAL_PACK - k->len;
 		n = pread(s->fd, k->buf + k->len, want, s->off + (off_t)*done);
 		if (n <= 0)
 			return n < 0 ? -errno : -EIO; /* the file shrank under us */
 		k->len += (size_t)n;
-		if (k->len == sizeof(k->buf) && pack_flush(k) < 0)
+		if (k->len == RTLS__SEAL_PACK && pack_flush(k) < 0)
 			return -EIO;
 		*done += (size_t)n;
 		*budget = *budget > (size_t)n ? *budget - (size_t)n : 0;
@@ -539,7 +546,7 @@ static size_t seal_estimate(const struct rtls__wbuf *in, size_t budget)
 		if (in->segs[i].fd >= 0)
 			files += in->segs[i].flen;
 	n += files < budget ? files : budget;
-	return n + (n / 16384u + 2u) * 32u;
+	return n + (n / RECORD + 2u) * 32u;
 }
 
 static int tls_seal(struct rtls_conn *c, struct rtls__wbuf *in, struct rtls__wbuf *out)
@@ -565,6 +572,9 @@ static int tls_seal(struct rtls_conn *c, struct rtls__wbuf *in, struct rtls__wbu
 	 * (from the reactor's cache: a ~260 KiB file round, a 32 KiB block
 	 * for a 16 KiB response). */
 	if (!rtls__wbuf_reserve(out, seal_estimate(in, budget)))
+		return -ENOMEM;
+	k->buf = rtls__reactor_seal_buf(c->r);
+	if (!k->buf)
 		return -ENOMEM;
 	t->sink = out;
 	k->t = t;
