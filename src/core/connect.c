@@ -10,7 +10,6 @@
  * is issued, so a caller that pairs it with another connection always
  * hears of its end. */
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
@@ -107,27 +106,6 @@ int rtls_conn_connect_tls(rtls_conn *near, const char *addr, struct rtls_tls_ctx
 	return connect_start(near, addr, h, arg, tls, server_name, out);
 }
 
-/* Connected: on io_uring the socket blocks from here on, as an accepted
- * one does (the epoll backend needs every socket non-blocking). On a
- * non-blocking socket io_uring ends a receive or a splice in EAGAIN where
- * it would otherwise wait; under kTLS that is every read that meets a
- * record not yet whole (the kernel says readable on 6.1, and on 7.2
- * under load). A forward from a tls:// upstream then spun between the
- * splice and the peek that should wait for the record, and read the
- * record the ordinary way, copied (upstream_tls_suite's split records);
- * an ordinary receive's EAGAIN would end the connection. */
-static void blocking(struct rtls_conn *c)
-{
-	int fl;
-
-	if (c->r->ep)
-		return;
-	fl = fcntl(c->fd, F_GETFL);
-	if (fl >= 0 && (fl & O_NONBLOCK) && fcntl(c->fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
-		rtls_log(RTLS_LOG_DEBUG, "conn %u: cannot clear O_NONBLOCK: %s", c->slot,
-			 strerror(errno));
-}
-
 void rtls__on_connect(struct rtls_conn *c, int res)
 {
 	c->connect_armed = false;
@@ -140,7 +118,6 @@ void rtls__on_connect(struct rtls_conn *c, int res)
 	}
 	rtls__timer_arm(c, RTLS_TIMER_NONE);
 	rtls__conn_set_state(c, RTLS__CONN_OPEN);
-	blocking(c);
 	if (c->tp && c->tp->on_connected) {
 		/* TLS: the handshake first; it opens the handler when done. */
 		c->tp->on_connected(c);

@@ -602,7 +602,8 @@ def server_lines(s):
 
 # When the running part began (wall clock): an earlier part's session may
 # have had the same client port (the kernel reuses ephemeral ports), and
-# its line must not be taken for this one's. 0: no cut (kernel suites).
+# its line must not be taken for this one's. Kernel suites set it at each
+# check's start (suite_common.check). 0: no cut.
 PART_T0 = 0.0
 
 
