@@ -386,6 +386,18 @@ class UpPipe(ttp.TlsPipe):
         self.handshake()
 
 
+def open_pipe(conn, ctx, rec, keep=0):
+    """An UpPipe on conn with its session noted in rec, or None (rec's
+    end says why) if the handshake failed."""
+    try:
+        c = UpPipe(conn, ctx, keep=keep)
+    except (ssl.SSLError, OSError, ConnectionError) as e:
+        rec.update(end="handshake: %s" % e)
+        return None
+    note_session(rec, c.obj)
+    return c
+
+
 def pipe_end(c):
     """A UpPipe's peer_end in rec["end"]'s words."""
     return {"close_notify": "eof", None: "timeout"}.get(c.peer_end, c.peer_end)
@@ -438,28 +450,32 @@ def h_tls_refuse_hold(conn, rec, up, ctx):
         rec["after"] = "reset"
 
 
+def send_split(c, conn, data):
+    """data as TLS records (c's SSLObject), 16 KiB of plaintext each,
+    every record in two TCP segments: its first SPLIT_HEAD bytes, then,
+    SPLIT_PAUSE later, the rest."""
+    for i in range(0, len(data), 1 << 14):
+        c.obj.write(data[i:i + (1 << 14)])
+        raw = c.out.read()
+        conn.sendall(raw[:SPLIT_HEAD])
+        time.sleep(SPLIT_PAUSE)
+        conn.sendall(raw[SPLIT_HEAD:])
+
+
 def h_tls_split(conn, rec, up, ctx):
     """SPLIT_N records of 16 KiB, each in two TCP segments SPLIT_PAUSE
     apart, once the client's side has had time to take the tickets
     (RX in the kernel); then close_notify + FIN, and it reads to the
     client's end."""
-    try:
-        c = UpPipe(conn, ctx)
-    except (ssl.SSLError, OSError, ConnectionError) as e:
-        rec.update(end="handshake: %s" % e)
+    c = open_pipe(conn, ctx, rec)
+    if c is None:
         return
-    note_session(rec, c.obj)
     src = ttp.data(SPLIT_N << 14, 12)
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     conn.settimeout(IO_TIMEOUT)
     time.sleep(0.3)
     try:
-        for i in range(SPLIT_N):
-            c.obj.write(src[i << 14:(i + 1) << 14])
-            raw = c.out.read()
-            conn.sendall(raw[:SPLIT_HEAD])
-            time.sleep(SPLIT_PAUSE)
-            conn.sendall(raw[SPLIT_HEAD:])
+        send_split(c, conn, src)
         rec["sent"] = len(src)
     except OSError as e:
         rec["sent"] = "send: %s" % e
@@ -473,12 +489,9 @@ def h_tls_first(size, seed):
     """Sends `size` bytes, then close_notify + FIN at once, then reads to
     the client's end."""
     def handler(conn, rec, up, ctx):
-        try:
-            c = UpPipe(conn, ctx)
-        except (ssl.SSLError, OSError, ConnectionError) as e:
-            rec.update(end="handshake: %s" % e)
+        c = open_pipe(conn, ctx, rec)
+        if c is None:
             return
-        note_session(rec, c.obj)
         ok = c.run(ttp.data(size, seed), end="close_notify", read=False)
         rec["sent"] = size if ok and c.send_error is None else -1
         rec["closed"] = "close_notify" if c.sent_close_notify and c.shut_wr else None
@@ -491,12 +504,9 @@ def h_tls_sink_then_send(size, seed):
     """Reads to the client's close_notify, then sends `size` bytes and
     its own close_notify + FIN."""
     def handler(conn, rec, up, ctx):
-        try:
-            c = UpPipe(conn, ctx)
-        except (ssl.SSLError, OSError, ConnectionError) as e:
-            rec.update(end="handshake: %s" % e)
+        c = open_pipe(conn, ctx, rec)
+        if c is None:
             return
-        note_session(rec, c.obj)
         c.run(read=True)
         rec.update(n=c.rx, sha=c.rx_sha.hexdigest(), end=pipe_end(c))
         if rec["end"] == "eof":
@@ -853,28 +863,13 @@ class TlsBackend(ups.Backend):
         self._thread.start()
 
 
-def send_split(c, conn, data):
-    """data as TLS records (c's SSLObject), 16 KiB of plaintext each,
-    every record in two TCP segments: its first SPLIT_HEAD bytes, then,
-    SPLIT_PAUSE later, the rest."""
-    for i in range(0, len(data), 1 << 14):
-        c.obj.write(data[i:i + (1 << 14)])
-        raw = c.out.read()
-        conn.sendall(raw[:SPLIT_HEAD])
-        time.sleep(SPLIT_PAUSE)
-        conn.sendall(raw[SPLIT_HEAD:])
-
-
 def h_https_split(conn, rec, up, ctx):
     """One HTTP/1.1 request, answered 200 with SPLIT_N << 14 bytes of
     upstreams.pattern(), the head its own record, each record in two
     segments (send_split); Connection: close, then close_notify + FIN."""
-    try:
-        c = UpPipe(conn, ctx, keep=1 << 16)
-    except (ssl.SSLError, OSError, ConnectionError) as e:
-        rec.update(end="handshake: %s" % e)
+    c = open_pipe(conn, ctx, rec, keep=1 << 16)
+    if c is None:
         return
-    note_session(rec, c.obj)
     c.run(read=True, until=lambda: b"\r\n\r\n" in c.rx_data, timeout=IO_TIMEOUT)
     rec["request"] = bytes(c.rx_data).split(b"\r\n", 1)[0].decode("latin-1")
     body = ups.pattern(SPLIT_N << 14)
