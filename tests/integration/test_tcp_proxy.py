@@ -178,6 +178,10 @@ class TlsPipe(rt.SockOwner):
         if out:
             self.sock.sendall(out)
         self.sock.setblocking(False)
+        # The peer's first records can come in the same recv as its
+        # last handshake message: they are in self.inc already, and
+        # run()'s select would not see them until more bytes came.
+        self._decrypt()
 
     # -- receiving
 
