@@ -9,17 +9,37 @@
  * Last-Modified makes. */
 #include "static_util.h"
 
-#include <inttypes.h>
-#include <stdio.h>
 #include <string.h>
 
+/* v in lower-case hex at p (1 to 16 digits); returns the end. */
+static char *put_hex(char *p, uint64_t v)
+{
+	static const char hex[] = "0123456789abcdef";
+	int shift = 60;
+
+	while (shift > 0 && !(v >> shift))
+		shift -= 4;
+	for (; shift >= 0; shift -= 4)
+		*p++ = hex[(v >> shift) & 15];
+	return p;
+}
+
+/* By hand, not snprintf: every static response makes one, and snprintf
+ * cost more than a thousand instructions of it. */
 int rtls__etag_format(time_t mtime, uint64_t size, char *out)
 {
 	/* A time before 1970 would print as a huge unsigned number; clamp,
 	 * so the tag is still well-formed and still changes with the size. */
 	uint64_t t = mtime < 0 ? 0 : (uint64_t)mtime;
+	char *p = out;
 
-	return snprintf(out, RTLS_ETAG_MAX, "\"%" PRIx64 "-%" PRIx64 "\"", t, size);
+	*p++ = '"';
+	p = put_hex(p, t);
+	*p++ = '-';
+	p = put_hex(p, size);
+	*p++ = '"';
+	*p = '\0';
+	return (int)(p - out);
 }
 
 static int is_ows(char c)

@@ -217,6 +217,8 @@ const char *rtls__http_date_now(void);
 /* Writes v in decimal (at most 20 digits, no terminator) at p; returns
  * the end of what it wrote. */
 char *rtls__http_put_u64(char *p, uint64_t v);
+/* Copies s without its NUL; returns the end. The caller has made room. */
+char *rtls__http_put_str(char *p, const char *s);
 /* Writes a status line and the common headers (Server, Date, Connection)
  * plus `extra` (already CRLF-terminated lines, may be ""), then
  * Content-Length unless NO_CONTENT_LENGTH, then the blank line. */

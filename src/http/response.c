@@ -61,6 +61,11 @@ static char *put(char *p, const char *s, size_t n)
 
 #define PUT_LIT(p, lit) put((p), (lit), sizeof(lit) - 1)
 
+char *rtls__http_put_str(char *p, const char *s)
+{
+	return put(p, s, strlen(s));
+}
+
 char *rtls__http_put_u64(char *p, uint64_t v)
 {
 	char tmp[20];
@@ -150,12 +155,17 @@ int rtls__http_body_file(rtls_conn *c, int fd, off_t off, size_t len)
 int rtls__http_simple(rtls_conn *c, int status, int keep_alive, const char *ctype,
 		      const char *extra, const char *body, size_t body_len, bool head)
 {
-	char hdr[512];
-	int n, ret;
+	size_t clen = strlen(ctype), elen = strlen(extra);
+	char hdr[512], *p = hdr;
+	int ret;
 
-	n = snprintf(hdr, sizeof(hdr), "Content-Type: %s\r\n%s", ctype, extra);
-	if (n < 0 || (size_t)n >= sizeof(hdr))
+	/* Not snprintf: it was an eighth of a plaintext /hello's instructions. */
+	if (clen + elen + sizeof("Content-Type: \r\n") > sizeof(hdr))
 		return -EOVERFLOW;
+	p = PUT_LIT(p, "Content-Type: ");
+	p = put(p, ctype, clen);
+	p = PUT_LIT(p, "\r\n");
+	p = put(p, extra, elen + 1); /* its NUL too */
 	ret = rtls__http_head(c, status, keep_alive, hdr, body_len);
 	if (ret < 0 || head)
 		return ret;
