@@ -23,6 +23,11 @@
  * does not read holds no more than this, whatever its windows say. */
 #define H2_HIGH_WATER ((size_t)256 * 1024)
 #define H2_MAX_STREAMS 100
+/* File DATA frames shorter than this are copied into the output queue;
+ * longer ones hold a duplicate descriptor until sent. With H2_HIGH_WATER
+ * that bounds the duplicates one connection holds to 64 (+ the streams'
+ * own descriptors), whatever frame sizes the client's windows make. */
+#define H2_COPY_BELOW 4096u
 /* A header list decoded past this many times the limit is an attack (an
  * HPACK bomb), not a big request: the connection ends. Under it, the
  * stream gets a 431. */
@@ -585,7 +590,25 @@ static int on_send_data(nghttp2_session *s, nghttp2_frame *fr, const uint8_t *he
 	if (!len)
 		return 0;
 	(void)fr; /* no padding: we never ask for it */
-	if (st->fd >= 0) {
+	if (st->fd >= 0 && len < H2_COPY_BELOW && len != st->fleft) {
+		/* A short frame is read into the queue, not given a duplicate
+		 * descriptor: the client sets the frame sizes (a window of 1
+		 * byte makes 1-byte frames), and a descriptor per frame let
+		 * one connection that never read take every descriptor the
+		 * process had within H2_HIGH_WATER (test_h2_abuse). */
+		char *dst = rtls_conn_reserve(x->c, len);
+		ssize_t got;
+
+		if (!dst)
+			return NGHTTP2_ERR_CALLBACK_FAILURE;
+		got = pread(st->fd, dst, len, (off_t)st->foff);
+		if (got != (ssize_t)len)
+			return NGHTTP2_ERR_CALLBACK_FAILURE; /* the file shrank */
+		rtls_conn_commit(x->c, len);
+		st->foff += len;
+		st->fleft -= len;
+		ret = 0;
+	} else if (st->fd >= 0) {
 		bool last = len == st->fleft;
 		int fd = last ? st->fd : fcntl(st->fd, F_DUPFD_CLOEXEC, 0);
 

@@ -281,8 +281,8 @@ class Raw(Peer):
 class H2(Peer):
     """A client driven by h2's state machine (h2.connection)."""
 
-    def __init__(self, s, tls=True, initial_window=None):
-        super().__init__(s, tls)
+    def __init__(self, s, tls=True, initial_window=None, rcvbuf=None):
+        super().__init__(s, tls, rcvbuf)
         cfg = h2.config.H2Configuration(client_side=True, header_encoding=None)
         self.conn = h2.connection.H2Connection(config=cfg)
         if initial_window is not None:
@@ -784,6 +784,49 @@ def zero_window(t, s, health):
     p.end()
 
 
+def tiny_frames(t, s, health):
+    """100 streams of /big.bin with 1-byte windows, opened a byte at a
+    time, by a client that never reads (4 KiB receive buffer): every
+    DATA frame is 1 byte. The server's descriptors stay bounded. Before,
+    each queued file frame held a duplicate descriptor, and this one
+    connection took thousands (every descriptor the process had, given
+    time): short frames are now copied."""
+    p = Part(t, s, health, "1-byte frames")
+    big = [(":method", "GET"), (":scheme", "http"), (":path", "/big.bin"),
+           (":authority", "localhost")]
+    n = 100
+    fds0 = s.fd_count()
+    c = H2(s, tls=False, initial_window=1, rcvbuf=4096)
+    for i in range(n):
+        c.conn.send_headers(1 + 2 * i, big, end_stream=True)
+    c.flush()
+    upd = frame(8, 0, 0, struct.pack(">I", n)) + b"".join(
+        frame(8, 0, 1 + 2 * i, struct.pack(">I", 1)) for i in range(n))
+    peak = s.fd_count()
+    sent = 0
+    for r in range(40 if rt.UNDER_VALGRIND else 400):
+        try:
+            c.sock.settimeout(1.0)
+            c.sock.sendall(upd)   # the server stops reading once its queue is full
+        except OSError:
+            break
+        sent += 1
+        time.sleep(0.002)
+        if r % 10 == 9:
+            peak = max(peak, s.fd_count())
+            p.sample()
+    peak = max(peak, s.fd_count())
+    print("1-byte frames: %d rounds of %d WINDOW_UPDATEs sent; descriptors %d before, peak %d"
+          % (sent, n + 1, fds0, peak))
+    # 100 streams' files, 64 duplicates (H2_HIGH_WATER / 4 KiB), slack.
+    p.check(peak - fds0 < 300, "one connection made the server hold %d more descriptors"
+            % (peak - fds0))
+    c.close()
+    p.check(au.wait_until(lambda: s.fd_count() <= fds0, timeout=3.0),
+            "descriptors held after it closed: %d, before %d" % (s.fd_count(), fds0))
+    p.end(cpu_max=0.9)
+
+
 # --------------------------------------------------------------------------
 # 7. The RFC 9113 error catalogue
 
@@ -980,7 +1023,7 @@ def test(t):
     health = Health(s)
     health.start()
     parts = (rapid_reset, continuation_flood, hpack_bomb, floods, too_many_streams,
-             zero_window, catalogue)
+             zero_window, tiny_frames, catalogue)
     only = os.environ.get("RTLS_H2_ABUSE_ONLY")   # a comma list of part names, to debug one
     try:
         for fn in parts:
