@@ -53,6 +53,7 @@ static void tune_malloc(void)
 static int serve(int argc, char **argv)
 {
 	struct cli_gen *g;
+	sigset_t set;
 	int ret;
 
 	/* The first generation: its lines go to stderr as they come, and a
@@ -60,6 +61,9 @@ static int serve(int argc, char **argv)
 	 * up 1. cli_gen_new() sets the log level before it builds. */
 	raise_nofile(); /* before the listeners and rings take descriptors */
 	tune_malloc();
+	/* Before the listeners exist: "listening on" may be what a script
+	 * waits for before it sends SIGTERM. */
+	cli_serve_block_signals(&set);
 	ret = cli_gen_new(argc, argv, NULL, 1, &g);
 	if (ret)
 		return ret == 1 ? 0 : ret == -2 ? 2 : 1;

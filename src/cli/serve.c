@@ -187,6 +187,16 @@ static int wait_all(struct ctl *t)
 	}
 }
 
+void cli_serve_block_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, set, NULL);
+}
+
 int cli_serve(struct cli_gen **gp, int argc, char **argv)
 {
 	struct cli_gen *g = *gp;
@@ -197,14 +207,9 @@ int cli_serve(struct cli_gen **gp, int argc, char **argv)
 	/* As rtls_server_run_until_signal(): the program's own writes (its
 	 * log into a closed pipe) must not kill it. */
 	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&t.set);
-	sigaddset(&t.set, SIGINT);
-	sigaddset(&t.set, SIGTERM);
-	sigaddset(&t.set, SIGHUP);
-	sigaddset(&t.set, SIGUSR1);
-	/* Before the reactors start: they inherit the mask, and only
-	 * sigwait() in the signal thread takes these. */
-	pthread_sigmask(SIG_BLOCK, &t.set, NULL);
+	/* Blocked already (cli_serve_block_signals()); the reactors inherit
+	 * the mask, and only sigwait() in the signal thread takes these. */
+	cli_serve_block_signals(&t.set);
 	pthread_mutex_init(&t.lock, NULL);
 	pthread_cond_init(&t.idle, NULL);
 	ret = rtls_server_start(g->s);

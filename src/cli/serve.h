@@ -3,6 +3,7 @@
 #ifndef RTLS_CLI_SERVE_H
 #define RTLS_CLI_SERVE_H
 
+#include <signal.h>
 #include "gen.h"
 
 /* Starts *g and serves until SIGINT or SIGTERM, or until a reactor of
@@ -14,5 +15,10 @@
  * *g is then the last, for the caller to free. Returns 0, or the negated
  * errno that ended it. */
 int cli_serve(struct cli_gen **g, int argc, char **argv);
+/* Blocks the signals cli_serve() takes (into *set), before anything is
+ * logged: a SIGTERM sent as soon as "listening on" shows would otherwise
+ * kill the process before cli_serve() could take it (exit status -15, not
+ * a graceful stop). Pending, it stops the server once it runs. */
+void cli_serve_block_signals(sigset_t *set);
 
 #endif
