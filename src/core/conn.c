@@ -335,8 +335,13 @@ static void recv_error(struct rtls_conn *c, int res)
 		}
 		break;
 	case -ECANCELED:
-		/* rtls_conn_pause_read() stopped it, or the connection died;
-		 * a resume that came meanwhile re-arms here. */
+	case -EINTR:
+		/* rtls_conn_pause_read() or a forward's start stopped it, or
+		 * the connection died; a resume that came meanwhile re-arms
+		 * here. A receive that was waiting in an io-wq worker (a
+		 * blocking kTLS socket whose record was not yet whole) ends
+		 * in -EINTR when cancelled, not -ECANCELED: fwd.c's splice
+		 * completions already take it so. */
 		if (!c->read_paused)
 			rtls__conn_recv_arm(c);
 		break;
