@@ -165,7 +165,7 @@ int rtls__http_simple(rtls_conn *c, int status, int keep_alive, const char *ctyp
 	p = PUT_LIT(p, "Content-Type: ");
 	p = put(p, ctype, clen);
 	p = PUT_LIT(p, "\r\n");
-	p = put(p, extra, elen + 1); /* its NUL too */
+	memcpy(p, extra, elen + 1); /* its NUL too */
 	ret = rtls__http_head(c, status, keep_alive, hdr, body_len);
 	if (ret < 0 || head)
 		return ret;

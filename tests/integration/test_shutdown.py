@@ -7,6 +7,7 @@ import hashlib
 import os
 import signal
 import socket
+import subprocess
 import time
 
 import rtls_test as rt
@@ -114,6 +115,38 @@ def test_sigint_idle(t):
     t.eq([l for l in s.log_lines() if " warn " in l], [], "SIGINT on an idle server: no warning logged")
 
 
+def test_sigterm_at_startup(t):
+    """SIGTERM the moment the first "listening on" line shows: a graceful
+    stop (exit 0, "SIGTERM: shutting down"), not death by the signal. The
+    signals were blocked only after the listeners' lines were logged; a
+    script that waited for that line and sent SIGTERM killed the server
+    in about half of these runs."""
+    runs = 3 if rt.UNDER_VALGRIND else 30
+    bad = []
+    for _ in range(runs):
+        p = subprocess.Popen(rt.wrapped([rt.RINGTLS_BIN, "serve", "--listen", "127.0.0.1:0",
+                                         "--threads", "1"]),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            seen = b""
+            while True:
+                line = p.stderr.readline()
+                seen += line
+                if not line or b"listening on" in line:
+                    break
+            p.send_signal(signal.SIGTERM)
+            seen += p.stderr.read()
+            rc = p.wait(timeout=rt.scaled(10))
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        if rc != 0 or b"SIGTERM: shutting down" not in seen:
+            bad.append((rc, seen[-200:]))
+    t.eq(bad, [], "SIGTERM right after the first listening line, %d runs: exit statuses "
+         "other than 0, or no graceful stop" % runs)
+
+
 def test_shutdown_timeout(t, root):
     """A client that stops reading cannot hold shutdown beyond the bound."""
     s = rt.Server("--shutdown-timeout", "1s", root=root, threads=1)
@@ -191,6 +224,7 @@ def test(t):
     del data
     test_download(t, root, digest)
     test_sigint_idle(t)
+    test_sigterm_at_startup(t)
     test_shutdown_timeout(t, root)
     test_refuse(t, root)
 
