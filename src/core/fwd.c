@@ -85,21 +85,6 @@ static int fwd_start(rtls_conn *src, rtls_conn *dst, uint64_t bound)
 		src->fwd_gen = dst->gen;
 		return 0;
 	}
-	/* A kTLS source that forwards for good (TCP mode) blocks, as an
-	 * accepted socket does; rtls_conn_connect()'s are non-blocking. On a
-	 * non-blocking kTLS socket io_uring ends the splice, and then the
-	 * peek meant to wait for the record, in EAGAIN while a record is not
-	 * yet whole: the forward spun and read the record the ordinary way,
-	 * copied (upstream_tls_suite's split records; CI on 7.2 under load).
-	 * Not for a bounded forward (a proxied body): its source goes back
-	 * to ordinary reads after it, as a non-blocking socket, which is
-	 * what the reverse proxy's tests cover. The epoll backend needs
-	 * every socket non-blocking. */
-	if (src->tp && !bound && !src->r->ep) {
-		flags = fcntl(src->fd, F_GETFL);
-		if (flags >= 0 && (flags & O_NONBLOCK))
-			(void)fcntl(src->fd, F_SETFL, flags & ~O_NONBLOCK);
-	}
 	if (pipe2(src->fwd_pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
 		src->fwd_pipe[0] = src->fwd_pipe[1] = -1;
 		return -errno;
@@ -122,6 +107,22 @@ static int fwd_start(rtls_conn *src, rtls_conn *dst, uint64_t bound)
 		close(src->fwd_pipe[1]);
 		src->fwd_pipe[0] = src->fwd_pipe[1] = -1;
 		return err;
+	}
+	/* A kTLS source that forwards for good (TCP mode) blocks, as an
+	 * accepted socket does; rtls_conn_connect()'s are non-blocking. On a
+	 * non-blocking kTLS socket io_uring ends the splice, and then the
+	 * peek meant to wait for the record, in EAGAIN while a record is not
+	 * yet whole: the forward spun and read the record the ordinary way,
+	 * copied (upstream_tls_suite's split records; CI on 7.2 under load).
+	 * Not for a bounded forward (a proxied body): its source goes back
+	 * to ordinary reads after it, as a non-blocking socket, which is
+	 * what the reverse proxy's tests cover. The epoll backend needs
+	 * every socket non-blocking. Last, once nothing can fail: a forward
+	 * that does not start leaves the socket as it was. */
+	if (src->tp && !bound && !src->r->ep) {
+		flags = fcntl(src->fd, F_GETFL);
+		if (flags >= 0 && (flags & O_NONBLOCK))
+			(void)fcntl(src->fd, F_SETFL, flags & ~O_NONBLOCK);
 	}
 	src->fwd_on = true;
 	src->fwd_bounded = bound != 0;

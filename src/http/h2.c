@@ -292,6 +292,7 @@ static int submit(struct h2conn *x, struct h2s *st)
 	size_t n = 0;
 	char status[4], clen[24];
 	nghttp2_data_provider dp = { .source.ptr = st, .read_callback = on_read };
+	int ret;
 
 #define NV(name, v, vlen)                                                                    \
 	nv[n++] = (nghttp2_nv){ (uint8_t *)(name), (uint8_t *)(v), sizeof(name) - 1, (vlen), \
@@ -326,7 +327,12 @@ static int submit(struct h2conn *x, struct h2s *st)
 		NV("content-length", clen, (size_t)(e - clen));
 	}
 #undef NV
-	return nghttp2_submit_response(x->s, st->id, nv, n, st->has_body ? &dp : NULL);
+	ret = nghttp2_submit_response(x->s, st->id, nv, n, st->has_body ? &dp : NULL);
+	/* nghttp2 has copied the values (NGHTTP2_NV_FLAG_NONE): the lines
+	 * need not live as long as a stream the client leaves open. */
+	free(st->rh);
+	st->rh = NULL;
+	return ret;
 }
 
 /* Answers st once its head is whole. */
@@ -459,6 +465,13 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *fr, void *arg)
 	    !st->reset && !st->remote_done) {
 		st->reset = true;
 		nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+	}
+	/* The whole response has gone: a body copy need not live as long as
+	 * a stream the client leaves half-open (it never sends END_STREAM). */
+	if (fr->hd.type == NGHTTP2_DATA && (fr->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
+	    (st = nghttp2_session_get_stream_user_data(s, fr->hd.stream_id)) && st->body) {
+		free(st->body);
+		st->body = NULL;
 	}
 	if (fr->hd.type == NGHTTP2_GOAWAY && fr->goaway.error_code != NGHTTP2_NO_ERROR) {
 		struct h2conn *x = arg;
