@@ -65,6 +65,7 @@ struct h2s {
 	size_t body_len, body_off;
 	int fd; /* a file range */
 	uint64_t foff, fleft;
+	uint64_t stall_ms; /* since when its DATA waits on its own shut window, or 0 */
 };
 
 struct h2conn {
@@ -733,48 +734,90 @@ static void pump(struct h2conn *x)
 	rtls_conn_flush(c);
 }
 
-/* Whether a response's DATA waits on a flow-control window the client
- * keeps at zero. */
-static bool stalled(struct h2conn *x)
+/* Whether st's response has DATA left that its stream window holds back
+ * (the connection's window may hold it back too). */
+static bool stream_waits(struct h2conn *x, const struct h2s *st)
 {
-	bool conn_shut = nghttp2_session_get_remote_window_size(x->s) <= 0;
+	uint64_t left = st->fd >= 0 ? st->fleft : st->body_len - st->body_off;
 
+	return st->has_body && left && !st->reset &&
+	       nghttp2_session_get_stream_remote_window_size(x->s, st->id) <= 0;
+}
+
+/* Whether a response's DATA waits on the connection's window, which the
+ * client keeps at zero. */
+static bool conn_stalled(struct h2conn *x)
+{
+	if (nghttp2_session_get_remote_window_size(x->s) > 0)
+		return false;
 	for (struct h2s *st = x->streams; st; st = st->next) {
 		uint64_t left = st->fd >= 0 ? st->fleft : st->body_len - st->body_off;
 
-		if (st->has_body && left &&
-		    (conn_shut || nghttp2_session_get_stream_remote_window_size(x->s, st->id) <= 0))
+		if (st->has_body && left && !st->reset)
 			return true;
 	}
 	return false;
 }
 
+/* Resets st, whose window has stayed shut for the idle time: the stream
+ * ends and its file is closed; the connection's other streams go on. */
+static void stall_reset(struct h2conn *x, struct h2s *st)
+{
+	char line[96];
+
+	snprintf(line, sizeof(line),
+		 "stream %d: client kept its flow-control window shut for the idle time: "
+		 "stream reset",
+		 (int)st->id);
+	log_peer(x, rtls__h2_error_level(x->h), line);
+	st->reset = true;
+	nghttp2_submit_rst_stream(x->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+}
+
 /* A client that keeps a window shut but sends something now and then
  * (PINGs, whose answers also count as progress for the idle deadline)
- * would hold its streams, and their files, for ever: the window must
- * open within h2_stall_ms, as nginx's send_timeout bounds a stalled
- * send. 1 if it was cut. */
+ * would hold its streams, and their files, for ever: a window must open
+ * within h2_stall_ms, as nginx's send_timeout bounds a stalled send. A
+ * stream's own window shut that long resets that stream (a browser's
+ * paused video does this; its page's other streams go on); the
+ * connection's window shut that long cuts the connection. 1 if it was
+ * cut. */
 static int stall_check(rtls_conn *c, struct h2conn *x)
 {
 	const struct rtls_http_config *hc = rtls_conn_ctx(c);
 	uint64_t now, limit = hc->h2_stall_ms ? hc->h2_stall_ms : 60000;
+	struct hconn *h = x->h; /* x is gone if pump() closes */
+	bool reset = false;
 
-	if (!x->streams || !stalled(x)) {
+	if (!x->streams) {
 		x->stall_ms = 0;
 		return 0;
 	}
 	now = rtls__http_now_ms();
-	if (!x->stall_ms) {
+	if (!conn_stalled(x)) {
+		x->stall_ms = 0;
+	} else if (!x->stall_ms) {
 		x->stall_ms = now;
-		return 0;
+	} else if (now - x->stall_ms >= limit) {
+		log_peer(x, RTLS_LOG_INFO,
+			 "client kept a flow-control window shut for the idle time: "
+			 "connection cut");
+		rtls_conn_abort(c, -ETIMEDOUT);
+		return 1;
 	}
-	if (now - x->stall_ms < limit)
-		return 0;
-	log_peer(x, RTLS_LOG_INFO,
-		 "client kept a flow-control window shut for the idle time: "
-		 "connection cut");
-	rtls_conn_abort(c, -ETIMEDOUT);
-	return 1;
+	for (struct h2s *st = x->streams; st; st = st->next) {
+		if (!stream_waits(x, st)) {
+			st->stall_ms = 0;
+		} else if (!st->stall_ms) {
+			st->stall_ms = now;
+		} else if (now - st->stall_ms >= limit) {
+			stall_reset(x, st);
+			reset = true;
+		}
+	}
+	if (reset)
+		pump(x);
+	return h->gone;
 }
 
 void rtls__h2_input(rtls_conn *c, struct hconn *h, const char *p, size_t n)
@@ -868,9 +911,31 @@ void rtls__h2_timeout(rtls_conn *c, struct hconn *h, enum rtls_timer t)
 		pump(x);
 		return;
 	}
+	if (!rtls_conn_pending(c) && x->streams && !conn_stalled(x)) {
+		/* Quiet for the idle time, reading all it was sent: streams
+		 * held by their own shut windows are reset, and the
+		 * connection goes on (idle again; GOAWAY at the next). */
+		bool all = true, any = false;
+
+		for (struct h2s *st = x->streams; st; st = st->next) {
+			bool waits = stream_waits(x, st);
+
+			all = all && waits;
+			any = any || waits;
+		}
+		if (any && all) {
+			for (struct h2s *st = x->streams; st; st = st->next)
+				if (!st->reset)
+					stall_reset(x, st);
+			pump(x);
+			if (!h->gone)
+				rtls_conn_set_timer(c, RTLS_TIMER_IDLE);
+			return;
+		}
+	}
 	if (rtls_conn_pending(c) || x->streams) {
 		const char *why = rtls_conn_pending(c) ? "client stopped reading"
-				  : stalled(x)         ? "client kept a flow-control window shut"
+				  : conn_stalled(x)    ? "client kept a flow-control window shut"
 						       : "client went quiet with streams open";
 		char line[96];
 

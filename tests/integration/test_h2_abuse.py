@@ -734,7 +734,7 @@ def zero_window(t, s, health):
     while time.monotonic() < end and (a_cut is None or b_cut is None):
         if a_cut is None:
             a.pump(0.05)
-            if a.eof or a.terminated():
+            if a.eof or a.terminated() or a.got(h2.events.StreamReset, 1):
                 a_cut = time.monotonic() - a_last
         if b_cut is None:
             b.pump(0.05)
@@ -760,6 +760,22 @@ def zero_window(t, s, health):
             "%.1f s (--idle-timeout %gs): neither the stream nor the connection is cut"
             % (time.monotonic() - t0, IDLE))
     p.check(a.data_len(1) == 0 and b.data_len(1) == 0, "DATA past a zero window")
+    # A stream's own window shut resets that stream, not the connection
+    # (a browser's paused video): the connection still answers.
+    for c, what in ((a, "silent"), (b, "PINGing")):
+        if c.eof or c.terminated():
+            p.check(False, "%s: the connection was cut, not the stalled stream reset: %s"
+                    % (what, c.events[-5:]))
+            continue
+        # HEAD: its answer has no DATA for the zero window to hold.
+        c.conn.send_headers(3, [(":method", "HEAD"), (":scheme", "https"), (":path", "/hello"),
+                                (":authority", "localhost")], end_stream=True)
+        c.flush()
+        c.pump(1.0, until=lambda e: isinstance(e, h2.events.StreamEnded) and e.stream_id == 3)
+        rr = c.got(h2.events.ResponseReceived, 3)
+        p.check(rr and dict(rr[0].headers).get(b":status") == b"200",
+                "%s: after its stalled stream was reset, a new stream got no 200: %s"
+                % (what, c.events[-5:]))
     a.close()
     b.close()
     # A 1000-byte window gets exactly 1000 bytes, and 1000 more after a
