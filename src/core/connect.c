@@ -22,7 +22,8 @@
 #include "ringtls/tls.h"
 
 /* Non-blocking, so the kernel polls for the handshake rather than
- * parking an io-wq worker on it for as long as it takes. */
+ * parking an io-wq worker on it for as long as it takes. Once its RX is
+ * kTLS it blocks, on io_uring (rtls__rx_kernel_blocking()). */
 static int connect_socket(const struct sockaddr_storage *ss)
 {
 	int one = 1;

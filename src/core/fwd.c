@@ -108,22 +108,6 @@ static int fwd_start(rtls_conn *src, rtls_conn *dst, uint64_t bound)
 		src->fwd_pipe[0] = src->fwd_pipe[1] = -1;
 		return err;
 	}
-	/* A kTLS source that forwards for good (TCP mode) blocks, as an
-	 * accepted socket does; rtls_conn_connect()'s are non-blocking. On a
-	 * non-blocking kTLS socket io_uring ends the splice, and then the
-	 * peek meant to wait for the record, in EAGAIN while a record is not
-	 * yet whole: the forward spun and read the record the ordinary way,
-	 * copied (upstream_tls_suite's split records; CI on 7.2 under load).
-	 * Not for a bounded forward (a proxied body): its source goes back
-	 * to ordinary reads after it, as a non-blocking socket, which is
-	 * what the reverse proxy's tests cover. The epoll backend needs
-	 * every socket non-blocking. Last, once nothing can fail: a forward
-	 * that does not start leaves the socket as it was. */
-	if (src->tp && !bound && !src->r->ep) {
-		flags = fcntl(src->fd, F_GETFL);
-		if (flags >= 0 && (flags & O_NONBLOCK))
-			(void)fcntl(src->fd, F_SETFL, flags & ~O_NONBLOCK);
-	}
 	src->fwd_on = true;
 	src->fwd_bounded = bound != 0;
 	src->fwd_left = bound;
@@ -156,6 +140,17 @@ int rtls_conn_forward_n(rtls_conn *src, rtls_conn *dst, uint64_t n)
 	if (!n)
 		return -EINVAL;
 	return fwd_start(src, dst, n);
+}
+
+void rtls__rx_kernel_blocking(struct rtls_conn *c)
+{
+	int flags;
+
+	if (c->r->ep)
+		return; /* epoll: every socket non-blocking */
+	flags = fcntl(c->fd, F_GETFL);
+	if (flags >= 0 && (flags & O_NONBLOCK))
+		(void)fcntl(c->fd, F_SETFL, flags & ~O_NONBLOCK);
 }
 
 void rtls__fwd_later(struct rtls_conn *c)

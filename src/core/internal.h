@@ -681,6 +681,16 @@ int rtls__conn_record_type(struct rtls_conn *c);
 /* The transport has decided where RX stays: a forward that waited for it
  * (rtls_conn_forward() with rx_kernel_later) starts now, or never. */
 void rtls__fwd_later(struct rtls_conn *c);
+/* Makes c's socket blocking (io_uring only) once the kernel opens its
+ * records (TLS_RX installed): rtls_conn_connect()'s sockets are
+ * non-blocking, accepted ones blocking. On a non-blocking kTLS socket
+ * io_uring ends a receive armed while a record is not yet whole (the
+ * socket polls readable on its first bytes) in EAGAIN, and so a
+ * forward's splice and its peek: the forward read the record the
+ * ordinary way (copied; upstream_tls_suite's split records, 6.1), and an
+ * ordinary receive's EAGAIN would end the connection. Blocking, io_uring
+ * waits for the record in a poll or a worker. */
+void rtls__rx_kernel_blocking(struct rtls_conn *c);
 void rtls__fwd_on_poll(struct rtls_conn *c, int res);
 void rtls__fwd_on_in(struct rtls_conn *c, int res);
 void rtls__fwd_sent(struct rtls__reactor *r, uint32_t slot, uint32_t gen);

@@ -196,6 +196,7 @@ static void install_rx(struct rtls_conn *c, struct tconn *t, const struct rtls__
 
 	if (ret == 0) {
 		rtls__tls_set_rx(t, RTLS__TLS_KERNEL);
+		rtls__rx_kernel_blocking(c);
 		RTLS__COUNT_AT(c->r, ktls_offloaded, RTLS_STATS_RX);
 	} else {
 		fallback(c, "RX", ret);
