@@ -135,6 +135,10 @@ def dial(s, tls, rcvbuf=None, alpn=("h2",), timeout=None):
     """A connected socket: TLS with ALPN (verified against the server's
     self-signed certificate in --state-dir), or plain TCP for h2c."""
     so = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # bind() before connect(): a port unique among all live sockets. A
+    # connect() alone picks per destination, so a TLS and an h2c client
+    # could share one, and the log tells connections apart by port.
+    so.bind(("127.0.0.1", 0))
     if rcvbuf:
         so.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     so.settimeout(timeout or rt.IO_TIMEOUT)
@@ -155,6 +159,9 @@ class Peer(rt.SockOwner):
 
     def __init__(self, s, tls, rcvbuf=None, alpn=("h2",)):
         self.tls = tls
+        # The log from here on: a port closed by the server can be bound
+        # again by a later peer, so a peer's lines start at its own mark.
+        self.mark = s.mark()
         self.sock = dial(s, tls, rcvbuf, alpn)
         self.local_port = self.sock.getsockname()[1]
         self.eof = None
@@ -396,16 +403,14 @@ class Part:
     def sample(self):
         self.rss_peak = max(self.rss_peak, self.s.rss_kib())
 
-    def lines(self, port=None, since=None):
-        """Log lines since the part began (or since a mark of its own),
-        of one client port if given. A port can be in use towards both
-        listeners at once (Linux picks ephemeral ports per destination),
-        so a check of one connection's lines marks its own start."""
-        ls = self.s.lines_since(self.mark if since is None else since)
-        if port is None:
-            return ls
-        tag = "127.0.0.1:%d:" % port
-        return [l for l in ls if tag in l]
+    def lines(self, peer=None):
+        """Log lines since the part began, or one peer's: those since its
+        own mark that name its port. Check a peer's lines before the next
+        peer is dialled (a closed port can be bound again)."""
+        if peer is None:
+            return self.s.lines_since(self.mark)
+        tag = "127.0.0.1:%d:" % peer.local_port
+        return [l for l in self.s.lines_since(peer.mark) if tag in l]
 
     def check(self, cond, msg):
         return self.t.check(cond, "%s: %s" % (self.name, msg))
@@ -439,12 +444,12 @@ class Part:
         self.check(self.s.alive(), "server alive")
 
 
-def one_line(p, port, what, since=None):
+def one_line(p, c, what):
     """A connection error is logged once: one "http2 PEER:" line (its
     GOAWAY, or nghttp2's reason where none could be sent)."""
     time.sleep(0.05)
-    tag = "http2 127.0.0.1:%d:" % port
-    ls = [l for l in p.lines(port, since) if tag in l]
+    tag = "http2 127.0.0.1:%d:" % c.local_port
+    ls = [l for l in p.lines(c) if tag in l]
     return p.check(len(ls) == 1, "%s: want one log line for the connection error, got %r"
                    % (what, ls))
 
@@ -474,20 +479,20 @@ def rapid_reset(t, s, health):
             pass
         c.pump(1.0, until=lambda e: isinstance(e, h2.events.ConnectionTerminated))
         closed = c.wait_closed(2.0)
-        conns.append((c.local_port, opened, c.terminated(), closed))
+        ev = c.terminated()
+        conns.append((c.local_port, opened, ev, closed))
+        what = "connection from port %d (%d streams opened and reset)" % (c.local_port, opened)
+        if p.check(ev is not None, "%s: no GOAWAY" % what):
+            took = (ev.last_stream_id + 1) // 2
+            p.check(ev.error_code in (INTERNAL_ERROR, ENHANCE_YOUR_CALM),
+                    "%s: GOAWAY %s, want INTERNAL_ERROR or ENHANCE_YOUR_CALM"
+                    % (what, err_name(ev.error_code)))
+            p.check(took <= RR_MAX_STREAMS,
+                    "%s: the server took %d streams before its GOAWAY (max %d)"
+                    % (what, took, RR_MAX_STREAMS))
+            p.check(closed, "%s: not closed after the GOAWAY" % what)
+            one_line(p, c, what)
         c.close()
-    for port, opened, ev, closed in conns:
-        what = "connection from port %d (%d streams opened and reset)" % (port, opened)
-        if not p.check(ev is not None, "%s: no GOAWAY" % what):
-            continue
-        took = (ev.last_stream_id + 1) // 2
-        p.check(ev.error_code in (INTERNAL_ERROR, ENHANCE_YOUR_CALM),
-                "%s: GOAWAY %s, want INTERNAL_ERROR or ENHANCE_YOUR_CALM"
-                % (what, err_name(ev.error_code)))
-        p.check(took <= RR_MAX_STREAMS, "%s: the server took %d streams before its GOAWAY (max %d)"
-                % (what, took, RR_MAX_STREAMS))
-        p.check(closed, "%s: not closed after the GOAWAY" % what)
-        one_line(p, port, what)
     print("rapid reset: %d connections, streams before GOAWAY %s"
           % (len(conns), [(c[2].last_stream_id + 1) // 2 if c[2] else None for c in conns]))
     p.end()
@@ -525,7 +530,7 @@ def continuation_flood(t, s, health):
                 "%s: want GOAWAY ENHANCE_YOUR_CALM (or PROTOCOL_ERROR), got %s"
                 % (what, c.summary()))
         p.check(closed, "%s: connection not closed" % what)
-        one_line(p, c.local_port, what)
+        one_line(p, c, what)
         c.close()
     p.end()
 
@@ -563,7 +568,7 @@ def hpack_bomb(t, s, health):
         p.check(g is not None and g.error_code == ENHANCE_YOUR_CALM,
                 "%s: want GOAWAY ENHANCE_YOUR_CALM, got %s" % (what, c.summary()))
         p.check(c.wait_closed(2.0), "%s: connection not closed" % what)
-        one_line(p, c.local_port, what)
+        one_line(p, c, what)
         p.check(c.status(1) is None, "%s: the stream was answered (%r)" % (what, c.status(1)))
         c.close()
         p.sample()
@@ -623,7 +628,7 @@ def floods(t, s, health):
         p.check(f.sent >= len(f.blob), "%s: only %d bytes sent: no flood" % (what, f.sent))
         p.check(state != TCP_ESTABLISHED,
                 "%s: still connected after %.1f s of flooding without reading" % (what, limit))
-        ls = p.lines(f.c.local_port)
+        ls = p.lines(f.c)
         p.check(any("Flooding" in l or "ENHANCE_YOUR_CALM" in l or "stopped reading" in l
                     for l in ls), "%s: the cut is not logged: %r" % (what, ls))
         f.c.close()
@@ -634,7 +639,7 @@ def floods(t, s, health):
     p.check(g is not None and g.error_code == ENHANCE_YOUR_CALM,
             "SETTINGS with 100 entries: want GOAWAY ENHANCE_YOUR_CALM, got %s" % c.summary())
     p.check(c.wait_closed(2.0), "SETTINGS with 100 entries: connection not closed")
-    one_line(p, c.local_port, "SETTINGS with 100 entries")
+    one_line(p, c, "SETTINGS with 100 entries")
     c.close()
     p.end()
 
@@ -684,7 +689,7 @@ def too_many_streams(t, s, health):
                 "after the SETTINGS ACK: GOAWAY %s, last stream %d; want PROTOCOL_ERROR, "
                 "last stream below %d" % (err_name(g.error_code), g.last_stream_id, over))
         p.check(c.wait_closed(2.0), "after the SETTINGS ACK: not closed after the GOAWAY")
-        one_line(p, c.local_port, "after the SETTINGS ACK")
+        one_line(p, c, "after the SETTINGS ACK")
         if served < limit:
             print("NOTE: after the SETTINGS ACK the 101st stream is a connection error "
                   "(nghttp2): %d of the first %d streams were answered before the close"
@@ -757,8 +762,8 @@ def zero_window(t, s, health):
     p.check(a_cut is not None and a_cut <= rt.scaled(IDLE + 2.0),
             "silent: not cut %.1f s after its last input (--idle-timeout %gs)"
             % (rt.scaled(IDLE + 2.0), IDLE))
-    p.check(any("window" in l or "idle" in l for l in p.lines(a.local_port)),
-            "silent: the cut is not logged: %r" % p.lines(a.local_port))
+    p.check(any("window" in l or "idle" in l for l in p.lines(a)),
+            "silent: the cut is not logged: %r" % p.lines(a))
     p.check(b_cut is not None,
             "a client PINGing every 0.5 s holds a stream stalled on a zero window for "
             "%.1f s (--idle-timeout %gs): neither the stream nor the connection is cut"
@@ -943,7 +948,6 @@ def catalogue(t, s, health):
         tls = i % 2 == 0
         what = "%s over %s" % (name, "TLS" if tls else "h2c")
         kind = want[0]
-        m0 = s.mark()   # this case's lines only (see Part.lines)
         c = Raw(s, tls=tls, preface=(kind != "goaway-nopreface"))
         try:
             if kind == "goaway-nopreface":
@@ -960,7 +964,7 @@ def catalogue(t, s, health):
                     "%s: want GOAWAY %s, got %s" % (what, "/".join(err_name(x) for x in want[1]),
                                                     c.summary()))
             p.check(c.wait_closed(2.0), "%s: connection not closed after its error" % what)
-            one_line(p, c.local_port, what, m0)
+            one_line(p, c, what)
         elif kind in ("rst", "rst|goaway"):
             c.read(2.0, until=lambda f: isinstance(f, (hf.GoAwayFrame, hf.RstStreamFrame))
                    and f.stream_id in (0, 1))
@@ -969,7 +973,7 @@ def catalogue(t, s, health):
                 p.check(g.error_code in want[1], "%s: want RST_STREAM or GOAWAY %s, got %s"
                         % (what, "/".join(err_name(x) for x in want[1]), c.summary()))
                 p.check(c.wait_closed(2.0), "%s: connection not closed after its error" % what)
-                one_line(p, c.local_port, what, m0)
+                one_line(p, c, what)
             else:
                 p.check(c.rst(1) in want[1] and g is None,
                         "%s: want RST_STREAM %s on stream 1, got %s"
@@ -978,7 +982,7 @@ def catalogue(t, s, health):
                 c.read(2.0, until=c.stream_done(3))
                 p.check(c.status(3) == b"200" and c.body(3) == (HELLO, True),
                         "%s: the connection does not go on: %s" % (what, c.summary()))
-                p.check(not [l for l in p.lines(c.local_port, m0) if "GOAWAY" in l],
+                p.check(not [l for l in p.lines(c) if "GOAWAY" in l],
                         "%s: a stream error logged as a connection error" % what)
         else:
             c.send(c.headers(1))
