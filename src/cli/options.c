@@ -822,10 +822,7 @@ int cli_parse_serve(int argc, char **argv, struct cli_opts *o, bool keep_going)
 		o->listen[o->nlisten++] = (struct rtls_listen){ .addr = "0.0.0.0:8443", .tls = 1 };
 	}
 	o->http.h2_stall_ms = o->cfg.timeout_ms[RTLS_TIMER_IDLE];
-	/* HTTP/2 on every HTTP listener, unless turned off; proxied routes
-	 * are HTTP/1.1 only for now, so any turns it off (serve.c says so). */
-	if (o->http.nroutes)
-		o->http.http2 = false;
+	/* HTTP/2 on every HTTP listener, unless turned off. */
 	for (unsigned i = 0; i < o->nlisten && o->http.http2; i++)
 		if (o->listen[i].tls && o->listen[i].alpn == RTLS_ALPN_HTTP1)
 			o->listen[i].alpn = RTLS_ALPN_H2;

@@ -16,12 +16,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "h2_int.h"
 #include "internal.h"
 #include "static_util.h"
 
-/* Stop producing DATA while this much output is queued: a client that
- * does not read holds no more than this, whatever its windows say. */
-#define H2_HIGH_WATER ((size_t)256 * 1024)
 #define H2_MAX_STREAMS 100
 /* File DATA frames shorter than this are copied into the output queue;
  * longer ones hold a duplicate descriptor until sent. With H2_HIGH_WATER
@@ -33,59 +31,6 @@
  * stream gets a 431. */
 #define H2_BOMB_FACTOR 4
 
-/* One header field, as offsets into its stream's hb. */
-struct h2f {
-	uint32_t no, nl, vo, vl;
-};
-
-/* A stream: its request head, then its response. */
-struct h2s {
-	struct h2s *next, *prev; /* in h2conn.streams */
-	int32_t id;
-	char *hb; /* header bytes: names and values */
-	size_t hb_len, hb_cap;
-	struct h2f *f;
-	unsigned nf, fcap;
-	struct h2f method, path, authority; /* pseudo-headers (nl 0: absent) */
-	uint64_t seen;                      /* RFC 9113 §6.5.2 size so far */
-	bool too_big;                       /* over max_head or max_headers */
-	bool remote_done;                   /* END_STREAM received */
-	bool answered;
-	bool in_head;     /* its header block is still coming (h2conn.heads) */
-	bool deferred;    /* its data waits for the output to drain */
-	bool reset;       /* we reset it: a request body too long */
-	bool too_long;    /* its body went past --max-body-bytes */
-	uint64_t dropped; /* request body bytes dropped */
-	/* The response, as the sink received it. */
-	int status;
-	char *rh; /* the extra header lines ("Name: value\r\n"...) */
-	uint64_t clen;
-	bool has_body;
-	char *body; /* a body in memory, or */
-	size_t body_len, body_off;
-	int fd; /* a file range */
-	uint64_t foff, fleft;
-	uint64_t stall_ms; /* since when its DATA waits on its own shut window, or 0 */
-};
-
-struct h2conn {
-	nghttp2_session *s;
-	rtls_conn *c;
-	struct hconn *h;
-	struct h2s *streams;
-	struct h2s *cur;   /* the stream being answered (the sink) */
-	bool busy;         /* inside pump(): a nested drain waits */
-	bool paused;       /* reading paused: output over its high water */
-	bool goaway;       /* a GOAWAY has been submitted */
-	bool terminated;   /* the session is ending: no stream is answered */
-	bool head_timer;   /* the HEADER deadline is armed */
-	bool logged;       /* the connection's error has had its log line */
-	uint64_t stall_ms; /* since when DATA waits on a shut window, or 0 */
-	unsigned errors;   /* error responses on its streams so far */
-	unsigned heads;    /* streams whose header block is not whole yet */
-	char why[96];      /* nghttp2's last error message, for the log line */
-};
-
 int rtls__h2_preface(const char *p, size_t n)
 {
 	size_t k = n < H2_PREFACE_LEN ? n : H2_PREFACE_LEN;
@@ -95,7 +40,7 @@ int rtls__h2_preface(const char *p, size_t n)
 	return n >= H2_PREFACE_LEN ? 1 : -1;
 }
 
-static void log_peer(struct h2conn *x, enum rtls_log_level lv, const char *what)
+void rtls__h2_log(struct h2conn *x, enum rtls_log_level lv, const char *what)
 {
 	char peer[64];
 
@@ -105,9 +50,12 @@ static void log_peer(struct h2conn *x, enum rtls_log_level lv, const char *what)
 
 /* --- streams --- */
 
-/* What a stream holds, freed. */
-static void stream_release(struct h2s *st)
+/* What a stream holds, freed; live false when the session itself is
+ * going. */
+static void stream_release(struct h2conn *x, struct h2s *st, bool live)
 {
+	if (st->px)
+		rtls__h2px_release(x, st, live);
 	if (st->fd >= 0)
 		close(st->fd);
 	free(st->hb);
@@ -129,7 +77,7 @@ static void stream_free(struct h2conn *x, struct h2s *st)
 		x->streams = st->next;
 	if (st->next)
 		st->next->prev = st->prev;
-	stream_release(st);
+	stream_release(x, st, true);
 }
 
 static int hb_put(struct h2s *st, const uint8_t *p, size_t n, uint32_t *off)
@@ -287,7 +235,7 @@ static int request_line(struct h2s *st, struct rtls_http_request *r)
 static ssize_t on_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
 		       nghttp2_data_source *src, void *arg);
 
-static int submit(struct h2conn *x, struct h2s *st)
+int rtls__h2_submit(struct h2conn *x, struct h2s *st)
 {
 	nghttp2_nv nv[40];
 	size_t n = 0;
@@ -336,11 +284,21 @@ static int submit(struct h2conn *x, struct h2s *st)
 	return ret;
 }
 
+int rtls__h2_submit_nv(struct h2conn *x, struct h2s *st, const nghttp2_nv *nv, size_t n,
+		       bool body)
+{
+	nghttp2_data_provider dp = { .source.ptr = st, .read_callback = on_read };
+
+	st->has_body = body;
+	return nghttp2_submit_response(x->s, st->id, nv, n, body ? &dp : NULL);
+}
+
 /* Answers st once its head is whole. */
 static void answer(struct h2conn *x, struct h2s *st)
 {
 	const struct rtls_http_config *hc = rtls_conn_ctx(x->c);
 	struct rtls_http_header hdrs[HTTP_MAX_HEADERS + 1];
+	const struct rtls_http_route *rt;
 	struct hreq q;
 	const char *why = NULL;
 	bool host = false;
@@ -390,11 +348,6 @@ static void answer(struct h2conn *x, struct h2s *st)
 	st_code = rtls__http_scan_headers(&q, &why);
 	if (st_code)
 		goto fail;
-	if (q.has_content_length && q.content_length > hc->max_body) {
-		st_code = 413;
-		why = "request body too large";
-		goto fail;
-	}
 	if (q.r.target.p[0] != '/') {
 		/* "*" (OPTIONS) is the only other form a server sees. */
 		st_code = 400;
@@ -403,6 +356,16 @@ static void answer(struct h2conn *x, struct h2s *st)
 	}
 	q.path = q.r.target;
 	q.keep_alive = CONN_DEFAULT;
+	if (hc->nroutes && !x->h->admin && (rt = rtls__proxy_route(hc, q.path)) != NULL) {
+		/* Proxied: a body of any size, streamed (h2_proxy.c). */
+		rtls__h2px_start(x, st, rt, &q);
+		goto out;
+	}
+	if (q.has_content_length && q.content_length > hc->max_body) {
+		st_code = 413;
+		why = "request body too large";
+		goto fail;
+	}
 	ret = rtls__http_dispatch(x->c, x->h, hc, &q);
 	if (ret < 0) {
 		nghttp2_submit_rst_stream(x->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
@@ -412,7 +375,7 @@ static void answer(struct h2conn *x, struct h2s *st)
 fail:
 	rtls__http_error(x->c, st_code, why, q.head);
 submit:
-	if (st->status && submit(x, st) != 0)
+	if (st->status && rtls__h2_submit(x, st) != 0)
 		nghttp2_submit_rst_stream(x->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
 out:
 	x->cur = NULL;
@@ -438,8 +401,11 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *fr, void *arg)
 	st = nghttp2_session_get_stream_user_data(s, fr->hd.stream_id);
 	if (!st)
 		return 0;
-	if (fr->hd.flags & NGHTTP2_FLAG_END_STREAM)
+	if (fr->hd.flags & NGHTTP2_FLAG_END_STREAM) {
 		st->remote_done = true;
+		if (st->px)
+			rtls__h2px_req_end(x, st);
+	}
 	if (fr->hd.type == NGHTTP2_HEADERS && st->in_head) {
 		st->in_head = false; /* the block is whole */
 		x->heads--;
@@ -481,15 +447,15 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *fr, void *arg)
 		snprintf(line, sizeof(line), "GOAWAY %s sent%s%s",
 			 nghttp2_http2_strerror(fr->goaway.error_code), x->why[0] ? ": " : "",
 			 x->why);
-		log_peer(x, RTLS_LOG_INFO, line);
+		rtls__h2_log(x, RTLS_LOG_INFO, line);
 		x->logged = true;
 	}
 	return 0;
 }
 
-/* A request body: only a proxied route would want one (and HTTP/2 has
- * none yet), so it is dropped, as HTTP/1.1 drops one after answering.
- * nghttp2 keeps the windows open meanwhile. Past --max-body-bytes the
+/* A request body: a proxied stream's goes to its upstream (h2_proxy.c);
+ * any other is dropped, as HTTP/1.1 drops one after answering, and its
+ * window given back at once. Past --max-body-bytes the
  * stream is reset (NO_ERROR: its response has been made, RFC 9113 §8.1)
  * once the response has gone whole (on_frame_send), not sooner: a reset
  * would overtake the queued response, and curl 7.88 discards a response
@@ -503,7 +469,12 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
 	struct h2s *st = nghttp2_session_get_stream_user_data(s, id);
 
 	(void)flags;
-	(void)p;
+	if (st && st->px) {
+		rtls__h2px_data(x, st, p, n);
+		return 0;
+	}
+	if (x->windows) /* dropped: its window comes back at once */
+		nghttp2_session_consume(s, id, n);
 	if (!st || st->reset)
 		return 0;
 	st->dropped += n;
@@ -544,16 +515,26 @@ static int on_error(nghttp2_session *s, int code, const char *msg, size_t len, v
 	return 0;
 }
 
+/* The response body bytes st has still to send (a proxied stream's: of
+ * those that have come from its upstream). */
+static uint64_t body_left(const struct h2s *st)
+{
+	if (st->px)
+		return rtls__h2px_left(st);
+	return st->fd >= 0 ? st->fleft : st->body_len - st->body_off;
+}
+
 static ssize_t on_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
 		       nghttp2_data_source *src, void *arg)
 {
 	struct h2conn *x = arg;
 	struct h2s *st = src->ptr;
-	uint64_t left = st->fd >= 0 ? st->fleft : st->body_len - st->body_off;
+	uint64_t left = body_left(st);
 
 	(void)s;
 	(void)id;
-	(void)buf;
+	if (st->px)
+		return rtls__h2px_read(x, st, buf, len, flags);
 	if (left && rtls_conn_pending(x->c) > H2_HIGH_WATER) {
 		st->deferred = true;
 		return NGHTTP2_ERR_DEFERRED;
@@ -712,7 +693,7 @@ int rtls__h2_body_file(struct hconn *h, int fd, off_t off, size_t len)
 
 /* Sends what nghttp2 has (frames into the output queue, then one flush),
  * and closes once neither side has anything more to say. */
-static void pump(struct h2conn *x)
+void rtls__h2_pump(struct h2conn *x)
 {
 	rtls_conn *c = x->c;
 	int ret;
@@ -723,7 +704,7 @@ static void pump(struct h2conn *x)
 	ret = nghttp2_session_send(x->s);
 	x->busy = false;
 	if (ret != 0) {
-		log_peer(x, RTLS_LOG_INFO, nghttp2_strerror(ret));
+		rtls__h2_log(x, RTLS_LOG_INFO, nghttp2_strerror(ret));
 		rtls_conn_abort(c, -EPROTO);
 		return;
 	}
@@ -738,9 +719,7 @@ static void pump(struct h2conn *x)
  * (the connection's window may hold it back too). */
 static bool stream_waits(struct h2conn *x, const struct h2s *st)
 {
-	uint64_t left = st->fd >= 0 ? st->fleft : st->body_len - st->body_off;
-
-	return st->has_body && left && !st->reset &&
+	return st->has_body && body_left(st) && !st->reset &&
 	       nghttp2_session_get_stream_remote_window_size(x->s, st->id) <= 0;
 }
 
@@ -750,12 +729,9 @@ static bool conn_stalled(struct h2conn *x)
 {
 	if (nghttp2_session_get_remote_window_size(x->s) > 0)
 		return false;
-	for (struct h2s *st = x->streams; st; st = st->next) {
-		uint64_t left = st->fd >= 0 ? st->fleft : st->body_len - st->body_off;
-
-		if (st->has_body && left && !st->reset)
+	for (struct h2s *st = x->streams; st; st = st->next)
+		if (st->has_body && body_left(st) && !st->reset)
 			return true;
-	}
 	return false;
 }
 
@@ -769,7 +745,7 @@ static void stall_reset(struct h2conn *x, struct h2s *st)
 		 "stream %d: client kept its flow-control window shut for the idle time: "
 		 "stream reset",
 		 (int)st->id);
-	log_peer(x, rtls__h2_error_level(x->h), line);
+	rtls__h2_log(x, rtls__h2_error_level(x->h), line);
 	st->reset = true;
 	nghttp2_submit_rst_stream(x->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
 }
@@ -799,7 +775,7 @@ static int stall_check(rtls_conn *c, struct h2conn *x)
 	} else if (!x->stall_ms) {
 		x->stall_ms = now;
 	} else if (now - x->stall_ms >= limit) {
-		log_peer(x, RTLS_LOG_INFO,
+		rtls__h2_log(x, RTLS_LOG_INFO,
 			 "client kept a flow-control window shut for the idle time: "
 			 "connection cut");
 		rtls_conn_abort(c, -ETIMEDOUT);
@@ -816,7 +792,7 @@ static int stall_check(rtls_conn *c, struct h2conn *x)
 		}
 	}
 	if (reset)
-		pump(x);
+		rtls__h2_pump(x);
 	return h->gone;
 }
 
@@ -837,13 +813,15 @@ void rtls__h2_input(rtls_conn *c, struct hconn *h, const char *p, size_t n)
 							     : NGHTTP2_PROTOCOL_ERROR);
 		nghttp2_session_send(x->s);
 		if (!x->logged)
-			log_peer(x, RTLS_LOG_INFO, x->why);
+			rtls__h2_log(x, RTLS_LOG_INFO, x->why);
 		rtls_conn_close(c);
 		return;
 	}
 	if (h->gone)
 		return;
-	pump(x);
+	if (x->windows)
+		rtls__h2px_after_input(x);
+	rtls__h2_pump(x);
 	if (h->gone)
 		return;
 	/* A header block that has begun must be whole within the HEADER
@@ -876,13 +854,16 @@ void rtls__h2_drained(rtls_conn *c, struct hconn *h)
 	if (x->busy)
 		return;
 	for (struct h2s *st = x->streams; st; st = st->next) {
-		if (st->deferred) {
+		/* A proxied stream waits for its upstream as well: resumed
+		 * before that has sent more, it would defer again, and this
+		 * pump's flush come straight back here. */
+		if (st->deferred && (!st->px || rtls__h2px_ready(st))) {
 			st->deferred = false;
 			nghttp2_session_resume_data(x->s, st->id);
 		}
 	}
 	if (nghttp2_session_want_write(x->s))
-		pump(x);
+		rtls__h2_pump(x);
 	else if (!nghttp2_session_want_read(x->s))
 		rtls_conn_close(c);
 	if (h->gone)
@@ -905,11 +886,21 @@ void rtls__h2_timeout(rtls_conn *c, struct hconn *h, enum rtls_timer t)
 	struct h2conn *x = h->h2;
 
 	if (t == RTLS_TIMER_HEADER && x->heads) {
-		log_peer(x, RTLS_LOG_INFO, "request head not received in time: GOAWAY");
+		rtls__h2_log(x, RTLS_LOG_INFO, "request head not received in time: GOAWAY");
 		nghttp2_session_terminate_session(x->s, NGHTTP2_NO_ERROR);
 		x->goaway = x->terminated = true;
-		pump(x);
+		rtls__h2_pump(x);
 		return;
+	}
+	if (!rtls_conn_pending(c) && !conn_stalled(x)) {
+		/* A stream that waits on its upstream is bounded by the
+		 * upstream's deadlines, not by the client's silence. */
+		for (struct h2s *st = x->streams; st; st = st->next) {
+			if (rtls__h2px_waits_upstream(st)) {
+				rtls_conn_set_timer(c, RTLS_TIMER_IDLE);
+				return;
+			}
+		}
 	}
 	if (!rtls_conn_pending(c) && x->streams && !conn_stalled(x)) {
 		/* Quiet for the idle time, reading all it was sent: streams
@@ -927,7 +918,7 @@ void rtls__h2_timeout(rtls_conn *c, struct hconn *h, enum rtls_timer t)
 			for (struct h2s *st = x->streams; st; st = st->next)
 				if (!st->reset)
 					stall_reset(x, st);
-			pump(x);
+			rtls__h2_pump(x);
 			if (!h->gone)
 				rtls_conn_set_timer(c, RTLS_TIMER_IDLE);
 			return;
@@ -940,13 +931,13 @@ void rtls__h2_timeout(rtls_conn *c, struct hconn *h, enum rtls_timer t)
 		char line[96];
 
 		snprintf(line, sizeof(line), "%s for the idle time: connection cut", why);
-		log_peer(x, RTLS_LOG_INFO, line);
+		rtls__h2_log(x, RTLS_LOG_INFO, line);
 		rtls_conn_abort(c, -ETIMEDOUT);
 		return;
 	}
 	nghttp2_session_terminate_session(x->s, NGHTTP2_NO_ERROR);
 	x->goaway = x->terminated = true;
-	pump(x);
+	rtls__h2_pump(x);
 }
 
 int rtls__h2_shutdown(rtls_conn *c, struct hconn *h)
@@ -962,7 +953,7 @@ int rtls__h2_shutdown(rtls_conn *c, struct hconn *h)
 				      NGHTTP2_NO_ERROR, NULL, 0);
 		x->goaway = true;
 	}
-	pump(x);
+	rtls__h2_pump(x);
 	return 0;
 }
 
@@ -976,7 +967,7 @@ void rtls__h2_close(struct hconn *h)
 	nghttp2_session_del(x->s); /* no callbacks: it only frees */
 	for (struct h2s *st = x->streams, *next; st; st = next) {
 		next = st->next;
-		stream_release(st);
+		stream_release(x, st, false);
 	}
 	free(x);
 }
@@ -1034,6 +1025,11 @@ int rtls__h2_start(rtls_conn *c, struct hconn *h, const char *p, size_t n)
 	 * CONTINUATION frames per header block are bounded (CVE-2024-28182),
 	 * and so are the PING and SETTINGS acknowledgements a client that
 	 * does not read can make us queue. */
+	/* A proxied stream's upload must not outrun its upstream: its
+	 * window is given back as the upstream takes the bytes. */
+	x->windows = hc->nroutes > 0;
+	if (x->windows)
+		nghttp2_option_set_no_auto_window_update(opt, 1);
 	ret = nghttp2_session_server_new2(&x->s, cb, x, opt);
 	nghttp2_option_del(opt);
 	if (ret != 0) {

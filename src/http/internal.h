@@ -114,6 +114,7 @@ struct uconn {
 	struct uconn *next, *prev; /* in its thread's idle pool */
 	rtls_conn *self;
 	rtls_conn *client; /* whose exchange uses it; NULL when idle */
+	void *stream;      /* and, for HTTP/2, which stream's (struct h2s) */
 	const struct rtls_http_upstream *srv;
 	bool pooled;
 	bool opened; /* its connect completed */
@@ -302,6 +303,33 @@ void rtls__proxy_client_timeout(rtls_conn *c, struct hconn *h);
 void rtls__proxy_client_forwarded(rtls_conn *c, struct hconn *h);
 /* The upstream connections' handler. */
 extern const struct rtls_handler rtls__upstream_handler;
+/* What the HTTP/1.1 and HTTP/2 exchanges share. The largest upstream
+ * response head: */
+#define PROXY_MAX_RESP_HEAD ((size_t)32 * 1024)
+/* The head the upstream gets for q (rtls__proxy_build_head: its length,
+ * or -1 if it does not fit n); whether field i of hdrs is forwarded (not
+ * hop-by-hop); the PROXY header ahead of a new plaintext upstream's
+ * first request (0, or -1). */
+long rtls__proxy_build_head(char *buf, size_t n, rtls_conn *c, const struct hreq *q, bool upgrade,
+			    struct rtls_http_str upgrade_v);
+bool rtls__proxy_forwarded_field(const struct rtls_http_header *hdrs, size_t nh, size_t i);
+int rtls__proxy_pp_send(rtls_conn *c, rtls_conn *u, const struct rtls_http_config *hc,
+			const struct rtls_http_upstream *srv, bool reused);
+/* Feeds upstream bytes p[0..n) to a response head, kept in *rin (up to
+ * PROXY_MAX_RESP_HEAD) while it spans reads. Returns how many bytes of p
+ * the head took (r is parsed), 0 if more is needed, or < 0 (a parse
+ * error, -ENOMEM): rtls__proxy_head_error() says it for the log. */
+long rtls__proxy_head_feed(char **rin, size_t *rin_len, const char *p, size_t n,
+			  const struct rtls_http_limits *lim, struct rtls_http_response *r);
+const char *rtls__proxy_head_error(long err);
+/* h2_proxy.c: the upstream callbacks of a connection serving an HTTP/2
+ * stream (uconn.stream set). */
+void rtls__h2px_up_open(rtls_conn *u, struct uconn *ud);
+void rtls__h2px_up_data(rtls_conn *u, struct uconn *ud, struct rtls_buf *b);
+void rtls__h2px_up_eof(rtls_conn *u, struct uconn *ud);
+void rtls__h2px_up_timeout(rtls_conn *u, struct uconn *ud, enum rtls_timer t);
+void rtls__h2px_up_close(rtls_conn *u, struct uconn *ud, int err);
+void rtls__h2px_up_drained(rtls_conn *u, struct uconn *ud);
 
 /* server.c: carries on with input held back while an exchange ran. */
 void rtls__http_resume(rtls_conn *c, struct hconn *h);

@@ -827,8 +827,10 @@ static size_t take_data(struct rtls_http_chunked *c, size_t avail)
 	return n;
 }
 
-int rtls__http_chunked_feed(struct rtls_http_chunked *c, const char *buf,
-			    size_t len, size_t *consumed, uint64_t *data_bytes)
+/* rtls__http_chunked_feed(), and with span set it stops after the first
+ * run of chunk data, which is at span[0] (offset) and span[1] (length). */
+static int chunked_run(struct rtls_http_chunked *c, const char *buf, size_t len,
+		       size_t *consumed, uint64_t *data_bytes, size_t *span)
 {
 	uint64_t data = 0;
 	size_t i = 0, n;
@@ -842,6 +844,13 @@ int rtls__http_chunked_feed(struct rtls_http_chunked *c, const char *buf,
 	while (rc == 0 && i < len) {
 		if (c->state == CH_DATA) {
 			n = take_data(c, len - i);
+			if (span) {
+				span[0] = i;
+				span[1] = n;
+				i += n;
+				data += n;
+				break;
+			}
 			i += n;
 			data += n;
 			continue;
@@ -865,5 +874,22 @@ int rtls__http_chunked_feed(struct rtls_http_chunked *c, const char *buf,
 	*consumed = i;
 	if (data_bytes)
 		*data_bytes = data;
+	return rc;
+}
+
+int rtls__http_chunked_feed(struct rtls_http_chunked *c, const char *buf, size_t len,
+			    size_t *consumed, uint64_t *data_bytes)
+{
+	return chunked_run(c, buf, len, consumed, data_bytes, NULL);
+}
+
+int rtls__http_chunked_span(struct rtls_http_chunked *c, const char *buf, size_t len,
+			    size_t *consumed, size_t *off, size_t *n)
+{
+	size_t span[2] = { 0, 0 };
+	int rc = chunked_run(c, buf, len, consumed, NULL, span);
+
+	*off = span[0];
+	*n = span[1];
 	return rc;
 }

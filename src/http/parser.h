@@ -134,5 +134,10 @@ struct rtls_http_chunked {
  * input is needed, RTLS_HTTP_PARSE_BAD on malformed input. No allocation. */
 int rtls__http_chunked_feed(struct rtls_http_chunked *c, const char *buf,
 			    size_t len, size_t *consumed, uint64_t *data_bytes);
+/* The same, but it stops after the first run of chunk data it meets, and
+ * says where that is: buf[*off..*off + *n) (*n 0 if none). For a body that
+ * leaves without its framing (HTTP/2). */
+int rtls__http_chunked_span(struct rtls_http_chunked *c, const char *buf, size_t len,
+			    size_t *consumed, size_t *off, size_t *n);
 
 #endif

@@ -23,8 +23,6 @@
 
 /* Stop reading one side while the other has this much unsent. */
 #define PROXY_HIGH_WATER ((size_t)256 * 1024)
-/* The largest upstream response head, and its fields. */
-#define MAX_RESP_HEAD ((size_t)32 * 1024)
 
 /* ---- the request head for the upstream ---------------------------------- */
 
@@ -74,7 +72,7 @@ static bool named_by_connection(const struct rtls_http_header *hdrs, size_t nh,
 	return false;
 }
 
-static bool forwarded_field(const struct rtls_http_header *hdrs, size_t nh, size_t i)
+bool rtls__proxy_forwarded_field(const struct rtls_http_header *hdrs, size_t nh, size_t i)
 {
 	return !hop_by_hop(hdrs[i].name) && !named_by_connection(hdrs, nh, hdrs[i].name);
 }
@@ -165,8 +163,8 @@ static void put_joined(struct out *o, const struct rtls_http_header *hdrs, size_
 /* Builds the head the upstream gets: the request line in origin-form,
  * the client's fields less the hop-by-hop ones, and the forwarding
  * fields. Returns its length, or -1 if it does not fit n. */
-static long build_head(char *buf, size_t n, rtls_conn *c, const struct hreq *q, bool upgrade,
-		       struct rtls_http_str upgrade_v)
+long rtls__proxy_build_head(char *buf, size_t n, rtls_conn *c, const struct hreq *q, bool upgrade,
+			    struct rtls_http_str upgrade_v)
 {
 	const struct rtls_http_header *hd = q->r.headers;
 	size_t nh = q->r.num_headers;
@@ -180,8 +178,10 @@ static long build_head(char *buf, size_t n, rtls_conn *c, const struct hreq *q, 
 	putv(&o, q->r.target.n && q->r.target.p[0] == '/' ? q->r.target : q->path);
 	puts_(&o, q->r.minor_version ? " HTTP/1.1\r\n" : " HTTP/1.0\r\n");
 	for (size_t i = 0; i < nh; i++) {
-		if (!forwarded_field(hd, nh, i) || rtls__http_str_ieq(hd[i].name, "forwarded") ||
-		    rtls__http_str_ieq(hd[i].name, "x-forwarded-for"))
+		if (!rtls__proxy_forwarded_field(hd, nh, i) ||
+		    rtls__http_str_ieq(hd[i].name, "forwarded") ||
+		    rtls__http_str_ieq(hd[i].name, "x-forwarded-for") ||
+		    (q->h2 && rtls__http_str_ieq(hd[i].name, "cookie")))
 			continue;
 		putv(&o, hd[i].name);
 		puts_(&o, ": ");
@@ -211,6 +211,25 @@ static long build_head(char *buf, size_t n, rtls_conn *c, const struct hreq *q, 
 		puts_(&o, quote ? "\"" : "");
 	}
 	puts_(&o, "\r\n");
+	if (q->h2) {
+		/* HTTP/2 may split Cookie into one field per crumb (RFC 9113
+		 * §8.2.3); HTTP/1.1 wants them as one. A body of no stated
+		 * length goes chunked: HTTP/2 frames it, HTTP/1.1 cannot
+		 * without. */
+		bool first = true;
+
+		for (size_t i = 0; i < nh; i++) {
+			if (!rtls__http_str_ieq(hd[i].name, "cookie"))
+				continue;
+			puts_(&o, first ? "Cookie: " : "; ");
+			putv(&o, hd[i].value);
+			first = false;
+		}
+		if (!first)
+			puts_(&o, "\r\n");
+		if (q->chunked)
+			puts_(&o, "Transfer-Encoding: chunked\r\n");
+	}
 	if (upgrade) {
 		puts_(&o, "Connection: upgrade\r\nUpgrade: ");
 		putv(&o, upgrade_v);
@@ -366,6 +385,7 @@ static int connect_next(rtls_conn *c, struct hconn *h, struct rtls_http_upstream
 	if (u) {
 		ud = rtls_conn_data(u);
 		ud->client = c;
+		ud->stream = NULL;
 		x->up = u;
 		x->reused = true;
 		send_head(c, h);
@@ -387,6 +407,22 @@ static int connect_next(rtls_conn *c, struct hconn *h, struct rtls_http_upstream
 	return 0;
 }
 
+int rtls__proxy_pp_send(rtls_conn *c, rtls_conn *u, const struct rtls_http_config *hc,
+			const struct rtls_http_upstream *srv, bool reused)
+{
+	struct rtls_conn_info ci;
+	char pp[512];
+	int n = -EINVAL;
+
+	if (!hc->upstream_proxy_protocol || reused || srv->tls) /* TLS: at connect */
+		return 0;
+	if (rtls_conn_query(c, &ci) == 0)
+		n = rtls__proxy_header_build(pp, sizeof(pp), hc->upstream_proxy_protocol, &ci);
+	if (n < 0 || rtls_conn_write(u, pp, (size_t)n) < 0)
+		return -1;
+	return 0;
+}
+
 /* The connection is open: the PROXY header (a new connection only), the
  * request head, and then whatever body the client has sent. */
 static void send_head(rtls_conn *c, struct hconn *h)
@@ -396,18 +432,9 @@ static void send_head(rtls_conn *c, struct hconn *h)
 	rtls_conn *u = x->up;
 
 	x->st = PX_HEAD;
-	if (hc->upstream_proxy_protocol && !x->reused && !x->srv->tls) { /* TLS: at connect */
-		struct rtls_conn_info ci;
-		char pp[512];
-		int n = -EINVAL;
-
-		if (rtls_conn_query(c, &ci) == 0)
-			n = rtls__proxy_header_build(pp, sizeof(pp), hc->upstream_proxy_protocol,
-						     &ci);
-		if (n < 0 || rtls_conn_write(u, pp, (size_t)n) < 0) {
-			fail(c, h, 502, "cannot build the PROXY protocol header");
-			return;
-		}
+	if (rtls__proxy_pp_send(c, u, hc, x->srv, x->reused) < 0) {
+		fail(c, h, 502, "cannot build the PROXY protocol header");
+		return;
 	}
 	if (rtls_conn_write(u, x->head, x->head_len) < 0) {
 		if (x->reused && x->tries < 2) { /* it was closing: another */
@@ -475,7 +502,7 @@ int rtls__proxy_start(rtls_conn *c, struct hconn *h, const struct rtls_http_rout
 		rtls_conn_abort(c, -ENOMEM);
 		return -1;
 	}
-	len = build_head(x->head, cap, c, q, upgrade, up);
+	len = rtls__proxy_build_head(x->head, cap, c, q, upgrade, up);
 	if (len < 0) {
 		free(x->head);
 		x->head = NULL;
@@ -666,7 +693,7 @@ static int client_head(rtls_conn *c, struct pexch *x, const struct rtls_http_res
 
 		if (rtls__http_str_ieq(f->name, "upgrade") && r->status == 101) {
 			/* kept: the client needs to see what it switched to */
-		} else if (!forwarded_field(r->headers, r->num_headers, i)) {
+		} else if (!rtls__proxy_forwarded_field(r->headers, r->num_headers, i)) {
 			continue;
 		}
 		putv(&o, f->name);
@@ -852,55 +879,68 @@ static int response_head(rtls_conn *c, struct hconn *h, const struct rtls_http_r
 	return x->st == PX_NONE ? -1 : 0;
 }
 
+long rtls__proxy_head_feed(char **rin, size_t *rin_len, const char *p, size_t n,
+			  const struct rtls_http_limits *lim, struct rtls_http_response *r)
+{
+	const char *buf = p;
+	size_t len = n, from_rin = 0;
+	int ret;
+
+	if (*rin_len) { /* a head split across reads */
+		size_t take = n < PROXY_MAX_RESP_HEAD + 1 - *rin_len ? n : PROXY_MAX_RESP_HEAD + 1 - *rin_len;
+
+		memcpy(*rin + *rin_len, p, take);
+		from_rin = *rin_len;
+		*rin_len += take;
+		buf = *rin;
+		len = *rin_len;
+	}
+	ret = rtls__http_parse_response(buf, len, lim, r);
+	if (ret == RTLS_HTTP_PARSE_INCOMPLETE) {
+		if (!*rin && !(*rin = malloc(PROXY_MAX_RESP_HEAD + 1)))
+			return -ENOMEM;
+		if (!from_rin && !*rin_len) {
+			memcpy(*rin, p, n);
+			*rin_len = n;
+		}
+		return 0;
+	}
+	if (ret < 0)
+		return ret;
+	*rin_len = 0;
+	return (long)((size_t)ret - from_rin);
+}
+
+const char *rtls__proxy_head_error(long err)
+{
+	return err == -ENOMEM				? "out of memory for the response head"
+	       : err == RTLS_HTTP_PARSE_HEADERS_TOO_LARGE ? "response head too large"
+	       : err == RTLS_HTTP_PARSE_BAD_VERSION	? "not an HTTP/1.x response"
+							: "malformed response head";
+}
+
 /* Upstream bytes: the response head (accumulated in x->rin when it spans
  * reads), then the body. */
 static void response_input(rtls_conn *c, struct hconn *h, const char *p, size_t n)
 {
 	const struct rtls_http_config *hc = rtls_conn_ctx(c);
-	struct rtls_http_limits lim = { MAX_RESP_HEAD, 0, hc->max_headers };
+	struct rtls_http_limits lim = { PROXY_MAX_RESP_HEAD, 0, hc->max_headers };
 	struct rtls_http_header hdrs[HTTP_MAX_HEADERS];
 	struct pexch *x = &h->x;
 
 	while (x->st == PX_HEAD && n) {
 		struct rtls_http_response r = { .headers = hdrs };
-		const char *buf = p;
-		size_t len = n, from_rin = 0;
-		int ret;
+		long ret = rtls__proxy_head_feed(&x->rin, &x->rin_len, p, n, &lim, &r);
 
-		if (x->rin_len) { /* a head split across reads */
-			size_t take = n < MAX_RESP_HEAD + 1 - x->rin_len
-					      ? n
-					      : MAX_RESP_HEAD + 1 - x->rin_len;
-
-			memcpy(x->rin + x->rin_len, p, take);
-			from_rin = x->rin_len;
-			x->rin_len += take;
-			buf = x->rin;
-			len = x->rin_len;
-		}
-		ret = rtls__http_parse_response(buf, len, &lim, &r);
-		if (ret == RTLS_HTTP_PARSE_INCOMPLETE) {
-			if (!x->rin && !(x->rin = malloc(MAX_RESP_HEAD + 1))) {
-				fail(c, h, 502, "out of memory for the response head");
-				return;
-			}
-			if (!from_rin && !x->rin_len) {
-				memcpy(x->rin, p, n);
-				x->rin_len = n;
-			}
+		if (ret == 0)
 			return;
-		}
 		if (ret < 0) {
-			fail(c, h, 502,
-			     ret == RTLS_HTTP_PARSE_HEADERS_TOO_LARGE ? "response head too large"
-			     : ret == RTLS_HTTP_PARSE_BAD_VERSION     ? "not an HTTP/1.x response"
-								      : "malformed response head");
+			fail(c, h, 502, rtls__proxy_head_error(ret));
 			return;
 		}
 		/* What of this read the head took; the rest is body. */
-		p += (size_t)ret - from_rin;
-		n -= (size_t)ret - from_rin;
-		x->rin_len = 0;
+		p += ret;
+		n -= (size_t)ret;
 		if (response_head(c, h, &r, p, n) < 0)
 			return;
 	}
@@ -919,8 +959,11 @@ static int up_open(rtls_conn *u, void *data)
 {
 	struct uconn *ud = data;
 
-	(void)u;
 	ud->opened = true;
+	if (ud->stream) {
+		rtls__h2px_up_open(u, ud);
+		return 0;
+	}
 	if (!ud->client)
 		return -ECANCELED;
 	send_head(ud->client, rtls_conn_data(ud->client));
@@ -937,6 +980,10 @@ static void up_data(rtls_conn *u, void *data, struct rtls_buf *b)
 		rtls_buf_release(u, b);
 		rtls__pool_remove(ud);
 		rtls_conn_abort(u, -EPROTO);
+		return;
+	}
+	if (ud->stream) {
+		rtls__h2px_up_data(u, ud, b);
 		return;
 	}
 	h = rtls_conn_data(c);
@@ -976,7 +1023,7 @@ static void up_forwarded(rtls_conn *u, void *data)
 	struct hconn *h;
 	struct pexch *x;
 
-	if (!c)
+	if (!c || ud->stream) /* HTTP/2 bodies are framed: never forwarded */
 		return;
 	h = rtls_conn_data(c);
 	x = &h->x;
@@ -1012,6 +1059,10 @@ static void up_eof(rtls_conn *u, void *data)
 	if (!c) {
 		rtls__pool_remove(ud); /* closing: never to be handed out */
 		rtls_conn_close(u);
+		return;
+	}
+	if (ud->stream) {
+		rtls__h2px_up_eof(u, ud);
 		return;
 	}
 	h = rtls_conn_data(c);
@@ -1056,6 +1107,10 @@ static void up_timeout(rtls_conn *u, void *data, enum rtls_timer t)
 		rtls_conn_close(u);
 		return;
 	}
+	if (ud->stream) {
+		rtls__h2px_up_timeout(u, ud, t);
+		return;
+	}
 	if (t == RTLS_TIMER_RESPONSE)
 		fail(c, rtls_conn_data(c), 504, "no response head in time");
 	else
@@ -1080,10 +1135,13 @@ static void up_close(rtls_conn *u, void *data, int err)
 	struct hconn *h;
 	char what[96];
 
-	(void)u;
 	rtls__pool_remove(ud);
 	if (!c)
 		return;
+	if (ud->stream) {
+		rtls__h2px_up_close(u, ud, err);
+		return;
+	}
 	ud->client = NULL;
 	h = rtls_conn_data(c);
 	resp_fwd_fold(&h->x);
@@ -1130,6 +1188,10 @@ static void up_drained(rtls_conn *u, void *data)
 
 	if (!ud->client)
 		return;
+	if (ud->stream) {
+		rtls__h2px_up_drained(u, ud);
+		return;
+	}
 	h = rtls_conn_data(ud->client);
 	if (!h->x.wait_up_drain || h->x.up != u)
 		return;

@@ -221,8 +221,7 @@ static int maybe_h2(rtls_conn *c, struct hconn *h, struct rtls_buf *b)
 	const struct rtls_http_config *hc = rtls_conn_ctx(c);
 	int pre;
 
-	/* A proxied route is HTTP/1.1 only, so HTTP/2 is off with any. */
-	if (!hc->http2 || hc->nroutes || h->h1 || h->x.st != PX_NONE || h->tls_alpn == TLS_ALPN_H1)
+	if (!hc->http2 || h->h1 || h->x.st != PX_NONE || h->tls_alpn == TLS_ALPN_H1)
 		return 0;
 	if (h->tls_alpn == TLS_ALPN_H2) {
 		if (rtls__h2_start(c, h, b->data, b->len) == 0)
