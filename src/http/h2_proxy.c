@@ -187,7 +187,7 @@ static void fail(struct h2conn *x, struct h2s *st, int status, const char *what)
 		memset(&p->lreq, 0, sizeof(p->lreq));
 		rtls__h2px_release(x, st, true);
 		x->cur = st;
-		rtls__http_error(x->c, status, why, head);
+		rtls__http_error_at(x->c, status, why, head, RTLS_LOG_INFO);
 		if (st->status && rtls__h2_submit(x, st) != 0)
 			nghttp2_submit_rst_stream(x->s, NGHTTP2_FLAG_NONE, st->id,
 						  NGHTTP2_INTERNAL_ERROR);
@@ -444,9 +444,12 @@ static int submit_head(struct h2conn *x, struct h2s *st, const struct rtls_http_
 	for (size_t i = 0; i < r->num_headers && n < sizeof(nv) / sizeof(nv[0]); i++) {
 		const struct rtls_http_header *f = &r->headers[i];
 
+		/* A length stays where it is the body's, or the one a GET
+		 * would have (HEAD, 304); a chunked or close-delimited body
+		 * has none (nor should it have had one). */
 		if (!rtls__proxy_forwarded_field(r->headers, r->num_headers, i) ||
 		    rtls__http_str_ieq(f->name, "transfer-encoding") ||
-		    (p->body != RTLS_HTTP_BODY_LENGTH &&
+		    ((p->body == RTLS_HTTP_BODY_CHUNKED || p->body == RTLS_HTTP_BODY_CLOSE) &&
 		     rtls__http_str_ieq(f->name, "content-length")))
 			continue;
 		for (size_t k = 0; k < f->name.n; k++) {

@@ -232,6 +232,10 @@ int rtls__http_simple(rtls_conn *c, int status, int keep_alive, const char *ctyp
  * always Connection: close, and the connection closes; on HTTP/2 only the
  * stream ends. */
 void rtls__http_error(rtls_conn *c, int status, const char *why, bool head);
+/* The same, its line at lv: an upstream's failure is logged each time,
+ * not only as a connection's first stream error. */
+void rtls__http_error_at(rtls_conn *c, int status, const char *why, bool head,
+			 enum rtls_log_level lv);
 /* A response body after rtls__http_head(): bytes (copied), or len bytes
  * of file fd from off (fd owned from now on, as rtls_conn_write_file()).
  * On HTTP/2 they become the stream's DATA frames. */

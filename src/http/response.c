@@ -175,7 +175,15 @@ int rtls__http_simple(rtls_conn *c, int status, int keep_alive, const char *ctyp
 void rtls__http_error(rtls_conn *c, int status, const char *why, bool head)
 {
 	struct hconn *h = rtls_conn_data(c);
-	enum rtls_log_level lv = h->h2 ? rtls__h2_error_level(h) : RTLS_LOG_INFO;
+
+	rtls__http_error_at(c, status, why, head,
+			    h->h2 ? rtls__h2_error_level(h) : RTLS_LOG_INFO);
+}
+
+void rtls__http_error_at(rtls_conn *c, int status, const char *why, bool head,
+			 enum rtls_log_level lv)
+{
+	struct hconn *h = rtls_conn_data(c);
 	char peer[64], body[96];
 	int n;
 

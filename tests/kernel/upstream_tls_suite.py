@@ -136,6 +136,7 @@ failed[, N skipped]". Nothing is timed (the guest is ~100x slower).
 """
 import fcntl
 import hashlib
+import json
 import os
 import re
 import socket
@@ -958,6 +959,73 @@ def c_http(srv, backend, version):
     return "; ".join(notes)
 
 
+def curl_h2(srv, path, out, extra=()):
+    """curl --http2 over TLS 1.3 to srv (ALPN h2); (http_version, status,
+    client port)."""
+    p = subprocess.run(["curl", "-sS", "--http2", "--tlsv1.3", "--cacert", WORK.ca,
+                        "--max-time", "300", "--resolve", "localhost:%d:127.0.0.1" % srv.port,
+                        "-o", out, "-w", "%{http_version} %{response_code} %{local_port}",
+                        *extra, "https://localhost:%d%s" % (srv.port, path)],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=330)
+    expect_eq(p.returncode, 0, "curl --http2 exit status (stderr %r)" % p.stderr[-300:])
+    version, status, port = p.stdout.decode().split()
+    return version, int(status), int(port)
+
+
+def c_http2(srv, backend, version):
+    """HTTP_SIZE down and HTTP_SIZE up through the proxy with HTTP/2 on
+    the client's side (curl --http2, one connection each), the upstream
+    leg HTTP/1.1 over TLS `version` (backend.tls), or plaintext."""
+    what = "HTTP/2 client, %s upstream%s" % ("https" if hasattr(backend, "tls") else "http",
+                                              " " + version if hasattr(backend, "tls") else "")
+    notes = []
+    src = os.path.join(WORK.tmp, "h2-up.bin")
+    with open(src, "wb") as f:
+        f.write(ups.pattern(HTTP_SIZE, 5))
+    out = os.path.join(WORK.tmp, "h2-out.bin")
+    for i, (kind, path, extra) in enumerate((
+            ("download", "/p/bytes/%d" % HTTP_SIZE, ()),
+            ("upload", "/p/upload", ("--data-binary", "@" + src)))):
+        ctr = Counters()
+        mark = srv.mark()
+        conns0 = backend.counts()[0]
+        ntls0 = len(getattr(backend, "tls", []))
+        hv, status, cport = curl_h2(srv, path, out, extra)
+        expect_eq((hv, status), ("2", 200), "%s: %s: curl's http_version, status" % (what, kind))
+        with open(out, "rb") as f:
+            data = f.read()
+        if kind == "download":
+            expect_eq((len(data), hashlib.sha256(data).hexdigest()),
+                      (HTTP_SIZE, ups.pattern_sha(HTTP_SIZE)), "%s: download (bytes, sha256)"
+                      % what)
+        else:
+            j = json.loads(data)
+            expect_eq((j["body_len"], j["body_sha256"]), (HTTP_SIZE, ups.pattern_sha(HTTP_SIZE, 5)),
+                      "%s: upload: what the backend read (bytes, sha256)" % what)
+        new = backend.counts()[0] - conns0
+        if i == 0:
+            expect(new >= 1, "%s: %s: the backend accepted %d connections (a fresh server "
+                   "must open one)" % (what, kind, new))
+        up_tls = new if hasattr(backend, "tls") else 0
+        if up_tls:
+            with backend.lock:
+                tls = backend.tls[ntls0:]
+            expect_eq([x.get("version") for x in tls], ["TLSv" + version] * new,
+                      "%s: %s: the backend's TLS connections (%r)" % (what, kind, tls))
+        stat = expect_deltas(ctr, {"TlsTxSw": 1 + up_tls, "TlsRxSw": 1 + up_tls,
+                                   "TlsDecryptError": 0}, "%s: %s" % (what, kind))
+        lines = srv.conn_tls_lines(mark, cport, 10)
+        expect_eq([(l["ktx"], l["krx"], l.get("alpn")) for l in lines], [("yes", "yes", "h2")],
+                  "%s: %s: ringtls's debug line for the client's connection: kernel-tx, "
+                  "kernel-rx, alpn" % (what, kind))
+        if up_tls:
+            expect_up_offload(srv, mark, backend.port, version, n=new,
+                              what="%s: %s" % (what, kind))
+        notes.append("%s: %d new upstream connection(s), %s" % (kind, new, stat))
+    os.unlink(out)
+    return "; ".join(notes)
+
+
 # --------------------------------------------------------------------------
 # 3. Resumption
 
@@ -1626,7 +1694,17 @@ def main():
             check(only, "2 --proxy https:// TLSv%s: %d MB down and up, sha256, tls_stat, "
                   "upstream debug line kernel yes" % (v, HTTP_SIZE >> 20),
                   with_log(psrv, c_http), psrv, b, v)
+            check(only, "2 --proxy https:// TLSv%s, the client on HTTP/2 (curl --http2): %d MB "
+                  "down and up, sha256, tls_stat, alpn h2, both legs kernel yes"
+                  % (v, HTTP_SIZE >> 20), with_log(psrv, c_http2), psrv, b, v)
             stop_server(psrv)
+        plain = ups.Backend("plain-backend")
+        backends.append(plain)
+        psrv = Server(*full, "--proxy", "/p/=" + plain.url, name="ringtls-proxy-plain")
+        check(only, "2 --proxy http://, the client on HTTP/2 (curl --http2): %d MB down and up, "
+              "sha256, tls_stat +1/+1, alpn h2, kernel yes" % (HTTP_SIZE >> 20),
+              with_log(psrv, c_http2), psrv, plain, "1.3")
+        stop_server(psrv)
 
         name = ("2 --proxy https:// TLSv1.3, split records: a response whose every record "
                 "comes in two TCP segments %d ms apart: 200, sha256, tls_stat, offloaded, no "
