@@ -284,8 +284,7 @@ int rtls__h2_submit(struct h2conn *x, struct h2s *st)
 	return ret;
 }
 
-int rtls__h2_submit_nv(struct h2conn *x, struct h2s *st, const nghttp2_nv *nv, size_t n,
-		       bool body)
+int rtls__h2_submit_nv(struct h2conn *x, struct h2s *st, const nghttp2_nv *nv, size_t n, bool body)
 {
 	nghttp2_data_provider dp = { .source.ptr = st, .read_callback = on_read };
 
@@ -776,8 +775,8 @@ static int stall_check(rtls_conn *c, struct h2conn *x)
 		x->stall_ms = now;
 	} else if (now - x->stall_ms >= limit) {
 		rtls__h2_log(x, RTLS_LOG_INFO,
-			 "client kept a flow-control window shut for the idle time: "
-			 "connection cut");
+			     "client kept a flow-control window shut for the idle time: "
+			     "connection cut");
 		rtls_conn_abort(c, -ETIMEDOUT);
 		return 1;
 	}

@@ -82,8 +82,7 @@ int rtls__h2_submit(struct h2conn *x, struct h2s *st);
 void rtls__h2_log(struct h2conn *x, enum rtls_log_level lv, const char *what);
 /* Submits a response whose HEADERS are nv (nghttp2 copies them) and,
  * with body, DATA from st's provider (a proxied stream's buffer). */
-int rtls__h2_submit_nv(struct h2conn *x, struct h2s *st, const nghttp2_nv *nv, size_t n,
-		       bool body);
+int rtls__h2_submit_nv(struct h2conn *x, struct h2s *st, const nghttp2_nv *nv, size_t n, bool body);
 
 /* h2_proxy.c: a stream on a --proxy route (DESIGN.md "HTTP/2 through the
  * proxy"). */

@@ -54,12 +54,12 @@ struct h2px {
 	int status;
 	uint8_t tries;
 	bool req_chunked, req_done, head_req, idempotent, reused;
-	bool resp_done;   /* the whole body has come from the upstream */
-	bool up_close;    /* the upstream cannot take another request */
-	bool up_paused;   /* its reading stopped: pb is full */
-	bool submitted;   /* the response HEADERS are queued */
-	bool dirty;       /* bytes queued for the upstream, not flushed */
-	bool wait_drain;  /* windows held until the upstream drains */
+	bool resp_done;       /* the whole body has come from the upstream */
+	bool up_close;        /* the upstream cannot take another request */
+	bool up_paused;       /* its reading stopped: pb is full */
+	bool submitted;       /* the response HEADERS are queued */
+	bool dirty;           /* bytes queued for the upstream, not flushed */
+	bool wait_drain;      /* windows held until the upstream drains */
 	struct alog_req lreq; /* the access log's, moved out of the hconn */
 };
 
@@ -338,8 +338,7 @@ int rtls__h2px_start(struct h2conn *x, struct h2s *st, const struct rtls_http_ro
 	}
 	p->head_req = method_is(m, "HEAD");
 	p->idempotent = p->head_req || method_is(m, "GET") || method_is(m, "PUT") ||
-			method_is(m, "DELETE") || method_is(m, "OPTIONS") ||
-			method_is(m, "TRACE");
+			method_is(m, "DELETE") || method_is(m, "OPTIONS") || method_is(m, "TRACE");
 	p->req_done = st->remote_done;
 	p->req_chunked = !p->req_done && !q.has_content_length;
 	q.chunked = p->req_chunked;
@@ -591,8 +590,7 @@ static void resp_complete(struct h2conn *x, struct h2s *st)
 	wake(x, st);
 }
 
-ssize_t rtls__h2px_read(struct h2conn *x, struct h2s *st, uint8_t *buf, size_t len,
-			uint32_t *flags)
+ssize_t rtls__h2px_read(struct h2conn *x, struct h2s *st, uint8_t *buf, size_t len, uint32_t *flags)
 {
 	struct h2px *p = st->px;
 	size_t avail = p->pb_len - p->pb_off;

@@ -324,7 +324,7 @@ int rtls__proxy_pp_send(rtls_conn *c, rtls_conn *u, const struct rtls_http_confi
  * the head took (r is parsed), 0 if more is needed, or < 0 (a parse
  * error, -ENOMEM): rtls__proxy_head_error() says it for the log. */
 long rtls__proxy_head_feed(char **rin, size_t *rin_len, const char *p, size_t n,
-			  const struct rtls_http_limits *lim, struct rtls_http_response *r);
+			   const struct rtls_http_limits *lim, struct rtls_http_response *r);
 const char *rtls__proxy_head_error(long err);
 /* h2_proxy.c: the upstream callbacks of a connection serving an HTTP/2
  * stream (uconn.stream set). */

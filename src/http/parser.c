@@ -829,8 +829,8 @@ static size_t take_data(struct rtls_http_chunked *c, size_t avail)
 
 /* rtls__http_chunked_feed(), and with span set it stops after the first
  * run of chunk data, which is at span[0] (offset) and span[1] (length). */
-static int chunked_run(struct rtls_http_chunked *c, const char *buf, size_t len,
-		       size_t *consumed, uint64_t *data_bytes, size_t *span)
+static int chunked_run(struct rtls_http_chunked *c, const char *buf, size_t len, size_t *consumed,
+		       uint64_t *data_bytes, size_t *span)
 {
 	uint64_t data = 0;
 	size_t i = 0, n;

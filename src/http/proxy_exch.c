@@ -880,14 +880,16 @@ static int response_head(rtls_conn *c, struct hconn *h, const struct rtls_http_r
 }
 
 long rtls__proxy_head_feed(char **rin, size_t *rin_len, const char *p, size_t n,
-			  const struct rtls_http_limits *lim, struct rtls_http_response *r)
+			   const struct rtls_http_limits *lim, struct rtls_http_response *r)
 {
 	const char *buf = p;
 	size_t len = n, from_rin = 0;
 	int ret;
 
 	if (*rin_len) { /* a head split across reads */
-		size_t take = n < PROXY_MAX_RESP_HEAD + 1 - *rin_len ? n : PROXY_MAX_RESP_HEAD + 1 - *rin_len;
+		size_t take = n < PROXY_MAX_RESP_HEAD + 1 - *rin_len
+				      ? n
+				      : PROXY_MAX_RESP_HEAD + 1 - *rin_len;
 
 		memcpy(*rin + *rin_len, p, take);
 		from_rin = *rin_len;
@@ -913,10 +915,10 @@ long rtls__proxy_head_feed(char **rin, size_t *rin_len, const char *p, size_t n,
 
 const char *rtls__proxy_head_error(long err)
 {
-	return err == -ENOMEM				? "out of memory for the response head"
+	return err == -ENOMEM                             ? "out of memory for the response head"
 	       : err == RTLS_HTTP_PARSE_HEADERS_TOO_LARGE ? "response head too large"
-	       : err == RTLS_HTTP_PARSE_BAD_VERSION	? "not an HTTP/1.x response"
-							: "malformed response head";
+	       : err == RTLS_HTTP_PARSE_BAD_VERSION       ? "not an HTTP/1.x response"
+							  : "malformed response head";
 }
 
 /* Upstream bytes: the response head (accumulated in x->rin when it spans

@@ -176,8 +176,7 @@ void rtls__http_error(rtls_conn *c, int status, const char *why, bool head)
 {
 	struct hconn *h = rtls_conn_data(c);
 
-	rtls__http_error_at(c, status, why, head,
-			    h->h2 ? rtls__h2_error_level(h) : RTLS_LOG_INFO);
+	rtls__http_error_at(c, status, why, head, h->h2 ? rtls__h2_error_level(h) : RTLS_LOG_INFO);
 }
 
 void rtls__http_error_at(rtls_conn *c, int status, const char *why, bool head,

@@ -27,7 +27,8 @@ plaintext (h2c) listener; every part runs over both.
    windows wide open): the backend is held to a bounded lead and the
    server's RSS to a bound; an upload to an upstream that never reads:
    the client can send only a bounded amount (windows are given back as
-   the upstream takes bytes), and the server's RSS stays bounded.
+   the upstream takes bytes: only socket buffers' worth), and the
+   server's RSS stays bounded.
 6. rapid reset against a proxied route (HEADERS then RST_STREAM in a
    loop): GOAWAY, no upstream connection left behind, the server serves
    on."""
@@ -36,6 +37,7 @@ import os
 import re
 import socket
 import sys
+import threading
 import time
 
 import test_h2_abuse as ha
@@ -391,11 +393,35 @@ def part_slow_reader(t, e, transport):
     c.close()
 
 
+class Sink:
+    """An upstream that accepts and never reads (nor answers)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.held = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                self.held.append(self.sock.accept()[0])
+            except OSError:
+                return
+
+    def close(self):
+        self.sock.close()
+        for so in self.held:
+            so.close()
+
+
 def part_stalled_upstream(t, e, transport):
     w = "[%s]" % transport
     rss0 = e.s.rss_kib()
     c = Client(e.s, transport == "tls")
-    sid = c.request("/evil/stall", method="POST", end=False)
+    sid = c.request("/sink/x", method="POST", end=False)
     chunk = b"u" * 16384
     sent = 0
     end = time.monotonic() + rt.scaled(3.0)
@@ -474,7 +500,8 @@ def test(t):
     e.b1 = up.Backend("b1")
     e.evil = up.Evil()
     dead = [refused_port() for _ in TRANSPORTS]
-    routes = ["/p/=" + e.b1.url, "/evil/=" + e.evil.url] + [
+    e.sink = Sink()
+    routes = ["/p/=" + e.b1.url, "/evil/=" + e.evil.url, "/sink/=" + e.sink.url] + [
         "/dead-%s/=http://127.0.0.1:%d" % (tr, d[1]) for tr, d in zip(TRANSPORTS, dead)]
     e.s = au.DualServer("--access-log", e.alog, "--proxy-timeout", "%gms" % (PT * 1000),
                         "--proxy-connect-timeout", "%gms" % (CT * 1000),
@@ -494,6 +521,7 @@ def test(t):
     finally:
         e.b1.close()
         e.evil.close()
+        e.sink.close()
         for so, _ in dead:
             so.close()
 
