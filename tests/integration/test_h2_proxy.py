@@ -36,7 +36,6 @@ import json
 import os
 import re
 import socket
-import sys
 import threading
 import time
 
