@@ -395,30 +395,34 @@ void rtls__h2px_req_end(struct h2conn *x, struct h2s *st)
 	p->dirty = p->st != PX_CONNECT;
 }
 
-/* Flushes what one input queued for the upstreams, and gives back the
- * windows of what they have room for. Not from inside nghttp2's
- * callbacks: a flush can end an upstream, and with it the exchange. */
+/* Flushes what st queued for its upstream, and gives back the window of
+ * what the upstream has room for (or waits for it to drain). Not from
+ * inside nghttp2's callbacks: a flush can end an upstream, and with it
+ * the exchange. */
+static void flush_up(struct h2conn *x, struct h2s *st)
+{
+	struct h2px *p = st->px;
+	rtls_conn *u;
+
+	if (!p || !(u = p->up) || p->st == PX_CONNECT)
+		return;
+	if (p->dirty) {
+		p->dirty = false;
+		rtls_conn_flush(u);
+	}
+	if (st->px != p || p->up != u) /* the flush ended it */
+		return;
+	if (rtls_conn_pending(u) <= PX_UP_HIGH_WATER)
+		give_window(x, st);
+	else
+		p->wait_drain = true;
+}
+
 void rtls__h2px_after_input(struct h2conn *x)
 {
-	struct h2s *st, *next;
-
-	for (st = x->streams; st; st = next) {
-		struct h2px *p = st->px;
-		rtls_conn *u;
-
+	for (struct h2s *st = x->streams, *next; st; st = next) {
 		next = st->next;
-		if (!p || !(u = p->up) || p->st == PX_CONNECT)
-			continue;
-		if (p->dirty) {
-			p->dirty = false;
-			rtls_conn_flush(u);
-		}
-		if (st->px != p || p->up != u) /* the flush ended it */
-			continue;
-		if (rtls_conn_pending(u) <= PX_UP_HIGH_WATER)
-			give_window(x, st);
-		else
-			p->wait_drain = true;
+		flush_up(x, st);
 	}
 }
 
@@ -668,17 +672,15 @@ void rtls__h2px_release(struct h2conn *x, struct h2s *st, bool live)
 /* ---- the upstream's callbacks -------------------------------------------- */
 
 /* Each ends with settle(): what it queued for the upstream is flushed,
- * and the stream's frames are sent. st->px may be gone by then (an
+ * windows given back, and the stream's frames are sent. st->px may be gone by then (an
  * exchange that failed before its response is an ordinary stream), and
  * after the pump st itself may be. */
 static void settle(struct h2conn *x, struct h2s *st)
 {
-	struct h2px *p = st->px;
-
-	if (p && p->dirty && p->up && p->st != PX_CONNECT) {
-		p->dirty = false;
-		rtls_conn_flush(p->up);
-	}
+	/* The window too: DATA that waited in qb for the connect may be a
+	 * whole window, and the client sends nothing more until it is
+	 * given back. */
+	flush_up(x, st);
 	rtls__h2_pump(x);
 }
 

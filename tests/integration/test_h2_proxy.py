@@ -22,7 +22,10 @@ plaintext (h2c) listener; every part runs over both.
    INTERNAL_ERROR); a stream beside them is served whole, the
    connection is never torn down, and each failure has one log line.
 4. a client that resets its stream mid-download: the upstream is let
-   go (the server's descriptors come back), the connection goes on.
+   go (the server's descriptors come back), the connection goes on; a
+   POST whose HEADERS come with a whole window of DATA, to an upstream
+   whose connect takes a second: the window is given back once the DATA
+   has followed the connect, and the 1 MiB body arrives whole.
 5. backpressure: a client that never reads a 200 MB response (its
    windows wide open): the backend is held to a bounded lead and the
    server's RSS to a bound; an upload to an upstream that never reads:
@@ -52,7 +55,7 @@ BIG = (2 if VG else 50) * MB
 MID = (1 if VG else 8) * MB
 SLOW = 200 * MB
 PT = 1.0 * min(rt.TIME_SCALE, 3.0)     # --proxy-timeout
-CT = 0.5 * min(rt.TIME_SCALE, 3.0)     # --proxy-connect-timeout
+CT = 5.0 * min(rt.TIME_SCALE, 3.0)     # --proxy-connect-timeout (SlowConnect takes 1 s)
 RSS_MAX_KIB = (160 if "ASAN_OPTIONS" in os.environ else 64) * 1024
 INFLIGHT_MAX = 48 * MB                 # backend bytes ahead of a non-reading client
 UPLOAD_MAX = 24 * MB                   # what a client can push at a stalled upstream
@@ -367,6 +370,90 @@ def part_cancel(t, e, transport):
             "of the cancelled stream not let go?)" % (w, got, fds0))
 
 
+class SlowConnect:
+    """An upstream whose connects take about a second: its accept queue
+    (listen(0)) is held full by a connection of our own until 0.5 s after
+    arm(), so a connect's SYN is dropped and sent again a second later.
+    It then reads each request head and Content-Length body and answers
+    with their length and sha256 as JSON, as the Backend's echo."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(0)
+        self.url = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.filler = None
+
+    def arm(self):
+        self.filler = socket.create_connection(self.sock.getsockname())
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        time.sleep(0.5)
+        try:
+            self.sock.accept()[0].close()      # the filler: the queue has room again
+            self.filler.close()
+            c = self.sock.accept()[0]
+        except OSError:
+            return
+        with c:
+            c.settimeout(20)
+            buf = b""
+            try:
+                while b"\r\n\r\n" not in buf:
+                    buf += c.recv(65536)
+                head, body = buf.split(b"\r\n\r\n", 1)
+                m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+                n = int(m.group(1)) if m else 0
+                while len(body) < n:
+                    d = c.recv(1 << 20)
+                    if not d:
+                        break
+                    body += d
+                out = json.dumps({"body_len": len(body),
+                                  "body_sha256": rt.sha256(body)}).encode()
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(out) + out)
+            except OSError:
+                pass
+
+    def close(self):
+        self.sock.close()
+
+
+def part_upload_at_once(t, e, transport):
+    """HEADERS and a whole window of DATA in one write, to an upstream
+    whose connect takes a second: the DATA waits for the connect, and its
+    window must still be given back once it has gone (else the client,
+    its window spent, waits until the upstream's idle deadline)."""
+    w = "[%s]" % transport
+    c = Client(e.s, transport == "tls")
+    n = MB
+    body = up.pattern(n, seed=4)
+    e.fresh[transport].arm()
+    sid = c.request("/fresh-%s/echo" % transport, method="POST", end=False,
+                    headers=[("content-length", str(n))])
+    off = 0
+    end = time.monotonic() + rt.scaled(10)
+    while off < n and time.monotonic() < end and not c.eof and not c.st[sid]["done"]:
+        room = min(c.conn.local_flow_control_window(sid), n - off)
+        while room > 0:
+            k = min(room, c.conn.max_outbound_frame_size)
+            c.conn.send_data(sid, body[off:off + k], end_stream=off + k == n)
+            off += k
+            room -= k
+        c.flush()
+        c.feed(c.recv_some(0.05))
+    ok = c.wait([sid], 10)
+    s = c.st[sid]
+    j = json.loads(bytes(s["body"])) if s["status"] == 200 else {}
+    t.check(ok and s["status"] == 200 and j.get("body_len") == n and
+            j.get("body_sha256") == up.pattern_sha(n, seed=4),
+            "%s a whole window of DATA with the HEADERS, new upstream connection: %d of %d "
+            "bytes sent, status %s, backend read %s" % (w, off, n, s["status"],
+                                                       j.get("body_len")))
+    c.close()
+
+
 # --------------------------------------------------------------------------
 # 5. backpressure
 
@@ -500,7 +587,9 @@ def test(t):
     e.evil = up.Evil()
     dead = [refused_port() for _ in TRANSPORTS]
     e.sink = Sink()
+    e.fresh = {tr: SlowConnect() for tr in TRANSPORTS}
     routes = ["/p/=" + e.b1.url, "/evil/=" + e.evil.url, "/sink/=" + e.sink.url] + [
+        "/fresh-%s/=%s" % (tr, b.url) for tr, b in e.fresh.items()] + [
         "/dead-%s/=http://127.0.0.1:%d" % (tr, d[1]) for tr, d in zip(TRANSPORTS, dead)]
     e.s = au.DualServer("--access-log", e.alog, "--proxy-timeout", "%gms" % (PT * 1000),
                         "--proxy-connect-timeout", "%gms" % (CT * 1000),
@@ -511,6 +600,7 @@ def test(t):
             part_streams(t, e, transport)
             part_failures(t, e, transport)
             part_cancel(t, e, transport)
+            part_upload_at_once(t, e, transport)
             part_slow_reader(t, e, transport)
             part_stalled_upstream(t, e, transport)
         part_access_log(t, e)
@@ -521,6 +611,8 @@ def test(t):
         e.b1.close()
         e.evil.close()
         e.sink.close()
+        for b in e.fresh.values():
+            b.close()
         for so, _ in dead:
             so.close()
 
