@@ -21,6 +21,10 @@
 #include "static_util.h"
 
 #define H2_MAX_STREAMS 100
+/* The connection's receive window where proxied streams give theirs
+ * back by hand: 16 streams' worth. What the client may have sent and we
+ * have not passed upstream is bounded by it. */
+#define H2_CONN_WINDOW (16 * 65535)
 /* File DATA frames shorter than this are copied into the output queue;
  * longer ones hold a duplicate descriptor until sent. With H2_HIGH_WATER
  * that bounds the duplicates one connection holds to 64 (+ the streams'
@@ -1037,6 +1041,16 @@ int rtls__h2_start(rtls_conn *c, struct hconn *h, const char *p, size_t n)
 	}
 	if (nghttp2_submit_settings(x->s, NGHTTP2_FLAG_NONE, set, sizeof(set) / sizeof(set[0])) !=
 	    0) {
+		nghttp2_session_del(x->s);
+		free(x);
+		return -ENOMEM;
+	}
+	/* With windows given back by hand, one stalled upload would hold
+	 * the default 64 KiB connection window, and every other stream's
+	 * body with it: the connection's is larger, so that a stream's own
+	 * window (64 KiB) is what holds it back. */
+	if (x->windows && nghttp2_session_set_local_window_size(x->s, NGHTTP2_FLAG_NONE, 0,
+								H2_CONN_WINDOW) != 0) {
 		nghttp2_session_del(x->s);
 		free(x);
 		return -ENOMEM;

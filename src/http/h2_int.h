@@ -57,19 +57,20 @@ struct h2conn {
 	rtls_conn *c;
 	struct hconn *h;
 	struct h2s *streams;
-	struct h2s *cur;   /* the stream being answered (the sink) */
-	bool busy;         /* inside pump(): a nested drain waits */
-	bool paused;       /* reading paused: output over its high water */
-	bool goaway;       /* a GOAWAY has been submitted */
-	bool terminated;   /* the session is ending: no stream is answered */
-	bool head_timer;   /* the HEADER deadline is armed */
-	bool logged;       /* the connection's error has had its log line */
-	bool windows;      /* we give back request DATA windows ourselves
+	struct h2s *cur;      /* the stream being answered (the sink) */
+	bool busy;            /* inside pump(): a nested drain waits */
+	bool paused;          /* reading paused: output over its high water */
+	bool goaway;          /* a GOAWAY has been submitted */
+	bool terminated;      /* the session is ending: no stream is answered */
+	bool head_timer;      /* the HEADER deadline is armed */
+	bool logged;          /* the connection's error has had its log line */
+	bool windows;         /* we give back request DATA windows ourselves
 			    * (proxied routes: as an upstream takes it) */
-	uint64_t stall_ms; /* since when DATA waits on a shut window, or 0 */
-	unsigned errors;   /* error responses on its streams so far */
-	unsigned heads;    /* streams whose header block is not whole yet */
-	char why[96];      /* nghttp2's last error message, for the log line */
+	unsigned up_flushing; /* inside an upstream's flush (h2_proxy.c) */
+	uint64_t stall_ms;    /* since when DATA waits on a shut window, or 0 */
+	unsigned errors;      /* error responses on its streams so far */
+	unsigned heads;       /* streams whose header block is not whole yet */
+	char why[96];         /* nghttp2's last error message, for the log line */
 };
 
 /* h2.c */

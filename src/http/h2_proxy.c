@@ -30,8 +30,10 @@
 
 /* Response body a stream holds before its upstream is paused. */
 #define PX_HIGH_WATER ((size_t)64 * 1024)
-/* Request bytes queued for an upstream before the window is held back. */
-#define PX_UP_HIGH_WATER ((size_t)256 * 1024)
+/* Request bytes queued for an upstream before the window is held back:
+ * with the stream's 64 KiB window, a stream holds at most about 128 KiB
+ * of upload, and a connection's 100 streams about 13 MiB. */
+#define PX_UP_HIGH_WATER ((size_t)64 * 1024)
 
 struct h2px {
 	enum pstate st;
@@ -157,8 +159,9 @@ static void fail(struct h2conn *x, struct h2s *st, int status, const char *what)
 	struct h2px *p = st->px;
 	char why[320];
 
-	rtls__http_count_upstream(x->c, status, (int)p->st);
-	if (p->srv)
+	if (status >= 500) /* a 408 is the client's */
+		rtls__http_count_upstream(x->c, status, (int)p->st);
+	if (p->srv && status >= 500)
 		snprintf(why, sizeof(why), "upstream %s: %s", p->srv->name, what);
 	else
 		snprintf(why, sizeof(why), "route %s: %s", p->route->prefix, what);
@@ -200,6 +203,7 @@ static void fail(struct h2conn *x, struct h2s *st, int status, const char *what)
 /* ---- the request --------------------------------------------------------- */
 
 static void send_head(struct h2conn *x, struct h2s *st);
+static int req_put(struct h2px *p, const void *b, size_t n);
 
 /* Attaches an upstream connection: from the pool, or a new connect. */
 static void connect_next(struct h2conn *x, struct h2s *st, struct rtls_http_upstream *skip)
@@ -218,6 +222,14 @@ static void connect_next(struct h2conn *x, struct h2s *st, struct rtls_http_upst
 	}
 	p->tries++;
 	p->st = PX_CONNECT;
+	if (p->tries > 1 && p->req_chunked && p->req_done && !p->qb_len &&
+	    req_put(p, "0\r\n\r\n", 5) < 0) {
+		/* A retry has no body bytes to send again (else it would not
+		 * be one), but the chunked body's end went with the failed
+		 * connection. */
+		fail(x, st, 502, "out of memory");
+		return;
+	}
 	if (hc->proxy_keepalive && !hc->upstream_proxy_protocol)
 		u = rtls__pool_take(p->srv);
 	if (u) {
@@ -407,8 +419,14 @@ static void flush_up(struct h2conn *x, struct h2s *st)
 	if (!p || !(u = p->up) || p->st == PX_CONNECT)
 		return;
 	if (p->dirty) {
+		/* The flush may end u at once (on_close inside it: no memory,
+		 * a TLS error), and fail the exchange: nothing pumps the
+		 * session meanwhile (settle()), so st lives on, though st->px
+		 * may not. */
 		p->dirty = false;
+		x->up_flushing++;
 		rtls_conn_flush(u);
+		x->up_flushing--;
 	}
 	if (st->px != p || p->up != u) /* the flush ended it */
 		return;
@@ -432,7 +450,7 @@ void rtls__h2px_after_input(struct h2conn *x)
  * the hop-by-hop ones and the framing (HTTP/2 frames the body itself),
  * names lower-cased (RFC 9113 §8.2.2). */
 static int submit_head(struct h2conn *x, struct h2s *st, const struct rtls_http_response *r,
-		       bool body)
+		       bool final, bool body)
 {
 	struct h2px *p = st->px;
 	nghttp2_nv nv[HTTP_MAX_HEADERS + 2];
@@ -452,7 +470,8 @@ static int submit_head(struct h2conn *x, struct h2s *st, const struct rtls_http_
 		 * has none (nor should it have had one). */
 		if (!rtls__proxy_forwarded_field(r->headers, r->num_headers, i) ||
 		    rtls__http_str_ieq(f->name, "transfer-encoding") ||
-		    ((p->body == RTLS_HTTP_BODY_CHUNKED || p->body == RTLS_HTTP_BODY_CLOSE) &&
+		    ((!final || r->status == 204 || p->body == RTLS_HTTP_BODY_CHUNKED ||
+		      p->body == RTLS_HTTP_BODY_CLOSE) &&
 		     rtls__http_str_ieq(f->name, "content-length")))
 			continue;
 		for (size_t k = 0; k < f->name.n; k++) {
@@ -464,6 +483,8 @@ static int submit_head(struct h2conn *x, struct h2s *st, const struct rtls_http_
 					NGHTTP2_NV_FLAG_NONE };
 		np += f->name.n;
 	}
+	if (!final) /* 100, 103: HEADERS that do not end the response */
+		return nghttp2_submit_headers(x->s, NGHTTP2_FLAG_NONE, st->id, NULL, nv, n, NULL);
 	return rtls__h2_submit_nv(x, st, nv, n, body);
 }
 
@@ -474,8 +495,15 @@ static int response_head(struct h2conn *x, struct h2s *st, const struct rtls_htt
 	const char *why = NULL;
 	bool body;
 
-	if (r->status >= 100 && r->status < 200 && r->status != 101)
-		return 0; /* interim (100 Continue, 103): the final one follows */
+	if (r->status >= 100 && r->status < 200 && r->status != 101) {
+		/* Interim (100 Continue, 103 Early Hints): passed on as HEADERS
+		 * of their own; the final response follows. */
+		if (submit_head(x, st, r, false, false) != 0) {
+			fail(x, st, 502, "cannot queue an interim response");
+			return -1;
+		}
+		return 0;
+	}
 	if (r->status == 101) {
 		fail(x, st, 502, "101 to a request that asked for no upgrade");
 		return -1;
@@ -491,7 +519,7 @@ static int response_head(struct h2conn *x, struct h2s *st, const struct rtls_htt
 	p->resp_done =
 		fr.body == RTLS_HTTP_BODY_NONE || (fr.body == RTLS_HTTP_BODY_LENGTH && !fr.length);
 	body = !p->resp_done;
-	if (submit_head(x, st, r, body) != 0) {
+	if (submit_head(x, st, r, true, body) != 0) {
 		fail(x, st, 502, "cannot queue the response head");
 		return -1;
 	}
@@ -681,7 +709,8 @@ static void settle(struct h2conn *x, struct h2s *st)
 	 * whole window, and the client sends nothing more until it is
 	 * given back. */
 	flush_up(x, st);
-	rtls__h2_pump(x);
+	if (!x->up_flushing) /* the outer flush_up()'s caller pumps */
+		rtls__h2_pump(x);
 }
 
 static struct h2conn *conn_of(struct uconn *ud)
@@ -779,10 +808,17 @@ void rtls__h2px_up_timeout(rtls_conn *u, struct uconn *ud, enum rtls_timer t)
 {
 	struct h2conn *x = conn_of(ud);
 	struct h2s *st = ud->stream;
+	struct h2px *p = st->px;
 
-	(void)u;
-	fail(x, st, 504,
-	     t == RTLS_TIMER_RESPONSE ? "no response head in time" : "stalled for the idle time");
+	if (t != RTLS_TIMER_RESPONSE && p->st == PX_HEAD && !p->req_done && !p->wait_drain &&
+	    !rtls_conn_pending(u))
+		/* The upstream took all it was given; the client stopped
+		 * mid-body: its 408, as HTTP/1.1's. */
+		fail(x, st, 408, "request body not received in time");
+	else
+		fail(x, st, 504,
+		     t == RTLS_TIMER_RESPONSE ? "no response head in time"
+					      : "stalled for the idle time");
 	settle(x, st);
 }
 
@@ -815,7 +851,7 @@ void rtls__h2px_up_close(rtls_conn *u, struct uconn *ud, int err)
 			else
 				snprintf(what, sizeof(what), "connect: %s",
 					 strerror(err ? -err : ECONNABORTED));
-			fail(x, st, err == -ETIMEDOUT ? 504 : 502, what);
+			fail(x, st, err == -ETIMEDOUT ? 504 : err == -ESHUTDOWN ? 503 : 502, what);
 		}
 	} else if (p->st == PX_HEAD && retriable(p)) {
 		connect_next(x, st, NULL);

@@ -24,7 +24,8 @@ Evil      a raw-socket upstream for failure modes, chosen by the last
           path segment: reset-head, close-head, reset-body (a
           Content-Length body), reset-chunked, reset-close (a body
           delimited by the close, cut by a RST), stall,
-          stall-body, two-cl, te-cl, bad-chunk, bad-status, no-reason
+          stall-body, two-cl, te-cl, bad-chunk, bad-status, 204-cl (a 204
+          with a Content-Length), no-reason
           (a 200 with an empty reason phrase), ok (each
           closes the connection after), pp (the connection's PROXY header
           as JSON), pp-ka (the same, kept alive). flaky=True: answers the
@@ -525,6 +526,10 @@ class Evil:
             c.sendall(HEAD_200 + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n")
         elif mode == "bad-status":
             c.sendall(b"HTTP/1.1 2x0 OK\r\nContent-Length: 2\r\n\r\nok")
+        elif mode == "204-cl":
+            # A 204 must not carry a length (RFC 9110 §8.6); some do.
+            c.sendall(b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n"
+                      b"Connection: close\r\n\r\n")
         elif mode == "no-reason":
             c.sendall(b"HTTP/1.1 200 \r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
         elif mode in ("pp", "pp-ka"):
