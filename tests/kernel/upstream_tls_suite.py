@@ -58,7 +58,11 @@ socket /proc/net/tls_stat counts is one of ringtls's:
    whole body (sha256), +2/+2, both sides offloaded, no warn or error
    line, and the body spliced whole (the proxy's debug line "spliced N"
    of N; 6.1 saw 81920 of 131072 while a tls:// upstream's socket was
-   non-blocking). (This caught a test bug: a request that came in the same recv
+   non-blocking). And the client on HTTP/2 (curl --http2, ALPN h2; a
+   server of its own, so that it opens an upstream connection): the same
+   bytes down and up through an https:// upstream (tls_stat +1 + the new
+   upstream connections, both legs' debug lines kernel yes, alpn h2) and
+   through an http:// one (+1/+1). (This caught a test bug: a request that came in the same recv
    as ringtls's Finished sat in the upstream's TlsPipe unread; about
    half the runs ended in 504.)
 3. Resumption, TLS 1.3 and 1.2: two sessions one after the other
@@ -1694,6 +1698,11 @@ def main():
             check(only, "2 --proxy https:// TLSv%s: %d MB down and up, sha256, tls_stat, "
                   "upstream debug line kernel yes" % (v, HTTP_SIZE >> 20),
                   with_log(psrv, c_http), psrv, b, v)
+            stop_server(psrv)
+            # A server of its own: a fresh one must open an upstream
+            # connection (c_http's would be pooled).
+            psrv = Server(*full, "--upstream-ca", PKI.ca, "--proxy", "/p/=" + b.url,
+                          name="ringtls-proxy-h2-" + v)
             check(only, "2 --proxy https:// TLSv%s, the client on HTTP/2 (curl --http2): %d MB "
                   "down and up, sha256, tls_stat, alpn h2, both legs kernel yes"
                   % (v, HTTP_SIZE >> 20), with_log(psrv, c_http2), psrv, b, v)
