@@ -203,7 +203,6 @@ static void fail(struct h2conn *x, struct h2s *st, int status, const char *what)
 /* ---- the request --------------------------------------------------------- */
 
 static void send_head(struct h2conn *x, struct h2s *st);
-static int req_put(struct h2px *p, const void *b, size_t n);
 
 /* Attaches an upstream connection: from the pool, or a new connect. */
 static void connect_next(struct h2conn *x, struct h2s *st, struct rtls_http_upstream *skip)
@@ -222,14 +221,6 @@ static void connect_next(struct h2conn *x, struct h2s *st, struct rtls_http_upst
 	}
 	p->tries++;
 	p->st = PX_CONNECT;
-	if (p->tries > 1 && p->req_chunked && p->req_done && !p->qb_len &&
-	    req_put(p, "0\r\n\r\n", 5) < 0) {
-		/* A retry has no body bytes to send again (else it would not
-		 * be one), but the chunked body's end went with the failed
-		 * connection. */
-		fail(x, st, 502, "out of memory");
-		return;
-	}
 	if (hc->proxy_keepalive && !hc->upstream_proxy_protocol)
 		u = rtls__pool_take(p->srv);
 	if (u) {
@@ -299,8 +290,12 @@ static void send_head(struct h2conn *x, struct h2s *st)
 		fail(x, st, 502, "cannot build the PROXY protocol header");
 		return;
 	}
+	/* The chunked body's end goes here if the request has ended (also
+	 * on a retry, which has no body bytes to send again, else it would
+	 * not be one: only the end), and from rtls__h2px_req_end() if not. */
 	if (rtls_conn_write(u, p->head, p->head_len) < 0 ||
-	    (p->qb_len && rtls_conn_write(u, p->qb, p->qb_len) < 0)) {
+	    (p->qb_len && rtls_conn_write(u, p->qb, p->qb_len) < 0) ||
+	    (p->req_chunked && p->req_done && rtls_conn_write(u, "0\r\n\r\n", 5) < 0)) {
 		if (p->reused && p->tries < 2) { /* it was closing: another */
 			let_go(x, p, UP_ABORT);
 			connect_next(x, st, NULL);
@@ -398,13 +393,15 @@ void rtls__h2px_req_end(struct h2conn *x, struct h2s *st)
 	if (p->st == PX_NONE || p->req_done)
 		return;
 	p->req_done = true;
-	if (p->req_chunked && req_put(p, "0\r\n\r\n", 5) < 0) {
+	if (p->st == PX_CONNECT)
+		return; /* send_head() writes the chunked body's end */
+	if (p->req_chunked && rtls_conn_write(p->up, "0\r\n\r\n", 5) < 0) {
 		fail(x, st, 502, "cannot queue the request body");
 		return;
 	}
 	if (p->st == PX_HEAD)
 		rtls_conn_set_timer(p->up, RTLS_TIMER_RESPONSE);
-	p->dirty = p->st != PX_CONNECT;
+	p->dirty = true;
 }
 
 /* Flushes what st queued for its upstream, and gives back the window of
