@@ -9,6 +9,7 @@ sockets have timeouts, every subprocess call has a timeout, and a watchdog
 alarm ends a test that somehow runs away.
 """
 import contextlib
+import datetime
 import hashlib
 import os
 import re
@@ -291,13 +292,27 @@ class Server(Process):
     def connect(self, timeout=IO_TIMEOUT):
         return Conn(self.addr, timeout)
 
-    def error_lines(self, port, status=None):
-        """Log lines of the server's error reporting about one client port."""
+    def error_lines(self, port, status=None, since=None):
+        """Log lines of the server's error reporting about one client port;
+        with since (time.time() when that connection began: Conn.t0), only
+        those logged from then on. A port the server closed first is free
+        again at once, and an earlier connection's line on it must not be
+        taken for this one's (CI saw it, under valgrind)."""
         pat = r"http 127\.0\.0\.1:%d: " % port
         if status is not None:
             pat += r"%d " % status
         rx = re.compile(pat)
-        return [l for l in self.log_lines() if rx.search(l)]
+        return [l for l in self.log_lines() if rx.search(l)
+                and (since is None or logged_at(l) is None or logged_at(l) >= since - 0.002)]
+
+
+def logged_at(line):
+    """A log line's UTC timestamp as seconds since the epoch, or None."""
+    try:
+        return datetime.datetime.strptime(line[:24], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+            tzinfo=datetime.timezone.utc).timestamp()
+    except ValueError:
+        return None
 
 
 def run_cmd(argv, timeout=15, input=None):
@@ -466,6 +481,7 @@ class Conn(SockOwner):
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(timeout)
+        self.t0 = time.time()   # for Process.error_lines(since=)
         self.sock.connect(addr)
         self.local_port = self.sock.getsockname()[1]
         self.buf = b""

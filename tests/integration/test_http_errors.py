@@ -93,7 +93,7 @@ BOUNDARY_OK = [
 def after_error(t, s, c, name, status):
     """The common checks once an error response has been read from c."""
     t.check(c.closed_by_peer(3), "%s: connection closed after the %d" % (name, status))
-    lines = s.error_lines(c.local_port)
+    lines = s.error_lines(c.local_port, since=c.t0)
     t.eq(len(lines), 1, "%s: log lines about this connection (%r)" % (name, lines))
     want = "http 127.0.0.1:%d: %d %s: " % (c.local_port, status, REASON[status])
     t.check(len(lines) == 1 and want in lines[0], "%s: log line %r contains %r" % (name, lines, want))
@@ -127,7 +127,7 @@ def test_cases(t, s):
             t.eq(r.status, status, "%s: status" % name)
             t.eq(r.header("Connection"), None, "%s: connection kept" % name)
             t.check(c.idle(0.1), "%s: connection still open" % name)
-            t.eq(s.error_lines(c.local_port), [], "%s: no error log line" % name)
+            t.eq(s.error_lines(c.local_port, since=c.t0), [], "%s: no error log line" % name)
 
 
 def test_404(t, s):
@@ -140,7 +140,7 @@ def test_404(t, s):
         t.eq(r.header("Connection"), None, "404: keep-alive")
         c.send(rt.request("GET", "/hello"))
         t.eq(c.read_response().body, HELLO, "404: connection still serves")
-        t.eq(s.error_lines(c.local_port), [], "404: no info log line")
+        t.eq(s.error_lines(c.local_port, since=c.t0), [], "404: no info log line")
 
 
 def test_408(t, s):
@@ -245,7 +245,7 @@ def test_bodies(t, s):
             c.send(body + rt.request("GET", "/hello"))
             t.check(c.closed_by_peer(3), "%s: connection closed" % what)
             t.eq(c.buf, b"", "%s: no response that answers nothing" % what)
-            lines = s.error_lines(c.local_port)
+            lines = s.error_lines(c.local_port, since=c.t0)
             want = "http 127.0.0.1:%d: malformed chunked body after the response" % c.local_port
             t.check(len(lines) == 1 and want in lines[0], "%s: one log line %r" % (what, lines))
     # --max-body-bytes must hold for chunked bodies too: after more than
@@ -300,7 +300,7 @@ def test_idle(t):
         dt = time.monotonic() - t0
         t.check(0.9 <= dt <= 1.6, "idle connection closed after %.2f s (--idle-timeout 1s)" % dt)
         t.eq(c.buf, b"", "idle connection: no 408 or other bytes")
-        t.eq(s.error_lines(c.local_port), [], "idle connection: no error log line")
+        t.eq(s.error_lines(c.local_port, since=c.t0), [], "idle connection: no error log line")
     with s.connect() as c:
         c.send(rt.request("GET", "/hello"))
         t.eq(c.read_response().body, HELLO, "keep-alive after a response")
