@@ -53,7 +53,6 @@ checked ("copied" on this machine: userspace TLS).
 Under valgrind (RTLS_UNDER_VALGRIND=1) BIG is 4 MiB and the bounds are
 scaled by RTLS_TIME_SCALE; ASan and valgrind get a larger RSS bound.
 RTLS_TCP_PARTS=a,b runs only those parts."""
-import datetime
 import hashlib
 import os
 import queue
@@ -611,19 +610,10 @@ def server_lines(s):
 PART_T0 = 0.0
 
 
-def _logged_at(line):
-    """A log line's UTC timestamp as seconds since the epoch, or None."""
-    try:
-        return datetime.datetime.strptime(line[:24], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
-            tzinfo=datetime.timezone.utc).timestamp()
-    except ValueError:
-        return None
-
-
 def session_lines(s, cport):
     rx = re.compile(r" tcp-proxy 127\.0\.0\.1:%d " % cport)
     return [l for l in server_lines(s) if rx.search(l)
-            and (not PART_T0 or (_logged_at(l) or PART_T0) >= PART_T0 - 0.002)]
+            and (not PART_T0 or (rt.logged_at(l) or PART_T0) >= PART_T0 - 0.002)]
 
 
 def how_moved(paren, total):
