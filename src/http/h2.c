@@ -244,7 +244,6 @@ int rtls__h2_submit(struct h2conn *x, struct h2s *st)
 	nghttp2_nv nv[40];
 	size_t n = 0;
 	char status[4], clen[24];
-	nghttp2_data_provider dp = { .source.ptr = st, .read_callback = on_read };
 	int ret;
 
 #define NV(name, v, vlen)                                                                    \
@@ -280,7 +279,7 @@ int rtls__h2_submit(struct h2conn *x, struct h2s *st)
 		NV("content-length", clen, (size_t)(e - clen));
 	}
 #undef NV
-	ret = nghttp2_submit_response(x->s, st->id, nv, n, st->has_body ? &dp : NULL);
+	ret = rtls__h2_submit_nv(x, st, nv, n, st->has_body);
 	/* nghttp2 has copied the values (NGHTTP2_NV_FLAG_NONE): the lines
 	 * need not live as long as a stream the client leaves open. */
 	free(st->rh);
@@ -532,12 +531,13 @@ static ssize_t on_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
 {
 	struct h2conn *x = arg;
 	struct h2s *st = src->ptr;
-	uint64_t left = body_left(st);
+	uint64_t left;
 
 	(void)s;
 	(void)id;
 	if (st->px)
 		return rtls__h2px_read(x, st, buf, len, flags);
+	left = body_left(st);
 	if (left && rtls_conn_pending(x->c) > H2_HIGH_WATER) {
 		st->deferred = true;
 		return NGHTTP2_ERR_DEFERRED;

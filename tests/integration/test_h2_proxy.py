@@ -72,6 +72,23 @@ class Env:
     pass
 
 
+class CpuWindow:
+    """The server's CPU time over one attack, bounded as test_h2_abuse's
+    Part bounds it: a fraction of one core (scaled) over the attack's
+    duration, a short attack measured as if it took CPU_MIN_WINDOW."""
+
+    def __init__(self, s):
+        self.s, self.t0, self.cpu0 = s, time.monotonic(), s.cpu_seconds()
+
+    def check(self, t, what, cpu_max=ha.CPU_MAX):
+        dur = time.monotonic() - self.t0
+        cpu = self.s.cpu_seconds() - self.cpu0
+        bound = cpu_max * rt.TIME_SCALE * max(dur, ha.CPU_MIN_WINDOW)
+        print("%s: %.2f s, server CPU %.2f s (max %.2f)" % (what, dur, cpu, bound), flush=True)
+        t.check(cpu <= bound, "%s: server CPU %.2f s over %.2f s of attack (max %.2f s)"
+                % (what, cpu, dur, bound))
+
+
 def curl(e, transport, path, *args, timeout=60):
     """curl over HTTP/2; returns (version, status, headers, body bytes)."""
     s = e.s
@@ -571,6 +588,7 @@ def part_slow_reader(t, e, transport):
     w = "[%s]" % transport
     rss0 = e.s.rss_kib()
     sent0 = e.b1.sent
+    cpu = CpuWindow(e.s)
     c = Client(e.s, transport == "tls", keep=False, window=2 ** 31 - 1, rcvbuf=4096)
     c.conn.increment_flow_control_window(2 ** 31 - 1 - 65535)
     c.flush()
@@ -578,6 +596,7 @@ def part_slow_reader(t, e, transport):
     time.sleep(WATCH)
     lead = e.b1.sent - sent0
     grew = e.s.rss_kib() - rss0
+    cpu.check(t, "%s non-reading client" % w)
     print("%s non-reading client: backend sent %d KiB, server RSS +%d KiB" % (w, lead >> 10, grew))
     t.check(lead >= MB, "%s non-reading client: the backend sent only %d bytes" % (w, lead))
     t.check(lead <= INFLIGHT_MAX, "%s non-reading client: the backend sent %d MiB (max %d)"
@@ -615,6 +634,7 @@ class Sink:
 def part_stalled_upstream(t, e, transport):
     w = "[%s]" % transport
     rss0 = e.s.rss_kib()
+    cpu = CpuWindow(e.s)
     c = Client(e.s, transport == "tls")
     sid = c.request("/sink/x", method="POST", end=False)
     chunk = b"u" * 16384
@@ -633,6 +653,7 @@ def part_stalled_upstream(t, e, transport):
         if c.st[sid]["done"]:
             break
     grew = e.s.rss_kib() - rss0
+    cpu.check(t, "%s upload to a stalled upstream" % w)
     print("%s upload to a stalled upstream: %d KiB sent in %g s, server RSS +%d KiB"
           % (w, sent >> 10, WATCH, grew))
     t.check(sent >= 64 * 1024, "%s stalled upstream: only %d bytes could be sent" % (w, sent))
@@ -674,6 +695,7 @@ def part_rapid_reset(t, e):
     conns = 0
     until = time.monotonic() + 1.5
     goaways = 0
+    cpu = CpuWindow(e.s)
     while time.monotonic() < until:
         c = Client(e.s, conns % 2 == 0)
         conns += 1
@@ -694,6 +716,9 @@ def part_rapid_reset(t, e):
         c.pump(1.0, until=lambda ev: isinstance(ev, h2.events.ConnectionTerminated))
         goaways += c.terminated() is not None
         c.close()
+    # As test_h2_abuse's rapid reset: each connection's streams are
+    # parsed and opened before they are reset, so more than the others.
+    cpu.check(t, "rapid reset on a proxied route", cpu_max=0.9)
     got = fds_back(e.s, fds0, 8)
     print("rapid reset on a proxied route: %d connections, %d GOAWAYs, descriptors %d -> %d"
           % (conns, goaways, fds0, got))

@@ -48,20 +48,25 @@ SPLICED_RE = re.compile(r"http 127\.0\.0\.1:(\d+): proxy: (request|response) bod
                         r"spliced (\d+)")
 
 
-def spliced_lines(s, port, what):
-    """[(total, spliced)] of the log lines about client port `port`."""
+def spliced_lines(s, port, what, since):
+    """[(total, spliced)] of the log lines about client port `port` logged
+    from `since` (time.time() when that connection began) on: a port the
+    server closed first is free again at once, and an earlier client's
+    line on it must not be taken for this one's."""
     out = []
     for l in s.log_lines():
         m = SPLICED_RE.search(l)
-        if m and int(m.group(1)) == port and m.group(2) == what:
+        at = rt.logged_at(l)
+        if m and int(m.group(1)) == port and m.group(2) == what \
+                and (at is None or at >= since - 0.002):
             out.append((int(m.group(3)), int(m.group(4))))
     return out
 
 
-def wait_lines(s, port, what, n, timeout=5.0):
+def wait_lines(s, c, what, n, timeout=5.0):
     end = time.monotonic() + rt.scaled(timeout)
     while True:
-        got = spliced_lines(s, port, what)
+        got = spliced_lines(s, c.local_port, what, c.t0)
         if len(got) >= n or time.monotonic() > end:
             return got
         time.sleep(0.05)
@@ -72,6 +77,7 @@ class Client(rt.SockOwner):
     read into one bytes object chunk by chunk would be quadratic)."""
 
     def __init__(self, port, timeout=rt.IO_TIMEOUT, sock=None):
+        self.t0 = time.time()   # for spliced_lines(since=)
         self.sock = sock or socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.sock.settimeout(timeout)
         self.local_port = self.sock.getsockname()[1]
@@ -193,7 +199,7 @@ def downloads(t, s, b):
             r, sha, got = c.response()
             t.eq((r.status, got), (200, n), "download %d: status, bytes" % n)
             t.eq(sha, up.pattern_sha(n), "download %d: sha256" % n)
-        got = wait_lines(s, c.local_port, "response", 3)
+        got = wait_lines(s, c, "response", 3)
     by = dict(got)
     t.check(0 not in by, "download 0: no body, no splice line: %r" % got)
     # Under valgrind the receive that is being cancelled takes most of
@@ -210,7 +216,7 @@ def uploads(t, s, b):
             r = c.head()
             c.body(int(r.header("Content-Length")))
             t.eq(r.status, 200, "upload %d: status" % n)
-        got = wait_lines(s, c.local_port, "request", 3)
+        got = wait_lines(s, c, "request", 3)
     # what the backend saw
     with b.lock:
         log = list(b.log[-len(SIZES):])
@@ -238,7 +244,7 @@ def pipelined(t, s, b):
         t.eq((r1.status, r2.status, r3.status), (200, 200, 200), "pipelined: three answers")
         t.eq((got2, sha2), (100000, up.pattern_sha(100000)), "pipelined: 2nd, after the body")
         t.eq((got3, sha3), (5, up.pattern_sha(5)), "pipelined: 3rd")
-        req = wait_lines(s, c.local_port, "request", 1)
+        req = wait_lines(s, c, "request", 1)
     with b.lock:
         e = [x for x in b.log if x["method"] == "POST"][-1]
     t.eq((e["body_len"], e["body_sha256"]), (MB, up.pattern_sha(MB, seed=7)),
@@ -260,8 +266,8 @@ def keepalive(t, s, b):
         c.request("GET", "/k/bytes/7")
         r, sha, got = c.response()
         t.eq((got, sha), (7, up.pattern_sha(7)), "keep-alive: a GET after both")
-        down = wait_lines(s, c.local_port, "response", 2)
-        upl = wait_lines(s, c.local_port, "request", 1)
+        down = wait_lines(s, c, "response", 2)
+        upl = wait_lines(s, c, "request", 1)
     conns1, _ = b.counts()
     t.eq(conns1 - conns0, 1, "keep-alive: one upstream connection for the three requests")
     t.check(any(tot == BIG and (VG or sp > 0) for tot, sp in down),
@@ -364,6 +370,7 @@ def client_stalls(t, s, b):
 
 def tls_copies(t, s):
     n = 2 * MB
+    t0 = time.time()
     with tu.TlsConn(s.tls_port) as c:
         sock = c.sock
         cl = Client(None, sock=sock)
@@ -376,7 +383,7 @@ def tls_copies(t, s):
         t.eq(r.status, 200, "TLS client: upload")
         port = sock.getsockname()[1]
     time.sleep(0.2)
-    t.eq(spliced_lines(s, port, "response") + spliced_lines(s, port, "request"), [],
+    t.eq(spliced_lines(s, port, "response", t0) + spliced_lines(s, port, "request", t0), [],
          "TLS client (userspace TLS): nothing spliced, the copying path")
 
 

@@ -139,8 +139,10 @@ class TlsPipe(rt.SockOwner):
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
         self.timeout = WAIT if timeout is None else timeout
         self.sock.settimeout(self.timeout)
+        t0 = time.time()
         self.sock.connect(("127.0.0.1", port))
         self.local_port = self.sock.getsockname()[1]
+        PORT_T0[self.local_port] = t0
         self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
         self.obj = (ctx or client_ctx()).wrap_bio(self.inc, self.out, server_hostname="localhost")
         self.pend = memoryview(b"")     # ciphertext not yet sent
@@ -608,12 +610,16 @@ def server_lines(s):
 # its line must not be taken for this one's. Kernel suites set it at each
 # check's start (suite_common.check). 0: no cut.
 PART_T0 = 0.0
+# When the latest TlsPipe from each client port began to connect: within
+# one part too, a port the server closed first is free again at once.
+PORT_T0 = {}
 
 
 def session_lines(s, cport):
     rx = re.compile(r" tcp-proxy 127\.0\.0\.1:%d " % cport)
+    since = max(PART_T0, PORT_T0.get(cport, 0.0))
     return [l for l in server_lines(s) if rx.search(l)
-            and (not PART_T0 or (rt.logged_at(l) or PART_T0) >= PART_T0 - 0.002)]
+            and (not since or (rt.logged_at(l) or since) >= since - 0.002)]
 
 
 def how_moved(paren, total):
