@@ -17,6 +17,7 @@
 #   bench/ab.sh syscalls BYTES N BIN...
 #       strace -c over N responses on one connection: calls per response.
 #
+# BIN may carry flags after commas: build/ringtls,--openssl-records.
 # BYTES is the file's size (16384, 1048576, ...). Needs wrk, valgrind,
 # strace, openssl (scripts/deps.sh bench, and strace).
 set -euo pipefail
@@ -38,13 +39,16 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$t
 head -c "$1" /dev/urandom >"$tmp/www/f"
 shift
 
-# start BIN [wrapper...]: runs the server, sets srv and port
+# start BIN[,FLAG...] [wrapper...]: runs the server, sets srv and port;
+# the flags after commas are added to its command line (the same binary
+# with and without --openssl-records, say)
 start() {
-	local bin=$1
+	local bin=${1%%,*} extra=()
+	[[ $1 == *,* ]] && IFS=, read -ra extra <<<"${1#*,}"
 	shift
 	"$@" "$bin" serve --threads 1 --cert "$tmp/cert.pem" --key "$tmp/key.pem" --no-tls12 \
 		--tls13-ciphersuites TLS_AES_128_GCM_SHA256 --root "$tmp/www" \
-		--tls-listen 127.0.0.1:0 >"$tmp/log" 2>&1 &
+		--tls-listen 127.0.0.1:0 "${extra[@]}" >"$tmp/log" 2>&1 &
 	srv=$!
 	port=
 	for _ in $(seq 300); do

@@ -54,6 +54,10 @@ struct rtls_tls_opts {
 	unsigned long long key_update_records; /* test hook: our KeyUpdate after
 					    * this many records (0: RFC 8446 §5.5) */
 	unsigned key_update_max_rate;      /* peer KeyUpdates per second (100) */
+	bool openssl_records;              /* where the kernel does not make our
+					    * records after the handshake,
+					    * OpenSSL's record layer does, not
+					    * ringtls's own (for comparison) */
 };
 
 /* Whether kernel TLS can be used at all here; 0, or a negated errno (ENOENT:
@@ -89,6 +93,7 @@ struct rtls_tls_client_opts {
 	bool ktls_rx_no_rekey; /* as in struct rtls_tls_opts */
 	bool ktls_keyless;
 	unsigned key_update_max_rate;
+	bool openssl_records;  /* as in struct rtls_tls_opts */
 };
 
 /* Builds a client context: loads the CA bundle (or the default store) and

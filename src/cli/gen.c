@@ -132,6 +132,7 @@ static int build(struct cli_gen *g, const struct cli_gen *prev)
 		o->up_tls.ktls = o->tls.ktls;
 		o->up_tls.ktls_rx_no_rekey = o->tls.ktls_rx_no_rekey;
 		o->up_tls.ktls_keyless = o->tls.ktls_keyless;
+		o->up_tls.openssl_records = o->tls.openssl_records;
 		o->up_tls.key_update_max_rate = o->tls.key_update_max_rate;
 		ret = rtls_tls_client_ctx_new(&o->up_tls, &g->up_tls, why, sizeof(why));
 		if (ret < 0) {

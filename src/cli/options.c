@@ -63,6 +63,9 @@ void cli_usage(FILE *f)
 	      "                           connection instead of being handled in userspace\n"
 	      "  --ktls-keyless           keep no next-generation traffic secrets: a KeyUpdate\n"
 	      "                           that needs a new kernel key closes the connection\n"
+	      "  --openssl-records        where the kernel does not make our TLS records after\n"
+	      "                           the handshake, OpenSSL's record layer does (default:\n"
+	      "                           ringtls's own, which seals into the send buffer)\n"
 	      "  --key-update-max-rate N  peer KeyUpdates allowed per second (default 100)\n"
 	      "  --key-update-after-records N\n"
 	      "                           test hook: send our own KeyUpdate after N records\n"
@@ -226,6 +229,7 @@ enum {
 	O_KTLSZC,
 	O_RXNOREKEY,
 	O_KEYLESS,
+	O_OSSLREC,
 	O_KUMAX,
 	O_KUAFTER,
 	O_PROXY,
@@ -280,6 +284,7 @@ static const struct option longopts[] = {
 	{ "ktls-zerocopy", no_argument, NULL, O_KTLSZC },
 	{ "ktls-rx-no-rekey", no_argument, NULL, O_RXNOREKEY },
 	{ "ktls-keyless", no_argument, NULL, O_KEYLESS },
+	{ "openssl-records", no_argument, NULL, O_OSSLREC },
 	{ "key-update-max-rate", required_argument, NULL, O_KUMAX },
 	{ "key-update-after-records", required_argument, NULL, O_KUAFTER },
 	{ "proxy", required_argument, NULL, O_PROXY },
@@ -365,6 +370,9 @@ static int apply_tls(struct cli_opts *o, int opt, const char *arg, const struct 
 	case O_KTLSZC: o->tls.ktls_zerocopy = true; return 0;
 	case O_RXNOREKEY: o->tls.ktls_rx_no_rekey = true; return 0;
 	case O_KEYLESS: o->tls.ktls_keyless = true; return 0;
+	case O_OSSLREC:
+		o->tls.openssl_records = true;
+		return 0;
 	case O_KUMAX:
 		if (parse_uint(e, arg, 1, 1000000, &v) < 0)
 			return -1;
@@ -595,7 +603,7 @@ int cli_opt_apply(struct cli_opts *o, int opt, const char *arg, bool dash, char 
 	if (apply(o, opt, arg, &e) < 0)
 		return -1;
 	if (opt == O_HSTO || opt == O_KTLS || opt == O_RXNOREKEY || opt == O_KEYLESS ||
-	    opt == O_KUMAX) {
+	    opt == O_OSSLREC || opt == O_KUMAX) {
 		/* Also the client side's, for TLS upstreams. */
 		if (!o->tls_both_opt)
 			o->tls_both_opt = opt;

@@ -333,6 +333,9 @@ struct rtls_conn {
 				 * handshake flights are the transport's) */
 	bool connect_armed;     /* the connect is outstanding (the slot
 				 * cannot be freed) */
+	bool in_seal;           /* inside tp->seal: a kick or close from it
+				 * only sets flush_wanted (send_start would
+				 * nest); the round under way sends it */
 	bool flush_wanted;      /* the handler or transport asked for output
 				 * to go; kept until a round finds nothing
 				 * more (a request, not a state: it can come

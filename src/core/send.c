@@ -361,13 +361,20 @@ void rtls__send_start(struct rtls_conn *c)
 	 * of the side instead. */
 	if (c->send_state != RTLS__SEND_IDLE || c->state == RTLS__CONN_DEAD)
 		return;
+	if (c->in_seal) {
+		c->flush_wanted = true;
+		return;
+	}
 	if (c->tp && c->tp->seal) {
 		/* The transport turns (some of) the pending plaintext into
 		 * records on the free side; what it leaves stays pending and
 		 * is sealed when this round has gone. */
 		struct rtls__wbuf *out = &c->w[c->wi ^ 1];
-		int ret = c->tp->seal(c, w, out);
+		int ret;
 
+		c->in_seal = true;
+		ret = c->tp->seal(c, w, out);
+		c->in_seal = false;
 		if (ret < 0) {
 			rtls__conn_kill(c, ret);
 			return;

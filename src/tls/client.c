@@ -134,6 +134,7 @@ int rtls_tls_client_ctx_new(const struct rtls_tls_client_opts *o, struct rtls_tl
 	}
 	t->hooks.attach_client = rtls__tls_attach_client;
 	rtls__ctx_init(t, o->ktls, o->ktls_rx_no_rekey, o->ktls_keyless, o->key_update_max_rate);
+	t->own_records = !o->openssl_records;
 	t->client = true;
 	/* An upstream that fails us is the operator's to hear about. */
 	t->fail_level = RTLS_LOG_WARN;

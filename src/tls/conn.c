@@ -41,9 +41,10 @@ static int sink_write(BIO *b, const char *p, int n)
 
 	if (n <= 0)
 		return 0;
-	/* Once the kernel makes our records, OpenSSL's write state is stale:
-	 * anything it still writes must never reach the wire. */
-	if (rtls__tls_tx_kernel(t))
+	/* Once the kernel or our record layer makes our records, OpenSSL's
+	 * write state is stale: anything it still writes (a KeyUpdate, an
+	 * alert) must never reach the wire; we send our own. */
+	if (!rtls__tls_tx_openssl(t))
 		return n;
 	rtls__tls_sink_account(t, (const unsigned char *)p, (size_t)n);
 	return rtls__wbuf_append(t->sink, p, (size_t)n) < 0 ? -1 : n;
@@ -206,7 +207,7 @@ void rtls__tls_fail(struct rtls_conn *c, struct tconn *t, const char *when)
 	ERR_clear_error();
 	rtls__tls_set_phase(t, rtls__tls_established(t) ? RTLS__TLS_FAILED
 						       : RTLS__TLS_HANDSHAKE_FAILED);
-	if (rtls__tls_tx_kernel(t) && (t->last_alert & 0xff))
+	if (!rtls__tls_tx_openssl(t) && (t->last_alert & 0xff))
 		rtls__tls_alert(c, t, (uint8_t)(t->last_alert & 0xff));
 	rtls_conn_close(c);
 }
@@ -252,6 +253,11 @@ static void on_established(struct rtls_conn *c, struct tconn *t)
 		return;
 	}
 	rtls__tls_set_phase(t, RTLS__TLS_ESTABLISHED); /* userspace both ways */
+	rtls__tls_own_tx(c, t);
+	/* No kernel direction: no secret is needed from here on. */
+	OPENSSL_cleanse(t->tx_secret, sizeof(t->tx_secret));
+	OPENSSL_cleanse(t->rx_secret, sizeof(t->rx_secret));
+	t->have_tx_secret = t->have_rx_secret = false;
 	if (c->rx_mode == RTLS__RX_EXACT)
 		c->rx_mode = RTLS__RX_MULTISHOT;
 	rtls__tls_log_open(c, t);
@@ -479,13 +485,39 @@ static void tls_on_recv_eof(struct rtls_conn *c)
 
 struct pack {
 	struct tconn *t;
+	struct rtls__wbuf *out;
 	size_t len;
 	char *buf; /* RTLS__SEAL_PACK bytes: whole records' plaintext */
 };
 
+/* n bytes as records at the end of the output: by our record layer
+ * straight into it, or by OpenSSL's through the sink BIO. */
+static int seal_bytes(struct pack *k, const char *p, size_t n)
+{
+	struct tconn *t = k->t;
+
+	if (t->tx != RTLS__TLS_OWN)
+		return SSL_write(t->ssl, p, (int)n) == (int)n ? 0 : -EIO;
+	while (n) {
+		size_t m = n < RECORD ? n : RECORD;
+		char *dst = rtls__wbuf_reserve(k->out, m + t->seal.overhead);
+		int len;
+
+		if (!dst)
+			return -ENOMEM;
+		len = rtls__seal_record(&t->seal, 23, p, m, (unsigned char *)dst);
+		if (len < 0)
+			return len;
+		rtls__wbuf_commit(k->out, (size_t)len);
+		p += m;
+		n -= m;
+	}
+	return 0;
+}
+
 static int pack_flush(struct pack *k)
 {
-	if (k->len && SSL_write(k->t->ssl, k->buf, (int)k->len) != (int)k->len)
+	if (k->len && seal_bytes(k, k->buf, k->len) < 0)
 		return -EIO;
 	k->len = 0;
 	return 0;
@@ -501,7 +533,7 @@ static int pack_mem(struct pack *k, const char *p, size_t n)
 			if (pack_flush(k) < 0)
 				return -EIO;
 			m = n - n % RECORD; /* whole records, in place */
-			if (SSL_write(k->t->ssl, p, (int)m) != (int)m)
+			if (seal_bytes(k, p, m) < 0)
 				return -EIO;
 		} else {
 			m = RECORD - part < n ? RECORD - part : n;
@@ -557,6 +589,13 @@ static int tls_seal(struct rtls_conn *c, struct rtls__wbuf *in, struct rtls__wbu
 	unsigned i = 0;
 	int ret = 0;
 
+	/* First: our record layer seals a KeyUpdate into stage, which must
+	 * leave before this round's records under the next key. */
+	if (in->nsegs && rtls__tls_established(t) && !rtls__tls_failed(t) && t->ssl) {
+		rtls__ku_check_limits(c, t);
+		if (c->state == RTLS__CONN_DEAD)
+			return -EIO; /* our KeyUpdate could not be made */
+	}
 	if (t->stage.len) {
 		if (rtls__wbuf_append(out, t->stage.data, t->stage.len) < 0)
 			return -ENOMEM;
@@ -565,9 +604,10 @@ static int tls_seal(struct rtls_conn *c, struct rtls__wbuf *in, struct rtls__wbu
 	}
 	if (!rtls__tls_established(t) || rtls__tls_failed(t) || !t->ssl)
 		return 0;
+	if (t->tx_spent)
+		rtls__wbuf_consume(in, in->nsegs, 0, 0); /* the key may seal no more */
 	if (!in->nsegs)
 		goto done;
-	rtls__ku_check_limits(c, t);
 	/* One allocation for the round instead of realloc doubling per record
 	 * (from the reactor's cache: a ~260 KiB file round, a 32 KiB block
 	 * for a 16 KiB response). */
@@ -578,6 +618,7 @@ static int tls_seal(struct rtls_conn *c, struct rtls__wbuf *in, struct rtls__wbu
 		return -ENOMEM;
 	t->sink = out;
 	k->t = t;
+	k->out = out;
 	k->len = 0;
 	for (; i < in->nsegs && ret == 0; i++) {
 		struct rtls__seg *s = &in->segs[i];
@@ -607,10 +648,20 @@ done:
 	if (t->close == RTLS__TLS_CLOSE_WANTED && !in->nsegs) {
 		/* close_notify after the last data (RFC 8446 §6.1). */
 		rtls__tls_set_close(t, RTLS__TLS_CLOSE_QUEUED);
-		t->sink = out;
-		if (SSL_shutdown(t->ssl) < 0)
-			ERR_clear_error();
-		t->sink = &t->stage;
+		if (t->tx == RTLS__TLS_OWN) {
+			static const uint8_t close_notify[2] = { 1, 0 };
+
+			if (rtls__tls_own_control(c, t, out, RTLS_CT_ALERT, close_notify, 2) < 0)
+				return -ENOMEM;
+			/* As SSL_shutdown would have: OpenSSL keeps the
+			 * session of a connection that ended cleanly. */
+			SSL_set_shutdown(t->ssl, SSL_get_shutdown(t->ssl) | SSL_SENT_SHUTDOWN);
+		} else {
+			t->sink = out;
+			if (SSL_shutdown(t->ssl) < 0)
+				ERR_clear_error();
+			t->sink = &t->stage;
+		}
 	}
 	return 0;
 }
@@ -668,6 +719,7 @@ static void tls_destroy(struct rtls_conn *c)
 	if (t->ssl && t->role == RTLS__TLS_CLIENT && rtls__tls_established(t) &&
 	    !rtls__tls_failed(t))
 		SSL_set_shutdown(t->ssl, SSL_SENT_SHUTDOWN);
+	rtls__seal_free(&t->seal);
 	SSL_free(t->ssl); /* frees both BIOs */
 	BIO_free(t->spill);
 	rtls__wbuf_free(&t->stage);

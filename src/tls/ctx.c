@@ -266,8 +266,11 @@ int rtls__ctx_base(struct rtls_tls_ctx *t, SSL_CTX *s, bool no_tls12, const char
 	SSL_CTX_set_info_callback(s, rtls__tls_info_cb);
 	SSL_CTX_set_msg_callback(s, rtls__tls_msg_cb);
 	SSL_CTX_set_app_data(s, t);
-	if (t->ktls_usable)
-		SSL_CTX_set_keylog_callback(s, rtls__tls_keylog_cb);
+	/* The TLS 1.3 traffic secrets, for the kernel or our record layer;
+	 * and, always, where our application epoch starts: the AEAD limit
+	 * counts from there, whoever makes the records (without it a
+	 * kernel without kTLS never counted OpenSSL's TLS 1.3 records). */
+	SSL_CTX_set_keylog_callback(s, rtls__tls_keylog_cb);
 	return 0;
 }
 
@@ -393,6 +396,7 @@ int rtls_tls_ctx_new(const struct rtls_tls_opts *o, struct rtls_tls_ctx **out, c
 	t->hooks.attach = rtls__tls_attach;
 	rtls__ctx_init(t, o->ktls, o->ktls_rx_no_rekey, o->ktls_keyless, o->key_update_max_rate);
 	t->ktls_zerocopy = o->ktls_zerocopy;
+	t->own_records = !o->openssl_records;
 	t->key_update_records = o->key_update_records;
 	t->fail_level = o->handshake_log_level ? (enum rtls_log_level)o->handshake_log_level
 					       : RTLS_LOG_DEBUG;

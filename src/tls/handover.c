@@ -256,6 +256,7 @@ void rtls__tls_switch(struct rtls_conn *c, struct tconn *t)
 		install_rx(c, t, &rx);
 	OPENSSL_cleanse(&tx, sizeof(tx));
 	OPENSSL_cleanse(&rx, sizeof(rx));
+	rtls__tls_own_tx(c, t); /* TX not in the kernel: our records */
 	rtls__ku_prepare(c, t, t->have_tx_secret ? t->tx_secret : NULL,
 			 t->have_rx_secret ? t->rx_secret : NULL);
 	OPENSSL_cleanse(t->tx_secret, sizeof(t->tx_secret));
@@ -328,13 +329,77 @@ void rtls__tls_switch_rx_late(struct rtls_conn *c, struct tconn *t)
 	rtls__fwd_later(c);
 }
 
-/* Sends one alert through the kernel (TX offloaded), fatal level. */
+/* Our record layer takes TX over from OpenSSL's (seal.c): where the
+ * kernel will not make our records, at the handshake's end (server, or
+ * client) or after a refused hand-off. The key and first sequence number
+ * are those the kernel would have had: OpenSSL's records after the epoch
+ * began (tickets; a 1.2 Finished) are counted by the output parser, and
+ * all of them are in the output already. A suite the kernel does not
+ * know (or a key that cannot be derived) stays with OpenSSL. */
+void rtls__tls_own_tx(struct rtls_conn *c, struct tconn *t)
+{
+	struct rtls__ktls_info tx, rx;
+	struct rtls__ktls_suite s;
+	int ret = -ENOKEY;
+
+	if (t->tx != RTLS__TLS_USERSPACE || !t->ctx->own_records || !t->ssl ||
+	    rtls__tls_failed(t) || t->out.mark == UINT64_MAX || rtls__ktls_suite(t->ssl, &s) < 0)
+		return;
+	memset(&tx, 0, sizeof(tx));
+	memset(&rx, 0, sizeof(rx));
+	if (s.version == TLS1_2_VERSION)
+		ret = rtls__ktls_info_tls12(t->ssl, &s, t->role == RTLS__TLS_SERVER, t->out.records,
+					    1, &tx, &rx);
+	else if (t->have_tx_secret)
+		ret = rtls__ktls_info_tls13(&s, t->tx_secret, t->out.records, &tx);
+	if (ret == 0)
+		ret = rtls__seal_init(&t->seal, &tx);
+	/* TLS 1.3: the next secret, for a KeyUpdate (keyupdate.c). */
+	if (ret == 0 && s.version == TLS1_3_VERSION)
+		ret = rtls__ku_prepare_own(t, t->tx_secret);
+	OPENSSL_cleanse(&tx, sizeof(tx));
+	OPENSSL_cleanse(&rx, sizeof(rx));
+	if (ret < 0) {
+		rtls__seal_free(&t->seal); /* OpenSSL goes on making them */
+		return;
+	}
+	t->suite = s;
+	rtls__tls_set_tx(t, RTLS__TLS_OWN);
+	RTLS__COUNT(c->r, tls_own_tx);
+	/* Nothing here needs it any more: OpenSSL keeps its own copy. */
+	OPENSSL_cleanse(t->tx_secret, sizeof(t->tx_secret));
+	t->have_tx_secret = false;
+}
+
+/* One control record (alert, KeyUpdate) sealed by our record layer at
+ * the end of w: the records before it in w, and those already sent, were
+ * sealed before it, so it takes its place in the sequence. */
+int rtls__tls_own_control(struct rtls_conn *c, struct tconn *t, struct rtls__wbuf *w, uint8_t type,
+			  const void *p, size_t n)
+{
+	char *dst = rtls__wbuf_reserve(w, n + t->seal.overhead);
+	int len;
+
+	(void)c;
+	if (!dst)
+		return -ENOMEM;
+	len = rtls__seal_record(&t->seal, type, p, n, (unsigned char *)dst);
+	if (len < 0)
+		return len;
+	return rtls__wbuf_commit(w, (size_t)len);
+}
+
+/* Sends one alert, fatal level, where OpenSSL's would not reach the
+ * wire: through the kernel (TX offloaded), or sealed by our record layer
+ * ahead of the next round's data. */
 void rtls__tls_alert(struct rtls_conn *c, struct tconn *t, uint8_t desc)
 {
 	uint8_t a[2] = { 2, desc };
 
 	if (rtls__tls_tx_kernel(t))
 		rtls__wbuf_add_record(&c->w[c->wi], RTLS_CT_ALERT, a, 2);
+	else if (t->tx == RTLS__TLS_OWN)
+		(void)rtls__tls_own_control(c, t, &t->stage, RTLS_CT_ALERT, a, 2);
 }
 
 void rtls__tls_ktx_shutdown(struct rtls_conn *c)

@@ -8,6 +8,7 @@
 #include "ringtls/tls.h"
 #include "ktls.h"
 #include "record.h"
+#include "seal.h"
 #include "state.h"
 
 #define TLS_MAX_CERTS 16
@@ -34,6 +35,7 @@ struct rtls_tls_ctx {
 	bool ktls_rekey;              /* the kernel can rekey (6.14+) */
 	bool ktls_rx_no_rekey;        /* force TLS 1.3 RX offload without rekey */
 	bool keyless;                 /* keep no next secrets: KeyUpdate closes */
+	bool own_records;             /* TX not in the kernel: seal.c, not OpenSSL */
 	uint64_t key_update_records;  /* our KeyUpdate after this many records */
 	unsigned key_update_max_rate; /* peer KeyUpdates per second */
 	bool client;                  /* rtls_tls_client_ctx_new(): ssl[0] connects */
@@ -118,7 +120,11 @@ struct tconn {
 	bool peer_updated;         /* userspace RX saw any KeyUpdate (stays set) */
 	bool flood;                /* KeyUpdate rate exceeded (stays set) */
 	unsigned char next_tx[48], next_rx[48]; /* next generation only: valid
-				    * in tx/rx RTLS__TLS_KERNEL_NEXT, _UPDATING */
+				    * in tx/rx RTLS__TLS_KERNEL_NEXT, _UPDATING,
+				    * and tx RTLS__TLS_OWN under TLS 1.3 */
+	struct rtls__sealer seal;               /* tx RTLS__TLS_OWN: our record layer */
+	bool tx_spent;                          /* TLS 1.2 at the AEAD limit: nothing but
+				    * close_notify is sealed any more */
 	struct rtls__ktls_suite suite;
 	uint64_t ku_window_ms;
 	uint32_t ku_count;
@@ -149,8 +155,10 @@ static inline void rtls__tls_set_tx(struct tconn *t, enum rtls__tls_path to)
 
 static inline void rtls__tls_set_rx(struct tconn *t, enum rtls__tls_path to)
 {
-	/* Our KeyUpdate is a TX matter: RX never waits on one. */
-	RTLS__EDGE_CHECK(rtls__tls_path_edge(t->rx, to) && to != RTLS__TLS_KERNEL_UPDATING,
+	/* Our KeyUpdate is a TX matter: RX never waits on one; and our
+	 * record layer only seals. */
+	RTLS__EDGE_CHECK(rtls__tls_path_edge(t->rx, to) && to != RTLS__TLS_KERNEL_UPDATING &&
+				 to != RTLS__TLS_OWN,
 			 "tls rx", t->rx, to);
 	t->rx = to;
 }
@@ -176,6 +184,12 @@ static inline bool rtls__tls_tx_kernel(const struct tconn *t)
 	return rtls__tls_path_kernel(t->tx);
 }
 
+/* OpenSSL still makes our records (its writes go to the wire). */
+static inline bool rtls__tls_tx_openssl(const struct tconn *t)
+{
+	return t->tx == RTLS__TLS_USERSPACE || t->tx == RTLS__TLS_WANT_KERNEL;
+}
+
 static inline bool rtls__tls_rx_kernel(const struct tconn *t)
 {
 	return rtls__tls_path_kernel(t->rx);
@@ -196,6 +210,7 @@ void rtls__ku_kernel_rx(struct rtls_conn *c, struct tconn *t, bool update_reques
 void rtls__ku_after_read(struct rtls_conn *c, struct tconn *t);
 void rtls__ku_seg_sent(struct rtls_conn *c);
 void rtls__ku_check_limits(struct rtls_conn *c, struct tconn *t);
+int rtls__ku_prepare_own(struct tconn *t, const unsigned char *tx_secret);
 void rtls__tls_msg_cb(int write_p, int version, int content_type, const void *buf, size_t len,
 		      SSL *ssl, void *arg);
 void rtls__tls_close_clean(struct rtls_conn *c, struct tconn *t, const char *why);
@@ -220,6 +235,9 @@ void rtls__tls_switch_rx_late(struct rtls_conn *c, struct tconn *t);
 void rtls__tls_on_record(struct rtls_conn *c, struct rtls_buf *raw, int type);
 int rtls__tls_on_recv_error(struct rtls_conn *c, int err);
 void rtls__tls_ktx_shutdown(struct rtls_conn *c);
+void rtls__tls_own_tx(struct rtls_conn *c, struct tconn *t);
+int rtls__tls_own_control(struct rtls_conn *c, struct tconn *t, struct rtls__wbuf *w, uint8_t type,
+			  const void *p, size_t n);
 void rtls__tls_alert(struct rtls_conn *c, struct tconn *t, uint8_t desc);
 void rtls__tls_info_cb(const SSL *ssl, int where, int ret);
 void rtls__tls_keylog_cb(const SSL *ssl, const char *line);

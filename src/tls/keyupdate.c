@@ -56,6 +56,15 @@ void rtls__ku_prepare(struct rtls_conn *c, struct tconn *t, const unsigned char 
 	rtls__ku_prepare_rx(c, t, rx_secret);
 }
 
+/* Our record layer takes TX: keep the next generation of its secret. It
+ * needs no kernel, so it follows every KeyUpdate, --ktls-keyless or not
+ * (the key itself is in this process either way, as OpenSSL's was). */
+int rtls__ku_prepare_own(struct tconn *t, const unsigned char *tx_secret)
+{
+	memcpy(t->next_tx, tx_secret, t->suite.hash_len);
+	return next_secret(&t->suite, t->next_tx);
+}
+
 void rtls__ku_prepare_rx(struct rtls_conn *c, struct tconn *t, const unsigned char *rx_secret)
 {
 	(void)c;
@@ -102,11 +111,43 @@ void rtls__tls_close_clean(struct rtls_conn *c, struct tconn *t, const char *why
 	rtls_conn_close(c); /* queues close_notify through the transport */
 }
 
+static const uint8_t key_update_msg[5] = { KEY_UPDATE, 0, 0, 1, 0 }; /* update_not_requested */
+
+/* Our record layer: our KeyUpdate sealed under the current key into
+ * `stage`, which leaves before anything sealed from now on; then the next
+ * key, sequence number 0 (§5.3). Sealing is synchronous, so unlike the
+ * kernel's there is no state in between. */
+static void own_update(struct rtls_conn *c, struct tconn *t)
+{
+	struct rtls__ktls_info info;
+	int ret =
+		rtls__tls_own_control(c, t, &t->stage, 22, key_update_msg, sizeof(key_update_msg));
+
+	if (ret < 0) {
+		rtls__conn_kill(c, ret);
+		return;
+	}
+	RTLS__COUNT(c->r, key_updates_sent);
+	ret = rtls__ktls_info_tls13(&t->suite, t->next_tx, 0, &info);
+	if (ret == 0)
+		ret = rtls__seal_init(&t->seal, &info);
+	OPENSSL_cleanse(&info, sizeof(info));
+	if (ret == 0)
+		ret = next_secret(&t->suite, t->next_tx);
+	if (ret < 0) {
+		/* Our KeyUpdate is sealed: nothing may follow it under the
+		 * old key, so the connection must end. */
+		rtls_log(RTLS_LOG_WARN, "tls: the new TX key failed: %s", strerror(-ret));
+		rtls__conn_kill(c, ret);
+		return;
+	}
+}
+
 /* Queues our KeyUpdate under the current key; the new TX key goes in when
  * that record has left (rtls__ku_seg_sent), before anything queued after. */
 static void queue_tx_update(struct rtls_conn *c, struct tconn *t)
 {
-	static const uint8_t msg[5] = { KEY_UPDATE, 0, 0, 1, 0 }; /* update_not_requested */
+	const uint8_t *msg = key_update_msg;
 
 	/* Our direction has ended (close_notify queued or sent): nothing
 	 * more is encrypted under this key, and a KeyUpdate after
@@ -114,6 +155,11 @@ static void queue_tx_update(struct rtls_conn *c, struct tconn *t)
 	 * for the reply before our next application data: there is none). */
 	if (t->tx == RTLS__TLS_KERNEL_UPDATING || c->wr_shut || t->close != RTLS__TLS_CLOSE_NONE)
 		return;
+	if (t->tx == RTLS__TLS_OWN) {
+		own_update(c, t);
+		rtls__kick(c); /* from tls_seal: that round sends it */
+		return;
+	}
 	if (!rtls__tls_tx_kernel(t)) {
 		/* Userspace TX: OpenSSL sends it and switches keys itself. */
 		if (t->ssl && SSL_key_update(t->ssl, SSL_KEY_UPDATE_NOT_REQUESTED) != 1)
@@ -128,7 +174,7 @@ static void queue_tx_update(struct rtls_conn *c, struct tconn *t)
 	}
 	/* Ahead of anything not yet sent, even mid-body: the limit counts
 	 * records, and one body can be millions of them. */
-	if (rtls__send_urgent(c, 22, msg, sizeof(msg)) < 0)
+	if (rtls__send_urgent(c, 22, msg, sizeof(key_update_msg)) < 0)
 		return; /* one is already on its way */
 	rtls__tls_set_tx(t, RTLS__TLS_KERNEL_UPDATING);
 }
@@ -220,9 +266,9 @@ void rtls__ku_after_read(struct rtls_conn *c, struct tconn *t)
 	if (!t->peer_asked_update)
 		return;
 	t->peer_asked_update = false;
-	if (rtls__tls_tx_kernel(t))
+	if (!rtls__tls_tx_openssl(t))
 		queue_tx_update(c, t);
-	/* Userspace TX: OpenSSL answers on its own with its next write. */
+	/* OpenSSL's TX: it answers on its own with its next write. */
 }
 
 /* Our own KeyUpdate before the AEAD limit for the cipher (§5.5). */
@@ -239,13 +285,21 @@ void rtls__ku_check_limits(struct rtls_conn *c, struct tconn *t)
 			return; /* its limit is beyond any connection's life */
 		limit = GCM_RECORD_LIMIT;
 	}
-	/* Kernel TX: every send makes at least one record, and one per 16 KiB. */
-	used = rtls__tls_tx_kernel(t) ? t->pre_records + (c->tx_ops - t->tx_ops_base) +
-				(c->tx_bytes - t->tx_bytes_base) / 16384
-		      : t->out.records - t->tx_records_base;
+	/* Kernel TX: every send makes at least one record, and one per 16 KiB.
+	 * Ours: the sequence number is the count under this key. */
+	if (rtls__tls_tx_kernel(t))
+		used = t->pre_records + (c->tx_ops - t->tx_ops_base) +
+		       (c->tx_bytes - t->tx_bytes_base) / 16384;
+	else if (t->tx == RTLS__TLS_OWN)
+		used = t->seal.seq;
+	else
+		used = t->out.records - t->tx_records_base;
 	if (used < limit)
 		return;
 	if (!t->is13) {
+		/* Not one more record under this key (tls_seal drops what is
+		 * queued): close_notify, then the end. */
+		t->tx_spent = true;
 		rtls__tls_close_clean(c, t, "AEAD usage limit reached and TLS 1.2 cannot update keys");
 		return;
 	}
@@ -270,9 +324,10 @@ void rtls__tls_msg_cb(int write_p, int version, int content_type, const void *bu
 	if (!t || !rtls__tls_established(t))
 		return;
 	/* Ours, when OpenSSL makes our records (the kernel's are counted as
-	 * they leave, rtls__ku_seg_sent); the peer's read in userspace. */
+	 * they leave, rtls__ku_seg_sent; our record layer's as it seals
+	 * them, own_update); the peer's read in userspace. */
 	st = rtls__stats_mine();
-	if (st && !(write_p && rtls__tls_tx_kernel(t)))
+	if (st && !(write_p && !rtls__tls_tx_openssl(t)))
 		rtls__stat_add(st,
 			       write_p ? RTLS__STAT(key_updates_sent)
 				       : RTLS__STAT(key_updates_received),

@@ -3,8 +3,9 @@
  * cannot happen cannot be written down. Three parts that change apart:
  *
  *   phase   where the session is: handshake, hand-off, established, failed
- *   tx, rx  where each direction's records are made or read (OpenSSL or
- *           the kernel), with the KeyUpdate states of a kernel direction
+ *   tx, rx  where each direction's records are made or read (OpenSSL,
+ *           the kernel, or for TX our own record layer), with the
+ *           KeyUpdate states of a kernel direction
  *   close   our close_notify
  *
  * Every change goes through rtls__tls_set_*(), which checks the edge in
@@ -47,6 +48,10 @@ enum rtls__tls_path {
 				    * kept (next_tx/next_rx) to follow a KeyUpdate */
 	RTLS__TLS_KERNEL_UPDATING, /* TX only: our KeyUpdate is queued (urgent);
 				    * the next key goes in when it has left */
+	RTLS__TLS_OWN,             /* TX only: ringtls seals the records itself
+				    * (seal.c) with the keys the kernel would
+				    * have had; OpenSSL's writes are dropped.
+				    * TLS 1.3 keeps next_tx for KeyUpdate */
 };
 
 /* Our close_notify. */
@@ -100,7 +105,9 @@ static inline bool rtls__tls_path_edge(enum rtls__tls_path from, enum rtls__tls_
 {
 	switch (from) {
 	case RTLS__TLS_USERSPACE:
-		return to == RTLS__TLS_WANT_KERNEL; /* rtls__tls_decide */
+		/* rtls__tls_decide; or (TX) our record layer takes over
+		 * from OpenSSL's at the handshake's end (rtls__tls_own_tx) */
+		return to == RTLS__TLS_WANT_KERNEL || to == RTLS__TLS_OWN;
 	case RTLS__TLS_WANT_KERNEL:
 		/* The setsockopt succeeded; or a key, the ULP or the
 		 * setsockopt failed and the direction stays in userspace. */
@@ -113,6 +120,7 @@ static inline bool rtls__tls_path_edge(enum rtls__tls_path from, enum rtls__tls_
 		return to == RTLS__TLS_KERNEL_UPDATING || to == RTLS__TLS_KERNEL;
 	case RTLS__TLS_KERNEL_UPDATING:
 		return to == RTLS__TLS_KERNEL_NEXT; /* our KeyUpdate has left */
+	case RTLS__TLS_OWN: /* for the connection's life (KeyUpdate rekeys in place) */
 	default:
 		return false;
 	}
