@@ -11,7 +11,10 @@ Checks (docs/DESIGN.md, "KeyUpdate" and "What a fully offloaded connection
 holds"); the kernel's rekey ability comes from `ringtls probe`:
 
   1 rekey kernels (7.2): peer KeyUpdates k, K, K on a fully offloaded TLS 1.3
-    connection: every response arrives, RX rekeyed 3 times, TX twice.
+    connection: every response arrives, RX rekeyed 3 times, TX twice. The
+    same with our record layer making the server's records (TX not in the
+    kernel): with kernel RX (--ktls rx, 7.2; RX rekeyed 3 times, TX never)
+    and with --ktls off (both kernels; tls_stat unmoved).
   2 kernels without rekey (6.1): k is handled by userspace RX, K ends the
     connection cleanly ("cannot rekey"); with --ktls-rx-no-rekey RX is
     offloaded and k ends the connection cleanly.
@@ -346,6 +349,70 @@ def check_rekey_peer_updates():
     return ck
 
 
+def own_records_peer_updates(mode):
+    """k, K, K on TLS 1.3 where our record layer makes the server's records
+    (TX not in the kernel) and RX is the kernel's (--ktls rx, a rekey
+    kernel) or OpenSSL's (--ktls off): each K is answered by a KeyUpdate
+    we seal, and the responses after it, sealed under our next key, read."""
+    ck = Check()
+    srv = Server("--ktls", mode, "--admin-listen", "127.0.0.1:0")
+    try:
+        ctr = Counters()
+        c = tls13_session(srv, ck, [b"k", b"K", b"K"])
+        ck.expect(c.ended(), "s_client did not end after the Connection: close response")
+        rc = c.finish(timeout=10)
+        out = c.out()
+        ck.eq(c.responses(), 4, "correct /hello responses")
+        ck.eq(keyupdates(c), 3, "KeyUpdates s_client sent")
+        ck.eq(out.count(KU_IN), 2, "server KeyUpdates s_client received")
+        ck.expect(got_close_notify(out), "no close_notify after Connection: close: %s" % short(out, 1500))
+        ck.eq(rc, 0, "s_client exit status")
+        krx = mode == "rx"
+        expect_opened(ck, srv, [("TLSv1.3", False, krx)])
+        d = ctr.delta()
+        want = {"TlsTxSw": 0, "TlsRxSw": 1 if krx else 0, "TlsDecryptError": 0}
+        if REKEY:
+            want.update({"TlsRxRekeyOk": 3 if krx else 0, "TlsTxRekeyOk": 0,
+                         "TlsRxRekeyReceived": 3 if krx else 0, "TlsRxRekeyError": 0})
+        expect_counters(ck, d, want)
+        ck.note(fmt_delta(d, BASE_KEYS + (REKEY_KEYS if REKEY else [])))
+        ck.eq(own_records(srv), 1, "ringtls_tls_own_records_total: our record layer made the "
+              "server's records")
+        ck.eq(srv.info_lines(), [], "server info/warn/error lines")
+    finally:
+        srv.stop()
+    return ck
+
+
+def own_records(srv):
+    """ringtls_tls_own_records_total from the admin listener, or None."""
+    m = re.search(r"listening on 127\.0\.0\.1:(\d+) \(admin\)", srv.log())
+    if not m:
+        return None
+    data = b""
+    with socket.create_connection(("127.0.0.1", int(m.group(1))), timeout=STEP_TIMEOUT) as so:
+        so.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        while True:
+            chunk = so.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    v = re.search(rb"^ringtls_tls_own_records_total (\d+)$", data, re.M)
+    return int(v.group(1)) if v else None
+
+
+def check_own_records_kernel_rx():
+    """1b: --ktls rx on a rekey kernel."""
+    if not REKEY:
+        raise SkipCheck("this kernel cannot rekey: TLS 1.3 RX stays in userspace (1c covers that)")
+    return own_records_peer_updates("rx")
+
+
+def check_own_records_userspace():
+    """1c: --ktls off."""
+    return own_records_peer_updates("off")
+
+
 def check_norekey_userspace_rx():
     """2a: 6.1 default policy: k handled by userspace RX, K closes cleanly."""
     if REKEY:
@@ -632,6 +699,10 @@ def check_keyless_counter_counts():
 
 CHECKS = [
     ("1 rekey kernel: peer k, K, K on an offloaded TLS 1.3 connection", check_rekey_peer_updates),
+    ("1b rekey kernel, --ktls rx: peer k, K, K; kernel RX rekeys, our record layer answers",
+     check_own_records_kernel_rx),
+    ("1c --ktls off: peer k, K, K; OpenSSL reads, our record layer answers",
+     check_own_records_userspace),
     ("2a no-rekey kernel: k via userspace RX, K closes cleanly", check_norekey_userspace_rx),
     ("2b no-rekey kernel, --ktls-rx-no-rekey: RX offloaded, k closes cleanly", check_norekey_forced_rx),
     ("3 KeyUpdate flood cut off (--key-update-max-rate 20), fresh connection works", check_flood),
