@@ -21,10 +21,7 @@ ringtls_tls_own_records_total proves which one made the records.
 6. gnutls-cli (nettle's AEAD, not OpenSSL's) reads /hello, each version."""
 import hashlib
 import os
-import re
 import ssl
-import subprocess
-import time
 
 import rtls_test as rt
 import tls_util as tu
