@@ -18,6 +18,8 @@
 #       strace -c over N responses on one connection: calls per response.
 #
 # BIN may carry flags after commas: build/ringtls,--openssl-records.
+# AB_CLOSE=1: every request on a new connection (Connection: close), so
+# with BIN,--no-tickets each response costs a full handshake.
 # BYTES is the file's size (16384, 1048576, ...). Needs wrk, valgrind,
 # strace, openssl (scripts/deps.sh bench, and strace).
 set -euo pipefail
@@ -68,6 +70,7 @@ stop() {
 # fixed N [CONNS]: exactly N responses (bench/fixed_count.lua)
 fixed() {
 	BENCH_REQUESTS=$1 taskset -c 1 wrk -t1 -c"${2:-1}" -d600 -s "$here/fixed_count.lua" \
+		${AB_CLOSE:+-H "Connection: close"} \
 		"https://127.0.0.1:$port/f" | grep -q "fixed_count: $1 responses" ||
 		{ echo "wrk did not get $1 responses" >&2; exit 1; }
 }

@@ -63,7 +63,7 @@ wrap=(valgrind --tool=memcheck --error-exitcode=99 --leak-check=full
 export RINGTLS_WRAP="${wrap[*]}"
 export RTLS_TIME_SCALE=${RTLS_TIME_SCALE:-10}
 export RTLS_UNDER_VALGRIND=1
-export RINGTLS_BIN=$dir/ringtls ECHO_BIN=$dir/echo NO_URING_BIN=$dir/tests/no_uring SECCOMP_RUN_BIN=$dir/tests/seccomp_run HOLD_BIN=$dir/tests/hold FORWARD_BIN=$dir/forward
+export RINGTLS_BIN=$dir/ringtls ECHO_BIN=$dir/echo NO_URING_BIN=$dir/tests/no_uring SECCOMP_RUN_BIN=$dir/tests/seccomp_run HOLD_BIN=$dir/tests/hold FORWARD_BIN=$dir/forward KU_CLIENT_BIN=$dir/tests/ku_client
 
 # One test file: its output to LOGS/NAME.out, "NAME STATUS SECONDS" to
 # LOGS/NAME.rc. Bounded like a ctest entry.

@@ -63,6 +63,7 @@ void cli_usage(FILE *f)
 	      "                           connection instead of being handled in userspace\n"
 	      "  --ktls-keyless           keep no next-generation traffic secrets: a KeyUpdate\n"
 	      "                           that needs a new kernel key closes the connection\n"
+	      "                           (records made in userspace follow KeyUpdates anyway)\n"
 	      "  --openssl-records        where the kernel does not make our TLS records after\n"
 	      "                           the handshake, OpenSSL's record layer does (default:\n"
 	      "                           ringtls's own, which seals into the send buffer)\n"

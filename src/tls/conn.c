@@ -207,7 +207,9 @@ void rtls__tls_fail(struct rtls_conn *c, struct tconn *t, const char *when)
 	ERR_clear_error();
 	rtls__tls_set_phase(t, rtls__tls_established(t) ? RTLS__TLS_FAILED
 						       : RTLS__TLS_HANDSHAKE_FAILED);
-	if (!rtls__tls_tx_openssl(t) && (t->last_alert & 0xff))
+	/* OpenSSL's alert did not reach the wire: the kernel sends it (our
+	 * record layer sealed it as OpenSSL wrote it, rtls__tls_info_cb). */
+	if (rtls__tls_tx_kernel(t) && (t->last_alert & 0xff))
 		rtls__tls_alert(c, t, (uint8_t)(t->last_alert & 0xff));
 	rtls_conn_close(c);
 }
@@ -508,7 +510,10 @@ static int seal_bytes(struct pack *k, const char *p, size_t n)
 		len = rtls__seal_record(&t->seal, 23, p, m, (unsigned char *)dst);
 		if (len < 0)
 			return len;
-		rtls__wbuf_commit(k->out, (size_t)len);
+		/* The sequence number has moved on: a record lost here
+		 * would break the stream, so the error ends it. */
+		if (rtls__wbuf_commit(k->out, (size_t)len) < 0)
+			return -ENOMEM;
 		p += m;
 		n -= m;
 	}
@@ -592,7 +597,7 @@ static int tls_seal(struct rtls_conn *c, struct rtls__wbuf *in, struct rtls__wbu
 	/* First: our record layer seals a KeyUpdate into stage, which must
 	 * leave before this round's records under the next key. */
 	if (in->nsegs && rtls__tls_established(t) && !rtls__tls_failed(t) && t->ssl) {
-		rtls__ku_check_limits(c, t);
+		rtls__ku_before_seal(c, t);
 		if (c->state == RTLS__CONN_DEAD)
 			return -EIO; /* our KeyUpdate could not be made */
 	}

@@ -46,13 +46,22 @@ void rtls__tls_in_account(struct rtls_conn *c, struct tconn *t, const unsigned c
 }
 
 /* SSL_CTX info callback: remember the last alert we sent, so that under
- * kernel TX the same alert can be sent through the kernel. */
+ * kernel TX the same alert can be sent through the kernel. Under our
+ * record layer, OpenSSL's write is dropped (sink_write), so the alert is
+ * sealed here as it is written, warning or fatal: a TLS 1.2 peer's
+ * renegotiation gets its no_renegotiation at once, as from OpenSSL. */
 void rtls__tls_info_cb(const SSL *ssl, int where, int ret)
 {
 	struct tconn *t = SSL_get_app_data(ssl);
 
-	if (t && (where & SSL_CB_WRITE_ALERT))
-		t->last_alert = (uint16_t)ret;
+	if (!t || !(where & SSL_CB_WRITE_ALERT))
+		return;
+	t->last_alert = (uint16_t)ret;
+	if (t->tx == RTLS__TLS_OWN) {
+		uint8_t a[2] = { (uint8_t)(ret >> 8), (uint8_t)ret };
+
+		(void)rtls__tls_own_control(t->conn, t, &t->stage, RTLS_CT_ALERT, a, 2);
+	}
 }
 
 static int unhex(const char *s, unsigned char *out, size_t max)
@@ -355,6 +364,7 @@ void rtls__tls_own_tx(struct rtls_conn *c, struct tconn *t)
 	if (ret == 0)
 		ret = rtls__seal_init(&t->seal, &tx);
 	/* TLS 1.3: the next secret, for a KeyUpdate (keyupdate.c). */
+	t->suite = s;
 	if (ret == 0 && s.version == TLS1_3_VERSION)
 		ret = rtls__ku_prepare_own(t, t->tx_secret);
 	OPENSSL_cleanse(&tx, sizeof(tx));
@@ -363,7 +373,6 @@ void rtls__tls_own_tx(struct rtls_conn *c, struct tconn *t)
 		rtls__seal_free(&t->seal); /* OpenSSL goes on making them */
 		return;
 	}
-	t->suite = s;
 	rtls__tls_set_tx(t, RTLS__TLS_OWN);
 	RTLS__COUNT(c->r, tls_own_tx);
 	/* Nothing here needs it any more: OpenSSL keeps its own copy. */

@@ -211,6 +211,7 @@ void rtls__ku_after_read(struct rtls_conn *c, struct tconn *t);
 void rtls__ku_seg_sent(struct rtls_conn *c);
 void rtls__ku_check_limits(struct rtls_conn *c, struct tconn *t);
 int rtls__ku_prepare_own(struct tconn *t, const unsigned char *tx_secret);
+void rtls__ku_before_seal(struct rtls_conn *c, struct tconn *t);
 void rtls__tls_msg_cb(int write_p, int version, int content_type, const void *buf, size_t len,
 		      SSL *ssl, void *arg);
 void rtls__tls_close_clean(struct rtls_conn *c, struct tconn *t, const char *why);

@@ -18,6 +18,8 @@
 /* AES-GCM: 2^24.5 full records per key (RFC 8446 §5.5), rounded down. */
 #define GCM_RECORD_LIMIT 23726566ull
 
+static void queue_tx_update(struct rtls_conn *c, struct tconn *t);
+
 static int next_secret(const struct rtls__ktls_suite *s, unsigned char *secret)
 {
 	unsigned char out[48];
@@ -61,8 +63,29 @@ void rtls__ku_prepare(struct rtls_conn *c, struct tconn *t, const unsigned char 
  * (the key itself is in this process either way, as OpenSSL's was). */
 int rtls__ku_prepare_own(struct tconn *t, const unsigned char *tx_secret)
 {
+	int ret;
+
 	memcpy(t->next_tx, tx_secret, t->suite.hash_len);
-	return next_secret(&t->suite, t->next_tx);
+	ret = next_secret(&t->suite, t->next_tx);
+	if (ret < 0)
+		OPENSSL_cleanse(t->next_tx, sizeof(t->next_tx));
+	return ret;
+}
+
+/* At the start of a seal round, before any data is sealed: a peer's
+ * update_requested read by OpenSSL (rtls__tls_msg_cb) is answered ahead
+ * of the response to the request that came with it (RFC 8446 §4.6.3:
+ * before our next application data; the read's own data went to the
+ * handler before rtls__ku_after_read ran), then the AEAD limit. */
+void rtls__ku_before_seal(struct rtls_conn *c, struct tconn *t)
+{
+	if (t->peer_asked_update && t->tx == RTLS__TLS_OWN && !t->flood) {
+		t->peer_asked_update = false;
+		queue_tx_update(c, t);
+		if (c->state == RTLS__CONN_DEAD)
+			return;
+	}
+	rtls__ku_check_limits(c, t);
 }
 
 void rtls__ku_prepare_rx(struct rtls_conn *c, struct tconn *t, const unsigned char *rx_secret)
@@ -135,9 +158,12 @@ static void own_update(struct rtls_conn *c, struct tconn *t)
 	if (ret == 0)
 		ret = next_secret(&t->suite, t->next_tx);
 	if (ret < 0) {
+		char peer[80];
+
 		/* Our KeyUpdate is sealed: nothing may follow it under the
 		 * old key, so the connection must end. */
-		rtls_log(RTLS_LOG_WARN, "tls: the new TX key failed: %s", strerror(-ret));
+		rtls__tls_peer(c, peer, sizeof(peer));
+		rtls_log(RTLS_LOG_WARN, "tls %s: the new TX key failed: %s", peer, strerror(-ret));
 		rtls__conn_kill(c, ret);
 		return;
 	}
@@ -149,17 +175,21 @@ static void queue_tx_update(struct rtls_conn *c, struct tconn *t)
 {
 	const uint8_t *msg = key_update_msg;
 
-	/* Our direction has ended (close_notify queued or sent): nothing
-	 * more is encrypted under this key, and a KeyUpdate after
-	 * close_notify would break the stream's end (RFC 8446 §4.6.3 asks
-	 * for the reply before our next application data: there is none). */
-	if (t->tx == RTLS__TLS_KERNEL_UPDATING || c->wr_shut || t->close != RTLS__TLS_CLOSE_NONE)
-		return;
-	if (t->tx == RTLS__TLS_OWN) {
+	/* Our record layer: until close_notify is sealed, data may still
+	 * follow (a close wanted waits for the queue to be sealed), and the
+	 * KeyUpdate goes into `stage`, ahead of it and of close_notify. */
+	if (t->tx == RTLS__TLS_OWN && t->close != RTLS__TLS_CLOSE_QUEUED) {
 		own_update(c, t);
 		rtls__kick(c); /* from tls_seal: that round sends it */
 		return;
 	}
+	/* Our direction has ended (close_notify queued or sent): nothing
+	 * more is encrypted under this key, and a KeyUpdate after
+	 * close_notify would break the stream's end (RFC 8446 §4.6.3 asks
+	 * for the reply before our next application data: there is none). */
+	if (t->tx == RTLS__TLS_KERNEL_UPDATING || t->tx == RTLS__TLS_OWN || c->wr_shut ||
+	    t->close != RTLS__TLS_CLOSE_NONE)
+		return;
 	if (!rtls__tls_tx_kernel(t)) {
 		/* Userspace TX: OpenSSL sends it and switches keys itself. */
 		if (t->ssl && SSL_key_update(t->ssl, SSL_KEY_UPDATE_NOT_REQUESTED) != 1)

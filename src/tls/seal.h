@@ -14,11 +14,9 @@
 #include "ktls.h"
 
 #define RTLS__SEAL_RECORD 16384u /* the most plaintext in one record */
-/* Header, TLS 1.2 GCM's explicit nonce, TLS 1.3's content type, tag. */
-#define RTLS__SEAL_OVERHEAD_MAX (5u + 8u + 16u)
 
 struct rtls__sealer {
-	EVP_CIPHER_CTX *ctx; /* the key is in here; NULL: not in use */
+	EVP_CIPHER_CTX *ctx;  /* the key is in here; NULL: not in use */
 	unsigned char iv[12]; /* TLS 1.3 and ChaCha20: the static IV; 1.2
 			       * GCM: the 4-byte salt, then unused */
 	uint64_t seq;         /* the next record's sequence number */

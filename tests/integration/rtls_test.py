@@ -31,6 +31,7 @@ RINGTLS_BIN = os.environ.get("RINGTLS_BIN") or os.path.join(BUILD, "ringtls")
 ECHO_BIN = os.environ.get("ECHO_BIN") or os.path.join(BUILD, "echo")
 NO_URING_BIN = os.environ.get("NO_URING_BIN") or os.path.join(BUILD, "tests", "no_uring")
 HOLD_BIN = os.environ.get("HOLD_BIN") or os.path.join(BUILD, "tests", "hold")
+KU_CLIENT_BIN = os.environ.get("KU_CLIENT_BIN") or os.path.join(BUILD, "tests", "ku_client")
 FORWARD_BIN = os.environ.get("FORWARD_BIN") or os.path.join(BUILD, "forward")
 
 # RINGTLS_WRAP: a command put in front of every ringtls a test starts

@@ -13,14 +13,20 @@ ringtls_tls_own_records_total proves which one made the records.
    with the KeyUpdates counted; TLS 1.2, which cannot update keys, ends
    the connection at the limit with close_notify;
 3. a peer KeyUpdate with update_requested (openssl s_client's K): ours
-   answers it, and the response sealed under our next key reads;
+   answers it, and the response sealed under our next key reads; and with
+   the request in the same segment (ku_client.c), keep-alive and
+   Connection: close, ours comes before the response (RFC 8446 §4.6.3);
 4. close_notify after a Connection: close response, each version: the
    client reads a clean end, not a truncation;
 5. an alert from our record layer: a client record whose tag does not
    verify gets bad_record_mac, which the client decrypts and names;
-6. gnutls-cli (nettle's AEAD, not OpenSSL's) reads /hello, each version."""
+6. gnutls-cli (nettle's AEAD, not OpenSSL's) reads /hello, each version;
+7. a TLS 1.2 client's renegotiation gets OpenSSL's no_renegotiation
+   warning at once (our record layer seals the alerts OpenSSL writes),
+   not silence until a timeout."""
 import hashlib
 import os
+import re
 import ssl
 
 import rtls_test as rt
@@ -118,6 +124,33 @@ def part_peer_key_update(t, srv, mode):
     tm.delta(t, m0, m1, KU, 1, what, direction="received")
 
 
+def part_update_then_request(t, srv, mode):
+    """A KeyUpdate with update_requested and a request read together: the
+    KeyUpdate that answers it comes first, also when the response is the
+    connection's last (a close wanted does not skip it)."""
+    if not t.check(os.access(rt.KU_CLIENT_BIN, os.X_OK), "the KeyUpdate client is built: %s"
+                   % rt.KU_CLIENT_BIN):
+        return
+    for extra in ([], ["close"]):
+        what = "[%s] KeyUpdate and a request in one segment%s" % (
+            mode, ", Connection: close" if extra else "")
+        r = rt.run_cmd([rt.KU_CLIENT_BIN, str(srv.port)] + extra, timeout=15)
+        out = r.stdout.decode("utf-8", "replace")
+        seq = [l for l in out.splitlines() if l in ("keyupdate", "data")]
+        t.check(r.returncode == 0 and "response HTTP/1.1 200" in out,
+                "%s: the response read: %r %r" % (what, out, r.stderr[-300:]))
+        t.check(seq[:2] == ["keyupdate", "data"],
+                "%s: the server's records in order, want our KeyUpdate first: %r" % (what, seq))
+
+
+def part_renegotiation(t, srv, mode):
+    what = "[%s] TLS 1.2 renegotiation (s_client R)" % mode
+    r = tu.s_client(srv.port, "-tls1_2", "-msg", send=b"R\n", until=r"no_renegotiation",
+                    timeout=8.0)
+    t.check(re.search(r"<<< TLS 1\.2, Alert \[length 0002\], warning no_renegotiation", r.out),
+            "%s: the client read the warning: %s" % (what, r.out[-800:]))
+
+
 def part_close_notify(t, srv, mode):
     for v in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
         what = "[%s] %s: Connection: close" % (mode, v.name)
@@ -187,6 +220,9 @@ def test(t):
                 part_suites(t, srv, mode, want_sha)
             if parts.need("openssl", "a peer KeyUpdate through s_client"):
                 part_peer_key_update(t, srv, mode)
+            part_update_then_request(t, srv, mode)
+            if tu.have("openssl"):
+                part_renegotiation(t, srv, mode)
             part_close_notify(t, srv, mode)
             part_alert(t, srv, mode)
             if parts.need("gnutls-cli", "records read by gnutls"):
