@@ -110,6 +110,8 @@ WORKLOADS = [
     # The same bodies with many connections (issue 20): the cost per
     # request must not rise from 8 to 256 connections. glibc used to trim
     # the reactor's arena after each response and fault it back in.
+    Workload("tls-16k-c8", "TLS GET 16 KiB file, 8 connections", "tls", "/file-16k.bin", 8,
+             16384),
     Workload("tls-16k-c64", "TLS GET 16 KiB file, 64 connections", "tls", "/file-16k.bin", 64,
              16384),
     Workload("tls-16k-c256", "TLS GET 16 KiB file, 256 connections", "tls", "/file-16k.bin",

@@ -60,7 +60,7 @@ Environment (defaults for a full run, 16-20 minutes):
                    (default 90) move the bar, to watch the count grow on a
                    small or busy machine (never for numbers you keep)
   WORKLOADS=...    comma-separated subset of plain-hello,tls-hello,plain-16k,
-                   tls-16k,plain-1m,tls-1m,tls-16k-c64,tls-16k-c256,
+                   tls-16k,plain-1m,tls-1m,tls-16k-c8,tls-16k-c64,tls-16k-c256,
                    tls-1m-c64,tls-1m-c256,hs-full,hs-resumed,proxy-hello,
                    proxy-1m,proxy-upload,tcp-echo-1m,h2-hello,h2-16k,h2-1m,
                    or the groups static (all but the proxy, tcp and h2
