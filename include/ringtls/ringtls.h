@@ -355,9 +355,9 @@ struct rtls_stats {
 	uint64_t ktls_fallbacks[2][8]; /* [enum rtls_stats_dir][enum rtls_stats_ktls_fallback] */
 	uint64_t key_updates_received; /* TLS 1.3 KeyUpdate messages */
 	uint64_t key_updates_sent;
-	uint64_t tls_own_tx;           /* connections whose records after the
-					* handshake ringtls's own record layer
-					* sealed (the kernel did not take TX) */
+	/* Connections whose records after the handshake ringtls's own
+	 * record layer sealed (the kernel did not take TX). */
+	uint64_t tls_own_tx;
 };
 
 /* Fills out[0..size) with the server's counters (struct rtls_stats, or

@@ -93,7 +93,7 @@ struct rtls_tls_client_opts {
 	bool ktls_rx_no_rekey; /* as in struct rtls_tls_opts */
 	bool ktls_keyless;
 	unsigned key_update_max_rate;
-	bool openssl_records;  /* as in struct rtls_tls_opts */
+	bool openssl_records; /* as in struct rtls_tls_opts */
 };
 
 /* Builds a client context: loads the CA bundle (or the default store) and

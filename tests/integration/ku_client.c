@@ -93,7 +93,8 @@ int main(int argc, char **argv)
 	SSL_set_bio(ssl, net_in, net_out);
 	SSL_set_connect_state(ssl);
 	while ((n = SSL_do_handshake(ssl)) != 1) {
-		if (send_out() < 0 || SSL_get_error(ssl, n) != SSL_ERROR_WANT_READ || recv_in() < 0) {
+		if (send_out() < 0 || SSL_get_error(ssl, n) != SSL_ERROR_WANT_READ ||
+		    recv_in() < 0) {
 			ERR_print_errors_fp(stderr);
 			return 1;
 		}
