@@ -54,7 +54,9 @@ void rtls__tls_info_cb(const SSL *ssl, int where, int ret)
 {
 	struct tconn *t = SSL_get_app_data(ssl);
 
-	if (!t || !(where & SSL_CB_WRITE_ALERT))
+	/* Both bits: SSL_CB_READ_ALERT shares SSL_CB_ALERT with it (a read
+	 * close_notify was taken for ours, and sealed back at the peer). */
+	if (!t || (where & SSL_CB_WRITE_ALERT) != SSL_CB_WRITE_ALERT)
 		return;
 	t->last_alert = (uint16_t)ret;
 	if (t->tx == RTLS__TLS_OWN) {
