@@ -1129,7 +1129,7 @@ def main():
             check("--ktls %s: counters, page cells, log%s" % (mode, policy), c_mode, mode)
 
         # Connection: close under each --ktls mode: kernel TX sends the
-        # close_notify itself, userspace TX through OpenSSL.
+        # close_notify itself, userspace TX through our record layer (seal.c).
         for mode in () if HOST else ("off", "tx", "rx"):
             for version in ("1.3", "1.2"):
                 tx, rx = mode_paths(mode, version)
