@@ -43,7 +43,7 @@ import threading
 import time
 import traceback
 
-from suite_common import (HELLO, PROC_TIMEOUT, RINGTLS_BIN, SKIP_RC, STAT_PATH, WORK, Counters,
+from suite_common import (HELLO, admin_metrics, PROC_TIMEOUT, RINGTLS_BIN, SKIP_RC, STAT_PATH, WORK, Counters,
                           Fail, Server, SkipCheck, client_ctx, make_workdir, page_cells,
                           print_summary, remove_workdir, req, stop_all, stop_proc)
 
@@ -316,6 +316,22 @@ def tls13_session(srv, ck, letters):
     return c
 
 
+def expect_kKK(ck, c):
+    """The client side of tls13_session(.., [k, K, K]) with Connection:
+    close last: four responses, our two KeyUpdates, close_notify."""
+    # s_client ends by itself on the close_notify (closing its stdin
+    # first would race with reading it).
+    ck.expect(c.ended(), "s_client did not end after the Connection: close response")
+    rc = c.finish(timeout=10)
+    out = c.out()
+    ck.eq(c.responses(), 4, "correct /hello responses")
+    ck.eq(c.heads(), 4, "response heads")
+    ck.eq(keyupdates(c), 3, "KeyUpdates s_client sent")
+    ck.eq(out.count(KU_IN), 2, "server KeyUpdates s_client received")
+    ck.expect(got_close_notify(out), "no close_notify after Connection: close: %s" % short(out, 1500))
+    ck.eq(rc, 0, "s_client exit status")
+
+
 def check_rekey_peer_updates():
     """1: k, K, K on a fully offloaded TLS 1.3 connection (rekey kernel)."""
     if not REKEY:
@@ -324,19 +340,7 @@ def check_rekey_peer_updates():
     srv = Server()
     try:
         ctr = Counters()
-        c = tls13_session(srv, ck, [b"k", b"K", b"K"])
-        # Connection: close: s_client ends by itself on the close_notify
-        # (closing its stdin first would race with reading it).
-        ck.expect(c.ended(), "s_client did not end after the Connection: close response")
-        rc = c.finish(timeout=10)
-        out = c.out()
-        ck.eq(c.responses(), 4, "correct /hello responses")
-        ck.eq(c.heads(), 4, "response heads")
-        ck.eq(keyupdates(c), 3, "KeyUpdates s_client sent")
-        ck.eq(out.count(KU_IN), 2,
-              "server KeyUpdates s_client received")
-        ck.expect(got_close_notify(out), "no close_notify after Connection: close: %s" % short(out, 1500))
-        ck.eq(rc, 0, "s_client exit status")
+        expect_kKK(ck, tls13_session(srv, ck, [b"k", b"K", b"K"]))
         expect_opened(ck, srv, [("TLSv1.3", True, True)])
         d = ctr.delta()
         expect_counters(ck, d, {"TlsTxSw": 1, "TlsRxSw": 1, "TlsDecryptError": 0,
@@ -358,15 +362,7 @@ def own_records_peer_updates(mode):
     srv = Server("--ktls", mode, "--admin-listen", "127.0.0.1:0")
     try:
         ctr = Counters()
-        c = tls13_session(srv, ck, [b"k", b"K", b"K"])
-        ck.expect(c.ended(), "s_client did not end after the Connection: close response")
-        rc = c.finish(timeout=10)
-        out = c.out()
-        ck.eq(c.responses(), 4, "correct /hello responses")
-        ck.eq(keyupdates(c), 3, "KeyUpdates s_client sent")
-        ck.eq(out.count(KU_IN), 2, "server KeyUpdates s_client received")
-        ck.expect(got_close_notify(out), "no close_notify after Connection: close: %s" % short(out, 1500))
-        ck.eq(rc, 0, "s_client exit status")
+        expect_kKK(ck, tls13_session(srv, ck, [b"k", b"K", b"K"]))
         krx = mode == "rx"
         expect_opened(ck, srv, [("TLSv1.3", False, krx)])
         d = ctr.delta()
@@ -386,18 +382,8 @@ def own_records_peer_updates(mode):
 
 def own_records(srv):
     """ringtls_tls_own_records_total from the admin listener, or None."""
-    m = re.search(r"listening on 127\.0\.0\.1:(\d+) \(admin\)", srv.log())
-    if not m:
-        return None
-    data = b""
-    with socket.create_connection(("127.0.0.1", int(m.group(1))), timeout=STEP_TIMEOUT) as so:
-        so.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
-        while True:
-            chunk = so.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    v = re.search(rb"^ringtls_tls_own_records_total (\d+)$", data, re.M)
+    text = admin_metrics(srv, STEP_TIMEOUT)
+    v = re.search(r"^ringtls_tls_own_records_total (\d+)$", text or "", re.M)
     return int(v.group(1)) if v else None
 
 

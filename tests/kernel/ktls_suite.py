@@ -51,7 +51,7 @@ import time
 import traceback
 
 import suite_common
-from suite_common import (HELLO, LOG_WAIT, PROC_TIMEOUT, RINGTLS_BIN, SERVERS, SKIP_RC, STAT_PATH,
+from suite_common import (HELLO, admin_metrics, LOG_WAIT, PROC_TIMEOUT, RINGTLS_BIN, SERVERS, SKIP_RC, STAT_PATH,
                           WORK, Fail, Server, SkipCheck, client_ctx, make_workdir, page_cells,
                           print_summary, read_stat, remove_workdir, req, stop_all)
 
@@ -917,17 +917,8 @@ def offload_metrics(srv, mode, tx, rx, conns):
     """/metrics of the admin listener agrees with tls_stat: each direction
     of each handshake that --ktls MODE asks for is offloaded or counted as
     a fallback (ringtls_ktls_offloaded_total, ringtls_ktls_fallbacks_total)."""
-    m = re.search(r"listening on 127\.0\.0\.1:(\d+) \(admin\)", srv.log())
-    expect(m, "no admin listener in the log")
-    data = b""
-    with socket.create_connection(("127.0.0.1", int(m.group(1))), timeout=IO_TIMEOUT) as s:
-        s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    text, got, want = data.decode("utf-8", "replace"), {}, {}
+    text, got, want = admin_metrics(srv, IO_TIMEOUT), {}, {}
+    expect(text is not None, "no admin listener in the log")
     for d, n in (("tx", tx), ("rx", rx)):
         off = re.search(r'^ringtls_ktls_offloaded_total\{direction="%s"\} (\d+)$' % d, text, re.M)
         fb = re.findall(r'^ringtls_ktls_fallbacks_total\{direction="%s",reason="\w+"\} (\d+)$' % d,

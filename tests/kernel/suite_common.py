@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -250,6 +251,23 @@ class Server:
 
     def url(self, path="/hello"):
         return "https://localhost:%d%s" % (self.port, path)
+
+
+def admin_metrics(srv, timeout=20.0):
+    """The /metrics text of srv's admin listener (its `(admin)` listening
+    line), or None where it has none."""
+    m = re.search(r"listening on 127\.0\.0\.1:(\d+) \(admin\)", srv.log())
+    if not m:
+        return None
+    data = b""
+    with socket.create_connection(("127.0.0.1", int(m.group(1))), timeout=timeout) as s:
+        s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return data.decode("utf-8", "replace")
 
 
 def stop_all():
