@@ -173,8 +173,6 @@ static void own_update(struct rtls_conn *c, struct tconn *t)
  * that record has left (rtls__ku_seg_sent), before anything queued after. */
 static void queue_tx_update(struct rtls_conn *c, struct tconn *t)
 {
-	const uint8_t *msg = key_update_msg;
-
 	/* Our record layer: until close_notify is sealed, data may still
 	 * follow (a close wanted waits for the queue to be sealed), and the
 	 * KeyUpdate goes into `stage`, ahead of it and of close_notify. */
@@ -204,7 +202,7 @@ static void queue_tx_update(struct rtls_conn *c, struct tconn *t)
 	}
 	/* Ahead of anything not yet sent, even mid-body: the limit counts
 	 * records, and one body can be millions of them. */
-	if (rtls__send_urgent(c, 22, msg, sizeof(key_update_msg)) < 0)
+	if (rtls__send_urgent(c, 22, key_update_msg, sizeof(key_update_msg)) < 0)
 		return; /* one is already on its way */
 	rtls__tls_set_tx(t, RTLS__TLS_KERNEL_UPDATING);
 }
