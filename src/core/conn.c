@@ -231,8 +231,10 @@ int rtls__handler_open(struct rtls_conn *c)
  * Otherwise a peer that pipelines and never reads would fill the ring
  * (the receive is cancelled on pause, but everything the kernel had
  * already taken off the socket still arrives) and starve every other
- * connection. The copies are bounded by what the kernel had received
- * before the cancel: at most the socket's receive buffer. */
+ * connection. The copies are bounded by what the kernel took off the
+ * socket before the cancel landed: the completions not yet read at the
+ * pause, at most the ring's buffers (a reactor far behind them, under
+ * valgrind, parks megabytes; one that keeps up, a few records). */
 static int park(struct rtls_conn *c, struct rtls_buf *b)
 {
 	if (c->npaused == c->paused_cap) {

@@ -358,6 +358,29 @@ def listen_inodes(port):
     return sorted(out)
 
 
+def tcp_queued(ports):
+    """Bytes the kernel holds, unsent (tx_queue) or unread (rx_queue), in
+    the established TCP sockets with either end on one of ports: both ends
+    of each connection, whichever process owns them (/proc/net/tcp{,6})."""
+    total = 0
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                lines = f.readlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            c = line.split()
+            if c[3] != "01":
+                continue
+            lp = int(c[1].rsplit(":", 1)[1], 16)
+            rp = int(c[2].rsplit(":", 1)[1], 16)
+            if lp in ports or rp in ports:
+                tx, rx = c[4].split(":")
+                total += int(tx, 16) + int(rx, 16)
+    return total
+
+
 # --------------------------------------------------------------------------
 # Files
 

@@ -58,7 +58,14 @@ SLOW = 200 * MB
 PT = 1.0 * min(rt.TIME_SCALE, 3.0)     # --proxy-timeout
 CT = 5.0 * min(rt.TIME_SCALE, 3.0)     # --proxy-connect-timeout (SlowConnect takes 1 s)
 RSS_MAX_KIB = (160 if "ASAN_OPTIONS" in os.environ else 64) * 1024
-INFLIGHT_MAX = 48 * MB                 # backend bytes ahead of a non-reading client
+# What the server itself may hold of a response its client does not read.
+# The backend can be further ahead by what the kernel queues (the upstream
+# socket's receive buffer autotunes up to tcp_rmem's maximum, 32 MiB on
+# Debian 12), so the check subtracts the queues it can see. Under valgrind
+# the reactor reads its completions far behind the kernel, which fills
+# ring buffers until the pause's cancel lands: up to the whole ring (1024
+# buffers of 16 KiB, parked on the heap; DESIGN.md "Backpressure").
+HELD_MAX = (16 + 4 if VG else 4) * MB
 UPLOAD_MAX = 24 * MB                   # what a client can push at a stalled upstream
 # Under valgrind one transport: h2_proxy.c runs the same code on both,
 # and the suite's valgrind passes are CI's longest (scripts/valgrind.sh).
@@ -595,12 +602,16 @@ def part_slow_reader(t, e, transport):
     c.request("/p/bytes/%d" % SLOW)
     time.sleep(WATCH)
     lead = e.b1.sent - sent0
+    queued = rt.tcp_queued({e.b1.port, c.local_port})
     grew = e.s.rss_kib() - rss0
     cpu.check(t, "%s non-reading client" % w)
-    print("%s non-reading client: backend sent %d KiB, server RSS +%d KiB" % (w, lead >> 10, grew))
+    print("%s non-reading client: backend sent %d KiB, %d KiB of it in kernel queues, "
+          "server RSS +%d KiB" % (w, lead >> 10, queued >> 10, grew))
     t.check(lead >= MB, "%s non-reading client: the backend sent only %d bytes" % (w, lead))
-    t.check(lead <= INFLIGHT_MAX, "%s non-reading client: the backend sent %d MiB (max %d)"
-            % (w, lead >> 20, INFLIGHT_MAX >> 20))
+    t.check(lead - queued <= HELD_MAX,
+            "%s non-reading client: the backend sent %d KiB, the kernel queues hold %d KiB, "
+            "so the server holds %d KiB (max %d)"
+            % (w, lead >> 10, queued >> 10, (lead - queued) >> 10, HELD_MAX >> 10))
     if not VG:
         t.check(grew <= RSS_MAX_KIB, "%s non-reading client: server RSS +%d KiB (max %d)"
                 % (w, grew, RSS_MAX_KIB))
