@@ -170,6 +170,7 @@ class Config:
             # Test switch only: a lower bar makes the count grow on a
             # machine whose wrk never reaches 90% (e.g. a busy one).
             self.client_bound_pct = float(env["CLIENT_BOUND_PCT"])
+        self.crypto_s = int(env.get("CRYPTO_S", 1 if quick else 2))
         self.perf = env.get("PERF", "1") == "1"
         self.perf_secs = int(env.get("PERF_SECS", 2 if quick else 3))
         self.perf_workloads = env.get("PERF_WORKLOADS", ",".join(P.WORKLOADS)).split(",")
@@ -883,6 +884,32 @@ def round_text(m, wl):
     return text + (f"  ERROR {m['error']}" if m["error"] else "")
 
 
+SPEED_SIGN = re.compile(r"256 bits ecdsa \(nistp256\)\s+\S+s\s+\S+s\s+([0-9.]+)")
+SPEED_X25519 = re.compile(r"253 bits ecdh \(X25519\)\s+\S+s\s+([0-9.]+)")
+
+
+def crypto_round(cfg):
+    """A full handshake's crypto in isolation, on the server's CPU: one
+    ECDSA P-256 signature and two X25519 operations (the server's key
+    share and the shared secret), from `openssl speed` (issue 20's
+    handshake target is at most 1.8x this). Run once per timed round, so
+    that each round's handshakes are set against the machine as it was."""
+    argv = ["openssl", "speed", "-seconds", str(cfg.crypto_s), "ecdsap256", "ecdhx25519"]
+    if cfg.server_cpu is not None:
+        argv = ["taskset", "-c", str(cfg.server_cpu)] + argv
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=60 + 4 * cfg.crypto_s,
+                             check=False).stdout
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return {"error": f"openssl speed: {e}"}
+    sign, x = SPEED_SIGN.search(out), SPEED_X25519.search(out)
+    if not sign or not x or not float(sign.group(1)) or not float(x.group(1)):
+        return {"error": "openssl speed: no ecdsa/X25519 line in its output"}
+    sign_s, x_s = float(sign.group(1)), float(x.group(1))
+    return {"sign_per_s": sign_s, "x25519_per_s": x_s, "us": 1e6 / sign_s + 2e6 / x_s,
+            "command": " ".join(argv)}
+
+
 def timed_phase(cfg, srvs, res):
     """Interleaved rounds; each round starts with the next server in turn,
     so that no server always runs right after the same neighbour."""
@@ -909,6 +936,13 @@ def timed_phase(cfg, srvs, res):
                 res["timed"].setdefault(wl.key, {}).setdefault(name, []).append(m)
                 log(f"round {rnd + 1}/{cfg.rounds}  {wl.key:<10} {name:<7} "
                     + round_text(m, wl))
+            if wl.key == "hs-full":
+                c = crypto_round(cfg)
+                res.setdefault("crypto", []).append(c)
+                log(f"round {rnd + 1}/{cfg.rounds}  {'crypto':<10} " +
+                    (c["error"] if "error" in c else
+                     f"ECDSA P-256 sign {c['sign_per_s']:.0f}/s, X25519 {c['x25519_per_s']:.0f}/s:"
+                     f" {c['us']:.1f} µs per handshake"))
     for wl in cfg.workloads:
         clients_after(cfg, res["clients"][wl.key], res["timed"].get(wl.key, {}))
     bad = stop_all(srvs)

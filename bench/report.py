@@ -820,6 +820,41 @@ def resumption_line(res, names):
             "handshake full. Resumed share in the check run: " + ", ".join(parts) + ".")
 
 
+CRYPTO_TARGET = 1.8  # a full handshake's CPU / its crypto in isolation, at most (issue 20)
+
+
+def crypto_lines(res, names):
+    """Each server's full handshake against its crypto measured in
+    isolation in the same round (bench.crypto_round): per-round ratio of
+    server CPU per handshake to the crypto's µs, median and interval."""
+    rounds = res.get("crypto") or []
+    timed = res.get("timed", {}).get("hs-full", {})
+    if not rounds or not timed:
+        return []
+    failed = [c["error"] for c in rounds if "error" in c]
+    us = [c["us"] for c in rounds if "error" not in c]
+    if not us:
+        return ["Full handshakes against their crypto in isolation: openssl speed failed in "
+                "every round (" + "; ".join(failed) + ")."]
+    cmd = next(c["command"] for c in rounds if "error" not in c)
+    out = [f"Full handshakes against their crypto in isolation (`{cmd}` once "
+           f"per round, on the server's CPU; one ECDSA P-256 signature and two X25519 "
+           f"operations: median {statistics.median(us):.1f} µs over {len(us)} round(s)"
+           + (", failed in " + "; ".join(failed) if failed else "")
+           + "): server CPU per handshake / that, per round, median (interval):"]
+    for n in names:
+        vals = [m["cpu_us_per_req"] / c["us"] for m, c in zip(timed.get(n, []), rounds)
+                if "error" not in c and not m.get("error") and m.get("cpu_us_per_req")]
+        if len(vals) < 3:
+            continue
+        low, high, cover = median_interval(vals)
+        v = statistics.median(vals)
+        verdict = (f"; target at most {CRYPTO_TARGET}x: "
+                   + ("MET" if high <= CRYPTO_TARGET else "not shown")) if n == "ringtls" else ""
+        out.append(f"- {n}: {v:.2f}x ({low:.2f}-{high:.2f}, {100 * cover:.1f}%){verdict}")
+    return out
+
+
 CPU_TARGET = 0.75   # ringtls CPU per request / nginx's, at most (issue #6)
 MEMORY_TARGET = 0.5  # ringtls RSS per idle TLS connection / nginx's, at most
 
@@ -902,6 +937,9 @@ def summary_lines(rows, bound, res, names):
     res_line = resumption_line(res, names)
     if res_line:
         out += ["", res_line]
+    crypto = crypto_lines(res, names)
+    if crypto:
+        out += [""] + crypto
     if idle:
         out += ["", f"Neither side saturated (server below {SATURATED}% of its core, wrk below "
                 f"{bound:.0f}%): " + ", ".join(idle) + ". There the shared machine (other "

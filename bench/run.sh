@@ -76,6 +76,8 @@ Environment (defaults for a full run, 16-20 minutes):
                    (issue 18; then ringtls runs with --backend io_uring)
   PROXY_KEEPALIVE=64  idle upstream connections each proxy keeps (ringtls
                    --proxy-keepalive, nginx keepalive, HAProxy pool-max-conn)
+  CRYPTO_S=2       seconds of `openssl speed` per round for hs-full's crypto
+                   in isolation (one ECDSA P-256 sign, two X25519)
   PERF=1           0: skip the perf phase (skipped anyway without a working
                    `perf record -e cpu-clock`)
   PERF_SECS=3      seconds of wrk load recorded per server and workload
@@ -104,7 +106,7 @@ die() {
 invocation() {
 	local v cmd=""
 	for v in DURATION ROUNDS WARMUP SERVER_CPU CLIENT_CPU CLIENT_CPUS CLIENT_PROCS_MAX \
-		CLIENT_PROCS CLIENT_PROCS_TEST CLIENT_BOUND_PCT WORKLOADS PERF PERF_SECS \
+		CLIENT_PROCS CLIENT_PROCS_TEST CLIENT_BOUND_PCT WORKLOADS CRYPTO_S PERF PERF_SECS \
 		PERF_WORKLOADS CALLGRIND CG_SCALE IDLE_CONNS KERNEL KTLS_CONNS RINGTLS NGINX WRK H2O \
 		HAPROXY H2LOAD H2 PROXY_KEEPALIVE PEERS NO_REPORT REPORT_NAME; do
 		if [[ -n ${!v+x} ]]; then
