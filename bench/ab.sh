@@ -20,6 +20,8 @@
 # BIN may carry flags after commas: build/ringtls,--openssl-records.
 # AB_CLOSE=1: every request on a new connection (Connection: close), so
 # with BIN,--no-tickets each response costs a full handshake.
+# AB_PLAIN=1: plaintext HTTP on --listen instead, without the TLS flags,
+# for changes whose cost could reach every path.
 # BYTES is the file's size (16384, 1048576, ...). Needs wrk, valgrind,
 # strace, openssl (scripts/deps.sh bench, and strace).
 set -euo pipefail
@@ -41,6 +43,12 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$t
 head -c "$1" /dev/urandom >"$tmp/www/f"
 shift
 
+listen=--tls-listen scheme=https
+tls=(--cert "$tmp/cert.pem" --key "$tmp/key.pem" --no-tls12 --tls13-ciphersuites TLS_AES_128_GCM_SHA256)
+if [ "${AB_PLAIN:-0}" = 1 ]; then
+	listen=--listen scheme=http tls=()
+fi
+
 # start BIN[,FLAG...] [wrapper...]: runs the server, sets srv and port;
 # the flags after commas are added to its command line (the same binary
 # with and without --openssl-records, say)
@@ -48,13 +56,12 @@ start() {
 	local bin=${1%%,*} extra=()
 	[[ $1 == *,* ]] && IFS=, read -ra extra <<<"${1#*,}"
 	shift
-	"$@" "$bin" serve --threads 1 --cert "$tmp/cert.pem" --key "$tmp/key.pem" --no-tls12 \
-		--tls13-ciphersuites TLS_AES_128_GCM_SHA256 --root "$tmp/www" \
-		--tls-listen 127.0.0.1:0 "${extra[@]}" >"$tmp/log" 2>&1 &
+	"$@" "$bin" serve --threads 1 "${tls[@]}" --root "$tmp/www" \
+		"$listen" 127.0.0.1:0 "${extra[@]}" >"$tmp/log" 2>&1 &
 	srv=$!
 	port=
 	for _ in $(seq 300); do
-		port=$(grep -oE '127\.0\.0\.1:[0-9]+ \(https\)' "$tmp/log" | grep -oE ':[0-9]+' | tr -d :) || true
+		port=$(grep -oE "127\.0\.0\.1:[0-9]+ \($scheme\)" "$tmp/log" | grep -oE ':[0-9]+' | tr -d :) || true
 		[ -n "$port" ] && break
 		sleep 0.1
 	done
@@ -71,7 +78,7 @@ stop() {
 fixed() {
 	BENCH_REQUESTS=$1 taskset -c 1 wrk -t1 -c"${2:-1}" -d600 -s "$here/fixed_count.lua" \
 		${AB_CLOSE:+-H "Connection: close"} \
-		"https://127.0.0.1:$port/f" | grep -q "fixed_count: $1 responses" ||
+		"$scheme://127.0.0.1:$port/f" | grep -q "fixed_count: $1 responses" ||
 		{ echo "wrk did not get $1 responses" >&2; exit 1; }
 }
 
