@@ -206,10 +206,10 @@ static void tls_metrics(struct rtls__text *t, const struct rtls_stats *s)
 			  s->key_updates_received);
 	rtls__prom_sample(t, "ringtls_tls_key_updates_total",
 			  (const char *[]){ "direction", "sent", NULL }, s->key_updates_sent);
-	rtls__prom_family(t, "ringtls_tls_own_records_total", "counter",
+	rtls__prom_family(t, "ringtls_tls_own_record_layer_connections_total", "counter",
 			  "TLS connections whose records after the handshake ringtls's own record "
 			  "layer sealed (kernel TLS did not take TX; --openssl-records: none).");
-	rtls__prom_sample(t, "ringtls_tls_own_records_total", NULL, s->tls_own_tx);
+	rtls__prom_sample(t, "ringtls_tls_own_record_layer_connections_total", NULL, s->tls_own_tx);
 }
 
 static void ktls_metrics(struct rtls__text *t, const struct rtls_stats *s)

@@ -3,7 +3,7 @@
 TX after the handshake (always, on a host without kTLS), ringtls seals its
 records itself instead of OpenSSL's record layer; --openssl-records turns
 that off. Every check runs on both, and the metric
-ringtls_tls_own_records_total proves which one made the records.
+ringtls_tls_own_record_layer_connections_total proves which one made the records.
 
 1. every suite (TLS 1.3 and 1.2 x AES-128-GCM, AES-256-GCM,
    ChaCha20-Poly1305), through curl: a 3 MB file by sha256 and /hello; the
@@ -43,7 +43,7 @@ SUITES = (
     ("TLSv1.2", "ECDHE-ECDSA-AES256-GCM-SHA384", "AES-256-GCM"),
     ("TLSv1.2", "ECDHE-ECDSA-CHACHA20-POLY1305", "CHACHA20-POLY1305"),
 )
-OWN = "ringtls_tls_own_records_total"
+OWN = "ringtls_tls_own_record_layer_connections_total"
 KU = "ringtls_tls_key_updates_total"
 
 

@@ -372,8 +372,8 @@ def own_records_peer_updates(mode):
                          "TlsRxRekeyReceived": 3 if krx else 0, "TlsRxRekeyError": 0})
         expect_counters(ck, d, want)
         ck.note(fmt_delta(d, BASE_KEYS + (REKEY_KEYS if REKEY else [])))
-        ck.eq(own_records(srv), 1, "ringtls_tls_own_records_total: our record layer made the "
-              "server's records")
+        ck.eq(own_records(srv), 1, "ringtls_tls_own_record_layer_connections_total: our "
+              "record layer made the server's records")
         ck.eq(srv.info_lines(), [], "server info/warn/error lines")
     finally:
         srv.stop()
@@ -381,9 +381,9 @@ def own_records_peer_updates(mode):
 
 
 def own_records(srv):
-    """ringtls_tls_own_records_total from the admin listener, or None."""
+    """ringtls_tls_own_record_layer_connections_total from the admin listener, or None."""
     text = admin_metrics(srv, STEP_TIMEOUT)
-    v = re.search(r"^ringtls_tls_own_records_total (\d+)$", text or "", re.M)
+    v = re.search(r"^ringtls_tls_own_record_layer_connections_total (\d+)$", text or "", re.M)
     return int(v.group(1)) if v else None
 
 
