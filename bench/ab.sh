@@ -1,8 +1,8 @@
 #!/bin/bash
-# A/B of two (or more) ringtls binaries on one TLS static file, for the
-# changes issue 20 asks to measure one by one. Each binary serves the same
-# file with the bench's TLS flags (--threads 1, TLS 1.3, AES-128-GCM),
-# pinned to CPU 0; wrk runs on CPU 1.
+# A/B of two (or more) ringtls binaries on one static file, for the changes
+# issue 20 asks to measure one by one. Each binary serves the same file
+# with the bench's TLS flags (--threads 1, TLS 1.3, AES-128-GCM; AB_PLAIN=1:
+# plaintext), pinned to CPU 0; wrk runs on CPU 1.
 #
 #   bench/ab.sh cpu BYTES ROUNDS N CONNS BIN...
 #       server CPU µs per response (all threads' schedstat run time over
@@ -100,7 +100,7 @@ cpu)
 			sleep 0.2
 			b=$(cpu_ns "$srv")
 			stop
-			us=$(((b - a) / n / 1000))
+			us=$(awk -v a="$a" -v b="$b" -v n="$n" 'BEGIN {printf "%.2f", (b - a) / n / 1000}')
 			echo "round $r binary $i $us us/response ($bin)"
 			echo "$us" >>"$tmp/r$i"
 		done

@@ -143,9 +143,18 @@ static double run(size_t size, unsigned count, int zc, unsigned *copied)
 		while (off < size) {
 			ssize_t n = send(fd, p + off, size - off, zc ? MSG_ZEROCOPY : 0);
 
-			if (n < 0 && errno == ENOBUFS && zc) { /* optmem for notifications */
+			if (n < 0 && errno == ENOBUFS && zc && inflight) {
+				/* optmem for notifications: wait for one */
 				inflight -= reap(fd, copied, 1);
 				continue;
+			}
+			if (n < 0 && errno == ENOBUFS && zc) {
+				/* Nothing in flight to wait for: the pages cannot be
+				 * pinned at all (RLIMIT_MEMLOCK, optmem_max). */
+				fprintf(stderr,
+					"MSG_ZEROCOPY send: ENOBUFS with nothing in flight: "
+					"raise RLIMIT_MEMLOCK or net.core.optmem_max\n");
+				exit(1);
 			}
 			if (n < 0)
 				die("send");

@@ -233,7 +233,8 @@ int rtls__handler_open(struct rtls_conn *c)
  * already taken off the socket still arrives) and starve every other
  * connection. The copies are bounded by what the kernel took off the
  * socket before the cancel landed: the completions not yet read at the
- * pause, at most the ring's buffers (a reactor far behind them, under
+ * pause, at most the ring's buffers, or twice that without DEFER_TASKRUN
+ * (DESIGN.md "Backpressure"; a reactor far behind its completions, under
  * valgrind, parks megabytes; one that keeps up, a few records). */
 static int park(struct rtls_conn *c, struct rtls_buf *b)
 {
